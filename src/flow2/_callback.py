@@ -1,0 +1,93 @@
+"""A task made from a bare function, sync or async."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from typing import Any
+
+from ._context import current_run
+from ._exceptions import TaskTypeError
+from ._task import Context, Task
+
+
+class CallbackKind(enum.Enum):
+    """How a callback is called."""
+
+    #: ``async def``: awaited on the event loop.
+    COROUTINE = "coroutine"
+    #: ``async def`` with ``yield``: its items are collected into a list.
+    ASYNC_GENERATOR = "async generator"
+    #: Anything else: called in the task's executor, never on the event loop.
+    SYNC = "sync"
+
+
+def kind_of(callback: Any) -> CallbackKind:
+    """Tell how ``callback`` must be called."""
+    for candidate in (callback, getattr(callback, "__call__", None)):  # noqa: B004
+        if inspect.iscoroutinefunction(candidate):
+            return CallbackKind.COROUTINE
+        if inspect.isasyncgenfunction(candidate):
+            return CallbackKind.ASYNC_GENERATOR
+    return CallbackKind.SYNC
+
+
+class CallbackTask(Task):
+    """Task decorating a callback.
+
+    The callback receives the context dict; its return value is the task's
+    result. An async callback is awaited on the event loop; a sync one runs
+    in the task's executor (a worker thread by default) so it never blocks
+    the loop. A returned awaitable is awaited and an async iterator's items
+    are collected into a list.
+
+    :param name: task name
+    :param callback: sync or async callable taking the context dict
+    :param kwargs: the options of :class:`Task` (``register``, ``timeout``, ...)
+    :raises flow2.TaskTypeError: when ``callback`` is not callable
+
+    Example::
+
+        async def fetch_version(context):
+            return "1.2.0"
+
+        flow2.CallbackTask("Version", fetch_version)
+    """
+
+    def __init__(self, name: str, callback: Any, **kwargs: Any) -> None:
+        if not callable(callback):
+            raise TaskTypeError(
+                f"task {name!r}: callback {callback!r} ({type(callback).__name__}) is not "
+                f"callable; pass a function taking the context dict, "
+                f"e.g. CallbackTask({name!r}, my_function)"
+            )
+        super().__init__(name, **kwargs)
+        #: Sync or async task callback.
+        self.callback = callback
+        self.callback_kind = kind_of(callback)
+
+    async def run(self, context: Context) -> Any:
+        """Call the callback with the context and return its resolved result."""
+        kind = self.callback_kind
+        if kind is CallbackKind.COROUTINE:
+            result = await self.callback(context)
+        elif kind is CallbackKind.ASYNC_GENERATOR:
+            return [item async for item in self.callback(context)]
+        else:
+            run = current_run.get()
+            if run is None:
+                result = self.callback(context)
+            else:
+                result = await run.executor_for(self).call(self, self.callback, context)
+        if result is None:
+            return None
+        return await resolve(result)
+
+
+async def resolve(value: Any) -> Any:
+    """Await an awaitable and collect an async iterator into a list; return anything else."""
+    while inspect.isawaitable(value):
+        value = await value
+    if hasattr(value, "__aiter__"):
+        return [item async for item in value]
+    return value

@@ -1,0 +1,192 @@
+"""Plain console output: one line per event, colored on a terminal.
+
+This is what a run prints in CI logs, pipes and files, and on a terminal
+when the live view is not used::
+
+    STARTING  Your workflow
+    STARTING  Task 1
+    SUCCESS   Task 1 (0.01s)
+      something
+    FAILED    Task 2 (0.00s): ValueError: no such file
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._events import RunEvent, Status, TaskEvent
+
+if TYPE_CHECKING:
+    from ._events import Event
+
+#: The word each status prints as, padded so names line up.
+WORDS = {
+    Status.RUNNING: "STARTING",
+    Status.RETRYING: "RETRYING",
+    Status.SUCCEEDED: "SUCCESS",
+    Status.PARTIAL: "PARTIAL",
+    Status.FAILED: "FAILED",
+    Status.SKIPPED: "SKIPPED",
+    Status.CANCELLED: "CANCELLED",
+}
+_WIDTH = max(map(len, WORDS.values())) + 1
+
+#: ANSI SGR codes of each status's color.
+COLORS = {
+    Status.RUNNING: "33",  # yellow
+    Status.RETRYING: "33;1",  # bold yellow
+    Status.SUCCEEDED: "32",  # green
+    Status.PARTIAL: "31",  # red: something inside failed
+    Status.FAILED: "31;1",  # bold red
+    Status.SKIPPED: "2",  # dim
+    Status.CANCELLED: "35",  # magenta
+}
+
+#: Longest result shown under SUCCESS, in lines.
+MAX_RESULT_LINES = 40
+#: Seconds a line may wait in the stream's buffer before it is flushed.
+FLUSH_DELAY = 0.05
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Color when ``stream`` is a terminal, unless NO_COLOR is set; FORCE_COLOR forces it."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class PlainConsole:
+    """An event listener printing one line per event.
+
+    :param stream: where to write; ``sys.stdout`` (as it is when the run starts) when None
+    :param color: force color on or off; decided by :func:`wants_color` when None
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.color = wants_color(self.stream) if color is None else color
+        self._labels = {
+            status: self._paint(status, word.ljust(_WIDTH)) for status, word in WORDS.items()
+        }
+        self._flush_pending = False
+
+    def _paint(self, status: Status, text: str) -> str:
+        return f"\033[{COLORS[status]}m{text}\033[0m" if self.color else text
+
+    def __call__(self, event: Event) -> None:
+        if type(event) is TaskEvent:
+            self.write(self.format(event))
+        elif isinstance(event, RunEvent) and event.status.is_finished:
+            self.stream.flush()
+
+    def format(self, event: TaskEvent) -> str:
+        """The line (or lines) ``event`` prints as, newline-terminated."""
+        status = event.status
+        line = self._labels[status] + event.task.name
+        if event.duration is not None and status is not Status.RETRYING:
+            line += f" ({event.duration:.2f}s)"
+        if status is Status.SUCCEEDED:
+            if event.result is not None and event.task.output:
+                return f"{line}\n{format_result(event.result)}\n"
+        elif status is Status.FAILED:
+            if event.failed_count and not event.task.stores_result:
+                line += f": {_count(event.failed_count)} failed inside"
+            elif event.error is not None:
+                line += f": {describe_error(event.error)}"
+        elif status is Status.PARTIAL:
+            line += f": {_count(event.failed_count)} failed inside"
+        elif status is Status.RETRYING and event.error is not None:
+            retries = event.task.retries
+            line += (
+                f": {describe_error(event.error)} "
+                f"(attempt {event.attempt} of {retries + 1}, next in {event.retry_delay:g}s)"
+            )
+        return line + "\n"
+
+    def write(self, text: str) -> None:
+        """Write ``text``; flush soon, not once per line (a pipe is block-buffered)."""
+        self.stream.write(text)
+        if not self._flush_pending:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.stream.flush()
+                return
+            self._flush_pending = True
+            loop.call_later(FLUSH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        try:
+            self.stream.flush()
+        except ValueError:  # the stream was closed by its owner meanwhile
+            pass
+
+
+def _count(failed: int) -> str:
+    return f"{failed} task" if failed == 1 else f"{failed} tasks"
+
+
+def describe_error(error: BaseException) -> str:
+    """``'ValueError: message'``, or the type alone when the message is empty."""
+    message = str(error)
+    name = type(error).__name__
+    return f"{name}: {message}" if message else name
+
+
+def format_result(value: Any, *, max_lines: int = MAX_RESULT_LINES) -> str:
+    """Render a result readably, YAML-like, indented by two spaces, at most ``max_lines``."""
+    lines = list(_lines(value, 1))
+    if len(lines) > max_lines:
+        hidden = len(lines) - max_lines
+        lines = [*lines[:max_lines], f"  … {hidden} more line{'s' if hidden > 1 else ''}"]
+    return "\n".join(lines)
+
+
+def _lines(value: Any, depth: int) -> Any:
+    indent = "  " * depth
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            if _is_nested(item):
+                yield f"{indent}{key}:"
+                yield from _lines(item, depth + 1)
+            else:
+                yield f"{indent}{key}: {_scalar(item)}"
+    elif isinstance(value, list | tuple | set | frozenset) and value:
+        for item in value:
+            if _is_nested(item):
+                yield f"{indent}-"
+                yield from _lines(item, depth + 1)
+            else:
+                yield f"{indent}- {_scalar(item)}"
+    elif isinstance(value, str) and "\n" in value:
+        for line in value.splitlines():
+            yield f"{indent}{line}"
+    else:
+        yield f"{indent}{_scalar(value)}"
+
+
+def _is_nested(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\n" in value
+    return isinstance(value, dict | list | tuple | set | frozenset) and bool(value)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value.strip() == value and value else repr(value)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return "{}" if isinstance(value, dict) else "[]"
+    return repr(value)

@@ -1,0 +1,108 @@
+"""The stream of events a run emits, and the shape of the things that listen to it.
+
+The engine never prints or logs by itself: every change of a task's state
+becomes one :class:`TaskEvent`, and the run's begin and end become
+:class:`RunEvent` s. Consumers (the console lines, the logging records, the
+live view, the JSON event file, anything a user adds) are plain callables
+taking one event; they are called synchronously, in order, on the event
+loop's thread, so they must be quick and must not block.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from ._task import Task
+
+
+class Status(enum.Enum):
+    """The state a task (or a whole run) is in, or has ended in."""
+
+    #: Not started yet.
+    PENDING = "pending"
+    #: Started and not finished.
+    RUNNING = "running"
+    #: An attempt failed and the task will run again after a delay.
+    RETRYING = "retrying"
+    #: Finished without error.
+    SUCCEEDED = "succeeded"
+    #: A group that did not fail itself although tasks inside it failed.
+    PARTIAL = "partial"
+    #: Finished with an error (its own, or a child's for a group that fails).
+    FAILED = "failed"
+    #: Never started because an earlier task of its serial group failed.
+    SKIPPED = "skipped"
+    #: Stopped from outside: Ctrl-C, a caller's timeout, a sibling's failure.
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for the states a task ends in."""
+        return self not in (Status.PENDING, Status.RUNNING, Status.RETRYING)
+
+
+@dataclass(slots=True)
+class TaskEvent:
+    """One change of one task's state.
+
+    :param status: the state the task entered
+    :param task: the task
+    :param run: the run it belongs to (gives the task's place in the tree)
+    :param time: wall-clock time of the change, seconds since the epoch
+    :param attempt: 1 for the first attempt, 2 for the first retry, ...
+    :param duration: seconds since the task started, once it finished
+    :param result: the task's return value, with ``SUCCEEDED``
+    :param error: the exception, with ``FAILED``, ``RETRYING`` and
+        ``CANCELLED`` (a group failing because of a child carries the child's)
+    :param failed_count: for a group, how many tasks inside it failed
+    :param retry_delay: with ``RETRYING``, seconds until the next attempt
+    """
+
+    status: Status
+    task: Task
+    run: Run
+    time: float
+    attempt: int = 1
+    duration: float | None = None
+    result: Any = None
+    error: BaseException | None = None
+    failed_count: int = 0
+    retry_delay: float | None = None
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Names from the root of the tree down to this task."""
+        return self.run.path_of(self.task)
+
+
+@dataclass(slots=True)
+class RunEvent:
+    """The start (``RUNNING``) or the end of a whole run.
+
+    At the end ``status`` is ``SUCCEEDED``, ``PARTIAL``, ``FAILED`` or
+    ``CANCELLED`` and ``duration`` is the run's wall time in seconds.
+    """
+
+    status: Status
+    run: Run
+    time: float
+    duration: float | None = None
+    error: BaseException | None = None
+
+
+Event = TaskEvent | RunEvent
+
+
+class EventListener(Protocol):
+    """Anything that consumes a run's events: a callable taking one event.
+
+    Pass listeners to :class:`flow2.Runner`. A listener that holds a
+    resource (a file, a live display) releases it when it receives the
+    :class:`RunEvent` that ends the run.
+    """
+
+    def __call__(self, event: Event, /) -> None: ...

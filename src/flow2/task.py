@@ -1,0 +1,16 @@
+"""The task classes, under the module name the documentation uses (``flow2.task``)."""
+
+from __future__ import annotations
+
+from ._callback import CallbackTask
+from ._groups import OnError, ParallelTaskGroup, SerialTaskGroup, TaskGroup
+from ._task import Task
+
+__all__ = [
+    "CallbackTask",
+    "OnError",
+    "ParallelTaskGroup",
+    "SerialTaskGroup",
+    "Task",
+    "TaskGroup",
+]

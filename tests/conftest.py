@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+import flow2
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coroutine`` on a fresh event loop in asyncio debug mode."""
+    return asyncio.run(coroutine, debug=True)
+
+
+class Recorder:
+    """An event listener that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[flow2.Event] = []
+
+    def __call__(self, event: flow2.Event) -> None:
+        self.events.append(event)
+
+    def statuses(self, name: str) -> list[flow2.Status]:
+        return [
+            event.status
+            for event in self.events
+            if isinstance(event, flow2.TaskEvent) and event.task.name == name
+        ]
+
+    def final(self, name: str) -> flow2.Status:
+        return self.statuses(name)[-1]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def quiet_runner(recorder: Recorder) -> flow2.Runner:
+    """A runner that prints into a buffer and records every event."""
+    return flow2.Runner(display="plain", stream=io.StringIO(), listeners=[recorder])
