@@ -21,9 +21,13 @@ from ._exceptions import (
     TaskTypeError,
 )
 from ._executors import EXECUTOR_FACTORIES, Executor, ThreadExecutor
+from ._logging import TaskLogger
 from ._naming import snake_case
 from ._run import Display, Run, Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
+
+#: A logger bound to whichever task is running where it is called.
+logger = TaskLogger()
 
 __all__ = [
     "EXECUTOR_FACTORIES",
@@ -48,8 +52,10 @@ __all__ = [
     "Task",
     "TaskEvent",
     "TaskGroup",
+    "TaskLogger",
     "TaskTimeoutError",
     "TaskTypeError",
     "ThreadExecutor",
+    "logger",
     "snake_case",
 ]

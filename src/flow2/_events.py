@@ -11,7 +11,6 @@ loop's thread, so they must be quick and must not block.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ class Status(enum.Enum):
         return self not in (Status.PENDING, Status.RUNNING, Status.RETRYING)
 
 
-@dataclass(slots=True)
 class TaskEvent:
     """One change of one task's state.
 
@@ -62,16 +60,47 @@ class TaskEvent:
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
     """
 
-    status: Status
-    task: Task
-    run: Run
-    time: float
-    attempt: int = 1
-    duration: float | None = None
-    result: Any = None
-    error: BaseException | None = None
-    failed_count: int = 0
-    retry_delay: float | None = None
+    # A plain class with slots: one is made per task and state, so it is
+    # kept as cheap to build as a tuple.
+    __slots__ = (
+        "attempt",
+        "duration",
+        "error",
+        "failed_count",
+        "result",
+        "retry_delay",
+        "run",
+        "status",
+        "task",
+        "time",
+    )
+
+    def __init__(
+        self,
+        status: Status,
+        task: Task,
+        run: Run,
+        time: float,
+        attempt: int = 1,
+        duration: float | None = None,
+        result: Any = None,
+        error: BaseException | None = None,
+        failed_count: int = 0,
+        retry_delay: float | None = None,
+    ) -> None:
+        self.status = status
+        self.task = task
+        self.run = run
+        self.time = time
+        self.attempt = attempt
+        self.duration = duration
+        self.result = result
+        self.error = error
+        self.failed_count = failed_count
+        self.retry_delay = retry_delay
+
+    def __repr__(self) -> str:
+        return f"<TaskEvent {self.status.name} {self.task.name!r} attempt={self.attempt}>"
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -79,7 +108,6 @@ class TaskEvent:
         return self.run.path_of(self.task)
 
 
-@dataclass(slots=True)
 class RunEvent:
     """The start (``RUNNING``) or the end of a whole run.
 
@@ -87,11 +115,24 @@ class RunEvent:
     ``CANCELLED`` and ``duration`` is the run's wall time in seconds.
     """
 
-    status: Status
-    run: Run
-    time: float
-    duration: float | None = None
-    error: BaseException | None = None
+    __slots__ = ("duration", "error", "run", "status", "time")
+
+    def __init__(
+        self,
+        status: Status,
+        run: Run,
+        time: float,
+        duration: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self.status = status
+        self.run = run
+        self.time = time
+        self.duration = duration
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<RunEvent {self.status.name} run={self.run.id}>"
 
 
 Event = TaskEvent | RunEvent

@@ -4,8 +4,9 @@ An async callback always runs on the event loop. A sync callback is handed
 to its task's executor, chosen by the task's ``executor`` option (inherited
 from the enclosing group, ``"thread"`` when nobody sets one). An executor is
 anything with the two coroutine methods of :class:`Executor`; a name such as
-``"thread"`` is looked up in :data:`EXECUTOR_FACTORIES`, and the run creates
-that executor the first time a task needs it and closes it when it ends.
+``"thread"`` is looked up in :data:`EXECUTOR_FACTORIES`. A run starts every
+executor its tree names before the first task runs, and closes the ones it
+created when it ends.
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ class Executor(Protocol):
         """
         ...
 
+    async def start(self) -> None:
+        """Get ready (connect, check the cluster) before any task of the run starts.
+
+        Raise :class:`flow2.ExecutorError` here, naming what is wrong, so a
+        run that cannot work fails before doing anything.
+        """
+        ...
+
     async def aclose(self) -> None:
-        """Release what the executor holds; called when the run that created it ends."""
+        """Release what the executor holds; called when the run ends, however it ends."""
         ...
 
 
@@ -53,6 +62,9 @@ class ThreadExecutor:
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Nothing to prepare: threads start on first use."""
 
     async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
         if self._pool is None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-import uuid
-from dataclasses import dataclass, field
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -83,7 +81,6 @@ def _max_threads_from_environment(value: int | None) -> int | None:
     return value
 
 
-@dataclass
 class Runner:
     """Runs a task tree with chosen settings; ``task.run()`` uses the defaults.
 
@@ -102,16 +99,20 @@ class Runner:
         context = await flow2.Runner(display="none").run(workflow, {"env": "prod"})
     """
 
-    display: Display | str | None = None
-    listeners: Sequence[EventListener] = ()
-    max_threads: int | None = None
-    stream: TextIO | None = None
-    color: bool | None = None
-    _display: Display = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._display = _from_environment("FLOW2_DISPLAY", Display, self.display)
-        self.max_threads = _max_threads_from_environment(self.max_threads)
+    def __init__(
+        self,
+        *,
+        display: Display | str | None = None,
+        listeners: Sequence[EventListener] = (),
+        max_threads: int | None = None,
+        stream: TextIO | None = None,
+        color: bool | None = None,
+    ) -> None:
+        self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
+        self.listeners = list(listeners)
+        self.max_threads = _max_threads_from_environment(max_threads)
+        self.stream = stream
+        self.color = color
 
     async def run(
         self, task: Task, context: Context | None = None, *, raises: bool = True
@@ -134,12 +135,13 @@ class Runner:
             raise TaskTypeError(
                 f"task {task.name!r}: the context must be a dict, got {type(context).__name__}"
             )
-        validate_tree(task)
+        executors = validate_tree(task)
         run = Run(task, context, self._make_listeners(), self)
         token = current_run.set(run)
         run.emit(RunEvent(Status.RUNNING, run, time()))
         status, error = Status.FAILED, None
         try:
+            await run.start_executors(executors)
             await task.process(context, raises)
             status = task._status
         except asyncio.CancelledError:
@@ -155,7 +157,7 @@ class Runner:
 
     def _make_listeners(self) -> list[EventListener]:
         listeners: list[EventListener] = []
-        if self._display is not Display.NONE:
+        if self.display is not Display.NONE:
             listeners.append(PlainConsole(self.stream, color=self.color))
         listeners.append(LoggingListener())
         listeners.extend(self.listeners)
@@ -174,7 +176,7 @@ class Run:
     def __init__(
         self, root: Task, context: Context, listeners: list[EventListener], settings: Runner
     ) -> None:
-        self.id = uuid.uuid4().hex[:12]
+        self.id = os.urandom(6).hex()
         self.root = root
         self.context = context
         self.settings = settings
@@ -182,6 +184,7 @@ class Run:
         self.started_at = time()
         self._started_counter = perf_counter()
         self._executors: dict[str, Executor] = {}
+        self._started_executors: list[Executor] = []
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every listener, in order."""
@@ -214,12 +217,24 @@ class Run:
         if not isinstance(choice, str):
             return choice
         executor = self._executors.get(choice)
-        if executor is None:
+        if executor is None:  # a task created on the fly names a new one
             factory = EXECUTOR_FACTORIES.get(choice)
             if factory is None:
                 raise DefinitionError(_unknown_executor_message(task, choice))
             executor = self._executors[choice] = factory(self.settings)
         return executor
+
+    async def start_executors(self, choices: Iterable[str | Executor]) -> None:
+        """Create and start every executor the tree names, before any task runs."""
+        for choice in choices:
+            if isinstance(choice, str):
+                if choice in self._executors:
+                    continue
+                executor = self._executors[choice] = EXECUTOR_FACTORIES[choice](self.settings)
+            else:
+                executor = choice
+            await executor.start()
+            self._started_executors.append(executor)
 
     def mark_not_started(self, tasks: Iterable[Task], status: Status) -> None:
         """Report every task under ``tasks`` as never started: SKIPPED or CANCELLED."""
@@ -234,7 +249,7 @@ class Run:
 
     async def close(self, status: Status, error: BaseException | None) -> None:
         """Close the executors the run created, then emit the run's end."""
-        for executor in self._executors.values():
+        for executor in list(self._executors.values()):
             try:
                 await executor.aclose()
             except Exception:
@@ -250,8 +265,11 @@ def _unknown_executor_message(task: Task, name: str) -> str:
     )
 
 
-def validate_tree(root: Task) -> None:
+def validate_tree(root: Task) -> list[str | Executor]:
     """Check the whole tree before anything runs, and reset its run-time state.
+
+    :returns: the executors the tree names: "thread" first, then each name or
+        object in the order the tree first names it
 
     :raises flow2.DuplicateKeyError: two leaf tasks store under one key
     :raises flow2.DuplicateTaskError: one task object appears twice
@@ -265,6 +283,7 @@ def validate_tree(root: Task) -> None:
     stack: list[tuple[Task, Task | None]] = [(root, None)]
     pop, push, remember = stack.pop, stack.append, seen.add
     pending = Status.PENDING
+    executors: dict[int | str, str | Executor] = {"thread": "thread"}
     while stack:
         task, parent = pop()
         if id(task) in seen:
@@ -278,8 +297,13 @@ def validate_tree(root: Task) -> None:
         task._status = pending
         task._failed_count = 0
         executor = task.executor
-        if type(executor) is str and executor not in EXECUTOR_FACTORIES:
-            raise DefinitionError(_unknown_executor_message(task, executor))
+        if executor is not None:
+            if type(executor) is str:
+                if executor not in EXECUTOR_FACTORIES:
+                    raise DefinitionError(_unknown_executor_message(task, executor))
+                executors.setdefault(executor, executor)
+            else:
+                executors.setdefault(id(executor), executor)
         if task.stores_result:
             other = owners.setdefault(task.key, task)
             if other is not task:
@@ -293,3 +317,4 @@ def validate_tree(root: Task) -> None:
                 child = children[position - 1]
                 check_is_task(task.name, position, child)
                 push((child, task))
+    return list(executors.values())

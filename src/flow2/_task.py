@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._context import current_run, current_task
 from ._events import Status, TaskEvent
 from ._exceptions import DefinitionError, TaskTimeoutError, TaskTypeError
+from ._executors import Executor
+from ._logging import TaskLogger
 from ._naming import snake_case
 
 if TYPE_CHECKING:
-    from ._executors import Executor
     from ._run import Run
 
 Context = dict[str, Any]
@@ -92,7 +93,17 @@ class Task:
         self.timeout = _check_timeout(name, timeout)
         self.retries = _check_retries(name, retries)
         self.retry_delay = _check_retry_delay(name, retry_delay)
+        if executor is not None and not isinstance(executor, str | Executor):
+            raise DefinitionError(
+                f"task {name!r}: executor={executor!r} is neither an executor name such as "
+                f"'thread' nor a flow2.Executor object"
+            )
         self.executor = executor
+
+    @property
+    def logger(self) -> TaskLogger:
+        """A logger bound to this task: its records carry the task's name, key and path."""
+        return TaskLogger(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
