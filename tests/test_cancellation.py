@@ -1,0 +1,166 @@
+"""Cancelling a run from outside: the caller's cancel, its timeout, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+import flow2
+from tests.conftest import Recorder, run
+
+S = flow2.Status
+
+
+def tree_of_sleepers(started: asyncio.Event, survivors: list[str]) -> flow2.Task:
+    count = 0
+
+    async def sleeper(context: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if count == 3:
+            started.set()
+        await asyncio.sleep(60)
+        survivors.append("woke up")
+
+    return flow2.SerialTaskGroup(
+        "Root",
+        flow2.ParallelTaskGroup(
+            "Parallel",
+            flow2.CallbackTask("A", sleeper),
+            flow2.CallbackTask("B", sleeper),
+            flow2.SerialTaskGroup("Inner", flow2.CallbackTask("C", sleeper), flow2.Task("D")),
+        ),
+        flow2.Task("Never"),
+    )
+
+
+def test_cancelling_the_caller_cancels_every_running_task(recorder: Recorder) -> None:
+    survivors: list[str] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+        runner = flow2.Runner(display="plain", stream=io.StringIO(), listeners=[recorder])
+        job = asyncio.create_task(runner.run(tree_of_sleepers(started, survivors)))
+        await started.wait()
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        # Nothing of the tree is still scheduled behind the caller's back.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        assert others == []
+
+    run(main())
+    assert survivors == []
+    for name in ("A", "B", "C", "Inner", "Parallel", "Root"):
+        assert recorder.final(name) is S.CANCELLED, name
+    assert recorder.statuses("D") == [S.CANCELLED]
+    assert recorder.statuses("Never") == [S.CANCELLED]
+    assert not any(event.status is S.FAILED for event in recorder.events)
+    run_end = recorder.events[-1]
+    assert isinstance(run_end, flow2.RunEvent) and run_end.status is S.CANCELLED
+
+
+def test_callers_timeout_cancels_the_tree(recorder: Recorder) -> None:
+    survivors: list[str] = []
+
+    async def main() -> None:
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await runner.run(tree_of_sleepers(asyncio.Event(), survivors))
+
+    run(main())
+    assert recorder.final("A") is S.CANCELLED
+    assert survivors == []
+
+
+def test_wait_for_cancels_the_tree(recorder: Recorder) -> None:
+    survivors: list[str] = []
+
+    async def main() -> None:
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(runner.run(tree_of_sleepers(asyncio.Event(), survivors)), 0.2)
+
+    run(main())
+    assert recorder.final("Root") is S.CANCELLED
+    assert survivors == []
+
+
+def test_cancelled_sync_callback_is_reported_and_the_run_ends(recorder: Recorder) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def blocking(context: dict[str, Any]) -> None:
+        entered.set()
+        release.wait(30)
+
+    async def main() -> None:
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        job = asyncio.create_task(runner.run(flow2.CallbackTask("Block", blocking)))
+        await asyncio.to_thread(entered.wait, 30)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    try:
+        run(main())
+    finally:
+        release.set()
+    assert recorder.final("Block") is S.CANCELLED
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    import flow2
+
+    async def sleeper(context):
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+
+    tree = flow2.ParallelTaskGroup(
+        "Root", flow2.CallbackTask("A", sleeper), flow2.CallbackTask("B", sleeper)
+    )
+    try:
+        asyncio.run(flow2.Runner(display="plain").run(tree))
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_cancels_everything_cleanly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
+    )
+    assert process.stdout is not None
+    seen = []
+    while len([line for line in seen if line == "ready"]) < 2:
+        line = process.stdout.readline()
+        assert line, f"the script ended early: {seen} {process.stderr.read()}"  # type: ignore[union-attr]
+        seen.append(line.strip())
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    lines = seen + out.splitlines()
+    assert process.returncode == 130, err
+    assert "CANCELLED A" in " ".join(" ".join(line.split()) for line in lines)
+    assert "CANCELLED B" in " ".join(" ".join(line.split()) for line in lines)
+    assert "CANCELLED Root" in " ".join(" ".join(line.split()) for line in lines)
+    assert "interrupted" in lines
+    assert "Traceback" not in err
