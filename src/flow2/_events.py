@@ -38,6 +38,10 @@ class Status(enum.Enum):
     #: Stopped from outside: Ctrl-C, a caller's timeout, a sibling's failure.
     CANCELLED = "cancelled"
 
+    # Members are singletons: hash by identity, in C, instead of Enum's
+    # Python-level hash of the name (statuses key dicts on the hot path).
+    __hash__ = object.__hash__
+
     @property
     def is_finished(self) -> bool:
         """True for the states a task ends in."""

@@ -1,0 +1,162 @@
+"""Per-task overhead of the engine, side by side with raw asyncio.gather.
+
+Run: ``python benchmarks/bench_engine.py`` (about a minute; ``--quick`` for a
+smaller run). Every figure is the median of ``--repeat`` runs, and the runs
+of the compared variants are interleaved in one process so that the noise of
+a shared machine hits them alike.
+
+What is measured, per task (the tree is built before the clock starts; the
+run includes checking the tree, every event, and the console lines):
+
+- ``gather``: ``await asyncio.gather(*(noop(context) for _ in range(n)))``.
+- ``parallel, console to /dev/null``: a ParallelTaskGroup of n CallbackTasks
+  around the same ``noop``, plain console lines written to /dev/null.
+- ``parallel, console to a file``: the same, lines written to a real file.
+- ``parallel, output off``: ``display="none"``.
+- ``serial, console to /dev/null``: a SerialTaskGroup of the same.
+- ``parallel, INFO handler``: console off, and a logging.StreamHandler at
+  INFO on the ``flow2`` logger writing to /dev/null (every success becomes a
+  log record: this is the cost of logging, not of the engine).
+
+Logging is left as Python starts it unless stated: the ``flow2`` logger has
+only its NullHandler and the root logger is at WARNING, so no record is made.
+The garbage collector is on, as in any program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flow2
+
+
+async def noop(context: dict[str, Any]) -> None:
+    return None
+
+
+def time_gather(count: int) -> float:
+    async def main() -> float:
+        context: dict[str, Any] = {}
+        started = time.perf_counter()
+        await asyncio.gather(*(noop(context) for _ in range(count)))
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def time_flow(count: int, group: type[flow2.TaskGroup], runner: flow2.Runner) -> float:
+    tree = group("Benchmark", *(flow2.CallbackTask(f"Task {index}", noop) for index in range(count)))
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await runner.run(tree)
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def import_ratio(repeat: int) -> tuple[float, float]:
+    """Median seconds of ``import asyncio`` and of ``import flow2``, each in a fresh interpreter."""
+
+    def seconds(module: str) -> float:
+        code = (
+            "import time; s = time.perf_counter(); "
+            f"import {module}; print(time.perf_counter() - s)"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        return float(output)
+
+    asyncio_times, flow2_times = [], []
+    for _ in range(repeat):
+        asyncio_times.append(seconds("asyncio"))
+        flow2_times.append(seconds("flow2"))
+    return statistics.median(asyncio_times), statistics.median(flow2_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 3 repeats")
+    options = parser.parse_args()
+    if options.quick:
+        options.tasks, options.repeat = 10_000, 3
+
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    real_file = tempfile.TemporaryFile("w")  # noqa: SIM115
+    info_handler = logging.StreamHandler(devnull)
+    info_handler.setLevel(logging.INFO)
+    flow_logger = logging.getLogger("flow2")
+
+    def with_info_handler(count: int) -> float:
+        flow_logger.addHandler(info_handler)
+        flow_logger.setLevel(logging.INFO)
+        try:
+            return time_flow(count, flow2.ParallelTaskGroup, flow2.Runner(display="none"))
+        finally:
+            flow_logger.removeHandler(info_handler)
+            flow_logger.setLevel(logging.NOTSET)
+
+    def to_devnull(group: type[flow2.TaskGroup]) -> Callable[[int], float]:
+        return lambda count: time_flow(count, group, flow2.Runner(display="plain", stream=devnull))
+
+    variants: dict[str, Callable[[int], float]] = {
+        "gather": time_gather,
+        "parallel, console to /dev/null": to_devnull(flow2.ParallelTaskGroup),
+        "parallel, console to a file": lambda count: time_flow(
+            count, flow2.ParallelTaskGroup, flow2.Runner(display="plain", stream=real_file)
+        ),
+        "parallel, output off": lambda count: time_flow(
+            count, flow2.ParallelTaskGroup, flow2.Runner(display="none")
+        ),
+        "serial, console to /dev/null": to_devnull(flow2.SerialTaskGroup),
+        "parallel, INFO handler": with_info_handler,
+    }
+
+    def measure(count: int, repeat: int) -> dict[str, float]:
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(repeat):
+            for name, variant in variants.items():
+                samples[name].append(variant(count) / count * 1e6)
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+    large = measure(options.tasks, options.repeat)
+    # Small runs are short: repeat them more for a stable median.
+    small = measure(options.small, max(options.repeat * 10, 30))
+
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; medians of runs")
+    print(f"{options.repeat} x {options.tasks:,} tasks and {max(options.repeat * 10, 30)} x "
+          f"{options.small:,} tasks; µs per task\n")
+    print(f"| variant | {options.small:,} tasks | {options.tasks:,} tasks | "
+          f"x gather at {options.tasks:,} | {options.tasks:,} vs {options.small:,} |")
+    print("|---|---:|---:|---:|---:|")
+    for name in variants:
+        print(
+            f"| {name} | {small[name]:.1f} | {large[name]:.1f} | "
+            f"{large[name] / large['gather']:.2f} | {large[name] / small[name]:.2f} |"
+        )
+    file_vs_off = large["parallel, console to a file"] / large["parallel, output off"]
+    print(f"\nconsole to a real file vs output off: {file_vs_off:.2f}x")
+
+    asyncio_seconds, flow2_seconds = import_ratio(max(options.repeat * 2, 7))
+    print(
+        f"import asyncio {asyncio_seconds * 1e3:.0f} ms, import flow2 {flow2_seconds * 1e3:.0f} ms "
+        f"(includes asyncio): {flow2_seconds / asyncio_seconds:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
