@@ -9,6 +9,7 @@ Describe work as a tree of tasks — your own :class:`Task` subclasses and
 
 from __future__ import annotations
 
+from ._console import Verbosity
 from ._events import Event, EventListener, RunEvent, Status, TaskEvent
 from ._exceptions import (
     ConfigurationError,
@@ -56,6 +57,7 @@ __all__ = [
     "TaskTimeoutError",
     "TaskTypeError",
     "ThreadExecutor",
+    "Verbosity",
     "logger",
     "snake_case",
 ]

@@ -8,11 +8,19 @@ when the live view is not used::
     SUCCESS   Task 1 (0.01s)
       something
     FAILED    Task 2 (0.00s): ValueError: no such file
+
+What a task's own code logs (``task.logger``, ``flow2.logger``) comes out
+between them, each line prefixed with the task's name, so the output of
+parallel tasks is never an unattributable interleaving::
+
+    [Build wheel] compiling 12 modules
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,6 +29,31 @@ from ._events import RunEvent, Status, TaskEvent
 
 if TYPE_CHECKING:
     from ._events import Event
+
+
+class Verbosity(enum.Enum):
+    """How much a run prints (the live view, the plain lines and the summary)."""
+
+    #: Problems only: failures and retries, task records of level WARNING and
+    #: up, a one-line summary plus the failures; the live tree is erased at the end.
+    QUIET = "quiet"
+    #: Every task's start and end, task records from INFO, the full summary.
+    NORMAL = "normal"
+    #: Also task records from DEBUG; plain lines show each task's whole path,
+    #: the summary lists more of the slowest tasks.
+    VERBOSE = "verbose"
+
+    @property
+    def log_level(self) -> int:
+        """The lowest level of task log records shown."""
+        return _LOG_LEVELS[self]
+
+
+_LOG_LEVELS = {
+    Verbosity.QUIET: logging.WARNING,
+    Verbosity.NORMAL: logging.INFO,
+    Verbosity.VERBOSE: logging.DEBUG,
+}
 
 #: The word each status prints as, padded so names line up.
 WORDS = {
@@ -61,34 +94,69 @@ def wants_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
+#: Statuses a quiet console still prints.
+_QUIET_STATUSES = frozenset({Status.FAILED, Status.RETRYING})
+
+
 class PlainConsole:
     """An event listener printing one line per event.
 
     :param stream: where to write; ``sys.stdout`` (as it is when the run starts) when None
     :param color: force color on or off; decided by :func:`wants_color` when None
+    :param verbosity: quiet prints only failures and retries; verbose prints
+        each task's whole path instead of its name
     """
 
-    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        color: bool | None = None,
+        verbosity: Verbosity = Verbosity.NORMAL,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.color = wants_color(self.stream) if color is None else color
+        self.verbosity = verbosity
         self._labels = {
             status: self._paint(status, word.ljust(_WIDTH)) for status, word in WORDS.items()
         }
         self._flush_pending = False
+        self._quiet = verbosity is Verbosity.QUIET
+        self._verbose = verbosity is Verbosity.VERBOSE
 
     def _paint(self, status: Status, text: str) -> str:
         return f"\033[{COLORS[status]}m{text}\033[0m" if self.color else text
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
+            if self._quiet and event.status not in _QUIET_STATUSES:
+                return
             self.write(self.format(event))
         elif isinstance(event, RunEvent) and event.status.is_finished:
             self.stream.flush()
 
+    def show_record(self, record: logging.LogRecord) -> None:
+        """Print a task's log record, each of its lines prefixed with the task's name."""
+        from ._logging import record_text  # imported here: _logging imports this module
+
+        prefix = f"[{getattr(record, 'task', None) or '?'}] "
+        if record.levelno >= logging.WARNING:
+            prefix += f"{record.levelname}: "
+        if self.color:
+            color = "31;1" if record.levelno >= logging.ERROR else "33"
+            if record.levelno < logging.WARNING:
+                color = "36"  # cyan: a task's name, not a status
+            prefix = f"\033[{color}m{prefix}\033[0m"
+        lines = record_text(record).splitlines() or [""]
+        self.write("".join(f"{prefix}{line}\n" for line in lines))
+
     def format(self, event: TaskEvent) -> str:
         """The line (or lines) ``event`` prints as, newline-terminated."""
         status = event.status
-        line = self._labels[status] + event.task.name
+        if self._verbose:
+            line = self._labels[status] + " › ".join(event.path)
+        else:
+            line = self._labels[status] + event.task.name
         if event.duration is not None and status is not Status.RETRYING:
             line += f" ({event.duration:.2f}s)"
         if status is Status.SUCCEEDED:

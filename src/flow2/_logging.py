@@ -12,7 +12,9 @@ formatters and filters::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,8 @@ from ._context import current_run, current_task
 from ._events import RunEvent, Status, TaskEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._events import Event
     from ._task import Task
 
@@ -38,8 +42,9 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     ``Task.logger`` is bound to its task; ``flow2.logger`` is bound to
     whichever task is running where it is called (through a context
     variable, so it works in async code, worker threads and helpers alike).
-    Each record gets the attributes ``task`` (name), ``key``, ``path`` and
-    ``run_id``; outside any task they are None.
+    Each record gets the attributes ``task`` (name), ``key``, ``path``,
+    ``run_id`` and ``task_object`` (the :class:`Task` itself); outside any
+    task they are None.
 
     :param task: the task to bind to; None for "the task running now"
     """
@@ -53,7 +58,13 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     ) -> tuple[Any, MutableMapping[str, Any]]:
         task = self.task if self.task is not None else current_task.get()
         run = current_run.get()
-        fields: dict[str, Any] = {"task": None, "key": None, "path": None, "run_id": None}
+        fields: dict[str, Any] = {
+            "task": None,
+            "key": None,
+            "path": None,
+            "run_id": None,
+            "task_object": task,
+        }
         if task is not None:
             fields["task"] = task.name
             fields["key"] = task.key
@@ -140,3 +151,78 @@ class LoggingListener:
             message,
             extra={"run_id": event.run.id, "task": root.name, "status": event.status.value},
         )
+
+
+class TaskRecordRouter:
+    """An event listener that hands the records of tasks' own code to a display.
+
+    While a run lasts it attaches a handler to the ``flow2.tasks`` logger
+    (where ``task.logger`` and ``flow2.logger`` write) that passes each record
+    of *this* run to ``show`` — always on the event loop's thread, so a
+    display never races the engine, and records from worker threads keep
+    their order with the events. The records still propagate to the
+    application's own logging handlers.
+
+    When the application left the ``flow2.tasks`` level unset, the router
+    sets it to ``level`` for the run (logging would otherwise drop INFO
+    records before any handler sees them) and restores it at the end.
+
+    :param show: called with each record of the run, on the loop's thread
+    :param level: the lowest level shown
+    """
+
+    def __init__(self, show: Callable[[logging.LogRecord], None], level: int) -> None:
+        self.show = show
+        self.level = level
+        self._handler: _RunHandler | None = None
+        self._level_set = False
+
+    def __call__(self, event: Event) -> None:
+        if type(event) is not RunEvent:
+            return
+        if event.status is Status.RUNNING:
+            self._handler = _RunHandler(event.run.id, self.show, self.level)
+            tasks_logger.addHandler(self._handler)
+            if tasks_logger.level == logging.NOTSET:
+                tasks_logger.setLevel(self.level)
+                self._level_set = True
+        elif self._handler is not None:
+            tasks_logger.removeHandler(self._handler)
+            self._handler = None
+            if self._level_set:
+                tasks_logger.setLevel(logging.NOTSET)
+                self._level_set = False
+
+
+class _RunHandler(logging.Handler):
+    """Passes the records of one run to a display, on the run's loop thread."""
+
+    def __init__(self, run_id: str, show: Callable[[logging.LogRecord], None], level: int) -> None:
+        super().__init__(level)
+        self.run_id = run_id
+        self.show = show
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "run_id", None) != self.run_id:
+            return
+        if threading.get_ident() == self.loop_thread:
+            self.show(record)
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.show, record)
+        except RuntimeError:  # the loop closed: a thread outlived its run
+            pass
+
+
+def record_text(record: logging.LogRecord) -> str:
+    """A record's message, with its exception's traceback when it has one."""
+    text = record.getMessage()
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        text = f"{text}\n{record.exc_text}"
+    elif record.stack_info:
+        text = f"{text}\n{record.stack_info}"
+    return text

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import importlib.util
 import os
+import sys
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._console import PlainConsole
+from ._console import PlainConsole, Verbosity
 from ._context import current_run
+from ._event_file import EventFile, EventTarget, events_target_from_environment
 from ._events import RunEvent, Status, TaskEvent
 from ._exceptions import (
     ConfigurationError,
@@ -25,7 +28,8 @@ from ._exceptions import (
     TaskTypeError,
 )
 from ._executors import EXECUTOR_FACTORIES, Executor
-from ._logging import LoggingListener, logger
+from ._logging import LoggingListener, TaskRecordRouter, logger
+from ._summary import SummaryListener
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
@@ -47,11 +51,18 @@ class Display(enum.Enum):
     NONE = "none"
 
 
-def _from_environment(variable: str, enum_type: type[enum.Enum], value: Any) -> Any:
-    """``value`` as ``enum_type``, else the environment variable's, else the first member."""
+def _from_environment(
+    variable: str, enum_type: type[enum.Enum], value: Any, default: Any = None
+) -> Any:
+    """``value`` as ``enum_type``, else the environment variable's, else ``default``.
+
+    ``default`` is the enum's first member when None.
+    """
     source = "argument"
     if value is None:
-        value = os.environ.get(variable) or next(iter(enum_type)).value
+        if default is None:
+            default = next(iter(enum_type))
+        value = os.environ.get(variable) or default.value
         source = f"environment variable {variable}"
     try:
         return enum_type(value.lower() if isinstance(value, str) else value)
@@ -87,6 +98,11 @@ class Runner:
     Every argument left None takes its environment variable, then the default.
 
     :param display: :class:`Display` or its value; ``FLOW2_DISPLAY``, else "auto"
+        (the live view when ``stream`` is a terminal and rich is installed,
+        plain lines otherwise)
+    :param verbosity: :class:`Verbosity` or its value; ``FLOW2_VERBOSITY``, else "normal"
+    :param events: a file path or text stream receiving every event as a JSON
+        line; ``FLOW2_EVENTS`` (a path), else none
     :param listeners: more event listeners, called after the built-in ones
     :param max_threads: size of the thread pool for sync callbacks;
         ``FLOW2_MAX_THREADS``, else Python's default
@@ -107,8 +123,14 @@ class Runner:
         max_threads: int | None = None,
         stream: TextIO | None = None,
         color: bool | None = None,
+        verbosity: Verbosity | str | None = None,
+        events: EventTarget | None = None,
     ) -> None:
         self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
+        self.verbosity: Verbosity = _from_environment(
+            "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
+        )
+        self.events = events_target_from_environment(events)
         self.listeners = list(listeners)
         self.max_threads = _max_threads_from_environment(max_threads)
         self.stream = stream
@@ -157,11 +179,51 @@ class Runner:
 
     def _make_listeners(self) -> list[EventListener]:
         listeners: list[EventListener] = []
-        if self.display is not Display.NONE:
-            listeners.append(PlainConsole(self.stream, color=self.color))
+        display = self._choose_display()
+        verbosity = self.verbosity
+        if display is Display.LIVE:
+            from ._live import LiveView  # imports rich: only when used
+
+            view = LiveView(
+                self.stream,
+                color=self.color,
+                verbosity=verbosity,
+                force_terminal=self.display is Display.LIVE,
+            )
+            listeners += [TaskRecordRouter(view.show_record, verbosity.log_level), view]
+        elif display is Display.PLAIN:
+            console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
+            listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
+        if display is not Display.NONE:
+            listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
         listeners.append(LoggingListener())
+        if self.events is not None:
+            event_file = EventFile(self.events)
+            event_file.open()  # a path that cannot be written fails before the run
+            listeners.append(event_file)
         listeners.extend(self.listeners)
         return listeners
+
+    def _choose_display(self) -> Display:
+        """The display to use: AUTO becomes LIVE on a terminal with rich, else PLAIN.
+
+        :raises flow2.ConfigurationError: LIVE was asked for and rich is missing
+        """
+        has_rich = importlib.util.find_spec("rich") is not None
+        if self.display is Display.LIVE:
+            if not has_rich:
+                raise ConfigurationError(
+                    "display='live' needs rich, which is not installed; "
+                    "install it with: pip install 'flow2[live]' (or use display='plain')"
+                )
+            return Display.LIVE
+        if self.display is Display.AUTO:
+            stream = self.stream if self.stream is not None else sys.stdout
+            isatty = getattr(stream, "isatty", None)
+            if has_rich and isatty is not None and isatty():
+                return Display.LIVE
+            return Display.PLAIN
+        return self.display
 
 
 class Run:

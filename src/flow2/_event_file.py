@@ -1,0 +1,179 @@
+"""Every event as one JSON object per line, for CI annotations and other tools.
+
+Choose the file with ``Runner(events=...)`` or the environment variable
+``FLOW2_EVENTS``. Lines are appended, so several runs may share a file;
+each line carries its run's id. The fields are documented in
+``docs/display.md`` and stay stable: new fields may be added, none is
+renamed or removed. ::
+
+    {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
+     "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
+     "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
+     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._events import RunEvent, Status, TaskEvent
+from ._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._events import Event
+    from ._task import Task
+
+#: The version of the line format, in the ``format`` field of each run's first line.
+FORMAT_VERSION = 1
+
+EventTarget = str | os.PathLike[str] | TextIO
+
+
+def events_target_from_environment(value: EventTarget | None) -> EventTarget | None:
+    """``value``, else the path in ``FLOW2_EVENTS``, checked; None when neither is set.
+
+    :raises flow2.ConfigurationError: the value is neither a path nor a
+        writable text stream, or the path cannot be a file (a directory,
+        or in a directory that does not exist)
+    """
+    if value is None:
+        raw = os.environ.get("FLOW2_EVENTS")
+        if not raw:
+            return None
+        _check_path(raw, f"environment variable FLOW2_EVENTS={raw!r}")
+        return raw
+    if isinstance(value, str | os.PathLike):
+        _check_path(os.fspath(value), f"events={os.fspath(value)!r}")
+        return value
+    if callable(getattr(value, "write", None)):
+        return value
+    raise ConfigurationError(
+        f"events={value!r} is neither a file path nor a writable text stream; "
+        f"pass a path such as 'events.jsonl' or an open text file"
+    )
+
+
+def _check_path(path: str, source: str) -> None:
+    if not path.strip():
+        raise ConfigurationError(f"{source} is empty; give a file path such as 'events.jsonl'")
+    if os.path.isdir(path):
+        raise ConfigurationError(
+            f"{source} is a directory; give a file path such as "
+            f"{os.path.join(path, 'events.jsonl')!r}"
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(
+            f"{source}: the directory {parent!r} does not exist; create it or choose another path"
+        )
+
+
+def _error(error: BaseException | None) -> dict[str, str] | None:
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+class EventFile:
+    """An event listener writing each event as one JSON line.
+
+    :param target: a file path (opened for appending when the run starts,
+        closed when it ends) or a text stream (written and flushed, never closed)
+    :raises flow2.ConfigurationError: when the file cannot be opened
+    """
+
+    def __init__(self, target: EventTarget) -> None:
+        self.target = target
+        self._stream: TextIO | None = None
+        self._owns_stream = False
+        self._paths: dict[Task, list[str]] = {}
+        self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
+
+    def open(self) -> None:
+        """Open the file now, so a path that cannot be written fails before the run.
+
+        :raises flow2.ConfigurationError: when the file cannot be opened
+        """
+        if isinstance(self.target, str | os.PathLike):
+            try:
+                self._stream = open(self.target, "a", encoding="utf-8")
+            except OSError as error:
+                raise ConfigurationError(
+                    f"cannot open the events file {os.fspath(self.target)!r}: "
+                    f"{error.strerror}; choose a writable path"
+                ) from None
+            self._owns_stream = True
+        else:
+            self._stream = self.target
+
+    def __call__(self, event: Event) -> None:
+        if self._stream is None:
+            self.open()
+        assert self._stream is not None
+        if type(event) is TaskEvent:
+            self._stream.write(self._dumps(self._task_fields(event)) + "\n")
+        elif isinstance(event, RunEvent):
+            self._stream.write(self._dumps(self._run_fields(event)) + "\n")
+            if event.status.is_finished:
+                self._close()
+
+    def _path(self, task: Task) -> list[str]:
+        # Paths are cached, so a task's path costs one list copy, not a walk
+        # to the root; iterative, because trees may be thousands of levels deep.
+        paths = self._paths
+        path = paths.get(task)
+        if path is not None:
+            return path
+        chain: list[Task] = []
+        node: Task | None = task
+        while node is not None and node not in paths:
+            chain.append(node)
+            node = node._parent
+        path = paths[node] if node is not None else []
+        for node in reversed(chain):
+            path = paths[node] = [*path, node.name]
+        return path
+
+    def _task_fields(self, event: TaskEvent) -> dict[str, Any]:
+        task = event.task
+        return {
+            "event": "task",
+            "run_id": event.run.id,
+            "status": event.status.value,
+            "time": event.time,
+            "task": task.name,
+            "key": task.key,
+            "path": self._path(task),
+            "group": not task.stores_result,
+            "attempt": event.attempt,
+            "duration": event.duration,
+            "failed_count": event.failed_count,
+            "retry_delay": event.retry_delay,
+            "error": _error(event.error),
+        }
+
+    def _run_fields(self, event: RunEvent) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "event": "run",
+            "run_id": event.run.id,
+            "status": event.status.value,
+            "time": event.time,
+            "root": event.run.root.name,
+            "duration": event.duration,
+            "error": _error(event.error),
+        }
+        if event.status is Status.RUNNING:
+            fields["format"] = FORMAT_VERSION
+        return fields
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        self._paths.clear()
+        if stream is None:
+            return
+        if self._owns_stream:
+            stream.close()
+        else:
+            stream.flush()
