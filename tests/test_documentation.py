@@ -1,0 +1,80 @@
+"""The original documentation's example runs exactly as written."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import io
+from typing import Any
+
+import flow2
+
+# Verbatim from the documentation; it leaves your_callback2, your_callback4,
+# YourTask, your and args to the reader, and awaits at the top level.
+DOCUMENTED_EXAMPLE = """
+import flow2
+
+async def your_callback1(context):
+    return 'something'
+
+task = flow2.SerialTaskGroup(
+    'Your workflow',
+    flow2.ParallelTaskGroup(
+        'Parallel task',
+        flow2.CallbackTask('Task 1', your_callback1),
+        flow2.CallbackTask('Task 2', your_callback2),
+    ),
+    flow2.ParallelTaskGroup(
+        'Parallel task',
+        YourTask('Task 3', your, args),
+        flow2.CallbackTask('Task 4', your_callback4),
+    ),
+)
+
+result = await task.run()
+"""
+
+
+def test_the_documented_example_runs_as_written(monkeypatch: Any) -> None:
+    seen_by_callback4: list[dict[str, Any]] = []
+
+    def your_callback2(context: dict[str, Any]) -> int:  # a sync one
+        return 2
+
+    async def your_callback4(context: dict[str, Any]) -> str:
+        seen_by_callback4.append(dict(context))
+        return "four"
+
+    class YourTask(flow2.Task):
+        def __init__(self, name: str, *arguments: Any, **kwargs: Any) -> None:
+            super().__init__(name, **kwargs)
+            self.arguments = arguments
+
+        async def run(self, context: dict[str, Any]) -> Any:
+            return list(self.arguments)
+
+    namespace: dict[str, Any] = {
+        "your_callback2": your_callback2,
+        "your_callback4": your_callback4,
+        "YourTask": YourTask,
+        "your": "your",
+        "args": "args",
+    }
+    code = compile(DOCUMENTED_EXAMPLE, "<documentation>", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    stdout = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stdout)
+
+    async def main() -> None:
+        coroutine = eval(code, namespace)
+        await coroutine
+
+    asyncio.run(main())
+    assert namespace["result"] == {
+        "task_1": "something",
+        "task_2": 2,
+        "task_3": ["your", "args"],
+        "task_4": "four",
+    }
+    # "you are sure that your_callback4 will have the 'task_3' key in the context"
+    assert seen_by_callback4[0]["task_3"] == ["your", "args"]
+    assert "SUCCESS   Your workflow" in stdout.getvalue()
