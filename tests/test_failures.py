@@ -63,7 +63,7 @@ def test_serial_failure_inside_a_group_is_never_reported_as_success() -> None:
     context = run(flow2.Runner(display="plain", stream=stream).run(tree, raises=False))
     lines = stream.getvalue().splitlines()
     assert not any(line.startswith("SUCCESS") for line in lines), lines
-    assert [line.split()[0] for line in lines] == [
+    assert [line.split()[0] for line in lines[:6]] == [
         "STARTING",
         "STARTING",
         "STARTING",
