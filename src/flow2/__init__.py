@@ -12,16 +12,21 @@ from __future__ import annotations
 from ._console import Verbosity
 from ._events import Event, EventListener, RunEvent, Status, TaskEvent
 from ._exceptions import (
+    CommandError,
     ConfigurationError,
     DefinitionError,
     DuplicateKeyError,
     DuplicateTaskError,
     ExecutorError,
+    ExpressionError,
     FlowError,
+    FlowFileError,
+    PluginError,
     TaskTimeoutError,
     TaskTypeError,
 )
 from ._executors import EXECUTOR_FACTORIES, Executor, ThreadExecutor
+from ._loader import Flow, load
 from ._logging import TaskLogger
 from ._naming import snake_case
 from ._run import Display, Run, Runner
@@ -33,6 +38,7 @@ logger = TaskLogger()
 __all__ = [
     "EXECUTOR_FACTORIES",
     "CallbackTask",
+    "CommandError",
     "ConfigurationError",
     "DefinitionError",
     "Display",
@@ -42,9 +48,13 @@ __all__ = [
     "EventListener",
     "Executor",
     "ExecutorError",
+    "ExpressionError",
+    "Flow",
     "FlowError",
+    "FlowFileError",
     "OnError",
     "ParallelTaskGroup",
+    "PluginError",
     "Run",
     "RunEvent",
     "Runner",
@@ -58,6 +68,7 @@ __all__ = [
     "TaskTypeError",
     "ThreadExecutor",
     "Verbosity",
+    "load",
     "logger",
     "snake_case",
 ]

@@ -8,11 +8,16 @@ a user's exception raised inside a task reaches the caller unchanged.
     FlowError
     ├── DefinitionError (also ValueError)   the tree or a flow file is wrong; nothing ran
     │   ├── DuplicateKeyError               two leaf tasks store under one key
-    │   └── DuplicateTaskError              one task object twice in a tree
+    │   ├── DuplicateTaskError              one task object twice in a tree
+    │   ├── PluginError                     a flow names a plugin that is missing or broken
+    │   └── FlowFileError                   a flow file is wrong; names its file, line and key
     ├── TaskTypeError (also TypeError)      something that is not a Task where a Task belongs,
     │                                       or a callback that cannot be called
     ├── ConfigurationError (also ValueError) a run option or environment variable is wrong
     ├── TaskTimeoutError (also TimeoutError) a task ran past its ``timeout``
+    ├── StrayCancellationError              a task's work raised CancelledError unasked
+    ├── CommandError                        a shell task's command exited with a non-zero code
+    ├── ExpressionError                     a flow's run-time ``${{ … }}`` expression failed
     └── ExecutorError                       an executor could not run a task's work
 """
 
@@ -33,6 +38,39 @@ class DuplicateKeyError(DefinitionError):
 
 class DuplicateTaskError(DefinitionError):
     """The same task object appears twice in one tree, or in two running trees."""
+
+
+class PluginError(DefinitionError):
+    """A flow names a plugin that is not installed, or whose module fails to import.
+
+    :param plugin: the plugin name the flow uses
+    """
+
+    def __init__(self, message: str, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class FlowFileError(DefinitionError):
+    """A flow file cannot become a task tree: bad YAML, a template error, a wrong node.
+
+    The message starts with ``file:line:``; the parts are also attributes.
+
+    :param message: what is wrong and how to fix it
+    :param file: the flow file
+    :param line: the line (1-based) in the file, None when it is about the whole file
+    :param key: the key of the node the error is about, when there is one
+    """
+
+    def __init__(
+        self, message: str, *, file: str, line: int | None = None, key: str | None = None
+    ) -> None:
+        location = file if line is None else f"{file}:{line}"
+        super().__init__(f"{location}: {message}")
+        self.reason = message
+        self.file = file
+        self.line = line
+        self.key = key
 
 
 class TaskTypeError(FlowError, TypeError):
@@ -57,6 +95,32 @@ class TaskTimeoutError(FlowError, TimeoutError):
         )
         self.task_name = task_name
         self.timeout = timeout
+
+
+class CommandError(FlowError):
+    """A shell task's command exited with a non-zero code.
+
+    :param message: what ran and how it ended, with the last lines of its stderr
+    :param returncode: the exit code (negative: killed by that signal)
+    :param stderr: the captured standard error (size-capped)
+    """
+
+    def __init__(self, message: str, returncode: int, stderr: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ExpressionError(FlowError):
+    """A run-time ``${{ … }}`` expression of a flow file failed when its task started."""
+
+
+class StrayCancellationError(FlowError):
+    """A task's work raised CancelledError although nothing cancelled the task.
+
+    Typically the work awaited a future or task that something else
+    cancelled. It is a failure of the task, not a cancellation of the run.
+    """
 
 
 class ExecutorError(FlowError):

@@ -1,0 +1,8 @@
+"""``python -m flow2``: the ``flow2`` command."""
+
+from __future__ import annotations
+
+from ._main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,684 @@
+"""How a YAML flow file becomes a task tree.
+
+Four steps, each reporting errors with the file, the line and the key:
+
+1. the file is rendered as a Jinja template (see ``_templates``);
+2. YAML reads the text (safe loading only: plain data, no Python objects),
+   remembering the line of every mapping, key and list item;
+3. each node — a mapping with ``plugin:`` — becomes the task its plugin
+   builds, its other keys the plugin's options and ``tasks:`` its children;
+4. the tree is checked as a run would check it (result keys, executors).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import DefinitionError, FlowError, FlowFileError, PluginError
+from ._task import Context, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import yaml
+
+    from ._plugins import Plugin
+
+#: Where ``flow2 run NAME`` looks for ``NAME.yml``, after ``./.flow2/flows``.
+USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
+FLOW_EXTENSIONS = (".yml", ".yaml")
+
+#: Keys every node may have that are not passed as options.
+_STRUCTURE_KEYS = ("plugin", "name", "tasks")
+
+
+class LineDict(dict[Any, Any]):
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class LineList(list[Any]):
+    """A YAML sequence that remembers its line and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+@functools.cache
+def _line_loader() -> type[yaml.SafeLoader]:
+    """A SafeLoader whose mappings and sequences carry their line numbers."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class LineLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> Any:
+        mapping = LineDict()
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {}
+        yield mapping
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            if key_node.value in seen:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"key {key_node.value!r} appears twice in this mapping (first on line "
+                    f"{seen[key_node.value]}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key_node.value] = key_node.start_mark.line + 1
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise ConstructorError(
+                    None, None, "a list or mapping cannot be a key", key_node.start_mark
+                ) from None
+            mapping[key] = loader.construct_object(value_node, deep=True)
+            mapping.key_lines[key] = key_node.start_mark.line + 1
+
+    def construct_sequence(loader: LineLoader, node: yaml.SequenceNode) -> Any:
+        sequence = LineList()
+        sequence.line = node.start_mark.line + 1
+        sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
+        yield sequence
+        sequence.extend(loader.construct_object(item, deep=True) for item in node.value)
+
+    LineLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
+    LineLoader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
+    return LineLoader
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"the boolean {value!r}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+@dataclass
+class Node:
+    """What the loader knows about one task of the tree."""
+
+    task: Task
+    plugin: str
+    line: int
+    options: dict[str, Any]
+    children: list[Node] = field(default_factory=list)
+
+
+@dataclass
+class LoadedFlow:
+    """A flow file read into a task tree, with the facts ``show`` and ``graph`` print."""
+
+    file: str
+    text: str
+    root: Node
+
+    def nodes(self) -> list[Node]:
+        """Every node, in file order (depth first)."""
+        found: list[Node] = []
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            found.append(node)
+            stack.extend(reversed(node.children))
+        return found
+
+
+def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> LoadedFlow:
+    """Render, parse and build the flow file at ``path``.
+
+    :raises flow2.FlowFileError: when anything about the file is wrong
+    :raises flow2.PluginError: never; plugin problems become FlowFileError with the line
+    """
+    file = os.fspath(path)
+    text = render(file, variables)
+    data = parse(file, text)
+    builder = _Builder(file, text, set(variables))
+    try:
+        root = builder.build(data)
+    except RecursionError:
+        raise FlowFileError(
+            "tasks are nested too deeply to load; flatten the groups", file=file
+        ) from None
+    builder.check_tree(root)
+    return LoadedFlow(file, text, root)
+
+
+def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
+    """The text of the flow file at ``path`` after templating.
+
+    :raises flow2.FlowFileError: when the file cannot be read or the template fails
+    """
+    from ._templates import render_file
+
+    file = os.fspath(path)
+    try:
+        source = Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise FlowFileError(
+            f"the file is not UTF-8 text ({error.reason} at byte {error.start})", file=file
+        ) from None
+    except OSError as error:
+        raise FlowFileError(f"cannot read the file: {error.strerror or error}", file=file) from None
+    return render_file(source, file, variables)
+
+
+def parse(file: str, text: str) -> Any:
+    """The YAML data of ``text`` (already rendered), mappings and lists carrying lines.
+
+    :raises flow2.FlowFileError: on malformed YAML, naming the line
+    """
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_line_loader())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or "malformed YAML"
+        if error.context:
+            problem = f"{problem} ({error.context})"
+        raise FlowFileError(
+            f"invalid YAML: {problem}; check the indentation and quoting around this line "
+            f"(`flow2 render` shows the text after templating)",
+            file=file,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    except yaml.YAMLError as error:
+        raise FlowFileError(f"invalid YAML: {error}", file=file) from None
+    except RecursionError:
+        raise FlowFileError("the YAML is nested too deeply to read", file=file) from None
+
+
+EXAMPLE_NODE = "plugin: shell\ncmd: echo hello"
+
+
+class _Builder:
+    """Turns parsed YAML data into tasks, one node at a time."""
+
+    def __init__(self, file: str, text: str, variables: set[str]) -> None:
+        from ._plugins import installed_plugins
+
+        self.file = file
+        self.variables = variables
+        self.plugins = installed_plugins()
+        self.loaded: dict[str, Callable[..., Any]] = {}
+        self.unnamed = 0
+        self.deferred: list[tuple[Node, dict[str, Any]]] = []
+        self._building: set[int] = set()
+
+    def error(self, message: str, line: int | None, key: str | None = None) -> FlowFileError:
+        return FlowFileError(message, file=self.file, line=line, key=key)
+
+    def build(self, data: Any) -> Node:
+        if data is None:
+            raise self.error(
+                "the flow is empty; a flow is one task, a mapping with a plugin: key, e.g.\n"
+                + EXAMPLE_NODE,
+                1,
+            )
+        if isinstance(data, list):
+            raise self.error(
+                "the top of a flow is one task (a mapping with plugin:), not a list; "
+                "wrap the tasks in a group:\nplugin: serial\ntasks:\n  - ...",
+                getattr(data, "line", 1),
+            )
+        return self.build_node(data, 1, "the flow")
+
+    def build_node(self, data: Any, line: int, where: str) -> Node:
+        if not isinstance(data, LineDict):
+            raise self.error(
+                f"{where} must be a task, a mapping with a plugin: key, but it is "
+                f"{_type_name(data)}; write e.g.\n{EXAMPLE_NODE}",
+                line,
+            )
+        if id(data) in self._building:
+            raise self.error(
+                f"{where} contains itself through a YAML alias; a task cannot contain itself",
+                line,
+            )
+        self._building.add(id(data))
+        try:
+            return self._build_mapping(data)
+        finally:
+            self._building.discard(id(data))
+
+    def _build_mapping(self, data: LineDict) -> Node:
+        line = data.line
+        key_lines = data.key_lines
+        for key in data:
+            if not isinstance(key, str):
+                raise self.error(
+                    f"the key {key!r} is {_type_name(key)}; keys are option names such as "
+                    f"cmd or timeout",
+                    key_lines.get(key, line),
+                )
+        plugin_name = data.get("plugin")
+        if "plugin" not in data:
+            raise self.error(
+                f"this task has no plugin: key, which names what it does; add one of: "
+                f"{', '.join(self.plugins)}",
+                line,
+                "plugin",
+            )
+        if not isinstance(plugin_name, str):
+            raise self.error(
+                f"plugin: must be a plugin name, got {_type_name(plugin_name)}; "
+                f"use one of: {', '.join(self.plugins)}",
+                key_lines["plugin"],
+                "plugin",
+            )
+        name = data.get("name")
+        if "name" not in data:
+            self.unnamed += 1
+            name = f"Task {self.unnamed}"
+        elif not isinstance(name, str) or not name.strip():
+            raise self.error(
+                f"name: must be a non-empty string, got {_type_name(name)}; "
+                f"quote it if needed: name: '{name}'",
+                key_lines["name"],
+                "name",
+            )
+        factory = self.load_plugin(plugin_name, key_lines["plugin"])
+        accepted, takes_tasks, required, any_key = _accepted_keys(factory)
+        label = f"task {name!r} (plugin {plugin_name!r})"
+        options = {key: value for key, value in data.items() if key not in _STRUCTURE_KEYS}
+        for key in options:
+            if key not in accepted and not any_key:
+                self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
+        if "tasks" in data and not takes_tasks:
+            self.unknown_key("tasks", key_lines["tasks"], label, accepted, takes_tasks)
+        missing = [key for key in required if key not in options]
+        if missing:
+            raise self.error(
+                f"{label} needs the key{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}; add {missing[0]}: …",
+                line,
+                missing[0],
+            )
+        children = self.build_children(data, name) if takes_tasks else []
+        from ._templates import has_runtime_expression
+
+        deferred = {key: value for key, value in options.items() if has_runtime_expression(value)}
+        for key in deferred:
+            if key not in _runtime_keys(accepted, factory):
+                raise self.error(
+                    f"{label}: {key}: ${{{{ … }}}} is evaluated when the task starts, which "
+                    f"works in a plugin's own options only, not in {key}; compute it at load "
+                    f"time with {{{{ … }}}} instead",
+                    key_lines[key],
+                    key,
+                )
+        if deferred and takes_tasks:
+            key = next(iter(deferred))
+            raise self.error(
+                f"{label}: {key}: ${{{{ … }}}} works in the options of tasks, not of groups",
+                key_lines[key],
+                key,
+            )
+        task = self.construct(factory, name, children, options, label, data)
+        node = Node(task, plugin_name, line, options, children)
+        if deferred:
+            self.deferred.append((node, deferred))
+            _defer_options(task, factory, name, options, deferred, self.where_of(node, data))
+        return node
+
+    def where_of(self, node: Node, data: LineDict) -> dict[str, str]:
+        return {
+            key: f"{self.file}:{data.key_lines[key]}: task {node.task.name!r}, {key}"
+            for key in data.key_lines
+            if isinstance(key, str)
+        }
+
+    def build_children(self, data: LineDict, name: str) -> list[Node]:
+        tasks = data.get("tasks")
+        line = data.key_lines.get("tasks", data.line)
+        if tasks is None:
+            return []
+        if not isinstance(tasks, list):
+            raise self.error(
+                f"tasks: of {name!r} must be a list of tasks, got {_type_name(tasks)}; "
+                f"write each task as a list item starting with '- plugin: …'",
+                line,
+                "tasks",
+            )
+        item_lines = getattr(tasks, "item_lines", [line] * len(tasks))
+        return [
+            self.build_node(
+                item, item_lines[position], f"item {position + 1} of tasks: of {name!r}"
+            )
+            for position, item in enumerate(tasks)
+        ]
+
+    def load_plugin(self, name: str, line: int) -> Callable[..., Any]:
+        from ._plugins import find_plugin
+
+        factory = self.loaded.get(name)
+        if factory is None:
+            plugin: Plugin
+            try:
+                plugin = find_plugin(name, self.plugins)
+                factory = plugin.load()
+            except PluginError as error:
+                raise self.error(str(error), line, "plugin") from None
+            self.loaded[name] = factory
+        return factory
+
+    def unknown_key(
+        self, key: str, line: int, label: str, accepted: list[str], takes_tasks: bool
+    ) -> None:
+        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted]
+        closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        hint = f"did you mean {closest[0]!r}? " if closest else ""
+        raise self.error(
+            f"{label} has an unknown key {key!r}; {hint}accepted keys: plugin, {', '.join(keys)}",
+            line,
+            key,
+        )
+
+    def construct(
+        self,
+        factory: Callable[..., Any],
+        name: str,
+        children: list[Node],
+        options: dict[str, Any],
+        label: str,
+        data: LineDict,
+    ) -> Task:
+        try:
+            task = factory(name, *(child.task for child in children), **options)
+        except FlowError as error:
+            key = _key_named_in(str(error), options)
+            line = data.key_lines[key] if key is not None else data.line
+            raise self.error(str(error), line, key) from None
+        except Exception as error:
+            key = _key_named_in(str(error), options)
+            line = data.key_lines[key] if key is not None else data.line
+            raise self.error(
+                f"{label} could not be created: {type(error).__name__}: {error}", line, key
+            ) from None
+        if not isinstance(task, Task):
+            raise self.error(
+                f"{label}: the plugin returned {type(task).__name__}, not a flow2.Task; "
+                f"its entry point must name a Task subclass",
+                data.line,
+                "plugin",
+            )
+        return task
+
+    def check_tree(self, root: Node) -> None:
+        """Duplicate result keys and run-time names, then the run's own checks."""
+        from ._run import validate_tree
+        from ._templates import runtime_names
+
+        owners: dict[str, Node] = {}
+        nodes = LoadedFlow(self.file, "", root).nodes()
+        for node in nodes:
+            if node.task.stores_result:
+                other = owners.setdefault(node.task.key, node)
+                if other is not node:
+                    raise self.error(
+                        f"task {node.task.name!r} stores its result under "
+                        f"{node.task.key!r}, as does task {other.task.name!r} "
+                        f"(line {other.line}); give one of them another name or register: …",
+                        node.line,
+                        "name",
+                    )
+        known = set(owners) | self.variables | {"context"}
+        import jinja2
+
+        for node, deferred in self.deferred:
+            for key, value in deferred.items():
+                try:
+                    names = runtime_names(value)
+                except jinja2.TemplateSyntaxError as error:
+                    raise self.error(
+                        f"task {node.task.name!r}, {key}: malformed ${{{{ … }}}} expression: "
+                        f"{error.message}",
+                        node.line,
+                        key,
+                    ) from None
+                for unknown in sorted(names - known):
+                    closest = difflib.get_close_matches(unknown, sorted(known), n=1)
+                    hint = f"did you mean {closest[0]!r}? " if closest else ""
+                    raise self.error(
+                        f"task {node.task.name!r}, {key}: ${{{{ … }}}} uses {unknown!r}, which "
+                        f"is neither a task's result key nor a variable; {hint}result keys: "
+                        f"{', '.join(sorted(owners)) or 'none'}",
+                        node.line,
+                        key,
+                    )
+        try:
+            validate_tree(root.task)
+        except DefinitionError as error:
+            line = root.line
+            for node in nodes:
+                if f"task {node.task.name!r}" in str(error):
+                    line = node.line
+                    break
+            raise self.error(str(error), line) from None
+
+
+def _accepted_keys(factory: Callable[..., Any]) -> tuple[list[str], bool, list[str], bool]:
+    """The option keys ``factory`` takes: (accepted, takes tasks, required, takes any key).
+
+    A class's ``__init__`` that passes ``**kwargs`` on is followed up its
+    bases, so a plugin accepts :class:`flow2.Task`'s options too.
+    """
+    accepted: list[str] = []
+    required: list[str] = []
+    takes_tasks = False
+    functions: list[tuple[Callable[..., Any], bool]]
+    if isinstance(factory, type):
+        functions = [
+            (vars(klass)["__init__"], True)
+            for klass in factory.__mro__
+            if "__init__" in vars(klass)
+        ]
+    else:
+        functions = [(factory, False)]
+    for depth, (function, is_method) in enumerate(functions):
+        if function is object.__init__:
+            break
+        try:
+            parameters = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):  # a builtin without a signature
+            return accepted, takes_tasks, required, True
+        # Skip ``self``, then the task's name.
+        parameters = parameters[2:] if is_method else parameters[1:]
+        passes_on = False
+        for parameter in parameters:
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                takes_tasks = True
+            elif parameter.kind is parameter.VAR_KEYWORD:
+                passes_on = True
+            elif parameter.name not in accepted:
+                accepted.append(parameter.name)
+                if parameter.default is parameter.empty and depth == 0:
+                    required.append(parameter.name)
+        if not passes_on:
+            break
+    else:
+        return accepted, takes_tasks, required, True  # a function taking **kwargs
+    return accepted, takes_tasks, required, False
+
+
+def _runtime_keys(accepted: list[str], factory: Callable[..., Any]) -> set[str]:
+    """The options that may hold run-time expressions: all but Task's own."""
+    own = inspect.signature(Task.__init__).parameters
+    return {key for key in accepted if key not in own}
+
+
+def _key_named_in(message: str, options: dict[str, Any]) -> str | None:
+    """The option an error message is about: the first ``key=`` it mentions."""
+    for key in options:
+        if f"{key}=" in message or f"{key}[" in message:
+            return key
+    return None
+
+
+def _defer_options(
+    task: Task,
+    factory: Callable[..., Any],
+    name: str,
+    options: dict[str, Any],
+    deferred: dict[str, Any],
+    where: dict[str, str],
+) -> None:
+    """Make ``task`` evaluate the ``${{ … }}`` of ``deferred`` options when it starts.
+
+    The plugin checked the options as written at load time; when the task
+    starts, a task built from the evaluated options does the work in its
+    place, under the same name, key and parent, so logs and results are the
+    task's own.
+    """
+    from ._templates import render_runtime
+
+    async def run_with_results(context: Context) -> Any:
+        evaluated = {
+            key: render_runtime(value, context, where[key]) for key, value in deferred.items()
+        }
+        try:
+            worker = factory(name, **{**options, **evaluated})
+        except FlowError as error:
+            from ._exceptions import ExpressionError
+
+            raise ExpressionError(
+                f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}"
+            ) from None
+        worker._parent = task._parent
+        return await worker.run(context)
+
+    task.run = run_with_results  # type: ignore[method-assign]
+
+
+def user_flows_folder() -> Path:
+    """The user's flow folder: ``$XDG_CONFIG_HOME/flow2/flows``, else ``~/.config/flow2/flows``."""
+    base = os.environ.get(USER_FLOWS_VARIABLE)
+    root = Path(base) if base else Path.home() / ".config"
+    return root / "flow2" / "flows"
+
+
+def flow_folders() -> list[Path]:
+    """The folders a flow name is looked up in, in order."""
+    return [Path(".flow2") / "flows", user_flows_folder()]
+
+
+def find_flow(reference: str) -> Path:
+    """The file of the flow ``reference``: a path, or a name in the flow folders.
+
+    :raises flow2.DefinitionError: when there is no such file or flow
+    """
+    path = Path(reference)
+    if path.is_file():
+        return path
+    looks_like_path = os.sep in reference or "/" in reference or path.suffix in FLOW_EXTENSIONS
+    if not looks_like_path:
+        for folder in flow_folders():
+            for candidate in (
+                folder / reference,
+                *(folder / (reference + extension) for extension in FLOW_EXTENSIONS),
+            ):
+                if candidate.is_file():
+                    return candidate
+    if looks_like_path or path.exists():
+        raise DefinitionError(f"{reference}: no such flow file")
+    available = sorted(
+        {
+            candidate.stem
+            for folder in flow_folders()
+            if folder.is_dir()
+            for candidate in folder.iterdir()
+            if candidate.suffix in FLOW_EXTENSIONS
+        }
+    )
+    where = " then ".join(str(folder) for folder in flow_folders())
+    listed = ", ".join(available) if available else "none"
+    raise DefinitionError(
+        f"no flow file {reference!r} and no flow named {reference!r} in {where}; "
+        f"flows there: {listed}"
+    )
+
+
+def load(path: str | os.PathLike[str], **variables: Any) -> Task:
+    """Load the flow file at ``path`` into its task tree.
+
+    :param path: the YAML flow file
+    :param variables: the template variables (as ``key=value`` on the command line)
+    :returns: the root task, ready to run, inspect or put into a bigger tree
+    :raises flow2.FlowFileError: when the file is wrong, with its line and key
+
+    Example::
+
+        task = flow2.load("examples/release.yml", version="1.2.0")
+        context = await task.run()
+    """
+    return read_flow(path, variables).root.task
+
+
+class Flow:
+    """A flow file, loaded and run with template variables.
+
+    :param path: the YAML flow file
+    :param variables: default template variables, overridable at each call
+
+    Example::
+
+        context = await flow2.Flow("examples/release.yml").run(version="1.2.0")
+    """
+
+    def __init__(self, path: str | os.PathLike[str], **variables: Any) -> None:
+        self.path = Path(path)
+        self.variables = variables
+
+    def __repr__(self) -> str:
+        return f"<Flow {os.fspath(self.path)!r}>"
+
+    def render(self, **variables: Any) -> str:
+        """The file's text after templating.
+
+        :raises flow2.FlowFileError: when the template fails
+        """
+        return render(self.path, {**self.variables, **variables})
+
+    def load(self, **variables: Any) -> Task:
+        """The flow's task tree.
+
+        :raises flow2.FlowFileError: when the file is wrong, with its line and key
+        """
+        return load(self.path, **{**self.variables, **variables})
+
+    async def run(self, **variables: Any) -> Context:
+        """Load the flow and run it; the variables are also the run's starting context.
+
+        :returns: the context filled with every task's result
+        :raises flow2.FlowFileError: when the file is wrong; nothing ran
+        """
+        merged = {**self.variables, **variables}
+        return await load(self.path, **merged).process(dict(merged))

@@ -1,0 +1,364 @@
+"""The ``flow2`` command: run, check and draw YAML flows, list plugins.
+
+Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
+error (nothing ran), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from ._events import RunEvent, Status
+from ._exceptions import ConfigurationError, DefinitionError, FlowError
+from ._loader import LoadedFlow, Node, find_flow, read_flow
+from ._loader import render as render_flow
+
+if TYPE_CHECKING:
+    from ._events import Event
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_FLOW_HELP = (
+    "FLOW is a path to a YAML file, or a name looked up as NAME, NAME.yml or NAME.yaml in "
+    "./.flow2/flows/ then in $XDG_CONFIG_HOME/flow2/flows/ (~/.config/flow2/flows/). "
+    "Each VARIABLE is key=value, the value read as YAML: n=3 is a number, tags=[a,b] a list."
+)
+
+
+class UsageProblem(click.ClickException):
+    """A usage or definition error: printed as one message, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
+    """``("n=3", "tags=[a,b]")`` → ``{"n": 3, "tags": ["a", "b"]}``.
+
+    :raises UsageProblem: on an assignment without ``=``, a bad name or bad YAML
+    """
+    import yaml
+
+    variables: dict[str, Any] = {}
+    for assignment in assignments:
+        key, equals, raw = assignment.partition("=")
+        if not equals or not key.isidentifier():
+            raise UsageProblem(
+                f"{assignment!r} is not a variable assignment; write name=value, "
+                f"e.g. version=1.2.0 (names are letters, digits and _)"
+            )
+        if raw == "":
+            variables[key] = ""
+            continue
+        try:
+            variables[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not valid YAML"
+            raise UsageProblem(
+                f"{key}={raw!r}: the value is read as YAML and {problem}; quote it for the "
+                f"shell and YAML, e.g. {key}='\"{raw}\"'"
+            ) from None
+    return variables
+
+
+def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str, Any]]:
+    variables = parse_variables(assignments)
+    try:
+        return read_flow(find_flow(flow), variables), variables
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 all succeeded, 1 a task failed, 2 usage or definition error, "
+    "130 interrupted.",
+)
+@click.version_option(package_name="flow2", prog_name="flow2")
+def cli() -> None:
+    """Run workflows written as YAML files: serial and parallel tasks, shell commands,
+    Python callbacks and plugins. See docs/flows.md for the file format."""
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@click.option(
+    "--display",
+    type=click.Choice(["auto", "live", "plain", "none"]),
+    default=None,
+    help="How the run shows itself: the live tree on a terminal (auto), live, one line "
+    "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print debug records and whole task paths.")
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+)
+def run(
+    flow: str,
+    variables: tuple[str, ...],
+    display: str | None,
+    quiet: bool,
+    verbose: bool,
+    events: str | None,
+) -> None:
+    """Run FLOW with the given variables.
+
+    The variables fill the templates and are the run's first context
+    entries, so tasks (and ${{ … }} expressions) can read them too.
+    """
+    if quiet and verbose:
+        raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    loaded, values = _load(flow, variables)
+    verbosity = "quiet" if quiet else "verbose" if verbose else None
+    sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
+
+
+def run_flow(
+    loaded: LoadedFlow,
+    variables: dict[str, Any],
+    *,
+    display: str | None,
+    verbosity: str | None,
+    events: str | None,
+) -> int:
+    """Run a loaded flow and return the exit code."""
+    from ._run import Runner
+
+    outcome: list[Status] = []
+
+    def remember_outcome(event: Event) -> None:
+        if isinstance(event, RunEvent) and event.status.is_finished:
+            outcome.append(event.status)
+
+    options: dict[str, Any] = {"display": display, "listeners": [remember_outcome]}
+    accepted = inspect.signature(Runner).parameters
+    for name, value in (("verbosity", verbosity), ("events", events)):
+        if name in accepted:
+            options[name] = value
+        elif value is not None:
+            raise UsageProblem(f"this version of flow2 cannot set {name} yet")
+    try:
+        runner = Runner(**options)
+    except ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    try:
+        asyncio.run(runner.run(loaded.root.task, dict(variables), raises=False))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the run on Ctrl-C; the tasks and the summary
+        # reported it already.
+        return EXIT_INTERRUPTED
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+    except FlowError as error:  # an executor could not start, ...
+        click.echo(f"flow2: {error}", err=True)
+        return EXIT_FAILED
+    status = outcome[-1] if outcome else Status.FAILED
+    if status is Status.SUCCEEDED:
+        return 0
+    if status is Status.CANCELLED:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+def validate(flow: str, variables: tuple[str, ...]) -> None:
+    """Load FLOW and check it, running nothing."""
+    loaded, _ = _load(flow, variables)
+    nodes = loaded.nodes()
+    groups = sum(1 for node in nodes if node.task.children or not node.task.stores_result)
+    click.echo(
+        f"{loaded.file}: valid flow {loaded.root.task.name!r}, "
+        f"{len(nodes) - groups} tasks in {groups} groups"
+    )
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+def render(flow: str, variables: tuple[str, ...]) -> None:
+    """Print FLOW's text after templating (${{ … }} is left for run time)."""
+    values = parse_variables(variables)
+    try:
+        text = render_flow(find_flow(flow), values)
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+def show(flow: str, variables: tuple[str, ...]) -> None:
+    """Print FLOW's task tree, with each task's plugin and options."""
+    loaded, _ = _load(flow, variables)
+    for line in tree_lines(loaded.root):
+        click.echo(line)
+
+
+def tree_lines(root: Node) -> list[str]:
+    """The tree under ``root``, drawn with box characters, one task a line."""
+    lines: list[str] = []
+
+    def describe(node: Node) -> str:
+        details = [node.plugin]
+        for key, value in node.options.items():
+            text = value if isinstance(value, str) else repr(value)
+            text = " ".join(str(text).split())
+            details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
+        key = f" → {node.task.key}" if node.task.stores_result else ""
+        return f"{node.task.name}{key}  [{', '.join(details)}]"
+
+    def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
+        if top:
+            lines.append(describe(node))
+            child_prefix = ""
+        else:
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{describe(node)}")
+            child_prefix = prefix + ("    " if last else "│   ")
+        for position, child in enumerate(node.children):
+            walk(child, child_prefix, position == len(node.children) - 1, False)
+
+    walk(root, "", True, True)
+    return lines
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@click.option("--dot", is_flag=True, help="Print Graphviz DOT instead of a Mermaid flowchart.")
+def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
+    """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
+
+    Groups are boxes; an arrow means "runs after". Children of a parallel
+    group have no arrows between them.
+    """
+    loaded, _ = _load(flow, variables)
+    click.echo(dot_graph(loaded.root) if dot else mermaid_graph(loaded.root))
+
+
+def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[str, str]]]:
+    """The boxes (node, id, depth; groups before their children) and the "runs after" arrows."""
+    from ._groups import ParallelTaskGroup
+
+    boxes: list[tuple[Node, str, int]] = []
+    arrows: list[tuple[str, str]] = []
+
+    def walk(node: Node, depth: int) -> tuple[list[str], list[str]]:
+        identifier = f"n{len(boxes) + 1}"
+        boxes.append((node, identifier, depth))
+        if not node.children:
+            return [identifier], [identifier]
+        if isinstance(node.task, ParallelTaskGroup):
+            entries: list[str] = []
+            exits: list[str] = []
+            for child in node.children:
+                child_entries, child_exits = walk(child, depth + 1)
+                entries += child_entries
+                exits += child_exits
+            return entries, exits
+        first: list[str] = []
+        previous: list[str] = []
+        for child in node.children:
+            child_entries, child_exits = walk(child, depth + 1)
+            arrows.extend((before, after) for before in previous for after in child_entries)
+            first = first or child_entries
+            previous = child_exits
+        return first, previous
+
+    walk(root, 0)
+    return boxes, arrows
+
+
+def _label(node: Node) -> str:
+    if node.children or not node.task.stores_result:
+        kind = node.plugin if node.children else f"empty {node.plugin}"
+        return f"{node.task.name} ({kind})"
+    return node.task.name
+
+
+def mermaid_graph(root: Node) -> str:
+    """The tree under ``root`` as a Mermaid flowchart."""
+    boxes, arrows = _graph_parts(root)
+    lines = ["flowchart LR"]
+    open_groups: list[int] = []
+    for node, identifier, depth in boxes:
+        while open_groups and open_groups[-1] >= depth:
+            open_groups.pop()
+            lines.append("  " * (len(open_groups) + 1) + "end")
+        indent = "  " * (len(open_groups) + 1)
+        label = _label(node).replace('"', "#quot;")
+        if node.children:
+            lines.append(f'{indent}subgraph {identifier} ["{label}"]')
+            open_groups.append(depth)
+        else:
+            lines.append(f'{indent}{identifier}["{label}"]')
+    while open_groups:
+        open_groups.pop()
+        lines.append("  " * (len(open_groups) + 1) + "end")
+    lines.extend(f"  {before} --> {after}" for before, after in arrows)
+    return "\n".join(lines)
+
+
+def dot_graph(root: Node) -> str:
+    """The tree under ``root`` as a Graphviz DOT digraph."""
+    boxes, arrows = _graph_parts(root)
+    lines = ["digraph flow {", "  rankdir=LR;", "  node [shape=box];"]
+    open_groups: list[int] = []
+    for node, identifier, depth in boxes:
+        while open_groups and open_groups[-1] >= depth:
+            open_groups.pop()
+            lines.append("  " * (len(open_groups) + 1) + "}")
+        indent = "  " * (len(open_groups) + 1)
+        label = _label(node).replace("\\", "\\\\").replace('"', '\\"')
+        if node.children:
+            lines.append(f'{indent}subgraph cluster_{identifier} {{ label="{label}";')
+            open_groups.append(depth)
+        else:
+            lines.append(f'{indent}{identifier} [label="{label}"];')
+    while open_groups:
+        open_groups.pop()
+        lines.append("  " * (len(open_groups) + 1) + "}")
+    lines.extend(f"  {before} -> {after};" for before, after in arrows)
+    lines.append("}")
+    return "\n".join(lines)
+
+
+@cli.command()
+def plugins() -> None:
+    """List the installed plugins: name, what it loads, the distribution providing it."""
+    from ._plugins import installed_plugins
+
+    found = installed_plugins()
+    if not found:
+        click.echo("no plugins installed (is flow2 itself installed?)")
+        return
+    width = max(map(len, found))
+    for plugin in found.values():
+        click.echo(f"{plugin.name.ljust(width)}  {plugin.target}  ({plugin.distribution})")
+        summary = plugin.summary()
+        if summary:
+            click.echo(f"{' ' * width}  {summary}")
+
+
+def main(arguments: list[str] | None = None) -> NoReturn:
+    """The console script's entry point."""
+    cli.main(args=arguments, prog_name="flow2")
+    raise AssertionError("click exits")  # pragma: no cover
