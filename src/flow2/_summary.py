@@ -99,21 +99,25 @@ def user_traceback(error: BaseException) -> list[str]:
         if current is None or id(current) in seen:
             break
         seen.add(id(current))
-        if depth:
+        cancelled = isinstance(current, asyncio.CancelledError)
+        frames = _frames(current.__traceback__, "where it was cancelled" if cancelled else "")
+        # A cause with neither a message nor a frame of the user's (the
+        # TimeoutError inside a timeout) says nothing: leave it out.
+        if depth and not cancelled and (frames or str(current)):
             lines.append(f"Caused by {describe_error(current)}")
-        lines.extend(_frames(current.__traceback__))
+        lines.extend(frames)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )
     return lines
 
 
-def _frames(tb: TracebackType | None) -> list[str]:
+def _frames(tb: TracebackType | None, where: str = "") -> list[str]:
     # capture_locals stays False: a frame's variables never reach the output.
     frames = [frame for frame in traceback.extract_tb(tb) if is_user_frame(frame.filename)]
     if not frames:
         return []
-    lines = ["Traceback (your code, most recent call last):"]
+    lines = [f"Traceback (your code, {where or 'most recent call last'}):"]
     if len(frames) > MAX_FRAMES:
         lines.append(f"  … {len(frames) - MAX_FRAMES} earlier frames")
         frames = frames[-MAX_FRAMES:]
@@ -150,6 +154,7 @@ class SummaryListener:
         # A min-heap of (duration, order, task): the root is the fastest kept.
         self._slowest: list[tuple[float, int, Task]] = []
         self._order = itertools.count()
+        self._listed: set[int] = set()
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
@@ -167,9 +172,13 @@ class SummaryListener:
                         heapq.heappush(self._slowest, entry)
                     elif duration > self._slowest[0][0]:
                         heapq.heapreplace(self._slowest, entry)
-            if status is Status.FAILED and event.error is not None:
-                if task.stores_result or not event.failed_count:
-                    self.failures.append((event.path, event.error))
+            error = event.error
+            if status is Status.FAILED and error is not None:
+                # A group failing on its own (a timeout) is listed; a group
+                # passing on a failure already listed is not.
+                if id(error) not in self._listed and (task.stores_result or not event.failed_count):
+                    self._listed.add(id(error))
+                    self.failures.append((event.path, error))
         elif isinstance(event, RunEvent) and event.status.is_finished:
             self.stream.write(self.format(event))
             self.stream.flush()

@@ -1,0 +1,225 @@
+"""The summary printed when a run ends: counts, time, slowest tasks, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from typing import Any
+
+import flow2
+from flow2._summary import (
+    MAX_FAILURES_SHOWN,
+    MAX_FRAMES,
+    SummaryListener,
+    is_user_frame,
+    user_traceback,
+)
+from tests.conftest import run
+
+
+def summary_of(tree: flow2.Task, **options: Any) -> str:
+    """Only the summary: the lines after the last blank line the run printed."""
+    stream = io.StringIO()
+    runner = flow2.Runner(display="plain", stream=stream, **options)
+    run(runner.run(tree, raises=False))
+    return stream.getvalue().rpartition("\n\n")[2]
+
+
+async def _nothing(context: dict[str, Any]) -> None:
+    return None
+
+
+def _sleeper(seconds: float) -> Any:
+    async def sleep(context: dict[str, Any]) -> None:
+        await asyncio.sleep(seconds)
+
+    return sleep
+
+
+def parse_secret_and_fail(context: dict[str, Any]) -> None:
+    api_token = "tok-SUPERSECRET"  # a local a traceback printer must never show
+    _check(api_token)
+
+
+def _check(token: str) -> None:
+    password = "hunter2"  # noqa: F841  (must not appear either)
+    raise PermissionError(f"token rejected by server (length {len(token)})")
+
+
+def test_counts_wall_time_and_slowest_tasks() -> None:
+    tree = flow2.SerialTaskGroup(
+        "Release",
+        flow2.ParallelTaskGroup(
+            "Build",
+            flow2.CallbackTask("Slow", _sleeper(0.2)),
+            flow2.CallbackTask("Quick", _nothing),
+        ),
+        flow2.CallbackTask("Publish", _sleeper(0.05)),
+    )
+    lines = summary_of(tree).splitlines()
+    headline = lines[0]
+    assert headline.startswith("Release succeeded in ")
+    seconds = float(headline.split(" in ")[1].split("s:")[0])
+    assert 0.25 <= seconds < 10
+    assert headline.endswith(": 3 succeeded, 0 failed, 0 skipped, 0 cancelled")
+    assert lines[1] == "Slowest:"
+    slowest = [line.split("s  ", 1)[1] for line in lines[2:5]]
+    assert slowest == ["Release › Build › Slow", "Release › Publish", "Release › Build › Quick"]
+    assert len(lines) == 5
+
+
+def test_failure_has_its_place_type_message_and_only_user_frames() -> None:
+    tree = flow2.SerialTaskGroup(
+        "Release",
+        flow2.SerialTaskGroup("Build", flow2.CallbackTask("Wheel", parse_secret_and_fail)),
+        flow2.CallbackTask("Publish", _nothing),
+    )
+    summary = summary_of(tree)
+    lines = summary.splitlines()
+    assert lines[0].startswith("Release failed in ")
+    assert lines[0].endswith(": 0 succeeded, 1 failed, 1 skipped, 0 cancelled")
+    start = lines.index("Failed: Release › Build › Wheel")
+    assert lines[start + 1] == "  PermissionError: token rejected by server (length 15)"
+    assert lines[start + 2] == "  Traceback (your code, most recent call last):"
+    frames = [line.strip() for line in lines[start + 3 :] if line.strip().startswith("File ")]
+    assert [frame.rsplit(" in ", 1)[1] for frame in frames] == ["parse_secret_and_fail", "_check"]
+    assert all(__file__ in frame for frame in frames)
+    assert "_check(api_token)" in summary
+    # Never flow2's internals, asyncio's or the thread pool's, never a local's value.
+    assert "flow2" + os.sep not in summary and "asyncio" not in summary
+    assert "concurrent" not in summary and "threading" not in summary
+    assert "SUPERSECRET" not in summary and "hunter2" not in summary
+
+
+def test_causes_are_followed() -> None:
+    async def load(context: dict[str, Any]) -> None:
+        try:
+            {}["config"]
+        except KeyError as error:
+            raise RuntimeError("cannot load the configuration") from error
+
+    summary = summary_of(flow2.SerialTaskGroup("Root", flow2.CallbackTask("Load", load)))
+    assert "  RuntimeError: cannot load the configuration" in summary
+    assert "  Caused by KeyError: 'config'" in summary
+    assert summary.count("Traceback (your code") == 2
+
+
+def test_a_timeout_shows_its_message_without_a_traceback_of_internals() -> None:
+    tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Hang", _sleeper(30), timeout=0.05))
+    summary = summary_of(tree)
+    assert "Failed: Root › Hang" in summary
+    assert "TaskTimeoutError: task 'Hang' timed out after 0.05s" in summary
+    # Where the user's code was waiting when the timeout cancelled it.
+    assert "Traceback (your code, where it was cancelled):" in summary
+    assert "await asyncio.sleep(seconds)" in summary
+    assert "Caused by" not in summary
+    assert "flow2" + os.sep not in summary and os.sep + "asyncio" + os.sep not in summary
+
+
+def test_group_failing_on_its_own_is_listed_once_with_its_place() -> None:
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        flow2.ParallelTaskGroup("Checks", flow2.CallbackTask("Wait", _sleeper(30)), timeout=0.05),
+    )
+    summary = summary_of(tree)
+    assert summary.count("Failed: ") == 1
+    assert "Failed: Root › Checks" in summary
+    assert "0 succeeded, 0 failed, 0 skipped, 1 cancelled" in summary
+
+
+def test_many_failures_are_counted_but_not_all_shown() -> None:
+    async def fail(context: dict[str, Any]) -> None:
+        raise ValueError("bad")
+
+    count = MAX_FAILURES_SHOWN + 5
+    tree = flow2.ParallelTaskGroup(
+        "Root", *[flow2.CallbackTask(f"T{n}", fail) for n in range(count)]
+    )
+    summary = summary_of(tree)
+    assert f"0 succeeded, {count} failed" in summary
+    assert summary.count("Failed: Root › T") == MAX_FAILURES_SHOWN
+    assert "… and 5 more failures" in summary
+
+
+def test_quiet_prints_the_headline_and_failures_only() -> None:
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        flow2.CallbackTask("Fine", _nothing),
+        flow2.CallbackTask("Broken", parse_secret_and_fail),
+    )
+    summary = summary_of(tree, verbosity="quiet")
+    assert "Slowest" not in summary
+    assert summary.splitlines()[0].startswith("Root failed in")
+    assert "Failed: Root › Broken" in summary
+
+
+def test_verbose_lists_ten_slowest() -> None:
+    tree = flow2.ParallelTaskGroup(
+        "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(15)]
+    )
+    lines = summary_of(tree, verbosity="verbose").splitlines()
+    assert len([line for line in lines if "Root › T" in line]) == 10
+
+
+def test_colored_on_request_plain_otherwise() -> None:
+    tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Broken", parse_secret_and_fail))
+    assert "\033[" not in summary_of(tree)
+    assert "\033[31;1mRoot failed in" in summary_of(tree, color=True)
+
+
+def test_a_cancelled_run_says_so() -> None:
+    async def main() -> str:
+        started = asyncio.Event()
+
+        async def block(context: dict[str, Any]) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        stream = io.StringIO()
+        tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Block", block))
+        running = asyncio.create_task(flow2.Runner(display="plain", stream=stream).run(tree))
+        await started.wait()
+        running.cancel()
+        try:
+            await running
+        except asyncio.CancelledError:
+            pass
+        return stream.getvalue()
+
+    output = run(main())
+    assert "Root was cancelled in" in output
+    assert "0 succeeded, 0 failed, 0 skipped, 1 cancelled" in output
+
+
+def test_slowest_heap_keeps_the_largest_durations() -> None:
+    listener = SummaryListener(io.StringIO())
+    durations = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.05]
+    tree = flow2.ParallelTaskGroup(
+        "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(len(durations))]
+    )
+    for task, duration in zip(tree.tasks, durations, strict=True):
+        listener(flow2.TaskEvent(flow2.Status.SUCCEEDED, task, None, 0.0, duration=duration))  # type: ignore[arg-type]
+    kept = sorted(duration for duration, _, _ in listener._slowest)
+    assert kept == [0.3, 0.5, 0.7, 0.8, 0.9]
+
+
+def test_user_frames_filter() -> None:
+    assert is_user_frame(__file__)
+    assert not is_user_frame(flow2.__file__)
+    assert not is_user_frame(asyncio.__file__)
+
+
+def test_deep_recursion_keeps_the_innermost_frames() -> None:
+    def recurse(depth: int) -> None:
+        if depth == 0:
+            raise RecursionError("too deep")
+        recurse(depth - 1)
+
+    try:
+        recurse(30)
+    except RecursionError as error:
+        lines = user_traceback(error)
+    assert lines[1].startswith("  … ") and "earlier frames" in lines[1]
+    assert len([line for line in lines if line.startswith("  File ")]) == MAX_FRAMES
+    assert lines[-1] == '    raise RecursionError("too deep")'
