@@ -10,6 +10,7 @@ Describe work as a tree of tasks — your own :class:`Task` subclasses and
 from __future__ import annotations
 
 from ._console import Verbosity
+from ._dask import DaskExecutor
 from ._events import Event, EventListener, RunEvent, Status, TaskEvent
 from ._exceptions import (
     CommandError,
@@ -22,6 +23,7 @@ from ._exceptions import (
     FlowError,
     FlowFileError,
     PluginError,
+    StrayCancellationError,
     TaskTimeoutError,
     TaskTypeError,
 )
@@ -29,6 +31,7 @@ from ._executors import EXECUTOR_FACTORIES, Executor, ThreadExecutor
 from ._loader import Flow, load
 from ._logging import TaskLogger
 from ._naming import snake_case
+from ._processes import ProcessExecutor
 from ._run import Display, Run, Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
 
@@ -40,6 +43,7 @@ __all__ = [
     "CallbackTask",
     "CommandError",
     "ConfigurationError",
+    "DaskExecutor",
     "DefinitionError",
     "Display",
     "DuplicateKeyError",
@@ -55,11 +59,13 @@ __all__ = [
     "OnError",
     "ParallelTaskGroup",
     "PluginError",
+    "ProcessExecutor",
     "Run",
     "RunEvent",
     "Runner",
     "SerialTaskGroup",
     "Status",
+    "StrayCancellationError",
     "Task",
     "TaskEvent",
     "TaskGroup",

@@ -3,18 +3,29 @@
 An async callback always runs on the event loop. A sync callback is handed
 to its task's executor, chosen by the task's ``executor`` option (inherited
 from the enclosing group, ``"thread"`` when nobody sets one). An executor is
-anything with the two coroutine methods of :class:`Executor`; a name such as
+anything with the coroutine methods of :class:`Executor`; a name such as
 ``"thread"`` is looked up in :data:`EXECUTOR_FACTORIES`. A run starts every
 executor its tree names before the first task runs, and closes the ones it
 created when it ends.
+
+What a callback receives is the same everywhere (see :func:`arguments_for`):
+``callback(context)``, plus, when it declares keyword-only parameters, the
+context keys of those names as keyword arguments. A callback running in
+another process (:class:`~flow2.ProcessExecutor`, :class:`~flow2.DaskExecutor`)
+gets a copy: only the keys it declares, or the whole context when it declares
+none, and only its return value comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._exceptions import ExecutorError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,6 +59,97 @@ class Executor(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=1024)
+def _keyword_only_parameters(function: Callable[..., Any]) -> tuple[tuple[str, bool], ...]:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return ()
+    return tuple(
+        (parameter.name, parameter.default is inspect.Parameter.empty)
+        for parameter in parameters
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def keyword_only_parameters(function: Callable[..., Any]) -> tuple[tuple[str, bool], ...]:
+    """The keyword-only parameters of ``function``: (name, is required) pairs."""
+    try:
+        return _keyword_only_parameters(function)
+    except TypeError:  # an unhashable callable object: not cached
+        return _keyword_only_parameters.__wrapped__(function)
+
+
+def arguments_for(
+    task: Task, function: Callable[..., Any], context: Context, *, remote: bool
+) -> tuple[Context, dict[str, Any]]:
+    """What ``function`` is called with: ``function(context, **keywords)``.
+
+    A callback declaring keyword-only parameters (``def crunch(context, *,
+    numbers, scale=1)``) receives the context keys of those names as keyword
+    arguments; a missing key leaves its default. A ``remote`` callback (run in
+    another process) gets a copy holding only those keys, or the whole
+    context when it declares none, so that only what it needs is pickled.
+
+    :returns: the context to pass positionally and the keyword arguments
+    :raises flow2.ExecutorError: when a required keyword-only parameter has no context key
+    """
+    declared = keyword_only_parameters(function)
+    if not declared:
+        return (dict(context) if remote else context), {}
+    keywords: dict[str, Any] = {}
+    for name, is_required in declared:
+        if name in context:
+            keywords[name] = context[name]
+        elif is_required:
+            raise ExecutorError(
+                f"task {task.name!r}: its callback {_name_of(function)} needs the context key "
+                f"{name!r} (a keyword-only parameter) but the context has none; run the task "
+                f"that stores {name!r} before it, or give the parameter a default"
+            )
+    return (dict(keywords) if remote else context), keywords
+
+
+def unpicklable_error(
+    task: Task,
+    function: Callable[..., Any],
+    data: Context,
+    keywords: dict[str, Any],
+    dumps: Callable[[Any], object],
+    destination: str,
+) -> ExecutorError:
+    """An error naming what of a callback and its data ``dumps`` cannot pickle."""
+    try:
+        dumps(function)
+    except Exception as error:
+        return ExecutorError(
+            f"task {task.name!r}: its callback {_name_of(function)} cannot be pickled to send "
+            f"it to {destination} ({type(error).__name__}: {error}); define it at module "
+            f"level in an importable module (not a lambda or a nested function)"
+        )
+    for key, value in {**data, **keywords}.items():
+        try:
+            dumps(value)
+        except Exception as error:
+            return ExecutorError(
+                f"task {task.name!r}: context key {key!r} ({type(value).__name__}) cannot be "
+                f"pickled to send it to {destination} ({type(error).__name__}: {error}); keep "
+                f"it out of what the callback receives by declaring the keys it needs as "
+                f"keyword-only parameters, e.g. def {_name_of(function, bare=True)}(context, "
+                f"*, needed_key)"
+            )
+    return ExecutorError(  # pragma: no cover - each part pickles but not the whole
+        f"task {task.name!r}: its callback and data cannot be pickled to send them to {destination}"
+    )
+
+
+def _name_of(function: Callable[..., Any], *, bare: bool = False) -> str:
+    name = getattr(function, "__name__", None) or type(function).__name__
+    if name == "<lambda>":
+        return "callback" if bare else "lambda"
+    return name if bare else f"{name}()"
+
+
 class ThreadExecutor:
     """Runs sync callbacks in a pool of worker threads (the default executor).
 
@@ -69,6 +171,9 @@ class ThreadExecutor:
     async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="flow2")
+        context, keywords = arguments_for(task, function, context, remote=False)
+        if keywords:
+            function = functools.partial(function, **keywords)
         # The worker sees the caller's context variables (its task, its run).
         call_in_context = contextvars.copy_context().run
         return await asyncio.get_running_loop().run_in_executor(
@@ -90,8 +195,23 @@ class RunOptions(Protocol):
     def max_threads(self) -> int | None: ...
 
 
+def _make_process_executor(options: RunOptions) -> Executor:
+    from ._processes import ProcessExecutor
+
+    return ProcessExecutor()
+
+
+def _make_dask_executor(options: RunOptions) -> Executor:
+    # Imported on use: the Dask executor is an optional extra.
+    from ._dask import DaskExecutor
+
+    return DaskExecutor()
+
+
 #: Executor names usable as a task's ``executor`` option, each with the
 #: function that creates that executor from the run's settings.
 EXECUTOR_FACTORIES: dict[str, Callable[[RunOptions], Executor]] = {
     "thread": lambda options: ThreadExecutor(options.max_threads),
+    "process": _make_process_executor,
+    "dask": _make_dask_executor,
 }

@@ -1,0 +1,227 @@
+"""The Dask executor: sync callbacks as futures on a Dask cluster.
+
+Needs the ``dask`` extra (``pip install 'flow2[dask]'``). This module is
+imported by ``import flow2`` and must stay cheap: ``distributed`` is
+imported inside the methods, when a run uses the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ConfigurationError, ExecutorError
+from ._executors import arguments_for, unpicklable_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._task import Context, Task
+
+#: The environment variable ``executor="dask"`` reads the scheduler address from.
+ADDRESS_VARIABLE = "FLOW2_DASK_ADDRESS"
+
+
+class DaskExecutor:
+    """Runs sync callbacks on a Dask cluster, one future per call.
+
+    Give it the scheduler's address (what ``dask scheduler`` prints), or a
+    ``distributed.Client`` you made; ``executor="dask"`` makes one from the
+    address in ``FLOW2_DASK_ADDRESS``. The workers need the callbacks'
+    modules installed, as for any Dask work.
+
+    The callback and its data travel pickled (cloudpickle: lambdas work);
+    the callback gets a copy of the context keys it declares as keyword-only
+    parameters (the whole context when it declares none), its changes to
+    them stay on the worker, and its return value is the task's result.
+    A timeout or cancellation cancels the future: a call not started never
+    starts, and one already running on a worker finishes there unseen (Dask
+    cannot stop a running thread). A worker dying under the call, once Dask
+    gives up re-running it (``distributed.scheduler.allowed-failures``),
+    fails the task with :class:`flow2.ExecutorError`; ``retries`` apply.
+
+    :param scheduler: the scheduler address (``"tcp://10.0.0.5:8786"``) or a
+        ``distributed.Client``; ``FLOW2_DASK_ADDRESS`` when None
+    :param connect_timeout: seconds to wait for the scheduler when connecting
+    :raises flow2.ConfigurationError: when no address is given and ``FLOW2_DASK_ADDRESS``
+        is not set
+
+    Example::
+
+        async with flow2.DaskExecutor("tcp://10.0.0.5:8786") as cluster:
+            await flow2.CallbackTask("Crunch", crunch, executor=cluster).run()
+    """
+
+    def __init__(self, scheduler: Any = None, *, connect_timeout: float = 10.0) -> None:
+        if scheduler is None:
+            scheduler = os.environ.get(ADDRESS_VARIABLE)
+            if not scheduler:
+                raise ConfigurationError(
+                    f"executor='dask' needs the scheduler address in the environment variable "
+                    f"{ADDRESS_VARIABLE}, which is not set; set it to what `dask scheduler` "
+                    f"prints (e.g. {ADDRESS_VARIABLE}=tcp://10.0.0.5:8786), or pass "
+                    f"executor=flow2.DaskExecutor(address)"
+                )
+        self.connect_timeout = connect_timeout
+        self._given_client: Any = None
+        if isinstance(scheduler, str):
+            self.address: str = scheduler
+        else:
+            self._given_client = scheduler
+            rpc = getattr(scheduler, "scheduler", None)
+            self.address = str(getattr(rpc, "address", scheduler))
+        self._client: Any = scheduler if self._given_client is not None else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<DaskExecutor {self.address}>"
+
+    async def __aenter__(self) -> DaskExecutor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Connect to the scheduler (once per event loop).
+
+        :raises flow2.ExecutorError: when the scheduler cannot be reached, or a
+            given asynchronous client belongs to another event loop
+        """
+        loop = asyncio.get_running_loop()
+        if self._given_client is not None:
+            client = self._given_client
+            if client.asynchronous and client.loop.asyncio_loop is not loop:
+                raise ExecutorError(
+                    f"DaskExecutor(client): the client {client!r} is asynchronous but belongs "
+                    f"to another event loop; create it in the coroutine that runs the flow, "
+                    f"or pass the scheduler address instead"
+                )
+            return
+        if self._client is not None and self._loop is loop:
+            return
+        # distributed takes seconds to import: do it off the loop.
+        try:
+            distributed = await asyncio.to_thread(importlib.import_module, "distributed")
+        except ModuleNotFoundError:
+            raise ExecutorError(
+                "the Dask executor needs the dask extra, which is not installed: "
+                "pip install 'flow2[dask]'"
+            ) from None
+        client = distributed.Client(
+            self.address,
+            asynchronous=True,
+            timeout=self.connect_timeout,
+            set_as_default=False,
+        )
+        try:
+            await client
+        except (OSError, TimeoutError, ValueError) as error:
+            await client.close()
+            raise ExecutorError(
+                f"cannot reach the Dask scheduler at {self.address!r} ({error}); start one "
+                f"with `dask scheduler` and give the address it prints (tcp://HOST:8786) to "
+                f"DaskExecutor(address) or {ADDRESS_VARIABLE}, and check the firewall lets "
+                f"this machine reach it"
+            ) from None
+        self._client = client
+        self._loop = loop
+
+    async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
+        """Run ``function`` as a future on the cluster and return its result.
+
+        :raises flow2.ExecutorError: when the callback or its data cannot be
+            pickled, or the worker running it died and Dask gave up on it
+        """
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+
+        data, keywords = arguments_for(task, function, context, remote=True)
+        _check_picklable(task, function, data, keywords)
+        if keywords:
+            # A partial, so the callback's keywords never collide with submit()'s own.
+            function = functools.partial(function, **keywords)
+        client = self._client
+        if client is None:
+            await self.start()
+            client = self._client
+        future = client.submit(function, data, key=f"{task.key}-{os.urandom(8).hex()}", pure=False)
+        try:
+            if client.asynchronous:
+                return await future
+            return await _wait_from_another_loop(future)
+        except FutureCancelledError as error:
+            # Cancelled on the cluster's side (lost scheduler, another client),
+            # not by this run: the task failed, it was not cancelled.
+            raise ExecutorError(
+                f"task {task.name!r}: the Dask cluster cancelled its future ({error}); "
+                f"check the scheduler's log, and set retries= on the task to run it again"
+            ) from None
+        except asyncio.CancelledError:
+            # A timeout or a cancelled run: take the work off the cluster.
+            if client.asynchronous:
+                await client.cancel([future])
+            else:
+                await asyncio.to_thread(future.cancel)
+            raise
+        except KilledWorker as error:
+            raise ExecutorError(
+                f"task {task.name!r}: the Dask worker running it died ({error}); if it ran "
+                f"out of memory give the workers more, and set retries= on the task to run "
+                f"it again"
+            ) from None
+        finally:
+            future.release()
+
+    async def aclose(self) -> None:
+        """Close the client this executor made (never a client you gave it)."""
+        if self._given_client is None and self._client is not None:
+            client, self._client = self._client, None
+            if self._loop is asyncio.get_running_loop():
+                await client.close()
+
+
+def _check_picklable(
+    task: Task, function: Callable[..., Any], data: Context, keywords: dict[str, Any]
+) -> None:
+    """Raise an error naming what cannot be pickled, before Dask tries (and logs a traceback)."""
+    import cloudpickle  # type: ignore[import-untyped]  # comes with distributed
+
+    def dumps(value: Any) -> object:
+        # Out-of-band buffers (large arrays) are skipped, not copied: this
+        # only checks; Dask serializes for real when submitting.
+        return cloudpickle.dumps(value, protocol=5, buffer_callback=_leave_out)
+
+    try:
+        dumps((function, data, keywords))
+    except Exception:
+        raise unpicklable_error(task, function, data, keywords, dumps, "the Dask cluster") from None
+
+
+def _set_done(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+def _leave_out(buffer: object) -> bool:
+    return False
+
+
+async def _wait_from_another_loop(future: Any) -> Any:
+    """Wait for the future of a synchronous client, whose own loop runs in a thread."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def set_done(_: object) -> None:
+        try:
+            loop.call_soon_threadsafe(_set_done, done)
+        except RuntimeError:  # the run's loop has closed: nobody waits any more
+            pass
+
+    future.add_done_callback(set_done)
+    await done
+    return await asyncio.to_thread(future.result)

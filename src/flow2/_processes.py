@@ -1,0 +1,336 @@
+"""The process executor: sync callbacks in a pool of worker processes.
+
+Each worker is a process started with multiprocessing's ``spawn`` method
+(a fresh interpreter: no inherited locks or threads) and runs one call at a
+time, talking to the event loop over a socket pair: the loop sends the
+pickled ``(callback, context, keywords)``, the worker sends back the pickled
+outcome. Owning the processes, rather than using
+:class:`concurrent.futures.ProcessPoolExecutor`, is what lets a timeout or a
+cancellation kill the one worker running that task, and only it: a
+replacement is started for the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import pickle
+import signal
+import socket
+import struct
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ConfigurationError, ExecutorError
+from ._executors import arguments_for, unpicklable_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.process import BaseProcess
+
+    from ._task import Context, Task
+
+_HEADER = struct.Struct("!Q")  # every message is its length, then its pickle
+#: Seconds to wait for a killed or closed worker to exit before leaving it.
+_EXIT_WAIT = 5.0
+#: Seconds a worker that closed its socket gets to exit on its own, so that
+#: its exit code (not our kill) tells what happened.
+_EXIT_GRACE = 2.0
+
+
+class _Outcome(enum.IntEnum):
+    """What a worker sends back, first in its reply."""
+
+    RETURNED = 0  # (RETURNED, result)
+    RAISED = 1  # (RAISED, exception, remote traceback text)
+    FAILED = 2  # (FAILED, message): the worker could not load the call or send its outcome
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process, set as its ``__cause__``."""
+
+    def __str__(self) -> str:
+        return f"\n\n{self.args[0]}"
+
+
+class ProcessExecutor:
+    """Runs sync callbacks in worker processes, so CPU-bound work uses every core.
+
+    A callback and the data it receives travel by pickle: define the callback
+    at module level, and keep the context keys it reads picklable (declare
+    them as keyword-only parameters so only those travel). The callback gets
+    a copy: what it changes in the context stays in the worker; its return
+    value is the task's result. A timeout or cancellation kills the worker
+    running the task (a replacement starts for the next call); a worker that
+    dies fails its task with :class:`flow2.ExecutorError` (``retries`` apply).
+
+    A run closes the executors it creates by name (``executor="process"``);
+    one you create is yours to close::
+
+        async with flow2.ProcessExecutor(max_workers=4) as processes:
+            await flow2.CallbackTask("Crunch", crunch, executor=processes).run()
+
+    :param max_workers: number of worker processes; the CPU count when None
+    :raises flow2.ConfigurationError: when ``max_workers`` is not a whole number >= 1
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is None:
+            max_workers = os.cpu_count() or 1
+        elif isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigurationError(f"max_workers={max_workers!r} is not a whole number >= 1")
+        self.max_workers = max_workers
+        import multiprocessing  # on use: ``import flow2`` stays light
+
+        self._spawner = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<ProcessExecutor max_workers={self.max_workers}>"
+
+    async def __aenter__(self) -> ProcessExecutor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Start the worker processes, so that their start-up overlaps the first tasks."""
+        self._slots_for_this_loop()
+        while len(self._idle) + len(self._busy) < self.max_workers:
+            self._idle.append(_Worker(self._spawner))
+
+    async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
+        """Run ``function`` in a worker process and return its result.
+
+        :raises flow2.ExecutorError: when the callback or its data cannot be
+            pickled, or the worker dies while running it
+        """
+        request = _pickle_request(task, function, context)
+        async with self._slots_for_this_loop():
+            worker = self._take_worker()
+            self._busy.add(worker)
+            try:
+                outcome = await worker.exchange(request)
+            except asyncio.CancelledError:
+                # A timeout or a cancelled run: the work must really stop,
+                # and the only way to stop Python code running in another
+                # process is to end the process. The next call starts a
+                # fresh worker in its place.
+                self._busy.discard(worker)
+                await worker.kill()
+                raise
+            except (OSError, EOFError):
+                self._busy.discard(worker)
+                await worker.kill(grace=_EXIT_GRACE)
+                raise ExecutorError(
+                    f"task {task.name!r}: its worker process (pid {worker.pid}) "
+                    f"{worker.describe_exit()} while running it, and its work was lost; "
+                    f"if it ran out of memory, give it less data or use fewer max_workers, "
+                    f"and set retries= on the task to run it again"
+                ) from None
+            self._busy.discard(worker)
+            self._idle.append(worker)
+        return _unpickle_outcome(task, worker, outcome)
+
+    async def aclose(self) -> None:
+        """Stop every worker process: idle ones finish cleanly, busy ones are killed."""
+        idle, busy = self._idle, self._busy
+        self._idle, self._busy = [], set()
+        for worker in idle:
+            worker.close()
+        for worker in busy:
+            worker.process.kill()
+        for worker in [*idle, *busy]:
+            await worker.wait_for_exit()
+
+    def _slots_for_this_loop(self) -> asyncio.Semaphore:
+        # asyncio primitives belong to one loop, and an executor object may
+        # serve several runs, each under its own asyncio.run().
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots = asyncio.Semaphore(self.max_workers)
+            self._loop = loop
+        return self._slots
+
+    def _take_worker(self) -> _Worker:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                return worker
+            worker.close()  # died while idle: replace it without failing a task
+        return _Worker(self._spawner)
+
+
+def _pickle_request(task: Task, function: Callable[..., Any], context: Context) -> bytes:
+    data, keywords = arguments_for(task, function, context, remote=True)
+    try:
+        return pickle.dumps((function, data, keywords), pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        raise unpicklable_error(
+            task, function, data, keywords, pickle.dumps, "a worker process"
+        ) from None
+
+
+def _unpickle_outcome(task: Task, worker: _Worker, data: bytes) -> Any:
+    try:
+        outcome = pickle.loads(data)
+    except Exception as error:
+        raise ExecutorError(
+            f"task {task.name!r}: what its worker process (pid {worker.pid}) sent back cannot "
+            f"be unpickled ({type(error).__name__}: {error}); return plain data"
+        ) from None
+    if outcome[0] == _Outcome.RETURNED:
+        return outcome[1]
+    if outcome[0] == _Outcome.RAISED:
+        exception: BaseException = outcome[1]
+        exception.__cause__ = RemoteTraceback(outcome[2])
+        raise exception
+    raise ExecutorError(f"task {task.name!r}: {outcome[1]}")
+
+
+class _Worker:
+    """One worker process and the loop's end of its socket."""
+
+    def __init__(self, spawner: Any) -> None:
+        parent_end, child_end = socket.socketpair()
+        self.process: BaseProcess = spawner.Process(
+            target=serve, args=(child_end,), name="flow2-worker", daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        parent_end.setblocking(False)
+        self.connection = parent_end
+        self.pid = self.process.pid
+
+    async def exchange(self, request: bytes) -> bytes:
+        """Send one request and wait for its reply."""
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(self.connection, _HEADER.pack(len(request)) + request)
+        (size,) = _HEADER.unpack(await self._receive(loop, _HEADER.size))
+        return await self._receive(loop, size)
+
+    async def _receive(self, loop: asyncio.AbstractEventLoop, size: int) -> bytes:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        received = 0
+        while received < size:
+            count = await loop.sock_recv_into(self.connection, view[received:])
+            if not count:
+                raise EOFError("the worker closed its socket")
+            received += count
+        return bytes(buffer)
+
+    def close(self) -> None:
+        """Close the socket: an idle worker sees it and exits."""
+        self.connection.close()
+
+    async def kill(self, *, grace: float = 0.0) -> None:
+        """Kill the process, after ``grace`` seconds to exit on its own, and reap it."""
+        self.connection.close()
+        if grace and await self.wait_for_exit(grace):
+            return
+        self.process.kill()
+        await self.wait_for_exit()
+
+    async def wait_for_exit(self, patience: float = _EXIT_WAIT) -> bool:
+        """Wait, without blocking the loop, for the process to exit; reap it if it did."""
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        sentinel = self.process.sentinel
+        loop.add_reader(sentinel, _set_done, exited)
+        try:
+            async with asyncio.timeout(patience):
+                await exited
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(sentinel)
+        self.process.join()
+        return True
+
+    def describe_exit(self) -> str:
+        code = self.process.exitcode
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+
+def _set_done(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+def serve(connection: socket.socket) -> None:
+    """The worker process: answer requests on ``connection`` until it closes."""
+    # Ctrl-C reaches the whole process group; the event loop's process
+    # handles it and kills the workers whose tasks it cancels.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with connection:
+        while True:
+            try:
+                request = _receive_blocking(connection)
+            except (EOFError, OSError):
+                return  # the executor closed, or its process died
+            reply = _answer(request)
+            connection.sendall(_HEADER.pack(len(reply)) + reply)
+
+
+def _receive_blocking(connection: socket.socket) -> bytes:
+    header = _receive_exactly(connection, _HEADER.size)
+    return _receive_exactly(connection, _HEADER.unpack(header)[0])
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = connection.recv_into(view[received:])
+        if not count:
+            raise EOFError
+        received += count
+    return bytes(buffer)
+
+
+def _answer(request: bytes) -> bytes:
+    try:
+        function, context, keywords = pickle.loads(request)
+    except Exception as error:
+        return _dumps_failure(
+            f"its worker process cannot unpickle the callback or its data "
+            f"({type(error).__name__}: {error}); define the callback in a module the "
+            f"worker can import"
+        )
+    try:
+        result = function(context, **keywords)
+    except Exception as error:
+        import traceback
+
+        remote_traceback = "".join(traceback.format_exception(error))
+        try:
+            reply = pickle.dumps((_Outcome.RAISED, error, remote_traceback), -1)
+            pickle.loads(reply)  # an exception must also unpickle on the other side
+        except Exception:
+            return _dumps_failure(
+                f"it raised {type(error).__name__}: {error} in its worker process, and the "
+                f"exception cannot be pickled back; the worker's traceback:\n{remote_traceback}"
+            )
+        return reply
+    try:
+        return pickle.dumps((_Outcome.RETURNED, result), pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        return _dumps_failure(
+            f"its result ({type(result).__name__}) cannot be pickled to come back from its "
+            f"worker process ({type(error).__name__}: {error}); return plain data"
+        )
+
+
+def _dumps_failure(message: str) -> bytes:
+    return pickle.dumps((_Outcome.FAILED, message))

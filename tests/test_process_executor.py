@@ -1,0 +1,358 @@
+"""The process executor: work runs in other processes, and really stops when cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flow2
+from tests.conftest import Recorder, run
+
+S = flow2.Status
+#: Bound on anything a worker waits for; a test failing waits this long at most.
+PATIENCE = 60.0
+
+
+# Callbacks live at module level: the workers import them by name.
+
+
+def report_pid(context: dict[str, Any]) -> int:
+    return os.getpid()
+
+
+def wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+def meet(folder: str, name: str, other: str) -> int:
+    """Announce ourselves, then wait for the other task: both must run at once."""
+    (Path(folder) / name).touch()
+    wait_for_file(Path(folder) / other)
+    return os.getpid()
+
+
+def left(context: dict[str, Any], *, folder: str) -> int:
+    return meet(folder, "left", "right")
+
+
+def right(context: dict[str, Any], *, folder: str) -> int:
+    return meet(folder, "right", "left")
+
+
+def hang(context: dict[str, Any], *, folder: str) -> None:
+    """Say which process runs the work, then never finish."""
+    (Path(folder) / "hanging.tmp").write_text(str(os.getpid()))
+    os.replace(Path(folder) / "hanging.tmp", Path(folder) / "hanging")
+    time.sleep(PATIENCE)
+
+
+def hang_once(context: dict[str, Any], *, folder: str) -> str:
+    """Hang on the first attempt (until killed); return at once on the next."""
+    if (Path(folder) / "hanging").exists():
+        return f"second attempt in {os.getpid()}"
+    hang(context, folder=folder)
+    return "the first attempt was not stopped"
+
+
+def outlive(context: dict[str, Any], *, folder: str) -> int:
+    """Wait until the hanging task's process is gone, and finish normally."""
+    wait_for_file(Path(folder) / "hanging")
+    doomed = int((Path(folder) / "hanging").read_text())
+    deadline = time.monotonic() + PATIENCE
+    while is_alive(doomed) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def total(context: dict[str, Any], *, numbers: list[int], scale: int = 2) -> tuple[Any, ...]:
+    return sorted(context), sum(numbers) * scale
+
+
+def scribble(context: dict[str, Any]) -> str:
+    context["scribbled"] = True
+    return "returned"
+
+
+def fail(context: dict[str, Any]) -> None:
+    raise ValueError("bad input 42")
+
+
+def return_lock(context: dict[str, Any]) -> Any:
+    return threading.Lock()
+
+
+class Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(context: dict[str, Any]) -> None:
+    raise Unpicklable()
+
+
+def exit_worker(context: dict[str, Any]) -> None:
+    sys.exit(3)
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def wait_for_path(path: Path) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not path.exists():  # noqa: ASYNC240 - a stat is quick; this polls a test's marker
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[flow2.ProcessExecutor]:
+    """Two workers shared by the module: spawning interpreters is the slow part."""
+    executor = flow2.ProcessExecutor(max_workers=2)
+    yield executor
+    asyncio.run(executor.aclose())
+
+
+def meeting(pool: flow2.ProcessExecutor) -> flow2.ParallelTaskGroup:
+    return flow2.ParallelTaskGroup(
+        "Meet",
+        flow2.CallbackTask("Left", left),
+        flow2.CallbackTask("Right", right),
+        executor=pool,
+    )
+
+
+async def warm_up(pool: flow2.ProcessExecutor, folder: Path) -> None:
+    """Make sure both workers are up, so a short timeout measures the work alone."""
+    folder.mkdir()  # noqa: ASYNC240 - once, before the loop has anything else to do
+    await flow2.Runner(display="none").run(meeting(pool), {"folder": str(folder)})
+
+
+def test_tasks_run_at_once_in_other_processes(pool: flow2.ProcessExecutor, tmp_path: Path) -> None:
+    # Each task waits for the other: they can only finish by running at once.
+    context = run(flow2.Runner(display="none").run(meeting(pool), {"folder": str(tmp_path)}))
+    assert context["left"] != context["right"]
+    assert os.getpid() not in (context["left"], context["right"])
+
+
+def test_only_declared_keys_travel_and_changes_stay_in_the_worker(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    tree = flow2.SerialTaskGroup(
+        "Copy",
+        flow2.CallbackTask("Total", total),
+        flow2.CallbackTask("Scribble", scribble),
+        executor=pool,
+    )
+    context = run(flow2.Runner(display="none").run(tree, {"numbers": [1, 2, 3]}))
+    assert context["total"] == (["numbers"], 12)
+    assert context["scribble"] == "returned"
+    assert "scribbled" not in context
+
+
+def test_an_unpicklable_key_is_left_behind_when_the_callback_does_not_declare_it(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    # The lock cannot be pickled: Total runs only because it is not sent.
+    task = flow2.CallbackTask("Total", total, executor=pool)
+    context = run(
+        flow2.Runner(display="none").run(task, {"numbers": [4], "lock": threading.Lock()})
+    )
+    assert context["total"] == (["numbers"], 8)
+
+
+def test_a_timeout_kills_the_worker_and_spares_the_others(
+    pool: flow2.ProcessExecutor, tmp_path: Path, recorder: Recorder
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        await warm_up(pool, tmp_path / "warm")
+        tree = flow2.ParallelTaskGroup(
+            "Race",
+            flow2.CallbackTask("Hang", hang, timeout=1),
+            flow2.CallbackTask("Outlive", outlive),
+            executor=pool,
+        )
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        return await runner.run(tree, {"folder": str(tmp_path)}, raises=False)
+
+    context = run(scenario())
+    hung_pid = int((tmp_path / "hanging").read_text())
+    assert isinstance(context["hang"], flow2.TaskTimeoutError)
+    assert not is_alive(hung_pid)  # killed and reaped, not a zombie
+    assert recorder.final("Outlive") is S.SUCCEEDED
+    assert context["outlive"] != hung_pid
+    # The pool replaced the killed worker.
+    pid = flow2.CallbackTask("Pid", report_pid, executor=pool)
+    after = run(flow2.Runner(display="none").run(pid))
+    assert after["pid"] not in (hung_pid, os.getpid())
+
+
+def test_cancelling_the_run_kills_the_worker(pool: flow2.ProcessExecutor, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        task = flow2.CallbackTask("Hang", hang, executor=pool)
+        running = asyncio.create_task(
+            flow2.Runner(display="none").run(task, {"folder": str(tmp_path)})
+        )
+        await wait_for_path(tmp_path / "hanging")
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    run(scenario())
+    assert not is_alive(int((tmp_path / "hanging").read_text()))
+
+
+async def kill_when_hanging(folder: Path) -> int:
+    await wait_for_path(folder / "hanging")
+    pid = int((folder / "hanging").read_text())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_worker_killed_mid_task_fails_the_task(
+    pool: flow2.ProcessExecutor, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[dict[str, Any], int]:
+        task = flow2.CallbackTask("Hang", hang, executor=pool)
+        runner = flow2.Runner(display="none")
+        context, pid = await asyncio.gather(
+            runner.run(task, {"folder": str(tmp_path)}, raises=False), kill_when_hanging(tmp_path)
+        )
+        return context, pid
+
+    context, pid = run(scenario())
+    error = context["hang"]
+    assert isinstance(error, flow2.ExecutorError)
+    assert "task 'Hang'" in str(error)
+    assert f"(pid {pid}) was killed by SIGKILL" in str(error)
+    assert "retries=" in str(error)
+
+
+def test_a_worker_killed_mid_task_is_retried(
+    pool: flow2.ProcessExecutor, tmp_path: Path, recorder: Recorder
+) -> None:
+    async def scenario() -> tuple[dict[str, Any], int]:
+        task = flow2.CallbackTask("Hang", hang_once, retries=1, retry_delay=0, executor=pool)
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        context, pid = await asyncio.gather(
+            runner.run(task, {"folder": str(tmp_path)}), kill_when_hanging(tmp_path)
+        )
+        return context, pid
+
+    context, _ = run(scenario())
+    assert context["hang"].startswith("second attempt in ")
+    assert recorder.statuses("Hang") == [S.RUNNING, S.RETRYING, S.SUCCEEDED]
+    retrying = [event for event in recorder.events if event.status is S.RETRYING]
+    assert isinstance(retrying[0].error, flow2.ExecutorError)
+
+
+def test_a_worker_exiting_fails_the_task_with_its_exit_code(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Exit", exit_worker, executor=pool)
+    with pytest.raises(flow2.ExecutorError, match=r"task 'Exit': .* exited with code 3"):
+        run(flow2.Runner(display="none").run(task))
+
+
+def test_a_worker_dead_while_idle_is_replaced_without_failing_a_task(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    async def scenario() -> None:
+        await pool.start()
+        for worker in list(pool._idle):
+            worker.process.kill()
+            worker.process.join()
+        context = await flow2.Runner(display="none").run(
+            flow2.CallbackTask("Pid", report_pid, executor=pool)
+        )
+        assert context["pid"] != os.getpid()
+
+    run(scenario())
+
+
+def test_the_callbacks_exception_comes_back_unchanged(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Fail", fail, executor=pool)
+    with pytest.raises(ValueError, match="bad input 42") as caught:
+        run(flow2.Runner(display="none").run(task))
+    # The worker's traceback is kept, as concurrent.futures does.
+    assert "in fail" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("callback", "message"),
+    [
+        (lambda context: 1, r"task 'Lambda': its callback lambda cannot be pickled"),
+        (return_lock, r"task 'Lambda': its result \(lock\) cannot be pickled to come back"),
+        (raise_unpicklable, r"raised Unpicklable: holds a lock .* cannot be pickled back"),
+    ],
+    ids=["callback", "result", "exception"],
+)
+def test_what_cannot_be_pickled_is_named(
+    pool: flow2.ProcessExecutor, callback: Any, message: str
+) -> None:
+    task = flow2.CallbackTask("Lambda", callback, executor=pool)
+    with pytest.raises(flow2.ExecutorError, match=message):
+        run(flow2.Runner(display="none").run(task))
+
+
+def test_an_unpicklable_context_key_is_named(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Pid", report_pid, executor=pool)
+    with pytest.raises(flow2.ExecutorError) as caught:
+        run(flow2.Runner(display="none").run(task, {"lock": threading.Lock(), "fine": 1}))
+    assert "task 'Pid': context key 'lock' (lock) cannot be pickled" in str(caught.value)
+    assert "def report_pid(context, *, needed_key)" in str(caught.value)
+
+
+def test_a_callback_the_worker_cannot_import_is_an_error(
+    pool: flow2.ProcessExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module that exists only in this process: it pickles here, not there.
+    module = types.ModuleType("only_here")
+    exec("def work(context):\n    return 1\n", module.__dict__)
+    monkeypatch.setitem(sys.modules, "only_here", module)
+    task = flow2.CallbackTask("Work", module.work, executor=pool)
+    with pytest.raises(flow2.ExecutorError, match=r"task 'Work': its worker process cannot"):
+        run(flow2.Runner(display="none").run(task))
+
+
+def test_max_workers_must_be_a_whole_number() -> None:
+    with pytest.raises(flow2.ConfigurationError, match=r"max_workers=0 is not a whole number"):
+        flow2.ProcessExecutor(max_workers=0)
+    assert flow2.ProcessExecutor().max_workers == (os.cpu_count() or 1)
+
+
+def test_an_executor_object_is_closed_by_its_owner() -> None:
+    async def scenario() -> list[int]:
+        async with flow2.ProcessExecutor(max_workers=1) as pool:
+            await flow2.Runner(display="none").run(
+                flow2.CallbackTask("Pid", report_pid, executor=pool)
+            )
+            return [worker.pid or 0 for worker in pool._idle]
+
+    pids = run(scenario())
+    assert pids
+    assert not any(is_alive(pid) for pid in pids)
+
+
+def test_the_process_executor_made_by_name_runs_and_is_closed(recorder: Recorder) -> None:
+    task = flow2.CallbackTask("Pid", report_pid, executor="process")
+    context = run(flow2.Runner(display="none").run(task))
+    assert context["pid"] != os.getpid()
+    assert not is_alive(context["pid"])
