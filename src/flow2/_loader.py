@@ -342,7 +342,12 @@ class _Builder:
                 key_lines[key],
                 key,
             )
-        task = self.construct(factory, name, children, options, label, data)
+        # A deferred option is checked by the plugin when the task starts; at
+        # load time it is left out (its default stands in), unless required.
+        checked = {
+            key: value for key, value in options.items() if key not in deferred or key in required
+        }
+        task = self.construct(factory, name, children, checked, label, data)
         node = Node(task, plugin_name, line, options, children)
         if deferred:
             self.deferred.append((node, deferred))

@@ -1,0 +1,253 @@
+"""Shell tasks: results, streamed output, failures, and no process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import flow2
+from flow2._shell import ShellTask
+
+from .conftest import run
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+PYTHON = sys.executable
+
+
+def quiet() -> flow2.Runner:
+    return flow2.Runner(display="none", stream=io.StringIO())
+
+
+def python(code: str) -> list[str]:
+    return [PYTHON, "-c", textwrap.dedent(code)]
+
+
+def test_result_has_the_exit_code_and_the_output_without_trailing_newlines() -> None:
+    task = ShellTask("Hello", python("import sys; print('out'); print('err', file=sys.stderr)"))
+    context = run(quiet().run(task))
+    assert context["hello"] == {"returncode": 0, "stdout": "out", "stderr": "err"}
+
+
+def test_a_string_runs_through_the_shell_with_cwd_and_env(tmp_path: Path) -> None:
+    task = ShellTask(
+        "Shell", 'echo "$GREETING from $(basename "$PWD")"', cwd=str(tmp_path), env={"GREETING": 7}
+    )
+    context = run(quiet().run(task))
+    assert context["shell"]["stdout"] == f"7 from {tmp_path.name}"
+
+
+def test_lines_stream_while_the_command_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    flag = tmp_path / "go"
+    task = ShellTask(
+        "Stream",
+        python(
+            f"""
+            import os, sys, time
+            print("first", flush=True)
+            while not os.path.exists({str(flag)!r}):
+                time.sleep(0.01)
+            print("second", file=sys.stderr, flush=True)
+            print("partial line without newline", end="")
+            """
+        ),
+    )
+
+    async def main() -> dict[str, object]:
+        seen_first = asyncio.Event()
+
+        class Watch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage() == "first":
+                    seen_first.set()
+
+        handler = Watch()
+        logging.getLogger("flow2.tasks").addHandler(handler)
+        try:
+            running = asyncio.ensure_future(quiet().run(task))
+            await asyncio.wait_for(seen_first.wait(), 60)
+            assert not running.done()  # the line came before the command ended
+            flag.touch()
+            return await running
+        finally:
+            logging.getLogger("flow2.tasks").removeHandler(handler)
+
+    with caplog.at_level(logging.INFO, logger="flow2.tasks"):
+        context = run(main())
+    records = [record for record in caplog.records if record.name == "flow2.tasks"]
+    lines = [(record.getMessage(), record.stream, record.task) for record in records]  # type: ignore[attr-defined]
+    assert ("first", "stdout", "Stream") in lines
+    assert ("second", "stderr", "Stream") in lines
+    assert ("partial line without newline", "stdout", "Stream") in lines
+    assert context["stream"]["stdout"] == "first\npartial line without newline"
+
+
+def test_non_zero_exit_fails_with_the_code_and_the_last_stderr_lines() -> None:
+    task = ShellTask(
+        "Broken",
+        python(
+            """
+            import sys
+            for number in range(30):
+                print(f"problem {number}", file=sys.stderr)
+            sys.exit(3)
+            """
+        ),
+    )
+    with pytest.raises(flow2.CommandError) as caught:
+        run(quiet().run(task))
+    error = caught.value
+    assert error.returncode == 3
+    message = str(error)
+    assert "exited with code 3" in message and "problem 29" in message
+    assert "problem 19" not in message  # only the last lines
+    assert error.stderr.endswith("problem 29")
+
+
+def test_killed_command_names_the_signal() -> None:
+    task = ShellTask("Killed", python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    with pytest.raises(flow2.CommandError, match="killed by SIGKILL"):
+        run(quiet().run(task))
+
+
+def test_missing_program_fails_the_task_with_os_error() -> None:
+    task = ShellTask("Missing", ["flow2-no-such-program-here"])
+    with pytest.raises(FileNotFoundError):
+        run(quiet().run(task))
+
+
+def test_captured_output_is_capped_to_its_last_characters() -> None:
+    task = ShellTask(
+        "Chatty",
+        python("import sys; sys.stdout.write('x' * 300000 + 'END')"),
+        output_limit=1000,
+    )
+    result = run(quiet().run(task))["chatty"]["stdout"]
+    assert result.startswith("[… 299003 characters dropped]\n")
+    assert result.endswith("xEND") and len(result.splitlines()[1]) == 1000
+
+
+def _start_child_and_wait(ignore_term: bool) -> list[str]:
+    """A command starting a grandchild, printing both pids, then sleeping."""
+    return python(
+        f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN); " if {ignore_term!r} else "")
+            + "time.sleep(600)"])
+        print("pids", os.getpid(), child.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+
+
+class PidWatcher(logging.Handler):
+    """Catches the "pids …" line a shell task logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = asyncio.Event()
+        self.pids: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        words = record.getMessage().split()
+        if words and words[0] == "pids":
+            self.pids = [int(word) for word in words[1:]]
+            self.ready.set()
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # a zombie has stopped; only its parent's wait is missing
+
+
+async def _wait_gone(pids: list[int]) -> None:
+    async with asyncio.timeout(30):
+        # Another process's end cannot be awaited: poll /proc.
+        while not all(_is_gone(pid) for pid in pids):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def pid_watcher(caplog: pytest.LogCaptureFixture) -> Iterator[PidWatcher]:
+    watcher = PidWatcher()
+    tasks_logger = logging.getLogger("flow2.tasks")
+    tasks_logger.addHandler(watcher)
+    with caplog.at_level(logging.INFO, logger="flow2.tasks"):
+        yield watcher
+    tasks_logger.removeHandler(watcher)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_cancelling_the_task_kills_the_command_and_its_children(pid_watcher: PidWatcher) -> None:
+    task = ShellTask("Sleepy", _start_child_and_wait(ignore_term=False))
+
+    async def main() -> None:
+        running = asyncio.ensure_future(quiet().run(task))
+        await asyncio.wait_for(pid_watcher.ready.wait(), 60)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await _wait_gone(pid_watcher.pids)
+
+    run(main())
+    assert len(pid_watcher.pids) == 2
+    assert all(_is_gone(pid) for pid in pid_watcher.pids)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_timeout_terminates_then_kills_a_child_that_ignores_sigterm(
+    pid_watcher: PidWatcher,
+) -> None:
+    # The timeout leaves the command ample time to print the pids first.
+    task = ShellTask("Stubborn", _start_child_and_wait(ignore_term=True), timeout=4, kill_grace=0.2)
+
+    async def main() -> None:
+        running = asyncio.ensure_future(quiet().run(task))
+        try:
+            await asyncio.wait_for(pid_watcher.ready.wait(), 60)
+            with pytest.raises(flow2.TaskTimeoutError):
+                await running
+        finally:
+            running.cancel()
+        await _wait_gone(pid_watcher.pids)
+
+    run(main())
+    assert len(pid_watcher.pids) == 2
+    assert all(_is_gone(pid) for pid in pid_watcher.pids)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"cmd": ""}, "not a command"),
+        ({"cmd": []}, "not a command"),
+        ({"cmd": ["ls", None]}, "not a string"),
+        ({"cmd": "ls", "cwd": 3}, "cwd=3"),
+        ({"cmd": "ls", "env": ["A"]}, "env="),
+        ({"cmd": "ls", "env": {"A": None}}, "env['A']"),
+        ({"cmd": "ls", "output_limit": -1}, "output_limit=-1"),
+        ({"cmd": "ls", "kill_grace": "soon"}, "kill_grace='soon'"),
+    ],
+)
+def test_bad_options_are_definition_errors(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(flow2.DefinitionError) as caught:
+        ShellTask("Bad", **options)  # type: ignore[arg-type]
+    assert fragment in str(caught.value)
+
+
+def test_command_line_quotes_argument_lists() -> None:
+    assert ShellTask("Q", ["echo", "a b"]).command_line == "echo 'a b'"
+    assert ShellTask("Q", "echo a b").command_line == "echo a b"
