@@ -61,6 +61,7 @@ MARKS = {
 }
 _ACTIVE = (Status.RUNNING, Status.RETRYING)
 _EXPANDED = (Status.FAILED, Status.PARTIAL)
+_NEVER_STARTED = (Status.SKIPPED, Status.CANCELLED)
 
 
 def format_seconds(seconds: float) -> str:
@@ -305,7 +306,9 @@ class LiveView:
             mark, style = MARKS[status]
         details = []
         total = self._total(task)
-        if total:
+        # A group that never started shows no progress: its children were
+        # counted off, not done.
+        if total and (status not in _NEVER_STARTED or task in self._durations):
             details.append(f"{self._done.get(task, 0)}/{total}")
             failures = task._failed_count or len(self._failed.get(task, ()))
             if failures:

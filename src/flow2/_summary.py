@@ -122,10 +122,19 @@ def _frames(tb: TracebackType | None, where: str = "") -> list[str]:
         lines.append(f"  … {len(frames) - MAX_FRAMES} earlier frames")
         frames = frames[-MAX_FRAMES:]
     for frame in frames:
-        lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+        lines.append(f'  File "{_short(frame.filename)}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
     return lines
+
+
+def _short(filename: str) -> str:
+    """``filename`` relative to the working directory when it is inside it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive, on Windows
+        return filename
+    return filename if relative.startswith(os.pardir) else relative
 
 
 class SummaryListener:
