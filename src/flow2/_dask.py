@@ -95,11 +95,13 @@ class DaskExecutor:
         loop = asyncio.get_running_loop()
         if self._given_client is not None:
             client = self._given_client
-            if client.asynchronous and client.loop.asyncio_loop is not loop:
+            # An asynchronous client answers on its own loop only: this one,
+            # or another that must be running (in another thread) to answer.
+            if not client.asynchronous and not client.loop.asyncio_loop.is_running():
                 raise ExecutorError(
-                    f"DaskExecutor(client): the client {client!r} is asynchronous but belongs "
-                    f"to another event loop; create it in the coroutine that runs the flow, "
-                    f"or pass the scheduler address instead"
+                    f"DaskExecutor(client): the event loop of {client!r} is not running (an "
+                    f"asynchronous client made under another event loop); create the client "
+                    f"in the coroutine that runs the flow, or pass the scheduler address"
                 )
             return
         if self._client is not None and self._loop is loop:
