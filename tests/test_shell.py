@@ -251,3 +251,20 @@ def test_bad_options_are_definition_errors(options: dict[str, object], fragment:
 def test_command_line_quotes_argument_lists() -> None:
     assert ShellTask("Q", ["echo", "a b"]).command_line == "echo 'a b'"
     assert ShellTask("Q", "echo a b").command_line == "echo a b"
+
+
+def test_characters_split_across_reads_are_decoded_whole() -> None:
+    # 1 + 2 * 50,000 bytes: the 65,536-byte reads cut an "é" in two.
+    task = ShellTask(
+        "Accents", python("import sys; sys.stdout.buffer.write(('x' + 'é' * 50000).encode())")
+    )
+    stdout = run(quiet().run(task))["accents"]["stdout"]
+    assert stdout == "x" + "é" * 50000
+
+
+def test_a_huge_line_is_logged_in_pieces(caplog: pytest.LogCaptureFixture) -> None:
+    task = ShellTask("Bar", python("import sys; sys.stdout.write('#' * 200000)"))
+    with caplog.at_level(logging.INFO, logger="flow2.tasks"):
+        run(quiet().run(task))
+    pieces = [len(record.getMessage()) for record in caplog.records if record.name == "flow2.tasks"]
+    assert sum(pieces) == 200000 and len(pieces) > 1

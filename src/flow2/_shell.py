@@ -10,6 +10,7 @@ grace period: the command's own children stop too.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import math
 import os
 import shlex
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Characters of stdout and of stderr kept in the result (the last ones).
 OUTPUT_LIMIT = 1_000_000
+#: Longest line logged whole; longer ones are logged in pieces of this size.
+MAX_LINE = 65536
 #: Lines of stderr quoted when the command fails.
 ERROR_LINES = 10
 _CHUNK = 65536
@@ -141,16 +144,21 @@ class ShellTask(Task):
 
     async def _stream(self, stream: asyncio.StreamReader, capture: _Capture, name: str) -> None:
         """Log each line of ``stream`` as it arrives, and capture it."""
+        # Incremental: a character split across two reads is decoded whole.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
         while True:
             chunk = await stream.read(_CHUNK)
-            if not chunk:
-                break
-            text = pending + chunk.decode(errors="replace")
+            text = pending + decoder.decode(chunk, final=not chunk)
             *lines, pending = text.split("\n")
+            if len(pending) > MAX_LINE:  # a line without end (a progress bar): log it in pieces
+                lines.append(pending)
+                pending = ""
             for line in lines:
                 self._log_line(line, name)
             capture.add(text[: len(text) - len(pending)])
+            if not chunk:
+                break
         if pending:
             self._log_line(pending, name)
             capture.add(pending)
