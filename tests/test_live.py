@@ -387,3 +387,34 @@ def test_without_a_terminal_the_forced_view_still_ends_with_the_final_tree() -> 
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+def test_ctrl_c_leaves_the_final_tree_the_summary_and_the_cursor(tmp_path: Path) -> None:
+    terminal = Terminal(
+        """
+        import asyncio, sys
+        import flow2
+
+        async def forever(context):
+            flow2.logger.info("started")
+            await asyncio.sleep(3600)
+
+        workflow = flow2.SerialTaskGroup(
+            "Root", flow2.CallbackTask("Sleep", forever), flow2.CallbackTask("Next", forever)
+        )
+        try:
+            asyncio.run(flow2.Runner().run(workflow))
+        except KeyboardInterrupt:
+            sys.exit(0)
+        """,
+        tmp_path,
+    )
+    terminal.read_until(lambda lines: _has(lines, "Sleep", "started") and _has(lines, "· Next"))
+    terminal.child.sendintr()
+    final = terminal.finish()
+    assert _has(final, "⊘ Root")
+    assert _has(final, "├─ ⊘ Sleep")
+    assert _has(final, "└─ ⊘ Next")
+    assert _has(final, "Root was cancelled in", "0 succeeded, 0 failed, 0 skipped, 2 cancelled")
+    hidden = terminal.raw.rfind(b"\x1b[?25l")
+    assert 0 <= hidden < terminal.raw.rfind(b"\x1b[?25h")  # the cursor is back
