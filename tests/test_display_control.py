@@ -52,6 +52,12 @@ def test_auto_is_live_on_a_terminal_and_plain_elsewhere() -> None:
     assert PlainConsole in kinds and LiveView not in kinds and SummaryListener in kinds
 
 
+def test_auto_is_plain_on_a_dumb_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "dumb")
+    kinds = _kinds(flow2.Runner(stream=FakeTerminal()))
+    assert PlainConsole in kinds and LiveView not in kinds
+
+
 def test_auto_falls_back_to_plain_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(

@@ -137,8 +137,6 @@ class PlainConsole:
 
     def show_record(self, record: logging.LogRecord) -> None:
         """Print a task's log record, each of its lines prefixed with the task's name."""
-        from ._logging import record_text  # imported here: _logging imports this module
-
         prefix = f"[{getattr(record, 'task', None) or '?'}] "
         if record.levelno >= logging.WARNING:
             prefix += f"{record.levelname}: "
@@ -195,6 +193,18 @@ class PlainConsole:
             self.stream.flush()
         except ValueError:  # the stream was closed by its owner meanwhile
             pass
+
+
+def record_text(record: logging.LogRecord) -> str:
+    """A record's message, with its exception's traceback when it has one."""
+    text = record.getMessage()
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        text = f"{text}\n{record.exc_text}"
+    elif record.stack_info:
+        text = f"{text}\n{record.stack_info}"
+    return text
 
 
 def _count(failed: int) -> str:

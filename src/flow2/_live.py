@@ -37,7 +37,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ._console import Verbosity, describe_error, format_result
+from ._console import Verbosity, describe_error, format_result, record_text
 from ._events import RunEvent, Status, TaskEvent
 
 if TYPE_CHECKING:
@@ -169,8 +169,6 @@ class LiveView:
 
     def show_record(self, record: logging.LogRecord) -> None:
         """Show a task's log record above the tree, and its last line next to the task."""
-        from ._logging import record_text
-
         name = getattr(record, "task", None) or "?"
         style = "cyan"
         if record.levelno >= logging.ERROR:

@@ -214,15 +214,3 @@ class _RunHandler(logging.Handler):
             self.loop.call_soon_threadsafe(self.show, record)
         except RuntimeError:  # the loop closed: a thread outlived its run
             pass
-
-
-def record_text(record: logging.LogRecord) -> str:
-    """A record's message, with its exception's traceback when it has one."""
-    text = record.getMessage()
-    if record.exc_info:
-        if not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        text = f"{text}\n{record.exc_text}"
-    elif record.stack_info:
-        text = f"{text}\n{record.stack_info}"
-    return text

@@ -220,7 +220,8 @@ class Runner:
         if self.display is Display.AUTO:
             stream = self.stream if self.stream is not None else sys.stdout
             isatty = getattr(stream, "isatty", None)
-            if has_rich and isatty is not None and isatty():
+            is_dumb = os.environ.get("TERM") == "dumb"  # cannot move the cursor
+            if has_rich and isatty is not None and isatty() and not is_dumb:
                 return Display.LIVE
             return Display.PLAIN
         return self.display
