@@ -326,3 +326,51 @@ def test_usage_errors_exit_2(tmp_path: Path, arguments: list[str], fragment: str
 def test_bad_environment_setting_is_a_usage_error(tmp_path: Path) -> None:
     path = write(tmp_path, "plugin: shell\ncmd: x\n")
     assert_usage_error(flow2("run", path, FLOW2_DISPLAY="fancy"), "fancy")
+
+
+# The same commands in process: fast, and measured by coverage -------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "fragment"),
+    [
+        (["validate", "{release}", "version=1"], 0, "valid flow 'Release 1'"),
+        (["render", "{release}"], 0, "name: Release 0.0.0"),
+        (["show", "{release}"], 0, "└── Publish → publish"),
+        (["graph", "{release}"], 0, "n5 --> n6"),
+        (["graph", "--dot", "{release}"], 0, "n5 -> n6;"),
+        (["plugins"], 0, "shell     flow2._shell:ShellTask"),
+        (["run", "{results}", "--display", "none"], 0, ""),
+        (["run", "{failing}", "--display", "plain", "-v"], 1, "exited with code 3"),
+        (["run", "{failing}", "-q", "-v"], 2, "contradict"),
+        (["render", "{missing}"], 2, "no such flow file"),
+        (["validate", "{failing}", "x"], 2, "not a variable assignment"),
+        (["validate", "{failing}", "x=[1,"], 2, "read as YAML"),
+    ],
+)
+def test_commands_in_process(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    code: int,
+    fragment: str,
+) -> None:
+    from flow2._main import main
+
+    for name in [name for name in os.environ if name.startswith("FLOW2_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_COLOR", "1")
+    failing = write(tmp_path, "plugin: shell\nname: Fail\ncmd: [python, -c, 'exit(3)']\n")
+    paths = {
+        "release": EXAMPLES / "release.yml",
+        "results": EXAMPLES / "results.yml",
+        "failing": failing,
+        "missing": tmp_path / "missing.yml",
+    }
+    with pytest.raises(SystemExit) as exited:
+        main([argument.format(**paths) for argument in arguments])
+    output = capsys.readouterr()
+    assert exited.value.code == code, output
+    assert fragment in output.out + output.err
+    assert "Traceback" not in output.out + output.err

@@ -428,3 +428,48 @@ def test_read_flow_keeps_plugin_names_and_lines_for_show_and_graph(tmp_path: Pat
     )
     loaded = read_flow(path, {})
     assert [(node.plugin, node.line) for node in loaded.nodes()] == [("serial", 1), ("shell", 3)]
+
+
+def test_whole_expression_that_is_undefined_fails_the_task(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        plugin: serial
+        tasks:
+          - {plugin: callback, name: Data, callback: "builtins:dict"}
+          - plugin: shell
+            name: Use
+            cwd: ${{ data.folder }}
+            cmd: echo
+        """,
+    )
+    with pytest.raises(flow2.ExpressionError, match="has no attribute 'folder'"):
+        run(quiet().run(flow2.load(path)))
+
+
+def test_expression_raising_an_error_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "plugin: shell\nname: Divide\ncmd: echo ${{ 1 // n }}\n")
+    with pytest.raises(flow2.ExpressionError, match=r"flow.yml:3: task 'Divide', cmd: Zero"):
+        run(quiet().run(flow2.load(path, n=0), {"n": 0}))
+
+
+def test_expressions_inside_mappings_and_lists_are_evaluated(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        plugin: shell
+        name: Env
+        env: {WHO: "${{ who | upper }}", N: 3}
+        cmd: [python, -c, "import os, sys; print(os.environ['WHO'], os.environ['N'], sys.argv[1])",
+              "${{ who }}!"]
+        """,
+    )
+    context = run(quiet().run(flow2.load(path, who="ann"), {"who": "ann"}))
+    assert context["env"]["stdout"] == "ANN 3 ann!"
+
+
+def test_deeply_nested_documents_are_a_clean_error(tmp_path: Path) -> None:
+    depth = 3000
+    text = "{plugin: serial, tasks: [" * depth + "]}" * depth + "\n"
+    error = load_error(tmp_path, text)
+    assert "nested too deeply" in str(error)
