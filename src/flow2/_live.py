@@ -60,6 +60,10 @@ MARKS = {
     Status.CANCELLED: ("⊘", "magenta"),
 }
 _ACTIVE = (Status.RUNNING, Status.RETRYING)
+# Module constants: _record runs for every event, and a class attribute
+# lookup on an enum costs more than the rest of an identity test.
+_RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
+_FAILED, _SUCCEEDED = Status.FAILED, Status.SUCCEEDED
 _EXPANDED = (Status.FAILED, Status.PARTIAL)
 _NEVER_STARTED = (Status.SKIPPED, Status.CANCELLED)
 
@@ -128,14 +132,14 @@ class LiveView:
         task = event.task
         status = event.status
         parent = task._parent
-        if status is Status.RUNNING:
+        if status is _RUNNING:
             if parent is not None:
                 active = self._active.get(parent)
                 if active is None:
                     active = self._active[parent] = {}
                 active[task] = None
             return
-        if status is Status.RETRYING:
+        if status is _RETRYING:
             if event.error is not None:
                 self._errors[task] = describe_error(event.error)
             return
@@ -153,11 +157,11 @@ class LiveView:
                 if failed is None:
                     failed = self._failed[parent] = {}
                 failed[task] = None
-        if status is Status.FAILED and event.error is not None:
+        if status is _FAILED and event.error is not None:
             if task.stores_result or not event.failed_count:
                 self._errors[task] = describe_error(event.error)
         elif (
-            status is Status.SUCCEEDED
+            status is _SUCCEEDED
             and event.result is not None
             and task.output
             and task.stores_result
