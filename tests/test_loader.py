@@ -473,3 +473,25 @@ def test_deeply_nested_documents_are_a_clean_error(tmp_path: Path) -> None:
     text = "{plugin: serial, tasks: [" * depth + "]}" * depth + "\n"
     error = load_error(tmp_path, text)
     assert "nested too deeply" in str(error)
+
+
+def test_errors_in_generated_lines_say_the_line_is_of_the_rendered_text(tmp_path: Path) -> None:
+    error = load_error(
+        tmp_path,
+        """
+        plugin: parallel
+        tasks:
+        {% for region in ["eu", "us"] %}
+          - plugin: shell
+            name: Deploy {{ region }}
+            cmd: ./deploy {{ region }}
+            {% if region == "us" %}
+            tiemout: 3
+            {% endif %}
+        {% endfor %}
+        """,
+    )
+    assert error.line == 9 and error.key == "tiemout"
+    assert "line 9 of the text after templating" in str(error) and "flow2 render" in str(error)
+    rendered = flow2.Flow(error.file).render().splitlines()
+    assert rendered[error.line - 1].strip() == "tiemout: 3"

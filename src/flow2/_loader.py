@@ -154,20 +154,35 @@ class LoadedFlow:
 def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> LoadedFlow:
     """Render, parse and build the flow file at ``path``.
 
-    :raises flow2.FlowFileError: when anything about the file is wrong
-    :raises flow2.PluginError: never; plugin problems become FlowFileError with the line
+    :raises flow2.FlowFileError: when anything about the file is wrong; plugin
+        problems included, with the line that names the plugin
     """
+    from ._templates import render_file
+
     file = os.fspath(path)
-    text = render(file, variables)
-    data = parse(file, text)
-    builder = _Builder(file, text, set(variables))
+    source = _read(file)
+    text = render_file(source, file, variables)
     try:
-        root = builder.build(data)
-    except RecursionError:
+        data = parse(file, text)
+        builder = _Builder(file, text, set(variables))
+        try:
+            root = builder.build(data)
+        except RecursionError:
+            raise FlowFileError(
+                "tasks are nested too deeply to load; flatten the groups", file=file
+            ) from None
+        builder.check_tree(root)
+    except FlowFileError as error:
+        if error.line is None or source.count("\n") == text.count("\n"):
+            raise
+        # Template blocks added or removed lines: the line is the rendered text's.
         raise FlowFileError(
-            "tasks are nested too deeply to load; flatten the groups", file=file
+            f"{error.reason} [line {error.line} of the text after templating: "
+            f"`flow2 render {file}` shows it]",
+            file=file,
+            line=error.line,
+            key=error.key,
         ) from None
-    builder.check_tree(root)
     return LoadedFlow(file, text, root)
 
 
@@ -179,15 +194,18 @@ def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
     from ._templates import render_file
 
     file = os.fspath(path)
+    return render_file(_read(file), file, variables)
+
+
+def _read(file: str) -> str:
     try:
-        source = Path(file).read_text(encoding="utf-8")
+        return Path(file).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise FlowFileError(
             f"the file is not UTF-8 text ({error.reason} at byte {error.start})", file=file
         ) from None
     except OSError as error:
         raise FlowFileError(f"cannot read the file: {error.strerror or error}", file=file) from None
-    return render_file(source, file, variables)
 
 
 def parse(file: str, text: str) -> Any:
