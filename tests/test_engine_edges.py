@@ -143,3 +143,29 @@ def test_a_task_object_can_run_again_in_a_new_run(recorder: Recorder) -> None:
     assert recorder.final("P") is S.PARTIAL
     assert run(runner.run(tree)) == {"count": 2}
     assert recorder.final("P") is S.SUCCEEDED  # the earlier failure does not linger
+
+
+def test_work_raising_cancelled_error_unasked_is_a_failure_not_a_cancellation(
+    recorder: Recorder,
+) -> None:
+    async def awaits_a_cancelled_future(context: dict[str, Any]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    async def fine(context: dict[str, Any]) -> str:
+        return "fine"
+
+    tree = flow2.ParallelTaskGroup(
+        "P",
+        flow2.CallbackTask("Stray", awaits_a_cancelled_future),
+        flow2.CallbackTask("Fine", fine),
+    )
+    context = run(flow2.Runner(display="none", listeners=[recorder]).run(tree))
+    assert isinstance(context["stray"], flow2.StrayCancellationError)
+    assert "task 'Stray'" in str(context["stray"])
+    assert isinstance(context["stray"].__cause__, asyncio.CancelledError)
+    assert recorder.final("Stray") is S.FAILED
+    assert recorder.final("P") is S.PARTIAL
+    end = recorder.events[-1]
+    assert isinstance(end, flow2.RunEvent) and end.status is S.PARTIAL

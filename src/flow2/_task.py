@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._context import current_run, current_task
 from ._events import Status, TaskEvent
-from ._exceptions import DefinitionError, TaskTimeoutError, TaskTypeError
+from ._exceptions import (
+    DefinitionError,
+    StrayCancellationError,
+    TaskTimeoutError,
+    TaskTypeError,
+)
 from ._executors import Executor
 from ._logging import TaskLogger
 from ._naming import snake_case
@@ -233,6 +238,21 @@ class Task:
             else:
                 result = await self.run(context)
         except asyncio.CancelledError as cancelled:
+            if not _is_being_cancelled():
+                # Nothing cancelled this task: its work raised CancelledError
+                # itself (it awaited something cancelled elsewhere). Reporting
+                # that as a cancellation would let a parallel group succeed.
+                error = StrayCancellationError(
+                    f"task {self.name!r}: its work raised CancelledError although nothing "
+                    f"cancelled the task; did it await a future or task cancelled elsewhere?"
+                )
+                error.__cause__ = cancelled
+                self._status = Status.FAILED
+                if self.stores_result:
+                    context[self.key] = error
+                    self._failed_count = 1
+                await self.exception(error, context, raises)
+                return context
             self._status = Status.CANCELLED
             run.emit(
                 TaskEvent(
@@ -298,6 +318,12 @@ class Task:
                 await asyncio.sleep(delay)
                 self._attempt += 1
                 self._status = Status.RUNNING
+
+
+def _is_being_cancelled() -> bool:
+    """True when the running asyncio task has a cancellation request pending."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _check_timeout(name: str, timeout: object) -> float | None:
