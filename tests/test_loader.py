@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._loader import find_flow, read_flow, user_flows_folder
+from flow2._loader import read_flow
+from flow2._main import find_flow, user_flows_folder
 
 from .conftest import run
 

@@ -3,7 +3,7 @@
 Four steps, each reporting errors with the file, the line and the key:
 
 1. the file is rendered as a Jinja template (see ``_templates``);
-2. YAML reads the text (safe loading only: plain data, no Python objects),
+2. YAML reads the text (``_yaml``: safe loading only, plain data, no Python objects),
    remembering the line of every mapping, key and list item;
 3. each node — a mapping with ``plugin:`` — becomes the task its plugin
    builds, its other keys the plugin's options and ``tasks:`` its children;
@@ -13,7 +13,6 @@ Four steps, each reporting errors with the file, the line and the key:
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -22,103 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DefinitionError, FlowError, FlowFileError, PluginError
 from ._task import Context, Task
+from ._yaml import LineDict, parse, type_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    import yaml
-
     from ._plugins import Plugin
-
-#: Where ``flow2 run NAME`` looks for ``NAME.yml``, after ``./.flow2/flows``.
-USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
-FLOW_EXTENSIONS = (".yml", ".yaml")
 
 #: Keys every node may have that are not passed as options.
 _STRUCTURE_KEYS = ("plugin", "name", "tasks")
-
-
-class LineDict(dict[Any, Any]):
-    """A YAML mapping that remembers its line and the line of each key."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class LineList(list[Any]):
-    """A YAML sequence that remembers its line and the line of each item."""
-
-    line: int = 0
-    item_lines: list[int]
-
-
-@functools.cache
-def _line_loader() -> type[yaml.SafeLoader]:
-    """A SafeLoader whose mappings and sequences carry their line numbers."""
-    import yaml
-    from yaml.constructor import ConstructorError
-
-    class LineLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> Any:
-        mapping = LineDict()
-        mapping.line = node.start_mark.line + 1
-        mapping.key_lines = {}
-        yield mapping
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
-                key_node, yaml.ScalarNode
-            ):
-                continue
-            if key_node.value in seen:
-                raise ConstructorError(
-                    None,
-                    None,
-                    f"key {key_node.value!r} appears twice in this mapping (first on line "
-                    f"{seen[key_node.value]}); keep one",
-                    key_node.start_mark,
-                )
-            seen[key_node.value] = key_node.start_mark.line + 1
-        loader.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                raise ConstructorError(
-                    None, None, "a list or mapping cannot be a key", key_node.start_mark
-                ) from None
-            mapping[key] = loader.construct_object(value_node, deep=True)
-            mapping.key_lines[key] = key_node.start_mark.line + 1
-
-    def construct_sequence(loader: LineLoader, node: yaml.SequenceNode) -> Any:
-        sequence = LineList()
-        sequence.line = node.start_mark.line + 1
-        sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
-        yield sequence
-        sequence.extend(loader.construct_object(item, deep=True) for item in node.value)
-
-    LineLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
-    LineLoader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
-    return LineLoader
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return f"the boolean {value!r}"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return f"{value!r} ({type(value).__name__})"
 
 
 @dataclass
@@ -208,32 +119,6 @@ def _read(file: str) -> str:
         raise FlowFileError(f"cannot read the file: {error.strerror or error}", file=file) from None
 
 
-def parse(file: str, text: str) -> Any:
-    """The YAML data of ``text`` (already rendered), mappings and lists carrying lines.
-
-    :raises flow2.FlowFileError: on malformed YAML, naming the line
-    """
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_line_loader())
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or "malformed YAML"
-        if error.context:
-            problem = f"{problem} ({error.context})"
-        raise FlowFileError(
-            f"invalid YAML: {problem}; check the indentation and quoting around this line "
-            f"(`flow2 render` shows the text after templating)",
-            file=file,
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except yaml.YAMLError as error:
-        raise FlowFileError(f"invalid YAML: {error}", file=file) from None
-    except RecursionError:
-        raise FlowFileError("the YAML is nested too deeply to read", file=file) from None
-
-
 EXAMPLE_NODE = "plugin: shell\ncmd: echo hello"
 
 
@@ -273,7 +158,7 @@ class _Builder:
         if not isinstance(data, LineDict):
             raise self.error(
                 f"{where} must be a task, a mapping with a plugin: key, but it is "
-                f"{_type_name(data)}; write e.g.\n{EXAMPLE_NODE}",
+                f"{type_name(data)}; write e.g.\n{EXAMPLE_NODE}",
                 line,
             )
         if id(data) in self._building:
@@ -293,7 +178,7 @@ class _Builder:
         for key in data:
             if not isinstance(key, str):
                 raise self.error(
-                    f"the key {key!r} is {_type_name(key)}; keys are option names such as "
+                    f"the key {key!r} is {type_name(key)}; keys are option names such as "
                     f"cmd or timeout",
                     key_lines.get(key, line),
                 )
@@ -307,7 +192,7 @@ class _Builder:
             )
         if not isinstance(plugin_name, str):
             raise self.error(
-                f"plugin: must be a plugin name, got {_type_name(plugin_name)}; "
+                f"plugin: must be a plugin name, got {type_name(plugin_name)}; "
                 f"use one of: {', '.join(self.plugins)}",
                 key_lines["plugin"],
                 "plugin",
@@ -318,17 +203,20 @@ class _Builder:
             name = f"Task {self.unnamed}"
         elif not isinstance(name, str) or not name.strip():
             raise self.error(
-                f"name: must be a non-empty string, got {_type_name(name)}; "
+                f"name: must be a non-empty string, got {type_name(name)}; "
                 f"quote it if needed: name: '{name}'",
                 key_lines["name"],
                 "name",
             )
         factory = self.load_plugin(plugin_name, key_lines["plugin"])
-        accepted, takes_tasks, required, any_key = _accepted_keys(factory)
+        from ._plugins import plugin_options
+
+        keys = plugin_options(factory)
+        accepted, required, takes_tasks = keys.accepted, keys.required, keys.takes_tasks
         label = f"task {name!r} (plugin {plugin_name!r})"
         options = {key: value for key, value in data.items() if key not in _STRUCTURE_KEYS}
         for key in options:
-            if key not in accepted and not any_key:
+            if key not in accepted and not keys.takes_any_key:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
         if "tasks" in data and not takes_tasks:
             self.unknown_key("tasks", key_lines["tasks"], label, accepted, takes_tasks)
@@ -341,11 +229,11 @@ class _Builder:
                 missing[0],
             )
         children = self.build_children(data, name) if takes_tasks else []
-        from ._templates import has_runtime_expression
+        from ._templates import defer_options, has_runtime_expression
 
         deferred = {key: value for key, value in options.items() if has_runtime_expression(value)}
         for key in deferred:
-            if key not in _runtime_keys(accepted, factory):
+            if key not in _runtime_keys(accepted):
                 raise self.error(
                     f"{label}: {key}: ${{{{ … }}}} is evaluated when the task starts, which "
                     f"works in a plugin's own options only, not in {key}; compute it at load "
@@ -369,7 +257,7 @@ class _Builder:
         node = Node(task, plugin_name, line, options, children)
         if deferred:
             self.deferred.append((node, deferred))
-            _defer_options(task, factory, name, options, deferred, self.where_of(node, data))
+            defer_options(task, factory, name, options, deferred, self.where_of(node, data))
         return node
 
     def where_of(self, node: Node, data: LineDict) -> dict[str, str]:
@@ -386,7 +274,7 @@ class _Builder:
             return []
         if not isinstance(tasks, list):
             raise self.error(
-                f"tasks: of {name!r} must be a list of tasks, got {_type_name(tasks)}; "
+                f"tasks: of {name!r} must be a list of tasks, got {type_name(tasks)}; "
                 f"write each task as a list item starting with '- plugin: …'",
                 line,
                 "tasks",
@@ -508,51 +396,7 @@ class _Builder:
             raise self.error(str(error), line) from None
 
 
-def _accepted_keys(factory: Callable[..., Any]) -> tuple[list[str], bool, list[str], bool]:
-    """The option keys ``factory`` takes: (accepted, takes tasks, required, takes any key).
-
-    A class's ``__init__`` that passes ``**kwargs`` on is followed up its
-    bases, so a plugin accepts :class:`flow2.Task`'s options too.
-    """
-    accepted: list[str] = []
-    required: list[str] = []
-    takes_tasks = False
-    functions: list[tuple[Callable[..., Any], bool]]
-    if isinstance(factory, type):
-        functions = [
-            (vars(klass)["__init__"], True)
-            for klass in factory.__mro__
-            if "__init__" in vars(klass)
-        ]
-    else:
-        functions = [(factory, False)]
-    for depth, (function, is_method) in enumerate(functions):
-        if function is object.__init__:
-            break
-        try:
-            parameters = list(inspect.signature(function).parameters.values())
-        except (TypeError, ValueError):  # a builtin without a signature
-            return accepted, takes_tasks, required, True
-        # Skip ``self``, then the task's name.
-        parameters = parameters[2:] if is_method else parameters[1:]
-        passes_on = False
-        for parameter in parameters:
-            if parameter.kind is parameter.VAR_POSITIONAL:
-                takes_tasks = True
-            elif parameter.kind is parameter.VAR_KEYWORD:
-                passes_on = True
-            elif parameter.name not in accepted:
-                accepted.append(parameter.name)
-                if parameter.default is parameter.empty and depth == 0:
-                    required.append(parameter.name)
-        if not passes_on:
-            break
-    else:
-        return accepted, takes_tasks, required, True  # a function taking **kwargs
-    return accepted, takes_tasks, required, False
-
-
-def _runtime_keys(accepted: list[str], factory: Callable[..., Any]) -> set[str]:
+def _runtime_keys(accepted: list[str]) -> set[str]:
     """The options that may hold run-time expressions: all but Task's own."""
     own = inspect.signature(Task.__init__).parameters
     return {key for key in accepted if key not in own}
@@ -564,89 +408,6 @@ def _key_named_in(message: str, options: dict[str, Any]) -> str | None:
         if f"{key}=" in message or f"{key}[" in message:
             return key
     return None
-
-
-def _defer_options(
-    task: Task,
-    factory: Callable[..., Any],
-    name: str,
-    options: dict[str, Any],
-    deferred: dict[str, Any],
-    where: dict[str, str],
-) -> None:
-    """Make ``task`` evaluate the ``${{ … }}`` of ``deferred`` options when it starts.
-
-    The plugin checked the options as written at load time; when the task
-    starts, a task built from the evaluated options does the work in its
-    place, under the same name, key and parent, so logs and results are the
-    task's own.
-    """
-    from ._templates import render_runtime
-
-    async def run_with_results(context: Context) -> Any:
-        evaluated = {
-            key: render_runtime(value, context, where[key]) for key, value in deferred.items()
-        }
-        try:
-            worker = factory(name, **{**options, **evaluated})
-        except FlowError as error:
-            from ._exceptions import ExpressionError
-
-            raise ExpressionError(
-                f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}"
-            ) from None
-        worker._parent = task._parent
-        return await worker.run(context)
-
-    task.run = run_with_results  # type: ignore[method-assign]
-
-
-def user_flows_folder() -> Path:
-    """The user's flow folder: ``$XDG_CONFIG_HOME/flow2/flows``, else ``~/.config/flow2/flows``."""
-    base = os.environ.get(USER_FLOWS_VARIABLE)
-    root = Path(base) if base else Path.home() / ".config"
-    return root / "flow2" / "flows"
-
-
-def flow_folders() -> list[Path]:
-    """The folders a flow name is looked up in, in order."""
-    return [Path(".flow2") / "flows", user_flows_folder()]
-
-
-def find_flow(reference: str) -> Path:
-    """The file of the flow ``reference``: a path, or a name in the flow folders.
-
-    :raises flow2.DefinitionError: when there is no such file or flow
-    """
-    path = Path(reference)
-    if path.is_file():
-        return path
-    looks_like_path = os.sep in reference or "/" in reference or path.suffix in FLOW_EXTENSIONS
-    if not looks_like_path:
-        for folder in flow_folders():
-            for candidate in (
-                folder / reference,
-                *(folder / (reference + extension) for extension in FLOW_EXTENSIONS),
-            ):
-                if candidate.is_file():
-                    return candidate
-    if looks_like_path or path.exists():
-        raise DefinitionError(f"{reference}: no such flow file")
-    available = sorted(
-        {
-            candidate.stem
-            for folder in flow_folders()
-            if folder.is_dir()
-            for candidate in folder.iterdir()
-            if candidate.suffix in FLOW_EXTENSIONS
-        }
-    )
-    where = " then ".join(str(folder) for folder in flow_folders())
-    listed = ", ".join(available) if available else "none"
-    raise DefinitionError(
-        f"no flow file {reference!r} and no flow named {reference!r} in {where}; "
-        f"flows there: {listed}"
-    )
 
 
 def load(path: str | os.PathLike[str], **variables: Any) -> Task:

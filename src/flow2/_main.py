@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ._events import RunEvent, Status
 from ._exceptions import ConfigurationError, DefinitionError, FlowError
-from ._loader import LoadedFlow, Node, find_flow, read_flow
+from ._loader import LoadedFlow, read_flow
 from ._loader import render as render_flow
 
 if TYPE_CHECKING:
     from ._events import Event
+
+#: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
+USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
+FLOW_EXTENSIONS = (".yml", ".yaml")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -208,36 +214,11 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
 def show(flow: str, variables: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
+    from ._graph import tree_lines
+
     loaded, _ = _load(flow, variables)
     for line in tree_lines(loaded.root):
         click.echo(line)
-
-
-def tree_lines(root: Node) -> list[str]:
-    """The tree under ``root``, drawn with box characters, one task a line."""
-    lines: list[str] = []
-
-    def describe(node: Node) -> str:
-        details = [node.plugin]
-        for key, value in node.options.items():
-            text = value if isinstance(value, str) else repr(value)
-            text = " ".join(str(text).split())
-            details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
-        key = f" → {node.task.key}" if node.task.stores_result else ""
-        return f"{node.task.name}{key}  [{', '.join(details)}]"
-
-    def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
-        if top:
-            lines.append(describe(node))
-            child_prefix = ""
-        else:
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{describe(node)}")
-            child_prefix = prefix + ("    " if last else "│   ")
-        for position, child in enumerate(node.children):
-            walk(child, child_prefix, position == len(node.children) - 1, False)
-
-    walk(root, "", True, True)
-    return lines
 
 
 @cli.command(epilog=_FLOW_HELP)
@@ -250,95 +231,10 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     Groups are boxes; an arrow means "runs after". Children of a parallel
     group have no arrows between them.
     """
+    from ._graph import dot_graph, mermaid_graph
+
     loaded, _ = _load(flow, variables)
     click.echo(dot_graph(loaded.root) if dot else mermaid_graph(loaded.root))
-
-
-def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[str, str]]]:
-    """The boxes (node, id, depth; groups before their children) and the "runs after" arrows."""
-    from ._groups import ParallelTaskGroup
-
-    boxes: list[tuple[Node, str, int]] = []
-    arrows: list[tuple[str, str]] = []
-
-    def walk(node: Node, depth: int) -> tuple[list[str], list[str]]:
-        identifier = f"n{len(boxes) + 1}"
-        boxes.append((node, identifier, depth))
-        if not node.children:
-            return [identifier], [identifier]
-        if isinstance(node.task, ParallelTaskGroup):
-            entries: list[str] = []
-            exits: list[str] = []
-            for child in node.children:
-                child_entries, child_exits = walk(child, depth + 1)
-                entries += child_entries
-                exits += child_exits
-            return entries, exits
-        first: list[str] = []
-        previous: list[str] = []
-        for child in node.children:
-            child_entries, child_exits = walk(child, depth + 1)
-            arrows.extend((before, after) for before in previous for after in child_entries)
-            first = first or child_entries
-            previous = child_exits
-        return first, previous
-
-    walk(root, 0)
-    return boxes, arrows
-
-
-def _label(node: Node) -> str:
-    if node.children or not node.task.stores_result:
-        kind = node.plugin if node.children else f"empty {node.plugin}"
-        return f"{node.task.name} ({kind})"
-    return node.task.name
-
-
-def mermaid_graph(root: Node) -> str:
-    """The tree under ``root`` as a Mermaid flowchart."""
-    boxes, arrows = _graph_parts(root)
-    lines = ["flowchart LR"]
-    open_groups: list[int] = []
-    for node, identifier, depth in boxes:
-        while open_groups and open_groups[-1] >= depth:
-            open_groups.pop()
-            lines.append("  " * (len(open_groups) + 1) + "end")
-        indent = "  " * (len(open_groups) + 1)
-        label = _label(node).replace('"', "#quot;")
-        if node.children:
-            lines.append(f'{indent}subgraph {identifier} ["{label}"]')
-            open_groups.append(depth)
-        else:
-            lines.append(f'{indent}{identifier}["{label}"]')
-    while open_groups:
-        open_groups.pop()
-        lines.append("  " * (len(open_groups) + 1) + "end")
-    lines.extend(f"  {before} --> {after}" for before, after in arrows)
-    return "\n".join(lines)
-
-
-def dot_graph(root: Node) -> str:
-    """The tree under ``root`` as a Graphviz DOT digraph."""
-    boxes, arrows = _graph_parts(root)
-    lines = ["digraph flow {", "  rankdir=LR;", "  node [shape=box];"]
-    open_groups: list[int] = []
-    for node, identifier, depth in boxes:
-        while open_groups and open_groups[-1] >= depth:
-            open_groups.pop()
-            lines.append("  " * (len(open_groups) + 1) + "}")
-        indent = "  " * (len(open_groups) + 1)
-        label = _label(node).replace("\\", "\\\\").replace('"', '\\"')
-        if node.children:
-            lines.append(f'{indent}subgraph cluster_{identifier} {{ label="{label}";')
-            open_groups.append(depth)
-        else:
-            lines.append(f'{indent}{identifier} [label="{label}"];')
-    while open_groups:
-        open_groups.pop()
-        lines.append("  " * (len(open_groups) + 1) + "}")
-    lines.extend(f"  {before} -> {after};" for before, after in arrows)
-    lines.append("}")
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -356,6 +252,54 @@ def plugins() -> None:
         summary = plugin.summary()
         if summary:
             click.echo(f"{' ' * width}  {summary}")
+
+
+def user_flows_folder() -> Path:
+    """The user's flow folder: ``$XDG_CONFIG_HOME/flow2/flows``, else ``~/.config/flow2/flows``."""
+    base = os.environ.get(USER_FLOWS_VARIABLE)
+    root = Path(base) if base else Path.home() / ".config"
+    return root / "flow2" / "flows"
+
+
+def flow_folders() -> list[Path]:
+    """The folders a flow name is looked up in, in order."""
+    return [Path(".flow2") / "flows", user_flows_folder()]
+
+
+def find_flow(reference: str) -> Path:
+    """The file of the flow ``reference``: a path, or a name in the flow folders.
+
+    :raises flow2.DefinitionError: when there is no such file or flow
+    """
+    path = Path(reference)
+    if path.is_file():
+        return path
+    looks_like_path = os.sep in reference or "/" in reference or path.suffix in FLOW_EXTENSIONS
+    if not looks_like_path:
+        for folder in flow_folders():
+            for candidate in (
+                folder / reference,
+                *(folder / (reference + extension) for extension in FLOW_EXTENSIONS),
+            ):
+                if candidate.is_file():
+                    return candidate
+    if looks_like_path or path.exists():
+        raise DefinitionError(f"{reference}: no such flow file")
+    available = sorted(
+        {
+            candidate.stem
+            for folder in flow_folders()
+            if folder.is_dir()
+            for candidate in folder.iterdir()
+            if candidate.suffix in FLOW_EXTENSIONS
+        }
+    )
+    where = " then ".join(str(folder) for folder in flow_folders())
+    listed = ", ".join(available) if available else "none"
+    raise DefinitionError(
+        f"no flow file {reference!r} and no flow named {reference!r} in {where}; "
+        f"flows there: {listed}"
+    )
 
 
 def main(arguments: list[str] | None = None) -> NoReturn:

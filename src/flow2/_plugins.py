@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._callback import CallbackTask
@@ -117,6 +117,64 @@ def find_plugin(name: str, plugins: dict[str, Plugin] | None = None) -> Plugin:
         f"(a distribution adds one with an entry point in the {ENTRY_POINT_GROUP!r} group)",
         name,
     )
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """The keys a plugin's node may have, read from its signature.
+
+    :ivar accepted: the option keys, the plugin's own first, then Task's
+    :ivar required: the keys without a default
+    :ivar takes_tasks: whether it takes child tasks (``*tasks``), so ``tasks:``
+    :ivar takes_any_key: a factory taking ``**options`` it does not declare
+    """
+
+    accepted: list[str]
+    required: list[str]
+    takes_tasks: bool
+    takes_any_key: bool
+
+
+def plugin_options(factory: Callable[..., Any]) -> PluginOptions:
+    """The keys ``factory`` (a Task class or a function) takes after the task's name.
+
+    A class's ``__init__`` that passes ``**kwargs`` on is followed up its
+    bases, so a plugin accepts :class:`flow2.Task`'s options too.
+    """
+    options = PluginOptions([], [], takes_tasks=False, takes_any_key=False)
+    functions: list[tuple[Callable[..., Any], bool]]
+    if isinstance(factory, type):
+        functions = [
+            (vars(klass)["__init__"], True)
+            for klass in factory.__mro__
+            if "__init__" in vars(klass)
+        ]
+    else:
+        functions = [(factory, False)]
+    passes_on = False
+    for depth, (function, is_method) in enumerate(functions):
+        if function is object.__init__:
+            break
+        try:
+            parameters = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):  # a builtin without a signature
+            return replace(options, takes_any_key=True)
+        # Skip ``self``, then the task's name.
+        parameters = parameters[2:] if is_method else parameters[1:]
+        passes_on = False
+        for parameter in parameters:
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                options = replace(options, takes_tasks=True)
+            elif parameter.kind is parameter.VAR_KEYWORD:
+                passes_on = True
+            elif parameter.name not in options.accepted:
+                options.accepted.append(parameter.name)
+                if parameter.default is parameter.empty and depth == 0:
+                    options.required.append(parameter.name)
+        if not passes_on:
+            break
+    # A function passing ``**options`` on to nobody we can see takes any key.
+    return replace(options, takes_any_key=passes_on)
 
 
 class CallbackPlugin(CallbackTask):

@@ -18,13 +18,15 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ExpressionError, FlowFileError
+from ._exceptions import ExpressionError, FlowError, FlowFileError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     import jinja2
     import jinja2.sandbox
+
+    from ._task import Context, Task
 
 #: A run-time expression; load-time rendering leaves these untouched.
 RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
@@ -212,3 +214,35 @@ def _render_value(value: Any, names: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_render_value(item, names) for item in value]
     return value
+
+
+def defer_options(
+    task: Task,
+    factory: Callable[..., Any],
+    name: str,
+    options: dict[str, Any],
+    deferred: dict[str, Any],
+    where: dict[str, str],
+) -> None:
+    """Make ``task`` evaluate the ``${{ … }}`` of ``deferred`` options when it starts.
+
+    The plugin checked the options as written at load time; when the task
+    starts, a task built from the evaluated options does the work in its
+    place, under the same name, key and parent, so logs and results are the
+    task's own.
+    """
+
+    async def run_with_results(context: Context) -> Any:
+        evaluated = {
+            key: render_runtime(value, context, where[key]) for key, value in deferred.items()
+        }
+        try:
+            worker = factory(name, **{**options, **evaluated})
+        except FlowError as error:
+            raise ExpressionError(
+                f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}"
+            ) from None
+        worker._parent = task._parent
+        return await worker.run(context)
+
+    task.run = run_with_results  # type: ignore[method-assign]

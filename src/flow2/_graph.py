@@ -1,0 +1,127 @@
+"""Drawing a loaded flow: a text tree (``flow2 show``), Mermaid and DOT (``flow2 graph``).
+
+In the graphs, groups are boxes and an arrow means "runs after": a serial
+group chains its children, the children of a parallel group have no arrows
+between them, so every task's arrows come from the tasks it waits for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._loader import Node
+
+
+def tree_lines(root: Node) -> list[str]:
+    """The tree under ``root``, drawn with box characters, one task a line."""
+    lines: list[str] = []
+
+    def describe(node: Node) -> str:
+        details = [node.plugin]
+        for key, value in node.options.items():
+            text = value if isinstance(value, str) else repr(value)
+            text = " ".join(str(text).split())
+            details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
+        key = f" → {node.task.key}" if node.task.stores_result else ""
+        return f"{node.task.name}{key}  [{', '.join(details)}]"
+
+    def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
+        if top:
+            lines.append(describe(node))
+            child_prefix = ""
+        else:
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{describe(node)}")
+            child_prefix = prefix + ("    " if last else "│   ")
+        for position, child in enumerate(node.children):
+            walk(child, child_prefix, position == len(node.children) - 1, False)
+
+    walk(root, "", True, True)
+    return lines
+
+
+def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[str, str]]]:
+    """The boxes (node, id, depth; groups before their children) and the "runs after" arrows."""
+    from ._groups import ParallelTaskGroup
+
+    boxes: list[tuple[Node, str, int]] = []
+    arrows: list[tuple[str, str]] = []
+
+    def walk(node: Node, depth: int) -> tuple[list[str], list[str]]:
+        identifier = f"n{len(boxes) + 1}"
+        boxes.append((node, identifier, depth))
+        if not node.children:
+            return [identifier], [identifier]
+        if isinstance(node.task, ParallelTaskGroup):
+            entries: list[str] = []
+            exits: list[str] = []
+            for child in node.children:
+                child_entries, child_exits = walk(child, depth + 1)
+                entries += child_entries
+                exits += child_exits
+            return entries, exits
+        first: list[str] = []
+        previous: list[str] = []
+        for child in node.children:
+            child_entries, child_exits = walk(child, depth + 1)
+            arrows.extend((before, after) for before in previous for after in child_entries)
+            first = first or child_entries
+            previous = child_exits
+        return first, previous
+
+    walk(root, 0)
+    return boxes, arrows
+
+
+def _label(node: Node) -> str:
+    if node.children or not node.task.stores_result:
+        kind = node.plugin if node.children else f"empty {node.plugin}"
+        return f"{node.task.name} ({kind})"
+    return node.task.name
+
+
+def mermaid_graph(root: Node) -> str:
+    """The tree under ``root`` as a Mermaid flowchart."""
+    boxes, arrows = _graph_parts(root)
+    lines = ["flowchart LR"]
+    open_groups: list[int] = []
+    for node, identifier, depth in boxes:
+        while open_groups and open_groups[-1] >= depth:
+            open_groups.pop()
+            lines.append("  " * (len(open_groups) + 1) + "end")
+        indent = "  " * (len(open_groups) + 1)
+        label = _label(node).replace('"', "#quot;")
+        if node.children:
+            lines.append(f'{indent}subgraph {identifier} ["{label}"]')
+            open_groups.append(depth)
+        else:
+            lines.append(f'{indent}{identifier}["{label}"]')
+    while open_groups:
+        open_groups.pop()
+        lines.append("  " * (len(open_groups) + 1) + "end")
+    lines.extend(f"  {before} --> {after}" for before, after in arrows)
+    return "\n".join(lines)
+
+
+def dot_graph(root: Node) -> str:
+    """The tree under ``root`` as a Graphviz DOT digraph."""
+    boxes, arrows = _graph_parts(root)
+    lines = ["digraph flow {", "  rankdir=LR;", "  node [shape=box];"]
+    open_groups: list[int] = []
+    for node, identifier, depth in boxes:
+        while open_groups and open_groups[-1] >= depth:
+            open_groups.pop()
+            lines.append("  " * (len(open_groups) + 1) + "}")
+        indent = "  " * (len(open_groups) + 1)
+        label = _label(node).replace("\\", "\\\\").replace('"', '\\"')
+        if node.children:
+            lines.append(f'{indent}subgraph cluster_{identifier} {{ label="{label}";')
+            open_groups.append(depth)
+        else:
+            lines.append(f'{indent}{identifier} [label="{label}"];')
+    while open_groups:
+        open_groups.pop()
+        lines.append("  " * (len(open_groups) + 1) + "}")
+    lines.extend(f"  {before} -> {after};" for before, after in arrows)
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Reading a flow file's YAML: safe loading only, every mapping, key and item with its line.
+
+PyYAML's SafeLoader builds plain data (no Python objects from tags); the
+subclass here makes mappings :class:`LineDict` and sequences
+:class:`LineList`, which remember where they were in the text, and refuses
+a key given twice in one mapping (YAML itself keeps the last silently).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import FlowFileError
+
+if TYPE_CHECKING:
+    import yaml
+
+
+class LineDict(dict[Any, Any]):
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class LineList(list[Any]):
+    """A YAML sequence that remembers its line and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+@functools.cache
+def _line_loader() -> type[yaml.SafeLoader]:
+    """A SafeLoader whose mappings and sequences carry their line numbers."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class LineLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> Any:
+        mapping = LineDict()
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {}
+        yield mapping
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            if key_node.value in seen:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"key {key_node.value!r} appears twice in this mapping (first on line "
+                    f"{seen[key_node.value]}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key_node.value] = key_node.start_mark.line + 1
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise ConstructorError(
+                    None, None, "a list or mapping cannot be a key", key_node.start_mark
+                ) from None
+            mapping[key] = loader.construct_object(value_node, deep=True)
+            mapping.key_lines[key] = key_node.start_mark.line + 1
+
+    def construct_sequence(loader: LineLoader, node: yaml.SequenceNode) -> Any:
+        sequence = LineList()
+        sequence.line = node.start_mark.line + 1
+        sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
+        yield sequence
+        sequence.extend(loader.construct_object(item, deep=True) for item in node.value)
+
+    LineLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
+    LineLoader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
+    return LineLoader
+
+
+def type_name(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"the boolean {value!r}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def parse(file: str, text: str) -> Any:
+    """The YAML data of ``text`` (already rendered), mappings and lists carrying lines.
+
+    :raises flow2.FlowFileError: on malformed YAML, naming the line
+    """
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_line_loader())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or "malformed YAML"
+        if error.context:
+            problem = f"{problem} ({error.context})"
+        raise FlowFileError(
+            f"invalid YAML: {problem}; check the indentation and quoting around this line "
+            f"(`flow2 render` shows the text after templating)",
+            file=file,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    except yaml.YAMLError as error:
+        raise FlowFileError(f"invalid YAML: {error}", file=file) from None
+    except RecursionError:
+        raise FlowFileError("the YAML is nested too deeply to read", file=file) from None
