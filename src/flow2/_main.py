@@ -7,7 +7,6 @@ error (nothing ran), 130 interrupted.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -152,15 +151,10 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
-    options: dict[str, Any] = {"display": display, "listeners": [remember_outcome]}
-    accepted = inspect.signature(Runner).parameters
-    for name, value in (("verbosity", verbosity), ("events", events)):
-        if name in accepted:
-            options[name] = value
-        elif value is not None:
-            raise UsageProblem(f"this version of flow2 cannot set {name} yet")
     try:
-        runner = Runner(**options)
+        runner = Runner(
+            display=display, verbosity=verbosity, events=events, listeners=[remember_outcome]
+        )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     try:
