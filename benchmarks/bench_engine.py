@@ -55,7 +55,9 @@ def time_gather(count: int) -> float:
 
 
 def time_flow(count: int, group: type[flow2.TaskGroup], runner: flow2.Runner) -> float:
-    tree = group("Benchmark", *(flow2.CallbackTask(f"Task {index}", noop) for index in range(count)))
+    tree = group(
+        "Benchmark", *(flow2.CallbackTask(f"Task {index}", noop) for index in range(count))
+    )
 
     async def main() -> float:
         started = time.perf_counter()
@@ -70,8 +72,7 @@ def import_ratio(repeat: int) -> tuple[float, float]:
 
     def seconds(module: str) -> float:
         code = (
-            "import time; s = time.perf_counter(); "
-            f"import {module}; print(time.perf_counter() - s)"
+            f"import time; s = time.perf_counter(); import {module}; print(time.perf_counter() - s)"
         )
         output = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -95,8 +96,8 @@ def main() -> None:
     if options.quick:
         options.tasks, options.repeat = 10_000, 3
 
-    devnull = open(os.devnull, "w")  # noqa: SIM115
-    real_file = tempfile.TemporaryFile("w")  # noqa: SIM115
+    devnull = open(os.devnull, "w")
+    real_file = tempfile.TemporaryFile("w")
     info_handler = logging.StreamHandler(devnull)
     info_handler.setLevel(logging.INFO)
     flow_logger = logging.getLogger("flow2")
@@ -138,10 +139,14 @@ def main() -> None:
     small = measure(options.small, max(options.repeat * 10, 30))
 
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; medians of runs")
-    print(f"{options.repeat} x {options.tasks:,} tasks and {max(options.repeat * 10, 30)} x "
-          f"{options.small:,} tasks; µs per task\n")
-    print(f"| variant | {options.small:,} tasks | {options.tasks:,} tasks | "
-          f"x gather at {options.tasks:,} | {options.tasks:,} vs {options.small:,} |")
+    print(
+        f"{options.repeat} x {options.tasks:,} tasks and {max(options.repeat * 10, 30)} x "
+        f"{options.small:,} tasks; µs per task\n"
+    )
+    print(
+        f"| variant | {options.small:,} tasks | {options.tasks:,} tasks | "
+        f"x gather at {options.tasks:,} | {options.tasks:,} vs {options.small:,} |"
+    )
     print("|---|---:|---:|---:|---:|")
     for name in variants:
         print(
