@@ -37,7 +37,11 @@ def _line_loader() -> type[yaml.SafeLoader]:
     import yaml
     from yaml.constructor import ConstructorError
 
-    class LineLoader(yaml.SafeLoader):
+    # libyaml's parser when PyYAML has it (several times faster); the
+    # constructors below are Python either way.
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class LineLoader(base):  # type: ignore[valid-type,misc]
         pass
 
     def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> Any:
