@@ -44,3 +44,19 @@ def recorder() -> Recorder:
 def quiet_runner(recorder: Recorder) -> flow2.Runner:
     """A runner that prints into a buffer and records every event."""
     return flow2.Runner(display="plain", stream=io.StringIO(), listeners=[recorder])
+
+
+@pytest.fixture(scope="session")
+def python_on_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH whose first folder has ``python`` and ``python3`` running this interpreter.
+
+    Flow files in tests and examples call ``python``/``python3``; this makes
+    them run the test interpreter even where neither is on the PATH.
+    """
+    import os
+    import sys
+
+    folder = tmp_path_factory.mktemp("python-bin")
+    for name in ("python", "python3"):
+        (folder / name).symlink_to(sys.executable)
+    return os.pathsep.join([str(folder), os.environ.get("PATH", "")])

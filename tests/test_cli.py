@@ -42,6 +42,11 @@ def flow2(
     )
 
 
+@pytest.fixture(autouse=True)
+def _python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", python_on_path)
+
+
 def write(tmp_path: Path, text: str, name: str = "flow.yml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))

@@ -16,6 +16,11 @@ from flow2._main import find_flow, user_flows_folder
 from .conftest import run
 
 
+@pytest.fixture(autouse=True)
+def _python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", python_on_path)
+
+
 def write(tmp_path: Path, text: str, name: str = "flow.yml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))
