@@ -202,7 +202,7 @@ class _Capture:
 
 async def _terminate(process: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
-    _signal_group(process, signal.SIGTERM)
+    _signal_group(process, kill=False)
     try:
         async with asyncio.timeout(grace):
             await process.wait()
@@ -211,17 +211,18 @@ async def _terminate(process: asyncio.subprocess.Process, grace: float) -> None:
     finally:
         # Whatever is left of the group (children that ignore SIGTERM, or
         # everything when we are cancelled again while waiting) is killed.
-        _signal_group(process, signal.SIGKILL)
+        _signal_group(process, kill=True)
         if process.returncode is None:
             await asyncio.shield(process.wait())
 
 
-def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+def _signal_group(process: asyncio.subprocess.Process, *, kill: bool) -> None:
+    """SIGKILL (``kill``) or SIGTERM the process's group; on Windows, the process."""
     try:
         if sys.platform == "win32":  # pragma: no cover
-            process.kill() if signum == signal.SIGKILL else process.terminate()
+            process.kill() if kill else process.terminate()
         else:
-            os.killpg(process.pid, signum)
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         pass  # the whole group is gone already
 
