@@ -501,3 +501,17 @@ def test_errors_in_generated_lines_say_the_line_is_of_the_rendered_text(tmp_path
     assert "line 9 of the text after templating" in str(error) and "flow2 render" in str(error)
     rendered = flow2.Flow(error.file).render().splitlines()
     assert rendered[error.line - 1].strip() == "tiemout: 3"
+
+
+def test_executor_key_is_passed_to_the_task_like_any_option(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        plugin: serial
+        executor: thread
+        tasks:
+          - {plugin: callback, callback: "os.path:join", executor: process}
+        """,
+    )
+    root = flow2.load(path)
+    assert root.executor == "thread" and root.children[0].executor == "process"
