@@ -235,7 +235,7 @@ def test_cancelling_the_run_cancels_running_and_queued_futures(client: Any, tmp_
             running.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await running
-            await wait_until(lambda: not keys_on_scheduler(client, "block_"), "the keys are gone")
+            await wait_until(lambda: not keys_on_scheduler(client, "block-"), "the keys are gone")
             # Let the two running calls end (Dask cannot stop a running
             # thread): the queued one must never start, even with free workers.
             (tmp_path / "release").touch()

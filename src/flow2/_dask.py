@@ -151,7 +151,9 @@ class DaskExecutor:
         if client is None:
             await self.start()
             client = self._client
-        future = client.submit(function, data, key=f"{task.key}-{os.urandom(8).hex()}", pure=False)
+        # Dask names the future after the callback ("crunch-<id>"): calls of one
+        # callback form one task group, which its scheduling heuristics rely on.
+        future = client.submit(function, data, pure=False)
         try:
             if client.asynchronous:
                 return await future
