@@ -248,6 +248,52 @@ def test_cancelling_the_run_cancels_running_and_queued_futures(client: Any, tmp_
     assert len(files(tmp_path, "started")) == 2
 
 
+def test_a_future_cancelled_by_the_cluster_fails_the_task(client: Any, tmp_path: Path) -> None:
+    async def cancel_from_another_client() -> None:
+        await wait_until(lambda: files(tmp_path, "started"), "the call started")
+        (key,) = keys_on_scheduler(client, "block-")
+        await asyncio.to_thread(client.cancel, [distributed.Future(key, client)], force=True)
+
+    async def scenario() -> dict[str, Any]:
+        task = flow2.CallbackTask("Block", block, executor=flow2.DaskExecutor(client))
+        runner = flow2.Runner(display="none")
+        context, _ = await asyncio.gather(
+            runner.run(task, {"folder": str(tmp_path)}, raises=False),
+            cancel_from_another_client(),
+        )
+        return context
+
+    try:
+        context = run(scenario())
+    finally:
+        (tmp_path / "release").touch()
+    # Not reported as a cancelled task: nobody cancelled the run.
+    assert isinstance(context["block"], flow2.ExecutorError)
+    assert "task 'Block': the Dask cluster cancelled its future" in str(context["block"])
+
+
+def test_an_executor_object_serves_one_loop_at_a_time(client: Any) -> None:
+    executor = flow2.DaskExecutor(client.scheduler.address)
+    task = flow2.CallbackTask("Where", where, executor=executor)
+
+    async def use(close: bool) -> Any:
+        context = await flow2.Runner(display="none").run(task)
+        if close:
+            await executor.aclose()
+        return context["where"]
+
+    assert run(use(close=True))  # closed: the next run may reconnect
+    assert run(use(close=True))
+    first_loop = asyncio.new_event_loop()
+    try:
+        first_loop.run_until_complete(use(close=False))
+        with pytest.raises(flow2.ExecutorError, match="still connected from another event loop"):
+            run(use(close=False))
+        first_loop.run_until_complete(executor.aclose())
+    finally:
+        first_loop.close()
+
+
 async def kill_when_hanging(folder: Path) -> int:
     deadline = time.monotonic() + PATIENCE
     while not (folder / "hanging").exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import sys
@@ -103,6 +104,20 @@ class Unpicklable(Exception):
 
 def raise_unpicklable(context: dict[str, Any]) -> None:
     raise Unpicklable()
+
+
+def explode_outside_workers() -> None:
+    if multiprocessing.parent_process() is None:
+        raise RuntimeError("this object only unpickles in a worker")
+
+
+class UnpicklesOnlyInWorkers:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return explode_outside_workers, ()
+
+
+def return_unpicklable_here(context: dict[str, Any]) -> Any:
+    return UnpicklesOnlyInWorkers()
 
 
 def exit_worker(context: dict[str, Any]) -> None:
@@ -310,6 +325,33 @@ def test_what_cannot_be_pickled_is_named(
     task = flow2.CallbackTask("Lambda", callback, executor=pool)
     with pytest.raises(flow2.ExecutorError, match=message):
         run(flow2.Runner(display="none").run(task))
+
+
+def test_a_result_that_does_not_unpickle_here_is_an_error(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Odd", return_unpicklable_here, executor=pool)
+    with pytest.raises(flow2.ExecutorError) as caught:
+        run(flow2.Runner(display="none").run(task))
+    assert "task 'Odd': what its worker process (pid " in str(caught.value)
+    assert "cannot be unpickled (RuntimeError: this object only unpickles" in str(caught.value)
+
+
+def test_closing_the_executor_kills_a_busy_worker(tmp_path: Path) -> None:
+    async def scenario() -> BaseException:
+        pool = flow2.ProcessExecutor(max_workers=1)
+        task = flow2.CallbackTask("Hang", hang, executor=pool)
+        running = asyncio.create_task(
+            flow2.Runner(display="none").run(task, {"folder": str(tmp_path)}, raises=False)
+        )
+        await wait_for_path(tmp_path / "hanging")
+        await pool.aclose()
+        context = await running
+        error: BaseException = context["hang"]
+        return error
+
+    error = run(scenario())
+    assert isinstance(error, flow2.ExecutorError)
+    assert "was killed by SIGKILL" in str(error)
+    assert not is_alive(int((tmp_path / "hanging").read_text()))
 
 
 def test_an_unpicklable_context_key_is_named(pool: flow2.ProcessExecutor) -> None:

@@ -104,8 +104,15 @@ class DaskExecutor:
                     f"in the coroutine that runs the flow, or pass the scheduler address"
                 )
             return
-        if self._client is not None and self._loop is loop:
-            return
+        if self._client is not None:
+            if self._loop is loop:
+                return
+            # Its client lives on another loop and cannot be closed from here.
+            raise ExecutorError(
+                f"{self!r} is still connected from another event loop; close it there "
+                f"(async with flow2.DaskExecutor(...), or await executor.aclose()) before "
+                f"using it in another asyncio.run(), or create one per run"
+            )
         # distributed takes seconds to import: do it off the loop.
         try:
             distributed = await asyncio.to_thread(importlib.import_module, "distributed")

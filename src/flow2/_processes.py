@@ -206,6 +206,7 @@ class _Worker:
         parent_end.setblocking(False)
         self.connection = parent_end
         self.pid = self.process.pid
+        self._exited: asyncio.Future[None] | None = None
 
     async def exchange(self, request: bytes) -> bytes:
         """Send one request and wait for its reply."""
@@ -239,19 +240,26 @@ class _Worker:
 
     async def wait_for_exit(self, patience: float = _EXIT_WAIT) -> bool:
         """Wait, without blocking the loop, for the process to exit; reap it if it did."""
+        if not self.process.is_alive():  # this reaps an exited process
+            return True
         loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        sentinel = self.process.sentinel
-        loop.add_reader(sentinel, _set_done, exited)
+        # One watch of the sentinel per worker: a failing call and aclose()
+        # may both wait for the same process.
+        if self._exited is None or self._exited.get_loop() is not loop:
+            self._exited = loop.create_future()
+            loop.add_reader(self.process.sentinel, self._on_exit, loop, self._exited)
         try:
             async with asyncio.timeout(patience):
-                await exited
+                await asyncio.shield(self._exited)
         except TimeoutError:
             return False
-        finally:
-            loop.remove_reader(sentinel)
         self.process.join()
         return True
+
+    def _on_exit(self, loop: asyncio.AbstractEventLoop, exited: asyncio.Future[None]) -> None:
+        loop.remove_reader(self.process.sentinel)
+        if not exited.done():
+            exited.set_result(None)
 
     def describe_exit(self) -> str:
         code = self.process.exitcode
@@ -260,11 +268,6 @@ class _Worker:
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         return f"exited with code {code}"
-
-
-def _set_done(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
 
 
 def serve(connection: socket.socket) -> None:
