@@ -52,7 +52,7 @@ class DaskExecutor:
     Example::
 
         async with flow2.DaskExecutor("tcp://10.0.0.5:8786") as cluster:
-            await flow2.CallbackTask("Crunch", crunch, executor=cluster).run()
+            await flow2.CallbackTask("Crunch", crunch, executor=cluster).process()
     """
 
     def __init__(self, scheduler: Any = None, *, connect_timeout: float = 10.0) -> None:

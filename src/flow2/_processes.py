@@ -68,7 +68,7 @@ class ProcessExecutor:
     one you create is yours to close::
 
         async with flow2.ProcessExecutor(max_workers=4) as processes:
-            await flow2.CallbackTask("Crunch", crunch, executor=processes).run()
+            await flow2.CallbackTask("Crunch", crunch, executor=processes).process()
 
     :param max_workers: number of worker processes; the CPU count when None
     :raises flow2.ConfigurationError: when ``max_workers`` is not a whole number >= 1
