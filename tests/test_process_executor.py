@@ -202,7 +202,7 @@ def test_a_timeout_kills_the_worker_and_spares_the_others(
         await warm_up(pool, tmp_path / "warm")
         tree = flow2.ParallelTaskGroup(
             "Race",
-            flow2.CallbackTask("Hang", hang, timeout=1),
+            flow2.CallbackTask("Hang", hang, timeout=2),
             flow2.CallbackTask("Outlive", outlive),
             executor=pool,
         )
