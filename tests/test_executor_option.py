@@ -135,3 +135,23 @@ def test_the_dask_executor_without_distributed_says_which_extra_to_install(
     )
     with pytest.raises(flow2.ExecutorError, match=r"pip install 'flow2\[dask\]'"):
         run(flow2.Runner(display="none").run(task))
+
+
+def test_a_yaml_flow_names_its_executor(tmp_path: Any) -> None:
+    flow_file = tmp_path / "batch.yml"
+    flow_file.write_text(
+        "plugin: parallel\n"
+        "name: Batch\n"
+        "executor: process\n"
+        "tasks:\n"
+        "  - plugin: callback\n"
+        "    name: Remote\n"
+        "    callback: tests.test_executor_option:report_pid\n"
+        "  - plugin: callback\n"
+        "    name: Local\n"
+        "    executor: thread\n"
+        "    callback: tests.test_executor_option:report_pid\n"
+    )
+    context = run(flow2.Runner(display="none").run(flow2.load(flow_file)))
+    assert context["remote"] != os.getpid()
+    assert context["local"] == os.getpid()
