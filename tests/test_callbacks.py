@@ -171,3 +171,27 @@ def test_callback_task_run_outside_a_run_calls_directly() -> None:
         return len(context)
 
     assert run(flow2.CallbackTask("S", sync).run({"a": 1})) == 1
+
+
+def test_keyword_only_parameters_receive_context_keys_on_the_loop_too() -> None:
+    async def deploy(context: dict[str, Any], *, version: str, target: str = "test") -> str:
+        return f"{version} to {target}"
+
+    async def lines(context: dict[str, Any], *, count: int) -> AsyncIterator[int]:
+        for number in range(count):
+            yield number
+
+    tree = flow2.SerialTaskGroup(
+        "S", flow2.CallbackTask("Deploy", deploy), flow2.CallbackTask("Lines", lines)
+    )
+    context = run(flow2.Runner(display="none").run(tree, {"version": "1.2", "count": 2}))
+    assert context["deploy"] == "1.2 to test"
+    assert context["lines"] == [0, 1]
+
+
+def test_a_missing_keyword_only_key_names_the_task_and_the_key() -> None:
+    async def deploy(context: dict[str, Any], *, version: str) -> str:
+        return version
+
+    with pytest.raises(flow2.ExecutorError, match="task 'Deploy'.*'version'"):
+        run(flow2.Runner(display="none").run(flow2.CallbackTask("Deploy", deploy)))

@@ -272,26 +272,52 @@ def test_a_future_cancelled_by_the_cluster_fails_the_task(client: Any, tmp_path:
     assert "task 'Block': the Dask cluster cancelled its future" in str(context["block"])
 
 
-def test_an_executor_object_serves_one_loop_at_a_time(client: Any) -> None:
+def test_an_executor_object_is_closed_by_the_run_that_opened_it(client: Any) -> None:
     executor = flow2.DaskExecutor(client.scheduler.address)
     task = flow2.CallbackTask("Where", where, executor=executor)
 
-    async def use(close: bool) -> Any:
+    async def use() -> Any:
         context = await flow2.Runner(display="none").run(task)
-        if close:
-            await executor.aclose()
         return context["where"]
 
-    assert run(use(close=True))  # closed: the next run may reconnect
-    assert run(use(close=True))
+    # Used inline, each run connects and closes: nothing leaks, and the next
+    # asyncio.run() may connect again.
+    assert run(use())
+    assert executor._client is None
+    assert run(use())
+    assert executor._client is None
+
+
+def test_an_executor_object_opened_by_its_owner_stays_connected_across_runs(
+    client: Any,
+) -> None:
+    executor = flow2.DaskExecutor(client.scheduler.address)
+    task = flow2.CallbackTask("Where", where, executor=executor)
+
+    async def two_runs() -> tuple[Any, Any]:
+        async with executor:
+            await flow2.Runner(display="none").run(task)
+            connection = executor._client
+            await flow2.Runner(display="none").run(task)
+            assert executor._client is connection
+        return connection, executor._client
+
+    connection, after = run(two_runs())
+    assert connection is not None and after is None
+
+
+def test_an_executor_object_serves_one_loop_at_a_time(client: Any) -> None:
+    executor = flow2.DaskExecutor(client.scheduler.address)
+    task = flow2.CallbackTask("Where", where, executor=executor)
     first_loop = asyncio.new_event_loop()
     try:
-        first_loop.run_until_complete(use(close=False))
+        first_loop.run_until_complete(executor.start())  # left open on the first loop
         with pytest.raises(flow2.ExecutorError, match="still connected from another event loop"):
-            run(use(close=False))
+            run(flow2.Runner(display="none").run(task))
         first_loop.run_until_complete(executor.aclose())
     finally:
         first_loop.close()
+    assert run(flow2.Runner(display="none").run(task))["where"]
 
 
 async def kill_when_hanging(folder: Path) -> int:

@@ -52,7 +52,7 @@ class InlineExecutor:
         self.closed += 1
 
 
-def test_an_executor_object_is_started_inherited_and_left_open() -> None:
+def test_an_executor_object_is_started_inherited_and_closed_by_the_run() -> None:
     executor = InlineExecutor()
     assert isinstance(executor, flow2.Executor)
 
@@ -72,7 +72,7 @@ def test_an_executor_object_is_started_inherited_and_left_open() -> None:
     context = run(flow2.Runner(display="none").run(tree))
     assert context == {"inner": "inline", "spawner": "inline", "own": "inline"}
     assert executor.calls == ["Inner"]  # "Own" chose the thread pool
-    assert (executor.started, executor.closed) == (1, 0)  # its owner closes it
+    assert (executor.started, executor.closed) == (1, 1)  # each start paired with a close
 
 
 def test_hooks_called_outside_a_run_do_nothing_but_their_job() -> None:

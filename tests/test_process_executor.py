@@ -141,8 +141,12 @@ async def wait_for_path(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[flow2.ProcessExecutor]:
-    """Two workers shared by the module: spawning interpreters is the slow part."""
+    """Two workers shared by the module: spawning interpreters is the slow part.
+
+    The fixture holds the executor open, so the runs using it leave it warm.
+    """
     executor = flow2.ProcessExecutor(max_workers=2)
+    asyncio.run(executor.start())
     yield executor
     asyncio.run(executor.aclose())
 
@@ -290,13 +294,13 @@ def test_a_worker_dead_while_idle_is_replaced_without_failing_a_task(
     pool: flow2.ProcessExecutor,
 ) -> None:
     async def scenario() -> None:
-        await pool.start()
-        for worker in list(pool._idle):
-            worker.process.kill()
-            worker.process.join()
-        context = await flow2.Runner(display="none").run(
-            flow2.CallbackTask("Pid", report_pid, executor=pool)
-        )
+        async with pool:
+            for worker in list(pool._idle):
+                worker.process.kill()
+                worker.process.join()
+            context = await flow2.Runner(display="none").run(
+                flow2.CallbackTask("Pid", report_pid, executor=pool)
+            )
         assert context["pid"] != os.getpid()
 
     run(scenario())
@@ -380,17 +384,35 @@ def test_max_workers_must_be_a_whole_number() -> None:
     assert flow2.ProcessExecutor().max_workers == (os.cpu_count() or 1)
 
 
-def test_an_executor_object_is_closed_by_its_owner() -> None:
-    async def scenario() -> list[int]:
+def test_an_executor_object_stays_warm_across_runs_in_its_owners_hands() -> None:
+    async def scenario() -> tuple[int, int, list[int]]:
         async with flow2.ProcessExecutor(max_workers=1) as pool:
-            await flow2.Runner(display="none").run(
+            first = await flow2.Runner(display="none").run(
                 flow2.CallbackTask("Pid", report_pid, executor=pool)
             )
-            return [worker.pid or 0 for worker in pool._idle]
+            second = await flow2.Runner(display="none").run(
+                flow2.CallbackTask("Pid", report_pid, executor=pool)
+            )
+            return first["pid"], second["pid"], [worker.pid or 0 for worker in pool._idle]
 
-    pids = run(scenario())
-    assert pids
-    assert not any(is_alive(pid) for pid in pids)
+    first, second, pids = run(scenario())
+    assert first == second  # the same worker served both runs
+    assert pids == [first]
+    assert not is_alive(first)  # closed when its owner closed it
+
+
+def test_an_executor_object_used_inline_is_closed_by_the_run() -> None:
+    pool = flow2.ProcessExecutor(max_workers=1)
+    context = run(
+        flow2.Runner(display="none").run(flow2.CallbackTask("Pid", report_pid, executor=pool))
+    )
+    assert not is_alive(context["pid"])
+    assert pool._idle == [] and pool._busy == set()
+    # and it opens again for the next run
+    again = run(
+        flow2.Runner(display="none").run(flow2.CallbackTask("Pid", report_pid, executor=pool))
+    )
+    assert again["pid"] != context["pid"]
 
 
 def test_the_process_executor_made_by_name_runs_and_is_closed(recorder: Recorder) -> None:

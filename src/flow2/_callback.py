@@ -8,6 +8,7 @@ from typing import Any
 
 from ._context import current_run
 from ._exceptions import TaskTypeError
+from ._executors import arguments_for, keyword_only_parameters
 from ._task import Context, Task
 
 
@@ -35,11 +36,13 @@ def kind_of(callback: Any) -> CallbackKind:
 class CallbackTask(Task):
     """Task decorating a callback.
 
-    The callback receives the context dict; its return value is the task's
-    result. An async callback is awaited on the event loop; a sync one runs
-    in the task's executor (a worker thread by default) so it never blocks
-    the loop. A returned awaitable is awaited and an async iterator's items
-    are collected into a list.
+    The callback receives the context dict, and each of its keyword-only
+    parameters the context key of that name (``async def deploy(context, *,
+    version)``); its return value is the task's result. An async callback is
+    awaited on the event loop; a sync one runs in the task's executor (a
+    worker thread by default) so it never blocks the loop. A returned
+    awaitable is awaited and an async iterator's items are collected into a
+    list.
 
     :param name: task name
     :param callback: sync or async callable taking the context dict
@@ -65,20 +68,29 @@ class CallbackTask(Task):
         #: Sync or async task callback.
         self.callback = callback
         self.callback_kind = kind_of(callback)
+        # Keyword-only parameters receive context keys, on every executor
+        # and on the loop alike (see flow2._executors.arguments_for).
+        self._takes_keywords = bool(keyword_only_parameters(callback))
 
     async def run(self, context: Context) -> Any:
         """Call the callback with the context and return its resolved result."""
         kind = self.callback_kind
         if kind is CallbackKind.COROUTINE:
-            result = await self.callback(context)
+            if self._takes_keywords:
+                positional, keywords = arguments_for(self, self.callback, context, remote=False)
+                result = await self.callback(positional, **keywords)
+            else:
+                result = await self.callback(context)
         elif kind is CallbackKind.ASYNC_GENERATOR:
-            return [item async for item in self.callback(context)]
+            positional, keywords = arguments_for(self, self.callback, context, remote=False)
+            return [item async for item in self.callback(positional, **keywords)]
         else:
             run = current_run.get()
             if run is None:
                 result = self.callback(context)
             else:
-                result = await run.executor_for(self).call(self, self.callback, context)
+                executor = await run.executor_for(self)
+                result = await executor.call(self, self.callback, context)
         if result is None:
             return None
         return await resolve(result)

@@ -74,6 +74,7 @@ class DaskExecutor:
             rpc = getattr(scheduler, "scheduler", None)
             self.address = str(getattr(rpc, "address", scheduler))
         self._client: Any = scheduler if self._given_client is not None else None
+        self._users = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -87,6 +88,15 @@ class DaskExecutor:
         await self.aclose()
 
     async def start(self) -> None:
+        """Connect to the scheduler (once per event loop); count one more user.
+
+        :raises flow2.ExecutorError: when the scheduler cannot be reached, or a
+            given asynchronous client belongs to another event loop
+        """
+        await self._connect()
+        self._users += 1
+
+    async def _connect(self) -> None:
         """Connect to the scheduler (once per event loop).
 
         :raises flow2.ExecutorError: when the scheduler cannot be reached, or a
@@ -189,7 +199,13 @@ class DaskExecutor:
             future.release()
 
     async def aclose(self) -> None:
-        """Close the client this executor made (never a client you gave it)."""
+        """Undo one ``start()``; after the last, close the client this executor made.
+
+        A client you gave it is never closed.
+        """
+        self._users = max(0, self._users - 1)
+        if self._users:
+            return
         if self._given_client is None and self._client is not None:
             client, self._client = self._client, None
             if self._loop is asyncio.get_running_loop():

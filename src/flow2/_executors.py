@@ -5,8 +5,10 @@ to its task's executor, chosen by the task's ``executor`` option (inherited
 from the enclosing group, ``"thread"`` when nobody sets one). An executor is
 anything with the coroutine methods of :class:`Executor`; a name such as
 ``"thread"`` is looked up in :data:`EXECUTOR_FACTORIES`. A run starts every
-executor its tree names before the first task runs, and closes the ones it
-created when it ends.
+executor its tree names before the first task runs, and closes each one it
+started when it ends: every ``start()`` is paired with one ``aclose()``, and
+an executor releases what it holds when its last user closes it, so one
+opened by its owner (``async with``) stays warm across runs.
 
 What a callback receives is the same everywhere (see :func:`arguments_for`):
 ``callback(context)``, plus, when it declares keyword-only parameters, the
@@ -49,13 +51,17 @@ class Executor(Protocol):
     async def start(self) -> None:
         """Get ready (connect, check the cluster) before any task of the run starts.
 
+        Called once per run that uses the executor (and by ``async with``).
         Raise :class:`flow2.ExecutorError` here, naming what is wrong, so a
         run that cannot work fails before doing anything.
         """
         ...
 
     async def aclose(self) -> None:
-        """Release what the executor holds; called when the run ends, however it ends."""
+        """Undo one ``start()``; release what the executor holds after the last one.
+
+        Called when the run ends, however it ends.
+        """
         ...
 
 
@@ -164,9 +170,11 @@ class ThreadExecutor:
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
+        self._users = 0
 
     async def start(self) -> None:
-        """Nothing to prepare: threads start on first use."""
+        """Count one more user; threads themselves start on first use."""
+        self._users += 1
 
     async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
         if self._pool is None:
@@ -181,7 +189,9 @@ class ThreadExecutor:
         )
 
     async def aclose(self) -> None:
-        if self._pool is not None:
+        """Undo one ``start()``; after the last, shut the pool down."""
+        self._users = max(0, self._users - 1)
+        if self._users == 0 and self._pool is not None:
             # Never block the loop on a thread that cannot be stopped; work
             # not yet started is dropped.
             self._pool.shutdown(wait=False, cancel_futures=True)

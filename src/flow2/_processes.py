@@ -64,8 +64,9 @@ class ProcessExecutor:
     running the task (a replacement starts for the next call); a worker that
     dies fails its task with :class:`flow2.ExecutorError` (``retries`` apply).
 
-    A run closes the executors it creates by name (``executor="process"``);
-    one you create is yours to close::
+    A run starts and closes every executor it uses; each ``start()`` pairs
+    with one ``aclose()`` and the workers stop after the last, so an object
+    you open yourself keeps its workers warm across the runs inside::
 
         async with flow2.ProcessExecutor(max_workers=4) as processes:
             await flow2.CallbackTask("Crunch", crunch, executor=processes).process()
@@ -87,6 +88,7 @@ class ProcessExecutor:
         self._busy: set[_Worker] = set()
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._users = 0
 
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"
@@ -99,7 +101,12 @@ class ProcessExecutor:
         await self.aclose()
 
     async def start(self) -> None:
-        """Start the worker processes, so that their start-up overlaps the first tasks."""
+        """Start the worker processes, so that their start-up overlaps the first tasks.
+
+        Each call counts one more user; :meth:`aclose` stops the workers
+        after the last user closes.
+        """
+        self._users += 1
         self._slots_for_this_loop()
         while len(self._idle) + len(self._busy) < self.max_workers:
             self._idle.append(_Worker(self._spawner))
@@ -138,7 +145,13 @@ class ProcessExecutor:
         return _unpickle_outcome(task, worker, outcome)
 
     async def aclose(self) -> None:
-        """Stop every worker process: idle ones finish cleanly, busy ones are killed."""
+        """Undo one ``start()``; after the last, stop every worker process.
+
+        Idle workers finish cleanly, busy ones are killed.
+        """
+        self._users = max(0, self._users - 1)
+        if self._users:
+            return
         idle, busy = self._idle, self._busy
         self._idle, self._busy = [], set()
         for worker in idle:

@@ -248,6 +248,7 @@ class Run:
         self._started_counter = perf_counter()
         self._executors: dict[str, Executor] = {}
         self._started_executors: list[Executor] = []
+        self._started_ids: set[int] = set()
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every listener, in order."""
@@ -268,8 +269,11 @@ class Run:
             node = node._parent
         return tuple(reversed(names))
 
-    def executor_for(self, task: Task) -> Executor:
-        """The executor of ``task``: its own, else its nearest group's, else the thread pool."""
+    async def executor_for(self, task: Task) -> Executor:
+        """The executor of ``task``: its own, else its nearest group's, else the thread pool.
+
+        One that a task created on the fly names for the first time is started here.
+        """
         node: Task | None = task
         choice: str | Executor = "thread"
         while node is not None:
@@ -277,26 +281,32 @@ class Run:
                 choice = node.executor
                 break
             node = node._parent
-        if not isinstance(choice, str):
-            return choice
-        executor = self._executors.get(choice)
-        if executor is None:  # a task created on the fly names a new one
-            factory = EXECUTOR_FACTORIES.get(choice)
-            if factory is None:
+        if isinstance(choice, str):
+            executor = self._executors.get(choice)
+            if executor is not None:
+                return executor
+            if choice not in EXECUTOR_FACTORIES:
                 raise DefinitionError(_unknown_executor_message(task, choice))
-            executor = self._executors[choice] = factory(self.settings)
-        return executor
+        elif id(choice) in self._started_ids:
+            return choice
+        await self.start_executors([choice])
+        return self._executors[choice] if isinstance(choice, str) else choice
 
     async def start_executors(self, choices: Iterable[str | Executor]) -> None:
-        """Create and start every executor the tree names, before any task runs."""
+        """Create (for a name) and start each executor; the run closes each at its end."""
         for choice in choices:
             if isinstance(choice, str):
                 if choice in self._executors:
                     continue
-                executor = self._executors[choice] = EXECUTOR_FACTORIES[choice](self.settings)
+                executor = EXECUTOR_FACTORIES[choice](self.settings)
             else:
+                if id(choice) in self._started_ids:
+                    continue
                 executor = choice
             await executor.start()
+            if isinstance(choice, str):
+                self._executors[choice] = executor
+            self._started_ids.add(id(executor))
             self._started_executors.append(executor)
 
     def mark_not_started(self, tasks: Iterable[Task], status: Status) -> None:
@@ -311,8 +321,12 @@ class Run:
             stack.extend(reversed(task.children))
 
     async def close(self, status: Status, error: BaseException | None) -> None:
-        """Close the executors the run created, then emit the run's end."""
-        for executor in list(self._executors.values()):
+        """Close every executor the run started, then emit the run's end.
+
+        Each ``start()`` is paired with one ``aclose()``: an executor object
+        started by its owner too (``async with``) stays open for them.
+        """
+        for executor in reversed(self._started_executors):
             try:
                 await executor.aclose()
             except Exception:
