@@ -13,10 +13,24 @@ def test_all_is_sorted_and_exports_exactly_the_public_names() -> None:
     assert flow2.__all__ == sorted(flow2.__all__, key=lambda name: (not name.isupper(), name))
     public = {
         name
-        for name, value in vars(flow2).items()
-        if not name.startswith("_") and not isinstance(value, type(sys)) and name != "annotations"
+        for name in dir(flow2)
+        if not name.startswith("_")
+        and not isinstance(getattr(flow2, name), type(sys))
+        and name != "annotations"
     }
     assert public == set(flow2.__all__)
+
+
+def test_optional_parts_load_on_first_use_and_are_listed() -> None:
+    assert {"DaskExecutor", "Flow", "ProcessExecutor", "load"} <= set(dir(flow2))
+    assert flow2.load.__module__ == "flow2._loader"
+    assert flow2.ProcessExecutor.__module__ == "flow2._processes"
+    try:
+        flow2.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as error:
+        assert "no attribute 'no_such_name'" in str(error)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
 
 
 def test_every_exported_class_and_function_has_a_docstring() -> None:
@@ -31,7 +45,18 @@ def test_typed_package() -> None:
 
 
 def test_import_flow2_loads_no_heavy_dependency() -> None:
-    heavy = ["rich", "yaml", "jinja2", "click", "distributed", "dask"]
+    heavy = [
+        "rich",
+        "yaml",
+        "jinja2",
+        "click",
+        "distributed",
+        "dask",
+        "json",
+        "pickle",
+        "multiprocessing",
+        "flow2._loader",
+    ]
     script = f"import sys, flow2; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60

@@ -9,8 +9,9 @@ Describe work as a tree of tasks — your own :class:`Task` subclasses and
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._console import Verbosity
-from ._dask import DaskExecutor
 from ._events import Event, EventListener, RunEvent, Status, TaskEvent
 from ._exceptions import (
     CommandError,
@@ -28,15 +29,42 @@ from ._exceptions import (
     TaskTypeError,
 )
 from ._executors import EXECUTOR_FACTORIES, Executor, ThreadExecutor
-from ._loader import Flow, load
 from ._logging import TaskLogger
 from ._naming import snake_case
-from ._processes import ProcessExecutor
 from ._run import Display, Run, Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
 
+if _typing.TYPE_CHECKING:
+    from ._dask import DaskExecutor
+    from ._loader import Flow, load
+    from ._processes import ProcessExecutor
+
 #: A logger bound to whichever task is running where it is called.
 logger = TaskLogger()
+
+# The optional parts load on first use, so ``import flow2`` stays about as
+# cheap as ``import asyncio``: name -> module that defines it.
+_ON_FIRST_USE = {
+    "DaskExecutor": "._dask",
+    "Flow": "._loader",
+    "load": "._loader",
+    "ProcessExecutor": "._processes",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'flow2' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ON_FIRST_USE})
+
 
 __all__ = [
     "EXECUTOR_FACTORIES",

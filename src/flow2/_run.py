@@ -13,12 +13,12 @@ import enum
 import importlib.util
 import os
 import sys
+from itertools import repeat
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._console import PlainConsole, Verbosity
 from ._context import current_run
-from ._event_file import EventFile, EventTarget, events_target_from_environment
 from ._events import RunEvent, Status, TaskEvent
 from ._exceptions import (
     ConfigurationError,
@@ -29,12 +29,12 @@ from ._exceptions import (
 )
 from ._executors import EXECUTOR_FACTORIES, Executor
 from ._logging import LoggingListener, TaskRecordRouter, logger
-from ._summary import SummaryListener
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from ._event_file import EventTarget
     from ._events import Event, EventListener
 
 
@@ -130,6 +130,8 @@ class Runner:
         self.verbosity: Verbosity = _from_environment(
             "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
         )
+        from ._event_file import events_target_from_environment  # json: only when used
+
         self.events = events_target_from_environment(events)
         self.listeners = list(listeners)
         self.max_threads = _max_threads_from_environment(max_threads)
@@ -195,9 +197,13 @@ class Runner:
             console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
             listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
         if display is not Display.NONE:
+            from ._summary import SummaryListener
+
             listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
         listeners.append(LoggingListener())
         if self.events is not None:
+            from ._event_file import EventFile
+
             event_file = EventFile(self.events)
             event_file.open()  # a path that cannot be written fails before the run
             listeners.append(event_file)
@@ -358,18 +364,19 @@ def validate_tree(root: Task) -> list[str | Executor]:
     seen: set[int] = set()
     owners: dict[str, Task] = {}
     stack: list[tuple[Task, Task | None]] = [(root, None)]
-    pop, push, remember = stack.pop, stack.append, seen.add
+    pop, extend, remember = stack.pop, stack.extend, seen.add
     pending = Status.PENDING
     executors: dict[int | str, str | Executor] = {"thread": "thread"}
     while stack:
         task, parent = pop()
-        if id(task) in seen:
+        identity = id(task)
+        if identity in seen:
             where = f"group {parent.name!r}" if parent is not None else "the tree"
             raise DuplicateTaskError(
                 f"task {task.name!r} ({task!r}) appears twice in {where}; "
                 f"a task object runs once per tree, so create a second task instead"
             )
-        remember(id(task))
+        remember(identity)
         task._parent = parent
         task._status = pending
         task._failed_count = 0
@@ -390,8 +397,8 @@ def validate_tree(root: Task) -> list[str | Executor]:
                 )
         children = task.children
         if children:
-            for position in range(len(children), 0, -1):
-                child = children[position - 1]
-                check_is_task(task.name, position, child)
-                push((child, task))
+            for position, child in enumerate(children, 1):
+                if not isinstance(child, Task):
+                    check_is_task(task.name, position, child)
+            extend(zip(reversed(children), repeat(task)))
     return list(executors.values())
