@@ -121,8 +121,16 @@ def test_killed_command_names_the_signal() -> None:
 
 def test_missing_program_fails_the_task_with_os_error() -> None:
     task = ShellTask("Missing", ["flow2-no-such-program-here"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="cannot run 'flow2-no-such-program-here'.*PATH"):
         run(quiet().run(task))
+
+
+def test_missing_working_directory_is_named() -> None:
+    task = ShellTask("Elsewhere", python("pass"), cwd="/flow2-no-such-directory")
+    with pytest.raises(FileNotFoundError, match="cwd='/flow2-no-such-directory'") as caught:
+        run(quiet().run(task))
+    # No frames of subprocess's internals to show the user.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 def test_captured_output_is_capped_to_its_last_characters() -> None:

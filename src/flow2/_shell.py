@@ -120,10 +120,15 @@ class ShellTask(Task):
             # signalled at once, and a terminal's Ctrl-C reaches flow2 only.
             options["start_new_session"] = True
         self.logger.debug("running: %s", self.command_line)
-        if isinstance(self.cmd, str):
-            process = await asyncio.create_subprocess_shell(self.cmd, **options)
-        else:
-            process = await asyncio.create_subprocess_exec(*self.cmd, **options)
+        try:
+            if isinstance(self.cmd, str):
+                process = await asyncio.create_subprocess_shell(self.cmd, **options)
+            else:
+                process = await asyncio.create_subprocess_exec(*self.cmd, **options)
+        except OSError as error:
+            # subprocess's own frames would be the whole traceback: the
+            # message alone says what to fix.
+            raise OSError(error.errno, self._start_failure(error)) from None
         stdout = _Capture(self.output_limit)
         stderr = _Capture(self.output_limit)
         assert process.stdout is not None and process.stderr is not None
@@ -141,6 +146,18 @@ class ShellTask(Task):
             message = _failure_message(self.command_line, returncode, stderr)
             raise CommandError(message, returncode, stderr.text())
         return {"returncode": returncode, "stdout": stdout.text(), "stderr": stderr.text()}
+
+    def _start_failure(self, error: OSError) -> str:
+        """What to fix when the command could not start."""
+        reason = error.strerror or str(error)
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            where = os.fspath(self.cwd)
+            return f"cannot start in cwd={where!r}: {reason}; create it or correct cwd"
+        program = self.cmd[0] if isinstance(self.cmd, list) else self.command_line
+        return (
+            f"cannot run {program!r}: {reason}; check that it is installed and on PATH "
+            f"(or give its path)"
+        )
 
     async def _stream(self, stream: asyncio.StreamReader, capture: _Capture, name: str) -> None:
         """Log each line of ``stream`` as it arrives, and capture it."""
