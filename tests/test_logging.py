@@ -129,3 +129,6 @@ def test_a_broken_listener_is_removed_and_the_work_goes_on(
     assert context == {"a": "ok"}
     assert "failed and was removed" in caplog.text
     assert recorder.final("A") is flow2.Status.SUCCEEDED
+    # The listener after the broken one still saw the event that broke it.
+    first = recorder.events[0]
+    assert isinstance(first, flow2.RunEvent) and first.status is flow2.Status.RUNNING

@@ -262,8 +262,10 @@ class Run:
             try:
                 listener(event)
             except Exception:
-                # A broken listener must not fail the work it reports on.
-                self.listeners.remove(listener)
+                # A broken listener must not fail the work it reports on. A new
+                # list, not remove(): the loop over the old one must not skip
+                # the next listener.
+                self.listeners = [other for other in self.listeners if other is not listener]
                 logger.exception("event listener %r failed and was removed", listener)
 
     def path_of(self, task: Task) -> tuple[str, ...]:
