@@ -1,6 +1,6 @@
 """Per-task overhead of the engine, side by side with raw asyncio.gather.
 
-Run: ``python benchmarks/bench_engine.py`` (about a minute; ``--quick`` for a
+Run: ``python benchmarks/bench_engine.py`` (about six minutes; ``--quick`` for a
 smaller run). Every figure is the median of ``--repeat`` runs, and the runs
 of the compared variants are interleaved in one process so that the noise of
 a shared machine hits them alike.
@@ -23,7 +23,9 @@ pays for the garbage of the one before; it stays on during the run.
 
 The sweep at the end times ``parallel, output off`` and ``gather`` alone at
 1,000 to 300,000 tasks: a flat ratio shows flow2 adds no path that grows
-faster than asyncio's own.
+faster than asyncio's own. ``--sweep`` runs only the sweep, in a fresh
+process (after the table's runs the heap is large, which slows every large
+run in the same process alike).
 
 Logging is left as Python starts it unless stated: the ``flow2`` logger has
 only its NullHandler and the root logger is at WARNING, so no record is made.
@@ -96,15 +98,37 @@ def import_ratio(repeat: int) -> tuple[float, float]:
     return statistics.median(asyncio_times), statistics.median(flow2_times)
 
 
+def sweep(quick: bool) -> None:
+    """Print flow2 (output off) against gather at growing sizes."""
+    print("\nsweep, output off: µs per task (flow2 / gather)")
+    for count, repeat in ((1_000, 40), (10_000, 10), (100_000, 5), (300_000, 3)):
+        if quick and count > 10_000:
+            break
+        gathered, flowed = [], []
+        for _ in range(repeat):
+            gathered.append(time_gather(count))
+            flowed.append(time_flow(count, flow2.ParallelTaskGroup, flow2.Runner(display="none")))
+        per_gather = statistics.median(gathered) / count * 1e6
+        per_flow = statistics.median(flowed) / count * 1e6
+        print(
+            f"  {count:>7,} tasks: gather {per_gather:5.1f}, flow2 {per_flow:5.1f} "
+            f"({per_flow / per_gather:.2f}x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 3 repeats")
+    parser.add_argument("--sweep", action="store_true", help="only the sweep, 1,000 to 300,000")
     options = parser.parse_args()
     if options.quick:
         options.tasks, options.repeat = 10_000, 3
+    if options.sweep:
+        sweep(options.quick)
+        return
 
     devnull = open(os.devnull, "w")
     real_file = tempfile.TemporaryFile("w")
@@ -166,20 +190,7 @@ def main() -> None:
     file_vs_off = large["parallel, console to a file"] / large["parallel, output off"]
     print(f"\nconsole to a real file vs output off: {file_vs_off:.2f}x")
 
-    print("\nsweep, output off: µs per task (flow2 / gather)")
-    for count, repeat in ((1_000, 40), (10_000, 10), (100_000, 5), (300_000, 3)):
-        if options.quick and count > 10_000:
-            break
-        gathered, flowed = [], []
-        for _ in range(repeat):
-            gathered.append(time_gather(count))
-            flowed.append(time_flow(count, flow2.ParallelTaskGroup, flow2.Runner(display="none")))
-        per_gather = statistics.median(gathered) / count * 1e6
-        per_flow = statistics.median(flowed) / count * 1e6
-        print(
-            f"  {count:>7,} tasks: gather {per_gather:5.1f}, flow2 {per_flow:5.1f} "
-            f"({per_flow / per_gather:.2f}x)"
-        )
+    sweep(options.quick)
 
     asyncio_seconds, flow2_seconds = import_ratio(max(options.repeat * 2, 7))
     print(
