@@ -83,8 +83,27 @@ def test_forced_color_paints_the_status_words() -> None:
 
 def test_long_results_are_cut() -> None:
     text = format_result(list(range(100)), max_lines=5)
-    assert text.splitlines()[-1] == "  … 95 more lines"
-    assert len(text.splitlines()) == 6
+    assert text.splitlines() == [
+        "  - 0",
+        "  - 1",
+        "  - 2",
+        "  - 3",
+        "  - 4",
+        "  … more lines not shown",
+    ]
+    assert format_result(list(range(5)), max_lines=5).splitlines()[-1] == "  - 4"
+
+
+def test_a_huge_result_formats_only_the_lines_shown() -> None:
+    class Counted:
+        formatted = 0
+
+        def __repr__(self) -> str:
+            Counted.formatted += 1
+            return "item"
+
+    format_result([Counted() for _ in range(10_000)], max_lines=5)
+    assert Counted.formatted <= 6
 
 
 def test_result_formatting_of_odd_values() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import os
 import sys
@@ -220,10 +221,11 @@ def describe_error(error: BaseException) -> str:
 
 def format_result(value: Any, *, max_lines: int = MAX_RESULT_LINES) -> str:
     """Render a result readably, YAML-like, indented by two spaces, at most ``max_lines``."""
-    lines = list(_lines(value, 1))
+    # Only the lines shown are formatted: a result of a million items must
+    # not hold the event loop while lines nobody sees are built.
+    lines = list(itertools.islice(_lines(value, 1), max_lines + 1))
     if len(lines) > max_lines:
-        hidden = len(lines) - max_lines
-        lines = [*lines[:max_lines], f"  … {hidden} more line{'s' if hidden > 1 else ''}"]
+        lines[max_lines] = "  … more lines not shown"
     return "\n".join(lines)
 
 
