@@ -198,6 +198,9 @@ def test_validate_render_show_and_graph(tmp_path: Path) -> None:
     result = flow2("validate", release, "version=1.0")
     assert result.returncode == 0
     assert "valid flow 'Release 1.0', 4 tasks in 2 groups" in result.stdout
+    single = tmp_path / "single.yml"
+    single.write_text("plugin: serial\ntasks:\n  - {plugin: shell, cmd: echo}\n")
+    assert "1 task in 1 group\n" in flow2("validate", single).stdout
 
     rendered = flow2("render", release, "version=1.0", "dry_run=false")
     assert "name: Release 1.0" in rendered.stdout

@@ -184,9 +184,10 @@ def validate(flow: str, variables: tuple[str, ...]) -> None:
     loaded, _ = _load(flow, variables)
     nodes = loaded.nodes()
     groups = sum(1 for node in nodes if node.task.children or not node.task.stores_result)
+    tasks = len(nodes) - groups
     click.echo(
         f"{loaded.file}: valid flow {loaded.root.task.name!r}, "
-        f"{len(nodes) - groups} tasks in {groups} groups"
+        f"{tasks} task{'' if tasks == 1 else 's'} in {groups} group{'' if groups == 1 else 's'}"
     )
 
 
