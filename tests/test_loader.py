@@ -515,3 +515,17 @@ def test_executor_key_is_passed_to_the_task_like_any_option(tmp_path: Path) -> N
     )
     root = flow2.load(path)
     assert root.executor == "thread" and root.children[0].executor == "process"
+
+
+def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> None:
+    from flow2._templates import _compiled_expression, _compiled_template, render_runtime
+
+    _compiled_expression.cache_clear()
+    _compiled_template.cache_clear()
+    for number in range(3):
+        context = {"build": {"stdout": f"wheel-{number}"}}
+        assert render_runtime("${{ build.stdout }}", context, "f.yml:1") == f"wheel-{number}"
+        text = render_runtime("upload ${{ build.stdout }}", context, "f.yml:1")
+        assert text == f"upload wheel-{number}"
+    assert _compiled_expression.cache_info().misses == 1
+    assert _compiled_template.cache_info().misses == 1
