@@ -420,3 +420,30 @@ def test_the_process_executor_made_by_name_runs_and_is_closed(recorder: Recorder
     context = run(flow2.Runner(display="none").run(task))
     assert context["pid"] != os.getpid()
     assert not is_alive(context["pid"])
+
+
+def test_a_worker_that_cannot_start_leaves_no_socket_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flow2 import _processes
+
+    made: list[Any] = []
+    real_socketpair = _processes.socket.socketpair
+
+    def socketpair() -> Any:
+        pair = real_socketpair()
+        made.extend(pair)
+        return pair
+
+    class Refusing:
+        def Process(self, **options: Any) -> Any:  # multiprocessing's name
+            process = types.SimpleNamespace()
+
+            def start() -> None:
+                raise OSError(11, "Resource temporarily unavailable")
+
+            process.start = start
+            return process
+
+    monkeypatch.setattr(_processes.socket, "socketpair", socketpair)
+    with pytest.raises(OSError, match="temporarily unavailable"):
+        _processes._Worker(Refusing())
+    assert len(made) == 2 and all(end.fileno() == -1 for end in made)

@@ -214,8 +214,13 @@ class _Worker:
         self.process: BaseProcess = spawner.Process(
             target=serve, args=(child_end,), name="flow2-worker", daemon=True
         )
-        self.process.start()
-        child_end.close()
+        try:
+            self.process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         parent_end.setblocking(False)
         self.connection = parent_end
         self.pid = self.process.pid
