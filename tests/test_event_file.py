@@ -194,3 +194,27 @@ def test_the_run_line_carries_the_exception_the_run_raised() -> None:
     last = json.loads(stream.getvalue().splitlines()[-1])
     assert last["event"] == "run" and last["status"] == "failed"
     assert last["error"] == {"type": "KeyError", "message": "'version'"}
+
+
+def test_a_file_that_fails_to_write_is_closed_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flow2 import _event_file
+
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            if '"event": "task"' in text:
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    opened: list[FullDisk] = []
+
+    def open_full_disk(*args: Any, **kwargs: Any) -> FullDisk:
+        opened.append(FullDisk())
+        return opened[-1]
+
+    monkeypatch.setattr(_event_file, "open", open_full_disk, raising=False)
+    runner = flow2.Runner(display="none", events=tmp_path / "e.jsonl")
+    context = run(runner.run(_release(), raises=False))
+    assert isinstance(context["wheel"], ValueError)  # the work went on without the file
+    assert len(opened) == 1 and opened[0].closed

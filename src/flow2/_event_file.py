@@ -112,12 +112,18 @@ class EventFile:
         if self._stream is None:
             self.open()
         assert self._stream is not None
-        if type(event) is TaskEvent:
-            self._stream.write(self._dumps(self._task_fields(event)) + "\n")
-        elif isinstance(event, RunEvent):
-            self._stream.write(self._dumps(self._run_fields(event)) + "\n")
-            if event.status.is_finished:
-                self._close()
+        try:
+            if type(event) is TaskEvent:
+                self._stream.write(self._dumps(self._task_fields(event)) + "\n")
+            elif isinstance(event, RunEvent):
+                self._stream.write(self._dumps(self._run_fields(event)) + "\n")
+                if event.status.is_finished:
+                    self._close()
+        except Exception:
+            # The run drops a listener that fails (a full disk): it would
+            # never see the run's end, so the file is closed now.
+            self._close(quietly=True)
+            raise
 
     def _path(self, task: Task) -> list[str]:
         # Paths are cached, so a task's path costs one list copy, not a walk
@@ -168,12 +174,16 @@ class EventFile:
             fields["format"] = FORMAT_VERSION
         return fields
 
-    def _close(self) -> None:
+    def _close(self, *, quietly: bool = False) -> None:
         stream, self._stream = self._stream, None
         self._paths.clear()
         if stream is None:
             return
-        if self._owns_stream:
-            stream.close()
-        else:
-            stream.flush()
+        try:
+            if self._owns_stream:
+                stream.close()
+            else:
+                stream.flush()
+        except (OSError, ValueError):
+            if not quietly:
+                raise
