@@ -235,14 +235,17 @@ def test_graph_of_nested_serial_groups_chains_their_ends(tmp_path: Path) -> None
               - {plugin: shell, name: A, cmd: x}
               - {plugin: shell, name: B, cmd: x}
           - {plugin: parallel, name: Empty, tasks: []}
-          - {plugin: shell, name: C, cmd: x}
+          - {plugin: shell, name: "C\\nD", cmd: x}
         """,
     )
     mermaid = flow2("graph", path).stdout
     assert 'subgraph n2 ["First #quot;one#quot; (serial)"]' in mermaid
+    assert 'n6["C<br>D"]' in mermaid  # a line break would end the statement
     assert 'n5["Empty (empty parallel)"]' in mermaid
     assert mermaid.strip().splitlines()[-3:] == ["  n3 --> n4", "  n4 --> n5", "  n5 --> n6"]
-    assert 'label="First \\"one\\" (serial)"' in flow2("graph", "--dot", path).stdout
+    dot = flow2("graph", "--dot", path).stdout
+    assert 'label="First \\"one\\" (serial)"' in dot
+    assert 'n6 [label="C\\nD"];' in dot
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,7 +90,8 @@ def mermaid_graph(root: Node) -> str:
             open_groups.pop()
             lines.append("  " * (len(open_groups) + 1) + "end")
         indent = "  " * (len(open_groups) + 1)
-        label = _label(node).replace('"', "#quot;")
+        # A line break inside the quotes would end Mermaid's statement.
+        label = _label(node).replace('"', "#quot;").replace("\n", "<br>")
         if node.children:
             lines.append(f'{indent}subgraph {identifier} ["{label}"]')
             open_groups.append(depth)
@@ -113,7 +114,7 @@ def dot_graph(root: Node) -> str:
             open_groups.pop()
             lines.append("  " * (len(open_groups) + 1) + "}")
         indent = "  " * (len(open_groups) + 1)
-        label = _label(node).replace("\\", "\\\\").replace('"', '\\"')
+        label = _label(node).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         if node.children:
             lines.append(f'{indent}subgraph cluster_{identifier} {{ label="{label}";')
             open_groups.append(depth)
