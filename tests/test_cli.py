@@ -145,6 +145,17 @@ def test_quiet_hides_task_output_and_events_go_to_a_file(tmp_path: Path) -> None
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_ctrl_c_while_the_flow_loads_exits_130(tmp_path: Path) -> None:
+    # The module of a callback is imported as the flow loads; Ctrl-C there
+    # is simulated by the import raising KeyboardInterrupt itself.
+    (tmp_path / "interrupted_module.py").write_text("raise KeyboardInterrupt\n")
+    path = write(tmp_path, "plugin: callback\ncallback: interrupted_module:f\n")
+    result = flow2("run", path, cwd=tmp_path)
+    assert result.returncode == 130, result.stdout + result.stderr
+    assert "interrupted while loading the flow; nothing ran" in result.stderr
+    assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
+
+
 def test_ctrl_c_cancels_running_tasks_reports_them_and_exits_130(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     path = write(

@@ -129,7 +129,13 @@ def run(
     """
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
-    loaded, values = _load(flow, variables)
+    try:
+        loaded, values = _load(flow, variables)
+    except KeyboardInterrupt:
+        # Ctrl-C while a callback's module imports: the documented 130, not
+        # click's generic "Aborted!" and 1.
+        click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
     sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
 
