@@ -529,3 +529,8 @@ def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> Non
         assert text == f"upload wheel-{number}"
     assert _compiled_expression.cache_info().misses == 1
     assert _compiled_template.cache_info().misses == 1
+
+
+def test_a_register_that_is_not_a_string_names_the_line(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "plugin: shell\ncmd: echo\nregister: [a]\n")
+    assert error.line == 3 and "register=['a'] is not a result key" in str(error)

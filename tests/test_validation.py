@@ -142,3 +142,9 @@ def test_a_deep_failure_reaches_the_caller_and_every_level_fails() -> None:
 def test_snake_case_keys(name: str, key: str) -> None:
     assert flow2.snake_case(name) == key
     assert flow2.Task(name).key == key
+
+
+@pytest.mark.parametrize("register", [3, "", "  ", ["a"]])
+def test_register_must_be_a_non_empty_string(register: Any) -> None:
+    with pytest.raises(flow2.DefinitionError, match=r"task 'A': register=.* is not a result key"):
+        flow2.Task("A", register=register)

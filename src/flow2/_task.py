@@ -85,6 +85,11 @@ class Task:
             raise DefinitionError(
                 f"a task needs a non-empty name, got {name!r}; pass a string such as 'Build'"
             )
+        if register is not None and (not isinstance(register, str) or not register.strip()):
+            raise DefinitionError(
+                f"task {name!r}: register={register!r} is not a result key; "
+                f"give a non-empty string, e.g. register='wheel'"
+            )
         self.name = name
         self.description = description
         self.register = register
