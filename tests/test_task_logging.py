@@ -166,6 +166,37 @@ def test_two_concurrent_runs_each_show_only_their_own_records() -> None:
     assert record_lines(second) == ["[Two] hello"] * 3
 
 
+def test_a_run_ending_first_leaves_the_level_for_a_run_still_going() -> None:
+    async def main() -> str:
+        second_started, first_ended = asyncio.Event(), asyncio.Event()
+
+        async def first(context: dict[str, Any]) -> None:
+            await second_started.wait()  # both runs are going
+
+        async def second(context: dict[str, Any]) -> None:
+            second_started.set()
+            await first_ended.wait()
+            flow2.logger.info("still shown")
+
+        stream = io.StringIO()
+        first_run = asyncio.create_task(
+            flow2.Runner(display="plain", stream=io.StringIO()).run(
+                flow2.CallbackTask("First", first)
+            )
+        )
+        await asyncio.sleep(0)  # the first run starts, and sets the level, first
+        second_run = asyncio.create_task(
+            flow2.Runner(display="plain", stream=stream).run(flow2.CallbackTask("Second", second))
+        )
+        await first_run
+        first_ended.set()
+        await second_run
+        return stream.getvalue()
+
+    assert record_lines(run(main())) == ["[Second] still shown"]
+    assert tasks_logger.level == logging.NOTSET  # restored after the last run
+
+
 def test_colored_prefix_on_a_terminal() -> None:
     async def chatty(context: dict[str, Any]) -> None:
         flow2.logger.info("info")

@@ -183,15 +183,23 @@ class TaskRecordRouter:
         if event.status is Status.RUNNING:
             self._handler = _RunHandler(event.run.id, self.show, self.level)
             tasks_logger.addHandler(self._handler)
-            if tasks_logger.level == logging.NOTSET:
-                tasks_logger.setLevel(self.level)
+            if tasks_logger.level == logging.NOTSET or _levels_set:
+                # Runs may overlap: the level stays set, low enough for
+                # every run, until the last of them ends.
+                _levels_set.append(self.level)
+                tasks_logger.setLevel(min(_levels_set))
                 self._level_set = True
         elif self._handler is not None:
             tasks_logger.removeHandler(self._handler)
             self._handler = None
             if self._level_set:
-                tasks_logger.setLevel(logging.NOTSET)
+                _levels_set.remove(self.level)
+                tasks_logger.setLevel(min(_levels_set, default=logging.NOTSET))
                 self._level_set = False
+
+
+#: The levels that the routers of the runs going on set on ``flow2.tasks``.
+_levels_set: list[int] = []
 
 
 class _RunHandler(logging.Handler):
