@@ -276,3 +276,10 @@ def test_a_huge_line_is_logged_in_pieces(caplog: pytest.LogCaptureFixture) -> No
         run(quiet().run(task))
     pieces = [len(record.getMessage()) for record in caplog.records if record.name == "flow2.tasks"]
     assert sum(pieces) == 200000 and len(pieces) > 1
+
+
+def test_a_command_too_long_to_start_is_shown_shortened() -> None:
+    task = ShellTask("Huge", "echo " + "x" * 3_000_000)  # over the system's argument limit
+    with pytest.raises(OSError, match=r"cannot run 'echo x+\.\.\.'") as caught:
+        run(quiet().run(task))
+    assert len(str(caught.value)) < 400

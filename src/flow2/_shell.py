@@ -154,6 +154,8 @@ class ShellTask(Task):
             where = os.fspath(self.cwd)
             return f"cannot start in cwd={where!r}: {reason}; create it or correct cwd"
         program = self.cmd[0] if isinstance(self.cmd, list) else self.command_line
+        if len(program) > 200:  # an argument list too long for the system, say
+            program = program[:197] + "..."
         return (
             f"cannot run {program!r}: {reason}; check that it is installed and on PATH "
             f"(or give its path)"
