@@ -382,6 +382,19 @@ def test_without_a_terminal_the_forced_view_still_ends_with_the_final_tree() -> 
     assert "Root succeeded in" in output
 
 
+def test_a_view_that_fails_stops_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    view = LiveView(io.StringIO(), force_terminal=True, color=False)
+
+    def broken(event: flow2.TaskEvent) -> None:
+        raise RuntimeError("drawing bug")
+
+    monkeypatch.setattr(view, "_record", broken)
+    tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Only", _nothing))
+    context = run(flow2.Runner(display="none", listeners=[view]).run(tree))
+    assert context == {"only": None}  # the run went on without the view
+    assert view._live is None and view._timer is None  # no timer left redrawing
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(0.04, "0.0s"), (12.34, "12.3s"), (125, "2m05s"), (3720, "1h02m")]
 )

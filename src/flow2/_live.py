@@ -121,7 +121,13 @@ class LiveView:
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            self._record(event)
+            try:
+                self._record(event)
+            except Exception:
+                # The run drops a listener that fails: it would never see
+                # the run's end, and its timer would redraw on and on.
+                self._stop()
+                raise
         elif isinstance(event, RunEvent):
             if event.status is Status.RUNNING:
                 self._start(event.run.root)
