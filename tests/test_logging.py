@@ -119,7 +119,7 @@ def test_listeners_receive_the_whole_event_stream(recorder: Recorder) -> None:
 
 
 def test_a_broken_listener_is_removed_and_the_work_goes_on(
-    caplog: pytest.LogCaptureFixture, recorder: Recorder
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], recorder: Recorder
 ) -> None:
     def broken(event: flow2.Event) -> None:
         raise RuntimeError("listener bug")
@@ -128,6 +128,9 @@ def test_a_broken_listener_is_removed_and_the_work_goes_on(
         context = run(flow2.Runner(display="none", listeners=[broken, recorder]).run(give("A")))
     assert context == {"a": "ok"}
     assert "failed and was removed" in caplog.text
+    stderr = capsys.readouterr().err
+    assert "stopped receiving events (RuntimeError: listener bug)" in stderr
+    assert stderr.count("\n") == 1  # said once, not once per event
     assert recorder.final("A") is flow2.Status.SUCCEEDED
     # The listener after the broken one still saw the event that broke it.
     first = recorder.events[0]

@@ -91,6 +91,10 @@ class EventFile:
         self._paths: dict[Task, list[str]] = {}
         self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
 
+    def __repr__(self) -> str:
+        where = self.target if isinstance(self.target, str | os.PathLike) else "a stream"
+        return f"<EventFile {str(where)!r}>"
+
     def open(self) -> None:
         """Open the file now, so a path that cannot be written fails before the run.
 

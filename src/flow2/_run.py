@@ -261,12 +261,19 @@ class Run:
         for listener in self.listeners:
             try:
                 listener(event)
-            except Exception:
+            except Exception as error:
                 # A broken listener must not fail the work it reports on. A new
                 # list, not remove(): the loop over the old one must not skip
                 # the next listener.
                 self.listeners = [other for other in self.listeners if other is not listener]
                 logger.exception("event listener %r failed and was removed", listener)
+                # What it was for (an event file, a display) is lost from here
+                # on: say so where a person sees it, not only on the logger.
+                print(
+                    f"flow2: {listener!r} failed and stopped receiving events "
+                    f"({type(error).__name__}: {error}); the run goes on without it",
+                    file=sys.stderr,
+                )
 
     def path_of(self, task: Task) -> tuple[str, ...]:
         """Names from the root down to ``task``."""
