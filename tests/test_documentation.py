@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import io
+import pathlib
 from typing import Any
 
 import flow2
@@ -78,3 +79,17 @@ def test_the_documented_example_runs_as_written(monkeypatch: Any) -> None:
     # "you are sure that your_callback4 will have the 'task_3' key in the context"
     assert seen_by_callback4[0]["task_3"] == ["your", "args"]
     assert "SUCCESS   Your workflow" in stdout.getvalue()
+
+
+def test_the_readme_example_runs_and_gives_the_result_it_shows(monkeypatch: Any) -> None:
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## Example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["result"] == {
+        "task_1": "something",
+        "task_2": {"files": 3},
+        "task_3": "hello after something",
+        "task_4": "HELLO AFTER SOMETHING",
+    }
