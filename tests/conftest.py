@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import textwrap
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +62,16 @@ def python_on_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     for name in ("python", "python3"):
         (folder / name).symlink_to(sys.executable)
     return os.pathsep.join([str(folder), os.environ.get("PATH", "")])
+
+
+@pytest.fixture
+def python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put this interpreter first on PATH as ``python`` and ``python3`` for one test."""
+    monkeypatch.setenv("PATH", python_on_path)
+
+
+def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
+    """Write a dedented flow file into ``folder`` and return its path."""
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from .conftest import write_flow
 from .test_plugins import make_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,15 +42,7 @@ def flow2(
     )
 
 
-@pytest.fixture(autouse=True)
-def _python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", python_on_path)
-
-
-def write(tmp_path: Path, text: str, name: str = "flow.yml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
+pytestmark = pytest.mark.usefixtures("python_first_on_path")
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -79,7 +71,7 @@ def test_results_example_passes_a_version_between_tasks() -> None:
 
 
 def test_variables_are_yaml_scalars_and_start_the_context(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: shell
@@ -95,7 +87,7 @@ def test_variables_are_yaml_scalars_and_start_the_context(tmp_path: Path) -> Non
 
 
 def test_failing_task_exits_1_with_its_stderr(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -116,7 +108,7 @@ def test_failing_task_exits_1_with_its_stderr(tmp_path: Path) -> None:
 
 
 def test_failure_inside_a_parallel_group_that_continues_still_exits_1(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: parallel
@@ -131,7 +123,7 @@ def test_failure_inside_a_parallel_group_that_continues_still_exits_1(tmp_path: 
 
 
 def test_quiet_hides_task_output_and_events_go_to_a_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "plugin: shell\nname: Chat\ncmd: python -c \"print('chatter')\"\n")
+    path = write_flow(tmp_path, "plugin: shell\nname: Chat\ncmd: python -c \"print('chatter')\"\n")
     events = tmp_path / "events.jsonl"
     result = flow2("run", path, "--display", "plain", "--quiet", "--events", events)
     assert result.returncode == 0, result.stderr
@@ -149,7 +141,7 @@ def test_ctrl_c_while_the_flow_loads_exits_130(tmp_path: Path) -> None:
     # The module of a callback is imported as the flow loads; Ctrl-C there
     # is simulated by the import raising KeyboardInterrupt itself.
     (tmp_path / "interrupted_module.py").write_text("raise KeyboardInterrupt\n")
-    path = write(tmp_path, "plugin: callback\ncallback: interrupted_module:f\n")
+    path = write_flow(tmp_path, "plugin: callback\ncallback: interrupted_module:f\n")
     result = flow2("run", path, cwd=tmp_path)
     assert result.returncode == 130, result.stdout + result.stderr
     assert "interrupted while loading the flow; nothing ran" in result.stderr
@@ -158,7 +150,7 @@ def test_ctrl_c_while_the_flow_loads_exits_130(tmp_path: Path) -> None:
 
 def test_ctrl_c_cancels_running_tasks_reports_them_and_exits_130(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    path = write(
+    path = write_flow(
         tmp_path,
         f"""
         plugin: parallel
@@ -234,7 +226,7 @@ def test_validate_render_show_and_graph(tmp_path: Path) -> None:
 
 
 def test_graph_of_nested_serial_groups_chains_their_ends(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -278,10 +270,10 @@ def test_plugins_lists_third_party_and_broken_ones(tmp_path: Path) -> None:
     assert any(line.startswith("greet ") and "(acme-flow2 1.0)" in line for line in lines)
     assert any(line.startswith("shell ") and "(flow2 " in line for line in lines)
     assert "BROKEN: No module named 'acme_dependency_that_is_missing'" in result.stdout
-    path = write(tmp_path, "plugin: greet\nname: Hi\nwho: you\noutput: true\n")
+    path = write_flow(tmp_path, "plugin: greet\nname: Hi\nwho: you\noutput: true\n")
     ran = flow2("run", path, "--display", "plain", PYTHONPATH=str(site))
     assert ran.returncode == 0 and "hello you!" in ran.stdout
-    broken = write(tmp_path, "plugin: broken\n", "broken.yml")
+    broken = write_flow(tmp_path, "plugin: broken\n", "broken.yml")
     assert_usage_error(
         flow2("run", broken, PYTHONPATH=str(site)), "broken.yml:1", "acme-flow2 1.0", "failed to"
     )
@@ -290,10 +282,10 @@ def test_plugins_lists_third_party_and_broken_ones(tmp_path: Path) -> None:
 def test_flows_are_found_by_name(tmp_path: Path) -> None:
     config = tmp_path / "config"
     (config / "flow2" / "flows").mkdir(parents=True)
-    write(config / "flow2" / "flows", "plugin: shell\nname: User flow\ncmd: x\n", "mine.yaml")
+    write_flow(config / "flow2" / "flows", "plugin: shell\nname: User flow\ncmd: x\n", "mine.yaml")
     local = tmp_path / "project" / ".flow2" / "flows"
     local.mkdir(parents=True)
-    write(local, "plugin: shell\nname: Local flow\ncmd: x\n", "mine.yml")
+    write_flow(local, "plugin: shell\nname: Local flow\ncmd: x\n", "mine.yml")
     in_project = flow2("validate", "mine", cwd=tmp_path / "project", XDG_CONFIG_HOME=str(config))
     assert "'Local flow'" in in_project.stdout
     elsewhere = flow2("validate", "mine", cwd=tmp_path, XDG_CONFIG_HOME=str(config))
@@ -342,14 +334,14 @@ def test_bad_flow_files_exit_2_with_file_line_and_fix(
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, arguments: list[str], fragment: str) -> None:
-    write(tmp_path, "plugin: shell\ncmd: x\n")
+    write_flow(tmp_path, "plugin: shell\ncmd: x\n")
     result = flow2(*arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_environment_setting_is_a_usage_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "plugin: shell\ncmd: x\n")
+    path = write_flow(tmp_path, "plugin: shell\ncmd: x\n")
     assert_usage_error(flow2("run", path, FLOW2_DISPLAY="fancy"), "fancy")
 
 
@@ -386,7 +378,7 @@ def test_commands_in_process(
     for name in [name for name in os.environ if name.startswith("FLOW2_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("NO_COLOR", "1")
-    failing = write(tmp_path, "plugin: shell\nname: Fail\ncmd: [python, -c, 'exit(3)']\n")
+    failing = write_flow(tmp_path, "plugin: shell\nname: Fail\ncmd: [python, -c, 'exit(3)']\n")
     paths = {
         "release": EXAMPLES / "release.yml",
         "results": EXAMPLES / "results.yml",

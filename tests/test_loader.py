@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,13 @@ import flow2
 from flow2._loader import read_flow
 from flow2._main import find_flow, user_flows_folder
 
-from .conftest import run
+from .conftest import run, write_flow
 
-
-@pytest.fixture(autouse=True)
-def _python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", python_on_path)
-
-
-def write(tmp_path: Path, text: str, name: str = "flow.yml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
+pytestmark = pytest.mark.usefixtures("python_first_on_path")
 
 
 def load_error(tmp_path: Path, text: str, **variables: Any) -> flow2.FlowFileError:
-    path = write(tmp_path, text)
+    path = write_flow(tmp_path, text)
     with pytest.raises(flow2.FlowFileError) as caught:
         flow2.load(path, **variables)
     assert str(caught.value).startswith(f"{path}:")
@@ -43,7 +33,7 @@ def quiet() -> flow2.Runner:
 
 
 def test_nodes_become_the_plugins_tasks_with_their_options(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -76,7 +66,7 @@ def test_nodes_become_the_plugins_tasks_with_their_options(tmp_path: Path) -> No
 
 
 def test_unnamed_nodes_are_numbered_in_file_order_like_the_original(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -96,7 +86,7 @@ def test_unnamed_nodes_are_numbered_in_file_order_like_the_original(tmp_path: Pa
 
 
 def test_a_loaded_flow_runs_and_fills_the_context(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -115,7 +105,7 @@ def test_a_loaded_flow_runs_and_fills_the_context(tmp_path: Path) -> None:
 
 
 def test_flow_class_renders_loads_and_runs_with_variables(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: shell
@@ -139,7 +129,7 @@ def test_templates_generate_tasks_from_variables_and_read_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOW2_TEST_TARGET", "staging")
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: parallel
@@ -163,7 +153,7 @@ def test_templates_generate_tasks_from_variables_and_read_the_environment(
 
 
 def test_load_time_and_run_time_templates_do_not_mix(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: shell
@@ -209,7 +199,7 @@ def test_error_raised_inside_a_template_is_reported_with_its_line(tmp_path: Path
 
 
 def test_whole_expression_keeps_the_value_type_and_context_is_reachable(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -262,7 +252,7 @@ def test_runtime_expressions_are_refused_where_they_cannot_work(
 
 
 def test_runtime_value_that_the_plugin_refuses_fails_the_task(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -280,7 +270,7 @@ def test_runtime_value_that_the_plugin_refuses_fails_the_task(tmp_path: Path) ->
 
 
 def test_runtime_expression_failing_at_run_time_names_file_line_and_key(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -423,7 +413,7 @@ def test_user_folder_defaults_to_dot_config(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_read_flow_keeps_plugin_names_and_lines_for_show_and_graph(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -437,7 +427,7 @@ def test_read_flow_keeps_plugin_names_and_lines_for_show_and_graph(tmp_path: Pat
 
 
 def test_whole_expression_that_is_undefined_fails_the_task(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
@@ -454,13 +444,13 @@ def test_whole_expression_that_is_undefined_fails_the_task(tmp_path: Path) -> No
 
 
 def test_expression_raising_an_error_names_it(tmp_path: Path) -> None:
-    path = write(tmp_path, "plugin: shell\nname: Divide\ncmd: echo ${{ 1 // n }}\n")
+    path = write_flow(tmp_path, "plugin: shell\nname: Divide\ncmd: echo ${{ 1 // n }}\n")
     with pytest.raises(flow2.ExpressionError, match=r"flow.yml:3: task 'Divide', cmd: Zero"):
         run(quiet().run(flow2.load(path, n=0), {"n": 0}))
 
 
 def test_expressions_inside_mappings_and_lists_are_evaluated(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: shell
@@ -504,7 +494,7 @@ def test_errors_in_generated_lines_say_the_line_is_of_the_rendered_text(tmp_path
 
 
 def test_executor_key_is_passed_to_the_task_like_any_option(tmp_path: Path) -> None:
-    path = write(
+    path = write_flow(
         tmp_path,
         """
         plugin: serial
