@@ -183,6 +183,8 @@ def test_later_tasks_read_earlier_results() -> None:
         ({"retries": 1.5}, "retries=1.5"),
         ({"retry_delay": -2}, "retry_delay=-2"),
         ({"executor": 3}, "executor=3"),
+        ({"output": "no"}, "output='no' is not true or false"),
+        ({"description": ["x"]}, "description=\\['x'\\] is not text"),
     ],
 )
 def test_bad_options_name_the_task_and_the_value(options: dict[str, Any], message: str) -> None:

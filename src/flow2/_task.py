@@ -91,6 +91,15 @@ class Task:
                 f"give a non-empty string, e.g. register='wheel'"
             )
         self.name = name
+        if description is not None and not isinstance(description, str):
+            raise DefinitionError(
+                f"task {name!r}: description={description!r} is not text; give a string"
+            )
+        if not isinstance(output, bool):
+            raise DefinitionError(
+                f"task {name!r}: output={output!r} is not true or false; "
+                f"use output=False to hide the result, output=True to show it"
+            )
         self.description = description
         self.register = register
         self.output = output
