@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._loader import Node
 
 
@@ -80,26 +82,50 @@ def _label(node: Node) -> str:
     return node.task.name
 
 
+def _nested_lines(
+    boxes: list[tuple[Node, str, int]],
+    escape: Callable[[str], str],
+    group_line: Callable[[str, str], str],
+    leaf_line: Callable[[str, str], str],
+    close: str,
+) -> list[str]:
+    """Boxes as indented lines, each group's children inside it, closed by ``close``."""
+    lines: list[str] = []
+    open_groups: list[int] = []
+
+    def close_group() -> None:
+        open_groups.pop()
+        lines.append("  " * (len(open_groups) + 1) + close)
+
+    for node, identifier, depth in boxes:
+        while open_groups and open_groups[-1] >= depth:
+            close_group()
+        indent = "  " * (len(open_groups) + 1)
+        label = escape(_label(node))
+        if node.children:
+            lines.append(indent + group_line(identifier, label))
+            open_groups.append(depth)
+        else:
+            lines.append(indent + leaf_line(identifier, label))
+    while open_groups:
+        close_group()
+    return lines
+
+
 def mermaid_graph(root: Node) -> str:
     """The tree under ``root`` as a Mermaid flowchart."""
     boxes, arrows = _graph_parts(root)
-    lines = ["flowchart LR"]
-    open_groups: list[int] = []
-    for node, identifier, depth in boxes:
-        while open_groups and open_groups[-1] >= depth:
-            open_groups.pop()
-            lines.append("  " * (len(open_groups) + 1) + "end")
-        indent = "  " * (len(open_groups) + 1)
-        # A line break inside the quotes would end Mermaid's statement.
-        label = _label(node).replace('"', "#quot;").replace("\n", "<br>")
-        if node.children:
-            lines.append(f'{indent}subgraph {identifier} ["{label}"]')
-            open_groups.append(depth)
-        else:
-            lines.append(f'{indent}{identifier}["{label}"]')
-    while open_groups:
-        open_groups.pop()
-        lines.append("  " * (len(open_groups) + 1) + "end")
+    lines = [
+        "flowchart LR",
+        *_nested_lines(
+            boxes,
+            # A line break inside the quotes would end Mermaid's statement.
+            lambda label: label.replace('"', "#quot;").replace("\n", "<br>"),
+            lambda identifier, label: f'subgraph {identifier} ["{label}"]',
+            lambda identifier, label: f'{identifier}["{label}"]',
+            "end",
+        ),
+    ]
     lines.extend(f"  {before} --> {after}" for before, after in arrows)
     return "\n".join(lines)
 
@@ -107,22 +133,18 @@ def mermaid_graph(root: Node) -> str:
 def dot_graph(root: Node) -> str:
     """The tree under ``root`` as a Graphviz DOT digraph."""
     boxes, arrows = _graph_parts(root)
-    lines = ["digraph flow {", "  rankdir=LR;", "  node [shape=box];"]
-    open_groups: list[int] = []
-    for node, identifier, depth in boxes:
-        while open_groups and open_groups[-1] >= depth:
-            open_groups.pop()
-            lines.append("  " * (len(open_groups) + 1) + "}")
-        indent = "  " * (len(open_groups) + 1)
-        label = _label(node).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        if node.children:
-            lines.append(f'{indent}subgraph cluster_{identifier} {{ label="{label}";')
-            open_groups.append(depth)
-        else:
-            lines.append(f'{indent}{identifier} [label="{label}"];')
-    while open_groups:
-        open_groups.pop()
-        lines.append("  " * (len(open_groups) + 1) + "}")
+    lines = [
+        "digraph flow {",
+        "  rankdir=LR;",
+        "  node [shape=box];",
+        *_nested_lines(
+            boxes,
+            lambda label: label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"),
+            lambda identifier, label: f'subgraph cluster_{identifier} {{ label="{label}";',
+            lambda identifier, label: f'{identifier} [label="{label}"];',
+            "}",
+        ),
+    ]
     lines.extend(f"  {before} -> {after};" for before, after in arrows)
     lines.append("}")
     return "\n".join(lines)
