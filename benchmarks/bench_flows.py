@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 import flow2
-from flow2._shell import ShellTask
+from flow2._flows._shell import ShellTask
 
 
 def flow_text(count: int) -> str:

@@ -21,9 +21,9 @@ from rich.console import Console, Group
 from rich.text import Text
 
 import flow2
-from flow2._live import LiveView
-from flow2._logging import TaskRecordRouter
-from flow2._summary import SummaryListener
+from flow2._listeners._live import LiveView
+from flow2._listeners._logging import TaskRecordRouter
+from flow2._listeners._summary import SummaryListener
 
 WIDTH, HEIGHT = 84, 30
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -252,7 +252,7 @@ def test_graph_of_nested_serial_groups_chains_their_ends(tmp_path: Path) -> None
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    from flow2._main import main
+    from flow2._cli._main import main
 
     for command in ("run", "validate", "render", "show", "graph", "plugins"):
         with pytest.raises(SystemExit) as exited:
@@ -356,7 +356,7 @@ def test_bad_environment_setting_is_a_usage_error(tmp_path: Path) -> None:
         (["show", "{release}"], 0, "└── Publish → publish"),
         (["graph", "{release}"], 0, "n5 --> n6"),
         (["graph", "--dot", "{release}"], 0, "n5 -> n6;"),
-        (["plugins"], 0, "shell     flow2._shell:ShellTask"),
+        (["plugins"], 0, "shell     flow2._flows._shell:ShellTask"),
         (["run", "{results}", "--display", "none"], 0, ""),
         (["run", "{failing}", "--display", "plain", "-v"], 1, "exited with code 3"),
         (["run", "{failing}", "-q", "-v"], 2, "contradict"),
@@ -373,7 +373,7 @@ def test_commands_in_process(
     code: int,
     fragment: str,
 ) -> None:
-    from flow2._main import main
+    from flow2._cli._main import main
 
     for name in [name for name in os.environ if name.startswith("FLOW2_")]:
         monkeypatch.delenv(name)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._console import PlainConsole
-from flow2._live import LiveView
-from flow2._summary import SummaryListener
+from flow2._listeners._console import PlainConsole
+from flow2._listeners._live import LiveView
+from flow2._listeners._summary import SummaryListener
 from tests.conftest import run
 
 ESCAPE = re.compile(r"\x1b")
@@ -43,7 +43,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _kinds(runner: flow2.Runner) -> list[type]:
-    return [type(listener) for listener in runner._make_listeners()]
+    return [type(listener) for listener in runner.listeners_for_run()]
 
 
 def test_auto_is_live_on_a_terminal_and_plain_elsewhere() -> None:
@@ -65,7 +65,7 @@ def test_auto_falls_back_to_plain_without_rich(monkeypatch: pytest.MonkeyPatch) 
     )
     assert PlainConsole in _kinds(flow2.Runner(stream=FakeTerminal()))
     with pytest.raises(flow2.ConfigurationError, match=r"pip install 'flow2\[live\]'"):
-        flow2.Runner(display="live")._make_listeners()
+        flow2.Runner(display="live").listeners_for_run()
 
 
 def test_none_prints_nothing_not_even_a_summary() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._event_file import FORMAT_VERSION
+from flow2._listeners._event_file import FORMAT_VERSION
 from tests.conftest import run
 
 TASK_FIELDS = {
@@ -199,7 +199,7 @@ def test_the_run_line_carries_the_exception_the_run_raised() -> None:
 def test_a_file_that_fails_to_write_is_closed_and_the_run_goes_on(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flow2 import _event_file
+    from flow2._listeners import _event_file
 
     class FullDisk(io.StringIO):
         def write(self, text: str) -> int:

@@ -18,7 +18,7 @@ import pyte
 import pytest
 
 import flow2
-from flow2._live import SPINNER, LiveView, format_seconds
+from flow2._listeners._live import SPINNER, LiveView, format_seconds
 from tests.conftest import run
 
 COLUMNS, ROWS = 80, 24

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._loader import read_flow
-from flow2._main import find_flow, user_flows_folder
+from flow2._cli._main import find_flow, user_flows_folder
+from flow2._flows._loader import read_flow
 
 from .conftest import run, write_flow
 
@@ -508,7 +508,7 @@ def test_executor_key_is_passed_to_the_task_like_any_option(tmp_path: Path) -> N
 
 
 def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> None:
-    from flow2._templates import _compiled_expression, _compiled_template, render_runtime
+    from flow2._flows._templates import _compiled_expression, _compiled_template, render_runtime
 
     _compiled_expression.cache_clear()
     _compiled_template.cache_clear()

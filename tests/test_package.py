@@ -23,8 +23,8 @@ def test_all_is_sorted_and_exports_exactly_the_public_names() -> None:
 
 def test_optional_parts_load_on_first_use_and_are_listed() -> None:
     assert {"DaskExecutor", "Flow", "ProcessExecutor", "load"} <= set(dir(flow2))
-    assert flow2.load.__module__ == "flow2._loader"
-    assert flow2.ProcessExecutor.__module__ == "flow2._processes"
+    assert flow2.load.__module__ == "flow2._flows._loader"
+    assert flow2.ProcessExecutor.__module__ == "flow2._executors._processes"
     try:
         flow2.no_such_name  # type: ignore[attr-defined]  # noqa: B018
     except AttributeError as error:
@@ -55,7 +55,7 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
         "json",
         "pickle",
         "multiprocessing",
-        "flow2._loader",
+        "flow2._flows._loader",
     ]
     script = f"import sys, flow2; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import flow2
-from flow2._plugins import CallbackPlugin, find_plugin, installed_plugins
+from flow2._flows._plugins import CallbackPlugin, find_plugin, installed_plugins
 
 from .conftest import run
 

@@ -423,7 +423,7 @@ def test_the_process_executor_made_by_name_runs_and_is_closed(recorder: Recorder
 
 
 def test_a_worker_that_cannot_start_leaves_no_socket_open(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flow2 import _processes
+    from flow2._executors import _processes
 
     made: list[Any] = []
     real_socketpair = _processes.socket.socketpair

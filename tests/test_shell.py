@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import flow2
-from flow2._shell import ShellTask
+from flow2._flows._shell import ShellTask
 
 from .conftest import run
 

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 import flow2
-from flow2._summary import (
+from flow2._listeners._summary import (
     MAX_FAILURES_SHOWN,
     MAX_FRAMES,
     SummaryListener,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._live import LiveView
-from flow2._logging import tasks_logger
+from flow2._listeners._live import LiveView
+from flow2._listeners._logging import tasks_logger
 from tests.conftest import run
 
 
@@ -227,8 +227,8 @@ def test_live_view_shows_records_above_and_next_to_the_running_task() -> None:
         view = LiveView(io.StringIO(), force_terminal=True, color=False)
         tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Compile", busy))
         runner = flow2.Runner(display="none", listeners=[])
-        runner._make_listeners = lambda: [  # type: ignore[method-assign]
-            flow2._logging.TaskRecordRouter(view.show_record, logging.INFO),
+        runner.listeners_for_run = lambda: [  # type: ignore[method-assign]
+            flow2._listeners._logging.TaskRecordRouter(view.show_record, logging.INFO),
             view,
         ]
         running = asyncio.create_task(runner.run(tree))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import typing as _typing
 
-from ._console import Verbosity
-from ._events import Event, EventListener, RunEvent, Status, TaskEvent
-from ._exceptions import (
+from ._engine._events import Event, EventListener, RunEvent, Status, TaskEvent
+from ._engine._exceptions import (
     CommandError,
     ConfigurationError,
     DefinitionError,
@@ -28,16 +27,19 @@ from ._exceptions import (
     TaskTimeoutError,
     TaskTypeError,
 )
-from ._executors import EXECUTOR_FACTORIES, Executor, ThreadExecutor
-from ._logging import TaskLogger
-from ._naming import snake_case
-from ._run import Display, Run, Runner
+from ._engine._executor import EXECUTOR_FACTORIES, Executor
+from ._engine._logger import TaskLogger
+from ._engine._naming import snake_case
+from ._engine._run import Run
+from ._executors._threads import ThreadExecutor
+from ._listeners._settings import Display, Verbosity
+from ._runner import Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
 
 if _typing.TYPE_CHECKING:
-    from ._dask import DaskExecutor
-    from ._loader import Flow, load
-    from ._processes import ProcessExecutor
+    from ._executors._dask import DaskExecutor
+    from ._executors._processes import ProcessExecutor
+    from ._flows._loader import Flow, load
 
 #: A logger bound to whichever task is running where it is called.
 logger = TaskLogger()
@@ -45,10 +47,10 @@ logger = TaskLogger()
 # The optional parts load on first use, so ``import flow2`` stays about as
 # cheap as ``import asyncio``: name -> module that defines it.
 _ON_FIRST_USE = {
-    "DaskExecutor": "._dask",
-    "Flow": "._loader",
-    "load": "._loader",
-    "ProcessExecutor": "._processes",
+    "DaskExecutor": "._executors._dask",
+    "Flow": "._flows._loader",
+    "load": "._flows._loader",
+    "ProcessExecutor": "._executors._processes",
 }
 
 

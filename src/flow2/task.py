@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._callback import CallbackTask
-from ._groups import OnError, ParallelTaskGroup, SerialTaskGroup, TaskGroup
-from ._task import Task
+from ._engine._callback import CallbackTask
+from ._engine._groups import OnError, ParallelTaskGroup, SerialTaskGroup, TaskGroup
+from ._engine._task import Task
 
 __all__ = [
     "CallbackTask",

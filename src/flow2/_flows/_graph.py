@@ -44,7 +44,7 @@ def tree_lines(root: Node) -> list[str]:
 
 def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[str, str]]]:
     """The boxes (node, id, depth; groups before their children) and the "runs after" arrows."""
-    from ._groups import ParallelTaskGroup
+    from .._engine._groups import ParallelTaskGroup
 
     boxes: list[tuple[Node, str, int]] = []
     arrows: list[tuple[str, str]] = []

@@ -22,8 +22,8 @@ from ._exceptions import (
     TaskTimeoutError,
     TaskTypeError,
 )
-from ._executors import Executor
-from ._logging import TaskLogger
+from ._executor import Executor
+from ._logger import TaskLogger
 from ._naming import snake_case
 
 if TYPE_CHECKING:
@@ -227,12 +227,11 @@ class Task:
         """
         run = current_run.get()
         if run is None:
-            # The root of a tree: set up a run, which validates the tree and
-            # comes back here with itself as the current run. Imported here
-            # because the runner imports the task classes.
-            from ._run import Runner
+            # The root of a tree: start a run, which checks the tree and
+            # comes back here with itself as the current run.
+            from ._run import run_root
 
-            return await Runner().run(self, context, raises=raises)
+            return await run_root(self, context, raises)
         if context is None:
             context = run.context
         parent = current_task.get()

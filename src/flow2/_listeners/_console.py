@@ -19,42 +19,18 @@ parallel tasks is never an unattributable interleaving::
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._events import RunEvent, Status, TaskEvent
+from .._engine._events import RunEvent, Status, TaskEvent
+from ._settings import Verbosity
 
 if TYPE_CHECKING:
-    from ._events import Event
+    from .._engine._events import Event
 
-
-class Verbosity(enum.Enum):
-    """How much a run prints (the live view, the plain lines and the summary)."""
-
-    #: Problems only: failures and retries, task records of level WARNING and
-    #: up, a one-line summary plus the failures; the live tree is erased at the end.
-    QUIET = "quiet"
-    #: Every task's start and end, task records from INFO, the full summary.
-    NORMAL = "normal"
-    #: Also task records from DEBUG; plain lines show each task's whole path,
-    #: the summary lists more of the slowest tasks.
-    VERBOSE = "verbose"
-
-    @property
-    def log_level(self) -> int:
-        """The lowest level of task log records shown."""
-        return _LOG_LEVELS[self]
-
-
-_LOG_LEVELS = {
-    Verbosity.QUIET: logging.WARNING,
-    Verbosity.NORMAL: logging.INFO,
-    Verbosity.VERBOSE: logging.DEBUG,
-}
 
 #: The word each status prints as, padded so names line up.
 WORDS = {

@@ -20,8 +20,8 @@ import inspect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._callback import CallbackTask
-from ._exceptions import DefinitionError, PluginError, TaskTypeError
+from .._engine._callback import CallbackTask
+from .._engine._exceptions import DefinitionError, PluginError, TaskTypeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -18,8 +18,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import CommandError, DefinitionError
-from ._task import Context, Task
+from .._engine._exceptions import CommandError, DefinitionError
+from .._engine._task import Context, Task
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -33,14 +33,15 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, TextIO
 
-from ._console import Verbosity, describe_error, wants_color
-from ._events import RunEvent, Status, TaskEvent
+from .._engine._events import RunEvent, Status, TaskEvent
+from ._console import describe_error, wants_color
+from ._settings import Verbosity
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._events import Event
-    from ._task import Task
+    from .._engine._events import Event
+    from .._engine._task import Task
 
 #: How many of the slowest tasks the summary lists, by verbosity.
 SLOWEST_COUNT = {Verbosity.QUIET: 0, Verbosity.NORMAL: 5, Verbosity.VERBOSE: 10}
@@ -70,7 +71,7 @@ _HEADLINE_COLORS = {
 def _internal_directories() -> tuple[str, ...]:
     """Directories whose frames are machinery, not the user's code."""
     paths = [
-        os.path.dirname(os.path.abspath(__file__)),
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the flow2 package
         os.path.dirname(os.path.abspath(asyncio.__file__)),
         os.path.dirname(os.path.abspath(concurrent.futures.__file__)),
     ]

@@ -20,11 +20,8 @@ none, and only its return value comes back.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import inspect
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._exceptions import ExecutorError
@@ -156,48 +153,6 @@ def _name_of(function: Callable[..., Any], *, bare: bool = False) -> str:
     return name if bare else f"{name}()"
 
 
-class ThreadExecutor:
-    """Runs sync callbacks in a pool of worker threads (the default executor).
-
-    A thread cannot be stopped from outside: when its task is cancelled or
-    times out, the task is reported at once and the run goes on, but the
-    callback keeps running until it returns. Use the process executor for
-    work that must really stop.
-
-    :param max_workers: pool size; Python's default (CPU count + 4, at most 32) when None
-    """
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._users = 0
-
-    async def start(self) -> None:
-        """Count one more user; threads themselves start on first use."""
-        self._users += 1
-
-    async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="flow2")
-        context, keywords = arguments_for(task, function, context, remote=False)
-        if keywords:
-            function = functools.partial(function, **keywords)
-        # The worker sees the caller's context variables (its task, its run).
-        call_in_context = contextvars.copy_context().run
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, call_in_context, function, context
-        )
-
-    async def aclose(self) -> None:
-        """Undo one ``start()``; after the last, shut the pool down."""
-        self._users = max(0, self._users - 1)
-        if self._users == 0 and self._pool is not None:
-            # Never block the loop on a thread that cannot be stopped; work
-            # not yet started is dropped.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
 class RunOptions(Protocol):
     """The run settings an executor factory may read."""
 
@@ -205,23 +160,7 @@ class RunOptions(Protocol):
     def max_threads(self) -> int | None: ...
 
 
-def _make_process_executor(options: RunOptions) -> Executor:
-    from ._processes import ProcessExecutor
-
-    return ProcessExecutor()
-
-
-def _make_dask_executor(options: RunOptions) -> Executor:
-    # Imported on use: the Dask executor is an optional extra.
-    from ._dask import DaskExecutor
-
-    return DaskExecutor()
-
-
 #: Executor names usable as a task's ``executor`` option, each with the
-#: function that creates that executor from the run's settings.
-EXECUTOR_FACTORIES: dict[str, Callable[[RunOptions], Executor]] = {
-    "thread": lambda options: ThreadExecutor(options.max_threads),
-    "process": _make_process_executor,
-    "dask": _make_dask_executor,
-}
+#: function that creates that executor from the run's settings. The
+#: executors layer (``flow2._executors``) fills it when flow2 is imported.
+EXECUTOR_FACTORIES: dict[str, Callable[[RunOptions], Executor]] = {}

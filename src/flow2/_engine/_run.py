@@ -9,228 +9,29 @@ the root, and closes everything when the root ends — however it ends.
 from __future__ import annotations
 
 import asyncio
-import enum
-import importlib.util
 import os
 import sys
 from itertools import repeat
 from time import perf_counter, time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Protocol
 
-from ._console import PlainConsole, Verbosity
 from ._context import current_run
 from ._events import RunEvent, Status, TaskEvent
 from ._exceptions import (
-    ConfigurationError,
     DefinitionError,
     DuplicateKeyError,
     DuplicateTaskError,
     TaskTypeError,
 )
-from ._executors import EXECUTOR_FACTORIES, Executor
-from ._logging import LoggingListener, TaskRecordRouter, logger
+from ._executor import EXECUTOR_FACTORIES, Executor
+from ._logger import logger
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable
 
-    from ._event_file import EventTarget
     from ._events import Event, EventListener
-
-
-class Display(enum.Enum):
-    """How a run shows itself on stdout."""
-
-    #: The live view on a terminal, plain lines otherwise.
-    AUTO = "auto"
-    #: The live tree (needs a terminal and the ``live`` extra).
-    LIVE = "live"
-    #: One line per event.
-    PLAIN = "plain"
-    #: Nothing on stdout (events still reach logging and other listeners).
-    NONE = "none"
-
-
-def _from_environment(
-    variable: str, enum_type: type[enum.Enum], value: Any, default: Any = None
-) -> Any:
-    """``value`` as ``enum_type``, else the environment variable's, else ``default``.
-
-    ``default`` is the enum's first member when None.
-    """
-    source = "argument"
-    if value is None:
-        if default is None:
-            default = next(iter(enum_type))
-        value = os.environ.get(variable) or default.value
-        source = f"environment variable {variable}"
-    try:
-        return enum_type(value.lower() if isinstance(value, str) else value)
-    except ValueError:
-        accepted = ", ".join(member.value for member in enum_type)
-        raise ConfigurationError(
-            f"{source} {variable.removeprefix('FLOW2_').lower()}={value!r} is not one of: "
-            f"{accepted}"
-        ) from None
-
-
-def _max_threads_from_environment(value: int | None) -> int | None:
-    if value is None:
-        raw = os.environ.get("FLOW2_MAX_THREADS")
-        if not raw:
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            value = -1
-        if value < 1:
-            raise ConfigurationError(
-                f"environment variable FLOW2_MAX_THREADS={raw!r} is not a whole number >= 1"
-            )
-    elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"max_threads={value!r} is not a whole number >= 1")
-    return value
-
-
-class Runner:
-    """Runs a task tree with chosen settings; ``task.run()`` uses the defaults.
-
-    Every argument left None takes its environment variable, then the default.
-
-    :param display: :class:`Display` or its value; ``FLOW2_DISPLAY``, else "auto"
-        (the live view when ``stream`` is a terminal and rich is installed,
-        plain lines otherwise)
-    :param verbosity: :class:`Verbosity` or its value; ``FLOW2_VERBOSITY``, else "normal"
-    :param events: a file path or text stream receiving every event as a JSON
-        line; ``FLOW2_EVENTS`` (a path), else none
-    :param listeners: more event listeners, called after the built-in ones
-    :param max_threads: size of the thread pool for sync callbacks;
-        ``FLOW2_MAX_THREADS``, else Python's default
-    :param stream: where the console writes; ``sys.stdout`` when None
-    :param color: force color on or off; decided from the stream, ``NO_COLOR``
-        and ``FORCE_COLOR`` when None
-
-    Example::
-
-        context = await flow2.Runner(display="none").run(workflow, {"env": "prod"})
-    """
-
-    def __init__(
-        self,
-        *,
-        display: Display | str | None = None,
-        listeners: Sequence[EventListener] = (),
-        max_threads: int | None = None,
-        stream: TextIO | None = None,
-        color: bool | None = None,
-        verbosity: Verbosity | str | None = None,
-        events: EventTarget | None = None,
-    ) -> None:
-        self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
-        self.verbosity: Verbosity = _from_environment(
-            "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
-        )
-        from ._event_file import events_target_from_environment  # json: only when used
-
-        self.events = events_target_from_environment(events)
-        self.listeners = list(listeners)
-        self.max_threads = _max_threads_from_environment(max_threads)
-        self.stream = stream
-        self.color = color
-
-    async def run(
-        self, task: Task, context: Context | None = None, *, raises: bool = True
-    ) -> Context:
-        """Validate the tree under ``task``, run it, and return the filled context.
-
-        :param task: the root of the tree
-        :param context: the dict to start from; a new one when None
-        :param raises: raise the failed task's exception, unchanged (else store it and return)
-        :raises flow2.DefinitionError: when the tree is wrong; nothing ran
-        :raises flow2.TaskTypeError: when something in the tree is not a Task
-        """
-        if not isinstance(task, Task):
-            raise TaskTypeError(
-                f"Runner.run() needs a flow2.Task, got {task!r} ({type(task).__name__})"
-            )
-        if context is None:
-            context = {}
-        elif not isinstance(context, dict):
-            raise TaskTypeError(
-                f"task {task.name!r}: the context must be a dict, got {type(context).__name__}"
-            )
-        executors = validate_tree(task)
-        run = Run(task, context, self._make_listeners(), self)
-        token = current_run.set(run)
-        run.emit(RunEvent(Status.RUNNING, run, time()))
-        status, error = Status.FAILED, None
-        try:
-            await run.start_executors(executors)
-            await task.process(context, raises)
-            status = task._status
-        except asyncio.CancelledError:
-            status = Status.CANCELLED
-            raise
-        except BaseException as exception:
-            error = exception
-            raise
-        finally:
-            current_run.reset(token)
-            await run.close(status, error)
-        return context
-
-    def _make_listeners(self) -> list[EventListener]:
-        listeners: list[EventListener] = []
-        display = self._choose_display()
-        verbosity = self.verbosity
-        if display is Display.LIVE:
-            from ._live import LiveView  # imports rich: only when used
-
-            view = LiveView(
-                self.stream,
-                color=self.color,
-                verbosity=verbosity,
-                force_terminal=self.display is Display.LIVE,
-            )
-            listeners += [TaskRecordRouter(view.show_record, verbosity.log_level), view]
-        elif display is Display.PLAIN:
-            console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
-            listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
-        if display is not Display.NONE:
-            from ._summary import SummaryListener
-
-            listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
-        listeners.append(LoggingListener())
-        if self.events is not None:
-            from ._event_file import EventFile
-
-            event_file = EventFile(self.events)
-            event_file.open()  # a path that cannot be written fails before the run
-            listeners.append(event_file)
-        listeners.extend(self.listeners)
-        return listeners
-
-    def _choose_display(self) -> Display:
-        """The display to use: AUTO becomes LIVE on a terminal with rich, else PLAIN.
-
-        :raises flow2.ConfigurationError: LIVE was asked for and rich is missing
-        """
-        has_rich = importlib.util.find_spec("rich") is not None
-        if self.display is Display.LIVE:
-            if not has_rich:
-                raise ConfigurationError(
-                    "display='live' needs rich, which is not installed; "
-                    "install it with: pip install 'flow2[live]' (or use display='plain')"
-                )
-            return Display.LIVE
-        if self.display is Display.AUTO:
-            stream = self.stream if self.stream is not None else sys.stdout
-            isatty = getattr(stream, "isatty", None)
-            is_dumb = os.environ.get("TERM") == "dumb"  # cannot move the cursor
-            if has_rich and isatty is not None and isatty() and not is_dumb:
-                return Display.LIVE
-            return Display.PLAIN
-        return self.display
+    from ._executor import RunOptions
 
 
 class Run:
@@ -243,7 +44,7 @@ class Run:
     """
 
     def __init__(
-        self, root: Task, context: Context, listeners: list[EventListener], settings: Runner
+        self, root: Task, context: Context, listeners: list[EventListener], settings: RunOptions
     ) -> None:
         self.id = os.urandom(6).hex()
         self.root = root
@@ -411,3 +212,77 @@ def validate_tree(root: Task) -> list[str | Executor]:
                     check_is_task(task.name, position, child)
             extend(zip(reversed(children), repeat(task)))
     return list(executors.values())
+
+
+#: What ``task.run()`` on a root uses: set by the runner layer when flow2 is imported.
+_default_runner: Callable[[], DefaultRunner] | None = None
+
+
+class DefaultRunner(Protocol):
+    """What the engine needs of the runner that ``task.run()`` on a root uses."""
+
+    async def run(
+        self, task: Task, context: Context | None = None, *, raises: bool = True
+    ) -> Context: ...
+
+
+def set_default_runner(factory: Callable[[], DefaultRunner]) -> None:
+    """Name the runner that ``task.run()`` and ``task.process()`` on a root start a run with."""
+    global _default_runner
+    _default_runner = factory
+
+
+async def run_root(task: Task, context: Context | None, raises: bool) -> Context:
+    """Start a run of the tree under ``task`` with the default runner's settings."""
+    if _default_runner is None:  # pragma: no cover - flow2/__init__ always sets it
+        raise RuntimeError("flow2's runner is not set up; import flow2")
+    return await _default_runner().run(task, context, raises=raises)
+
+
+async def execute(
+    task: Task,
+    context: Context | None,
+    *,
+    raises: bool,
+    listeners: Callable[[], list[EventListener]],
+    settings: RunOptions,
+) -> Context:
+    """The one way into a run: check the tree, create the run, drive the root, close everything.
+
+    :param task: the root of the tree
+    :param context: the dict to start from; a new one when None
+    :param raises: raise the failed task's exception, unchanged (else store it and return)
+    :param listeners: makes the run's listeners, called once the tree is known to be good
+    :param settings: the run's settings (what executor factories read)
+    :raises flow2.DefinitionError: when the tree is wrong; nothing ran
+    :raises flow2.TaskTypeError: when something in the tree is not a Task
+    """
+    if not isinstance(task, Task):
+        raise TaskTypeError(
+            f"Runner.run() needs a flow2.Task, got {task!r} ({type(task).__name__})"
+        )
+    if context is None:
+        context = {}
+    elif not isinstance(context, dict):
+        raise TaskTypeError(
+            f"task {task.name!r}: the context must be a dict, got {type(context).__name__}"
+        )
+    executors = validate_tree(task)
+    run = Run(task, context, listeners(), settings)
+    token = current_run.set(run)
+    run.emit(RunEvent(Status.RUNNING, run, time()))
+    status, error = Status.FAILED, None
+    try:
+        await run.start_executors(executors)
+        await task.process(context, raises)
+        status = task._status
+    except asyncio.CancelledError:
+        status = Status.CANCELLED
+        raise
+    except BaseException as exception:
+        error = exception
+        raise
+    finally:
+        current_run.reset(token)
+        await run.close(status, error)
+    return context

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._context import current_run
 from ._exceptions import TaskTypeError
-from ._executors import arguments_for, keyword_only_parameters
+from ._executor import arguments_for, keyword_only_parameters
 from ._task import Context, Task
 
 

@@ -21,14 +21,14 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigurationError, ExecutorError
-from ._executors import arguments_for, unpicklable_error
+from .._engine._exceptions import ConfigurationError, ExecutorError
+from .._engine._executor import arguments_for, unpicklable_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from multiprocessing.process import BaseProcess
 
-    from ._task import Context, Task
+    from .._engine._task import Context, Task
 
 _HEADER = struct.Struct("!Q")  # every message is its length, then its pickle
 #: Seconds to wait for a killed or closed worker to exit before leaving it.

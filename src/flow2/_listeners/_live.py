@@ -37,12 +37,13 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ._console import Verbosity, describe_error, format_result, record_text
-from ._events import RunEvent, Status, TaskEvent
+from .._engine._events import RunEvent, Status, TaskEvent
+from ._console import describe_error, format_result, record_text
+from ._settings import Verbosity
 
 if TYPE_CHECKING:
-    from ._events import Event
-    from ._task import Task
+    from .._engine._events import Event
+    from .._engine._task import Task
 
 #: Seconds between two redraws.
 REFRESH_INTERVAL = 0.125

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ._events import RunEvent, Status
-from ._exceptions import ConfigurationError, DefinitionError, FlowError
-from ._loader import LoadedFlow, read_flow
-from ._loader import render as render_flow
+from .._engine._events import RunEvent, Status
+from .._engine._exceptions import ConfigurationError, DefinitionError, FlowError
+from .._flows._loader import LoadedFlow, read_flow
+from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
-    from ._events import Event
+    from .._engine._events import Event
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
@@ -149,7 +149,7 @@ def run_flow(
     events: str | None,
 ) -> int:
     """Run a loaded flow and return the exit code."""
-    from ._run import Runner
+    from .._runner import Runner
 
     outcome: list[Status] = []
 
@@ -215,7 +215,7 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
 def show(flow: str, variables: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
-    from ._graph import tree_lines
+    from .._flows._graph import tree_lines
 
     loaded, _ = _load(flow, variables)
     for line in tree_lines(loaded.root):
@@ -232,7 +232,7 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     Groups are boxes; an arrow means "runs after". Children of a parallel
     group have no arrows between them.
     """
-    from ._graph import dot_graph, mermaid_graph
+    from .._flows._graph import dot_graph, mermaid_graph
 
     loaded, _ = _load(flow, variables)
     click.echo(dot_graph(loaded.root) if dot else mermaid_graph(loaded.root))
@@ -241,7 +241,7 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
 @cli.command()
 def plugins() -> None:
     """List the installed plugins: name, what it loads, the distribution providing it."""
-    from ._plugins import installed_plugins
+    from .._flows._plugins import installed_plugins
 
     found = installed_plugins()
     if not found:

@@ -18,7 +18,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ExpressionError, FlowError, FlowFileError
+from .._engine._exceptions import ExpressionError, FlowError, FlowFileError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import jinja2
     import jinja2.sandbox
 
-    from ._task import Context, Task
+    from .._engine._task import Context, Task
 
 #: A run-time expression; load-time rendering leaves these untouched.
 RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)

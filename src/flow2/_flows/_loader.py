@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DefinitionError, FlowError, FlowFileError, PluginError
-from ._task import Context, Task
+from .._engine._exceptions import DefinitionError, FlowError, FlowFileError, PluginError
+from .._engine._task import Context, Task
 from ._yaml import LineDict, parse, type_name
 
 if TYPE_CHECKING:
@@ -345,7 +345,7 @@ class _Builder:
 
     def check_tree(self, root: Node) -> None:
         """Duplicate result keys and run-time names, then the run's own checks."""
-        from ._run import validate_tree
+        from .._engine._run import validate_tree
         from ._templates import runtime_names
 
         owners: dict[str, Node] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import FlowFileError
+from .._engine._exceptions import FlowFileError
 
 if TYPE_CHECKING:
     import yaml

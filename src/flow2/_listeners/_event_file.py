@@ -18,12 +18,12 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._events import RunEvent, Status, TaskEvent
-from ._exceptions import ConfigurationError
+from .._engine._events import RunEvent, Status, TaskEvent
+from .._engine._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._events import Event
-    from ._task import Task
+    from .._engine._events import Event
+    from .._engine._task import Task
 
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1

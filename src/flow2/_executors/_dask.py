@@ -13,13 +13,13 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigurationError, ExecutorError
-from ._executors import arguments_for, unpicklable_error
+from .._engine._exceptions import ConfigurationError, ExecutorError
+from .._engine._executor import arguments_for, unpicklable_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._task import Context, Task
+    from .._engine._task import Context, Task
 
 #: The environment variable ``executor="dask"`` reads the scheduler address from.
 ADDRESS_VARIABLE = "FLOW2_DASK_ADDRESS"

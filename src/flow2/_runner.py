@@ -1,0 +1,189 @@
+"""The runner: run settings, the listeners they choose, and the way into the engine.
+
+:class:`Runner` reads its options (falling back to ``FLOW2_*`` environment
+variables), builds the listeners they ask for (console lines or the live
+view, the summary, logging, the event file, the user's own) and hands the
+tree to the engine, which checks it, runs it and closes everything.
+``task.run()`` on a root uses a default :class:`Runner`.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import os
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._engine._exceptions import ConfigurationError
+from ._engine._run import execute, set_default_runner
+from ._listeners._console import PlainConsole
+from ._listeners._logging import LoggingListener, TaskRecordRouter
+from ._listeners._settings import Display, Verbosity
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._engine._events import EventListener
+    from ._engine._task import Context, Task
+    from ._listeners._event_file import EventTarget
+
+
+def _from_environment(
+    variable: str, enum_type: type[enum.Enum], value: Any, default: Any = None
+) -> Any:
+    """``value`` as ``enum_type``, else the environment variable's, else ``default``.
+
+    ``default`` is the enum's first member when None.
+    """
+    source = "argument"
+    if value is None:
+        if default is None:
+            default = next(iter(enum_type))
+        value = os.environ.get(variable) or default.value
+        source = f"environment variable {variable}"
+    try:
+        return enum_type(value.lower() if isinstance(value, str) else value)
+    except ValueError:
+        accepted = ", ".join(member.value for member in enum_type)
+        raise ConfigurationError(
+            f"{source} {variable.removeprefix('FLOW2_').lower()}={value!r} is not one of: "
+            f"{accepted}"
+        ) from None
+
+
+def _max_threads_from_environment(value: int | None) -> int | None:
+    if value is None:
+        raw = os.environ.get("FLOW2_MAX_THREADS")
+        if not raw:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 1:
+            raise ConfigurationError(
+                f"environment variable FLOW2_MAX_THREADS={raw!r} is not a whole number >= 1"
+            )
+    elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"max_threads={value!r} is not a whole number >= 1")
+    return value
+
+
+class Runner:
+    """Runs a task tree with chosen settings; ``task.run()`` uses the defaults.
+
+    Every argument left None takes its environment variable, then the default.
+
+    :param display: :class:`Display` or its value; ``FLOW2_DISPLAY``, else "auto"
+        (the live view when ``stream`` is a terminal and rich is installed,
+        plain lines otherwise)
+    :param verbosity: :class:`Verbosity` or its value; ``FLOW2_VERBOSITY``, else "normal"
+    :param events: a file path or text stream receiving every event as a JSON
+        line; ``FLOW2_EVENTS`` (a path), else none
+    :param listeners: more event listeners, called after the built-in ones
+    :param max_threads: size of the thread pool for sync callbacks;
+        ``FLOW2_MAX_THREADS``, else Python's default
+    :param stream: where the console writes; ``sys.stdout`` when None
+    :param color: force color on or off; decided from the stream, ``NO_COLOR``
+        and ``FORCE_COLOR`` when None
+
+    Example::
+
+        context = await flow2.Runner(display="none").run(workflow, {"env": "prod"})
+    """
+
+    def __init__(
+        self,
+        *,
+        display: Display | str | None = None,
+        listeners: Sequence[EventListener] = (),
+        max_threads: int | None = None,
+        stream: TextIO | None = None,
+        color: bool | None = None,
+        verbosity: Verbosity | str | None = None,
+        events: EventTarget | None = None,
+    ) -> None:
+        self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
+        self.verbosity: Verbosity = _from_environment(
+            "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
+        )
+        from ._listeners._event_file import events_target_from_environment  # json: only when used
+
+        self.events = events_target_from_environment(events)
+        self.listeners = list(listeners)
+        self.max_threads = _max_threads_from_environment(max_threads)
+        self.stream = stream
+        self.color = color
+
+    async def run(
+        self, task: Task, context: Context | None = None, *, raises: bool = True
+    ) -> Context:
+        """Validate the tree under ``task``, run it, and return the filled context.
+
+        :param task: the root of the tree
+        :param context: the dict to start from; a new one when None
+        :param raises: raise the failed task's exception, unchanged (else store it and return)
+        :raises flow2.DefinitionError: when the tree is wrong; nothing ran
+        :raises flow2.TaskTypeError: when something in the tree is not a Task
+        """
+        return await execute(
+            task, context, raises=raises, listeners=self.listeners_for_run, settings=self
+        )
+
+    def listeners_for_run(self) -> list[EventListener]:
+        """The listeners of one run: a display, the summary, logging, the event file, the user's."""
+        listeners: list[EventListener] = []
+        display = self._choose_display()
+        verbosity = self.verbosity
+        if display is Display.LIVE:
+            from ._listeners._live import LiveView  # imports rich: only when used
+
+            view = LiveView(
+                self.stream,
+                color=self.color,
+                verbosity=verbosity,
+                force_terminal=self.display is Display.LIVE,
+            )
+            listeners += [TaskRecordRouter(view.show_record, verbosity.log_level), view]
+        elif display is Display.PLAIN:
+            console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
+            listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
+        if display is not Display.NONE:
+            from ._listeners._summary import SummaryListener
+
+            listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
+        listeners.append(LoggingListener())
+        if self.events is not None:
+            from ._listeners._event_file import EventFile
+
+            event_file = EventFile(self.events)
+            event_file.open()  # a path that cannot be written fails before the run
+            listeners.append(event_file)
+        listeners.extend(self.listeners)
+        return listeners
+
+    def _choose_display(self) -> Display:
+        """The display to use: AUTO becomes LIVE on a terminal with rich, else PLAIN.
+
+        :raises flow2.ConfigurationError: LIVE was asked for and rich is missing
+        """
+        has_rich = importlib.util.find_spec("rich") is not None
+        if self.display is Display.LIVE:
+            if not has_rich:
+                raise ConfigurationError(
+                    "display='live' needs rich, which is not installed; "
+                    "install it with: pip install 'flow2[live]' (or use display='plain')"
+                )
+            return Display.LIVE
+        if self.display is Display.AUTO:
+            stream = self.stream if self.stream is not None else sys.stdout
+            isatty = getattr(stream, "isatty", None)
+            is_dumb = os.environ.get("TERM") == "dumb"  # cannot move the cursor
+            if has_rich and isatty is not None and isatty() and not is_dumb:
+                return Display.LIVE
+            return Display.PLAIN
+        return self.display
+
+
+set_default_runner(Runner)
