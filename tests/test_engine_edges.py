@@ -115,17 +115,6 @@ def test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting(
     assert recorder.final("P") is S.CANCELLED
 
 
-def test_bounded_group_reraises_keyboard_interrupt() -> None:
-    def interrupt(context: dict[str, Any]) -> None:
-        raise KeyboardInterrupt
-
-    tree = flow2.ParallelTaskGroup(
-        "P", flow2.CallbackTask("K", interrupt), flow2.Task("Other"), max_parallel=1
-    )
-    with pytest.raises(KeyboardInterrupt):
-        run(flow2.Runner(display="none").run(tree))
-
-
 def test_a_task_object_can_run_again_in_a_new_run(recorder: Recorder) -> None:
     calls = 0
 

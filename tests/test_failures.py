@@ -187,14 +187,37 @@ def test_max_parallel_continue_runs_everything(recorder: Recorder) -> None:
     assert recorder.final("P") is S.PARTIAL
 
 
-def test_keyboard_interrupt_from_a_child_is_not_swallowed() -> None:
-    def interrupt(context: dict[str, Any]) -> None:
-        raise KeyboardInterrupt
+@pytest.mark.parametrize("error", [SystemExit(0), KeyboardInterrupt(), GeneratorExit()])
+@pytest.mark.parametrize("max_parallel", [None, 1])
+def test_task_raising_system_exit_or_keyboard_interrupt_fails_it(
+    recorder: Recorder, error: BaseException, max_parallel: int | None
+) -> None:
+    # Only a real signal interrupts a run; the task's own code raising one of
+    # these fails that task, and its siblings still run.
+    def leave(context: dict[str, Any]) -> None:
+        raise error
 
-    for group in (flow2.ParallelTaskGroup, flow2.SerialTaskGroup):
-        tree = group("G", flow2.CallbackTask("K", interrupt), ok("Other"))
-        with pytest.raises(KeyboardInterrupt):
-            run(flow2.Runner(display="none").run(tree))
+    tree = flow2.ParallelTaskGroup(
+        "G", flow2.CallbackTask("K", leave), ok("Other"), max_parallel=max_parallel
+    )
+    context = run(runner(recorder).run(tree))
+    assert isinstance(context["k"], flow2.TaskExitError)
+    assert context["k"].__cause__ is error
+    assert type(error).__name__ in str(context["k"])
+    assert context["other"] == "Other"
+    assert recorder.final("K") is S.FAILED
+    assert recorder.final("G") is S.PARTIAL
+
+
+def test_serial_group_fails_with_task_exit_error_and_skips_the_rest(recorder: Recorder) -> None:
+    def leave(context: dict[str, Any]) -> None:
+        raise SystemExit(3)
+
+    tree = flow2.SerialTaskGroup("S", flow2.CallbackTask("Exit", leave), ok("After"))
+    with pytest.raises(flow2.TaskExitError) as caught:
+        run(runner(recorder).run(tree))
+    assert caught.value.task == "Exit"
+    assert recorder.statuses("After") == [S.SKIPPED]
 
 
 # Timeouts and retries

@@ -330,7 +330,7 @@ def test_runtime_expression_failing_at_run_time_names_file_line_and_key(tmp_path
             "name",
             ["under 'build'", "line 3", "register"],
         ),
-        ("plugin: shell\ncmd: x\nexecutor: warp\n", 1, None, ["executor='warp'"]),
+        ("plugin: shell\ncmd: x\nexecutor: warp\n", 1, "executor", ["executor='warp'"]),
         (
             "plugin: callback\ncallback: no_such_module_x:run\n",
             2,

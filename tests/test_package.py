@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import subprocess
 import sys
@@ -22,9 +23,9 @@ def test_all_is_sorted_and_exports_exactly_the_public_names() -> None:
 
 
 def test_optional_parts_load_on_first_use_and_are_listed() -> None:
-    assert {"DaskExecutor", "Flow", "ProcessExecutor", "load"} <= set(dir(flow2))
-    assert flow2.load.__module__ == "flow2._flows._loader"
-    assert flow2.ProcessExecutor.__module__ == "flow2._executors._processes"
+    assert {"DaskExecutor", "Flow", "ProcessExecutor", "ShellTask", "load"} <= set(dir(flow2))
+    assert flow2.load.__module__ == "flow2"
+    assert flow2.ProcessExecutor.__module__ == "flow2"
     try:
         flow2.no_such_name  # type: ignore[attr-defined]  # noqa: B018
     except AttributeError as error:
@@ -62,3 +63,83 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_every_public_class_and_function_reports_itself_as_flow2() -> None:
+    for name in flow2.__all__:
+        value = getattr(flow2, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == "flow2", name
+    assert repr(flow2.Status.FAILED) == "<Status.FAILED: 'failed'>"
+    error = flow2.DuplicateKeyError("x")
+    assert type(error).__module__ + "." + type(error).__qualname__ == "flow2.DuplicateKeyError"
+
+
+def test_version_continues_the_documented_package_line() -> None:
+    import importlib.metadata
+
+    assert flow2.__version__ == importlib.metadata.version("flow2")
+    major = int(flow2.__version__.split(".")[0])
+    assert major >= 7  # the name's 6.0.0rc15 on PyPI is the original package
+
+
+def test_shell_task_is_public() -> None:
+    assert flow2.ShellTask("Echo", cmd="echo hi").key == "echo"
+
+
+def test_errors_carry_their_facts() -> None:
+    first = flow2.CallbackTask("Build wheel", lambda context: None)
+    second = flow2.CallbackTask("build-wheel", lambda context: None)
+    tree = flow2.ParallelTaskGroup("Root", first, second)
+    try:
+        asyncio.run(flow2.Runner(display="none").run(tree))
+    except flow2.DuplicateKeyError as error:
+        assert (error.task, error.key) == ("build-wheel", "build_wheel")
+    else:
+        raise AssertionError("duplicate keys must be refused")
+    try:
+        flow2.Task("T", timeout=-1)
+    except flow2.DefinitionError as error:
+        assert (error.task, error.option) == ("T", "timeout")
+    else:
+        raise AssertionError("a negative timeout must be refused")
+
+
+def _without(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter where ``modules`` cannot be imported."""
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        f"    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {modules!r}:\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import importlib.util\n"
+        "_find = importlib.util.find_spec\n"
+        f"importlib.util.find_spec = lambda n, p=None: None if n.split('.')[0] in {modules!r} "
+        "else _find(n, p)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", blocker + code], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_command_without_the_cli_extra_names_it_and_exits_2() -> None:
+    result = _without(
+        ["click"],
+        "import sys; sys.argv=['flow2', '--help']; import runpy; "
+        "runpy.run_module('flow2', run_name='__main__')",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "install flow2[cli]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_without_pyyaml_raises_a_configuration_error() -> None:
+    result = _without(
+        ["yaml"],
+        "import flow2\ntry:\n    flow2.load('x.yml')\n"
+        "except flow2.ConfigurationError as error:\n    print('refused:', error)\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and "flow2[cli]" in result.stdout

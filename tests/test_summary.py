@@ -199,7 +199,8 @@ def test_slowest_heap_keeps_the_largest_durations() -> None:
         "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(len(durations))]
     )
     for task, duration in zip(tree.tasks, durations, strict=True):
-        listener(flow2.TaskEvent(flow2.Status.SUCCEEDED, task, None, 0.0, duration=duration))  # type: ignore[arg-type]
+        record = flow2.TaskRun(task, None, None)  # type: ignore[arg-type]
+        listener(flow2.TaskEvent(flow2.Status.SUCCEEDED, record, 0.0, duration=duration))
     kept = sorted(duration for duration, _, _ in listener._slowest)
     assert kept == [0.3, 0.5, 0.7, 0.8, 0.9]
 

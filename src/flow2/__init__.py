@@ -24,6 +24,7 @@ from ._engine._exceptions import (
     FlowFileError,
     PluginError,
     StrayCancellationError,
+    TaskExitError,
     TaskTimeoutError,
     TaskTypeError,
 )
@@ -31,6 +32,7 @@ from ._engine._executor import EXECUTOR_FACTORIES, Executor
 from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
 from ._engine._run import Run
+from ._engine._state import TaskRun
 from ._executors._threads import ThreadExecutor
 from ._listeners._settings import Display, Verbosity
 from ._runner import Runner
@@ -40,6 +42,10 @@ if _typing.TYPE_CHECKING:
     from ._executors._dask import DaskExecutor
     from ._executors._processes import ProcessExecutor
     from ._flows._loader import Flow, load
+    from ._flows._shell import ShellTask
+
+#: The version of this package (PEP 440).
+__version__ = "7.0.0.dev1"
 
 #: A logger bound to whichever task is running where it is called.
 logger = TaskLogger()
@@ -51,6 +57,7 @@ _ON_FIRST_USE = {
     "Flow": "._flows._loader",
     "load": "._flows._loader",
     "ProcessExecutor": "._executors._processes",
+    "ShellTask": "._flows._shell",
 }
 
 
@@ -60,8 +67,18 @@ def __getattr__(name: str) -> _typing.Any:
     import importlib
 
     value = getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    _report_as_flow2(value)
     globals()[name] = value
     return value
+
+
+def _report_as_flow2(value: object) -> None:
+    """Make a public class or function say ``flow2.X`` in tracebacks and reprs."""
+    if isinstance(value, type) or callable(value):
+        try:
+            value.__module__ = __name__
+        except (AttributeError, TypeError):  # pragma: no cover - builtins
+            pass
 
 
 def __dir__() -> list[str]:
@@ -94,12 +111,15 @@ __all__ = [
     "RunEvent",
     "Runner",
     "SerialTaskGroup",
+    "ShellTask",
     "Status",
     "StrayCancellationError",
     "Task",
     "TaskEvent",
+    "TaskExitError",
     "TaskGroup",
     "TaskLogger",
+    "TaskRun",
     "TaskTimeoutError",
     "TaskTypeError",
     "ThreadExecutor",
@@ -108,3 +128,8 @@ __all__ = [
     "logger",
     "snake_case",
 ]
+
+for _name in __all__:
+    if _name not in _ON_FIRST_USE:
+        _report_as_flow2(globals()[_name])
+del _name

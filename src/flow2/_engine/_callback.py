@@ -62,7 +62,9 @@ class CallbackTask(Task):
             raise TaskTypeError(
                 f"task {name!r}: callback {callback!r} ({type(callback).__name__}) is not "
                 f"callable; pass a function taking the context dict, "
-                f"e.g. CallbackTask({name!r}, my_function)"
+                f"e.g. CallbackTask({name!r}, my_function)",
+                task=name,
+                option="callback",
             )
         super().__init__(name, **kwargs)
         #: Sync or async task callback.

@@ -1,10 +1,10 @@
 """The two context variables that tell running code where it is.
 
 ``current_run`` is set for the duration of a run, so a task started inside it
-joins it instead of starting a run of its own; ``current_task`` is the task
-whose code is running, so a task created on the fly learns its parent and a
-log record learns its task. asyncio copies both into every child task and
-flow2 copies them into worker threads.
+joins it instead of starting a run of its own; ``current_record`` is the
+per-run record of the task whose code is running, so a task created on the
+fly learns its parent in this run and a log record learns its task. asyncio
+copies both into every child task and flow2 copies them into worker threads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._run import Run
-    from ._task import Task
+    from ._state import TaskRun
 
 current_run: ContextVar[Run | None] = ContextVar("flow2_current_run", default=None)
-current_task: ContextVar[Task | None] = ContextVar("flow2_current_task", default=None)
+current_record: ContextVar[TaskRun | None] = ContextVar("flow2_current_record", default=None)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._run import Run
+    from ._state import TaskRun
     from ._task import Task
 
 
@@ -37,6 +38,8 @@ class Status(enum.Enum):
     SKIPPED = "skipped"
     #: Stopped from outside: Ctrl-C, a caller's timeout, a sibling's failure.
     CANCELLED = "cancelled"
+    #: Not run: its result was taken from an earlier run (a resumed run).
+    REUSED = "reused"
 
     # Members are singletons: hash by identity, in C, instead of Enum's
     # Python-level hash of the name (statuses key dicts on the hot path).
@@ -49,19 +52,24 @@ class Status(enum.Enum):
 
 
 class TaskEvent:
-    """One change of one task's state.
+    """One change of one task's state in one run.
+
+    Built by the run (from the task's per-run record) when the state changes;
+    listeners read it and must not change it.
 
     :param status: the state the task entered
-    :param task: the task
-    :param run: the run it belongs to (gives the task's place in the tree)
+    :param record: the task's record in this run (:class:`flow2.TaskRun`)
     :param time: wall-clock time of the change, seconds since the epoch
-    :param attempt: 1 for the first attempt, 2 for the first retry, ...
     :param duration: seconds since the task started, once it finished
-    :param result: the task's return value, with ``SUCCEEDED``
+    :param result: the task's return value, with ``SUCCEEDED`` and ``REUSED``
     :param error: the exception, with ``FAILED``, ``RETRYING`` and
         ``CANCELLED`` (a group failing because of a child carries the child's)
-    :param failed_count: for a group, how many tasks inside it failed
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
+    :param reason: with ``SKIPPED`` and ``REUSED``, why (e.g. "needs 'wheel', which failed")
+
+    The attributes ``task``, ``run``, ``attempt`` and ``failed_count`` (for a
+    group, how many tasks inside it failed) are copied from the record when
+    the event is built, so they stay what they were at that moment.
     """
 
     # A plain class with slots: one is made per task and state, so it is
@@ -71,6 +79,8 @@ class TaskEvent:
         "duration",
         "error",
         "failed_count",
+        "reason",
+        "record",
         "result",
         "retry_delay",
         "run",
@@ -82,26 +92,27 @@ class TaskEvent:
     def __init__(
         self,
         status: Status,
-        task: Task,
-        run: Run,
+        record: TaskRun,
         time: float,
-        attempt: int = 1,
+        *,
         duration: float | None = None,
         result: Any = None,
         error: BaseException | None = None,
-        failed_count: int = 0,
         retry_delay: float | None = None,
+        reason: str | None = None,
     ) -> None:
         self.status = status
-        self.task = task
-        self.run = run
+        self.record = record
+        self.task: Task = record.task
+        self.run: Run = record.run
         self.time = time
-        self.attempt = attempt
+        self.attempt: int = record.attempt
         self.duration = duration
         self.result = result
         self.error = error
-        self.failed_count = failed_count
+        self.failed_count: int = record.failed_count
         self.retry_delay = retry_delay
+        self.reason = reason
 
     def __repr__(self) -> str:
         return f"<TaskEvent {self.status.name} {self.task.name!r} attempt={self.attempt}>"
@@ -109,7 +120,7 @@ class TaskEvent:
     @property
     def path(self) -> tuple[str, ...]:
         """Names from the root of the tree down to this task."""
-        return self.run.path_of(self.task)
+        return self.record.path
 
 
 class RunEvent:

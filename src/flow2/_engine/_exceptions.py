@@ -16,6 +16,8 @@ a user's exception raised inside a task reaches the caller unchanged.
     ├── ConfigurationError (also ValueError) a run option or environment variable is wrong
     ├── TaskTimeoutError (also TimeoutError) a task ran past its ``timeout``
     ├── StrayCancellationError              a task's work raised CancelledError unasked
+    ├── TaskExitError                       a task's code raised SystemExit, KeyboardInterrupt
+    │                                       or another BaseException that is not an Exception
     ├── CommandError                        a shell task's command exited with a non-zero code
     ├── ExpressionError                     a flow's run-time ``${{ … }}`` expression failed
     └── ExecutorError                       an executor could not run a task's work
@@ -25,7 +27,29 @@ from __future__ import annotations
 
 
 class FlowError(Exception):
-    """Base class of every error flow2 raises on its own account."""
+    """Base class of every error flow2 raises on its own account.
+
+    An error carries what it is about as attributes, None where they do not
+    apply, so code reads the facts instead of parsing the message:
+
+    :param message: what is wrong and how to fix it
+    :param task: the name of the task it is about
+    :param key: the result key or flow-file key it is about
+    :param option: the task option it is about (``timeout``, ``executor`` …)
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        task: str | None = None,
+        key: str | None = None,
+        option: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.task = task
+        self.key = key
+        self.option = option
 
 
 class DefinitionError(FlowError, ValueError):
@@ -46,8 +70,8 @@ class PluginError(DefinitionError):
     :param plugin: the plugin name the flow uses
     """
 
-    def __init__(self, message: str, plugin: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, plugin: str, *, task: str | None = None) -> None:
+        super().__init__(message, task=task, option="plugin")
         self.plugin = plugin
 
 
@@ -66,11 +90,10 @@ class FlowFileError(DefinitionError):
         self, message: str, *, file: str, line: int | None = None, key: str | None = None
     ) -> None:
         location = file if line is None else f"{file}:{line}"
-        super().__init__(f"{location}: {message}")
+        super().__init__(f"{location}: {message}", key=key)
         self.reason = message
         self.file = file
         self.line = line
-        self.key = key
 
 
 class TaskTypeError(FlowError, TypeError):
@@ -91,7 +114,9 @@ class TaskTimeoutError(FlowError, TimeoutError):
     def __init__(self, task_name: str, timeout: float) -> None:
         super().__init__(
             f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
-            f"raise its timeout= if the work needs longer"
+            f"raise its timeout= if the work needs longer",
+            task=task_name,
+            option="timeout",
         )
         self.task_name = task_name
         self.timeout = timeout
@@ -121,6 +146,34 @@ class StrayCancellationError(FlowError):
     Typically the work awaited a future or task that something else
     cancelled. It is a failure of the task, not a cancellation of the run.
     """
+
+
+class TaskExitError(FlowError):
+    """A task's own code raised SystemExit, KeyboardInterrupt or GeneratorExit.
+
+    Such an exception would stop the whole event loop; raised by a task's
+    code (not by a real Ctrl-C, which reaches tasks as a cancellation) it
+    fails that task instead. The original is the ``__cause__``.
+
+    :param task_name: the task whose code raised it
+    :param error: the exception raised
+    """
+
+    def __init__(self, task_name: str, error: BaseException) -> None:
+        shown = f"{type(error).__name__}({_shown_args(error)})"
+        super().__init__(
+            f"task {task_name!r} raised {shown}, which would stop the whole run; a task "
+            f"signals failure by raising an Exception (e.g. RuntimeError), not by exiting",
+            task=task_name,
+        )
+        self.error = error
+
+
+def _shown_args(error: BaseException) -> str:
+    try:
+        return ", ".join(repr(argument) for argument in error.args)
+    except Exception:
+        return "…"
 
 
 class ExecutorError(FlowError):

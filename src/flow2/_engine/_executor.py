@@ -108,7 +108,9 @@ def arguments_for(
             raise ExecutorError(
                 f"task {task.name!r}: its callback {_name_of(function)} needs the context key "
                 f"{name!r} (a keyword-only parameter) but the context has none; run the task "
-                f"that stores {name!r} before it, or give the parameter a default"
+                f"that stores {name!r} before it, or give the parameter a default",
+                task=task.name,
+                key=name,
             )
     return (dict(keywords) if remote else context), keywords
 

@@ -12,9 +12,7 @@ from ._exceptions import DefinitionError
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-
-    from ._run import Run
+    from ._state import TaskRun
 
 
 class OnError(enum.Enum):
@@ -53,15 +51,12 @@ class TaskGroup(Task):
     def children(self) -> tuple[Task, ...]:
         return tuple(self.tasks)
 
-    def _enter(self, context: Context | None) -> tuple[Run | None, Context]:
-        """Return the current run and the context to fill (None: no run yet)."""
+    def _enter(self, context: Context | None) -> tuple[TaskRun | None, Context]:
+        """This group's record in the current run and the context to fill (None: no run yet)."""
         run = current_run.get()
         if run is None:
             return None, context if context is not None else {}
-        return run, context if context is not None else run.context
-
-    def _count_failures(self) -> None:
-        self._failed_count = sum(child._failed_count for child in self.tasks)
+        return run.record_for(self), context if context is not None else run.context
 
 
 async def _process_apart(child: Task, context: Context) -> None:
@@ -85,25 +80,27 @@ class SerialTaskGroup(TaskGroup):
         :param context: context dict
         :returns: the context, filled
         """
-        run, context = self._enter(context)
-        if run is None:
+        record, context = self._enter(context)
+        if record is None:
             return await self.process(context)
         tasks = self.tasks
-        try:
-            for index, child in enumerate(tasks):
-                try:
-                    if isinstance(child, TaskGroup):
-                        await _process_apart(child, context)
-                    else:
-                        await child.process(context)
-                except asyncio.CancelledError:
-                    run.mark_not_started(tasks[index + 1 :], Status.CANCELLED)
-                    raise
-                except BaseException:
-                    run.mark_not_started(tasks[index + 1 :], Status.SKIPPED)
-                    raise
-        finally:
-            self._count_failures()
+        for index, child in enumerate(tasks):
+            try:
+                if isinstance(child, TaskGroup):
+                    await _process_apart(child, context)
+                else:
+                    await child.process(context)
+            except asyncio.CancelledError:
+                record.run.mark_not_started(tasks[index + 1 :], Status.CANCELLED, parent=record)
+                raise
+            except BaseException:
+                record.run.mark_not_started(
+                    tasks[index + 1 :],
+                    Status.SKIPPED,
+                    f"task {child.name!r} before it failed",
+                    parent=record,
+                )
+                raise
         return context
 
 
@@ -134,14 +131,18 @@ class ParallelTaskGroup(TaskGroup):
         ):
             raise DefinitionError(
                 f"group {name!r}: max_parallel={max_parallel!r} is not a whole number >= 1; "
-                f"use e.g. max_parallel=4, or None for no limit"
+                f"use e.g. max_parallel=4, or None for no limit",
+                task=name,
+                option="max_parallel",
             )
         try:
             on_error = OnError(on_error)
         except ValueError:
             accepted = ", ".join(repr(policy.value) for policy in OnError)
             raise DefinitionError(
-                f"group {name!r}: on_error={on_error!r} is not one of {accepted}"
+                f"group {name!r}: on_error={on_error!r} is not one of {accepted}",
+                task=name,
+                option="on_error",
             ) from None
         self.max_parallel = max_parallel
         self.on_error = on_error
@@ -153,16 +154,10 @@ class ParallelTaskGroup(TaskGroup):
         :returns: the context, filled
         :raises ExceptionGroup: with ``on_error`` "raise" or "cancel", of the failures
         """
-        run, context = self._enter(context)
-        if run is None:
+        record, context = self._enter(context)
+        if record is None:
             return await self.process(context)
-        try:
-            if self.max_parallel is None or self.max_parallel >= len(self.tasks):
-                failures = await self._run_all(context)
-            else:
-                failures = await self._run_bounded(run, context, self.max_parallel)
-        finally:
-            self._count_failures()
+        failures = await self._run_children(record, context)
         if failures and self.on_error is not OnError.CONTINUE:
             raise ExceptionGroup(
                 f"{len(failures)} of {len(self.tasks)} tasks in group {self.name!r} failed",
@@ -170,65 +165,84 @@ class ParallelTaskGroup(TaskGroup):
             )
         return context
 
-    async def _run_all(self, context: Context) -> list[Exception]:
+    async def _run_children(self, record: TaskRun, context: Context) -> list[Exception]:
+        """Run the children, at most ``max_parallel`` at once; return their failures in order.
+
+        One scheduler serves every policy: a child that finishes starts the
+        next waiting one, so at most ``max_parallel`` children exist as
+        running coroutines; with ``on_error="cancel"`` the first failure
+        cancels the running children and leaves the waiting ones SKIPPED.
+        """
+        tasks = self.tasks
+        if not tasks:
+            return []
         loop = asyncio.get_running_loop()
-        children = [loop.create_task(child.process(context)) for child in self.tasks]
-        if self.on_error is OnError.CANCEL:
-            cancelled_siblings = False
+        waiting = iter(enumerate(tasks))
+        running: dict[asyncio.Task[Context], int] = {}
+        failures: list[tuple[int, Exception]] = []
+        all_done: asyncio.Future[None] = loop.create_future()
+        cancel_on_failure = self.on_error is OnError.CANCEL
+        stopping = False
 
-            def cancel_siblings(done: asyncio.Task[Context]) -> None:
-                nonlocal cancelled_siblings
-                if cancelled_siblings or done.cancelled() or done.exception() is None:
-                    return
-                cancelled_siblings = True
-                for sibling in children:
-                    sibling.cancel()  # no-op on the finished ones
+        def start_next() -> None:
+            for index, child in waiting:
+                # A child group runs in an asyncio task of its own as well:
+                # nesting stays flat however deep the tree (see _process_apart).
+                child_task = loop.create_task(child.process(context))
+                running[child_task] = index
+                child_task.add_done_callback(finished)
+                return
+            if not running and not all_done.done():
+                all_done.set_result(None)
 
-            for child in children:
-                child.add_done_callback(cancel_siblings)
-        # gather, when cancelled itself, cancels every child and waits for
-        # them before raising: nothing keeps running behind the caller.
-        outcomes = await asyncio.gather(*children, return_exceptions=True)
-        return _failures(outcomes)
+        def finished(child_task: asyncio.Task[Context]) -> None:
+            nonlocal stopping
+            index = running.pop(child_task)
+            if not child_task.cancelled():
+                error = child_task.exception()
+                # Only Exceptions arrive here: a task's process() turns its
+                # code's other BaseExceptions into TaskExitError.
+                if isinstance(error, Exception):
+                    failures.append((index, error))
+                    if cancel_on_failure and not stopping:
+                        # Cancel the running siblings; the waiting ones never
+                        # start. See test_max_parallel_with_cancel_skips_the_rest
+                        # and test_cancel_policy_cancels_running_siblings.
+                        stopping = True
+                        for sibling in running:
+                            sibling.cancel()
+            if stopping:
+                if not running and not all_done.done():
+                    all_done.set_result(None)
+            else:
+                start_next()
 
-    async def _run_bounded(self, run: Run, context: Context, limit: int) -> list[Exception]:
-        # ``limit`` workers share one iterator over the children, so at most
-        # ``limit`` children exist as running coroutines at any time.
-        waiting: Iterator[Task] = iter(self.tasks)
-        failures: list[Exception] = []
-        workers: list[asyncio.Task[None]] = []
-        stop_on_failure = self.on_error is OnError.CANCEL
-
-        async def work() -> None:
-            for child in waiting:
-                try:
-                    await child.process(context)
-                except Exception as error:
-                    failures.append(error)
-                    if stop_on_failure:
-                        for worker in workers:
-                            if worker is not asyncio.current_task():
-                                worker.cancel()
-                        return
-
-        loop = asyncio.get_running_loop()
-        workers.extend(loop.create_task(work()) for _ in range(limit))
+        for _ in range(min(self.max_parallel or len(tasks), len(tasks))):
+            start_next()
         try:
-            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+            await all_done
         except asyncio.CancelledError:
-            run.mark_not_started(list(waiting), Status.CANCELLED)
+            # The group itself is cancelled (Ctrl-C, a timeout, a sibling):
+            # cancel every running child and wait for each to report, so
+            # nothing keeps running behind the caller; the waiting children
+            # are CANCELLED. See test_cancelling_a_bounded_group_cancels_every_worker.
+            stopping = True
+            children = list(running)
+            for child_task in children:
+                child_task.cancel()
+            if children:
+                await asyncio.wait(children)
+            record.run.mark_not_started(
+                [child for _, child in waiting], Status.CANCELLED, parent=record
+            )
             raise
-        run.mark_not_started(list(waiting), Status.SKIPPED)
-        _failures(outcomes)  # re-raises a KeyboardInterrupt or SystemExit
-        return failures
-
-
-def _failures(outcomes: Iterable[object]) -> list[Exception]:
-    """The children's exceptions; a KeyboardInterrupt or SystemExit is re-raised."""
-    failures = []
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            failures.append(outcome)
-        elif isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
-            raise outcome
-    return failures
+        if stopping:
+            failed = tasks[min(failures)[0]].name
+            record.run.mark_not_started(
+                [child for _, child in waiting],
+                Status.SKIPPED,
+                f"task {failed!r} failed and the group cancels on error",
+                parent=record,
+            )
+        failures.sort(key=lambda pair: pair[0])
+        return [error for _, error in failures]

@@ -11,7 +11,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._context import current_run, current_task
+from ._context import current_record, current_run
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -31,7 +31,8 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     whichever task is running where it is called (through a context
     variable, so it works in async code, worker threads and helpers alike).
     Each record gets the attributes ``task`` (name), ``key``, ``path``,
-    ``run_id`` and ``task_object`` (the :class:`Task` itself); outside any
+    ``run_id``, ``task_object`` (the :class:`Task` itself) and ``task_record``
+    (its :class:`flow2.TaskRun` in the current run); outside any
     task they are None.
 
     :param task: the task to bind to; None for "the task running now"
@@ -44,20 +45,26 @@ class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        task = self.task if self.task is not None else current_task.get()
         run = current_run.get()
+        record = current_record.get()
+        task = self.task
+        if task is None:
+            task = record.task if record is not None else None
+        elif record is None or record.task is not task:
+            record = run.find_record(task) if run is not None else None
         fields: dict[str, Any] = {
             "task": None,
             "key": None,
             "path": None,
             "run_id": None,
             "task_object": task,
+            "task_record": record,
         }
         if task is not None:
             fields["task"] = task.name
             fields["key"] = task.key
-            if run is not None:
-                fields["path"] = " › ".join(run.path_of(task))
+            if record is not None:
+                fields["path"] = " › ".join(record.path)
         if run is not None:
             fields["run_id"] = run.id
         kwargs["extra"] = {**fields, **kwargs.get("extra", {})}

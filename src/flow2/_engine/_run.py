@@ -1,9 +1,11 @@
-"""A run: one execution of a task tree, and the runner that starts it.
+"""A run: one execution of a task tree, and the one way into it.
 
-:class:`Runner` checks the whole tree before anything runs, creates the
+:func:`execute` checks the whole tree before anything runs, creates the
 :class:`Run` (the per-run state every task reaches through a context
-variable: the context dict, the event listeners, the executors), processes
-the root, and closes everything when the root ends — however it ends.
+variable: the context dict, each task's :class:`~flow2.TaskRun` record, the
+event listeners, the executors, the plan), processes the root, and closes
+everything when the root ends, however it ends. ``task.run()``,
+``task.process()`` on a root and ``Runner(...).run()`` all arrive here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from itertools import repeat
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Protocol
 
-from ._context import current_run
-from ._events import RunEvent, Status, TaskEvent
+from ._context import current_record, current_run
+from ._events import RunEvent, Status
 from ._exceptions import (
     DefinitionError,
     DuplicateKeyError,
@@ -25,6 +27,7 @@ from ._exceptions import (
 )
 from ._executor import EXECUTOR_FACTORIES, Executor
 from ._logger import logger
+from ._state import TaskRun
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
@@ -32,30 +35,87 @@ if TYPE_CHECKING:
 
     from ._events import Event, EventListener
     from ._executor import RunOptions
+    from ._state import Plan
 
 
 class Run:
-    """The state of one run, shared by every task in it.
+    """The state of one run: its context, its task records, listeners and executors.
 
     :ivar id: a short unique id, in every event
     :ivar root: the root task
     :ivar context: the context dict being filled
-    :ivar settings: the :class:`Runner` that started it
+    :ivar settings: the settings the run was started with (a :class:`flow2.Runner`)
+    :ivar plan: what decides to reuse or leave out tasks (None: run everything)
+    :ivar started_at: wall-clock start, seconds since the epoch
     """
 
     def __init__(
-        self, root: Task, context: Context, listeners: list[EventListener], settings: RunOptions
+        self,
+        root: Task,
+        context: Context,
+        listeners: list[EventListener],
+        settings: RunOptions,
+        plan: Plan | None = None,
     ) -> None:
         self.id = os.urandom(6).hex()
         self.root = root
         self.context = context
         self.settings = settings
         self.listeners = listeners
+        self.plan = plan
         self.started_at = time()
         self._started_counter = perf_counter()
+        self._records: dict[int, TaskRun] = {}
         self._executors: dict[str, Executor] = {}
         self._started_executors: list[Executor] = []
         self._started_ids: set[int] = set()
+
+    @property
+    def root_record(self) -> TaskRun:
+        """The root task's record."""
+        return self._records[id(self.root)]
+
+    def record_of(self, task: Task) -> TaskRun:
+        """The record of ``task`` in this run.
+
+        :raises KeyError: when the task is not part of this run (yet)
+        """
+        record = self._records.get(id(task))
+        if record is None or record.task is not task:
+            raise KeyError(f"task {task.name!r} is not part of run {self.id}")
+        return record
+
+    def find_record(self, task: Task) -> TaskRun | None:
+        """The record of ``task`` in this run, or None when it has none."""
+        record = self._records.get(id(task))
+        return record if record is not None and record.task is task else None
+
+    def record_for(self, task: Task, parent: TaskRun | None = None) -> TaskRun:
+        """The record of ``task``, created for a task made on the fly.
+
+        A task created while another one runs belongs to this run only: its
+        parent is ``parent``, else the record of the task whose code is running.
+        """
+        record = self._records.get(id(task))
+        if record is not None and record.task is task:
+            return record
+        if parent is None:
+            parent = current_record.get()
+        record = TaskRun(task, self, parent)
+        self._records[id(task)] = record
+        if parent is not None:
+            parent.children.append(record)
+        return record
+
+    def records(self) -> list[TaskRun]:
+        """Every task record of the run, parents before their children."""
+        ordered: list[TaskRun] = []
+        stack = [self.root_record]
+        while stack:
+            record = stack.pop()
+            ordered.append(record)
+            stack.extend(reversed(record.children))
+        return ordered
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every listener, in order."""
@@ -63,46 +123,52 @@ class Run:
             try:
                 listener(event)
             except Exception as error:
-                # A broken listener must not fail the work it reports on. A new
-                # list, not remove(): the loop over the old one must not skip
-                # the next listener.
-                self.listeners = [other for other in self.listeners if other is not listener]
-                logger.exception("event listener %r failed and was removed", listener)
-                # What it was for (an event file, a display) is lost from here
-                # on: say so where a person sees it, not only on the logger.
-                print(
-                    f"flow2: {listener!r} failed and stopped receiving events "
-                    f"({type(error).__name__}: {error}); the run goes on without it",
-                    file=sys.stderr,
-                )
+                self._drop_listener(listener, error)
+
+    def _drop_listener(self, listener: EventListener, error: Exception) -> None:
+        # A broken listener must not fail the work it reports on. A new list,
+        # not remove(): the loop over the old one must not skip the next
+        # listener. See test_a_failing_listener_is_removed_and_the_next_still_runs.
+        self.listeners = [other for other in self.listeners if other is not listener]
+        logger.exception("event listener %s failed and was removed", _describe(listener))
+        # What it was for (an event file, a display) is lost from here on:
+        # say so where a person sees it, not only on the logger.
+        try:
+            print(
+                f"flow2: {_describe(listener)} failed and stopped receiving events "
+                f"({type(error).__name__}: {_safe_str(error)}); the run goes on without it",
+                file=sys.stderr,
+            )
+        except (OSError, ValueError):  # stderr itself is closed
+            pass
 
     def path_of(self, task: Task) -> tuple[str, ...]:
-        """Names from the root down to ``task``."""
-        names = []
-        node: Task | None = task
-        while node is not None:
-            names.append(node.name)
-            node = node._parent
-        return tuple(reversed(names))
+        """Names from the root down to ``task`` in this run."""
+        record = self.find_record(task)
+        return record.path if record is not None else (task.name,)
 
     async def executor_for(self, task: Task) -> Executor:
         """The executor of ``task``: its own, else its nearest group's, else the thread pool.
 
         One that a task created on the fly names for the first time is started here.
         """
-        node: Task | None = task
-        choice: str | Executor = "thread"
-        while node is not None:
-            if node.executor is not None:
-                choice = node.executor
+        # A task without a record of its own (a helper task whose run() a
+        # running task calls directly) inherits from the task running now.
+        record: TaskRun | None = self.find_record(task) or current_record.get()
+        choice: str | Executor = task.executor if task.executor is not None else "thread"
+        while record is not None:
+            if record.task.executor is not None:
+                choice = record.task.executor
                 break
-            node = node._parent
+            record = record.parent
         if isinstance(choice, str):
             executor = self._executors.get(choice)
             if executor is not None:
                 return executor
             if choice not in EXECUTOR_FACTORIES:
-                raise DefinitionError(_unknown_executor_message(task, choice))
+                raise DefinitionError(
+                    _unknown_executor_message(task, choice), task=task.name, option="executor"
+                )
         elif id(choice) in self._started_ids:
             return choice
         await self.start_executors([choice])
@@ -125,16 +191,27 @@ class Run:
             self._started_ids.add(id(executor))
             self._started_executors.append(executor)
 
-    def mark_not_started(self, tasks: Iterable[Task], status: Status) -> None:
-        """Report every task under ``tasks`` as never started: SKIPPED or CANCELLED."""
-        stack = list(tasks)
+    def mark_not_started(
+        self,
+        tasks: Iterable[Task],
+        status: Status,
+        reason: str | None = None,
+        parent: TaskRun | None = None,
+    ) -> None:
+        """Report every task under ``tasks`` as never started: SKIPPED or CANCELLED.
+
+        :param reason: why, carried by each event and record
+        :param parent: the record the tasks are inside (for tasks made on the fly)
+        """
+        stack = [(task, parent) for task in tasks]
         stack.reverse()
-        now = time()
         while stack:
-            task = stack.pop()
-            task._status = status
-            self.emit(TaskEvent(status, task, self, now))
-            stack.extend(reversed(task.children))
+            task, above = stack.pop()
+            record = self.record_for(task, above)
+            record.status = status
+            record.reason = reason
+            record.emit(status, reason=reason)
+            stack.extend((child, record) for child in reversed(task.children))
 
     async def close(self, status: Status, error: BaseException | None) -> None:
         """Close every executor the run started, then emit the run's end.
@@ -150,6 +227,19 @@ class Run:
         self.emit(RunEvent(status, self, time(), perf_counter() - self._started_counter, error))
 
 
+def _describe(listener: object) -> str:
+    """A listener's name for a person: its class, never a repr with an address."""
+    name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+    return f"event listener {name!r}"
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return "(its message cannot be shown)"
+
+
 def _unknown_executor_message(task: Task, name: str) -> str:
     known = ", ".join(repr(known) for known in sorted(EXECUTOR_FACTORIES))
     return (
@@ -158,8 +248,8 @@ def _unknown_executor_message(task: Task, name: str) -> str:
     )
 
 
-def validate_tree(root: Task) -> list[str | Executor]:
-    """Check the whole tree before anything runs, and reset its run-time state.
+def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
+    """Check the whole tree before anything runs; with ``run``, create its task records.
 
     :returns: the executors the tree names: "thread" first, then each name or
         object in the order the tree first names it
@@ -173,45 +263,69 @@ def validate_tree(root: Task) -> list[str | Executor]:
     # This walks every task of every run, so it is kept tight.
     seen: set[int] = set()
     owners: dict[str, Task] = {}
-    stack: list[tuple[Task, Task | None]] = [(root, None)]
+    stack: list[tuple[Task, TaskRun | None]] = [(root, None)]
     pop, extend, remember = stack.pop, stack.extend, seen.add
-    pending = Status.PENDING
     executors: dict[int | str, str | Executor] = {"thread": "thread"}
+    records = run._records if run is not None else None
+    parent_task: Task | None
     while stack:
         task, parent = pop()
         identity = id(task)
         if identity in seen:
-            where = f"group {parent.name!r}" if parent is not None else "the tree"
+            parent_task = _parent_task_of(root, task)
+            where = f"group {parent_task.name!r}" if parent_task is not None else "the tree"
             raise DuplicateTaskError(
                 f"task {task.name!r} ({task!r}) appears twice in {where}; "
-                f"a task object runs once per tree, so create a second task instead"
+                f"a task object runs once per tree, so create a second task instead",
+                task=task.name,
             )
         remember(identity)
-        task._parent = parent
-        task._status = pending
-        task._failed_count = 0
+        if records is not None:
+            record = TaskRun(task, run, parent)  # type: ignore[arg-type]
+            records[identity] = record
+            if parent is not None:
+                parent.children.append(record)
+        else:
+            record = None
         executor = task.executor
         if executor is not None:
             if type(executor) is str:
                 if executor not in EXECUTOR_FACTORIES:
-                    raise DefinitionError(_unknown_executor_message(task, executor))
+                    raise DefinitionError(
+                        _unknown_executor_message(task, executor), task=task.name, option="executor"
+                    )
                 executors.setdefault(executor, executor)
             else:
                 executors.setdefault(id(executor), executor)
         if task.stores_result:
-            other = owners.setdefault(task.key, task)
+            key = task.key
+            other = owners.setdefault(key, task)
             if other is not task:
                 raise DuplicateKeyError(
                     f"task {other.name!r} and task {task.name!r} both store their result "
-                    f"under {task.key!r}; give one of them register='…'"
+                    f"under {key!r}; give one of them register='…'",
+                    task=task.name,
+                    key=key,
                 )
         children = task.children
         if children:
             for position, child in enumerate(children, 1):
                 if not isinstance(child, Task):
                     check_is_task(task.name, position, child)
-            extend(zip(reversed(children), repeat(task)))
+            extend(zip(reversed(children), repeat(record)))
     return list(executors.values())
+
+
+def _parent_task_of(root: Task, wanted: Task) -> Task | None:
+    """The first group holding ``wanted`` (for an error message only)."""
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        for child in task.children:
+            if child is wanted:
+                return task
+            stack.append(child)
+    return None
 
 
 #: What ``task.run()`` on a root uses: set by the runner layer when flow2 is imported.
@@ -246,6 +360,7 @@ async def execute(
     raises: bool,
     listeners: Callable[[], list[EventListener]],
     settings: RunOptions,
+    plan: Plan | None = None,
 ) -> Context:
     """The one way into a run: check the tree, create the run, drive the root, close everything.
 
@@ -254,6 +369,7 @@ async def execute(
     :param raises: raise the failed task's exception, unchanged (else store it and return)
     :param listeners: makes the run's listeners, called once the tree is known to be good
     :param settings: the run's settings (what executor factories read)
+    :param plan: decides, before each task starts, to reuse or leave it out
     :raises flow2.DefinitionError: when the tree is wrong; nothing ran
     :raises flow2.TaskTypeError: when something in the tree is not a Task
     """
@@ -265,17 +381,25 @@ async def execute(
         context = {}
     elif not isinstance(context, dict):
         raise TaskTypeError(
-            f"task {task.name!r}: the context must be a dict, got {type(context).__name__}"
+            f"task {task.name!r}: the context must be a dict, got {type(context).__name__}",
+            task=task.name,
         )
-    executors = validate_tree(task)
-    run = Run(task, context, listeners(), settings)
-    token = current_run.set(run)
+    # The run exists before the check so that the one walk over the tree
+    # both checks it and creates each task's record; nothing is emitted
+    # until the check has passed.
+    run = Run(task, context, [], settings, plan)
+    executors = validate_tree(task, run)
+    run.listeners = listeners()
+    run_token = current_run.set(run)
+    # A run started from inside a task's code is a run of its own: its root
+    # has no parent record.
+    record_token = current_record.set(None)
     run.emit(RunEvent(Status.RUNNING, run, time()))
     status, error = Status.FAILED, None
     try:
         await run.start_executors(executors)
         await task.process(context, raises)
-        status = task._status
+        status = run.root_record.status
     except asyncio.CancelledError:
         status = Status.CANCELLED
         raise
@@ -283,6 +407,7 @@ async def execute(
         error = exception
         raise
     finally:
-        current_run.reset(token)
+        current_record.reset(record_token)
+        current_run.reset(run_token)
         await run.close(status, error)
     return context

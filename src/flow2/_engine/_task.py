@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._context import current_run, current_task
-from ._events import Status, TaskEvent
+from ._context import current_record, current_run
+from ._events import Status
 from ._exceptions import (
     DefinitionError,
     StrayCancellationError,
+    TaskExitError,
     TaskTimeoutError,
     TaskTypeError,
 )
 from ._executor import Executor
 from ._logger import TaskLogger
 from ._naming import snake_case
+from ._state import Reuse
 
 if TYPE_CHECKING:
-    from ._run import Run
+    from ._state import Decision, TaskRun
 
 Context = dict[str, Any]
 
@@ -59,13 +60,16 @@ class Task:
     #: Leaf tasks store their outcome in the context; groups do not.
     stores_result: ClassVar[bool] = True
 
-    # Run-time state. Class-level defaults keep subclasses that skip
-    # ``super().__init__`` working; a run resets them before it starts.
-    _parent: Task | None = None
-    _status: Status = Status.PENDING
-    _attempt: int = 1
-    _started_at: float = 0.0
-    _failed_count: int = 0
+    # The options' defaults, also on the class, so that a subclass whose
+    # __init__ does not call ``super().__init__`` (and sets only ``name``)
+    # still runs; ``key`` then comes from __getattr__ below.
+    description: str | None = None
+    register: str | None = None
+    output: bool = True
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
+    executor: str | Executor | None = None
     _default_start: ClassVar[bool] = True
     _default_success: ClassVar[bool] = True
 
@@ -88,17 +92,23 @@ class Task:
         if register is not None and (not isinstance(register, str) or not register.strip()):
             raise DefinitionError(
                 f"task {name!r}: register={register!r} is not a result key; "
-                f"give a non-empty string, e.g. register='wheel'"
+                f"give a non-empty string, e.g. register='wheel'",
+                task=name,
+                option="register",
             )
         self.name = name
         if description is not None and not isinstance(description, str):
             raise DefinitionError(
-                f"task {name!r}: description={description!r} is not text; give a string"
+                f"task {name!r}: description={description!r} is not text; give a string",
+                task=name,
+                option="description",
             )
         if not isinstance(output, bool):
             raise DefinitionError(
                 f"task {name!r}: output={output!r} is not true or false; "
-                f"use output=False to hide the result, output=True to show it"
+                f"use output=False to hide the result, output=True to show it",
+                task=name,
+                option="output",
             )
         self.description = description
         self.register = register
@@ -107,7 +117,9 @@ class Task:
         if not self.key:
             raise DefinitionError(
                 f"task {name!r} has no letters or digits to build its result key from; "
-                f"give it register='some_key'"
+                f"give it register='some_key'",
+                task=name,
+                option="register",
             )
         self.timeout = _check_timeout(name, timeout)
         self.retries = _check_retries(name, retries)
@@ -115,7 +127,9 @@ class Task:
         if executor is not None and not isinstance(executor, str | Executor):
             raise DefinitionError(
                 f"task {name!r}: executor={executor!r} is neither an executor name such as "
-                f"'thread' nor a flow2.Executor object"
+                f"'thread' nor a flow2.Executor object",
+                task=name,
+                option="executor",
             )
         self.executor = executor
 
@@ -125,7 +139,22 @@ class Task:
         return TaskLogger(self)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
+        name = self.__dict__.get("name", "?")
+        return f"<{type(self).__name__} {name!r}>"
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Only reached when normal lookup fails: a subclass that skipped
+        # ``super().__init__``. See test_subclass_without_super_init_runs.
+        if attribute == "key" and "name" in self.__dict__:
+            key = snake_case(self.__dict__["name"])
+            self.key = key
+            return key
+        if attribute in ("name", "key"):
+            raise DefinitionError(
+                f"{type(self).__name__} object has no name: its __init__ neither called "
+                f"super().__init__(name, ...) nor set self.name; call super().__init__(name)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
 
     @property
     def children(self) -> tuple[Task, ...]:
@@ -148,9 +177,9 @@ class Task:
 
         :param context: context dict
         """
-        run = current_run.get()
-        if run is not None:
-            self._emit_started(run)
+        record = _current_record_of(self)
+        if record is not None:
+            record.emit(Status.RUNNING)
 
     async def success(self, result: Any, context: Context) -> None:
         """Called when the task ends successfully; emits the SUCCEEDED event.
@@ -160,9 +189,9 @@ class Task:
         :param result: result of the task's run method
         :param context: context dict
         """
-        run = current_run.get()
-        if run is not None:
-            self._emit_succeeded(run, result)
+        record = _current_record_of(self)
+        if record is not None:
+            _emit_succeeded(record, result)
 
     async def exception(
         self, exception: BaseException, context: Context, raises: bool = True
@@ -173,40 +202,11 @@ class Task:
         :param context: context dict
         :param raises: whether to raise the exception (unchanged) afterwards
         """
-        run = current_run.get()
-        if run is not None:
-            run.emit(
-                TaskEvent(
-                    Status.FAILED,
-                    self,
-                    run,
-                    time(),
-                    self._attempt,
-                    perf_counter() - self._started_at,
-                    error=exception,
-                    failed_count=self._failed_count,
-                )
-            )
+        record = _current_record_of(self)
+        if record is not None:
+            record.emit(Status.FAILED, duration=record.elapsed, error=exception)
         if raises:
             raise exception
-
-    def _emit_started(self, run: Run) -> None:
-        run.emit(TaskEvent(Status.RUNNING, self, run, time(), self._attempt))
-
-    def _emit_succeeded(self, run: Run, result: Any) -> None:
-        run.emit(
-            TaskEvent(
-                self._status,
-                self,
-                run,
-                time(),
-                self._attempt,
-                perf_counter() - self._started_at,
-                result if self.stores_result else None,
-                None,
-                self._failed_count,
-            )
-        )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -234,20 +234,20 @@ class Task:
             return await run_root(self, context, raises)
         if context is None:
             context = run.context
-        parent = current_task.get()
-        if self._parent is None and parent is not None:
-            self._parent = parent  # created on the fly by a running task
-        token = current_task.set(self)
-        self._attempt = 1
-        self._started_at = perf_counter()
-        self._status = Status.RUNNING
+        record = run.record_for(self)
+        if run.plan is not None:
+            decision = run.plan.decide(record, context)
+            if decision is not None:
+                return _follow(record, decision, context)
+        token = current_record.set(record)
+        record.begin()
         try:
             if self._default_start:
-                self._emit_started(run)
+                record.emit(Status.RUNNING)
             else:
                 await self.start(context)
             if self.retries or self.timeout is not None:
-                result = await self._run_with_policies(run, context)
+                result = await self._run_with_policies(record, context)
             else:
                 result = await self.run(context)
         except asyncio.CancelledError as cancelled:
@@ -255,49 +255,52 @@ class Task:
                 # Nothing cancelled this task: its work raised CancelledError
                 # itself (it awaited something cancelled elsewhere). Reporting
                 # that as a cancellation would let a parallel group succeed.
+                # See test_stray_cancellation_fails_the_task.
                 error = StrayCancellationError(
                     f"task {self.name!r}: its work raised CancelledError although nothing "
                     f"cancelled the task; did it await a future or task cancelled elsewhere?"
                 )
                 error.__cause__ = cancelled
-                self._status = Status.FAILED
-                if self.stores_result:
-                    context[self.key] = error
-                    self._failed_count = 1
-                await self.exception(error, context, raises)
+                await self._fail(record, error, context, raises)
                 return context
-            self._status = Status.CANCELLED
-            run.emit(
-                TaskEvent(
-                    Status.CANCELLED,
-                    self,
-                    run,
-                    time(),
-                    self._attempt,
-                    perf_counter() - self._started_at,
-                    error=cancelled,
-                )
-            )
+            record.status = Status.CANCELLED
+            record.count_failures(False)
+            record.emit(Status.CANCELLED, duration=record.elapsed, error=cancelled)
             raise
         except Exception as error:
-            self._status = Status.FAILED
-            if self.stores_result:
-                context[self.key] = error
-                self._failed_count = 1
-            await self.exception(error, context, raises)
+            await self._fail(record, error, context, raises)
+        except BaseException as error:
+            # SystemExit, KeyboardInterrupt or GeneratorExit raised by the
+            # task's own code: a real Ctrl-C reaches a task as a cancellation,
+            # so this is the task failing, not the run being interrupted.
+            # Raised as is, asyncio would stop the whole loop.
+            # See test_task_raising_system_exit_or_keyboard_interrupt_fails_it.
+            wrapped = TaskExitError(self.name, error)
+            wrapped.__cause__ = error
+            await self._fail(record, wrapped, context, raises)
         else:
             if self.stores_result:
                 context[self.key] = result
-            self._status = Status.PARTIAL if self._failed_count else Status.SUCCEEDED
+            failed_inside = record.count_failures(False)
+            record.status = Status.PARTIAL if failed_inside else Status.SUCCEEDED
             if self._default_success:
-                self._emit_succeeded(run, result)
+                _emit_succeeded(record, result)
             else:
                 await self.success(result, context)
         finally:
-            current_task.reset(token)
+            current_record.reset(token)
         return context
 
-    async def _run_with_policies(self, run: Run, context: Context) -> Any:
+    async def _fail(
+        self, record: TaskRun, error: Exception, context: Context, raises: bool
+    ) -> None:
+        record.status = Status.FAILED
+        record.count_failures(True)
+        if self.stores_result:
+            context[self.key] = error
+        await self.exception(error, context, raises)
+
+    async def _run_with_policies(self, record: TaskRun, context: Context) -> Any:
         """Run, applying ``timeout`` to each attempt and ``retries`` with backoff."""
         while True:
             try:
@@ -312,25 +315,47 @@ class Task:
                         raise TaskTimeoutError(self.name, self.timeout) from error
                     raise
             except Exception as error:
-                if self._attempt > self.retries:
+                if record.attempt > self.retries:
                     raise
-                delay = self.retry_delay * 2 ** (self._attempt - 1)
-                self._status = Status.RETRYING
-                run.emit(
-                    TaskEvent(
-                        Status.RETRYING,
-                        self,
-                        run,
-                        time(),
-                        self._attempt,
-                        perf_counter() - self._started_at,
-                        error=error,
-                        retry_delay=delay,
-                    )
+                delay = self.retry_delay * 2 ** (record.attempt - 1)
+                record.status = Status.RETRYING
+                record.emit(
+                    Status.RETRYING, duration=record.elapsed, error=error, retry_delay=delay
                 )
                 await asyncio.sleep(delay)
-                self._attempt += 1
-                self._status = Status.RUNNING
+                record.attempt += 1
+                record.status = Status.RUNNING
+
+
+def _current_record_of(task: Task) -> TaskRun | None:
+    """The record of ``task`` in the current run, for the lifecycle hooks."""
+    record = current_record.get()
+    if record is not None and record.task is task:
+        return record
+    run = current_run.get()
+    return run.find_record(task) if run is not None else None
+
+
+def _emit_succeeded(record: TaskRun, result: Any) -> None:
+    record.emit(
+        record.status,
+        duration=record.elapsed,
+        result=result if record.task.stores_result else None,
+    )
+
+
+def _follow(record: TaskRun, decision: Decision, context: Context) -> Context:
+    """Carry out a plan's decision instead of running the task."""
+    if isinstance(decision, Reuse):
+        task = record.task
+        if task.stores_result:
+            context[task.key] = decision.result
+        record.status = Status.REUSED
+        record.reason = decision.reason
+        record.emit(Status.REUSED, duration=0.0, result=decision.result, reason=decision.reason)
+    else:
+        record.run.mark_not_started([record.task], Status.SKIPPED, decision.reason, record.parent)
+    return context
 
 
 def _is_being_cancelled() -> bool:
@@ -350,7 +375,9 @@ def _check_timeout(name: str, timeout: object) -> float | None:
     ):
         raise DefinitionError(
             f"task {name!r}: timeout={timeout!r} is not a positive number of seconds; "
-            f"use e.g. timeout=30, or None for no timeout"
+            f"use e.g. timeout=30, or None for no timeout",
+            task=name,
+            option="timeout",
         )
     return float(timeout)
 
@@ -358,7 +385,9 @@ def _check_timeout(name: str, timeout: object) -> float | None:
 def _check_retries(name: str, retries: object) -> int:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise DefinitionError(
-            f"task {name!r}: retries={retries!r} is not a whole number >= 0; use e.g. retries=3"
+            f"task {name!r}: retries={retries!r} is not a whole number >= 0; use e.g. retries=3",
+            task=name,
+            option="retries",
         )
     return retries
 
@@ -372,7 +401,9 @@ def _check_retry_delay(name: str, delay: object) -> float:
     ):
         raise DefinitionError(
             f"task {name!r}: retry_delay={delay!r} is not a number of seconds >= 0; "
-            f"use e.g. retry_delay=0.5"
+            f"use e.g. retry_delay=0.5",
+            task=name,
+            option="retry_delay",
         )
     return float(delay)
 
@@ -383,5 +414,6 @@ def check_is_task(owner: str, position: int, candidate: object) -> None:
         raise TaskTypeError(
             f"group {owner!r}: child {position} is {candidate!r} "
             f"({type(candidate).__name__}), not a flow2.Task; wrap a function as "
-            f"flow2.CallbackTask('Name', function)"
+            f"flow2.CallbackTask('Name', function)",
+            task=owner,
         )

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._engine._exceptions import DefinitionError, FlowError, FlowFileError, PluginError
+from .._engine._exceptions import (
+    ConfigurationError,
+    DefinitionError,
+    FlowError,
+    FlowFileError,
+    PluginError,
+)
 from .._engine._task import Context, Task
 from ._yaml import LineDict, parse, type_name
 
@@ -390,10 +396,10 @@ class _Builder:
         except DefinitionError as error:
             line = root.line
             for node in nodes:
-                if f"task {node.task.name!r}" in str(error):
+                if error.task is not None and node.task.name == error.task:
                     line = node.line
                     break
-            raise self.error(str(error), line) from None
+            raise self.error(str(error), line, error.key or error.option) from None
 
 
 def _runtime_keys(accepted: list[str]) -> set[str]:
@@ -417,13 +423,31 @@ def load(path: str | os.PathLike[str], **variables: Any) -> Task:
     :param variables: the template variables (as ``key=value`` on the command line)
     :returns: the root task, ready to run, inspect or put into a bigger tree
     :raises flow2.FlowFileError: when the file is wrong, with its line and key
+    :raises flow2.ConfigurationError: when PyYAML or Jinja2 is not installed
 
     Example::
 
         task = flow2.load("examples/release.yml", version="1.2.0")
         context = await task.run()
     """
+    check_flow_dependencies()
     return read_flow(path, variables).root.task
+
+
+def check_flow_dependencies() -> None:
+    """Raise one clear error when the libraries that read flow files are missing.
+
+    :raises flow2.ConfigurationError: naming the extra to install
+    """
+    import importlib.util
+
+    needed = {"yaml": "PyYAML", "jinja2": "Jinja2"}
+    missing = [name for module, name in needed.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigurationError(
+            f"reading flow files needs {' and '.join(missing)}, not installed; "
+            f"install flow2[cli] (pip install 'flow2[cli]' from your clone or wheel)"
+        )
 
 
 class Flow:

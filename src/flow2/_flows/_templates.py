@@ -252,7 +252,6 @@ def defer_options(
             raise ExpressionError(
                 f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}"
             ) from None
-        worker._parent = task._parent
         return await worker.run(context)
 
     task.run = run_with_results  # type: ignore[method-assign]

@@ -23,7 +23,6 @@ from .._engine._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .._engine._events import Event
-    from .._engine._task import Task
 
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1
@@ -88,7 +87,6 @@ class EventFile:
         self.target = target
         self._stream: TextIO | None = None
         self._owns_stream = False
-        self._paths: dict[Task, list[str]] = {}
         self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
 
     def __repr__(self) -> str:
@@ -129,23 +127,6 @@ class EventFile:
             self._close(quietly=True)
             raise
 
-    def _path(self, task: Task) -> list[str]:
-        # Paths are cached, so a task's path costs one list copy, not a walk
-        # to the root; iterative, because trees may be thousands of levels deep.
-        paths = self._paths
-        path = paths.get(task)
-        if path is not None:
-            return path
-        chain: list[Task] = []
-        node: Task | None = task
-        while node is not None and node not in paths:
-            chain.append(node)
-            node = node._parent
-        path = paths[node] if node is not None else []
-        for node in reversed(chain):
-            path = paths[node] = [*path, node.name]
-        return path
-
     def _task_fields(self, event: TaskEvent) -> dict[str, Any]:
         task = event.task
         return {
@@ -155,7 +136,7 @@ class EventFile:
             "time": event.time,
             "task": task.name,
             "key": task.key,
-            "path": self._path(task),
+            "path": list(event.record.path),
             "group": not task.stores_result,
             "attempt": event.attempt,
             "duration": event.duration,
@@ -180,7 +161,6 @@ class EventFile:
 
     def _close(self, *, quietly: bool = False) -> None:
         stream, self._stream = self._stream, None
-        self._paths.clear()
         if stream is None:
             return
         try:

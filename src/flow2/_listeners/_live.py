@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from time import perf_counter
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group
@@ -43,6 +42,7 @@ from ._settings import Verbosity
 
 if TYPE_CHECKING:
     from .._engine._events import Event
+    from .._engine._run import Run
     from .._engine._task import Task
 
 #: Seconds between two redraws.
@@ -106,6 +106,7 @@ class LiveView:
         self._live: Live | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._root: Task | None = None
+        self._run: Run | None = None
         self._whole = False  # the tree fits: draw every node
         self._frame: Group = Group()
         self._frame_count = 0
@@ -131,6 +132,7 @@ class LiveView:
                 raise
         elif isinstance(event, RunEvent):
             if event.status is Status.RUNNING:
+                self._run = event.run
                 self._start(event.run.root)
             else:
                 self._stop()
@@ -138,7 +140,8 @@ class LiveView:
     def _record(self, event: TaskEvent) -> None:
         task = event.task
         status = event.status
-        parent = task._parent
+        above = event.record.parent
+        parent = above.task if above is not None else None
         if status is _RUNNING:
             if parent is not None:
                 active = self._active.get(parent)
@@ -193,9 +196,9 @@ class LiveView:
         self._above.append(
             Text("\n").join(Text.assemble((prefix, style), line) for line in text.splitlines())
         )
-        task = getattr(record, "task_object", None)
-        if task is not None and task._status in _ACTIVE:
-            self._messages[task] = text.partition("\n")[0]
+        task_record = getattr(record, "task_record", None)
+        if task_record is not None and task_record.status in _ACTIVE:
+            self._messages[task_record.task] = text.partition("\n")[0]
 
     # -- drawing -----------------------------------------------------------
 
@@ -284,7 +287,7 @@ class LiveView:
     def _visible_children(self, task: Task) -> list[Task | str]:
         if self._whole:
             return list(task.children)
-        status = task._status
+        status = self._status_of(task)
         failed = self._failed.get(task)
         if status not in _ACTIVE and not failed:
             return []  # collapsed: the line carries the counts
@@ -307,8 +310,14 @@ class LiveView:
             total = self._totals[task] = len(task.children)
         return total
 
+    def _status_of(self, task: Task) -> Status:
+        record = self._run.find_record(task) if self._run is not None else None
+        return record.status if record is not None else Status.PENDING
+
     def _line(self, task: Task, lead: str, width: int) -> Text:
-        status = task._status
+        record = self._run.find_record(task) if self._run is not None else None
+        status = record.status if record is not None else Status.PENDING
+        attempt = record.attempt if record is not None else 1
         if status is Status.RUNNING:
             mark, style = SPINNER[self._frame_count % len(SPINNER)], "yellow"
         else:
@@ -319,15 +328,17 @@ class LiveView:
         # counted off, not done.
         if total and (status not in _NEVER_STARTED or task in self._durations):
             details.append(f"{self._done.get(task, 0)}/{total}")
-            failures = task._failed_count or len(self._failed.get(task, ()))
+            failures = (record.failed_count if record is not None else 0) or len(
+                self._failed.get(task, ())
+            )
             if failures:
                 details.append(f"{failures} failed")
         if status is Status.RETRYING:
-            details.append(f"retry {task._attempt + 1}/{task.retries + 1}")
-        elif task._attempt > 1:
-            details.append(f"attempt {task._attempt}/{task.retries + 1}")
+            details.append(f"retry {attempt + 1}/{task.retries + 1}")
+        elif attempt > 1:
+            details.append(f"attempt {attempt}/{task.retries + 1}")
         if status in _ACTIVE:
-            details.append(format_seconds(perf_counter() - task._started_at))
+            details.append(format_seconds(record.elapsed if record is not None else 0.0))
         elif task in self._durations:
             details.append(format_seconds(self._durations[task]))
         detail = " " + " ".join(details) if details else ""

@@ -1,0 +1,167 @@
+"""What happens to one task in one run: its per-run record, and the plan's decisions.
+
+A :class:`~flow2.Task` is a definition. Everything that happens to it in a
+run (its status, its attempt, when it started, the failures inside it, its
+parent in this run) lives in a :class:`TaskRun` that the run owns, so one
+tree object can run twice at once, or again after a failure, and each run
+reports only its own outcomes. Every event carries its record
+(``event.record``), and :meth:`flow2.Run.record_of` finds one by task.
+
+A run may also follow a *plan*: an object consulted before each task starts
+that can decide to reuse a stored result (:class:`Reuse`) or to leave the
+task out (:class:`Skip`). Resuming a run and partial runs are plans.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter, time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._events import Status, TaskEvent
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from ._task import Context, Task
+
+
+class TaskRun:
+    """One task in one run: the state a run keeps for each task it reaches.
+
+    :ivar task: the task definition
+    :ivar run: the run this record belongs to
+    :ivar parent: the record of the enclosing task in this run (None for the root)
+    :ivar children: records of the tasks inside this one in this run, in the
+        order they were reached (a task's static children, then any created on
+        the fly while it ran)
+    :ivar status: the task's :class:`~flow2.Status` in this run
+    :ivar attempt: 1 for the first attempt, 2 for the first retry, ...
+    :ivar started_at: ``time.perf_counter()`` when the task started (0 before)
+    :ivar start_time: wall-clock start, seconds since the epoch (0 before)
+    :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
+    :ivar reason: why the task was skipped or reused, when it was
+    """
+
+    # One record per task per run: slots keep a million of them small.
+    __slots__ = (
+        "_path",
+        "attempt",
+        "children",
+        "failed_count",
+        "parent",
+        "reason",
+        "run",
+        "start_time",
+        "started_at",
+        "status",
+        "task",
+    )
+
+    def __init__(self, task: Task, run: Run, parent: TaskRun | None) -> None:
+        self.task = task
+        self.run = run
+        self.parent = parent
+        self.children: list[TaskRun] = []
+        self.status = Status.PENDING
+        self.attempt = 1
+        self.started_at = 0.0
+        self.start_time = 0.0
+        self.failed_count = 0
+        self.reason: str | None = None
+        self._path: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"<TaskRun {' › '.join(self.path)!r} {self.status.name} attempt={self.attempt}>"
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Names from the root of the run down to this task."""
+        path = self._path
+        if path is None:
+            parent = self.parent
+            path = (*parent.path, self.task.name) if parent is not None else (self.task.name,)
+            self._path = path
+        return path
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the task started (0 before it started)."""
+        return perf_counter() - self.started_at if self.started_at else 0.0
+
+    def begin(self) -> None:
+        """Enter RUNNING for a first attempt."""
+        self.status = Status.RUNNING
+        self.attempt = 1
+        self.started_at = perf_counter()
+        self.start_time = time()
+
+    def count_failures(self, failed_itself: bool) -> int:
+        """Set and return :attr:`failed_count`: a failed leaf's own 1 plus the failures inside."""
+        count = sum(child.failed_count for child in self.children) if self.children else 0
+        if failed_itself and self.task.stores_result:
+            count += 1
+        self.failed_count = count
+        return count
+
+    def emit(
+        self,
+        status: Status,
+        *,
+        duration: float | None = None,
+        result: Any = None,
+        error: BaseException | None = None,
+        retry_delay: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Build the event for ``status`` from this record and hand it to the run's listeners.
+
+        Every task event of a run is built here.
+        """
+        self.run.emit(
+            TaskEvent(
+                status,
+                self,
+                time(),
+                duration=duration,
+                result=result,
+                error=error,
+                retry_delay=retry_delay,
+                reason=reason,
+            )
+        )
+
+
+class Reuse:
+    """A plan's decision: do not run the task, put ``result`` in the context instead.
+
+    :param result: the stored result
+    :param reason: shown with the REUSED event (e.g. "succeeded in run 3f2a…")
+    """
+
+    __slots__ = ("reason", "result")
+
+    def __init__(self, result: Any, reason: str | None = None) -> None:
+        self.result = result
+        self.reason = reason
+
+
+class Skip:
+    """A plan's decision: do not run the task (nor anything inside it); report it SKIPPED.
+
+    :param reason: why, shown with the SKIPPED event ("left out by --skip")
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Decision = Reuse | Skip
+
+
+class Plan(Protocol):
+    """Decides, before each task starts, whether it runs, is reused, or is left out."""
+
+    def decide(self, record: TaskRun, context: Context) -> Decision | None:
+        """Return None to run the task as usual, or a :class:`Reuse` or :class:`Skip`."""
+        ...
