@@ -80,14 +80,16 @@ def test_thread_pool_size_is_configurable() -> None:
     running = 0
     peak = 0
     lock = threading.Lock()
-    barrier_passed = threading.Event()
+    # Threads meet in pairs: two must run at once for any to go on (one
+    # thread alone breaks the barrier at its timeout and fails the test).
+    pairs = threading.Barrier(2, timeout=30)
 
     def work(context: dict[str, Any]) -> None:
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        barrier_passed.wait(0.05)
+        pairs.wait()
         with lock:
             running -= 1
 

@@ -74,12 +74,22 @@ def test_callers_timeout_cancels_the_tree(recorder: Recorder) -> None:
 
     async def main() -> None:
         runner = flow2.Runner(display="none", listeners=[recorder])
+        started = asyncio.Event()
+
+        async def expire_once_started(deadline: asyncio.Timeout) -> None:
+            await started.wait()  # the three sleepers are running
+            deadline.reschedule(asyncio.get_running_loop().time())
+
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await runner.run(tree_of_sleepers(asyncio.Event(), survivors))
+            async with asyncio.timeout(None) as deadline:
+                watcher = asyncio.create_task(expire_once_started(deadline))
+                await runner.run(tree_of_sleepers(started, survivors))
+        await watcher
 
     run(main())
-    assert recorder.final("A") is S.CANCELLED
+    for name in ("A", "B", "C", "Inner", "Parallel", "Root"):
+        assert recorder.statuses(name)[0] is S.RUNNING, name
+        assert recorder.final(name) is S.CANCELLED, name
     assert survivors == []
 
 
@@ -88,11 +98,19 @@ def test_wait_for_cancels_the_tree(recorder: Recorder) -> None:
 
     async def main() -> None:
         runner = flow2.Runner(display="none", listeners=[recorder])
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(runner.run(tree_of_sleepers(asyncio.Event(), survivors)), 0.2)
+        started = asyncio.Event()
+        waiting = asyncio.create_task(
+            asyncio.wait_for(runner.run(tree_of_sleepers(started, survivors)), 60)
+        )
+        await started.wait()
+        waiting.cancel()  # wait_for passes the cancellation into the run
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
 
     run(main())
-    assert recorder.final("Root") is S.CANCELLED
+    for name in ("A", "B", "C", "Root"):
+        assert recorder.statuses(name)[0] is S.RUNNING, name
+        assert recorder.final(name) is S.CANCELLED, name
     assert survivors == []
 
 

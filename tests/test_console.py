@@ -190,6 +190,8 @@ def test_default_run_prints_to_stdout(
 
 
 def test_console_flushes_outside_an_event_loop() -> None:
-    stream = io.StringIO()
+    # A text stream over a buffer keeps what it is given until flushed.
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
     PlainConsole(stream).write("line\n")
-    assert stream.getvalue() == "line\n"
+    assert raw.getvalue() == b"line\n"

@@ -158,3 +158,50 @@ def test_work_raising_cancelled_error_unasked_is_a_failure_not_a_cancellation(
     assert recorder.final("P") is S.PARTIAL
     end = recorder.events[-1]
     assert isinstance(end, flow2.RunEvent) and end.status is S.PARTIAL
+
+
+class _FailsToClose:
+    """An executor whose aclose() raises: the run still ends and reports it."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def call(self, task: flow2.Task, function: Any, context: dict[str, Any]) -> Any:
+        return function(context)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        raise OSError("cannot close")
+
+
+def test_an_executor_that_fails_to_close_is_logged_and_the_run_ends(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    executor = _FailsToClose()
+    tree = flow2.SerialTaskGroup(
+        "S", flow2.CallbackTask("Work", lambda context: 7, executor=executor)
+    )
+    context = run(flow2.Runner(display="none", listeners=[recorder]).run(tree))
+    assert context == {"work": 7}
+    assert executor.closed == 1
+    assert "closing executor" in caplog.text and "cannot close" in caplog.text
+    end = recorder.events[-1]
+    assert isinstance(end, flow2.RunEvent) and end.status is S.SUCCEEDED
+
+
+def test_an_unknown_executor_named_by_a_task_made_on_the_fly_fails_that_task(
+    recorder: Recorder,
+) -> None:
+    async def spawn(context: dict[str, Any]) -> None:
+        await flow2.CallbackTask("Remote", lambda c: 1, executor="warp").process(context)
+
+    tree = flow2.SerialTaskGroup("S", flow2.CallbackTask("Spawn", spawn))
+    context = run(flow2.Runner(display="none", listeners=[recorder]).run(tree, raises=False))
+    error = context["remote"]
+    assert isinstance(error, flow2.DefinitionError)
+    assert (error.task, error.option) == ("Remote", "executor")
+    assert "executor='warp' is not a known executor" in str(error)
+    assert recorder.final("Remote") is S.FAILED

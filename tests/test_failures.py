@@ -171,12 +171,38 @@ def test_max_parallel_caps_concurrency() -> None:
 
 
 def test_max_parallel_with_cancel_skips_the_rest(recorder: Recorder) -> None:
-    tasks = [failing("Bad", RuntimeError("x")), *(ok(f"T{index}") for index in range(5))]
-    tree = flow2.ParallelTaskGroup("P", *tasks, max_parallel=1, on_error="cancel")
-    with pytest.raises(ExceptionGroup):
-        run(runner(recorder).run(tree))
+    # Several workers: the first failure cancels the running sibling and no
+    # waiting child starts; without the cancel policy "Slow" would finish and
+    # T0…T4 would run.
+    slow_started = asyncio.Event
+
+    async def main() -> None:
+        started = slow_started()
+
+        async def slow(context: dict[str, Any]) -> None:
+            started.set()
+            await asyncio.sleep(5)
+
+        async def bad(context: dict[str, Any]) -> None:
+            await started.wait()
+            raise RuntimeError("x")
+
+        tasks = [
+            flow2.CallbackTask("Slow", slow),
+            flow2.CallbackTask("Bad", bad),
+            *(ok(f"T{index}") for index in range(5)),
+        ]
+        tree = flow2.ParallelTaskGroup("P", *tasks, max_parallel=2, on_error="cancel")
+        with pytest.raises(ExceptionGroup) as caught:
+            await runner(recorder).run(tree)
+        assert [type(error) for error in caught.value.exceptions] == [RuntimeError]
+
+    run(main())
+    assert recorder.final("Slow") is S.CANCELLED
     for index in range(5):
         assert recorder.statuses(f"T{index}") == [S.SKIPPED]
+    skipped = [e for e in recorder.events if isinstance(e, flow2.TaskEvent) and e.task.name == "T0"]
+    assert skipped[0].reason is not None and "'Bad' failed" in skipped[0].reason
 
 
 def test_max_parallel_continue_runs_everything(recorder: Recorder) -> None:

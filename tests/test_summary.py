@@ -11,7 +11,6 @@ import flow2
 from flow2._listeners._summary import (
     MAX_FAILURES_SHOWN,
     MAX_FRAMES,
-    SummaryListener,
     is_user_frame,
     user_traceback,
 )
@@ -190,19 +189,6 @@ def test_a_cancelled_run_says_so() -> None:
     output = run(main())
     assert "Root was cancelled in" in output
     assert "0 succeeded, 0 failed, 0 skipped, 1 cancelled" in output
-
-
-def test_slowest_heap_keeps_the_largest_durations() -> None:
-    listener = SummaryListener(io.StringIO())
-    durations = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.05]
-    tree = flow2.ParallelTaskGroup(
-        "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(len(durations))]
-    )
-    for task, duration in zip(tree.tasks, durations, strict=True):
-        record = flow2.TaskRun(task, None, None)  # type: ignore[arg-type]
-        listener(flow2.TaskEvent(flow2.Status.SUCCEEDED, record, 0.0, duration=duration))
-    kept = sorted(duration for duration, _, _ in listener._slowest)
-    assert kept == [0.3, 0.5, 0.7, 0.8, 0.9]
 
 
 def test_user_frames_filter() -> None:

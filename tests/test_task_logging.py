@@ -208,11 +208,43 @@ def test_colored_prefix_on_a_terminal() -> None:
 
 
 def test_records_outside_any_run_are_not_shown() -> None:
+    # While a run is going on, records logged by code outside it (another
+    # asyncio task, another run) do not appear in its output.
     stream = io.StringIO()
-    runner = flow2.Runner(display="plain", stream=stream)
-    flow2.logger.warning("before any run")
-    run(runner.run(flow2.CallbackTask("T", lambda context: None)))
-    assert "before any run" not in stream.getvalue()
+    other_stream = io.StringIO()
+
+    async def main() -> None:
+        inside, outside_done = asyncio.Event(), asyncio.Event()
+
+        async def outsider() -> None:
+            await inside.wait()
+            flow2.logger.warning("logged outside any run")
+            outside_done.set()
+
+        async def task_code(context: dict[str, Any]) -> None:
+            inside.set()
+            await outside_done.wait()
+            flow2.logger.warning("logged inside the run")
+
+        async def other_code(context: dict[str, Any]) -> None:
+            await inside.wait()
+            flow2.logger.warning("logged by the other run")
+
+        # Created before the runs: its context has no run.
+        stranger = asyncio.create_task(outsider())
+        await asyncio.gather(
+            flow2.Runner(display="plain", stream=stream).run(flow2.CallbackTask("T", task_code)),
+            flow2.Runner(display="plain", stream=other_stream).run(
+                flow2.CallbackTask("Other", other_code)
+            ),
+        )
+        await stranger
+
+    run(main())
+    assert "logged inside the run" in stream.getvalue()
+    assert "logged outside any run" not in stream.getvalue()
+    assert "logged by the other run" not in stream.getvalue()
+    assert "logged by the other run" in other_stream.getvalue()
 
 
 def test_live_view_shows_records_above_and_next_to_the_running_task() -> None:

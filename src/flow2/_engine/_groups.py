@@ -207,7 +207,7 @@ class ParallelTaskGroup(TaskGroup):
                     if cancel_on_failure and not stopping:
                         # Cancel the running siblings; the waiting ones never
                         # start. See test_max_parallel_with_cancel_skips_the_rest
-                        # and test_cancel_policy_cancels_running_siblings.
+                        # and test_parallel_on_error_cancel_cancels_running_siblings.
                         stopping = True
                         for sibling in running:
                             sibling.cancel()
@@ -225,7 +225,7 @@ class ParallelTaskGroup(TaskGroup):
             # The group itself is cancelled (Ctrl-C, a timeout, a sibling):
             # cancel every running child and wait for each to report, so
             # nothing keeps running behind the caller; the waiting children
-            # are CANCELLED. See test_cancelling_a_bounded_group_cancels_every_worker.
+            # are CANCELLED. See test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting.
             stopping = True
             children = list(running)
             for child_task in children:

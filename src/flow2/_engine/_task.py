@@ -255,7 +255,7 @@ class Task:
                 # Nothing cancelled this task: its work raised CancelledError
                 # itself (it awaited something cancelled elsewhere). Reporting
                 # that as a cancellation would let a parallel group succeed.
-                # See test_stray_cancellation_fails_the_task.
+                # See test_work_raising_cancelled_error_unasked_is_a_failure_not_a_cancellation.
                 error = StrayCancellationError(
                     f"task {self.name!r}: its work raised CancelledError although nothing "
                     f"cancelled the task; did it await a future or task cancelled elsewhere?"
