@@ -94,7 +94,6 @@ class TaskEvent:
         status: Status,
         record: TaskRun,
         time: float,
-        *,
         duration: float | None = None,
         result: Any = None,
         error: BaseException | None = None,

@@ -174,29 +174,21 @@ class ParallelTaskGroup(TaskGroup):
         cancels the running children and leaves the waiting ones SKIPPED.
         """
         tasks = self.tasks
-        if not tasks:
+        count = len(tasks)
+        if not count:
             return []
         loop = asyncio.get_running_loop()
-        waiting = iter(enumerate(tasks))
+        create_task = loop.create_task
         running: dict[asyncio.Task[Context], int] = {}
         failures: list[tuple[int, Exception]] = []
         all_done: asyncio.Future[None] = loop.create_future()
         cancel_on_failure = self.on_error is OnError.CANCEL
+        limit = self.max_parallel or count
+        next_index = min(limit, count)  # the first child not started yet
         stopping = False
 
-        def start_next() -> None:
-            for index, child in waiting:
-                # A child group runs in an asyncio task of its own as well:
-                # nesting stays flat however deep the tree (see _process_apart).
-                child_task = loop.create_task(child.process(context))
-                running[child_task] = index
-                child_task.add_done_callback(finished)
-                return
-            if not running and not all_done.done():
-                all_done.set_result(None)
-
         def finished(child_task: asyncio.Task[Context]) -> None:
-            nonlocal stopping
+            nonlocal stopping, next_index
             index = running.pop(child_task)
             if not child_task.cancelled():
                 error = child_task.exception()
@@ -211,35 +203,42 @@ class ParallelTaskGroup(TaskGroup):
                         stopping = True
                         for sibling in running:
                             sibling.cancel()
-            if stopping:
-                if not running and not all_done.done():
-                    all_done.set_result(None)
-            else:
-                start_next()
+            if next_index < count and not stopping:
+                # A finished child makes room for the next waiting one, so at
+                # most ``max_parallel`` children exist as coroutines at once.
+                started = create_task(tasks[next_index].process(context))
+                running[started] = next_index
+                started.add_done_callback(finished)
+                next_index += 1
+            elif not running and not all_done.done():
+                all_done.set_result(None)
 
-        for _ in range(min(self.max_parallel or len(tasks), len(tasks))):
-            start_next()
+        # A child group runs in an asyncio task of its own as well: nesting
+        # stays flat however deep the tree (see _process_apart).
+        for index in range(next_index):
+            started = create_task(tasks[index].process(context))
+            running[started] = index
+            started.add_done_callback(finished)
         try:
             await all_done
         except asyncio.CancelledError:
             # The group itself is cancelled (Ctrl-C, a timeout, a sibling):
             # cancel every running child and wait for each to report, so
             # nothing keeps running behind the caller; the waiting children
-            # are CANCELLED. See test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting.
+            # are CANCELLED. See
+            # test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting.
             stopping = True
             children = list(running)
             for child_task in children:
                 child_task.cancel()
             if children:
                 await asyncio.wait(children)
-            record.run.mark_not_started(
-                [child for _, child in waiting], Status.CANCELLED, parent=record
-            )
+            record.run.mark_not_started(tasks[next_index:], Status.CANCELLED, parent=record)
             raise
         if stopping:
             failed = tasks[min(failures)[0]].name
             record.run.mark_not_started(
-                [child for _, child in waiting],
+                tasks[next_index:],
                 Status.SKIPPED,
                 f"task {failed!r} failed and the group cancels on error",
                 parent=record,

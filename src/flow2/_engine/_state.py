@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from ._task import Context, Task
 
 
+_PENDING = Status.PENDING
+
+
 class TaskRun:
     """One task in one run: the state a run keeps for each task it reaches.
 
@@ -61,7 +64,7 @@ class TaskRun:
         self.run = run
         self.parent = parent
         self.children: list[TaskRun] = []
-        self.status = Status.PENDING
+        self.status: Status = _PENDING
         self.attempt = 1
         self.started_at = 0.0
         self.start_time = 0.0
@@ -116,18 +119,7 @@ class TaskRun:
 
         Every task event of a run is built here.
         """
-        self.run.emit(
-            TaskEvent(
-                status,
-                self,
-                time(),
-                duration=duration,
-                result=result,
-                error=error,
-                retry_delay=retry_delay,
-                reason=reason,
-            )
-        )
+        self.run.emit(TaskEvent(status, self, time(), duration, result, error, retry_delay, reason))
 
 
 class Reuse:

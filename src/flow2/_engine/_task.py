@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._context import current_record, current_run
-from ._events import Status
+from ._events import Status, TaskEvent
 from ._exceptions import (
     DefinitionError,
     StrayCancellationError,
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from ._state import Decision, TaskRun
 
 Context = dict[str, Any]
+
+_RUNNING = Status.RUNNING
+_SUCCEEDED = Status.SUCCEEDED
+_PARTIAL = Status.PARTIAL
 
 
 class Task:
@@ -234,16 +239,23 @@ class Task:
             return await run_root(self, context, raises)
         if context is None:
             context = run.context
-        record = run.record_for(self)
+        # The hot path of every task: attribute lookups and calls are kept
+        # few here (see benchmarks/bench_engine.py).
+        record = run._records.get(id(self))
+        if record is None or record.task is not self:
+            record = run.record_for(self)
         if run.plan is not None:
             decision = run.plan.decide(record, context)
             if decision is not None:
                 return _follow(record, decision, context)
         token = current_record.set(record)
-        record.begin()
+        record.status = _RUNNING
+        record.attempt = 1
+        record.started_at = perf_counter()
+        record.start_time = now = time()
         try:
             if self._default_start:
-                record.emit(Status.RUNNING)
+                run.emit(TaskEvent(_RUNNING, record, now))
             else:
                 await self.start(context)
             if self.retries or self.timeout is not None:
@@ -279,12 +291,23 @@ class Task:
             wrapped.__cause__ = error
             await self._fail(record, wrapped, context, raises)
         else:
-            if self.stores_result:
+            stores_result = self.stores_result
+            if stores_result:
                 context[self.key] = result
-            failed_inside = record.count_failures(False)
-            record.status = Status.PARTIAL if failed_inside else Status.SUCCEEDED
+            if record.children and record.count_failures(False):
+                record.status = status = _PARTIAL
+            else:
+                record.status = status = _SUCCEEDED
             if self._default_success:
-                _emit_succeeded(record, result)
+                run.emit(
+                    TaskEvent(
+                        status,
+                        record,
+                        time(),
+                        perf_counter() - record.started_at,
+                        result if stores_result else None,
+                    )
+                )
             else:
                 await self.success(result, context)
         finally:

@@ -42,7 +42,10 @@ class LoggingListener:
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            self._log_task_event(event)
+            # Checked here, not in the method: most runs log nothing, and
+            # this listener sees every event. isEnabledFor is cached by logging.
+            if logger.isEnabledFor(LEVELS[event.status]):
+                self._log_task_event(event)
         elif isinstance(event, RunEvent):
             self._log_run_event(event)
 
