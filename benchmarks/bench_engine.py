@@ -65,6 +65,21 @@ def time_gather(count: int) -> float:
     return asyncio.run(main())
 
 
+def time_task_group(count: int) -> float:
+    """One ``asyncio.TaskGroup`` task per leaf: what a serial group is held against."""
+
+    async def main() -> float:
+        context: dict[str, Any] = {}
+        gc.collect()
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(count):
+                group.create_task(noop(context))
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
 def time_flow(count: int, group: type[flow2.TaskGroup], runner: flow2.Runner) -> float:
     tree = group(
         "Benchmark", *(flow2.CallbackTask(f"Task {index}", noop) for index in range(count))
@@ -98,6 +113,56 @@ def import_ratio(repeat: int) -> tuple[float, float]:
     return statistics.median(asyncio_times), statistics.median(flow2_times)
 
 
+def measure_one(count: int) -> None:
+    """Print µs per task (flow2, output off; and gather) and peak memory per task, as JSON."""
+    import json
+    import resource
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    flowed = time_flow(count, flow2.ParallelTaskGroup, flow2.Runner(display="none"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    gathered = time_gather(count)
+    print(
+        json.dumps(
+            {
+                "flow2": flowed / count * 1e6,
+                "gather": gathered / count * 1e6,
+                "bytes_per_task": (peak - baseline) * 1024 / count,
+            }
+        )
+    )
+
+
+def million(repeat: int = 3) -> None:
+    """flow2's per-task cost at 1,000,000 tasks against 10,000, fresh processes, medians."""
+    import json
+
+    figures: dict[int, list[dict[str, float]]] = {10_000: [], 1_000_000: []}
+    for _ in range(repeat):
+        for count in figures:
+            output = subprocess.run(
+                [sys.executable, __file__, "--one", str(count)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            figures[count].append(json.loads(output))
+    print("one parallel group of no-op callbacks, output off; medians of fresh processes")
+    medians = {}
+    for count, samples in figures.items():
+        medians[count] = {
+            key: statistics.median(sample[key] for sample in samples) for key in samples[0]
+        }
+        row = medians[count]
+        print(
+            f"  {count:>9,} tasks: flow2 {row['flow2']:5.1f} µs/task, gather "
+            f"{row['gather']:5.1f} µs/task, peak memory {row['bytes_per_task']:,.0f} bytes/task"
+        )
+    growth = medians[1_000_000]["flow2"] / medians[10_000]["flow2"]
+    gather_growth = medians[1_000_000]["gather"] / medians[10_000]["gather"]
+    print(f"  1,000,000 vs 10,000: flow2 {growth:.2f}x, gather {gather_growth:.2f}x")
+
+
 def sweep(quick: bool) -> None:
     """Print flow2 (output off) against gather at growing sizes."""
     print("\nsweep, output off: µs per task (flow2 / gather)")
@@ -123,7 +188,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 3 repeats")
     parser.add_argument("--sweep", action="store_true", help="only the sweep, 1,000 to 300,000")
+    parser.add_argument(
+        "--million",
+        action="store_true",
+        help="per-task cost and peak memory at 10,000 and 1,000,000 tasks, each in a fresh process",
+    )
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child of --million
     options = parser.parse_args()
+    if options.one:
+        measure_one(options.one)
+        return
+    if options.million:
+        million()
+        return
     if options.quick:
         options.tasks, options.repeat = 10_000, 3
     if options.sweep:
@@ -157,7 +234,11 @@ def main() -> None:
         "parallel, output off": lambda count: time_flow(
             count, flow2.ParallelTaskGroup, flow2.Runner(display="none")
         ),
+        "asyncio.TaskGroup, a task per leaf": time_task_group,
         "serial, console to /dev/null": to_devnull(flow2.SerialTaskGroup),
+        "serial, output off": lambda count: time_flow(
+            count, flow2.SerialTaskGroup, flow2.Runner(display="none")
+        ),
         "parallel, INFO handler": with_info_handler,
     }
 

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._engine._exceptions import ConfigurationError
 from ._engine._run import execute, set_default_runner
-from ._listeners._console import PlainConsole
-from ._listeners._logging import LoggingListener, TaskRecordRouter
 from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
@@ -133,6 +131,10 @@ class Runner:
 
     def listeners_for_run(self) -> list[EventListener]:
         """The listeners of one run: a display, the summary, logging, the event file, the user's."""
+        # The listeners load with the first run, not with ``import flow2``.
+        from ._listeners._console import PlainConsole
+        from ._listeners._logging import LoggingListener, TaskRecordRouter
+
         listeners: list[EventListener] = []
         display = self._choose_display()
         verbosity = self.verbosity
@@ -173,7 +175,8 @@ class Runner:
             if not has_rich:
                 raise ConfigurationError(
                     "display='live' needs rich, which is not installed; "
-                    "install it with: pip install 'flow2[live]' (or use display='plain')"
+                    "install flow2[live] (pip install '<your flow2 clone or wheel>[live]'), "
+                    "or use display='plain'"
                 )
             return Display.LIVE
         if self.display is Display.AUTO:

@@ -1,6 +1,6 @@
 """The Dask executor: sync callbacks as futures on a Dask cluster.
 
-Needs the ``dask`` extra (``pip install 'flow2[dask]'``). This module is
+Needs the ``dask`` extra (``pip install '.[dask]'``). This module is
 imported by ``import flow2`` and must stay cheap: ``distributed`` is
 imported inside the methods, when a run uses the executor.
 """
@@ -129,7 +129,7 @@ class DaskExecutor:
         except ModuleNotFoundError:
             raise ExecutorError(
                 "the Dask executor needs the dask extra, which is not installed: "
-                "pip install 'flow2[dask]'"
+                "pip install '<your flow2 clone or wheel>[dask]'"
             ) from None
         client = distributed.Client(
             self.address,
