@@ -61,7 +61,7 @@ class DuplicateKeyError(DefinitionError):
 
 
 class DuplicateTaskError(DefinitionError):
-    """The same task object appears twice in one tree, or in two running trees."""
+    """The same task object appears twice in one tree (one tree may run many times at once)."""
 
 
 class PluginError(DefinitionError):
