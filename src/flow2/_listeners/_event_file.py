@@ -143,6 +143,7 @@ class EventFile:
             "failed_count": event.failed_count,
             "retry_delay": event.retry_delay,
             "error": _error(event.error),
+            "reason": event.reason,
         }
 
     def _run_fields(self, event: RunEvent) -> dict[str, Any]:

@@ -53,7 +53,7 @@ MAX_FRAMES = 12
 MAX_CAUSES = 3
 
 _RUNNING, _RETRYING, _FAILED = Status.RUNNING, Status.RETRYING, Status.FAILED
-_COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+_COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 _HEADLINE_WORDS = {
     Status.SUCCEEDED: "succeeded",
     Status.PARTIAL: "finished with failures",
@@ -203,7 +203,12 @@ class SummaryListener:
         """The summary's text for the run's end ``event``, newline-terminated."""
         root = event.run.root.name
         status = event.status
-        counts = ", ".join(f"{self.counts[counted]} {counted.value}" for counted in _COUNTED)
+        # "reused" only in a resumed run (one that reused something).
+        counts = ", ".join(
+            f"{self.counts[counted]} {counted.value}"
+            for counted in _COUNTED
+            if counted is not Status.REUSED or self.counts[counted]
+        )
         headline = (
             f"{root} {_HEADLINE_WORDS.get(status, status.value)} in {event.duration or 0:.2f}s"
         )
