@@ -27,6 +27,7 @@ TASK_FIELDS = {
     "failed_count",
     "retry_delay",
     "error",
+    "reason",
 }
 RUN_FIELDS = {"event", "run_id", "status", "time", "root", "duration", "error"}
 

@@ -9,7 +9,8 @@ renamed or removed. ::
     {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
      "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
      "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
-     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"}}
+     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"},
+     "reason": null}
 """
 
 from __future__ import annotations

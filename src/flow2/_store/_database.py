@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     run_id TEXT NOT NULL,
     number INTEGER NOT NULL,
     parent INTEGER,
-    path TEXT NOT NULL,
+    name TEXT NOT NULL,
     key TEXT NOT NULL,
     is_group INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -75,17 +75,26 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_at REAL,
     ended_at REAL,
     duration REAL,
+    result_format TEXT,
+    result BLOB,
+    definition TEXT,
+    PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS task_notes (
+    run_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    reads TEXT,
+    reason TEXT,
     error_type TEXT,
     error_message TEXT,
     error_traceback TEXT,
-    result_format TEXT,
-    result BLOB,
     result_note TEXT,
-    definition TEXT,
-    reads TEXT,
-    reason TEXT,
     output TEXT,
     PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS definitions (
+    id TEXT PRIMARY KEY,
+    parts TEXT NOT NULL
 );
 """
 
@@ -262,7 +271,7 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise self._not_a_store(str(error)) from None
         if "flow2_store" not in tables:
-            if tables - {"runs", "tasks"} or not create:
+            if tables - {"runs", "tasks", "task_notes", "definitions"} or not create:
                 raise self._not_a_store("it has no flow2_store table")
             self.retry(connection, self._create)
         version = self._version(connection)
@@ -426,11 +435,26 @@ class Store:
         connection.row_factory = sqlite3.Row
         try:
             rows = connection.execute(
-                "SELECT * FROM tasks WHERE run_id = ? ORDER BY number", (run.id,)
+                "SELECT * FROM tasks LEFT JOIN task_notes USING (run_id, number) "
+                "WHERE run_id = ? ORDER BY number",
+                (run.id,),
             ).fetchall()
+            wanted = {row["definition"] for row in rows if row["definition"]}
+            definitions = {
+                row["id"]: json.loads(row["parts"])
+                for row in connection.execute("SELECT * FROM definitions")
+                if row["id"] in wanted
+            }
         finally:
             connection.row_factory = None
-        run.tasks = [_task_from(row) for row in rows]
+        paths: dict[int, tuple[str, ...]] = {}
+        tasks = []
+        for row in rows:
+            parent = row["parent"]
+            path = (*paths.get(parent, ()), row["name"]) if parent is not None else (row["name"],)
+            paths[row["number"]] = path
+            tasks.append(_task_from(row, path, definitions.get(row["definition"])))
+        run.tasks = tasks
         return run
 
     # Deleting -----------------------------------------------------------------
@@ -469,7 +493,13 @@ class Store:
                     chunk = doomed[start : start + 500]
                     marks = ", ".join("?" * len(chunk))
                     connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+                # Definitions no run refers to any more.
+                connection.execute(
+                    "DELETE FROM definitions WHERE id NOT IN "
+                    "(SELECT definition FROM tasks WHERE definition IS NOT NULL)"
+                )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -520,13 +550,14 @@ def _run_from(row: sqlite3.Row) -> StoredRun:
     )
 
 
-def _task_from(row: sqlite3.Row) -> StoredTask:
-    definition = row["definition"]
+def _task_from(
+    row: sqlite3.Row, path: tuple[str, ...], definition: dict[str, str] | None
+) -> StoredTask:
     reads = row["reads"]
     return StoredTask(
         number=row["number"],
         parent=row["parent"],
-        path=tuple(json.loads(row["path"])),
+        path=path,
         key=row["key"],
         is_group=bool(row["is_group"]),
         status=row["status"],
@@ -540,7 +571,7 @@ def _task_from(row: sqlite3.Row) -> StoredTask:
         result_format=row["result_format"],
         result=row["result"],
         result_note=row["result_note"],
-        definition=json.loads(definition) if definition else None,
+        definition=definition,
         reads=json.loads(reads) if reads is not None else None,
         reason=row["reason"],
         output=row["output"],

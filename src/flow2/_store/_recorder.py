@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._listeners._summary import user_traceback
 from ._database import RUNNING
-from ._values import declared_reads, definition_of, encode_result, encode_variables
+from ._values import declared_reads, definition_parts, digest, encode_result, encode_variables
 
 if TYPE_CHECKING:
     import sqlite3
 
     from .._engine._events import Event
     from .._engine._state import TaskRun
+    from .._engine._task import Task
     from .._listeners._secrets import SecretMasker
     from ._database import Store
     from ._resume import ResumePlan
@@ -41,18 +42,19 @@ FLUSH_INTERVAL = 0.5
 #: Lines of a task's log output kept in the store (the last ones).
 OUTPUT_LINES = 200
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
 _RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
 _SUCCEEDED, _REUSED = Status.SUCCEEDED, Status.REUSED
 _WITH_ERROR = (Status.FAILED, Status.CANCELLED)
 _COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
 
-# The columns of the tasks table, in order (see _database._SCHEMA).
-_COLUMNS = 21
+# The columns of the tasks and task_notes tables, in order (see _database._SCHEMA).
+_COLUMNS = 14
 (
     _RUN_ID,
     _NUMBER,
     _PARENT,
-    _PATH,
+    _NAME,
     _KEY,
     _IS_GROUP,
     _STATUS,
@@ -60,17 +62,22 @@ _COLUMNS = 21
     _STARTED_AT,
     _ENDED_AT,
     _DURATION,
+    _RESULT_FORMAT,
+    _RESULT,
+    _DEFINITION,
+) = range(_COLUMNS)
+_NOTE_COLUMNS = 9
+(
+    _NOTE_RUN_ID,
+    _NOTE_NUMBER,
+    _READS,
+    _REASON,
     _ERROR_TYPE,
     _ERROR_MESSAGE,
     _ERROR_TRACEBACK,
-    _RESULT_FORMAT,
-    _RESULT,
     _RESULT_NOTE,
-    _DEFINITION,
-    _READS,
-    _REASON,
     _OUTPUT,
-) = range(_COLUMNS)
+) = range(_NOTE_COLUMNS)
 
 
 class StoreRecorder:
@@ -111,6 +118,12 @@ class StoreRecorder:
         # Writer thread state.
         self._numbers: dict[TaskRun, int] = {}
         self._rows: dict[int, list[Any]] = {}
+        self._notes: dict[int, list[Any]] = {}
+        self._definition_ids: dict[tuple[tuple[str, str], ...], str] = {}
+        self._new_definitions: list[tuple[str, str]] = []
+        self._values_seen: dict[int, tuple[Any, str]] = {}
+        self._shapes: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+        self._started: dict[TaskRun, float] = {}
         self._leaf_statuses: dict[int, str] = {}
         self._counts = dict.fromkeys(_COUNTED, 0)
         self._start: tuple[Any, ...] | None = None
@@ -256,28 +269,61 @@ class StoreRecorder:
 
     def _flush(self, connection: sqlite3.Connection) -> None:
         changed: dict[int, list[Any]] = {}
+        changed_notes: dict[int, list[Any]] = {}
         queue = self._queue
+        numbers, rows_by_number, notes_by_number = self._numbers, self._rows, self._notes
+        started = self._started
+        row_of, apply = self._row_of, self._apply
+        # The hot loop of the writer: a leaf's start is only remembered, its
+        # row is made when it finishes (or at the end of this batch when it
+        # is still running), so most tasks cost one row, not two.
         while queue:
             item = queue.popleft()
             record = item[0]
             if record is None:
                 self._end = item
                 continue
-            number, row = self._row_of(record)
-            self._apply(row, item)
+            if item[1] is _RUNNING and record.task.stores_result:
+                started[record] = item[2]
+                continue
+            number = numbers.get(record)
+            row = rows_by_number[number] if number is not None else row_of(record)
+            number = row[_NUMBER]
             changed[number] = row
+            apply(row, item)
+            if number in notes_by_number:
+                changed_notes[number] = notes_by_number[number]
+        for record, when in started.items():
+            row = row_of(record)
+            if row[_STATUS] == "pending":
+                row[_STATUS] = "running"
+                row[_STARTED_AT] = when
+                changed[row[_NUMBER]] = row
+        self._started = {}
         if not changed and self._end is None and not self._stop.is_set():
             return
         rows = list(changed.values())
+        notes = list(changed_notes.values())
+        definitions, self._new_definitions = self._new_definitions, []
         end = self._end
         counts = json.dumps(self._counts)
 
         def commit(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                if definitions:
+                    connection.executemany(
+                        "INSERT OR IGNORE INTO definitions VALUES (?, ?)", definitions
+                    )
                 if rows:
                     connection.executemany(
                         f"INSERT OR REPLACE INTO tasks VALUES ({', '.join('?' * _COLUMNS)})", rows
+                    )
+                if notes:
+                    connection.executemany(
+                        f"INSERT OR REPLACE INTO task_notes VALUES "
+                        f"({', '.join('?' * _NOTE_COLUMNS)})",
+                        notes,
                     )
                 if end is not None:
                     _, status, ended_at, _duration = end
@@ -298,69 +344,124 @@ class StoreRecorder:
 
         self.store.retry(connection, commit)
 
-    def _row_of(self, record: TaskRun) -> tuple[int, list[Any]]:
+    def _row_of(self, record: TaskRun) -> list[Any]:
         number = self._numbers.get(record)
         if number is not None:
-            return number, self._rows[number]
+            return self._rows[number]
         parent = record.parent
         parent_number = None
         if parent is not None:
             parent_number = self._numbers.get(parent)
             if parent_number is None:
-                parent_number = self._row_of(parent)[0]
+                parent_number = self._row_of(parent)[_NUMBER]
         number = len(self._numbers)
         self._numbers[record] = number
         task = record.task
-        row: list[Any] = [None] * _COLUMNS
-        row[_RUN_ID] = self.run_id
-        row[_NUMBER] = number
-        row[_PARENT] = parent_number
-        row[_PATH] = json.dumps([self._mask(name) for name in record.path])
-        row[_KEY] = task.key
-        row[_IS_GROUP] = 0 if task.stores_result else 1
-        row[_STATUS] = Status.PENDING.value
-        row[_ATTEMPTS] = 1
-        if self.plan is not None and task.stores_result:
-            row[_REASON] = self.plan.rerun_reason(record.path, task.key)
+        name = task.name
+        row = [
+            self.run_id,
+            number,
+            parent_number,
+            self.masker.mask(name) if self.masker else name,
+            task.key,
+            0 if task.stores_result else 1,
+            "pending",
+            1,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
         self._rows[number] = row
-        return number, row
+        if self.plan is not None and task.stores_result:
+            reason = self.plan.rerun_reason(record.path, task.key)
+            if reason is not None:
+                self._note_of(number)[_REASON] = self._mask(reason)
+        return row
+
+    def _note_of(self, number: int) -> list[Any]:
+        note = self._notes.get(number)
+        if note is None:
+            note = self._notes[number] = [self.run_id, number] + [None] * (_NOTE_COLUMNS - 2)
+        return note
 
     def _apply(self, row: list[Any], item: tuple[Any, ...]) -> None:
+        """Update ``row`` (and its notes) with the event ``item``."""
         record, status, when = item[0], item[1], item[2]
-        self._last_seen = max(self._last_seen, when)
-        if status is _RUNNING:
-            row[_STATUS] = status.value
+        if when > self._last_seen:
+            self._last_seen = when
+        if status is _RUNNING:  # a group
+            row[_STATUS] = "running"
             row[_STARTED_AT] = when
             return
         _, _, _, attempt, duration, encoded, error, reason, output = item
+        value = status.value
+        number = row[_NUMBER]
         if not row[_IS_GROUP]:
-            previous = self._leaf_statuses.get(row[_NUMBER])
-            if previous in self._counts:
-                self._counts[previous] -= 1
-            if status.value in self._counts:
-                self._counts[status.value] += 1
-            self._leaf_statuses[row[_NUMBER]] = status.value
-        row[_STATUS] = status.value
+            counts = self._counts
+            previous = self._leaf_statuses.get(number)
+            if previous is not None:
+                counts[previous] -= 1
+            if value in counts:
+                counts[value] += 1
+                self._leaf_statuses[number] = value
+        row[_STATUS] = value
         row[_ATTEMPTS] = attempt
         row[_ENDED_AT] = when
         row[_DURATION] = duration
         if row[_STARTED_AT] is None:
-            start = record.start_time
+            start = self._started.pop(record, None) or record.start_time
             row[_STARTED_AT] = start if start and status is not _REUSED else when
-        if reason is not None:
-            row[_REASON] = self._mask(reason)
-        if error is not None:
-            row[_ERROR_TYPE] = error[0]
-            row[_ERROR_MESSAGE] = self._mask(error[1])
-            row[_ERROR_TRACEBACK] = self._mask(error[2])
         if encoded is not None:
-            row[_RESULT_FORMAT], row[_RESULT], row[_RESULT_NOTE] = encoded
-            task = record.task
-            row[_DEFINITION] = json.dumps(definition_of(task))
-            reads = declared_reads(task)
-            row[_READS] = json.dumps(reads) if reads is not None else None
-        if output:
-            row[_OUTPUT] = self._mask("\n".join(output))
+            row[_RESULT_FORMAT], row[_RESULT], result_note = encoded
+            row[_DEFINITION], reads = self._definition_of(record.task)
+            if reads is not None or result_note is not None:
+                note = self._note_of(number)
+                note[_READS] = reads
+                note[_RESULT_NOTE] = result_note
+        if reason is not None or error is not None or output:
+            note = self._note_of(number)
+            if reason is not None:
+                note[_REASON] = self._mask(reason)
+            if error is not None:
+                note[_ERROR_TYPE] = error[0]
+                note[_ERROR_MESSAGE] = self._mask(error[1])
+                note[_ERROR_TRACEBACK] = self._mask(error[2])
+            if output:
+                note[_OUTPUT] = self._mask("\n".join(output))
+
+    def _definition_of(self, task: Task) -> tuple[str, str | None]:
+        """The id of ``task``'s definition, and the JSON list of what it declares it reads."""
+        # Tasks of one class whose attributes (all but name and key) are the
+        # same objects share a definition: computed once, not per task. The
+        # types are part of the key, as 1 == 1.0 == True.
+        attributes = vars(task)
+        # Scalars by value (with their types), other objects by identity,
+        # whose text _values_seen keeps (an enum's hash is slow Python code).
+        values = [
+            value if type(value) in _SCALARS else id(value)
+            for name, value in attributes.items()
+            if name != "name" and name != "key"
+        ]
+        shape = (type(task), tuple(attributes), *values, *map(type, attributes.values()))
+        try:
+            known = self._shapes.get(shape)
+        except TypeError:  # pragma: no cover - every part is hashable
+            known = None
+        if known is not None:
+            return known
+        parts = definition_parts(task, self._values_seen)
+        identity = self._definition_ids.get(parts)
+        if identity is None:
+            text = json.dumps(dict(parts), sort_keys=True)
+            identity = self._definition_ids[parts] = digest(text)
+            self._new_definitions.append((identity, text))
+        reads = declared_reads(task)
+        known = (identity, json.dumps(reads) if reads is not None else None)
+        self._shapes[shape] = known
+        return known
 
     def _mask(self, text: str) -> str:
         masker = self.masker

@@ -123,42 +123,21 @@ class ResumePlan:
         position = 0
         for old in started:
             assert old.started_at is not None
+            ends_at_start = False
             while position < len(stored) and stored[position].ended_at <= old.started_at:  # type: ignore[operator]
                 earlier = stored[position]
                 position += 1
+                if earlier is old:  # a reused task starts and ends at once: not its own input
+                    ends_at_start = True
+                    continue
                 if first_again is None and earlier.number not in reused:
                     first_again = earlier
             identity = (old.path, old.key)
             new = self._leaves.get(identity)
-            if new is None:
-                continue
-            reason = _own_reason(old, new, previous.id)
-            if reason is None:
-                reads = declared_reads(new)
-                if reads is None:
-                    if changed:
-                        reason = f"an input changed: variable {sorted(changed)[0]!r}"
-                    elif first_again is not None:
-                        reason = (
-                            f"an input changed: {_name(first_again)}, which ended before it "
-                            f"started, runs again"
-                        )
-                else:
-                    reason = _declared_input_reason(old, reads, changed, by_key, reused)
-            value = None
-            if reason is None:
-                usable, value, why = decode_result(
-                    old.result_format, old.result, pickle_results=self.pickle_results
-                )
-                if not usable:
-                    if old.result_format is None and old.result_note:
-                        why = old.result_note
-                    reason = f"result not stored: {why}"
-            if reason is not None:
-                self._reasons[identity] = reason
-            else:
-                reused.add(old.number)
-                self._decisions[identity] = Reuse(value, f"succeeded in run {previous.id}")
+            if new is not None:
+                self._decide(old, new, changed, by_key, reused, first_again)
+            if ends_at_start and first_again is None and old.number not in reused:
+                first_again = old
         for identity in self._leaves:
             if identity in self._decisions or identity in self._reasons:
                 continue
@@ -167,6 +146,45 @@ class ResumePlan:
                 self._reasons[identity] = f"new: not in run {previous.id}"
             else:
                 self._reasons[identity] = _BEFORE.get(old_task.status, "did not run before")
+
+    def _decide(
+        self,
+        old: StoredTask,
+        new: Task,
+        changed: set[str],
+        by_key: Mapping[str, StoredTask],
+        reused: set[int],
+        first_again: StoredTask | None,
+    ) -> None:
+        """Reuse ``new`` or say why it runs; ``first_again``: its first input that runs again."""
+        identity = (old.path, old.key)
+        reason = _own_reason(old, new)
+        if reason is None:
+            reads = declared_reads(new)
+            if reads is None:
+                if changed:
+                    reason = f"an input changed: variable {sorted(changed)[0]!r}"
+                elif first_again is not None:
+                    reason = (
+                        f"an input changed: {_name(first_again)}, which ended before it "
+                        f"started, runs again"
+                    )
+            else:
+                reason = _declared_input_reason(old, reads, changed, by_key, reused)
+        value = None
+        if reason is None:
+            usable, value, why = decode_result(
+                old.result_format, old.result, pickle_results=self.pickle_results
+            )
+            if not usable:
+                if old.result_format is None and old.result_note:
+                    why = old.result_note
+                reason = f"result not stored: {why}"
+        if reason is not None:
+            self._reasons[identity] = reason
+        else:
+            reused.add(old.number)
+            self._decisions[identity] = Reuse(value, f"succeeded in run {self.previous.id}")
 
     def _changed_variables(self, variables: Mapping[str, Any]) -> set[str]:
         old = self.previous.variables
@@ -181,7 +199,7 @@ class ResumePlan:
         return changed
 
 
-def _own_reason(old: StoredTask, new: Task, run_id: str) -> str | None:
+def _own_reason(old: StoredTask, new: Task) -> str | None:
     if old.status not in _SUCCESS:
         return _BEFORE.get(old.status, f"was {old.status} before")
     if old.definition is None:
