@@ -196,7 +196,7 @@ class Runner:
         self, task: Task, context: Context | None
     ) -> tuple[StoreRecorder, ResumePlan | None]:
         """The recorder of the run, and the plan when it resumes one (in a worker thread)."""
-        from ._listeners._secrets import SecretMasker
+        from ._listeners._secrets import SecretMasker, is_secret_name
         from ._store._database import Store, keep_from_environment
         from ._store._recorder import StoreRecorder
         from ._store._resume import ResumePlan
@@ -225,7 +225,13 @@ class Runner:
             store,
             flow_file=self.flow_file,
             pickle_results=self.pickle_results,
-            masker=SecretMasker.from_environment(),
+            # Secret-named variables are secrets too: their values are masked
+            # wherever they appear in what is stored.
+            masker=SecretMasker.from_environment(
+                str(value)
+                for name, value in (context or {}).items()
+                if is_secret_name(name) and isinstance(value, str | int | float)
+            ),
             plan=plan,
             keep=keep_from_environment(),
         )

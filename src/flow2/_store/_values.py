@@ -8,8 +8,8 @@ when the user opted in (``--pickle-results``, ``Runner(pickle_results=True)``),
 and a pickle is only ever loaded under the same opt-in: opening a store
 runs no code from it.
 
-A task's *definition* is a small mapping, part name → canonical text (or a
-digest of a long one): its class, and each of its options as the task holds
+A task's *definition* is a small mapping, part name → a digest of its
+canonical text: its class, and each of its options as the task holds
 them (after templating), a shell task's command, environment and working
 directory, a callback's qualified name and source. Comparing two of them
 says which part changed.
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 JSON = "json"
 PICKLE = "pickle"
 
-#: Definition parts longer than this are kept as a digest.
-_LONGEST_PART = 120
 #: Attributes that identify a task rather than define it (matched, not compared).
 _IDENTITY = frozenset({"name", "key", "tasks"})
 #: How definition parts read in a reason ("definition changed: command").
@@ -135,7 +133,7 @@ def decode_result(
 
 
 def definition_of(task: Task) -> dict[str, str]:
-    """The parts of ``task``'s definition, each as canonical text or a digest."""
+    """The parts of ``task``'s definition: its class, and a digest of each option."""
     return dict(definition_parts(task, {}))
 
 
@@ -157,7 +155,9 @@ def definition_parts(task: Task, cache: dict[int, tuple[Any, str]]) -> tuple[tup
             else:
                 text = canonical(value)
                 cache[id(value)] = (value, text)
-        parts.append((name, text if len(text) <= _LONGEST_PART else _digest(text)))
+        # Only digests are kept: an option may hold a secret (a command line
+        # rendered with a token), and the store never shows the texts.
+        parts.append((name, _digest(text)))
     return tuple(parts)
 
 
