@@ -43,6 +43,7 @@ if _typing.TYPE_CHECKING:
     from ._executors._processes import ProcessExecutor
     from ._flows._loader import Flow, load
     from ._flows._shell import ShellTask
+    from ._store._database import StoreError
 
 #: The version of this package (PEP 440).
 __version__ = "7.0.0.dev1"
@@ -58,6 +59,7 @@ _ON_FIRST_USE = {
     "load": "._flows._loader",
     "ProcessExecutor": "._executors._processes",
     "ShellTask": "._flows._shell",
+    "StoreError": "._store._database",
 }
 
 
@@ -113,6 +115,7 @@ __all__ = [
     "SerialTaskGroup",
     "ShellTask",
     "Status",
+    "StoreError",
     "StrayCancellationError",
     "Task",
     "TaskEvent",
