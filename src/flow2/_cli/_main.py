@@ -20,7 +20,7 @@ from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
-    from .._engine._events import Event
+    from .._engine._events import Event, EventListener
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
@@ -114,6 +114,20 @@ def cli() -> None:
     default=None,
     help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
 )
+@click.option(
+    "--report",
+    "report",
+    metavar="FILE.html",
+    default=None,
+    help="Write the HTML report (timeline, tree, failures) to this file when the run ends, "
+    "however it ends.",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+)
 def run(
     flow: str,
     variables: tuple[str, ...],
@@ -121,6 +135,8 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    report: str | None,
+    otel: bool | None,
 ) -> None:
     """Run FLOW with the given variables.
 
@@ -137,7 +153,17 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
+    sys.exit(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            report=report,
+            tracing=otel or None,
+        )
+    )
 
 
 def run_flow(
@@ -147,6 +173,8 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    report: str | None = None,
+    tracing: bool | None = None,
 ) -> int:
     """Run a loaded flow and return the exit code."""
     from .._runner import Runner
@@ -157,9 +185,21 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
+    listeners: list[EventListener] = [remember_outcome]
     try:
+        if report is not None:
+            from .._reports._writing import HtmlReportWriter, check_writable
+
+            check_writable(report, "--report")
+            listeners.insert(
+                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
+            )
         runner = Runner(
-            display=display, verbosity=verbosity, events=events, listeners=[remember_outcome]
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            listeners=listeners,
+            tracing=tracing,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
@@ -180,6 +220,74 @@ def run_flow(
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+_REPORT_KINDS = {
+    "html": ("HTML report", "html_report"),
+    "trace": ("trace", "trace_report"),
+    "junit": ("JUnit report", "junit_report"),
+    "markdown": ("Markdown report", "markdown_report"),
+}
+
+
+@cli.command()
+@click.argument("run_reference", metavar="[RUN]", required=False)
+@click.option(
+    "--events",
+    metavar="EVENTS.jsonl",
+    default=None,
+    help="Build the reports from this JSON event file (flow2 run --events, FLOW2_EVENTS) "
+    "instead of the run store; RUN then picks one of its runs.",
+)
+@click.option("--html", metavar="FILE", help="The HTML timeline report: one offline file.")
+@click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
+@click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
+@click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+def report(
+    run_reference: str | None,
+    events: str | None,
+    html: str | None,
+    trace: str | None,
+    junit: str | None,
+    markdown: str | None,
+) -> None:
+    """Write reports on a finished run; FILE - is stdout.
+
+    RUN is a run id, a unique prefix of one, or last (the default).
+    """
+    from .._engine._exceptions import ReportError
+
+    targets = {"html": html, "trace": trace, "junit": junit, "markdown": markdown}
+    wanted = {kind: target for kind, target in targets.items() if target}
+    if not wanted:
+        raise UsageProblem(
+            "flow2 report: say which report to write: --html FILE, --trace FILE, "
+            "--junit FILE or --markdown FILE (FILE - is stdout)"
+        )
+    if events is None:
+        # The run store is the usual source; until it exists, reports come
+        # from event files only.
+        raise UsageProblem(
+            "flow2 report: this flow2 has no run store to find "
+            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
+            "build the report from an event file: flow2 report --events EVENTS.jsonl "
+            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+        )
+    import importlib
+
+    from .._reports._reading import read_events
+    from .._reports._writing import check_writable, write_text
+
+    try:
+        for kind, target in wanted.items():
+            check_writable(target, f"--{kind}")
+        record = read_events(events, run_reference or "last")
+        for kind, target in wanted.items():
+            what, function = _REPORT_KINDS[kind]
+            module = importlib.import_module(f"flow2._reports._{kind}")
+            write_text(getattr(module, function)(record), target, what)
+    except (ReportError, ConfigurationError) as error:
+        raise UsageProblem(f"flow2 report: {error}") from None
 
 
 @cli.command(epilog=_FLOW_HELP)
