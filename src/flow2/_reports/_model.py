@@ -41,6 +41,7 @@ RUN_STATUSES = ("succeeded", "partial", "failed", "cancelled", "interrupted")
 COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 
 _UNFINISHED = (Status.PENDING, Status.RUNNING, Status.RETRYING)
+_STATUSES = {status.value: status for status in Status}
 
 
 @dataclasses.dataclass
@@ -224,16 +225,16 @@ class RunBuilder:
         :raises KeyError, TypeError, ValueError: when a field is missing or wrong
         """
         time = float(fields["time"])
-        self._last_time = max(self._last_time, time)
+        if time > self._last_time:
+            self._last_time = time
+        status = _STATUSES.get(fields["status"]) or Status(fields["status"])
         if fields["event"] == "run":
-            status = Status(fields["status"])
             if status.is_finished:
                 self.run.status = status.value
                 self.run.end = time
                 self.run.error = _error_record(fields.get("error"), None)
                 self.run.complete = True
             return
-        status = Status(fields["status"])
         path = tuple(str(name) for name in fields["path"])
         is_group = bool(fields["group"])
         identity = (path, fields["key"], is_group)

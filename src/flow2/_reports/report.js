@@ -42,6 +42,10 @@
   function clock(micro) {
     return new Date(data.run.start * 1000 + micro / 1000).toISOString().replace("T", " ").replace("Z", " UTC");
   }
+  function describe(errorIndex) {
+    var error = data.errors[errorIndex];
+    return error[1] ? error[0] + ": " + error[1] : error[0];
+  }
   function pathOf(index) {
     var names = [];
     for (var at = index; at >= 0; at = tasks[at][PARENT]) names.push(tasks[at][NAME]);
@@ -184,7 +188,7 @@
   function summary(index) {
     var task = tasks[index], lines = [pathOf(index).join(" › "), task[STATUS] + (task[STARTED] ? " in " + formatSeconds(duration(task)) : "")];
     if (task[ATTEMPTS].length > 1) lines.push(task[ATTEMPTS].length + " attempts");
-    if (task[ERROR] >= 0) lines.push(data.errors[task[ERROR]][0] + ": " + data.errors[task[ERROR]][1]);
+    if (task[ERROR] >= 0) lines.push(describe(task[ERROR]));
     if (task[REASON]) lines.push(task[REASON]);
     return lines.join("\n");
   }
@@ -251,8 +255,7 @@
         tr.appendChild(element("td", {}, "+" + formatOffset(attempt[0])));
         tr.appendChild(element("td", {}, formatSeconds((end - attempt[0]) / 1e6)));
         tr.appendChild(element("td", {}, attempt[2]));
-        var error = attempt[3] >= 0 ? data.errors[attempt[3]] : null;
-        tr.appendChild(element("td", {}, error ? error[0] + ": " + error[1] : ""));
+        tr.appendChild(element("td", {}, attempt[3] >= 0 ? describe(attempt[3]) : ""));
         attempts.appendChild(tr);
       });
       body.appendChild(attempts);
@@ -260,7 +263,7 @@
     if (task[ERROR] >= 0) {
       var error = data.errors[task[ERROR]];
       body.appendChild(element("h3", {}, "Error"));
-      body.appendChild(element("p", { "class": "message" }, error[0] + (error[1] ? ": " + error[1] : "")));
+      body.appendChild(element("p", { "class": "message" }, describe(task[ERROR])));
       if (error[2]) body.appendChild(element("pre", { "class": "traceback" }, error[2]));
     }
     if (task[OUTPUT]) {
@@ -285,7 +288,7 @@
       node.appendChild(element("span", { "class": "mark s-" + task[STATUS], title: task[STATUS] }, MARKS[task[STATUS]] || "?"));
       node.appendChild(element("span", { "class": "name" }, task[NAME]));
       if (task[STARTED]) node.appendChild(element("span", { "class": "time" }, formatSeconds(duration(task))));
-      var why = task[ERROR] >= 0 ? data.errors[task[ERROR]][0] + ": " + data.errors[task[ERROR]][1] : task[REASON];
+      var why = task[ERROR] >= 0 ? describe(task[ERROR]) : task[REASON];
       if (task[ATTEMPTS].length > 1) why = task[ATTEMPTS].length + " attempts" + (why ? " · " + why : "");
       if (why) node.appendChild(element("span", { "class": "why" }, why.split("\n")[0].slice(0, 200)));
       treeRows[index] = node;
