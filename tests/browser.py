@@ -105,7 +105,11 @@ def load_page(path: Path, expressions: dict[str, str]) -> PageResult:
         values = {}
         for name, expression in expressions.items():
             result = tools.send(
-                "Runtime.evaluate", session, expression=expression, returnByValue=True
+                "Runtime.evaluate",
+                session,
+                expression=expression,
+                returnByValue=True,
+                awaitPromise=True,
             )
             values[name] = result.get("result", {}).get("value")
         errors, requests = [], []
