@@ -111,9 +111,7 @@ def main() -> None:
         for listeners, into in (([], plain), ([RunCollector()], collected)):
             tree = make_tree()
             start = time.perf_counter()
-            asyncio.run(
-                flow2.Runner(display="none", listeners=listeners).run(tree, raises=False)
-            )
+            asyncio.run(flow2.Runner(display="none", listeners=listeners).run(tree, raises=False))
             into.append(time.perf_counter() - start)
     ratio = statistics.median(collected) / statistics.median(plain)
     print(
