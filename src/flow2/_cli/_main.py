@@ -22,7 +22,7 @@ from .._flows._loader import render as render_flow
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._engine._events import Event
+    from .._engine._events import Event, EventListener
     from .._store._database import Store, StoredRun
 
 _Command = TypeVar("_Command", bound="Callable[..., Any]")
@@ -132,6 +132,20 @@ def _run_options(command: _Command) -> _Command:
             default=None,
             help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
         ),
+        click.option(
+            "--report",
+            "report",
+            metavar="FILE.html",
+            default=None,
+            help="Write the HTML report (timeline, tree, failures) to this file when the run "
+            "ends, however it ends.",
+        ),
+        click.option(
+            "--otel",
+            is_flag=True,
+            default=None,
+            help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+        ),
         _store_option,
         click.option("--no-store", is_flag=True, help="Do not record the run in the run store."),
         click.option(
@@ -164,6 +178,8 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    report: str | None,
+    otel: bool | None,
     store: str | None,
     no_store: bool,
     pickle_results: bool,
@@ -195,6 +211,8 @@ def run(
             display=display,
             verbosity=verbosity,
             events=events,
+            report=report,
+            tracing=otel or None,
             store=False if no_store else _store_directory(store),
             resume="last" if resume else None,
             pickle_results=pickle_results,
@@ -213,6 +231,8 @@ def resume(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    report: str | None,
+    otel: bool | None,
     store: str | None,
     no_store: bool,
     pickle_results: bool,
@@ -252,6 +272,8 @@ def resume(
             display=display,
             verbosity=verbosity,
             events=events,
+            report=report,
+            tracing=otel or None,
             store=directory,
             resume=previous.id,
             pickle_results=pickle_results,
@@ -430,6 +452,8 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    report: str | None = None,
+    tracing: bool | None = None,
     store: Path | bool = False,
     resume: str | None = None,
     pickle_results: bool = False,
@@ -447,12 +471,21 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
+    listeners: list[EventListener] = [remember_outcome]
     try:
+        if report is not None:
+            from .._reports._writing import HtmlReportWriter, check_writable
+
+            check_writable(report, "--report")
+            listeners.insert(
+                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
+            )
         runner = Runner(
             display=display,
             verbosity=verbosity,
             events=events,
-            listeners=[remember_outcome],
+            listeners=listeners,
+            tracing=tracing,
             store=store,
             resume=resume,
             pickle_results=pickle_results,
@@ -477,6 +510,74 @@ def run_flow(
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+_REPORT_KINDS = {
+    "html": ("HTML report", "html_report"),
+    "trace": ("trace", "trace_report"),
+    "junit": ("JUnit report", "junit_report"),
+    "markdown": ("Markdown report", "markdown_report"),
+}
+
+
+@cli.command()
+@click.argument("run_reference", metavar="[RUN]", required=False)
+@click.option(
+    "--events",
+    metavar="EVENTS.jsonl",
+    default=None,
+    help="Build the reports from this JSON event file (flow2 run --events, FLOW2_EVENTS) "
+    "instead of the run store; RUN then picks one of its runs.",
+)
+@click.option("--html", metavar="FILE", help="The HTML timeline report: one offline file.")
+@click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
+@click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
+@click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+def report(
+    run_reference: str | None,
+    events: str | None,
+    html: str | None,
+    trace: str | None,
+    junit: str | None,
+    markdown: str | None,
+) -> None:
+    """Write reports on a finished run; FILE - is stdout.
+
+    RUN is a run id, a unique prefix of one, or last (the default).
+    """
+    from .._engine._exceptions import ReportError
+
+    targets = {"html": html, "trace": trace, "junit": junit, "markdown": markdown}
+    wanted = {kind: target for kind, target in targets.items() if target}
+    if not wanted:
+        raise UsageProblem(
+            "flow2 report: say which report to write: --html FILE, --trace FILE, "
+            "--junit FILE or --markdown FILE (FILE - is stdout)"
+        )
+    if events is None:
+        # The run store is the usual source; until it exists, reports come
+        # from event files only.
+        raise UsageProblem(
+            "flow2 report: this flow2 has no run store to find "
+            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
+            "build the report from an event file: flow2 report --events EVENTS.jsonl "
+            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+        )
+    import importlib
+
+    from .._reports._reading import read_events
+    from .._reports._writing import check_writable, write_text
+
+    try:
+        for kind, target in wanted.items():
+            check_writable(target, f"--{kind}")
+        record = read_events(events, run_reference or "last")
+        for kind, target in wanted.items():
+            what, function = _REPORT_KINDS[kind]
+            module = importlib.import_module(f"flow2._reports._{kind}")
+            write_text(getattr(module, function)(record), target, what)
+    except (ReportError, ConfigurationError) as error:
+        raise UsageProblem(f"flow2 report: {error}") from None
 
 
 @cli.command(epilog=_FLOW_HELP)
