@@ -29,6 +29,7 @@ from ._engine._exceptions import (
     TaskTypeError,
 )
 from ._engine._executor import EXECUTOR_FACTORIES, Executor
+from ._engine._needs import NeedsError
 from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
 from ._engine._run import Run
@@ -103,6 +104,7 @@ __all__ = [
     "Flow",
     "FlowError",
     "FlowFileError",
+    "NeedsError",
     "OnError",
     "ParallelTaskGroup",
     "PluginError",
