@@ -29,9 +29,9 @@ from ._engine._exceptions import (
     TaskTypeError,
 )
 from ._engine._executor import EXECUTOR_FACTORIES, Executor
-from ._engine._needs import NeedsError
 from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
+from ._engine._needs import NeedsError
 from ._engine._run import Run
 from ._engine._state import TaskRun
 from ._executors._threads import ThreadExecutor

@@ -109,11 +109,7 @@ async def condition_holds(when: Any, context: Context) -> bool:
     """
     if isinstance(when, bool):
         return when
-    keywords = {
-        name: context[name]
-        for name, _ in keyword_only_parameters(when)
-        if name in context
-    }
+    keywords = {name: context[name] for name, _ in keyword_only_parameters(when) if name in context}
     value = when(context, **keywords)
     while inspect.isawaitable(value):
         value = await value

@@ -251,6 +251,7 @@ def _cycles(
     A task waits for the tasks it needs, and, since it starts only inside its
     running group, for what its groups wait for: an edge to its parent.
     """
+
     def edges(identity: int) -> list[tuple[int, str | None]]:
         out: list[tuple[int, str | None]] = [
             (id(producer), key) for key, producer in waits.get(identity, ())
