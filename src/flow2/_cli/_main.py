@@ -114,6 +114,26 @@ def cli() -> None:
     default=None,
     help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="TASK",
+    help="Run only TASK (a result key or a group's path such as release/checks) and what "
+    "it needs; repeat it or separate with commas for several.",
+)
+@click.option(
+    "--skip", multiple=True, metavar="TASK", help="Leave TASK out; repeat it for several."
+)
+@click.option("--until", metavar="TASK", help="Stop after TASK (and run what it needs).")
+@click.option(
+    "--from",
+    "start_from",
+    metavar="TASK",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
+)
 def run(
     flow: str,
     variables: tuple[str, ...],
@@ -121,12 +141,22 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    until: str | None,
+    start_from: str | None,
+    dry_run: bool,
 ) -> None:
     """Run FLOW with the given variables.
 
     The variables fill the templates and are the run's first context
     entries, so tasks (and ${{ … }} expressions) can read them too.
     """
+    if start_from is not None:
+        raise UsageProblem(
+            f"--from {start_from!r} takes the earlier results from the run store, which this "
+            f"installation does not have yet; use --only or --skip to run part of the flow"
+        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
     try:
@@ -137,7 +167,33 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
+    selection = {
+        "only": _split(only),
+        "skip": _split(skip),
+        "until": until,
+    }
+    if dry_run:
+        sys.exit(print_plan(loaded, values, selection))
+    sys.exit(
+        run_flow(loaded, values, display=display, verbosity=verbosity, events=events, **selection)
+    )
+
+
+def _split(references: tuple[str, ...]) -> list[str]:
+    return [part.strip() for reference in references for part in reference.split(",") if part]
+
+
+def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
+    """Print what a run of the flow would do; exit code 0."""
+    from .._runner import Runner
+
+    try:
+        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+    except (ConfigurationError, DefinitionError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
+    click.echo(str(plan))
+    return 0
 
 
 def run_flow(
@@ -147,8 +203,11 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    until: str | None = None,
 ) -> int:
-    """Run a loaded flow and return the exit code."""
+    """Run a loaded flow (or, with ``only``, ``skip`` or ``until``, part of it); the exit code."""
     from .._runner import Runner
 
     outcome: list[Status] = []
@@ -159,7 +218,13 @@ def run_flow(
 
     try:
         runner = Runner(
-            display=display, verbosity=verbosity, events=events, listeners=[remember_outcome]
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            listeners=[remember_outcome],
+            only=only or (),
+            skip=skip or (),
+            until=until,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
@@ -230,7 +295,8 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
 
     Groups are boxes; an arrow means "runs after". Children of a parallel
-    group have no arrows between them.
+    group have no arrows between them. A dashed arrow labelled "needs" goes
+    from the task storing a result to each task that needs it.
     """
     from .._flows._graph import dot_graph, mermaid_graph
 
