@@ -167,11 +167,7 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    selection = {
-        "only": _split(only),
-        "skip": _split(skip),
-        "until": until,
-    }
+    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
     if dry_run:
         sys.exit(print_plan(loaded, values, selection))
     sys.exit(
