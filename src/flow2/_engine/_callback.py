@@ -76,7 +76,8 @@ class CallbackTask(Task):
         self._takes_keywords = bool(keyword_only_parameters(callback))
         # A required keyword-only parameter is a result the task waits for.
         # See test_callback_keyword_parameter_is_a_need.
-        self.needs = merge_needs(self.needs, parameter_needs(callback))
+        if self._takes_keywords:
+            self.needs = merge_needs(self.needs, parameter_needs(callback))
 
     async def run(self, context: Context) -> Any:
         """Call the callback with the context and return its resolved result."""

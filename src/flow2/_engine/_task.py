@@ -151,8 +151,12 @@ class Task:
                 option="executor",
             )
         self.executor = executor
-        self.when = check_condition(name, when)
-        self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
+        # Set on the instance only when given: the class defaults serve the
+        # rest, so a tree without needs keeps its tasks as small as before.
+        if when is not None:
+            self.when = check_condition(name, when)
+        if needs is not None or when is not None:
+            self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
 
     @property
     def logger(self) -> TaskLogger:
