@@ -51,6 +51,32 @@ def _from_environment(
         ) from None
 
 
+def _tracing_from_environment(value: bool | None) -> bool:
+    """``value``, else ``FLOW2_OTEL`` (1/true/yes/on or 0/false/no/off), else False.
+
+    :raises flow2.ConfigurationError: on another value, or when tracing is
+        asked for and opentelemetry-api is not installed
+    """
+    if value is None:
+        raw = os.environ.get("FLOW2_OTEL", "").strip().lower()
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        if raw not in ("1", "true", "yes", "on"):
+            raise ConfigurationError(
+                f"environment variable FLOW2_OTEL={raw!r} is not one of: 1, true, yes, on, "
+                f"0, false, no, off"
+            )
+        value = True
+    elif not isinstance(value, bool):
+        raise ConfigurationError(f"tracing={value!r} is not True or False")
+    if value and importlib.util.find_spec("opentelemetry") is None:
+        raise ConfigurationError(
+            "tracing needs opentelemetry-api, which is not installed; install flow2[otel] "
+            "(pip install '<your flow2 clone or wheel>[otel]')"
+        )
+    return value
+
+
 def _max_threads_from_environment(value: int | None) -> int | None:
     if value is None:
         raw = os.environ.get("FLOW2_MAX_THREADS")
@@ -102,6 +128,9 @@ class Runner:
         ``"release/checks"``) and the tasks they need; the rest are SKIPPED
     :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
     :param until: run the tasks up to this one and what it needs, none after it
+    :param tracing: emit OpenTelemetry spans (a span per run and per task) to
+        the application's tracer provider; ``FLOW2_OTEL``, else off. Needs
+        ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
 
     Example::
 
@@ -121,6 +150,7 @@ class Runner:
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         until: str | None = None,
+        tracing: bool | None = None,
     ) -> None:
         self.only = _task_references("only", only)
         self.skip = _task_references("skip", skip)
@@ -138,6 +168,7 @@ class Runner:
         self.max_threads = _max_threads_from_environment(max_threads)
         self.stream = stream
         self.color = color
+        self.tracing = _tracing_from_environment(tracing)
 
     async def run(
         self, task: Task, context: Context | None = None, *, raises: bool = True
@@ -209,6 +240,10 @@ class Runner:
             event_file = EventFile(self.events)
             event_file.open()  # a path that cannot be written fails before the run
             listeners.append(event_file)
+        if self.tracing:
+            from ._reports._otel import TracingListener  # imports opentelemetry: only when used
+
+            listeners.append(TracingListener())
         listeners.extend(self.listeners)
         return listeners
 

@@ -20,7 +20,7 @@ from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
-    from .._engine._events import Event
+    from .._engine._events import Event, EventListener
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
@@ -134,6 +134,20 @@ def cli() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
 )
+@click.option(
+    "--report",
+    "report",
+    metavar="FILE.html",
+    default=None,
+    help="Write the HTML report (timeline, tree, failures) to this file when the run ends, "
+    "however it ends.",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+)
 def run(
     flow: str,
     variables: tuple[str, ...],
@@ -146,6 +160,8 @@ def run(
     until: str | None,
     start_from: str | None,
     dry_run: bool,
+    report: str | None,
+    otel: bool | None,
 ) -> None:
     """Run FLOW with the given variables.
 
@@ -171,7 +187,16 @@ def run(
     if dry_run:
         sys.exit(print_plan(loaded, values, selection))
     sys.exit(
-        run_flow(loaded, values, display=display, verbosity=verbosity, events=events, **selection)
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            report=report,
+            tracing=otel or None,
+            **selection,
+        )
     )
 
 
@@ -202,6 +227,8 @@ def run_flow(
     only: list[str] | None = None,
     skip: list[str] | None = None,
     until: str | None = None,
+    report: str | None = None,
+    tracing: bool | None = None,
 ) -> int:
     """Run a loaded flow (or, with ``only``, ``skip`` or ``until``, part of it); the exit code."""
     from .._runner import Runner
@@ -212,12 +239,21 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
+    listeners: list[EventListener] = [remember_outcome]
     try:
+        if report is not None:
+            from .._reports._writing import HtmlReportWriter, check_writable
+
+            check_writable(report, "--report")
+            listeners.insert(
+                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
+            )
         runner = Runner(
             display=display,
             verbosity=verbosity,
             events=events,
-            listeners=[remember_outcome],
+            listeners=listeners,
+            tracing=tracing,
             only=only or (),
             skip=skip or (),
             until=until,
@@ -241,6 +277,74 @@ def run_flow(
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+_REPORT_KINDS = {
+    "html": ("HTML report", "html_report"),
+    "trace": ("trace", "trace_report"),
+    "junit": ("JUnit report", "junit_report"),
+    "markdown": ("Markdown report", "markdown_report"),
+}
+
+
+@cli.command()
+@click.argument("run_reference", metavar="[RUN]", required=False)
+@click.option(
+    "--events",
+    metavar="EVENTS.jsonl",
+    default=None,
+    help="Build the reports from this JSON event file (flow2 run --events, FLOW2_EVENTS) "
+    "instead of the run store; RUN then picks one of its runs.",
+)
+@click.option("--html", metavar="FILE", help="The HTML timeline report: one offline file.")
+@click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
+@click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
+@click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+def report(
+    run_reference: str | None,
+    events: str | None,
+    html: str | None,
+    trace: str | None,
+    junit: str | None,
+    markdown: str | None,
+) -> None:
+    """Write reports on a finished run; FILE - is stdout.
+
+    RUN is a run id, a unique prefix of one, or last (the default).
+    """
+    from .._engine._exceptions import ReportError
+
+    targets = {"html": html, "trace": trace, "junit": junit, "markdown": markdown}
+    wanted = {kind: target for kind, target in targets.items() if target}
+    if not wanted:
+        raise UsageProblem(
+            "flow2 report: say which report to write: --html FILE, --trace FILE, "
+            "--junit FILE or --markdown FILE (FILE - is stdout)"
+        )
+    if events is None:
+        # The run store is the usual source; until it exists, reports come
+        # from event files only.
+        raise UsageProblem(
+            "flow2 report: this flow2 has no run store to find "
+            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
+            "build the report from an event file: flow2 report --events EVENTS.jsonl "
+            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+        )
+    import importlib
+
+    from .._reports._reading import read_events
+    from .._reports._writing import check_writable, write_text
+
+    try:
+        for kind, target in wanted.items():
+            check_writable(target, f"--{kind}")
+        record = read_events(events, run_reference or "last")
+        for kind, target in wanted.items():
+            what, function = _REPORT_KINDS[kind]
+            module = importlib.import_module(f"flow2._reports._{kind}")
+            write_text(getattr(module, function)(record), target, what)
+    except (ReportError, ConfigurationError) as error:
+        raise UsageProblem(f"flow2 report: {error}") from None
 
 
 @cli.command(epilog=_FLOW_HELP)

@@ -111,7 +111,7 @@ class Run:
         record = TaskRun(task, self, parent)
         self._records[id(task)] = record
         if parent is not None:
-            parent.children.append(record)
+            parent.add_child(record)
         return record
 
     def records(self) -> list[TaskRun]:
@@ -294,7 +294,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             record = TaskRun(task, run, parent)  # type: ignore[arg-type]
             records[identity] = record
             if parent is not None:
-                parent.children.append(record)
+                parent.add_child(record)
         else:
             record = None
         executor = task.executor
