@@ -32,6 +32,7 @@ from ._engine._exceptions import (
 from ._engine._executor import EXECUTOR_FACTORIES, Executor
 from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
+from ._engine._needs import NeedsError
 from ._engine._run import Run
 from ._engine._state import TaskRun
 from ._executors._threads import ThreadExecutor
@@ -123,6 +124,7 @@ __all__ = [
     "Flow",
     "FlowError",
     "FlowFileError",
+    "NeedsError",
     "OnError",
     "ParallelTaskGroup",
     "PluginError",

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._engine._exceptions import ConfigurationError
-from ._engine._run import execute, set_default_runner
+from ._engine._run import execute, set_default_runner, validate_tree
 from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._engine._events import EventListener
+    from ._engine._partial import PartialRun, RunPlan
+    from ._engine._state import Decision, Plan, TaskRun
     from ._engine._task import Context, Task
     from ._listeners._event_file import EventTarget
     from ._store._recorder import StoreRecorder
@@ -101,6 +103,18 @@ def _max_threads_from_environment(value: int | None) -> int | None:
     return value
 
 
+def _task_references(option: str, value: object) -> tuple[str, ...]:
+    references = (value,) if isinstance(value, str) else value
+    if isinstance(references, list | tuple) and all(
+        isinstance(reference, str) and reference for reference in references
+    ):
+        return tuple(references)
+    raise ConfigurationError(
+        f"{option}={value!r} is not a list of task keys or group paths; "
+        f"write e.g. {option}=['deploy', 'release/checks']"
+    )
+
+
 class Runner:
     """Runs a task tree with chosen settings; ``task.run()`` uses the defaults.
 
@@ -129,6 +143,10 @@ class Runner:
     :param flow_file: the flow file the tree was loaded from, recorded with
         the run; ``resume="last"`` picks the newest run of this file (else of
         a root with the same name)
+    :param only: run only these tasks (result keys or group paths such as
+        ``"release/checks"``) and the tasks they need; the rest are SKIPPED
+    :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
+    :param until: run the tasks up to this one and what it needs, none after it
     :param tracing: emit OpenTelemetry spans (a span per run and per task) to
         the application's tracer provider; ``FLOW2_OTEL``, else off. Needs
         ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
@@ -149,12 +167,20 @@ class Runner:
         color: bool | None = None,
         verbosity: Verbosity | str | None = None,
         events: EventTarget | None = None,
+        only: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        until: str | None = None,
         tracing: bool | None = None,
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
         flow_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.only = _task_references("only", only)
+        self.skip = _task_references("skip", skip)
+        if until is not None and not isinstance(until, str):
+            raise ConfigurationError(f"until={until!r} is not a task's key or a group's path")
+        self.until = until
         self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
         self.verbosity: Verbosity = _from_environment(
             "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
@@ -198,17 +224,25 @@ class Runner:
         :raises flow2.StoreError: when the store cannot be written, or the run to
             resume is not in it; nothing ran
         """
+        plan: Plan | None = self._partial_run(task)
         if self.store is None:
             return await execute(
-                task, context, raises=raises, listeners=self.listeners_for_run, settings=self
+                task,
+                context,
+                raises=raises,
+                listeners=self.listeners_for_run,
+                settings=self,
+                plan=plan,
             )
         # Opening the store and reading the run to resume touch the disk:
         # done in a thread, never on the loop.
-        recorder, plan = await asyncio.to_thread(self._open_store, task, context)
-        if plan is not None and self.display is not Display.NONE:
-            stream = self.stream if self.stream is not None else sys.stdout
-            stream.write(plan.announcement() + "\n")
-            stream.flush()
+        recorder, resume_plan = await asyncio.to_thread(self._open_store, task, context)
+        if resume_plan is not None:
+            if self.display is not Display.NONE:
+                stream = self.stream if self.stream is not None else sys.stdout
+                stream.write(resume_plan.announcement() + "\n")
+                stream.flush()
+            plan = resume_plan if plan is None else _BothPlans(plan, resume_plan)
 
         def listeners() -> list[EventListener]:
             from ._listeners._logging import TaskRecordRouter
@@ -267,6 +301,27 @@ class Runner:
             keep=keep_from_environment(),
         )
         return recorder, plan
+
+    def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
+        """What :meth:`run` would do with ``task``: each task run, skipped or reused, and why.
+
+        Nothing runs. Conditions that read only the starting context (a flow's
+        variables) are decided; the others are noted.
+
+        :raises flow2.DefinitionError: when the tree is wrong, as :meth:`run` would
+        """
+        from ._engine._partial import plan_run
+
+        validate_tree(task)
+        return plan_run(task, dict(context or {}), self._partial_run(task))
+
+    def _partial_run(self, task: Task) -> PartialRun | None:
+        if not (self.only or self.skip or self.until is not None):
+            return None
+        from ._engine._partial import PartialRun
+
+        validate_tree(task)  # the references are resolved in a well-formed tree
+        return PartialRun(task, only=self.only, skip=self.skip, until=self.until)
 
     def listeners_for_run(self) -> list[EventListener]:
         """The listeners of one run: a display, the summary, logging, the event file, the user's."""
@@ -330,6 +385,18 @@ class Runner:
                 return Display.LIVE
             return Display.PLAIN
         return self.display
+
+
+class _BothPlans:
+    """A partial run's plan first (what it leaves out stays out), then a resume's."""
+
+    def __init__(self, first: Plan, second: Plan) -> None:
+        self.first = first
+        self.second = second
+
+    def decide(self, record: TaskRun, context: Context) -> Decision | None:
+        decision = self.first.decide(record, context)
+        return decision if decision is not None else self.second.decide(record, context)
 
 
 set_default_runner(Runner)

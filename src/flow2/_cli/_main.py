@@ -169,11 +169,36 @@ def _run_options(command: _Command) -> _Command:
     help="Resume the latest recorded run of FLOW: reuse the tasks that succeeded in it "
     "and whose definition and inputs are unchanged; run the rest (docs/store.md).",
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="TASK",
+    help="Run only TASK (a result key or a group's path such as release/checks) and what "
+    "it needs; repeat it or separate with commas for several.",
+)
+@click.option(
+    "--skip", multiple=True, metavar="TASK", help="Leave TASK out; repeat it for several."
+)
+@click.option("--until", metavar="TASK", help="Stop after TASK (and run what it needs).")
+@click.option(
+    "--from",
+    "start_from",
+    metavar="TASK",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
+)
 @_run_options
 def run(
     flow: str,
     variables: tuple[str, ...],
     resume: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    until: str | None,
+    start_from: str | None,
+    dry_run: bool,
     display: str | None,
     quiet: bool,
     verbose: bool,
@@ -190,6 +215,11 @@ def run(
     entries, so tasks (and ${{ … }} expressions) can read them too. Every
     run is recorded in the run store (see `flow2 runs`) unless --no-store.
     """
+    if start_from is not None:
+        raise UsageProblem(
+            f"--from {start_from!r} is not available yet; use --resume (reuse what succeeded "
+            f"in the latest run), or --only or --skip to run part of the flow"
+        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
     if no_store and (resume or store is not None):
@@ -204,6 +234,9 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
+    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
+    if dry_run:
+        sys.exit(print_plan(loaded, values, selection))
     sys.exit(
         run_flow(
             loaded,
@@ -216,8 +249,26 @@ def run(
             store=False if no_store else _store_directory(store),
             resume="last" if resume else None,
             pickle_results=pickle_results,
+            **selection,
         )
     )
+
+
+def _split(references: tuple[str, ...]) -> list[str]:
+    return [part.strip() for reference in references for part in reference.split(",") if part]
+
+
+def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
+    """Print what a run of the flow would do; exit code 0."""
+    from .._runner import Runner
+
+    try:
+        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+    except (ConfigurationError, DefinitionError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
+    click.echo(str(plan))
+    return 0
 
 
 @cli.command(epilog=_FLOW_HELP)
@@ -454,6 +505,9 @@ def run_flow(
     events: str | None,
     report: str | None = None,
     tracing: bool | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    until: str | None = None,
     store: Path | bool = False,
     resume: str | None = None,
     pickle_results: bool = False,
@@ -486,6 +540,9 @@ def run_flow(
             events=events,
             listeners=listeners,
             tracing=tracing,
+            only=only or (),
+            skip=skip or (),
+            until=until,
             store=store,
             resume=resume,
             pickle_results=pickle_results,
@@ -628,7 +685,8 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
 
     Groups are boxes; an arrow means "runs after". Children of a parallel
-    group have no arrows between them.
+    group have no arrows between them. A dashed arrow labelled "needs" goes
+    from the task storing a result to each task that needs it.
     """
     from .._flows._graph import dot_graph, mermaid_graph
 

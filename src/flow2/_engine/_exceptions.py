@@ -9,6 +9,7 @@ a user's exception raised inside a task reaches the caller unchanged.
     ├── DefinitionError (also ValueError)   the tree or a flow file is wrong; nothing ran
     │   ├── DuplicateKeyError               two leaf tasks store under one key
     │   ├── DuplicateTaskError              one task object twice in a tree
+    │   ├── NeedsError                      a need no task produces, a cycle, an impossible order
     │   ├── PluginError                     a flow names a plugin that is missing or broken
     │   └── FlowFileError                   a flow file is wrong; names its file, line and key
     ├── TaskTypeError (also TypeError)      something that is not a Task where a Task belongs,

@@ -181,6 +181,14 @@ class ParallelTaskGroup(TaskGroup):
         count = len(tasks)
         if not count:
             return []
+        needs = record.run.needs
+        if needs is not None and self.max_parallel is not None:
+            order = needs.start_orders.get(id(self))
+            if order is not None:
+                # Children that wait for siblings start after them, so that a
+                # waiting child never holds the slot its need must run in.
+                # See test_bounded_group_starts_needed_children_first.
+                tasks = [tasks[index] for index in order]
         loop = asyncio.get_running_loop()
         create_task = loop.create_task
         running: dict[asyncio.Task[Context], int] = {}

@@ -146,7 +146,7 @@ class PlainConsole:
                 line += f": {describe_error(event.error)}"
         elif status is Status.PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
-        elif status is Status.REUSED and event.reason:
+        elif status in (Status.SKIPPED, Status.REUSED) and event.reason:
             line += f": {event.reason}"
         elif status is Status.RETRYING and event.error is not None:
             retries = event.task.retries
