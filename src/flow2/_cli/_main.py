@@ -217,8 +217,9 @@ def run(
     """
     if start_from is not None:
         raise UsageProblem(
-            f"--from {start_from!r} is not available yet; use --resume (reuse what succeeded "
-            f"in the latest run), or --only or --skip to run part of the flow"
+            f"--from {start_from!r} does not take its results from the run store yet; use "
+            f"--resume (reuse what succeeded in the latest recorded run), or --only or --skip "
+            f"to run part of the flow"
         )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
