@@ -1,7 +1,8 @@
 """The ``flow2`` command: run, check and draw YAML flows, list plugins.
 
 Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
-error (nothing ran), 130 interrupted.
+error (nothing ran), 128 + the signal's number when a signal stopped the run
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 all succeeded, 1 a task failed, 2 usage or definition error, "
-    "130 interrupted.",
+    epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
+    "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
@@ -110,9 +112,18 @@ def cli() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Print debug records and whole task paths.")
 @click.option(
     "--events",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False),
     default=None,
     help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and worker "
+    "processes get between SIGTERM and SIGKILL (a second signal kills at once). "
+    "Default: $FLOW2_GRACE, else 5.",
 )
 def run(
     flow: str,
@@ -121,6 +132,7 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    grace: float | None,
 ) -> None:
     """Run FLOW with the given variables.
 
@@ -137,7 +149,11 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
+    code = run_flow(
+        loaded, values, display=display, verbosity=verbosity, events=events, grace=grace
+    )
+    release_closed_outputs()
+    sys.exit(code)
 
 
 def run_flow(
@@ -147,9 +163,11 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    grace: float | None = None,
 ) -> int:
     """Run a loaded flow and return the exit code."""
-    from .._runner import Runner
+    from .._listeners._event_file import EventFile, events_target_from_environment
+    from .._runner import Interrupted, Runner
 
     outcome: list[Status] = []
 
@@ -158,28 +176,77 @@ def run_flow(
             outcome.append(event.status)
 
     try:
+        # The events file is opened here, before anything runs, so that a
+        # path that cannot be written is a usage error (2), and so that a
+        # file that fails during the run (a full disk) changes the exit code.
+        target = events_target_from_environment(events)
+        event_file = None
+        if target is not None:
+            event_file = target if isinstance(target, EventFile) else EventFile(target)
+        if event_file is not None:
+            event_file.open()
         runner = Runner(
-            display=display, verbosity=verbosity, events=events, listeners=[remember_outcome]
+            display=display,
+            verbosity=verbosity,
+            events=event_file,
+            listeners=[remember_outcome],
+            handle_signals=True,
+            grace=grace,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     try:
         asyncio.run(runner.run(loaded.root.task, dict(variables), raises=False))
-    except KeyboardInterrupt:
-        # asyncio.run cancelled the run on Ctrl-C; the tasks and the summary
-        # reported it already.
+    except Interrupted as interruption:
+        # The run was cancelled, every task reported and the summary printed.
+        _tell(f"flow2: {interruption}")
+        return int(interruption.code)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        click.echo(f"flow2: {error}", err=True)
+        _tell(f"flow2: {error}")
         return EXIT_FAILED
     status = outcome[-1] if outcome else Status.FAILED
-    if status is Status.SUCCEEDED:
-        return 0
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
+    if event_file is not None and event_file.error is not None:
+        _tell(
+            f"flow2: the events file {event_file.name!r} could not be written "
+            f"({event_file.error}); its events are incomplete"
+        )
+        return EXIT_FAILED
+    if status is Status.SUCCEEDED:
+        return 0
     return EXIT_FAILED
+
+
+def _tell(message: str) -> None:
+    """A line on stderr; nothing when stderr is closed."""
+    try:
+        click.echo(message, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def release_closed_outputs() -> None:
+    """Flush stdout and stderr now; point a closed one at /dev/null.
+
+    A reader that went away (``| head``, a dead ``tee``) must not turn into
+    "Exception ignored … BrokenPipeError" and exit code 120 when Python
+    flushes the streams at exit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
 
 
 @cli.command(epilog=_FLOW_HELP)

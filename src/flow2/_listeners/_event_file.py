@@ -4,7 +4,13 @@ Choose the file with ``Runner(events=...)`` or the environment variable
 ``FLOW2_EVENTS``. Lines are appended, so several runs may share a file;
 each line carries its run's id. The fields are documented in
 ``docs/display.md`` and stay stable: new fields may be added, none is
-renamed or removed. ::
+renamed or removed.
+
+Lines are written whole (each flush is one ``write`` of whole lines), at
+every task's end and at least every 0.2 s, so the file can be followed
+while the run goes, and after a crash (even ``kill -9``) every line in it is
+valid JSON. A file flow2 creates is readable by its owner only (0600): the
+events carry error messages, which may hold what a task printed. ::
 
     {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
      "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
@@ -14,9 +20,10 @@ renamed or removed. ::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, Union
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
@@ -27,7 +34,12 @@ if TYPE_CHECKING:
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1
 
-EventTarget = str | os.PathLike[str] | TextIO
+#: Seconds a line may wait before it is written.
+FLUSH_INTERVAL = 0.2
+#: Characters gathered before they are written whatever the time.
+_FLUSH_SIZE = 65536
+
+EventTarget = Union[str, os.PathLike[str], TextIO, "EventFile"]
 
 
 def events_target_from_environment(value: EventTarget | None) -> EventTarget | None:
@@ -37,6 +49,8 @@ def events_target_from_environment(value: EventTarget | None) -> EventTarget | N
         writable text stream, or the path cannot be a file (a directory,
         or in a directory that does not exist)
     """
+    if isinstance(value, EventFile):
+        return value
     if value is None:
         raw = os.environ.get("FLOW2_EVENTS")
         if not raw:
@@ -79,52 +93,120 @@ class EventFile:
     """An event listener writing each event as one JSON line.
 
     :param target: a file path (opened for appending when the run starts,
-        closed when it ends) or a text stream (written and flushed, never closed)
+        created owner-only, closed when it ends) or a text stream (written
+        and flushed, never closed)
+    :ivar error: the error that stopped the writing (a full disk), or None
     :raises flow2.ConfigurationError: when the file cannot be opened
     """
 
-    def __init__(self, target: EventTarget) -> None:
+    def __init__(self, target: str | os.PathLike[str] | TextIO) -> None:
         self.target = target
+        self.error: OSError | None = None
         self._stream: TextIO | None = None
-        self._owns_stream = False
+        self._descriptor: int | None = None
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
 
+    @property
+    def name(self) -> str:
+        """The path, or ``"a stream"``."""
+        if isinstance(self.target, str | os.PathLike):
+            return os.fspath(self.target)
+        return "a stream"
+
     def __repr__(self) -> str:
-        where = self.target if isinstance(self.target, str | os.PathLike) else "a stream"
-        return f"<EventFile {str(where)!r}>"
+        return f"<EventFile {self.name!r}>"
 
     def open(self) -> None:
         """Open the file now, so a path that cannot be written fails before the run.
 
         :raises flow2.ConfigurationError: when the file cannot be opened
         """
+        if self._descriptor is not None or self._stream is not None:
+            return
         if isinstance(self.target, str | os.PathLike):
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             try:
-                self._stream = open(self.target, "a", encoding="utf-8")
+                self._descriptor = os.open(self.target, flags, 0o600)
             except OSError as error:
                 raise ConfigurationError(
-                    f"cannot open the events file {os.fspath(self.target)!r}: "
-                    f"{error.strerror}; choose a writable path"
+                    f"cannot open the events file {self.name!r}: "
+                    f"{error.strerror or error}; choose a writable path"
                 ) from None
-            self._owns_stream = True
         else:
             self._stream = self.target
+        self.error = None
 
     def __call__(self, event: Event) -> None:
-        if self._stream is None:
+        if self._descriptor is None and self._stream is None:
             self.open()
-        assert self._stream is not None
         try:
             if type(event) is TaskEvent:
-                self._stream.write(self._dumps(self._task_fields(event)) + "\n")
+                self._add(self._dumps(self._task_fields(event)) + "\n")
+                if event.status.is_finished:
+                    self.flush()
+                else:
+                    self._flush_soon()
             elif isinstance(event, RunEvent):
-                self._stream.write(self._dumps(self._run_fields(event)) + "\n")
+                self._add(self._dumps(self._run_fields(event)) + "\n")
+                self.flush()
                 if event.status.is_finished:
                     self._close()
         except Exception:
             # The run drops a listener that fails (a full disk): it would
             # never see the run's end, so the file is closed now.
             self._close(quietly=True)
+            raise
+
+    def _add(self, line: str) -> None:
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size > _FLUSH_SIZE:
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(FLUSH_INTERVAL, self._flush_on_time)
+
+    def _flush_on_time(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except OSError:
+            self._close(quietly=True)  # reported: self.error
+
+    def flush(self) -> None:
+        """Write the lines gathered so far, whole, in one write.
+
+        :raises OSError: when they cannot be written (kept in :attr:`error`)
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            if self._descriptor is not None:
+                data = text.encode("utf-8", "surrogatepass")
+                while data:
+                    written = os.write(self._descriptor, data)
+                    data = data[written:]
+            elif self._stream is not None:
+                self._stream.write(text)
+                self._stream.flush()
+        except OSError as error:
+            self.error = error
             raise
 
     def _task_fields(self, event: TaskEvent) -> dict[str, Any]:
@@ -160,13 +242,17 @@ class EventFile:
         return fields
 
     def _close(self, *, quietly: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        descriptor, self._descriptor = self._descriptor, None
         stream, self._stream = self._stream, None
-        if stream is None:
-            return
+        self._pending.clear()
+        self._pending_size = 0
         try:
-            if self._owns_stream:
-                stream.close()
-            else:
+            if descriptor is not None:
+                os.close(descriptor)
+            elif stream is not None:
                 stream.flush()
         except (OSError, ValueError):
             if not quietly:
