@@ -154,6 +154,10 @@ class _SignalHandling:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         for number in HANDLED_SIGNALS:
+            # An ignored signal stays ignored: ``nohup flow2 run …`` must
+            # survive the terminal closing, as any program started so would.
+            if signal.getsignal(number) is signal.SIG_IGN:
+                continue
             self._previous[number] = signal.signal(number, self._on_signal)
 
     def uninstall(self) -> None:
@@ -300,27 +304,31 @@ class Runner:
         # The listeners load with the first run, not with ``import flow2``.
         from ._listeners._console import PlainConsole
         from ._listeners._logging import LoggingListener, TaskRecordRouter
+        from ._listeners._output import closable
 
         listeners: list[EventListener] = []
         display = self._choose_display()
+        # One output for the display and the summary, which turns quiet when
+        # its reader goes away (``| head``): see test_a_closed_stdout_fails_no_task.
+        output = closable(self.stream) if display is not Display.NONE else None
         verbosity = self.verbosity
         if display is Display.LIVE:
             from ._listeners._live import LiveView  # imports rich: only when used
 
             view = LiveView(
-                self.stream,
+                output,
                 color=self.color,
                 verbosity=verbosity,
                 force_terminal=self.display is Display.LIVE,
             )
             listeners += [TaskRecordRouter(view.show_record, verbosity.log_level), view]
         elif display is Display.PLAIN:
-            console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
+            console = PlainConsole(output, color=self.color, verbosity=verbosity)
             listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
         if display is not Display.NONE:
             from ._listeners._summary import SummaryListener
 
-            listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
+            listeners.append(SummaryListener(output, color=self.color, verbosity=verbosity))
         listeners.append(LoggingListener())
         if self.events is not None:
             from ._listeners._event_file import EventFile
