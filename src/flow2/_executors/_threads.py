@@ -205,7 +205,7 @@ class ThreadExecutor:
 def _make_process_executor(options: RunOptions) -> Executor:
     from ._processes import ProcessExecutor
 
-    return ProcessExecutor()
+    return ProcessExecutor(grace=options.grace)
 
 
 def _make_dask_executor(options: RunOptions) -> Executor:
