@@ -59,16 +59,17 @@ class ChildProcess:
         if not self.is_group or not os.path.isdir("/proc/self"):
             return True
         # Linux: look for a member of the group that is not a zombie.
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as file:
-                    fields = file.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # it ended meanwhile
-            if int(fields[2]) == self.pid and fields[0] not in (b"Z", b"X"):
-                return True
+        with os.scandir("/proc") as entries:
+            for entry in entries:
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/stat", "rb") as file:
+                        fields = file.read().rsplit(b")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue  # it ended meanwhile
+                if int(fields[2]) == self.pid and fields[0] not in (b"Z", b"X"):
+                    return True
         return False
 
     def terminate(self) -> bool:
