@@ -385,3 +385,33 @@ def test_flow2_run_ends_despite_a_blocked_thread(tmp_path: Path) -> None:
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stdout + stderr
     assert "exiting without 1 worker thread" in stderr and "(task 'Block')" in stderr
+
+
+def test_handle_signals_outside_the_main_thread_is_refused() -> None:
+    import asyncio
+    import threading
+
+    import flow2
+
+    caught: list[BaseException] = []
+
+    def in_a_thread() -> None:
+        runner = flow2.Runner(display="none", handle_signals=True)
+        try:
+            asyncio.run(runner.run(flow2.CallbackTask("A", lambda context: 1)))
+        except flow2.ConfigurationError as error:
+            caught.append(error)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(60)
+    assert len(caught) == 1 and "needs the main thread" in str(caught[0])
+
+
+def test_interrupted_carries_the_signal_and_the_exit_code() -> None:
+    import flow2
+
+    stop = flow2.Interrupted(signal.SIGTERM)
+    assert isinstance(stop, SystemExit) and stop.code == 143
+    assert stop.signal is signal.SIGTERM and str(stop) == "interrupted by SIGTERM"
+    assert repr(type(stop)).startswith("<class 'flow2.Interrupted'")

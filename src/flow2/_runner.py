@@ -144,6 +144,7 @@ class _SignalHandling:
         self._task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._installed = False
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -153,6 +154,7 @@ class _SignalHandling:
             )
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        self._installed = True
         for number in HANDLED_SIGNALS:
             # An ignored signal stays ignored: ``nohup flow2 run …`` must
             # survive the terminal closing, as any program started so would.
@@ -161,6 +163,7 @@ class _SignalHandling:
             self._previous[number] = signal.signal(number, self._on_signal)
 
     def uninstall(self) -> None:
+        self._installed = False
         for number, previous in self._previous.items():
             signal.signal(number, previous)
         self._previous.clear()
@@ -174,6 +177,8 @@ class _SignalHandling:
         self._loop.call_soon_threadsafe(self._interrupt, number)
 
     def _interrupt(self, number: int) -> None:
+        if not self._installed:
+            return  # arrived as the run ended: the caller's code is not ours to cancel
         self._count += 1
         assert self._task is not None and self._loop is not None
         if self._count == 1:
@@ -275,20 +280,16 @@ class Runner:
         cancelling = current.cancelling() if current is not None else 0
         handling.install()
         try:
-            return await execute(
+            filled = await execute(
                 task, context, raises=raises, listeners=self.listeners_for_run, settings=self
             )
         except asyncio.CancelledError:
             if handling.signal is None:
                 raise  # cancelled by its caller, not by a signal
-            # The cancellations were ours: the caller's task goes on.
-            while current is not None and current.cancelling() > cancelling:
-                current.uncancel()
-            raise Interrupted(handling.signal) from None
         except Exception:
             if handling.signal is None:
                 raise
-            raise Interrupted(handling.signal) from None
+            # The run's error is reported already; the signal decides the outcome.
         finally:
             handling.uninstall()
             if handling.killed:
@@ -296,8 +297,12 @@ class Runner:
                     f"flow2: killed what still ran {self.grace:g}s after the signal: "
                     + ", ".join(handling.killed)
                 )
-            if handling.signal is not None and not sys.exc_info()[0]:
-                raise Interrupted(handling.signal)
+        if handling.signal is not None:
+            # The cancellations were ours: the caller's task goes on.
+            while current is not None and current.cancelling() > cancelling:
+                current.uncancel()
+            raise Interrupted(handling.signal)
+        return filled
 
     def listeners_for_run(self) -> list[EventListener]:
         """The listeners of one run: a display, the summary, logging, the event file, the user's."""
