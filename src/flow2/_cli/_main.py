@@ -1,4 +1,4 @@
-"""The ``flow2`` command: run, check and draw YAML flows, list plugins.
+"""The ``flow2`` command: run, check and draw YAML flows, list plugins, see and resume runs.
 
 Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
 error (nothing ran), 128 + the signal's number when a signal stopped the run
@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -21,11 +21,21 @@ from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
-    from .._engine._events import Event
+    from collections.abc import Callable
+
+    from .._engine._events import Event, EventListener
+    from .._listeners._secrets import SecretMasker
+    from .._store._database import Store, StoredRun
+
+_Command = TypeVar("_Command", bound="Callable[..., Any]")
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
 FLOW_EXTENSIONS = (".yml", ".yaml")
+
+#: Where ``flow2 run`` writes each task's log file (``{run_id}``: the run's id), in
+#: the run store's directory: ``runs/<run id>/logs/`` beside its records.
+LOG_FOLDER = os.path.join("runs", "{run_id}", "logs")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -96,51 +106,155 @@ def cli() -> None:
     Python callbacks and plugins. See docs/flows.md for the file format."""
 
 
+def _store_option(command: _Command) -> _Command:
+    return click.option(
+        "--store",
+        "store",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The run store directory. Default: $FLOW2_STORE, else .flow2 in the working "
+        "directory.",
+    )(command)
+
+
+def _run_options(command: _Command) -> _Command:
+    """The options of the commands that run a flow (run, resume)."""
+    options = [
+        click.option(
+            "--display",
+            type=click.Choice(["auto", "live", "plain", "none"]),
+            default=None,
+            help="How the run shows itself: the live tree on a terminal (auto), live, one line "
+            "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
+        ),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Print debug records and whole task paths."
+        ),
+        click.option(
+            "--events",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and "
+            "worker processes get between SIGTERM and SIGKILL (a second signal kills at once). "
+            "Default: $FLOW2_GRACE, else 5.",
+        ),
+        click.option(
+            "--report",
+            "report",
+            metavar="FILE.html",
+            default=None,
+            help="Write the HTML report (timeline, tree, failures) to this file when the run "
+            "ends, however it ends.",
+        ),
+        click.option(
+            "--otel",
+            is_flag=True,
+            default=None,
+            help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+        ),
+        _store_option,
+        click.option("--no-store", is_flag=True, help="Do not record the run in the run store."),
+        click.option(
+            "--log-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Write each task's output to a file of its own in this directory ({run_id} is "
+            "replaced by the run's id). Default: $FLOW2_LOG_DIR, else runs/{run_id}/logs in "
+            "the run store's directory (.flow2).",
+        ),
+        click.option("--no-log-files", is_flag=True, help="Write no per-task log files."),
+        click.option(
+            "--pickle-results",
+            is_flag=True,
+            help="Store results that JSON cannot hold exactly as pickles, and load them when "
+            "resuming (only for a store you trust: loading a pickle can run code).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(epilog=_FLOW_HELP)
 @click.argument("flow")
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
 @click.option(
-    "--display",
-    type=click.Choice(["auto", "live", "plain", "none"]),
-    default=None,
-    help="How the run shows itself: the live tree on a terminal (auto), live, one line "
-    "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
+    "--resume",
+    is_flag=True,
+    help="Resume the latest recorded run of FLOW: reuse the tasks that succeeded in it "
+    "and whose definition and inputs are unchanged; run the rest (docs/store.md).",
 )
 @click.option(
-    "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
-)
-@click.option("-v", "--verbose", is_flag=True, help="Print debug records and whole task paths.")
-@click.option(
-    "--events",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+    "--only",
+    multiple=True,
+    metavar="TASK",
+    help="Run only TASK (a result key or a group's path such as release/checks) and what "
+    "it needs; repeat it or separate with commas for several.",
 )
 @click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and worker "
-    "processes get between SIGTERM and SIGKILL (a second signal kills at once). "
-    "Default: $FLOW2_GRACE, else 5.",
+    "--skip", multiple=True, metavar="TASK", help="Leave TASK out; repeat it for several."
 )
+@click.option("--until", metavar="TASK", help="Stop after TASK (and run what it needs).")
+@click.option(
+    "--from",
+    "start_from",
+    metavar="TASK",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
+)
+@_run_options
 def run(
     flow: str,
     variables: tuple[str, ...],
+    resume: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    until: str | None,
+    start_from: str | None,
+    dry_run: bool,
     display: str | None,
     quiet: bool,
     verbose: bool,
     events: str | None,
     grace: float | None,
+    report: str | None,
+    otel: bool | None,
+    store: str | None,
+    no_store: bool,
+    pickle_results: bool,
+    log_dir: str | None,
+    no_log_files: bool,
 ) -> None:
     """Run FLOW with the given variables.
 
     The variables fill the templates and are the run's first context
-    entries, so tasks (and ${{ … }} expressions) can read them too.
+    entries, so tasks (and ${{ … }} expressions) can read them too. Every
+    run is recorded in the run store (see `flow2 runs`) unless --no-store.
     """
+    if start_from is not None:
+        raise UsageProblem(
+            f"--from {start_from!r} does not take its results from the run store yet; use "
+            f"--resume (reuse what succeeded in the latest recorded run), or --only or --skip "
+            f"to run part of the flow"
+        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    if no_store and (resume or store is not None):
+        raise UsageProblem(
+            f"--no-store contradicts {'--resume' if resume else '--store'}; choose one"
+        )
     try:
         loaded, values = _load(flow, variables)
     except KeyboardInterrupt:
@@ -149,9 +263,289 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    code = run_flow(
-        loaded, values, display=display, verbosity=verbosity, events=events, grace=grace
+    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
+    if dry_run:
+        sys.exit(print_plan(loaded, values, selection))
+    _exit(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            grace=grace,
+            report=report,
+            tracing=otel or None,
+            store=False if no_store else _store_directory(store),
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
+            log_dir=_log_directory(log_dir, no_log_files, store),
+            **selection,
+        )
     )
+
+
+def _split(references: tuple[str, ...]) -> list[str]:
+    return [part.strip() for reference in references for part in reference.split(",") if part]
+
+
+def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
+    """Print what a run of the flow would do; exit code 0."""
+    from .._runner import Runner
+
+    try:
+        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+    except (ConfigurationError, DefinitionError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
+    click.echo(str(plan))
+    return 0
+
+
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("run_reference", metavar="RUN")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@_run_options
+def resume(
+    run_reference: str,
+    variables: tuple[str, ...],
+    display: str | None,
+    quiet: bool,
+    verbose: bool,
+    events: str | None,
+    grace: float | None,
+    report: str | None,
+    otel: bool | None,
+    store: str | None,
+    no_store: bool,
+    pickle_results: bool,
+    log_dir: str | None,
+    no_log_files: bool,
+) -> None:
+    """Resume RUN (an id, a unique prefix of one, or last) with its own flow file and variables.
+
+    Tasks that succeeded in RUN are reused when their definition and inputs
+    are unchanged; the others run. VARIABLE=VALUE overrides one of the run's
+    variables (a secret one, which the store does not keep, must be given again).
+    """
+    if quiet and verbose:
+        raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    if no_store:
+        raise UsageProblem("--no-store contradicts resume, which reads the run store")
+    directory = _store_directory(store)
+    previous = _find_run(directory, run_reference)
+    if previous.flow is None:
+        raise UsageProblem(
+            f"run {previous.id} of {previous.name!r} was not started from a flow file; "
+            f"resume it from Python with flow2.Runner(store=..., resume={previous.id!r})"
+        )
+    if not os.path.isfile(previous.flow):
+        raise UsageProblem(
+            f"run {previous.id}: its flow file {previous.flow} is gone; restore it, or run "
+            f"the flow from its new place with `flow2 run FILE --resume`"
+        )
+    values = _variables_of(previous, parse_variables(variables))
+    try:
+        loaded = read_flow(previous.flow, values)
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+    verbosity = "quiet" if quiet else "verbose" if verbose else None
+    _exit(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            grace=grace,
+            report=report,
+            tracing=otel or None,
+            store=directory,
+            resume=previous.id,
+            pickle_results=pickle_results,
+            log_dir=_log_directory(log_dir, no_log_files, store),
+        )
+    )
+
+
+def _variables_of(previous: StoredRun, given: dict[str, Any]) -> dict[str, Any]:
+    """The variables a resumed run starts with: the recorded ones, overridden by ``given``."""
+    values: dict[str, Any] = {}
+    for name, entry in previous.variables.items():
+        if name in given:
+            continue
+        if "value" not in entry:
+            why = "is secret" if entry.get("masked") else "was not stored exactly"
+            raise UsageProblem(
+                f"run {previous.id}: variable {name!r} {why}, so the store does not have its "
+                f"value; give it again: flow2 resume {previous.id} {name}=…"
+            )
+        values[name] = entry["value"]
+    values.update(given)
+    return values
+
+
+def _log_directory(option: str | None, no_log_files: bool, store: str | None) -> str | None:
+    """Where ``flow2 run`` writes the task log files: ``--log-dir``, ``FLOW2_LOG_DIR``,
+    else ``runs/{run_id}/logs`` in the run store's directory (``.flow2``)."""
+    if no_log_files:
+        return None
+    if option is not None:
+        return option
+    from_environment = os.environ.get("FLOW2_LOG_DIR")
+    if from_environment:
+        return from_environment
+    return os.path.join(os.path.relpath(_store_directory(store)), LOG_FOLDER)
+
+
+def _store_directory(option: str | None) -> Path:
+    from .._store._database import store_directory
+
+    directory = store_directory(option if option is not None else True)
+    assert directory is not None
+    return directory
+
+
+def _open_store(directory: Path) -> tuple[Store, Any]:
+    from .._store._database import Store, StoreError
+
+    store = Store(directory)
+    try:
+        return store, store.connect()
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def _find_run(directory: Path, reference: str) -> StoredRun:
+    from .._store._database import StoreError
+
+    store, connection = _open_store(directory)
+    try:
+        return store.find_run(connection, reference)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        connection.close()
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of lines.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show at most this many runs. Default: 20 lines; every run with --json.",
+)
+@_store_option
+@click.pass_context
+def runs(context: click.Context, as_json: bool, limit: int | None, store: str | None) -> None:
+    """List the recorded runs, newest first: id, name, start, duration, status, counts.
+
+    RUN in the subcommands is a run's id, a unique prefix of one, or last.
+    """
+    context.ensure_object(dict)
+    context.obj["store"] = store
+    if context.invoked_subcommand is not None:
+        return
+    from .._store._history import run_line, runs_as_json
+
+    found, connection = _open_store(_store_directory(store))
+    try:
+        recorded = found.runs(connection, limit if limit is not None or as_json else 20)
+    finally:
+        connection.close()
+    if as_json:
+        click.echo(runs_as_json(recorded))
+    elif not recorded:
+        click.echo(f"no runs recorded in {found.directory}")
+    else:
+        for stored in recorded:
+            click.echo(run_line(stored))
+
+
+def _subcommand_store(context: click.Context, store: str | None) -> Path:
+    return _store_directory(store if store is not None else context.obj.get("store"))
+
+
+@runs.command(name="show")
+@click.argument("run_reference", metavar="RUN")
+@_store_option
+@click.pass_context
+def runs_show(context: click.Context, run_reference: str, store: str | None) -> None:
+    """Print RUN's tree with each task's status and time, its summary, and why tasks ran again."""
+    from .._store._history import show_lines
+
+    for line in show_lines(_find_run(_subcommand_store(context, store), run_reference)):
+        click.echo(line)
+
+
+@runs.command(name="logs")
+@click.argument("run_reference", metavar="RUN")
+@click.argument("task")
+@_store_option
+@click.pass_context
+def runs_logs(context: click.Context, run_reference: str, task: str, store: str | None) -> None:
+    """Print the output TASK (its key, its path or its name) recorded in RUN."""
+    from .._store._database import Store
+    from .._store._history import find_task, task_output
+
+    directory = _subcommand_store(context, store)
+    recorded = _find_run(directory, run_reference)
+    found = find_task(recorded, task)
+    if isinstance(found, list):
+        if not found:
+            keys = ", ".join(item.key for item in recorded.tasks if not item.is_group)
+            raise UsageProblem(
+                f"run {recorded.id} has no task {task!r}; give a key or a path, one of: {keys}"
+            )
+        paths = "; ".join(" › ".join(item.path) for item in found)
+        raise UsageProblem(
+            f"{task!r} names {len(found)} tasks of run {recorded.id} ({paths}); give its path"
+        )
+    text = task_output(Store(directory), recorded, found)
+    if text is None:
+        click.echo(
+            f"task {' › '.join(found.path)!r} recorded no output in run {recorded.id}", err=True
+        )
+        return
+    click.echo(text, nl=False)
+
+
+@runs.command(name="prune")
+@click.option("--keep", type=click.IntRange(min=0), default=None, help="Keep the newest N runs.")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Delete the runs started more than DAYS days ago.",
+)
+@_store_option
+@click.pass_context
+def runs_prune(
+    context: click.Context, keep: int | None, older_than: float | None, store: str | None
+) -> None:
+    """Delete runs and their log files: those beyond the newest --keep N, or older than
+    --older-than DAYS. Runs still going on are kept."""
+    if keep is None and older_than is None:
+        raise UsageProblem("say what to delete: --keep N, --older-than DAYS, or both")
+    from .._store._database import StoreError
+
+    found, connection = _open_store(_subcommand_store(context, store))
+    try:
+        deleted = found.prune(connection, keep=keep, older_than_days=older_than)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        connection.close()
+    click.echo(
+        f"deleted {len(deleted)} run{'' if len(deleted) == 1 else 's'} from {found.directory}"
+    )
+
+
+def _exit(code: int) -> NoReturn:
     release_closed_outputs()
     sys.exit(code)
 
@@ -164,9 +558,22 @@ def run_flow(
     verbosity: str | None,
     events: str | None,
     grace: float | None = None,
+    report: str | None = None,
+    tracing: bool | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    until: str | None = None,
+    store: Path | bool = False,
+    resume: str | None = None,
+    pickle_results: bool = False,
+    log_dir: str | None = None,
 ) -> int:
-    """Run a loaded flow and return the exit code."""
-    from .._listeners._event_file import EventFile, events_target_from_environment
+    """Run a loaded flow and return the exit code.
+
+    :param store: the run store directory, or False for none
+    :param resume: the recorded run to resume ("last": the newest of this flow file)
+    :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
+    """
     from .._runner import Interrupted, Runner
 
     outcome: list[Status] = []
@@ -175,21 +582,30 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
+    listeners: list[EventListener] = [remember_outcome]
     try:
-        # The events file is opened here, before anything runs, so that a
-        # path that cannot be written is a usage error (2), and so that a
-        # file that fails during the run (a full disk) changes the exit code.
-        target = events_target_from_environment(events)
-        event_file = None
-        if target is not None:
-            event_file = target if isinstance(target, EventFile) else EventFile(target)
-        if event_file is not None:
-            event_file.open()
+        if report is not None:
+            from .._reports._writing import HtmlReportWriter, check_writable
+
+            check_writable(report, "--report")
+            listeners.insert(
+                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
+            )
         runner = Runner(
             display=display,
             verbosity=verbosity,
-            events=event_file,
-            listeners=[remember_outcome],
+            events=events,
+            listeners=listeners,
+            tracing=tracing,
+            only=only or (),
+            skip=skip or (),
+            until=until,
+            store=store,
+            resume=resume,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
+            log_dir=log_dir,
+            secrets=loaded.secret_values(variables),
             handle_signals=True,
             grace=grace,
         )
@@ -203,7 +619,7 @@ def run_flow(
         return int(interruption.code)  # type: ignore[arg-type]
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
-    except DefinitionError as error:
+    except (DefinitionError, ConfigurationError) as error:  # the tree, the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
         _tell(f"flow2: {error}")
@@ -211,10 +627,10 @@ def run_flow(
     status = outcome[-1] if outcome else Status.FAILED
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
-    if event_file is not None and event_file.error is not None:
+    if runner.events_error is not None:
         _tell(
-            f"flow2: the events file {event_file.name!r} could not be written "
-            f"({event_file.error}); its events are incomplete"
+            f"flow2: the events file {runner.events!r} could not be written "
+            f"({runner.events_error}); its events are incomplete"
         )
         return EXIT_FAILED
     if status is Status.SUCCEEDED:
@@ -249,6 +665,74 @@ def release_closed_outputs() -> None:
                 pass
 
 
+_REPORT_KINDS = {
+    "html": ("HTML report", "html_report"),
+    "trace": ("trace", "trace_report"),
+    "junit": ("JUnit report", "junit_report"),
+    "markdown": ("Markdown report", "markdown_report"),
+}
+
+
+@cli.command()
+@click.argument("run_reference", metavar="[RUN]", required=False)
+@click.option(
+    "--events",
+    metavar="EVENTS.jsonl",
+    default=None,
+    help="Build the reports from this JSON event file (flow2 run --events, FLOW2_EVENTS) "
+    "instead of the run store; RUN then picks one of its runs.",
+)
+@click.option("--html", metavar="FILE", help="The HTML timeline report: one offline file.")
+@click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
+@click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
+@click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+def report(
+    run_reference: str | None,
+    events: str | None,
+    html: str | None,
+    trace: str | None,
+    junit: str | None,
+    markdown: str | None,
+) -> None:
+    """Write reports on a finished run; FILE - is stdout.
+
+    RUN is a run id, a unique prefix of one, or last (the default).
+    """
+    from .._engine._exceptions import ReportError
+
+    targets = {"html": html, "trace": trace, "junit": junit, "markdown": markdown}
+    wanted = {kind: target for kind, target in targets.items() if target}
+    if not wanted:
+        raise UsageProblem(
+            "flow2 report: say which report to write: --html FILE, --trace FILE, "
+            "--junit FILE or --markdown FILE (FILE - is stdout)"
+        )
+    if events is None:
+        # The run store is the usual source; until it exists, reports come
+        # from event files only.
+        raise UsageProblem(
+            "flow2 report: this flow2 has no run store to find "
+            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
+            "build the report from an event file: flow2 report --events EVENTS.jsonl "
+            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+        )
+    import importlib
+
+    from .._reports._reading import read_events
+    from .._reports._writing import check_writable, write_text
+
+    try:
+        for kind, target in wanted.items():
+            check_writable(target, f"--{kind}")
+        record = read_events(events, run_reference or "last")
+        for kind, target in wanted.items():
+            what, function = _REPORT_KINDS[kind]
+            module = importlib.import_module(f"flow2._reports._{kind}")
+            write_text(getattr(module, function)(record), target, what)
+    except (ReportError, ConfigurationError) as error:
+        raise UsageProblem(f"flow2 report: {error}") from None
+
+
 @cli.command(epilog=_FLOW_HELP)
 @click.argument("flow")
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
@@ -274,6 +758,7 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
         text = render_flow(find_flow(flow), values)
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
+    text = _masker(values, _declared_secrets(text)).mask(text)
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -284,9 +769,10 @@ def show(flow: str, variables: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
     from .._flows._graph import tree_lines
 
-    loaded, _ = _load(flow, variables)
+    loaded, values = _load(flow, variables)
+    masker = _masker(values, loaded.secrets)
     for line in tree_lines(loaded.root):
-        click.echo(line)
+        click.echo(masker.mask(line))
 
 
 @cli.command(epilog=_FLOW_HELP)
@@ -297,7 +783,8 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
 
     Groups are boxes; an arrow means "runs after". Children of a parallel
-    group have no arrows between them.
+    group have no arrows between them. A dashed arrow labelled "needs" goes
+    from the task storing a result to each task that needs it.
     """
     from .._flows._graph import dot_graph, mermaid_graph
 
@@ -320,6 +807,29 @@ def plugins() -> None:
         summary = plugin.summary()
         if summary:
             click.echo(f"{' ' * width}  {summary}")
+
+
+def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
+    """A flow's secrets: secret-named variables (environment, command line), declared ones."""
+    from .._listeners._secrets import SecretMasker
+
+    masker = SecretMasker.from_environment(
+        str(variables[name]) if name in variables else os.environ.get(name, "") for name in declared
+    )
+    masker.add_from_mapping({key: str(value) for key, value in variables.items()})
+    return masker
+
+
+def _declared_secrets(text: str) -> list[str]:
+    """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    names = data.get("secrets") if isinstance(data, dict) else None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def user_flows_folder() -> Path:

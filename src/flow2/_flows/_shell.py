@@ -6,11 +6,12 @@ pipefail`` where bash is installed (GitHub Actions' default shell), else
 without any shell.
 
 The command runs in a session (process group) of its own with stdin closed.
-Its output is read as it comes and logged line by line through the task's
-logger, so every line is attributed to the task. When the task ends, however
-it ends, the whole process group gets SIGTERM, then SIGKILL after a grace
-period: the command's own children (a server started with ``&``, a build's
-workers) stop too.
+Its output is read as it comes and handed, in chunks, to the run's output
+listener (which attributes every line to the task, keeps its tail, writes
+its log file and shows it); a run without one gets each line as a record of
+the task's logger. When the task ends, however it ends, the whole process
+group gets SIGTERM, then SIGKILL after a grace period: the command's own
+children (a server started with ``&``, a build's workers) stop too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .._engine._children import ChildProcess, forget, track
 from .._engine._exceptions import CommandError, DefinitionError
 from .._engine._task import Context, Task
+from .._listeners._output import write_task_output
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -160,7 +162,7 @@ class ShellTask(Task):
             else:
                 arguments, script = _shell_arguments(self.shell, self.cmd)
             try:
-                process, exited = await _start(arguments or self.command_line, options)
+                process, protocol = await _start(arguments or self.command_line, options)
             except OSError as error:
                 # subprocess's own frames would be the whole traceback: the
                 # message alone says what to fix.
@@ -169,7 +171,7 @@ class ShellTask(Task):
                 process.pid, is_group=True, description=f"task {self.name!r} (pid {process.pid})"
             )
             try:
-                return await self._follow(process, exited, group)
+                return await self._follow(process, protocol, group)
             finally:
                 forget(group)
         finally:
@@ -179,10 +181,24 @@ class ShellTask(Task):
     async def _follow(
         self,
         process: asyncio.subprocess.Process,
-        exited: asyncio.Future[None],
+        protocol: _Protocol,
         group: ChildProcess,
     ) -> dict[str, Any]:
         """Read the command's output until it ends, then stop what it left running."""
+        try:
+            return await self._read_to_the_end(process, protocol.exited, group)
+        finally:
+            # The pipes are closed now, not when the transport is collected,
+            # perhaps after its loop closed ("Event loop is closed" at exit).
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+    async def _read_to_the_end(
+        self,
+        process: asyncio.subprocess.Process,
+        exited: asyncio.Future[None],
+        group: ChildProcess,
+    ) -> dict[str, Any]:
         stdout = _Capture(self.output_limit)
         stderr = _Capture(self.output_limit)
         assert process.stdout is not None and process.stderr is not None
@@ -205,10 +221,9 @@ class ShellTask(Task):
             if pending:
                 # Something that left the group (setsid) holds the pipes:
                 # stop reading them.
-                transport = getattr(process, "_transport", None)
-                if transport is not None:
-                    transport.close()
-            await asyncio.gather(*readers)
+                for reader in pending:
+                    reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=bool(pending))
             returncode = await process.wait()
         except BaseException:
             # Cancelled (timeout, Ctrl-C, a sibling failed) or the readers
@@ -244,28 +259,39 @@ class ShellTask(Task):
         )
 
     async def _stream(self, stream: asyncio.StreamReader, capture: _Capture, name: str) -> None:
-        """Log each line of ``stream`` as it arrives, and capture it."""
+        """Hand ``stream``'s output to the run as it arrives (chunks, not lines), and capture it."""
         # Incremental: a character split across two reads is decoded whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
+        pending = ""  # a partial line, when there is no output listener
         while True:
             chunk = await stream.read(_CHUNK)
-            text = pending + decoder.decode(chunk, final=not chunk)
-            *lines, pending = text.split("\n")
-            if len(pending) > MAX_LINE:  # a line without end (a progress bar): log it in pieces
-                lines.append(pending)
-                pending = ""
-            for line in lines:
-                self._log_line(line, name)
-            capture.add(text[: len(text) - len(pending)])
+            text = decoder.decode(chunk, final=not chunk)
+            if text:
+                capture.add(text)
+                pending = self._show(pending, text, name, final=False)
             if not chunk:
                 break
-        if pending:
-            self._log_line(pending, name)
-            capture.add(pending)
+        self._show(pending, "", name, final=True)
 
-    def _log_line(self, line: str, stream: str) -> None:
-        self.logger.info("%s", line.rstrip("\r"), extra={"stream": stream})
+    def _show(self, pending: str, text: str, stream: str, *, final: bool) -> str:
+        """Pass ``text`` on; return the partial line kept here (see :func:`_log_lines`)."""
+        # The run's output listener splits lines, keeps the tail, writes the
+        # task's log file and shows them; a run without one gets log records.
+        if write_task_output(text, stream, final=final):
+            return ""
+        return _log_lines(self, pending + text, stream, final)
+
+
+def _log_lines(task: ShellTask, text: str, stream: str, final: bool) -> str:
+    """Log each complete line of ``text``; return the partial line left."""
+    *lines, pending = text.split("\n")
+    if final or len(pending) > MAX_LINE:  # a line without end (a progress bar): log it
+        if pending:
+            lines.append(pending)
+        pending = ""
+    for line in lines:
+        task.logger.info("%s", line.rstrip("\r"), extra={"stream": stream})
+    return pending
 
 
 class _Capture:
@@ -311,6 +337,12 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=2**16, loop=loop)
         self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
 
     def process_exited(self) -> None:
         super().process_exited()
@@ -320,7 +352,7 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 async def _start(
     command: list[str] | str, options: dict[str, Any]
-) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
+) -> tuple[asyncio.subprocess.Process, _Protocol]:
     """Start ``command`` (arguments, or a line for the system shell); its process and exit."""
     loop = asyncio.get_running_loop()
     protocol = _Protocol(loop)
@@ -328,7 +360,7 @@ async def _start(
         transport, _ = await loop.subprocess_exec(lambda: protocol, *command, **options)
     else:  # pragma: no cover - Windows: cmd.exe
         transport, _ = await loop.subprocess_shell(lambda: protocol, command, **options)
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
 
 async def _terminate(exited: asyncio.Future[None], group: ChildProcess, grace: float) -> None:

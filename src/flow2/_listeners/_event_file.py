@@ -4,18 +4,22 @@ Choose the file with ``Runner(events=...)`` or the environment variable
 ``FLOW2_EVENTS``. Lines are appended, so several runs may share a file;
 each line carries its run's id. The fields are documented in
 ``docs/display.md`` and stay stable: new fields may be added, none is
-renamed or removed.
+renamed or removed. ::
+
+    {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
+     "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
+     "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
+     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"},
+     "traceback": "Traceback (your code, most recent call last):\n  File ...", "reason": null,
+     "output": "reading setup.cfg\nerror: no [metadata] section"}
+
+Secrets are masked in every line.
 
 Lines are written whole (each flush is one ``write`` of whole lines), at
 every task's end and at least every 0.2 s, so the file can be followed
 while the run goes, and after a crash (even ``kill -9``) every line in it is
 valid JSON. A file flow2 creates is readable by its owner only (0600): the
-events carry error messages, which may hold what a task printed. ::
-
-    {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
-     "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
-     "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
-     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"}}
+events carry error messages and output, which may hold anything.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import TYPE_CHECKING, Any, TextIO, Union
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .._engine._events import Event
+    from ._secrets import SecretMasker
 
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1
@@ -39,7 +44,7 @@ FLUSH_INTERVAL = 0.2
 #: Characters gathered before they are written whatever the time.
 _FLUSH_SIZE = 65536
 
-EventTarget = Union[str, os.PathLike[str], TextIO, "EventFile"]
+EventTarget = str | os.PathLike[str] | TextIO
 
 
 def events_target_from_environment(value: EventTarget | None) -> EventTarget | None:
@@ -49,8 +54,6 @@ def events_target_from_environment(value: EventTarget | None) -> EventTarget | N
         writable text stream, or the path cannot be a file (a directory,
         or in a directory that does not exist)
     """
-    if isinstance(value, EventFile):
-        return value
     if value is None:
         raw = os.environ.get("FLOW2_EVENTS")
         if not raw:
@@ -83,10 +86,70 @@ def _check_path(path: str, source: str) -> None:
         )
 
 
-def _error(error: BaseException | None) -> dict[str, str] | None:
+def _error(
+    error: BaseException | None, masker: SecretMasker | None = None
+) -> dict[str, str] | None:
     if error is None:
         return None
-    return {"type": type(error).__name__, "message": str(error)}
+    message = str(error)
+    return {
+        "type": type(error).__name__,
+        "message": masker.mask(message) if masker is not None else message,
+    }
+
+
+def _traceback(status: Status, error: BaseException | None) -> str | None:
+    """The user's frames of a failure, as the summary prints them (never local variables)."""
+    if error is None or (status is not Status.FAILED and status is not Status.RETRYING):
+        return None
+    from ._summary import user_traceback
+
+    return "\n".join(user_traceback(error)) or None
+
+
+def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[str, Any]:
+    """The JSON object of one task event, as the event file writes it.
+
+    ``output`` is the last lines the task printed (``event.output``), on the
+    events that end a task; None when it printed nothing or no run listener
+    captured its output.
+    """
+    task = event.task
+    status = event.status
+    return {
+        "event": "task",
+        "run_id": event.run.id,
+        "status": status.value,
+        "time": event.time,
+        "task": task.name,
+        "key": task.key,
+        "path": list(event.record.path),
+        "group": not task.stores_result,
+        "attempt": event.attempt,
+        "duration": event.duration,
+        "failed_count": event.failed_count,
+        "retry_delay": event.retry_delay,
+        "error": _error(event.error, masker),
+        "traceback": _traceback(status, event.error),
+        "reason": event.reason,
+        "output": event.output,
+    }
+
+
+def run_fields(event: RunEvent, masker: SecretMasker | None = None) -> dict[str, Any]:
+    """The JSON object of a run's start or end, as the event file writes it."""
+    fields: dict[str, Any] = {
+        "event": "run",
+        "run_id": event.run.id,
+        "status": event.status.value,
+        "time": event.time,
+        "root": event.run.root.name,
+        "duration": event.duration,
+        "error": _error(event.error, masker),
+    }
+    if event.status is Status.RUNNING:
+        fields["format"] = FORMAT_VERSION
+    return fields
 
 
 class EventFile:
@@ -95,12 +158,14 @@ class EventFile:
     :param target: a file path (opened for appending when the run starts,
         created owner-only, closed when it ends) or a text stream (written
         and flushed, never closed)
+    :param masker: masks secrets in every line
     :ivar error: the error that stopped the writing (a full disk), or None
     :raises flow2.ConfigurationError: when the file cannot be opened
     """
 
-    def __init__(self, target: str | os.PathLike[str] | TextIO) -> None:
+    def __init__(self, target: EventTarget, *, masker: SecretMasker | None = None) -> None:
         self.target = target
+        self.masker = masker
         self.error: OSError | None = None
         self._stream: TextIO | None = None
         self._descriptor: int | None = None
@@ -137,22 +202,28 @@ class EventFile:
                 ) from None
         else:
             self._stream = self.target
-        self.error = None
 
     def __call__(self, event: Event) -> None:
+        if self.error is not None:
+            # Writing failed on the timer: the run drops this listener now.
+            raise OSError(self.error.errno, self.error.strerror)
         if self._descriptor is None and self._stream is None:
             self.open()
         try:
+            masker = self.masker
             if type(event) is TaskEvent:
-                self._add(self._dumps(self._task_fields(event)) + "\n")
-                if event.status.is_finished:
-                    self.flush()
-                else:
-                    self._flush_soon()
+                line = self._dumps(task_fields(event, masker))
             elif isinstance(event, RunEvent):
-                self._add(self._dumps(self._run_fields(event)) + "\n")
+                line = self._dumps(run_fields(event, masker))
+            else:
+                return
+            self._add((masker.mask(line) if masker is not None else line) + "\n")
+            if type(event) is TaskEvent and not event.status.is_finished:
+                self._flush_soon()
+            else:
+                # A task's end and the run's start and end are written at once.
                 self.flush()
-                if event.status.is_finished:
+                if isinstance(event, RunEvent) and event.status.is_finished:
                     self._close()
         except Exception:
             # The run drops a listener that fails (a full disk): it would
@@ -209,37 +280,12 @@ class EventFile:
             self.error = error
             raise
 
-    def _task_fields(self, event: TaskEvent) -> dict[str, Any]:
-        task = event.task
-        return {
-            "event": "task",
-            "run_id": event.run.id,
-            "status": event.status.value,
-            "time": event.time,
-            "task": task.name,
-            "key": task.key,
-            "path": list(event.record.path),
-            "group": not task.stores_result,
-            "attempt": event.attempt,
-            "duration": event.duration,
-            "failed_count": event.failed_count,
-            "retry_delay": event.retry_delay,
-            "error": _error(event.error),
-        }
-
-    def _run_fields(self, event: RunEvent) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "event": "run",
-            "run_id": event.run.id,
-            "status": event.status.value,
-            "time": event.time,
-            "root": event.run.root.name,
-            "duration": event.duration,
-            "error": _error(event.error),
-        }
-        if event.status is Status.RUNNING:
-            fields["format"] = FORMAT_VERSION
-        return fields
+    def close(self) -> None:
+        """Write what is gathered and close the file (a stream is flushed, not closed)."""
+        try:
+            self.flush()
+        finally:
+            self._close()
 
     def _close(self, *, quietly: bool = False) -> None:
         if self._timer is not None:
