@@ -318,3 +318,37 @@ def test_an_events_file_that_cannot_be_opened_exits_2(tmp_path: Path, where: str
     assert result.returncode == 2, result.stderr
     assert events in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "ran").exists()  # nothing ran
+
+
+def test_files_holding_output_are_owner_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    flow = tmp_path / "flow.yml"
+    flow.write_text("plugin: shell\nname: Talk\ncmd: echo secret-ish output\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flow2",
+            "run",
+            str(flow),
+            "--display",
+            "plain",
+            "--events",
+            "events.jsonl",
+            "--report",
+            "report.html",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    written = [tmp_path / "events.jsonl", tmp_path / "report.html", tmp_path / ".flow2"]
+    written += list((tmp_path / ".flow2").rglob("*"))
+    assert any(path.suffix == ".log" for path in written)  # the task's log file is there
+    for path in written:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == expected, path
