@@ -415,3 +415,48 @@ def test_interrupted_carries_the_signal_and_the_exit_code() -> None:
     assert isinstance(stop, SystemExit) and stop.code == 143
     assert stop.signal is signal.SIGTERM and str(stop) == "interrupted by SIGTERM"
     assert repr(type(stop)).startswith("<class 'flow2.Interrupted'")
+
+
+BLOCKING_LOOP = """
+    import asyncio, os, time
+    import flow2
+
+    async def hog(context):
+        while not os.path.exists("shell-ready"):  # the command runs
+            await asyncio.sleep(0.01)
+        open("ready", "w").close()
+        time.sleep(600)  # blocks the event loop: no signal reaches the run
+
+    tree = flow2.ParallelTaskGroup(
+        "Hog",
+        flow2.CallbackTask("Hog", hog),
+        flow2.ShellTask("Silent", "touch shell-ready; sleep {marker}"),
+    )
+    asyncio.run(flow2.Runner(display="plain", handle_signals=True).run(tree))
+"""
+
+
+def test_a_third_signal_exits_even_when_the_loop_is_blocked(tmp_path: Path) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.41"
+    script = tmp_path / "hog.py"
+    script.write_text(textwrap.dedent(BLOCKING_LOOP.format(marker=marker)))
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=environment(),
+    )
+    try:
+        wait_for_files(tmp_path, "ready", 1, process)
+        # Three different signals: the same one sent twice could merge into one.
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            process.send_signal(number)
+            time.sleep(0.1)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stdout + stderr
+    assert "SIGINT, the third signal: exiting at once" in stderr
+    assert wait_for_no_leftovers(marker) == []

@@ -230,7 +230,9 @@ class _SignalHandling:
         self.grace = grace
         self.signal: int | None = None
         self.killed: list[str] = []  # what still ran when the grace period ended
-        self._count = 0
+        self._count = 0  # signals the loop handled
+        self._received = 0  # signals received, handled or not
+        self._first: int | None = None
         self._previous: dict[int, Any] = {}
         self._task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -265,6 +267,19 @@ class _SignalHandling:
         # A Python-level handler runs in the main thread between bytecodes:
         # hand the work to the loop, which may be waiting in select().
         assert self._loop is not None
+        self._received += 1
+        if self._first is None:
+            self._first = number
+        if self._received >= 3:
+            # Third time: the loop never got to the first two (a task blocks
+            # it, or swallows cancellation). Stop everything now, without the
+            # summary. See test_a_third_signal_exits_even_when_the_loop_is_blocked.
+            kill_children()
+            _tell(
+                f"flow2: {signal.Signals(number).name}, the third signal: exiting at once",
+                sys.__stderr__,  # not a task's captured stderr
+            )
+            os._exit(128 + self._first)
         self._loop.call_soon_threadsafe(self._interrupt, number)
 
     def _interrupt(self, number: int) -> None:
@@ -725,10 +740,10 @@ class _EventFileWatch:
             self.runner.events_error = self.event_file.error
 
 
-def _tell(message: str) -> None:
+def _tell(message: str, stream: TextIO | None = None) -> None:
     """A line for the person on stderr; nothing when stderr is closed."""
     try:
-        print(message, file=sys.stderr, flush=True)
+        print(message, file=stream or sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 
