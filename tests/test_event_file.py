@@ -339,6 +339,8 @@ def test_files_holding_output_are_owner_only(tmp_path: Path) -> None:
             "events.jsonl",
             "--report",
             "report.html",
+            "--store",
+            "store",
         ],
         capture_output=True,
         text=True,
@@ -346,8 +348,8 @@ def test_files_holding_output_are_owner_only(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    written = [tmp_path / "events.jsonl", tmp_path / "report.html", tmp_path / ".flow2"]
-    written += list((tmp_path / ".flow2").rglob("*"))
+    written = [tmp_path / "events.jsonl", tmp_path / "report.html", tmp_path / "store"]
+    written += list((tmp_path / "store").rglob("*"))
     assert any(path.suffix == ".log" for path in written)  # the task's log file is there
     for path in written:
         expected = 0o700 if path.is_dir() else 0o600
