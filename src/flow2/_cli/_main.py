@@ -1,7 +1,8 @@
 """The ``flow2`` command: run, check and draw YAML flows, list plugins, see and resume runs.
 
 Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
-error (nothing ran), 130 interrupted.
+error (nothing ran), 128 + the signal's number when a signal stopped the run
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 all succeeded, 1 a task failed, 2 usage or definition error, "
-    "130 interrupted.",
+    epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
+    "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
@@ -133,9 +135,18 @@ def _run_options(command: _Command) -> _Command:
         ),
         click.option(
             "--events",
-            type=click.Path(dir_okay=False, writable=True),
+            type=click.Path(dir_okay=False),
             default=None,
             help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and "
+            "worker processes get between SIGTERM and SIGKILL (a second signal kills at once). "
+            "Default: $FLOW2_GRACE, else 5.",
         ),
         click.option(
             "--report",
@@ -217,6 +228,7 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    grace: float | None,
     report: str | None,
     otel: bool | None,
     store: str | None,
@@ -254,13 +266,14 @@ def run(
     selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
     if dry_run:
         sys.exit(print_plan(loaded, values, selection))
-    sys.exit(
+    _exit(
         run_flow(
             loaded,
             values,
             display=display,
             verbosity=verbosity,
             events=events,
+            grace=grace,
             report=report,
             tracing=otel or None,
             store=False if no_store else _store_directory(store),
@@ -300,6 +313,7 @@ def resume(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    grace: float | None,
     report: str | None,
     otel: bool | None,
     store: str | None,
@@ -336,13 +350,14 @@ def resume(
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(
+    _exit(
         run_flow(
             loaded,
             values,
             display=display,
             verbosity=verbosity,
             events=events,
+            grace=grace,
             report=report,
             tracing=otel or None,
             store=directory,
@@ -530,6 +545,11 @@ def runs_prune(
     )
 
 
+def _exit(code: int) -> NoReturn:
+    release_closed_outputs()
+    sys.exit(code)
+
+
 def run_flow(
     loaded: LoadedFlow,
     variables: dict[str, Any],
@@ -537,6 +557,7 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    grace: float | None = None,
     report: str | None = None,
     tracing: bool | None = None,
     only: list[str] | None = None,
@@ -553,7 +574,7 @@ def run_flow(
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
     """
-    from .._runner import Runner
+    from .._runner import Interrupted, Runner
 
     outcome: list[Status] = []
 
@@ -585,26 +606,63 @@ def run_flow(
             flow_file=loaded.file,
             log_dir=log_dir,
             secrets=loaded.secret_values(variables),
+            handle_signals=True,
+            grace=grace,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     try:
         asyncio.run(runner.run(loaded.root.task, dict(variables), raises=False))
-    except KeyboardInterrupt:
-        # asyncio.run cancelled the run on Ctrl-C; the tasks and the summary
-        # reported it already.
+    except Interrupted as interruption:
+        # The run was cancelled, every task reported and the summary printed.
+        _tell(f"flow2: {interruption}")
+        return int(interruption.code)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except (DefinitionError, ConfigurationError) as error:  # the tree, the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        click.echo(f"flow2: {error}", err=True)
+        _tell(f"flow2: {error}")
         return EXIT_FAILED
     status = outcome[-1] if outcome else Status.FAILED
-    if status is Status.SUCCEEDED:
-        return 0
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
+    if runner.events_error is not None:
+        _tell(
+            f"flow2: the events file {runner.events!r} could not be written "
+            f"({runner.events_error}); its events are incomplete"
+        )
+        return EXIT_FAILED
+    if status is Status.SUCCEEDED:
+        return 0
     return EXIT_FAILED
+
+
+def _tell(message: str) -> None:
+    """A line on stderr; nothing when stderr is closed."""
+    try:
+        click.echo(message, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def release_closed_outputs() -> None:
+    """Flush stdout and stderr now; point a closed one at /dev/null.
+
+    A reader that went away (``| head``, a dead ``tee``) must not turn into
+    "Exception ignored … BrokenPipeError" and exit code 120 when Python
+    flushes the streams at exit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
 
 
 _REPORT_KINDS = {
