@@ -33,7 +33,9 @@ EXIT_INTERRUPTED = 130
 _FLOW_HELP = (
     "FLOW is a path to a YAML file, or a name looked up as NAME, NAME.yml or NAME.yaml in "
     "./.flow2/flows/ then in $XDG_CONFIG_HOME/flow2/flows/ (~/.config/flow2/flows/). "
-    "Each VARIABLE is key=value, the value read as YAML: n=3 is a number, tags=[a,b] a list."
+    "Each VARIABLE is key=value; a value keeps its text unless it reads back as the same "
+    "number or boolean: n=3 and ratio=0.5 are numbers, debug=true a boolean, version=1.10, "
+    "mode=0755 and answer=on stay text; tags=[a,b] is a list."
 )
 
 
@@ -47,31 +49,22 @@ class UsageProblem(click.ClickException):
 
 
 def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
-    """``("n=3", "tags=[a,b]")`` → ``{"n": 3, "tags": ["a", "b"]}``.
+    """``("n=3", "version=1.10")`` → ``{"n": 3, "version": "1.10"}``.
 
-    :raises UsageProblem: on an assignment without ``=``, a bad name or bad YAML
+    A value keeps its text unless it reads back as exactly the same number
+    or boolean (see :mod:`flow2._flows._variables`).
+
+    :raises UsageProblem: on an assignment without ``=``, a bad name or an unreadable list
     """
-    import yaml
+    from .._flows._variables import VariableError, parse_assignment
 
     variables: dict[str, Any] = {}
     for assignment in assignments:
-        key, equals, raw = assignment.partition("=")
-        if not equals or not key.isidentifier():
-            raise UsageProblem(
-                f"{assignment!r} is not a variable assignment; write name=value, "
-                f"e.g. version=1.2.0 (names are letters, digits and _)"
-            )
-        if raw == "":
-            variables[key] = ""
-            continue
         try:
-            variables[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            problem = getattr(error, "problem", None) or "not valid YAML"
-            raise UsageProblem(
-                f"{key}={raw!r}: the value is read as YAML and {problem}; quote it for the "
-                f"shell and YAML, e.g. {key}='\"{raw}\"'"
-            ) from None
+            key, value = parse_assignment(assignment)
+        except VariableError as error:
+            raise UsageProblem(str(error)) from None
+        variables[key] = value
     return variables
 
 
