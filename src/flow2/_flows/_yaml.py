@@ -104,7 +104,13 @@ def _line_loader() -> type[yaml.SafeLoader]:
             if isinstance(error, yaml.YAMLError):  # pragma: no cover - never both
                 raise
             tag = node.tag.rpartition(":")[2] if node.tag.startswith("tag:yaml.org") else node.tag
-            shown = node.value if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            shown = (
+                node.value
+                if isinstance(node, yaml.ScalarNode)
+                else "a list"
+                if isinstance(node, yaml.SequenceNode)
+                else "a mapping"
+            )
             raise ConstructorError(
                 None,
                 None,
@@ -113,7 +119,7 @@ def _line_loader() -> type[yaml.SafeLoader]:
                 node.start_mark,
             ) from None
 
-    LineLoader.construct_object = construct_object  # type: ignore[method-assign]
+    LineLoader.construct_object = construct_object
     LineLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
     LineLoader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
     return LineLoader
