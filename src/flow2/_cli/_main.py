@@ -85,6 +85,19 @@ def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str
 def cli() -> None:
     """Run workflows written as YAML files: serial and parallel tasks, shell commands,
     Python callbacks and plugins. See docs/flows.md for the file format."""
+    import_from_working_directory()
+
+
+def import_from_working_directory() -> None:
+    """Let ``callback: module:function`` find modules in the working directory.
+
+    ``python -m flow2`` has the working directory first on ``sys.path``; the
+    ``flow2`` console script has its own ``bin`` folder there instead. Both
+    commands find the same callbacks with this.
+    """
+    folder = os.getcwd()
+    if "" not in sys.path and folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 @cli.command(epilog=_FLOW_HELP)

@@ -105,7 +105,11 @@ def user_traceback(error: BaseException) -> list[str]:
         frames = _frames(current.__traceback__, "where it was cancelled" if cancelled else "")
         # A cause with neither a message nor a frame of the user's (the
         # TimeoutError inside a timeout) says nothing: leave it out.
-        if depth and not cancelled and (frames or str(current)):
+        if (
+            depth
+            and not cancelled
+            and (frames or describe_error(current) != type(current).__name__)
+        ):
             lines.append(f"Caused by {describe_error(current)}")
         lines.extend(frames)
         current = current.__cause__ or (
