@@ -12,6 +12,16 @@ import pytest
 import flow2
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-files",
+        type=int,
+        default=300,
+        help="how many random flow files tests/test_fuzz.py generates (default 300; "
+        "benchmarks/bench_fuzz.py runs 10,000)",
+    )
+
+
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` on a fresh event loop in asyncio debug mode."""
     return asyncio.run(coroutine, debug=True)

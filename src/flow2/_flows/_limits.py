@@ -13,6 +13,7 @@ import contextlib
 import math
 import re
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -167,38 +168,75 @@ def render_bounded(template: jinja2.Template, names: dict[str, Any]) -> str:
     return "".join(pieces)
 
 
-@contextlib.contextmanager
-def deadline(seconds: float = TEMPLATE_SECONDS) -> Iterator[None]:
-    """Raise :class:`TemplateTimeout` in this thread if the block runs past ``seconds``.
+class _Watchdog:
+    """One daemon thread that interrupts blocks running past their deadline.
 
-    A watchdog timer injects the exception into the running thread (Python
-    checks for it between bytecodes), which stops a template's loops even
-    inside Jinja's generated code; a single huge operation is stopped by the
-    size limits instead. Pinned by tests/test_fuzz.py::test_a_template_loop_that_never_ends
+    Starting a timer thread per template costs milliseconds on a busy
+    machine; this thread is started once and sleeps until the earliest
+    deadline. It injects :class:`TemplateTimeout` into the late thread
+    (Python checks for it between bytecodes), which stops a template's loops
+    even inside Jinja's generated code; a single huge operation is stopped
+    by the size limits instead.
     """
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.waiting: dict[int, tuple[float, int]] = {}
+        self.counter = 0
+        self.thread: threading.Thread | None = None
+
+    def add(self, seconds: float) -> int:
+        with self.condition:
+            self.counter += 1
+            self.waiting[self.counter] = (time.monotonic() + seconds, threading.get_ident())
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._watch, name="flow2-template-deadline", daemon=True
+                )
+                self.thread.start()
+            self.condition.notify()
+            return self.counter
+
+    def remove(self, token: int) -> None:
+        """Forget ``token``; withdraw its exception if it was injected but not yet raised."""
+        with self.condition:
+            entry = self.waiting.pop(token, None)
+            if entry is None:
+                _inject(threading.get_ident(), None)
+
+    def _watch(self) -> None:
+        with self.condition:
+            while True:
+                now = time.monotonic()
+                for token, (end, thread_id) in list(self.waiting.items()):
+                    if end <= now:
+                        # Removed here, under the lock: remove() then knows
+                        # the exception was sent.
+                        del self.waiting[token]
+                        _inject(thread_id, TemplateTimeout)
+                earliest = min((end for end, _ in self.waiting.values()), default=None)
+                self.condition.wait(None if earliest is None else max(0.0, earliest - now))
+
+
+def _inject(thread_id: int, exception: type[BaseException] | None) -> None:
     import ctypes
 
-    thread_id = threading.get_ident()
-    lock = threading.Lock()
-    state = {"done": False, "fired": False}
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), None if exception is None else ctypes.py_object(exception)
+    )
 
-    def interrupt() -> None:
-        with lock:
-            if not state["done"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread_id), ctypes.py_object(TemplateTimeout)
-                )
 
-    timer = threading.Timer(seconds, interrupt)
-    timer.daemon = True
-    timer.start()
+_watchdog = _Watchdog()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None = None) -> Iterator[None]:
+    """Raise :class:`TemplateTimeout` in this thread if the block runs past ``seconds``.
+
+    Pinned by tests/test_fuzz.py::test_a_template_loop_that_never_ends_is_stopped
+    """
+    token = _watchdog.add(TEMPLATE_SECONDS if seconds is None else seconds)
     try:
         yield
     finally:
-        timer.cancel()
-        with lock:
-            state["done"] = True
-            if state["fired"]:
-                # Not raised yet: withdraw it, so it never surfaces after the block.
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        _watchdog.remove(token)
