@@ -346,8 +346,16 @@ def test_a_slow_expression_counts_against_the_task_timeout(tmp_path: Path) -> No
         tmp_path, "plugin: shell\nname: Slow\ntimeout: 0.2\ncmd: echo ${{ probe.value }}\n"
     )
     probe = Probe()
+
+    def release_when_failed(event: flow2.Event) -> None:
+        # The blocked thread is let go once the task is reported: asyncio.run
+        # waits for its worker threads before returning.
+        if isinstance(event, flow2.TaskEvent) and event.status is flow2.Status.FAILED:
+            probe.released.set()
+
+    runner = flow2.Runner(display="none", listeners=[release_when_failed])
     try:
-        context = run(flow2.Runner(display="none").run(flow2.load(path, probe=probe), raises=False))
+        context = run(runner.run(flow2.load(path, probe=probe), raises=False))
     finally:
         probe.released.set()
     assert isinstance(context["slow"], TimeoutError)

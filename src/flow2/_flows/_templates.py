@@ -397,7 +397,9 @@ def unsafe_attribute(value: object) -> str | None:
     return None
 
 
-def render_runtime(value: Any, context: Mapping[str, Any], where: str) -> Any:
+def render_runtime(
+    value: Any, context: Mapping[str, Any], where: str, *, seconds: float | None = None
+) -> Any:
     """``value`` with its run-time expressions evaluated against ``context``.
 
     Runs within :data:`flow2._flows._limits.TEMPLATE_SECONDS` and the size limits.
@@ -405,6 +407,7 @@ def render_runtime(value: Any, context: Mapping[str, Any], where: str) -> Any:
     :param value: a string, or lists and mappings of strings and other values
     :param context: the run's context: results so far and the variables
     :param where: the file, line and key, for error messages
+    :param seconds: a shorter time limit (the task's timeout)
     :raises flow2.ExpressionError: when an expression fails (undefined name,
         error, limit exceeded)
     """
@@ -412,13 +415,14 @@ def render_runtime(value: Any, context: Mapping[str, Any], where: str) -> Any:
 
     from ._limits import TEMPLATE_SECONDS, LimitExceeded, TemplateTimeout, deadline
 
+    limit = TEMPLATE_SECONDS if seconds is None else min(seconds, TEMPLATE_SECONDS)
     try:
-        with deadline():
+        with deadline(limit):
             return _render_value(value, {**context, "context": context})
     except TemplateTimeout:
         raise ExpressionError(
-            f"{where}: the ${{{{ … }}}} expression took longer than {TEMPLATE_SECONDS:g} s, "
-            f"the limit for an expression"
+            f"{where}: the ${{{{ … }}}} expression took longer than {limit:g} s, the "
+            f"limit for an expression (the task's timeout, at most {TEMPLATE_SECONDS:g} s)"
         ) from None
     except LimitExceeded as error:
         raise ExpressionError(f"{where}: {error}") from None
@@ -494,7 +498,12 @@ def defer_options(
     defaults = dict(variables or {})
 
     def evaluate(names: dict[str, Any]) -> dict[str, Any]:
-        return {key: render_runtime(value, names, where[key]) for key, value in deferred.items()}
+        # The thread stops by itself at the task's timeout too.
+        seconds = task.timeout
+        return {
+            key: render_runtime(value, names, where[key], seconds=seconds)
+            for key, value in deferred.items()
+        }
 
     async def run_with_results(context: Context) -> Any:
         # A snapshot taken on the loop, evaluated in a worker thread: an
