@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flow2._engine._naming import snake_case  # noqa: E402
-from tests.fuzzing import check, describe, generate  # noqa: E402
+from tests.fuzzing import check, describe, generate
+
+from flow2._engine._naming import snake_case
 
 _ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
