@@ -85,3 +85,60 @@ def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+def report_tree() -> flow2.Task:
+    """A flow with what reports must show: nested parallel groups, a retry, failures,
+    skipped and cancelled tasks. Deterministic: nothing races the clock."""
+    failures = {"Unit tests": 1}
+
+    async def ok(context: dict[str, Any]) -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    async def flaky(context: dict[str, Any]) -> str:
+        await asyncio.sleep(0.01)
+        if failures["Unit tests"]:
+            failures["Unit tests"] -= 1
+            raise ConnectionError("database container not ready")
+        return "passed"
+
+    async def broken(context: dict[str, Any]) -> None:
+        await asyncio.sleep(0.01)
+        raise FileNotFoundError("setup.cfg: no [metadata] section")
+
+    async def hang(context: dict[str, Any]) -> None:
+        await asyncio.Event().wait()  # until its sibling's failure cancels it
+
+    return flow2.SerialTaskGroup(
+        "Release",
+        flow2.ParallelTaskGroup(
+            "Prepare", flow2.CallbackTask("Version", ok), flow2.CallbackTask("Lint", ok)
+        ),
+        flow2.ParallelTaskGroup(
+            "Build",
+            flow2.CallbackTask("Wheel", broken),
+            flow2.CallbackTask("Unit tests", flaky, retries=2, retry_delay=0.01),
+            flow2.SerialTaskGroup(
+                "Docs", flow2.CallbackTask("Render", ok), flow2.CallbackTask("Index", ok)
+            ),
+        ),
+        flow2.ParallelTaskGroup(
+            "Checks",
+            flow2.CallbackTask("Hang", hang),
+            flow2.CallbackTask("Audit", broken),
+            on_error="cancel",
+        ),
+        flow2.SerialTaskGroup(
+            "Publish", flow2.CallbackTask("Upload", ok), flow2.CallbackTask("Announce", ok)
+        ),
+    )
+
+
+@pytest.fixture
+def report_events(tmp_path: Path) -> Path:
+    """The event file of one run of :func:`report_tree`."""
+    path = tmp_path / "events.jsonl"
+    runner = flow2.Runner(display="none", events=str(path))
+    run(runner.run(report_tree(), raises=False))
+    return path

@@ -71,7 +71,7 @@ def test_skipped_and_group_failure_lines() -> None:
     tree = flow2.SerialTaskGroup("S", flow2.CallbackTask("Bad", fail), give("Later", 1))
     text = output_of(tree, raises=False)
     assert "FAILED    Bad (" in text and "): ValueError\n" in text
-    assert "SKIPPED   Later\n" in text
+    assert "SKIPPED   Later: task 'Bad' before it failed\n" in text
     assert "FAILED    S (" in text and "): 1 task failed inside" in text
 
 

@@ -27,6 +27,8 @@ TASK_FIELDS = {
     "failed_count",
     "retry_delay",
     "error",
+    "traceback",
+    "reason",
 }
 RUN_FIELDS = {"event", "run_id", "status", "time", "root", "duration", "error"}
 
@@ -84,6 +86,7 @@ def test_every_event_is_one_json_line_with_the_documented_fields(tmp_path: Path)
     assert retry["path"] == ["Release", "Build", "Flaky"] and retry["key"] == "flaky"
     assert retry["attempt"] == 1 and retry["retry_delay"] == 0
     assert retry["error"] == {"type": "ConnectionError", "message": "reset by peer"}
+    assert retry["traceback"].startswith("Traceback (your code, most recent call last):")
     assert by_task["Flaky", "succeeded"]["attempt"] == 2
 
     failed = by_task["Wheel", "failed"]
@@ -98,6 +101,7 @@ def test_every_event_is_one_json_line_with_the_documented_fields(tmp_path: Path)
     assert group["error"]["type"] == "ExceptionGroup"
     skipped = by_task["Publish", "skipped"]
     assert skipped["duration"] is None and skipped["error"] is None
+    assert skipped["traceback"] is None and "Build" in skipped["reason"]
     assert by_task["Wheel", "running"]["duration"] is None
 
 

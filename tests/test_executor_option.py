@@ -72,9 +72,18 @@ def test_a_sync_callback_on_threads_gets_its_keyword_only_keys() -> None:
 
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_a_missing_required_keyword_only_key_is_named(executor: str) -> None:
-    task = flow2.CallbackTask("Needy", needs_missing, executor=executor)
+    # The tree check passes (the starting context holds 'missing'); a task
+    # before it removes the key, so only the call itself can find it missing.
+    async def drop(context: dict[str, Any]) -> None:
+        del context["missing"]
+
+    task = flow2.SerialTaskGroup(
+        "Root",
+        flow2.CallbackTask("Drop", drop),
+        flow2.CallbackTask("Needy", needs_missing, executor=executor),
+    )
     with pytest.raises(flow2.ExecutorError) as caught:
-        run(flow2.Runner(display="none").run(task, {"other": 1}))
+        run(flow2.Runner(display="none").run(task, {"missing": 1}))
     assert str(caught.value) == (
         "task 'Needy': its callback needs_missing() needs the context key 'missing' "
         "(a keyword-only parameter) but the context has none; run the task that stores "

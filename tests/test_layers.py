@@ -14,9 +14,10 @@ ALLOWED = {
     "_engine": {"_engine"},
     "_executors": {"_engine", "_executors"},
     "_listeners": {"_engine", "_listeners"},
-    "_runner": {"_engine", "_executors", "_listeners", "_runner"},
+    "_reports": {"_engine", "_listeners", "_reports"},
+    "_runner": {"_engine", "_executors", "_listeners", "_reports", "_runner"},
     "_flows": {"_engine", "_executors", "_listeners", "_runner", "_flows"},
-    "_cli": {"_engine", "_executors", "_listeners", "_runner", "_flows", "_cli"},
+    "_cli": {"_engine", "_executors", "_listeners", "_reports", "_runner", "_flows", "_cli"},
 }
 
 

@@ -23,6 +23,7 @@ from ._engine._exceptions import (
     FlowError,
     FlowFileError,
     PluginError,
+    ReportError,
     StrayCancellationError,
     TaskExitError,
     TaskTimeoutError,
@@ -31,6 +32,7 @@ from ._engine._exceptions import (
 from ._engine._executor import EXECUTOR_FACTORIES, Executor
 from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
+from ._engine._needs import NeedsError
 from ._engine._run import Run
 from ._engine._state import TaskRun
 from ._executors._threads import ThreadExecutor
@@ -43,6 +45,12 @@ if _typing.TYPE_CHECKING:
     from ._executors._processes import ProcessExecutor
     from ._flows._loader import Flow, load
     from ._flows._shell import ShellTask
+    from ._reports._html import html_report
+    from ._reports._junit import junit_report
+    from ._reports._markdown import markdown_report
+    from ._reports._model import AttemptRecord, ErrorRecord, RunRecord, TaskRecord
+    from ._reports._reading import read_events
+    from ._reports._trace import trace_report
 
 #: The version of this package (PEP 440).
 __version__ = "7.0.0.dev1"
@@ -53,11 +61,20 @@ logger = TaskLogger()
 # The optional parts load on first use, so ``import flow2`` stays about as
 # cheap as ``import asyncio``: name -> module that defines it.
 _ON_FIRST_USE = {
+    "AttemptRecord": "._reports._model",
     "DaskExecutor": "._executors._dask",
+    "ErrorRecord": "._reports._model",
     "Flow": "._flows._loader",
     "load": "._flows._loader",
     "ProcessExecutor": "._executors._processes",
+    "RunRecord": "._reports._model",
     "ShellTask": "._flows._shell",
+    "TaskRecord": "._reports._model",
+    "html_report": "._reports._html",
+    "junit_report": "._reports._junit",
+    "markdown_report": "._reports._markdown",
+    "read_events": "._reports._reading",
+    "trace_report": "._reports._trace",
 }
 
 
@@ -87,6 +104,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "EXECUTOR_FACTORIES",
+    "AttemptRecord",
     "CallbackTask",
     "CommandError",
     "ConfigurationError",
@@ -95,6 +113,7 @@ __all__ = [
     "Display",
     "DuplicateKeyError",
     "DuplicateTaskError",
+    "ErrorRecord",
     "Event",
     "EventListener",
     "Executor",
@@ -103,12 +122,15 @@ __all__ = [
     "Flow",
     "FlowError",
     "FlowFileError",
+    "NeedsError",
     "OnError",
     "ParallelTaskGroup",
     "PluginError",
     "ProcessExecutor",
+    "ReportError",
     "Run",
     "RunEvent",
+    "RunRecord",
     "Runner",
     "SerialTaskGroup",
     "ShellTask",
@@ -119,14 +141,20 @@ __all__ = [
     "TaskExitError",
     "TaskGroup",
     "TaskLogger",
+    "TaskRecord",
     "TaskRun",
     "TaskTimeoutError",
     "TaskTypeError",
     "ThreadExecutor",
     "Verbosity",
+    "html_report",
+    "junit_report",
     "load",
     "logger",
+    "markdown_report",
+    "read_events",
     "snake_case",
+    "trace_report",
 ]
 
 for _name in __all__:

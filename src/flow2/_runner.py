@@ -16,13 +16,14 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._engine._exceptions import ConfigurationError
-from ._engine._run import execute, set_default_runner
+from ._engine._run import execute, set_default_runner, validate_tree
 from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._engine._events import EventListener
+    from ._engine._partial import PartialRun, RunPlan
     from ._engine._task import Context, Task
     from ._listeners._event_file import EventTarget
 
@@ -50,6 +51,32 @@ def _from_environment(
         ) from None
 
 
+def _tracing_from_environment(value: bool | None) -> bool:
+    """``value``, else ``FLOW2_OTEL`` (1/true/yes/on or 0/false/no/off), else False.
+
+    :raises flow2.ConfigurationError: on another value, or when tracing is
+        asked for and opentelemetry-api is not installed
+    """
+    if value is None:
+        raw = os.environ.get("FLOW2_OTEL", "").strip().lower()
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        if raw not in ("1", "true", "yes", "on"):
+            raise ConfigurationError(
+                f"environment variable FLOW2_OTEL={raw!r} is not one of: 1, true, yes, on, "
+                f"0, false, no, off"
+            )
+        value = True
+    elif not isinstance(value, bool):
+        raise ConfigurationError(f"tracing={value!r} is not True or False")
+    if value and importlib.util.find_spec("opentelemetry") is None:
+        raise ConfigurationError(
+            "tracing needs opentelemetry-api, which is not installed; install flow2[otel] "
+            "(pip install '<your flow2 clone or wheel>[otel]')"
+        )
+    return value
+
+
 def _max_threads_from_environment(value: int | None) -> int | None:
     if value is None:
         raw = os.environ.get("FLOW2_MAX_THREADS")
@@ -66,6 +93,18 @@ def _max_threads_from_environment(value: int | None) -> int | None:
     elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"max_threads={value!r} is not a whole number >= 1")
     return value
+
+
+def _task_references(option: str, value: object) -> tuple[str, ...]:
+    references = (value,) if isinstance(value, str) else value
+    if isinstance(references, list | tuple) and all(
+        isinstance(reference, str) and reference for reference in references
+    ):
+        return tuple(references)
+    raise ConfigurationError(
+        f"{option}={value!r} is not a list of task keys or group paths; "
+        f"write e.g. {option}=['deploy', 'release/checks']"
+    )
 
 
 class Runner:
@@ -85,6 +124,13 @@ class Runner:
     :param stream: where the console writes; ``sys.stdout`` when None
     :param color: force color on or off; decided from the stream, ``NO_COLOR``
         and ``FORCE_COLOR`` when None
+    :param only: run only these tasks (result keys or group paths such as
+        ``"release/checks"``) and the tasks they need; the rest are SKIPPED
+    :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
+    :param until: run the tasks up to this one and what it needs, none after it
+    :param tracing: emit OpenTelemetry spans (a span per run and per task) to
+        the application's tracer provider; ``FLOW2_OTEL``, else off. Needs
+        ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
 
     Example::
 
@@ -101,7 +147,16 @@ class Runner:
         color: bool | None = None,
         verbosity: Verbosity | str | None = None,
         events: EventTarget | None = None,
+        only: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        until: str | None = None,
+        tracing: bool | None = None,
     ) -> None:
+        self.only = _task_references("only", only)
+        self.skip = _task_references("skip", skip)
+        if until is not None and not isinstance(until, str):
+            raise ConfigurationError(f"until={until!r} is not a task's key or a group's path")
+        self.until = until
         self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
         self.verbosity: Verbosity = _from_environment(
             "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
@@ -113,6 +168,7 @@ class Runner:
         self.max_threads = _max_threads_from_environment(max_threads)
         self.stream = stream
         self.color = color
+        self.tracing = _tracing_from_environment(tracing)
 
     async def run(
         self, task: Task, context: Context | None = None, *, raises: bool = True
@@ -125,9 +181,31 @@ class Runner:
         :raises flow2.DefinitionError: when the tree is wrong; nothing ran
         :raises flow2.TaskTypeError: when something in the tree is not a Task
         """
+        plan = self._partial_run(task)
         return await execute(
-            task, context, raises=raises, listeners=self.listeners_for_run, settings=self
+            task, context, raises=raises, listeners=self.listeners_for_run, settings=self, plan=plan
         )
+
+    def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
+        """What :meth:`run` would do with ``task``: each task run, skipped or reused, and why.
+
+        Nothing runs. Conditions that read only the starting context (a flow's
+        variables) are decided; the others are noted.
+
+        :raises flow2.DefinitionError: when the tree is wrong, as :meth:`run` would
+        """
+        from ._engine._partial import plan_run
+
+        validate_tree(task)
+        return plan_run(task, dict(context or {}), self._partial_run(task))
+
+    def _partial_run(self, task: Task) -> PartialRun | None:
+        if not (self.only or self.skip or self.until is not None):
+            return None
+        from ._engine._partial import PartialRun
+
+        validate_tree(task)  # the references are resolved in a well-formed tree
+        return PartialRun(task, only=self.only, skip=self.skip, until=self.until)
 
     def listeners_for_run(self) -> list[EventListener]:
         """The listeners of one run: a display, the summary, logging, the event file, the user's."""
@@ -162,6 +240,10 @@ class Runner:
             event_file = EventFile(self.events)
             event_file.open()  # a path that cannot be written fails before the run
             listeners.append(event_file)
+        if self.tracing:
+            from ._reports._otel import TracingListener  # imports opentelemetry: only when used
+
+            listeners.append(TracingListener())
         listeners.extend(self.listeners)
         return listeners
 

@@ -20,7 +20,7 @@ from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
-    from .._engine._events import Event
+    from .._engine._events import Event, EventListener
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
@@ -120,6 +120,40 @@ def import_from_working_directory() -> None:
     default=None,
     help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="TASK",
+    help="Run only TASK (a result key or a group's path such as release/checks) and what "
+    "it needs; repeat it or separate with commas for several.",
+)
+@click.option(
+    "--skip", multiple=True, metavar="TASK", help="Leave TASK out; repeat it for several."
+)
+@click.option("--until", metavar="TASK", help="Stop after TASK (and run what it needs).")
+@click.option(
+    "--from",
+    "start_from",
+    metavar="TASK",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
+)
+@click.option(
+    "--report",
+    "report",
+    metavar="FILE.html",
+    default=None,
+    help="Write the HTML report (timeline, tree, failures) to this file when the run ends, "
+    "however it ends.",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+)
 def run(
     flow: str,
     variables: tuple[str, ...],
@@ -127,12 +161,24 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    until: str | None,
+    start_from: str | None,
+    dry_run: bool,
+    report: str | None,
+    otel: bool | None,
 ) -> None:
     """Run FLOW with the given variables.
 
     The variables fill the templates and are the run's first context
     entries, so tasks (and ${{ … }} expressions) can read them too.
     """
+    if start_from is not None:
+        raise UsageProblem(
+            f"--from {start_from!r} takes the earlier results from the run store, which this "
+            f"installation does not have yet; use --only or --skip to run part of the flow"
+        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
     try:
@@ -143,7 +189,38 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(run_flow(loaded, values, display=display, verbosity=verbosity, events=events))
+    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
+    if dry_run:
+        sys.exit(print_plan(loaded, values, selection))
+    sys.exit(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            report=report,
+            tracing=otel or None,
+            **selection,
+        )
+    )
+
+
+def _split(references: tuple[str, ...]) -> list[str]:
+    return [part.strip() for reference in references for part in reference.split(",") if part]
+
+
+def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
+    """Print what a run of the flow would do; exit code 0."""
+    from .._runner import Runner
+
+    try:
+        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+    except (ConfigurationError, DefinitionError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
+    click.echo(str(plan))
+    return 0
 
 
 def run_flow(
@@ -153,8 +230,13 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    until: str | None = None,
+    report: str | None = None,
+    tracing: bool | None = None,
 ) -> int:
-    """Run a loaded flow and return the exit code."""
+    """Run a loaded flow (or, with ``only``, ``skip`` or ``until``, part of it); the exit code."""
     from .._runner import Runner
 
     outcome: list[Status] = []
@@ -163,9 +245,24 @@ def run_flow(
         if isinstance(event, RunEvent) and event.status.is_finished:
             outcome.append(event.status)
 
+    listeners: list[EventListener] = [remember_outcome]
     try:
+        if report is not None:
+            from .._reports._writing import HtmlReportWriter, check_writable
+
+            check_writable(report, "--report")
+            listeners.insert(
+                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
+            )
         runner = Runner(
-            display=display, verbosity=verbosity, events=events, listeners=[remember_outcome]
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            listeners=listeners,
+            tracing=tracing,
+            only=only or (),
+            skip=skip or (),
+            until=until,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
@@ -186,6 +283,74 @@ def run_flow(
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+_REPORT_KINDS = {
+    "html": ("HTML report", "html_report"),
+    "trace": ("trace", "trace_report"),
+    "junit": ("JUnit report", "junit_report"),
+    "markdown": ("Markdown report", "markdown_report"),
+}
+
+
+@cli.command()
+@click.argument("run_reference", metavar="[RUN]", required=False)
+@click.option(
+    "--events",
+    metavar="EVENTS.jsonl",
+    default=None,
+    help="Build the reports from this JSON event file (flow2 run --events, FLOW2_EVENTS) "
+    "instead of the run store; RUN then picks one of its runs.",
+)
+@click.option("--html", metavar="FILE", help="The HTML timeline report: one offline file.")
+@click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
+@click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
+@click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+def report(
+    run_reference: str | None,
+    events: str | None,
+    html: str | None,
+    trace: str | None,
+    junit: str | None,
+    markdown: str | None,
+) -> None:
+    """Write reports on a finished run; FILE - is stdout.
+
+    RUN is a run id, a unique prefix of one, or last (the default).
+    """
+    from .._engine._exceptions import ReportError
+
+    targets = {"html": html, "trace": trace, "junit": junit, "markdown": markdown}
+    wanted = {kind: target for kind, target in targets.items() if target}
+    if not wanted:
+        raise UsageProblem(
+            "flow2 report: say which report to write: --html FILE, --trace FILE, "
+            "--junit FILE or --markdown FILE (FILE - is stdout)"
+        )
+    if events is None:
+        # The run store is the usual source; until it exists, reports come
+        # from event files only.
+        raise UsageProblem(
+            "flow2 report: this flow2 has no run store to find "
+            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
+            "build the report from an event file: flow2 report --events EVENTS.jsonl "
+            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+        )
+    import importlib
+
+    from .._reports._reading import read_events
+    from .._reports._writing import check_writable, write_text
+
+    try:
+        for kind, target in wanted.items():
+            check_writable(target, f"--{kind}")
+        record = read_events(events, run_reference or "last")
+        for kind, target in wanted.items():
+            what, function = _REPORT_KINDS[kind]
+            module = importlib.import_module(f"flow2._reports._{kind}")
+            write_text(getattr(module, function)(record), target, what)
+    except (ReportError, ConfigurationError) as error:
+        raise UsageProblem(f"flow2 report: {error}") from None
 
 
 @cli.command(epilog=_FLOW_HELP)
@@ -236,7 +401,8 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
 
     Groups are boxes; an arrow means "runs after". Children of a parallel
-    group have no arrows between them.
+    group have no arrows between them. A dashed arrow labelled "needs" goes
+    from the task storing a result to each task that needs it.
     """
     from .._flows._graph import dot_graph, mermaid_graph
 

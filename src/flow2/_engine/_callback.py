@@ -11,7 +11,7 @@ from typing import Any
 from ._context import current_run
 from ._exceptions import TaskTypeError
 from ._executor import arguments_for, keyword_only_parameters
-from ._task import Context, Task
+from ._task import Context, Task, merge_needs, parameter_needs
 
 
 class CallbackKind(enum.Enum):
@@ -60,7 +60,8 @@ class CallbackTask(Task):
 
     The callback receives the context dict, and each of its keyword-only
     parameters the context key of that name (``async def deploy(context, *,
-    version)``); its return value is the task's result. An async callback is
+    version)``); its return value is the task's result. A required keyword-only
+    parameter is also a need: the task waits for the task storing that key. An async callback is
     awaited on the event loop; a sync one runs in the task's executor (a
     worker thread by default) so it never blocks the loop. A returned
     awaitable is awaited and an async iterator's items are collected into a
@@ -99,6 +100,10 @@ class CallbackTask(Task):
         # Keyword-only parameters receive context keys, on every executor
         # and on the loop alike (see flow2._executors.arguments_for).
         self._takes_keywords = bool(keyword_only_parameters(callback))
+        # A required keyword-only parameter is a result the task waits for.
+        # See test_callback_keyword_parameter_is_a_need.
+        if self._takes_keywords:
+            self.needs = merge_needs(self.needs, parameter_needs(callback))
 
     async def run(self, context: Context) -> Any:
         """Call the callback with the context and return its resolved result."""

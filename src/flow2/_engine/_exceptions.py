@@ -9,6 +9,7 @@ a user's exception raised inside a task reaches the caller unchanged.
     ├── DefinitionError (also ValueError)   the tree or a flow file is wrong; nothing ran
     │   ├── DuplicateKeyError               two leaf tasks store under one key
     │   ├── DuplicateTaskError              one task object twice in a tree
+    │   ├── NeedsError                      a need no task produces, a cycle, an impossible order
     │   ├── PluginError                     a flow names a plugin that is missing or broken
     │   └── FlowFileError                   a flow file is wrong; names its file, line and key
     ├── TaskTypeError (also TypeError)      something that is not a Task where a Task belongs,
@@ -20,7 +21,10 @@ a user's exception raised inside a task reaches the caller unchanged.
     │                                       or another BaseException that is not an Exception
     ├── CommandError                        a shell task's command exited with a non-zero code
     ├── ExpressionError                     a flow's run-time ``${{ … }}`` expression failed
-    └── ExecutorError                       an executor could not run a task's work
+    ├── ExecutorError                       an executor could not run a task's work
+    └── ReportError (also ValueError)       a report's source cannot be read: an event file
+                                            that is truncated before its start or not
+                                            flow2's, a run that is not in it
 """
 
 from __future__ import annotations
@@ -178,3 +182,17 @@ def _shown_args(error: BaseException) -> str:
 
 class ExecutorError(FlowError):
     """An executor could not run a task's work (unpicklable data, lost worker, no cluster)."""
+
+
+class ReportError(FlowError, ValueError):
+    """A report cannot be built: the event file is missing, not flow2's, or lacks the run.
+
+    :param message: what is wrong and how to fix it
+    :param file: the event file it is about, when there is one
+    :param line: the line (1-based) in that file, when it is about one line
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from ._state import TaskRun
 
 
+#: How many children a parallel group starts before it lets them run.
+_START_BATCH = 512
+
+
 class OnError(enum.Enum):
     """What a :class:`ParallelTaskGroup` does when a child fails."""
 
@@ -177,6 +181,14 @@ class ParallelTaskGroup(TaskGroup):
         count = len(tasks)
         if not count:
             return []
+        needs = record.run.needs
+        if needs is not None and self.max_parallel is not None:
+            order = needs.start_orders.get(id(self))
+            if order is not None:
+                # Children that wait for siblings start after them, so that a
+                # waiting child never holds the slot its need must run in.
+                # See test_bounded_group_starts_needed_children_first.
+                tasks = [tasks[index] for index in order]
         loop = asyncio.get_running_loop()
         create_task = loop.create_task
         running: dict[asyncio.Task[Context], int] = {}
@@ -213,13 +225,26 @@ class ParallelTaskGroup(TaskGroup):
             elif not running and not all_done.done():
                 all_done.set_result(None)
 
-        # A child group runs in an asyncio task of its own as well: nesting
-        # stays flat however deep the tree (see _process_apart).
-        for index in range(next_index):
-            started = create_task(tasks[index].process(context))
-            running[started] = index
-            started.add_done_callback(finished)
+        window = next_index  # how many start at once: all, or max_parallel
+        next_index = 0
         try:
+            # Children start in batches, the loop running the started ones
+            # in between: every child still starts without waiting for any
+            # other to finish, but quick children finish before the next
+            # batch exists, so a million of them never all live at once.
+            # (A child group runs in an asyncio task of its own as well:
+            # nesting stays flat however deep the tree, see _process_apart.)
+            while next_index < window and not stopping:
+                batch_end = min(next_index + _START_BATCH, window)
+                while next_index < batch_end:
+                    started = create_task(tasks[next_index].process(context))
+                    running[started] = next_index
+                    started.add_done_callback(finished)
+                    next_index += 1
+                if next_index < window:
+                    await asyncio.sleep(0)
+            if not running and not all_done.done():
+                all_done.set_result(None)
             await all_done
         except asyncio.CancelledError:
             # The group itself is cancelled (Ctrl-C, a timeout, a sibling):

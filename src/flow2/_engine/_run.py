@@ -26,7 +26,9 @@ from ._exceptions import (
     TaskTypeError,
 )
 from ._executor import EXECUTOR_FACTORIES, Executor
+from ._gate import Gate
 from ._logger import logger
+from ._needs import NeedsError, analyse_needs
 from ._state import TaskRun
 from ._task import Context, Task, check_is_task
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._events import Event, EventListener
     from ._executor import RunOptions
+    from ._needs import Needs
     from ._state import Plan
 
 
@@ -63,6 +66,10 @@ class Run:
         self.settings = settings
         self.listeners = listeners
         self.plan = plan
+        #: What the tree's needs analysis found (None: no task has needs or a condition).
+        self.needs: Needs | None = None
+        #: What each task passes before it starts (None: nothing to check).
+        self.gate: Gate | None = None
         self.started_at = time()
         self._started_counter = perf_counter()
         self._records: dict[int, TaskRun] = {}
@@ -104,7 +111,7 @@ class Run:
         record = TaskRun(task, self, parent)
         self._records[id(task)] = record
         if parent is not None:
-            parent.children.append(record)
+            parent.add_child(record)
         return record
 
     def records(self) -> list[TaskRun]:
@@ -258,6 +265,8 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
     :raises flow2.DuplicateTaskError: one task object appears twice
     :raises flow2.TaskTypeError: a group's child is not a Task
     :raises flow2.DefinitionError: a task names an executor that does not exist
+    :raises flow2.NeedsError: a need no task produces (and, with ``run``, that
+        its context lacks), a cycle of needs, a need that cannot finish first
     """
     # Iterative, not recursive: trees thousands of levels deep are fine.
     # This walks every task of every run, so it is kept tight.
@@ -268,6 +277,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
     executors: dict[int | str, str | Executor] = {"thread": "thread"}
     records = run._records if run is not None else None
     parent_task: Task | None
+    has_needs = False
     while stack:
         task, parent = pop()
         identity = id(task)
@@ -284,7 +294,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             record = TaskRun(task, run, parent)  # type: ignore[arg-type]
             records[identity] = record
             if parent is not None:
-                parent.children.append(record)
+                parent.add_child(record)
         else:
             record = None
         executor = task.executor
@@ -307,12 +317,21 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
                     task=task.name,
                     key=key,
                 )
+        if task.needs or task.when is not None:
+            has_needs = True
         children = task.children
         if children:
             for position, child in enumerate(children, 1):
                 if not isinstance(child, Task):
                     check_is_task(task.name, position, child)
             extend(zip(reversed(children), repeat(record)))
+    if has_needs:
+        # Only a tree with needs or conditions pays for this second walk.
+        needs = analyse_needs(root, run.context if run is not None else None)
+        if needs.problems:
+            raise NeedsError(needs.problems)
+        if run is not None:
+            run.needs = needs
     return list(executors.values())
 
 
@@ -390,6 +409,10 @@ async def execute(
     run = Run(task, context, [], settings, plan)
     executors = validate_tree(task, run)
     run.listeners = listeners()
+    if plan is not None or run.needs is not None:
+        run.gate = gate = Gate(run, plan, run.needs)
+        if run.needs is not None and run.needs.waits:
+            run.listeners.insert(0, gate.on_event)
     run_token = current_run.set(run)
     # A run started from inside a task's code is a run of its own: its root
     # has no parent record.

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 _PENDING = Status.PENDING
+#: Shared by every record without children until its first child arrives (see add_child).
+_NO_CHILDREN: list[TaskRun] = []
 
 
 class TaskRun:
@@ -63,7 +65,7 @@ class TaskRun:
         self.task = task
         self.run = run
         self.parent = parent
-        self.children: list[TaskRun] = []
+        self.children: list[TaskRun] = _NO_CHILDREN
         self.status: Status = _PENDING
         self.attempt = 1
         self.started_at = 0.0
@@ -89,6 +91,13 @@ class TaskRun:
     def elapsed(self) -> float:
         """Seconds since the task started (0 before it started)."""
         return perf_counter() - self.started_at if self.started_at else 0.0
+
+    def add_child(self, child: TaskRun) -> None:
+        """Append ``child``: a task inside this one, reached in this run."""
+        if self.children is _NO_CHILDREN:
+            self.children = [child]
+        else:
+            self.children.append(child)
 
     def begin(self) -> None:
         """Enter RUNNING for a first attempt."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable, Iterable
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,7 +24,7 @@ from ._exceptions import (
     TaskTimeoutError,
     TaskTypeError,
 )
-from ._executor import Executor
+from ._executor import Executor, keyword_only_parameters
 from ._logger import TaskLogger
 from ._naming import snake_case
 from ._state import Reuse
@@ -53,6 +54,14 @@ class Task:
     :param executor: where sync work runs: ``"thread"`` (default), another
         registered name, or an :class:`flow2.Executor`; a group passes its
         own to the children that set none
+    :param needs: a result key or a list of them that this task waits for:
+        inside a parallel group it starts once the tasks storing them have
+        finished, and it is SKIPPED when one of them failed, was skipped or
+        was cancelled. The required keyword-only parameters of a
+        :class:`CallbackTask`'s callback and of ``when`` are needs as well.
+    :param when: a condition: True, False, or a sync or async callable taking
+        the context (and, as keyword-only parameters, the keys it reads);
+        when false the task is SKIPPED with the reason "condition is false"
     :raises flow2.DefinitionError: on an empty name or key, or a bad option value
 
     Example::
@@ -75,6 +84,9 @@ class Task:
     retries: int = 0
     retry_delay: float = 1.0
     executor: str | Executor | None = None
+    #: The result keys this task waits for: declared with ``needs=``, then inferred.
+    needs: tuple[str, ...] = ()
+    when: bool | Callable[..., Any] | None = None
     _default_start: ClassVar[bool] = True
     _default_success: ClassVar[bool] = True
 
@@ -89,6 +101,8 @@ class Task:
         retries: int = 0,
         retry_delay: float = 1.0,
         executor: str | Executor | None = None,
+        needs: str | Iterable[str] | None = None,
+        when: bool | Callable[..., Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(
@@ -137,6 +151,12 @@ class Task:
                 option="executor",
             )
         self.executor = executor
+        # Set on the instance only when given: the class defaults serve the
+        # rest, so a tree without needs keeps its tasks as small as before.
+        if when is not None:
+            self.when = check_condition(name, when)
+        if needs is not None or when is not None:
+            self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
 
     @property
     def logger(self) -> TaskLogger:
@@ -244,8 +264,17 @@ class Task:
         record = run._records.get(id(self))
         if record is None or record.task is not self:
             record = run.record_for(self)
-        if run.plan is not None:
-            decision = run.plan.decide(record, context)
+        gate = run.gate  # None unless the tree has needs or conditions, or a plan
+        if gate is not None:
+            try:
+                decision = await gate.check(record, context)
+            except asyncio.CancelledError:
+                # Cancelled while waiting for its needs: it never started.
+                # See test_cancelled_waiter_is_reported_cancelled.
+                run.mark_not_started((self,), Status.CANCELLED, parent=record.parent)
+                raise
+            except Exception as failure:  # its condition raised: the task fails
+                return await self._fail_before_start(record, failure, context, raises)
             if decision is not None:
                 return _follow(record, decision, context)
         token = current_record.set(record)
@@ -310,6 +339,18 @@ class Task:
                 )
             else:
                 await self.success(result, context)
+        finally:
+            current_record.reset(token)
+        return context
+
+    async def _fail_before_start(
+        self, record: TaskRun, error: Exception, context: Context, raises: bool
+    ) -> Context:
+        token = current_record.set(record)
+        try:
+            record.begin()
+            record.emit(Status.RUNNING)
+            await self._fail(record, error, context, raises)
         finally:
             current_record.reset(token)
         return context
@@ -440,3 +481,51 @@ def check_is_task(owner: str, position: int, candidate: object) -> None:
             f"flow2.CallbackTask('Name', function)",
             task=owner,
         )
+
+
+def check_needs(name: str, needs: object) -> tuple[str, ...]:
+    """``needs=`` as a tuple of keys: one key, or a list of them.
+
+    :raises flow2.DefinitionError: when it is neither, or a key is empty
+    """
+    if needs is None:
+        return ()
+    keys = [needs] if isinstance(needs, str) else needs
+    if isinstance(keys, Iterable) and not isinstance(keys, dict | bytes):
+        keys = list(keys)
+        if all(isinstance(key, str) and key.strip() for key in keys):
+            return tuple(dict.fromkeys(keys))
+    raise DefinitionError(
+        f"task {name!r}: needs={needs!r} is not a result key or a list of them; "
+        f"write e.g. needs='wheel' or needs=['wheel', 'docs']",
+        task=name,
+        option="needs",
+    )
+
+
+def check_condition(name: str, when: object) -> bool | Callable[..., Any] | None:
+    """``when=`` unchanged: None, True, False or a callable.
+
+    :raises flow2.DefinitionError: on anything else
+    """
+    if when is None or isinstance(when, bool) or callable(when):
+        return when
+    raise DefinitionError(
+        f"task {name!r}: when={when!r} is neither True, False nor a callable taking the "
+        f"context; write e.g. when=lambda context: context['env'] == 'prod' "
+        f"(in a flow file: if: ${{{{ env == 'prod' }}}})",
+        task=name,
+        option="when",
+    )
+
+
+def parameter_needs(function: object) -> tuple[str, ...]:
+    """The required keyword-only parameters of ``function``: the keys it reads."""
+    if function is None or isinstance(function, bool) or not callable(function):
+        return ()
+    return tuple(name for name, required in keyword_only_parameters(function) if required)
+
+
+def merge_needs(*groups: Iterable[str]) -> tuple[str, ...]:
+    """The keys of ``groups`` in order, each once."""
+    return tuple(dict.fromkeys(key for group in groups for key in group))

@@ -2,7 +2,9 @@
 
 In the graphs, groups are boxes and an arrow means "runs after": a serial
 group chains its children, the children of a parallel group have no arrows
-between them, so every task's arrows come from the tasks it waits for.
+between them, so every task's arrows come from the tasks it waits for. A
+dashed arrow is a need: from the task storing a result to a task that
+waits for it (``needs:``, or a name its ``${{ }}`` reads).
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[st
     return boxes, arrows
 
 
+def _need_arrows(boxes: list[tuple[Node, str, int]]) -> list[tuple[str, str]]:
+    """(producer, task) for every need a task of the tree produces."""
+    producers = {
+        node.task.key: identifier for node, identifier, _ in boxes if node.task.stores_result
+    }
+    arrows: list[tuple[str, str]] = []
+    for node, identifier, _ in boxes:
+        for key in node.task.needs:
+            producer = producers.get(key)
+            if producer is not None and producer != identifier:
+                arrows.append((producer, identifier))
+    return list(dict.fromkeys(arrows))
+
+
 def _label(node: Node) -> str:
     if node.children or not node.task.stores_result:
         kind = node.plugin if node.children else f"empty {node.plugin}"
@@ -127,6 +143,7 @@ def mermaid_graph(root: Node) -> str:
         ),
     ]
     lines.extend(f"  {before} --> {after}" for before, after in arrows)
+    lines.extend(f"  {before} -. needs .-> {after}" for before, after in _need_arrows(boxes))
     return "\n".join(lines)
 
 
@@ -146,5 +163,9 @@ def dot_graph(root: Node) -> str:
         ),
     ]
     lines.extend(f"  {before} -> {after};" for before, after in arrows)
+    lines.extend(
+        f'  {before} -> {after} [style=dashed, label="needs"];'
+        for before, after in _need_arrows(boxes)
+    )
     lines.append("}")
     return "\n".join(lines)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
-_STRUCTURE_KEYS = ("plugin", "name", "tasks")
+_STRUCTURE_KEYS = ("plugin", "name", "tasks", "needs", "if")
 
 
 @dataclass
@@ -47,6 +47,8 @@ class Node:
     line: int
     options: dict[str, Any]
     children: list[Node] = field(default_factory=list)
+    #: The line of each key of the node's mapping.
+    key_lines: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,6 +155,8 @@ class _Builder:
         self.loaded: dict[str, Callable[..., Any]] = {}
         self.unnamed = 0
         self.deferred: list[tuple[Node, dict[str, Any]]] = []
+        #: Nodes with an ``if:``, and the expression it evaluates.
+        self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
 
     def error(self, message: str, line: int | None, key: str | None = None) -> FlowFileError:
@@ -273,7 +277,8 @@ class _Builder:
             key: value for key, value in options.items() if key not in deferred or key in required
         }
         task = self.construct(factory, name, children, checked, label, data)
-        node = Node(task, plugin_name, line, options, children)
+        node = Node(task, plugin_name, line, options, children, dict(key_lines))
+        self.add_needs_and_condition(node, data)
         if deferred:
             self.deferred.append((node, deferred))
             defer_options(
@@ -287,6 +292,38 @@ class _Builder:
                 self.hidden,
             )
         return node
+
+    def add_needs_and_condition(self, node: Node, data: LineDict) -> None:
+        """``needs:`` and ``if:``, which every task accepts whatever its plugin."""
+        from .._engine._task import check_needs, merge_needs
+
+        task = node.task
+        if "needs" in data:
+            try:
+                declared = check_needs(task.name, data["needs"])
+            except DefinitionError as error:
+                raise self.error(str(error), data.key_lines["needs"], "needs") from None
+            task.needs = merge_needs(declared, task.needs)
+        if "if" in data:
+            condition = data["if"]
+            line = data.key_lines["if"]
+            if isinstance(condition, bool):
+                task.when = condition
+            elif isinstance(condition, str) and condition.strip():
+                from ._templates import RUNTIME_EXPRESSION
+
+                text = (
+                    condition if RUNTIME_EXPRESSION.search(condition) else f"${{{{ {condition} }}}}"
+                )
+                self.conditions.append((node, text))
+                task.when = _condition(text, f"{self.file}:{line}: task {task.name!r}, if")
+            else:
+                raise self.error(
+                    f"task {task.name!r}: if: must be an expression or true/false, got "
+                    f"{type_name(condition)}; write e.g. if: ${{{{ env == 'prod' }}}}",
+                    line,
+                    "if",
+                )
 
     def where_of(self, node: Node, data: LineDict) -> dict[str, str]:
         return {
@@ -371,6 +408,23 @@ class _Builder:
             )
         return task
 
+    def check_needs(self, root: Node, nodes: list[Node]) -> None:
+        """Every problem with needs at once, each with its line."""
+        from .._engine._needs import analyse_needs
+
+        problems = analyse_needs(root.task, self.variables).problems
+        if not problems:
+            return
+        node_of = {id(node.task): node for node in nodes}
+        located = []
+        for problem in problems:
+            node = node_of[id(problem.task)]
+            key = "needs" if "needs" in node.key_lines else "if" if "if" in node.key_lines else None
+            located.append((node.key_lines[key] if key else node.line, key, problem.message))
+        line, key, message = located[0]
+        more = "".join(f"\n{self.file}:{other}: {text}" for other, _, text in located[1:])
+        raise self.error(message + more, line, key)
+
     def check_tree(self, root: Node) -> None:
         """Duplicate result keys and run-time names, then the run's own checks."""
         from .._engine._run import validate_tree
@@ -392,36 +446,53 @@ class _Builder:
         known = set(owners) | set(self.variables) | {"context"}
         import jinja2
 
-        for node, deferred in self.deferred:
-            for key, value in deferred.items():
-                try:
-                    names = runtime_names(value)
-                    unsafe = unsafe_attribute(value)
-                except jinja2.TemplateSyntaxError as error:
-                    raise self.error(
-                        f"task {node.task.name!r}, {key}: malformed ${{{{ … }}}} expression: "
-                        f"{error.message}",
-                        node.line,
-                        key,
-                    ) from None
-                if unsafe is not None:
-                    raise self.error(
-                        f"task {node.task.name!r}, {key}: ${{{{ … }}}} reaches the attribute "
-                        f"{unsafe!r}; expressions run in Jinja's sandbox, which forbids "
-                        f"attributes starting with '_'",
-                        node.line,
-                        key,
-                    )
-                for unknown in sorted(names - known):
-                    closest = difflib.get_close_matches(unknown, sorted(known), n=1)
-                    hint = f"did you mean {closest[0]!r}? " if closest else ""
-                    raise self.error(
-                        f"task {node.task.name!r}, {key}: ${{{{ … }}}} uses {unknown!r}, which "
-                        f"is neither a task's result key nor a variable; {hint}result keys: "
-                        f"{', '.join(sorted(owners)) or 'none'}",
-                        node.line,
-                        key,
-                    )
+        from .._engine._needs import Condition
+        from .._engine._task import merge_needs
+
+        expressions = [
+            (node, key, value)
+            for node, deferred in self.deferred
+            for key, value in deferred.items()
+        ]
+        expressions += [(node, "if", text) for node, text in self.conditions]
+        for node, key, value in expressions:
+            try:
+                names = runtime_names(value)
+                unsafe = unsafe_attribute(value)
+            except jinja2.TemplateSyntaxError as error:
+                raise self.error(
+                    f"task {node.task.name!r}, {key}: malformed ${{{{ … }}}} expression: "
+                    f"{error.message}",
+                    node.line,
+                    key,
+                ) from None
+            if unsafe is not None:
+                raise self.error(
+                    f"task {node.task.name!r}, {key}: ${{{{ … }}}} reaches the attribute "
+                    f"{unsafe!r}; expressions run in Jinja's sandbox, which forbids "
+                    f"attributes starting with '_'",
+                    node.line,
+                    key,
+                )
+            for unknown in sorted(names - known):
+                closest = difflib.get_close_matches(unknown, sorted(known), n=1)
+                hint = f"did you mean {closest[0]!r}? " if closest else ""
+                raise self.error(
+                    f"task {node.task.name!r}, {key}: ${{{{ … }}}} uses {unknown!r}, which "
+                    f"is neither a task's result key nor a variable; {hint}result keys: "
+                    f"{', '.join(sorted(owners)) or 'none'}",
+                    node.line,
+                    key,
+                )
+            # The results an expression reads are needs of its task.
+            # See test_expression_reading_a_parallel_sibling_waits_for_it.
+            read = sorted(names & set(owners))
+            task = node.task
+            if key == "if" and isinstance(task.when, Condition):
+                task.when.reads = tuple(sorted(names - {"context"}))
+            if read:
+                task.needs = merge_needs(task.needs, read)
+        self.check_needs(root, nodes)
         try:
             validate_tree(root.task)
         except DefinitionError as error:
@@ -431,6 +502,17 @@ class _Builder:
                     line = node.line
                     break
             raise self.error(str(error), line, error.key or error.option) from None
+
+
+def _condition(text: str, where: str) -> Any:
+    """The ``when`` of an ``if:``: the expression's truth when the task is about to start."""
+    from .._engine._needs import Condition
+    from ._templates import render_runtime
+
+    def evaluate(context: Context) -> bool:
+        return bool(render_runtime(text, context, where))
+
+    return Condition(evaluate, (), text)
 
 
 def _runtime_keys(accepted: list[str]) -> set[str]:

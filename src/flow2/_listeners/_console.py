@@ -144,6 +144,8 @@ class PlainConsole:
                 line += f": {describe_error(event.error)}"
         elif status is Status.PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
+        elif status is Status.SKIPPED and event.reason:
+            line += f": {event.reason}"
         elif status is Status.RETRYING and event.error is not None:
             retries = event.task.retries
             line += (

@@ -9,7 +9,8 @@ renamed or removed. ::
     {"event": "task", "run_id": "3f2a9c1b0d4e", "status": "failed", "time": 1764218400.5,
      "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
      "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
-     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"}}
+     "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"},
+     "traceback": "Traceback (your code, most recent call last):\n  File ...", "reason": null}
 """
 
 from __future__ import annotations
@@ -75,6 +76,54 @@ def _error(error: BaseException | None) -> dict[str, str] | None:
     return {"type": type(error).__name__, "message": str(error)}
 
 
+def _traceback(status: Status, error: BaseException | None) -> str | None:
+    """The user's frames of a failure, as the summary prints them (never local variables)."""
+    if error is None or (status is not Status.FAILED and status is not Status.RETRYING):
+        return None
+    from ._summary import user_traceback
+
+    return "\n".join(user_traceback(error)) or None
+
+
+def task_fields(event: TaskEvent) -> dict[str, Any]:
+    """The JSON object of one task event, as the event file writes it."""
+    task = event.task
+    status = event.status
+    return {
+        "event": "task",
+        "run_id": event.run.id,
+        "status": status.value,
+        "time": event.time,
+        "task": task.name,
+        "key": task.key,
+        "path": list(event.record.path),
+        "group": not task.stores_result,
+        "attempt": event.attempt,
+        "duration": event.duration,
+        "failed_count": event.failed_count,
+        "retry_delay": event.retry_delay,
+        "error": _error(event.error),
+        "traceback": _traceback(status, event.error),
+        "reason": event.reason,
+    }
+
+
+def run_fields(event: RunEvent) -> dict[str, Any]:
+    """The JSON object of a run's start or end, as the event file writes it."""
+    fields: dict[str, Any] = {
+        "event": "run",
+        "run_id": event.run.id,
+        "status": event.status.value,
+        "time": event.time,
+        "root": event.run.root.name,
+        "duration": event.duration,
+        "error": _error(event.error),
+    }
+    if event.status is Status.RUNNING:
+        fields["format"] = FORMAT_VERSION
+    return fields
+
+
 class EventFile:
     """An event listener writing each event as one JSON line.
 
@@ -116,9 +165,9 @@ class EventFile:
         assert self._stream is not None
         try:
             if type(event) is TaskEvent:
-                self._stream.write(self._dumps(self._task_fields(event)) + "\n")
+                self._stream.write(self._dumps(task_fields(event)) + "\n")
             elif isinstance(event, RunEvent):
-                self._stream.write(self._dumps(self._run_fields(event)) + "\n")
+                self._stream.write(self._dumps(run_fields(event)) + "\n")
                 if event.status.is_finished:
                     self._close()
         except Exception:
@@ -126,38 +175,6 @@ class EventFile:
             # never see the run's end, so the file is closed now.
             self._close(quietly=True)
             raise
-
-    def _task_fields(self, event: TaskEvent) -> dict[str, Any]:
-        task = event.task
-        return {
-            "event": "task",
-            "run_id": event.run.id,
-            "status": event.status.value,
-            "time": event.time,
-            "task": task.name,
-            "key": task.key,
-            "path": list(event.record.path),
-            "group": not task.stores_result,
-            "attempt": event.attempt,
-            "duration": event.duration,
-            "failed_count": event.failed_count,
-            "retry_delay": event.retry_delay,
-            "error": _error(event.error),
-        }
-
-    def _run_fields(self, event: RunEvent) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "event": "run",
-            "run_id": event.run.id,
-            "status": event.status.value,
-            "time": event.time,
-            "root": event.run.root.name,
-            "duration": event.duration,
-            "error": _error(event.error),
-        }
-        if event.status is Status.RUNNING:
-            fields["format"] = FORMAT_VERSION
-        return fields
 
     def _close(self, *, quietly: bool = False) -> None:
         stream, self._stream = self._stream, None

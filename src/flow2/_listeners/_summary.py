@@ -47,12 +47,19 @@ if TYPE_CHECKING:
 SLOWEST_COUNT = {Verbosity.QUIET: 0, Verbosity.NORMAL: 5, Verbosity.VERBOSE: 10}
 #: Failures shown in full; the rest are only counted.
 MAX_FAILURES_SHOWN = 20
+#: Skipped tasks listed with their reason (the first ones).
+MAX_SKIPPED_SHOWN = 10
 #: User frames shown per traceback (the innermost ones).
 MAX_FRAMES = 12
 #: How many causes (``raise ... from``) are followed.
 MAX_CAUSES = 3
 
-_RUNNING, _RETRYING, _FAILED = Status.RUNNING, Status.RETRYING, Status.FAILED
+_RUNNING, _RETRYING, _FAILED, _SKIPPED = (
+    Status.RUNNING,
+    Status.RETRYING,
+    Status.FAILED,
+    Status.SKIPPED,
+)
 _COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
 _HEADLINE_WORDS = {
     Status.SUCCEEDED: "succeeded",
@@ -170,6 +177,8 @@ class SummaryListener:
         self._slowest: list[tuple[float, int, Task]] = []
         self._order = itertools.count()
         self._listed: set[int] = set()
+        #: path → reason of every task skipped with a reason, groups before their tasks.
+        self.skipped: dict[tuple[str, ...], str] = {}
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
@@ -189,6 +198,8 @@ class SummaryListener:
                         heapq.heappush(self._slowest, entry)
                     elif duration > self._slowest[0][0]:
                         heapq.heapreplace(self._slowest, entry)
+            if status is _SKIPPED and event.reason:
+                self.skipped[event.path] = event.reason
             error = event.error
             if status is _FAILED and error is not None:
                 # A group failing on its own (a timeout) is listed; a group
@@ -216,6 +227,8 @@ class SummaryListener:
             lines.append("Slowest:")
             for duration, _, task in sorted(self._slowest, key=lambda entry: -entry[0]):
                 lines.append(f"  {duration:7.2f}s  {' › '.join(event.run.path_of(task))}")
+        if self.verbosity is not Verbosity.QUIET:
+            lines.extend(self._skipped_lines())
         for path, error in self.failures[:MAX_FAILURES_SHOWN]:
             lines.append(self._paint("31;1", f"Failed: {' › '.join(path)}"))
             lines.append(f"  {self._paint('31', describe_error(error))}")
@@ -224,3 +237,17 @@ class SummaryListener:
         if hidden > 0:
             lines.append(f"… and {hidden} more failures (all are in the flow2 log and events)")
         return "\n" + "\n".join(lines) + "\n"
+
+    def _skipped_lines(self) -> list[str]:
+        """Why tasks were skipped; a task skipped with its group's reason is not repeated."""
+        shown = [
+            (path, reason)
+            for path, reason in self.skipped.items()
+            if self.skipped.get(path[:-1]) != reason
+        ]
+        lines = [
+            f"Skipped: {' › '.join(path)}: {reason}" for path, reason in shown[:MAX_SKIPPED_SHOWN]
+        ]
+        if len(shown) > MAX_SKIPPED_SHOWN:
+            lines.append(f"… and {len(shown) - MAX_SKIPPED_SHOWN} more skipped")
+        return lines

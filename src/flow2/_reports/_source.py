@@ -1,0 +1,104 @@
+"""What every report does first: get the record, mask its secrets, name its outcome."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from typing import TYPE_CHECKING
+
+from .._listeners._secrets import SecretMasker
+from ._model import RunRecord
+
+if TYPE_CHECKING:
+    from ._model import ErrorRecord
+
+ReportSource = RunRecord | str | os.PathLike[str]
+
+#: How a run's status reads in a report's verdict.
+VERDICTS = {
+    "succeeded": "succeeded",
+    "partial": "finished with failures",
+    "failed": "failed",
+    "cancelled": "was cancelled",
+    "interrupted": "was interrupted (its record stops before the end)",
+}
+
+#: The status marks of the console, reused in the text reports.
+MARKS = {
+    "succeeded": "✓",
+    "partial": "!",
+    "failed": "✗",
+    "skipped": "-",
+    "cancelled": "⊘",
+    "reused": "↺",
+    "running": "…",
+    "retrying": "↻",
+    "pending": "·",
+}
+
+
+def record_of(source: ReportSource, run: str = "last") -> RunRecord:
+    """``source`` itself when it is a record, else the run ``run`` of the event file it names.
+
+    :raises flow2.ReportError: the event file cannot be read
+    """
+    if isinstance(source, RunRecord):
+        return source
+    from ._reading import read_events
+
+    return read_events(source, run)
+
+
+def masked(run: RunRecord, masker: SecretMasker | None = None) -> RunRecord:
+    """A copy of ``run`` whose variables and texts carry no secret value.
+
+    Secret-named variables become ``***``, and every value of a secret-named
+    environment variable is masked wherever it appears (errors, tracebacks,
+    output), in case the source was written without masking.
+    """
+    masker = masker if masker is not None else SecretMasker.from_environment()
+    result = copy.copy(run)
+    result.variables = masker.mask_variables(run.variables)
+    if not masker:
+        return result
+
+    def clean(error: ErrorRecord | None) -> ErrorRecord | None:
+        if error is None:
+            return None
+        return dataclasses.replace(
+            error, message=masker.mask(error.message), traceback=masker.mask(error.traceback)
+        )
+
+    result.error = clean(run.error)
+    result.tasks = []
+    for task in run.tasks:
+        task = copy.copy(task)
+        task.error = clean(task.error)
+        task.output = masker.mask(task.output)
+        task.reason = masker.mask(task.reason) if task.reason else task.reason
+        task.attempts = [
+            dataclasses.replace(attempt, error=clean(attempt.error)) for attempt in task.attempts
+        ]
+        result.tasks.append(task)
+    return result
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``0.042s``, ``3.2s``, ``2m05s``, ``1h02m``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds:.3f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def format_path(path: tuple[str, ...]) -> str:
+    """A task's place in the tree: ``Release › Build › Wheel``."""
+    return " › ".join(path)
