@@ -16,8 +16,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--fuzz-files",
         type=int,
-        default=300,
-        help="how many random flow files tests/test_fuzz.py generates (default 300; "
+        default=1000,
+        help="how many random flow files tests/test_fuzz.py generates (default 1,000; "
         "benchmarks/bench_fuzz.py runs 10,000)",
     )
 

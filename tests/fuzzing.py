@@ -1,6 +1,6 @@
 """Random flow files from a seed, and a check that the command survives each one.
 
-Shared by tests/test_fuzz.py (a few hundred files on every test run) and
+Shared by tests/test_fuzz.py (a thousand files on every test run) and
 benchmarks/bench_fuzz.py (ten thousand or more, by hand). A generated file
 mixes plugins, keys, value types, nesting, Jinja, ``${{ }}`` expressions,
 anchors and aliases, YAML tags such as ``!!python/object``, huge numbers,

@@ -41,6 +41,9 @@ def assert_one_message(result: Result, *fragments: str) -> None:
 # Random flow files ---------------------------------------------------------------
 
 
+# About 40 ms a file on a 2-core machine: the per-test timeout does not fit
+# a thousand of them.
+@pytest.mark.timeout(900)
 def test_random_flow_files_exit_0_1_or_2_and_never_a_traceback(
     tmp_path: Path, request: pytest.FixtureRequest, python_first_on_path: None
 ) -> None:
