@@ -14,10 +14,20 @@ ALLOWED = {
     "_engine": {"_engine"},
     "_executors": {"_engine", "_executors"},
     "_listeners": {"_engine", "_listeners"},
+    "_store": {"_engine", "_listeners", "_store"},
     "_reports": {"_engine", "_listeners", "_reports"},
-    "_runner": {"_engine", "_executors", "_listeners", "_reports", "_runner"},
-    "_flows": {"_engine", "_executors", "_listeners", "_runner", "_flows"},
-    "_cli": {"_engine", "_executors", "_listeners", "_reports", "_runner", "_flows", "_cli"},
+    "_runner": {"_engine", "_executors", "_listeners", "_store", "_reports", "_runner"},
+    "_flows": {"_engine", "_executors", "_listeners", "_store", "_runner", "_flows"},
+    "_cli": {
+        "_engine",
+        "_executors",
+        "_listeners",
+        "_store",
+        "_reports",
+        "_runner",
+        "_flows",
+        "_cli",
+    },
 }
 
 

@@ -51,6 +51,7 @@ if _typing.TYPE_CHECKING:
     from ._reports._model import AttemptRecord, ErrorRecord, RunRecord, TaskRecord
     from ._reports._reading import read_events
     from ._reports._trace import trace_report
+    from ._store._database import StoreError
 
 #: The version of this package (PEP 440).
 __version__ = "7.0.0.dev1"
@@ -69,6 +70,7 @@ _ON_FIRST_USE = {
     "ProcessExecutor": "._executors._processes",
     "RunRecord": "._reports._model",
     "ShellTask": "._flows._shell",
+    "StoreError": "._store._database",
     "TaskRecord": "._reports._model",
     "html_report": "._reports._html",
     "junit_report": "._reports._junit",
@@ -135,6 +137,7 @@ __all__ = [
     "SerialTaskGroup",
     "ShellTask",
     "Status",
+    "StoreError",
     "StrayCancellationError",
     "Task",
     "TaskEvent",

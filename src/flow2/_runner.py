@@ -4,15 +4,20 @@
 variables), builds the listeners they ask for (console lines or the live
 view, the summary, logging, the event file, the user's own) and hands the
 tree to the engine, which checks it, runs it and closes everything.
-``task.run()`` on a root uses a default :class:`Runner`.
+``task.run()`` on a root uses a default :class:`Runner`. With a store
+(``store=``, ``FLOW2_STORE``) the run is recorded, and ``resume=`` reuses
+what succeeded in a recorded run (see ``flow2._store``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import importlib.util
+import logging
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._engine._exceptions import ConfigurationError
@@ -24,8 +29,11 @@ if TYPE_CHECKING:
 
     from ._engine._events import EventListener
     from ._engine._partial import PartialRun, RunPlan
+    from ._engine._state import Decision, Plan, TaskRun
     from ._engine._task import Context, Task
     from ._listeners._event_file import EventTarget
+    from ._store._recorder import StoreRecorder
+    from ._store._resume import ResumePlan
 
 
 def _from_environment(
@@ -124,6 +132,17 @@ class Runner:
     :param stream: where the console writes; ``sys.stdout`` when None
     :param color: force color on or off; decided from the stream, ``NO_COLOR``
         and ``FORCE_COLOR`` when None
+    :param store: the run store directory to record the run in; True for
+        ``FLOW2_STORE`` else ``.flow2``; False for none; None for ``FLOW2_STORE``
+        when it is set, else none (a library call records nothing unless asked)
+    :param resume: a recorded run to resume (its id, a unique prefix, or
+        ``"last"``): tasks that succeeded in it are reused, unless something
+        they depend on changed (see docs/store.md); needs a store
+    :param pickle_results: store results that JSON cannot hold exactly as
+        pickles, and load pickled results when resuming (only for stores you trust)
+    :param flow_file: the flow file the tree was loaded from, recorded with
+        the run; ``resume="last"`` picks the newest run of this file (else of
+        a root with the same name)
     :param only: run only these tasks (result keys or group paths such as
         ``"release/checks"``) and the tasks they need; the rest are SKIPPED
     :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
@@ -131,6 +150,7 @@ class Runner:
     :param tracing: emit OpenTelemetry spans (a span per run and per task) to
         the application's tracer provider; ``FLOW2_OTEL``, else off. Needs
         ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
+    :raises flow2.ConfigurationError: on a bad option or environment variable
 
     Example::
 
@@ -151,6 +171,10 @@ class Runner:
         skip: Sequence[str] = (),
         until: str | None = None,
         tracing: bool | None = None,
+        store: str | os.PathLike[str] | bool | None = None,
+        resume: str | None = None,
+        pickle_results: bool = False,
+        flow_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.only = _task_references("only", only)
         self.skip = _task_references("skip", skip)
@@ -169,6 +193,23 @@ class Runner:
         self.stream = stream
         self.color = color
         self.tracing = _tracing_from_environment(tracing)
+        self.store: Path | None = None
+        if store is not None or os.environ.get("FLOW2_STORE"):
+            from ._store._database import store_directory  # sqlite3: only when used
+
+            self.store = store_directory(store)
+        if resume is not None and (not isinstance(resume, str) or not resume.strip()):
+            raise ConfigurationError(
+                f"resume={resume!r} is not a run; give a run id, a unique prefix, or 'last'"
+            )
+        if resume is not None and self.store is None:
+            raise ConfigurationError(
+                f"resume={resume!r} needs a run store; pass store='.flow2' (or another "
+                f"directory), or set FLOW2_STORE"
+            )
+        self.resume = resume
+        self.pickle_results = bool(pickle_results)
+        self.flow_file = os.path.abspath(flow_file) if flow_file is not None else None
 
     async def run(
         self, task: Task, context: Context | None = None, *, raises: bool = True
@@ -180,11 +221,86 @@ class Runner:
         :param raises: raise the failed task's exception, unchanged (else store it and return)
         :raises flow2.DefinitionError: when the tree is wrong; nothing ran
         :raises flow2.TaskTypeError: when something in the tree is not a Task
+        :raises flow2.StoreError: when the store cannot be written, or the run to
+            resume is not in it; nothing ran
         """
-        plan = self._partial_run(task)
-        return await execute(
-            task, context, raises=raises, listeners=self.listeners_for_run, settings=self, plan=plan
+        plan: Plan | None = self._partial_run(task)
+        if self.store is None:
+            return await execute(
+                task,
+                context,
+                raises=raises,
+                listeners=self.listeners_for_run,
+                settings=self,
+                plan=plan,
+            )
+        # Opening the store and reading the run to resume touch the disk:
+        # done in a thread, never on the loop.
+        recorder, resume_plan = await asyncio.to_thread(self._open_store, task, context)
+        if resume_plan is not None:
+            if self.display is not Display.NONE:
+                stream = self.stream if self.stream is not None else sys.stdout
+                stream.write(resume_plan.announcement() + "\n")
+                stream.flush()
+            plan = resume_plan if plan is None else _BothPlans(plan, resume_plan)
+
+        def listeners() -> list[EventListener]:
+            from ._listeners._logging import TaskRecordRouter
+
+            router = TaskRecordRouter(recorder.add_output, logging.INFO)
+            return [*self.listeners_for_run(), router, recorder]
+
+        try:
+            return await execute(
+                task, context, raises=raises, listeners=listeners, settings=self, plan=plan
+            )
+        finally:
+            await recorder.wait_closed()
+
+    def _open_store(
+        self, task: Task, context: Context | None
+    ) -> tuple[StoreRecorder, ResumePlan | None]:
+        """The recorder of the run, and the plan when it resumes one (in a worker thread)."""
+        from ._listeners._secrets import SecretMasker, is_secret_name
+        from ._store._database import Store, keep_from_environment
+        from ._store._recorder import StoreRecorder
+        from ._store._resume import ResumePlan
+
+        assert self.store is not None
+        store = Store(self.store)
+        connection = store.connect(create=True)  # not writable: fails before the run
+        try:
+            plan = None
+            previous = None
+            if self.resume == "last":
+                # Nothing to resume yet: the run runs every task, as a first run.
+                previous = store.latest_run(connection, flow=self.flow_file, name=task.name)
+            elif self.resume is not None:
+                previous = store.find_run(connection, self.resume)
+            if previous is not None:
+                plan = ResumePlan(
+                    previous,
+                    task,
+                    context if context is not None else {},
+                    pickle_results=self.pickle_results,
+                )
+        finally:
+            connection.close()
+        recorder = StoreRecorder(
+            store,
+            flow_file=self.flow_file,
+            pickle_results=self.pickle_results,
+            # Secret-named variables are secrets too: their values are masked
+            # wherever they appear in what is stored.
+            masker=SecretMasker.from_environment(
+                str(value)
+                for name, value in (context or {}).items()
+                if is_secret_name(name) and isinstance(value, str | int | float)
+            ),
+            plan=plan,
+            keep=keep_from_environment(),
         )
+        return recorder, plan
 
     def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
         """What :meth:`run` would do with ``task``: each task run, skipped or reused, and why.
@@ -269,6 +385,18 @@ class Runner:
                 return Display.LIVE
             return Display.PLAIN
         return self.display
+
+
+class _BothPlans:
+    """A partial run's plan first (what it leaves out stays out), then a resume's."""
+
+    def __init__(self, first: Plan, second: Plan) -> None:
+        self.first = first
+        self.second = second
+
+    def decide(self, record: TaskRun, context: Context) -> Decision | None:
+        decision = self.first.decide(record, context)
+        return decision if decision is not None else self.second.decide(record, context)
 
 
 set_default_runner(Runner)

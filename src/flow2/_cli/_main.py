@@ -1,4 +1,4 @@
-"""The ``flow2`` command: run, check and draw YAML flows, list plugins.
+"""The ``flow2`` command: run, check and draw YAML flows, list plugins, see and resume runs.
 
 Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
 error (nothing ran), 130 interrupted.
@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -20,7 +20,12 @@ from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._engine._events import Event, EventListener
+    from .._store._database import Store, StoredRun
+
+_Command = TypeVar("_Command", bound="Callable[..., Any]")
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
@@ -100,25 +105,75 @@ def import_from_working_directory() -> None:
         sys.path.insert(0, folder)
 
 
+def _store_option(command: _Command) -> _Command:
+    return click.option(
+        "--store",
+        "store",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The run store directory. Default: $FLOW2_STORE, else .flow2 in the working "
+        "directory.",
+    )(command)
+
+
+def _run_options(command: _Command) -> _Command:
+    """The options of the commands that run a flow (run, resume)."""
+    options = [
+        click.option(
+            "--display",
+            type=click.Choice(["auto", "live", "plain", "none"]),
+            default=None,
+            help="How the run shows itself: the live tree on a terminal (auto), live, one line "
+            "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
+        ),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Print debug records and whole task paths."
+        ),
+        click.option(
+            "--events",
+            type=click.Path(dir_okay=False, writable=True),
+            default=None,
+            help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+        ),
+        click.option(
+            "--report",
+            "report",
+            metavar="FILE.html",
+            default=None,
+            help="Write the HTML report (timeline, tree, failures) to this file when the run "
+            "ends, however it ends.",
+        ),
+        click.option(
+            "--otel",
+            is_flag=True,
+            default=None,
+            help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+        ),
+        _store_option,
+        click.option("--no-store", is_flag=True, help="Do not record the run in the run store."),
+        click.option(
+            "--pickle-results",
+            is_flag=True,
+            help="Store results that JSON cannot hold exactly as pickles, and load them when "
+            "resuming (only for a store you trust: loading a pickle can run code).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(epilog=_FLOW_HELP)
 @click.argument("flow")
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
 @click.option(
-    "--display",
-    type=click.Choice(["auto", "live", "plain", "none"]),
-    default=None,
-    help="How the run shows itself: the live tree on a terminal (auto), live, one line "
-    "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
-)
-@click.option(
-    "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
-)
-@click.option("-v", "--verbose", is_flag=True, help="Print debug records and whole task paths.")
-@click.option(
-    "--events",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+    "--resume",
+    is_flag=True,
+    help="Resume the latest recorded run of FLOW: reuse the tasks that succeeded in it "
+    "and whose definition and inputs are unchanged; run the rest (docs/store.md).",
 )
 @click.option(
     "--only",
@@ -140,47 +195,44 @@ def import_from_working_directory() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
 )
-@click.option(
-    "--report",
-    "report",
-    metavar="FILE.html",
-    default=None,
-    help="Write the HTML report (timeline, tree, failures) to this file when the run ends, "
-    "however it ends.",
-)
-@click.option(
-    "--otel",
-    is_flag=True,
-    default=None,
-    help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
-)
+@_run_options
 def run(
     flow: str,
     variables: tuple[str, ...],
-    display: str | None,
-    quiet: bool,
-    verbose: bool,
-    events: str | None,
+    resume: bool,
     only: tuple[str, ...],
     skip: tuple[str, ...],
     until: str | None,
     start_from: str | None,
     dry_run: bool,
+    display: str | None,
+    quiet: bool,
+    verbose: bool,
+    events: str | None,
     report: str | None,
     otel: bool | None,
+    store: str | None,
+    no_store: bool,
+    pickle_results: bool,
 ) -> None:
     """Run FLOW with the given variables.
 
     The variables fill the templates and are the run's first context
-    entries, so tasks (and ${{ … }} expressions) can read them too.
+    entries, so tasks (and ${{ … }} expressions) can read them too. Every
+    run is recorded in the run store (see `flow2 runs`) unless --no-store.
     """
     if start_from is not None:
         raise UsageProblem(
-            f"--from {start_from!r} takes the earlier results from the run store, which this "
-            f"installation does not have yet; use --only or --skip to run part of the flow"
+            f"--from {start_from!r} does not take its results from the run store yet; use "
+            f"--resume (reuse what succeeded in the latest recorded run), or --only or --skip "
+            f"to run part of the flow"
         )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    if no_store and (resume or store is not None):
+        raise UsageProblem(
+            f"--no-store contradicts {'--resume' if resume else '--store'}; choose one"
+        )
     try:
         loaded, values = _load(flow, variables)
     except KeyboardInterrupt:
@@ -201,6 +253,9 @@ def run(
             events=events,
             report=report,
             tracing=otel or None,
+            store=False if no_store else _store_directory(store),
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
             **selection,
         )
     )
@@ -223,6 +278,231 @@ def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[st
     return 0
 
 
+@cli.command(epilog=_FLOW_HELP)
+@click.argument("run_reference", metavar="RUN")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@_run_options
+def resume(
+    run_reference: str,
+    variables: tuple[str, ...],
+    display: str | None,
+    quiet: bool,
+    verbose: bool,
+    events: str | None,
+    report: str | None,
+    otel: bool | None,
+    store: str | None,
+    no_store: bool,
+    pickle_results: bool,
+) -> None:
+    """Resume RUN (an id, a unique prefix of one, or last) with its own flow file and variables.
+
+    Tasks that succeeded in RUN are reused when their definition and inputs
+    are unchanged; the others run. VARIABLE=VALUE overrides one of the run's
+    variables (a secret one, which the store does not keep, must be given again).
+    """
+    if quiet and verbose:
+        raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    if no_store:
+        raise UsageProblem("--no-store contradicts resume, which reads the run store")
+    directory = _store_directory(store)
+    previous = _find_run(directory, run_reference)
+    if previous.flow is None:
+        raise UsageProblem(
+            f"run {previous.id} of {previous.name!r} was not started from a flow file; "
+            f"resume it from Python with flow2.Runner(store=..., resume={previous.id!r})"
+        )
+    if not os.path.isfile(previous.flow):
+        raise UsageProblem(
+            f"run {previous.id}: its flow file {previous.flow} is gone; restore it, or run "
+            f"the flow from its new place with `flow2 run FILE --resume`"
+        )
+    values = _variables_of(previous, parse_variables(variables))
+    try:
+        loaded = read_flow(previous.flow, values)
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+    verbosity = "quiet" if quiet else "verbose" if verbose else None
+    sys.exit(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            report=report,
+            tracing=otel or None,
+            store=directory,
+            resume=previous.id,
+            pickle_results=pickle_results,
+        )
+    )
+
+
+def _variables_of(previous: StoredRun, given: dict[str, Any]) -> dict[str, Any]:
+    """The variables a resumed run starts with: the recorded ones, overridden by ``given``."""
+    values: dict[str, Any] = {}
+    for name, entry in previous.variables.items():
+        if name in given:
+            continue
+        if "value" not in entry:
+            why = "is secret" if entry.get("masked") else "was not stored exactly"
+            raise UsageProblem(
+                f"run {previous.id}: variable {name!r} {why}, so the store does not have its "
+                f"value; give it again: flow2 resume {previous.id} {name}=…"
+            )
+        values[name] = entry["value"]
+    values.update(given)
+    return values
+
+
+def _store_directory(option: str | None) -> Path:
+    from .._store._database import store_directory
+
+    directory = store_directory(option if option is not None else True)
+    assert directory is not None
+    return directory
+
+
+def _open_store(directory: Path) -> tuple[Store, Any]:
+    from .._store._database import Store, StoreError
+
+    store = Store(directory)
+    try:
+        return store, store.connect()
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def _find_run(directory: Path, reference: str) -> StoredRun:
+    from .._store._database import StoreError
+
+    store, connection = _open_store(directory)
+    try:
+        return store.find_run(connection, reference)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        connection.close()
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of lines.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show at most this many runs. Default: 20 lines; every run with --json.",
+)
+@_store_option
+@click.pass_context
+def runs(context: click.Context, as_json: bool, limit: int | None, store: str | None) -> None:
+    """List the recorded runs, newest first: id, name, start, duration, status, counts.
+
+    RUN in the subcommands is a run's id, a unique prefix of one, or last.
+    """
+    context.ensure_object(dict)
+    context.obj["store"] = store
+    if context.invoked_subcommand is not None:
+        return
+    from .._store._history import run_line, runs_as_json
+
+    found, connection = _open_store(_store_directory(store))
+    try:
+        recorded = found.runs(connection, limit if limit is not None or as_json else 20)
+    finally:
+        connection.close()
+    if as_json:
+        click.echo(runs_as_json(recorded))
+    elif not recorded:
+        click.echo(f"no runs recorded in {found.directory}")
+    else:
+        for stored in recorded:
+            click.echo(run_line(stored))
+
+
+def _subcommand_store(context: click.Context, store: str | None) -> Path:
+    return _store_directory(store if store is not None else context.obj.get("store"))
+
+
+@runs.command(name="show")
+@click.argument("run_reference", metavar="RUN")
+@_store_option
+@click.pass_context
+def runs_show(context: click.Context, run_reference: str, store: str | None) -> None:
+    """Print RUN's tree with each task's status and time, its summary, and why tasks ran again."""
+    from .._store._history import show_lines
+
+    for line in show_lines(_find_run(_subcommand_store(context, store), run_reference)):
+        click.echo(line)
+
+
+@runs.command(name="logs")
+@click.argument("run_reference", metavar="RUN")
+@click.argument("task")
+@_store_option
+@click.pass_context
+def runs_logs(context: click.Context, run_reference: str, task: str, store: str | None) -> None:
+    """Print the output TASK (its key, its path or its name) recorded in RUN."""
+    from .._store._database import Store
+    from .._store._history import find_task, task_output
+
+    directory = _subcommand_store(context, store)
+    recorded = _find_run(directory, run_reference)
+    found = find_task(recorded, task)
+    if isinstance(found, list):
+        if not found:
+            keys = ", ".join(item.key for item in recorded.tasks if not item.is_group)
+            raise UsageProblem(
+                f"run {recorded.id} has no task {task!r}; give a key or a path, one of: {keys}"
+            )
+        paths = "; ".join(" › ".join(item.path) for item in found)
+        raise UsageProblem(
+            f"{task!r} names {len(found)} tasks of run {recorded.id} ({paths}); give its path"
+        )
+    text = task_output(Store(directory), recorded, found)
+    if text is None:
+        click.echo(
+            f"task {' › '.join(found.path)!r} recorded no output in run {recorded.id}", err=True
+        )
+        return
+    click.echo(text, nl=False)
+
+
+@runs.command(name="prune")
+@click.option("--keep", type=click.IntRange(min=0), default=None, help="Keep the newest N runs.")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Delete the runs started more than DAYS days ago.",
+)
+@_store_option
+@click.pass_context
+def runs_prune(
+    context: click.Context, keep: int | None, older_than: float | None, store: str | None
+) -> None:
+    """Delete runs and their log files: those beyond the newest --keep N, or older than
+    --older-than DAYS. Runs still going on are kept."""
+    if keep is None and older_than is None:
+        raise UsageProblem("say what to delete: --keep N, --older-than DAYS, or both")
+    from .._store._database import StoreError
+
+    found, connection = _open_store(_subcommand_store(context, store))
+    try:
+        deleted = found.prune(connection, keep=keep, older_than_days=older_than)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        connection.close()
+    click.echo(
+        f"deleted {len(deleted)} run{'' if len(deleted) == 1 else 's'} from {found.directory}"
+    )
+
+
 def run_flow(
     loaded: LoadedFlow,
     variables: dict[str, Any],
@@ -230,13 +510,20 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    report: str | None = None,
+    tracing: bool | None = None,
     only: list[str] | None = None,
     skip: list[str] | None = None,
     until: str | None = None,
-    report: str | None = None,
-    tracing: bool | None = None,
+    store: Path | bool = False,
+    resume: str | None = None,
+    pickle_results: bool = False,
 ) -> int:
-    """Run a loaded flow (or, with ``only``, ``skip`` or ``until``, part of it); the exit code."""
+    """Run a loaded flow and return the exit code.
+
+    :param store: the run store directory, or False for none
+    :param resume: the recorded run to resume ("last": the newest of this flow file)
+    """
     from .._runner import Runner
 
     outcome: list[Status] = []
@@ -263,6 +550,10 @@ def run_flow(
             only=only or (),
             skip=skip or (),
             until=until,
+            store=store,
+            resume=resume,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
@@ -272,7 +563,7 @@ def run_flow(
         # asyncio.run cancelled the run on Ctrl-C; the tasks and the summary
         # reported it already.
         return EXIT_INTERRUPTED
-    except DefinitionError as error:
+    except (DefinitionError, ConfigurationError) as error:  # the tree, the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
         click.echo(f"flow2: {error}", err=True)

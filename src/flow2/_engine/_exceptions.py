@@ -15,6 +15,8 @@ a user's exception raised inside a task reaches the caller unchanged.
     ├── TaskTypeError (also TypeError)      something that is not a Task where a Task belongs,
     │                                       or a callback that cannot be called
     ├── ConfigurationError (also ValueError) a run option or environment variable is wrong
+    │   └── StoreError                      the run store cannot be used, or a run reference
+    │                                       matches no recorded run or several
     ├── TaskTimeoutError (also TimeoutError) a task ran past its ``timeout``
     ├── StrayCancellationError              a task's work raised CancelledError unasked
     ├── TaskExitError                       a task's code raised SystemExit, KeyboardInterrupt

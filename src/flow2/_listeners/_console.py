@@ -41,6 +41,7 @@ WORDS = {
     Status.FAILED: "FAILED",
     Status.SKIPPED: "SKIPPED",
     Status.CANCELLED: "CANCELLED",
+    Status.REUSED: "REUSED",
 }
 _WIDTH = max(map(len, WORDS.values())) + 1
 
@@ -53,6 +54,7 @@ COLORS = {
     Status.FAILED: "31;1",  # bold red
     Status.SKIPPED: "2",  # dim
     Status.CANCELLED: "35",  # magenta
+    Status.REUSED: "36",  # cyan: taken from an earlier run
 }
 
 #: Longest result shown under SUCCESS, in lines.
@@ -144,7 +146,7 @@ class PlainConsole:
                 line += f": {describe_error(event.error)}"
         elif status is Status.PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
-        elif status is Status.SKIPPED and event.reason:
+        elif status in (Status.SKIPPED, Status.REUSED) and event.reason:
             line += f": {event.reason}"
         elif status is Status.RETRYING and event.error is not None:
             retries = event.task.retries

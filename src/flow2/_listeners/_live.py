@@ -59,6 +59,7 @@ MARKS = {
     Status.FAILED: ("✗", "bold red"),
     Status.SKIPPED: ("-", "dim"),
     Status.CANCELLED: ("⊘", "magenta"),
+    Status.REUSED: ("↺", "cyan"),
 }
 _ACTIVE = (Status.RUNNING, Status.RETRYING)
 # Module constants: _record runs for every event, and a class attribute

@@ -30,6 +30,7 @@ LEVELS = {
     Status.RUNNING: logging.DEBUG,
     Status.SUCCEEDED: logging.INFO,
     Status.SKIPPED: logging.INFO,
+    Status.REUSED: logging.INFO,
     Status.RETRYING: logging.WARNING,
     Status.CANCELLED: logging.WARNING,
     Status.PARTIAL: logging.WARNING,

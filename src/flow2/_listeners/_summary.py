@@ -60,7 +60,7 @@ _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
     Status.FAILED,
     Status.SKIPPED,
 )
-_COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+_COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 _HEADLINE_WORDS = {
     Status.SUCCEEDED: "succeeded",
     Status.PARTIAL: "finished with failures",
@@ -218,7 +218,12 @@ class SummaryListener:
         """The summary's text for the run's end ``event``, newline-terminated."""
         root = event.run.root.name
         status = event.status
-        counts = ", ".join(f"{self.counts[counted]} {counted.value}" for counted in _COUNTED)
+        # "reused" only in a resumed run (one that reused something).
+        counts = ", ".join(
+            f"{self.counts[counted]} {counted.value}"
+            for counted in _COUNTED
+            if counted is not Status.REUSED or self.counts[counted]
+        )
         headline = (
             f"{root} {_HEADLINE_WORDS.get(status, status.value)} in {event.duration or 0:.2f}s"
         )

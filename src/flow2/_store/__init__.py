@@ -1,0 +1,14 @@
+"""The run store: every run recorded in an embedded SQLite database, and resume.
+
+A layer of its own: it imports the engine and the listeners, never the
+runner, the flows or the command line; the runner and the command line
+import it. Nothing here is imported by ``import flow2``: ``sqlite3`` loads
+with the first run that records.
+
+- ``_database``: where the store lives, its schema and versions, the queries.
+- ``_values``: what is stored of a task: results (JSON when exact, pickle
+  when asked), its definition's fingerprint, what it declares it reads.
+- ``_recorder``: the event listener that hands records to a writer thread.
+- ``_resume``: the plan that reuses what succeeded in an earlier run.
+- ``_history``: the text ``flow2 runs`` prints.
+"""

@@ -1,0 +1,578 @@
+"""Where the run store lives, its schema, and the queries on it.
+
+One SQLite file, ``runs.sqlite3``, in the store directory (``.flow2/`` under
+the working directory by default), in WAL mode so that readers never wait
+for a writer and two ``flow2 run`` processes can record at once. Every
+connection waits for a lock (``busy_timeout``) instead of failing, and
+writes are short transactions, retried when SQLite still answers "locked".
+
+The table ``flow2_store`` holds what the file is (``application``) and its
+``schema_version``. A store written by a newer flow2 is refused; an older
+one is migrated, step by step, by :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._engine._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: The store directory when neither ``--store`` nor ``FLOW2_STORE`` names one.
+DEFAULT_DIRECTORY = ".flow2"
+#: The database file inside the store directory.
+DATABASE_NAME = "runs.sqlite3"
+#: What ``flow2_store.application`` says in a flow2 store.
+APPLICATION = "flow2 run store"
+#: The schema this flow2 writes.
+SCHEMA_VERSION = 1
+#: Runs kept after each recorded run unless ``FLOW2_STORE_KEEP`` says otherwise.
+DEFAULT_KEEP = 100
+#: Milliseconds a connection waits for another one's lock before SQLite gives up.
+BUSY_TIMEOUT_MS = 30_000
+#: Attempts of a transaction that SQLite still reports as locked.
+ATTEMPTS = 20
+
+#: The statuses a run ends in, plus those the store infers.
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow TEXT,
+    variables TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    last_seen REAL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT,
+    resumed_from TEXT,
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    parent INTEGER,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    is_group INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    duration REAL,
+    result_format TEXT,
+    result BLOB,
+    definition TEXT,
+    PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS task_notes (
+    run_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    reads TEXT,
+    reason TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    result_note TEXT,
+    output TEXT,
+    PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS definitions (
+    id TEXT PRIMARY KEY,
+    parts TEXT NOT NULL
+);
+"""
+
+#: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
+MIGRATIONS: dict[int, list[str]] = {}
+
+
+class StoreError(ConfigurationError):
+    """The run store cannot be used: not writable, not a flow2 store, a newer
+    schema, or a run reference that matches no run or several.
+
+    :ivar path: the store's database file
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+_Result = TypeVar("_Result")
+
+
+def store_directory(value: str | os.PathLike[str] | bool | None) -> Path | None:
+    """The store directory a run records into, or None for no store.
+
+    :param value: a directory; True for the default (``FLOW2_STORE``, else
+        ``.flow2``); False for none; None for ``FLOW2_STORE`` when it is set
+    """
+    if value is False:
+        return None
+    if value is None or value is True:
+        configured = os.environ.get("FLOW2_STORE")
+        if configured:
+            return Path(configured)
+        return Path(DEFAULT_DIRECTORY) if value is True else None
+    return Path(value)
+
+
+def keep_from_environment() -> int | None:
+    """How many runs the store keeps: ``FLOW2_STORE_KEEP`` (0: all), else :data:`DEFAULT_KEEP`.
+
+    :raises StoreError: when the variable is not a whole number >= 0
+    """
+    raw = os.environ.get("FLOW2_STORE_KEEP")
+    if not raw:
+        return DEFAULT_KEEP
+    try:
+        keep = int(raw)
+    except ValueError:
+        keep = -1
+    if keep < 0:
+        raise StoreError(
+            f"environment variable FLOW2_STORE_KEEP={raw!r} is not a whole number >= 0 "
+            f"(0 keeps every run)"
+        )
+    return keep or None
+
+
+@dataclass
+class StoredTask:
+    """One task of a recorded run, as the store has it."""
+
+    number: int
+    parent: int | None
+    path: tuple[str, ...]
+    key: str
+    is_group: bool
+    status: str
+    attempts: int
+    started_at: float | None
+    ended_at: float | None
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    error_traceback: str | None
+    result_format: str | None
+    result: bytes | str | None
+    result_note: str | None
+    definition: dict[str, str] | None
+    reads: list[str] | None
+    reason: str | None
+    output: str | None
+
+
+@dataclass
+class StoredRun:
+    """A recorded run: what ``flow2 runs`` lists and a resume starts from."""
+
+    id: str
+    name: str
+    flow: str | None
+    variables: dict[str, Any]
+    started_at: float
+    ended_at: float | None
+    last_seen: float | None
+    status: str
+    resumed_from: str | None
+    counts: dict[str, int]
+    tasks: list[StoredTask] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or to the last thing recorded when it never ended."""
+        end = self.ended_at if self.ended_at is not None else self.last_seen
+        return None if end is None else max(0.0, end - self.started_at)
+
+
+class Store:
+    """The run store in ``directory``.
+
+    :param directory: the store directory (created when a run records)
+    :raises StoreError: see :meth:`check`
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / DATABASE_NAME
+
+    def __repr__(self) -> str:
+        return f"<Store {str(self.directory)!r}>"
+
+    def log_directory(self, run_id: str) -> Path:
+        """Where the per-task log files of run ``run_id`` are: ``runs/<id>/logs/``."""
+        return self.directory / "runs" / run_id / "logs"
+
+    def connect(self, *, create: bool = False) -> sqlite3.Connection:
+        """A connection to the store, its schema checked (and created or migrated).
+
+        :param create: create the directory and the database when missing
+        :raises StoreError: when the store cannot be written or read, is not
+            a flow2 store, or was written by a newer flow2
+        """
+        if self.directory.exists() and not self.directory.is_dir():
+            raise self._error(
+                f"{self.directory} is a file, not a store directory; "
+                f"choose a directory with --store or FLOW2_STORE"
+            )
+        if not create and not self.path.is_file():
+            raise self._error(
+                f"no run store in {self.directory} (no {DATABASE_NAME}); runs are recorded "
+                f"there by `flow2 run`, or choose another with --store or FLOW2_STORE"
+            )
+        try:
+            if create:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                if not os.access(self.directory, os.W_OK | os.X_OK):
+                    raise PermissionError(13, "Permission denied")
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise self._error(
+                f"cannot {'write' if create else 'open'} the run store in {self.directory}: "
+                f"{reason}; make it writable, or choose another directory with --store or "
+                f"FLOW2_STORE (or --no-store)"
+            ) from None
+        try:
+            self._prepare(connection, create)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection, create: bool) -> None:
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # A store is data, never code: no schema-defined function runs.
+            connection.execute("PRAGMA trusted_schema = OFF")
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as error:
+            raise self._not_a_store(str(error)) from None
+        if "flow2_store" not in tables:
+            if tables - {"runs", "tasks", "task_notes", "definitions"} or not create:
+                raise self._not_a_store("it has no flow2_store table")
+            self.retry(connection, self._create)
+        version = self._version(connection)
+        if version > SCHEMA_VERSION:
+            raise self._error(
+                f"the run store {self.path} was written by a newer flow2 (schema {version}; "
+                f"this flow2 reads schema {SCHEMA_VERSION} and older); upgrade flow2, or "
+                f"choose another directory with --store"
+            )
+        if version < SCHEMA_VERSION:
+            self.retry(connection, self._migrate)
+        if create:
+            mode = self.retry(
+                connection, lambda c: c.execute("PRAGMA journal_mode = WAL").fetchone()
+            )
+            if str(mode[0]).lower() != "wal":  # pragma: no cover - a file system without WAL
+                self.retry(connection, lambda c: c.execute("PRAGMA journal_mode = DELETE"))
+        connection.execute("PRAGMA synchronous = NORMAL")
+
+    def _version(self, connection: sqlite3.Connection) -> int:
+        rows = dict(connection.execute("SELECT key, value FROM flow2_store").fetchall())
+        if rows.get("application") != APPLICATION:
+            raise self._not_a_store("its flow2_store table does not name flow2")
+        try:
+            return int(rows["schema_version"])
+        except (KeyError, ValueError):
+            raise self._not_a_store("it has no schema version") from None
+
+    def _create(self, connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            exists = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'flow2_store'"
+            ).fetchone()
+            if not exists:  # another process may have created it meanwhile
+                connection.execute(
+                    "CREATE TABLE flow2_store (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                )
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.executemany(
+                    "INSERT INTO flow2_store VALUES (?, ?)",
+                    [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))],
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._version(connection)  # another process may have migrated it
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version]:
+                    connection.execute(statement)
+                version += 1
+            connection.execute(
+                "UPDATE flow2_store SET value = ? WHERE key = 'schema_version'", (str(version),)
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def retry(
+        self,
+        connection: sqlite3.Connection,
+        work: Callable[[sqlite3.Connection], _Result],
+    ) -> _Result:
+        """Do ``work``, again when SQLite reports the database locked or busy.
+
+        ``busy_timeout`` covers most waits; a few (a WAL checkpoint, two
+        writers upgrading a read lock) fail at once instead, and are retried.
+        """
+        for attempt in range(ATTEMPTS):
+            try:
+                return work(connection)
+            except sqlite3.OperationalError as error:
+                message = str(error)
+                if "locked" not in message and "busy" not in message:
+                    raise self._error(f"the run store {self.path}: {message}") from None
+                if attempt == ATTEMPTS - 1:
+                    raise self._error(
+                        f"the run store {self.path} stayed locked: {message}"
+                    ) from None
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(self, message: str) -> StoreError:
+        return StoreError(message, path=str(self.path))
+
+    def _not_a_store(self, why: str) -> StoreError:
+        return self._error(
+            f"{self.path} is not a flow2 run store ({why}); move it away, or choose another "
+            f"directory with --store or FLOW2_STORE"
+        )
+
+    # Reading ------------------------------------------------------------------
+
+    def runs(self, connection: sqlite3.Connection, limit: int | None = None) -> list[StoredRun]:
+        """Recorded runs, newest first."""
+        query = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        connection.row_factory = sqlite3.Row
+        try:
+            return [_run_from(row) for row in connection.execute(query)]
+        finally:
+            connection.row_factory = None
+
+    def latest_run(
+        self, connection: sqlite3.Connection, *, flow: str | None, name: str | None
+    ) -> StoredRun | None:
+        """The newest run of the flow file ``flow``, else (no file) of a root called ``name``."""
+        for run in self.runs(connection):
+            if (flow is not None and run.flow == flow) or (
+                flow is None and (name is None or run.name == name)
+            ):
+                return self._with_tasks(connection, run)
+        return None
+
+    def find_run(
+        self,
+        connection: sqlite3.Connection,
+        reference: str,
+        *,
+        flow: str | None = None,
+        name: str | None = None,
+    ) -> StoredRun:
+        """The run ``reference`` names: an id, a unique prefix of one, or ``last``.
+
+        :param flow: with ``last``, the newest run of this flow file
+        :param name: with ``last`` and no ``flow``, the newest run of a root of this name
+        :raises StoreError: when it matches no run, or several
+        """
+        if reference == "last":
+            latest = self.latest_run(connection, flow=flow, name=name)
+            if latest is None:
+                of = f" of {flow}" if flow is not None else f" of {name!r}" if name else ""
+                raise self._error(f"no run{of} is recorded in {self.directory}")
+            return latest
+        runs = self.runs(connection)
+        exact = [run for run in runs if run.id == reference]
+        matches = exact or [run for run in runs if run.id.startswith(reference)]
+        if not matches:
+            raise self._error(
+                f"no run {reference!r} in {self.directory}; `flow2 runs` lists the recorded "
+                f"runs (give an id, a unique prefix of one, or last)"
+            )
+        if len(matches) > 1:
+            shown = ", ".join(run.id for run in matches[:5])
+            raise self._error(
+                f"{reference!r} matches {len(matches)} runs ({shown}); give more characters "
+                f"of the id"
+            )
+        return self._with_tasks(connection, matches[0])
+
+    def _with_tasks(self, connection: sqlite3.Connection, run: StoredRun) -> StoredRun:
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(
+                "SELECT * FROM tasks LEFT JOIN task_notes USING (run_id, number) "
+                "WHERE run_id = ? ORDER BY number",
+                (run.id,),
+            ).fetchall()
+            wanted = {row["definition"] for row in rows if row["definition"]}
+            definitions = {
+                row["id"]: json.loads(row["parts"])
+                for row in connection.execute("SELECT * FROM definitions")
+                if row["id"] in wanted
+            }
+        finally:
+            connection.row_factory = None
+        paths: dict[int, tuple[str, ...]] = {}
+        tasks = []
+        for row in rows:
+            parent = row["parent"]
+            path = (*paths.get(parent, ()), row["name"]) if parent is not None else (row["name"],)
+            paths[row["number"]] = path
+            tasks.append(_task_from(row, path, definitions.get(row["definition"])))
+        run.tasks = tasks
+        return run
+
+    # Deleting -----------------------------------------------------------------
+
+    def prune(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        keep: int | None = None,
+        older_than_days: float | None = None,
+        spare: str | None = None,
+    ) -> list[str]:
+        """Delete the runs beyond the newest ``keep`` or older than ``older_than_days``.
+
+        Runs still going on, and ``spare``, are never deleted; nor are their log files.
+
+        :returns: the ids deleted
+        """
+        runs = self.runs(connection)
+        cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
+        doomed = []
+        for position, run in enumerate(runs):
+            if run.id == spare or run.status == RUNNING:
+                continue
+            if (keep is not None and position >= keep) or (
+                cutoff is not None and run.started_at < cutoff
+            ):
+                doomed.append(run.id)
+        if not doomed:
+            return []
+
+        def delete(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(doomed), 500):
+                    chunk = doomed[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+                # Definitions no run refers to any more.
+                connection.execute(
+                    "DELETE FROM definitions WHERE id NOT IN "
+                    "(SELECT definition FROM tasks WHERE definition IS NOT NULL)"
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        self.retry(connection, delete)
+        for run_id in doomed:
+            shutil.rmtree(self.directory / "runs" / run_id, ignore_errors=True)
+        return doomed
+
+
+def status_of(status: str, ended_at: float | None, pid: int | None, host: str | None) -> str:
+    """A run's status: its recorded end, else ``running`` while its process lives, else
+    ``interrupted``."""
+    if ended_at is not None or status != RUNNING:
+        return status
+    if pid is not None and host == socket.gethostname() and _is_alive(pid):
+        return RUNNING
+    return INTERRUPTED
+
+
+def _is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    except OSError:  # pragma: no cover - Windows and others
+        return False
+    return True
+
+
+def _run_from(row: sqlite3.Row) -> StoredRun:
+    return StoredRun(
+        id=row["id"],
+        name=row["name"],
+        flow=row["flow"],
+        variables=json.loads(row["variables"]),
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        last_seen=row["last_seen"],
+        status=status_of(row["status"], row["ended_at"], row["pid"], row["host"]),
+        resumed_from=row["resumed_from"],
+        counts=json.loads(row["counts"]),
+    )
+
+
+def _task_from(
+    row: sqlite3.Row, path: tuple[str, ...], definition: dict[str, str] | None
+) -> StoredTask:
+    reads = row["reads"]
+    return StoredTask(
+        number=row["number"],
+        parent=row["parent"],
+        path=path,
+        key=row["key"],
+        is_group=bool(row["is_group"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        duration=row["duration"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        error_traceback=row["error_traceback"],
+        result_format=row["result_format"],
+        result=row["result"],
+        result_note=row["result_note"],
+        definition=definition,
+        reads=json.loads(reads) if reads is not None else None,
+        reason=row["reason"],
+        output=row["output"],
+    )
