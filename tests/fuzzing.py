@@ -12,6 +12,7 @@ and no error message quoting the planted environment value.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,28 +280,39 @@ def check(case: Case, folder: Path, commands: tuple[str, ...] = COMMANDS) -> lis
     """Run ``commands`` on ``case`` in-process; ``problem`` says what broke the contract."""
     from click.testing import CliRunner
 
-    from flow2._cli._main import cli
-
     path = folder / f"case{case.number}.yml"
     path.write_bytes(case.content)
     runner = CliRunner()
     outcomes = []
-    for command in commands:
-        extra = ["--display", "plain"] if command == "run" else []
-        result = runner.invoke(
-            cli, [command, *extra, str(path), *case.arguments], env={PLANTED_NAME: PLANTED_VALUE}
-        )
-        problem = None
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            problem = f"raised {type(result.exception).__name__}: {result.exception!r}"[:300]
-        elif result.exit_code not in (0, 1, 2):
-            problem = f"exit code {result.exit_code}"
-        elif "Traceback (most recent call last)" in result.stderr:
-            problem = "a traceback on stderr"
-        elif result.exit_code == 2 and PLANTED_VALUE in result.stderr:
-            problem = "an error message quotes an environment value"
-        outcomes.append(Outcome(case, command, result.exit_code, problem))
+    # In ``folder``: what a run writes in its working directory (the run
+    # store) stays out of the repository.
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        for command in commands:
+            outcomes.append(_invoke(runner, case, path, command))
+    finally:
+        os.chdir(previous)
     return outcomes
+
+
+def _invoke(runner: Any, case: Case, path: Path, command: str) -> Outcome:
+    from flow2._cli._main import cli
+
+    extra = ["--display", "plain"] if command == "run" else []
+    result = runner.invoke(
+        cli, [command, *extra, str(path), *case.arguments], env={PLANTED_NAME: PLANTED_VALUE}
+    )
+    problem = None
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        problem = f"raised {type(result.exception).__name__}: {result.exception!r}"[:300]
+    elif result.exit_code not in (0, 1, 2):
+        problem = f"exit code {result.exit_code}"
+    elif "Traceback (most recent call last)" in result.stderr:
+        problem = "a traceback on stderr"
+    elif result.exit_code == 2 and PLANTED_VALUE in result.stderr:
+        problem = "an error message quotes an environment value"
+    return Outcome(case, command, result.exit_code, problem)
 
 
 def describe(outcome: Outcome) -> str:

@@ -25,6 +25,15 @@ from .fuzzing import PLANTED_NAME, PLANTED_VALUE, Case, check, describe, generat
 SEED = 20261203
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a run writes in its working directory (the run store) stays out
+    # of the repository.
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+
+
 def invoke(*arguments: str | Path, **environment: str) -> Result:
     """Run the flow2 command in-process."""
     return CliRunner().invoke(cli, [str(argument) for argument in arguments], env=environment)
