@@ -157,6 +157,9 @@ class StoreRecorder:
                         "\n".join(user_traceback(failure)),
                     )
             output = self._outputs.pop(record, None)
+            if event.output:
+                # What the task printed and logged, as the run's output listener kept it.
+                output = deque(event.output.splitlines())
             self._append(
                 (
                     record,
