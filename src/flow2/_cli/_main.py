@@ -770,11 +770,13 @@ def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
 
 def _declared_secrets(text: str) -> list[str]:
     """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
-    import yaml
+    from .._flows._yaml import parse
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # flow2's own YAML reading: bad tags, alias bombs and deep nesting
+        # are a FlowFileError there, not a crash (tests/test_fuzz.py).
+        data = parse("", text)
+    except DefinitionError:
         return []
     names = data.get("secrets") if isinstance(data, dict) else None
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -331,7 +331,7 @@ class SummaryListener:
             failures = sorted(failures, key=lambda failure: order.get(id(failure.record), -1))
         groups: dict[str, list[Failure]] = {}
         for failure in failures:
-            key = f"{type(failure.error).__qualname__}: {failure.error}"
+            key = f"{type(failure.error).__qualname__}: {describe_error(failure.error)}"
             groups.setdefault(key, []).append(failure)
         return list(groups.values())
 
