@@ -16,6 +16,25 @@ import pytest
 
 import flow2
 
+#: Variables that change what flow2 shows or where it writes: no test inherits them.
+_ENVIRONMENT_PREFIXES = ("FLOW2_", "GITHUB_")
+_ENVIRONMENT_NAMES = ("NO_COLOR", "FORCE_COLOR", "CI", "TERM")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every test starts without the FLOW2_*, color, CI and GitHub variables.
+
+    Runs that record by default (``flow2 run``) write their store into a
+    temporary folder, never into the working directory.
+    """
+    for name in list(os.environ):
+        if name.startswith(_ENVIRONMENT_PREFIXES) or name in _ENVIRONMENT_NAMES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FLOW2_STORE", str(tmp_path_factory.mktemp("store")))
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -110,8 +129,7 @@ class Terminal:
         environment = {
             key: value
             for key, value in os.environ.items()
-            if key not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "CI")
-            and not key.startswith(("FLOW2_", "GITHUB_"))
+            if key not in ("COLUMNS", "LINES")  # clean_environ has cleared the rest
         }
         environment["TERM"] = "xterm-256color"
         environment.update(env or {})

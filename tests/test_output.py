@@ -311,8 +311,9 @@ def test_a_library_run_writes_no_log_file_unless_asked(
 
 
 def test_flow2_run_writes_each_task_s_log_under_flow2_runs(
-    tmp_path: Path, python_first_on_path: None
+    tmp_path: Path, python_first_on_path: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("FLOW2_STORE")  # the default: .flow2 in the working directory
     path = write_flow(
         tmp_path,
         """

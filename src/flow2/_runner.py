@@ -366,7 +366,7 @@ class Runner:
                     *self.secrets,
                     *(
                         str(value)
-                        for name, value in (context or {}).items()
+                        for name, value in (context if isinstance(context, dict) else {}).items()
                         if is_secret_name(name) and isinstance(value, str | int | float)
                     ),
                 ]
