@@ -409,11 +409,16 @@ def describe_error(error: BaseException) -> str:
     type) is described as such: a listener never fails on it.
     """
     name = type(error).__name__
-    try:
-        message = str(error)
-    except Exception as problem:
-        return f"{name} (its message cannot be shown: its __str__ raised {_type_of(problem)})"
+    message = error_message(error)
     return f"{name}: {message}" if message else name
+
+
+def error_message(error: BaseException) -> str:
+    """``str(error)``, or a note saying it cannot be shown when its ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as problem:
+        return f"(its message cannot be shown: its __str__ raised {_type_of(problem)})"
 
 
 def _type_of(problem: BaseException) -> str:
