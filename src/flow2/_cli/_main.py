@@ -44,7 +44,9 @@ EXIT_INTERRUPTED = 130
 _FLOW_HELP = (
     "FLOW is a path to a YAML file, or a name looked up as NAME, NAME.yml or NAME.yaml in "
     "./.flow2/flows/ then in $XDG_CONFIG_HOME/flow2/flows/ (~/.config/flow2/flows/). "
-    "Each VARIABLE is key=value, the value read as YAML: n=3 is a number, tags=[a,b] a list."
+    "Each VARIABLE is key=value; a value keeps its text unless it reads back as the same "
+    "number or boolean: n=3 and ratio=0.5 are numbers, debug=true a boolean, version=1.10, "
+    "mode=0755 and answer=on stay text; tags=[a,b] is a list."
 )
 
 
@@ -58,31 +60,22 @@ class UsageProblem(click.ClickException):
 
 
 def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
-    """``("n=3", "tags=[a,b]")`` → ``{"n": 3, "tags": ["a", "b"]}``.
+    """``("n=3", "version=1.10")`` → ``{"n": 3, "version": "1.10"}``.
 
-    :raises UsageProblem: on an assignment without ``=``, a bad name or bad YAML
+    A value keeps its text unless it reads back as exactly the same number
+    or boolean (see :mod:`flow2._flows._variables`).
+
+    :raises UsageProblem: on an assignment without ``=``, a bad name or an unreadable list
     """
-    import yaml
+    from .._flows._variables import VariableError, parse_assignment
 
     variables: dict[str, Any] = {}
     for assignment in assignments:
-        key, equals, raw = assignment.partition("=")
-        if not equals or not key.isidentifier():
-            raise UsageProblem(
-                f"{assignment!r} is not a variable assignment; write name=value, "
-                f"e.g. version=1.2.0 (names are letters, digits and _)"
-            )
-        if raw == "":
-            variables[key] = ""
-            continue
         try:
-            variables[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            problem = getattr(error, "problem", None) or "not valid YAML"
-            raise UsageProblem(
-                f"{key}={raw!r}: the value is read as YAML and {problem}; quote it for the "
-                f"shell and YAML, e.g. {key}='\"{raw}\"'"
-            ) from None
+            key, value = parse_assignment(assignment)
+        except VariableError as error:
+            raise UsageProblem(str(error)) from None
+        variables[key] = value
     return variables
 
 
@@ -104,6 +97,19 @@ def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str
 def cli() -> None:
     """Run workflows written as YAML files: serial and parallel tasks, shell commands,
     Python callbacks and plugins. See docs/flows.md for the file format."""
+    import_from_working_directory()
+
+
+def import_from_working_directory() -> None:
+    """Let ``callback: module:function`` find modules in the working directory.
+
+    ``python -m flow2`` has the working directory first on ``sys.path``; the
+    ``flow2`` console script has its own ``bin`` folder there instead. Both
+    commands find the same callbacks with this.
+    """
+    folder = os.getcwd()
+    if "" not in sys.path and folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 def _store_option(command: _Command) -> _Command:
@@ -822,11 +828,13 @@ def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
 
 def _declared_secrets(text: str) -> list[str]:
     """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
-    import yaml
+    from .._flows._yaml import parse
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # flow2's own YAML reading: bad tags, alias bombs and deep nesting
+        # are a FlowFileError there, not a crash (tests/test_fuzz.py).
+        data = parse("", text)
+    except DefinitionError:
         return []
     names = data.get("secrets") if isinstance(data, dict) else None
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import RunEvent, Status, TaskEvent
+from .._listeners._console import error_message
 from .._listeners._summary import user_traceback
 from ._database import RUNNING
 from ._values import declared_reads, definition_parts, digest, encode_result, encode_variables
@@ -153,7 +154,7 @@ class StoreRecorder:
                     # Formatted now: the traceback is the one of this moment.
                     error = (
                         type(failure).__name__,
-                        str(failure),
+                        error_message(failure),
                         "\n".join(user_traceback(failure)),
                     )
             output = self._outputs.pop(record, None)
