@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -434,6 +435,23 @@ def test_errors_and_results_that_cannot_be_shown_keep_every_listener(
     assert "SUCCESS   After" in text and "Failed: Root › Checks › Fails" in text
     assert "failed and stopped receiving events" not in text
     assert recorder.final("After") is flow2.Status.SUCCEEDED
+
+
+def test_an_error_that_cannot_be_shown_keeps_the_event_file(tmp_path: Path) -> None:
+    def fails(context: dict[str, Any]) -> None:
+        raise Unprintable()
+
+    events = tmp_path / "events.jsonl"
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        flow2.ParallelTaskGroup("Checks", flow2.CallbackTask("Fails", fails)),
+        flow2.CallbackTask("After", lambda context: "still here"),
+    )
+    run(flow2.Runner(display="none", events=str(events)).run(tree, raises=False))
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    failed = [line for line in lines if line.get("task") == "Fails" and line["status"] == "failed"]
+    assert "cannot be shown" in failed[0]["error"]["message"]
+    assert any(line.get("task") == "After" and line["status"] == "succeeded" for line in lines)
 
 
 # Names, commands -----------------------------------------------------------------

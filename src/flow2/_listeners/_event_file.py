@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
+from ._console import error_message
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -91,7 +92,7 @@ def _error(
 ) -> dict[str, str] | None:
     if error is None:
         return None
-    message = str(error)
+    message = error_message(error)
     return {
         "type": type(error).__name__,
         "message": masker.mask(message) if masker is not None else message,
