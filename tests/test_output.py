@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 import flow2
 from flow2._listeners import _console
 from flow2._listeners._live import LiveView
-from tests.conftest import Terminal, run, write_flow
+from tests.conftest import Recorder, Terminal, run, write_flow
 
 ESCAPE = re.compile(r"\x1b\[")
 
@@ -410,16 +411,19 @@ def test_a_quiet_run_still_prints_a_progress_line_now_and_then(
 ) -> None:
     monkeypatch.setattr(_console, "HEARTBEAT_INTERVAL", 0.05)
     beat = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
 
     class Watched(io.StringIO):
+        # Written by the console's writer thread: wake the loop thread-safely.
         def write(self, text: str) -> int:
             if "tasks finished" in text:
-                beat.set()
+                loops[0].call_soon_threadsafe(beat.set)
             return super().write(text)
 
     stream = Watched()
 
     async def wait_for_a_sign_of_life(context: dict[str, Any]) -> None:
+        loops.append(asyncio.get_running_loop())
         await beat.wait()
 
     tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Long", wait_for_a_sign_of_life))
@@ -643,3 +647,29 @@ def test_a_slow_terminal_does_not_slow_the_tasks_or_skew_their_durations() -> No
     run(runner.run(tree))
     # Drawing on the loop would add at least one such write to the nap.
     assert 0.3 <= durations["Nap"] < 0.7
+
+
+def test_a_slow_plain_console_never_slows_a_task_or_skews_its_time(recorder: Recorder) -> None:
+    # Every write to this stream takes 0.2 s, as on a terminal that cannot
+    # keep up; written on the event loop, ten lines would hold each task
+    # for about two seconds.
+    class Slow(io.StringIO):
+        def write(self, text: str) -> int:
+            time.sleep(0.2)
+            return super().write(text)
+
+    async def brief(context: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)
+
+    tree = flow2.ParallelTaskGroup(
+        "Root", *(flow2.CallbackTask(f"T{index}", brief) for index in range(4))
+    )
+    stream = Slow()
+    run(flow2.Runner(display="plain", stream=stream, listeners=[recorder]).run(tree))
+    durations = [
+        event.duration
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent) and event.status is flow2.Status.SUCCEEDED
+    ]
+    assert len(durations) == 5 and all(d is not None and d < 1.0 for d in durations), durations
+    assert stream.getvalue().count("SUCCESS") == 5  # every line still written, in the end

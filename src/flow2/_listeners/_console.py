@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -145,6 +146,7 @@ class PlainConsole:
         self._started_at = 0.0
         self._beat_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: StreamWriter | None = None
 
     def _paint(self, status: Status, text: str) -> str:
         return f"\033[{COLORS[status]}m{text}\033[0m" if self.color else text
@@ -190,6 +192,7 @@ class PlainConsole:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - runs always have a loop
             return
+        self._writer = StreamWriter(self.stream)
         if self._quiet and self.heartbeat:
             self._beat_timer = self._loop.call_later(self.heartbeat, self._beat)
 
@@ -199,6 +202,11 @@ class PlainConsole:
             self._beat_timer = None
         for record in list(self._groups):
             self._flush_group(record, self._label_of(record) if record is not None else "output")
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # The run is over: wait until every line is out, so that what
+            # is printed next (the summary) comes after them.
+            writer.close()
         self.stream.flush()
 
     def _beat(self) -> None:
@@ -348,7 +356,15 @@ class PlainConsole:
         return line + "\n"
 
     def write(self, text: str) -> None:
-        """Write ``text``; flush soon, not once per line (a pipe is block-buffered)."""
+        """Write ``text``; flush soon, not once per line (a pipe is block-buffered).
+
+        During a run the lines go to a writer thread: a slow terminal or a
+        full pipe then never blocks the event loop, nor skews a task's time.
+        """
+        writer = self._writer
+        if writer is not None:
+            writer.write(text)
+            return
         self.stream.write(text)
         if not self._flush_pending:
             try:
@@ -365,6 +381,62 @@ class PlainConsole:
             self.stream.flush()
         except ValueError:  # the stream was closed by its owner meanwhile
             pass
+
+
+class StreamWriter:
+    """Writes text to a stream from a thread of its own, in the order it was given.
+
+    :meth:`write` only queues the text, so the caller (the event loop) never
+    waits for the reader of the stream; :meth:`close` waits until everything
+    queued is written and flushed.
+
+    :param stream: where the text goes
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def write(self, text: str) -> None:
+        """Queue ``text``; the writer thread writes it soon."""
+        with self._lock:
+            self._pending.append(text)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="flow2-console", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        """Write what is queued, flush, and stop the thread."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                text = "".join(self._pending)
+                self._pending.clear()
+                closing = self._closing
+            if text:
+                try:
+                    self.stream.write(text)
+                    self.stream.flush()
+                except Exception:  # the stream is closed, its reader gone, or it refused
+                    pass  # the text; the thread must stay to write what follows
+            if closing:
+                return
 
 
 def format_elapsed(seconds: float) -> str:
