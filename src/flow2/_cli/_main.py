@@ -591,6 +591,7 @@ _REPORT_KINDS = {
 @click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
 @click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
 @click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+@_store_option
 def report(
     run_reference: str | None,
     events: str | None,
@@ -598,8 +599,9 @@ def report(
     trace: str | None,
     junit: str | None,
     markdown: str | None,
+    store: str | None,
 ) -> None:
-    """Write reports on a finished run; FILE - is stdout.
+    """Write reports on a run recorded in the run store (or in an event file); FILE - is stdout.
 
     RUN is a run id, a unique prefix of one, or last (the default).
     """
@@ -612,24 +614,33 @@ def report(
             "flow2 report: say which report to write: --html FILE, --trace FILE, "
             "--junit FILE or --markdown FILE (FILE - is stdout)"
         )
-    if events is None:
-        # The run store is the usual source; until it exists, reports come
-        # from event files only.
+    if events is not None and store is not None:
         raise UsageProblem(
-            "flow2 report: this flow2 has no run store to find "
-            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
-            "build the report from an event file: flow2 report --events EVENTS.jsonl "
-            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+            "flow2 report: --events and --store are two sources of the run; choose one"
         )
     import importlib
 
-    from .._reports._reading import read_events
     from .._reports._writing import check_writable, write_text
 
     try:
         for kind, target in wanted.items():
             check_writable(target, f"--{kind}")
-        record = read_events(events, run_reference or "last")
+        if events is not None:
+            from .._reports._reading import read_events
+
+            record = read_events(events, run_reference or "last")
+        else:
+            from .._reports._stored import from_store
+            from .._store._database import DATABASE_NAME
+
+            directory = _store_directory(store)
+            if not (directory / DATABASE_NAME).is_file():
+                raise UsageProblem(
+                    f"flow2 report: no run store in {directory} (no {DATABASE_NAME}); choose "
+                    f"it with --store DIR or FLOW2_STORE, or build the reports from an event "
+                    f"file: flow2 report --events EVENTS.jsonl"
+                )
+            record = from_store(_find_run(directory, run_reference or "last"))
         for kind, target in wanted.items():
             what, function = _REPORT_KINDS[kind]
             module = importlib.import_module(f"flow2._reports._{kind}")

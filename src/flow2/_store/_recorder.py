@@ -178,9 +178,7 @@ class StoreRecorder:
                 self._thread.start()
             else:
                 error = event.error
-                self._append(
-                    (None, event.status, event.time, _error_of(error) if error else None)
-                )
+                self._append((None, event.status, event.time, _error_of(error) if error else None))
                 self._stop.set()
 
     def add_output(self, record: logging.LogRecord) -> None:
@@ -504,14 +502,18 @@ class StoreRecorder:
             if picked == last[2]:
                 return last[3]
         else:
-            picker = _picker([position for position, name in enumerate(names) if name not in _IDENTITY])
+            picker = _picker(
+                [position for position, name in enumerate(names) if name not in _IDENTITY]
+            )
             picked = picker(values)
             last = (names, picker)
         known = self._definition_by_value(task, attributes)
         self._last[kind] = (last[0], last[1], picked, known)
         return known
 
-    def _definition_by_value(self, task: Task, attributes: dict[str, Any]) -> tuple[str, str | None]:
+    def _definition_by_value(
+        self, task: Task, attributes: dict[str, Any]
+    ) -> tuple[str, str | None]:
         # Scalars by value (with their types, as 1 == 1.0 == True), other
         # objects by identity, whose text _values_seen keeps (an enum's hash
         # is slow Python code).
