@@ -1,4 +1,4 @@
-"""Reports drawn from the run store: the same record, and the same reports, as from the event file."""
+"""Reports drawn from the run store: the same record and reports as from the event file."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ def _was_started(task: StoredTask, status: Status) -> bool:
 
 
 def _failure(parts: list[Any]) -> ErrorRecord:
-    kind, message, traceback = (list(parts) + ["", "", ""])[:3]
+    kind, message, traceback = [*parts, "", "", ""][:3]
     return ErrorRecord(str(kind), str(message or ""), str(traceback or ""))
 
 
