@@ -184,7 +184,8 @@ def _run_options(command: _Command) -> _Command:
     "--from",
     "start_from",
     metavar="TASK",
-    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded "
+    "run of FLOW in the run store.",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
@@ -215,18 +216,11 @@ def run(
     entries, so tasks (and ${{ … }} expressions) can read them too. Every
     run is recorded in the run store (see `flow2 runs`) unless --no-store.
     """
-    if start_from is not None:
-        raise UsageProblem(
-            f"--from {start_from!r} does not take its results from the run store yet; use "
-            f"--resume (reuse what succeeded in the latest recorded run), or --only or --skip "
-            f"to run part of the flow"
-        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
-    if no_store and (resume or store is not None):
-        raise UsageProblem(
-            f"--no-store contradicts {'--resume' if resume else '--store'}; choose one"
-        )
+    if no_store and (resume or store is not None or start_from is not None):
+        contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
+        raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
     try:
         loaded, values = _load(flow, variables)
     except KeyboardInterrupt:
@@ -235,9 +229,23 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
+    selection: dict[str, Any] = {
+        "only": _split(only),
+        "skip": _split(skip),
+        "until": until,
+        "start_from": start_from,
+    }
     if dry_run:
-        sys.exit(print_plan(loaded, values, selection))
+        sys.exit(
+            print_plan(
+                loaded,
+                values,
+                selection,
+                store=False if no_store else _store_directory(store),
+                resume=resume,
+                pickle_results=pickle_results,
+            )
+        )
     sys.exit(
         run_flow(
             loaded,
@@ -259,12 +267,28 @@ def _split(references: tuple[str, ...]) -> list[str]:
     return [part.strip() for reference in references for part in reference.split(",") if part]
 
 
-def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
-    """Print what a run of the flow would do; exit code 0."""
+def print_plan(
+    loaded: LoadedFlow,
+    variables: dict[str, Any],
+    selection: dict[str, Any],
+    *,
+    store: Path | bool = False,
+    resume: bool = False,
+    pickle_results: bool = False,
+) -> int:
+    """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
     from .._runner import Runner
 
     try:
-        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+        runner = Runner(
+            display="none",
+            store=store if resume or selection.get("start_from") is not None else False,
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
+            **selection,
+        )
+        plan = runner.dry_run(loaded.root.task, dict(variables))
     except (ConfigurationError, DefinitionError) as error:
         raise UsageProblem(str(error)) from None
     click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
@@ -509,6 +533,7 @@ def run_flow(
     only: list[str] | None = None,
     skip: list[str] | None = None,
     until: str | None = None,
+    start_from: str | None = None,
     store: Path | bool = False,
     resume: str | None = None,
     pickle_results: bool = False,
@@ -544,6 +569,7 @@ def run_flow(
             only=only or (),
             skip=skip or (),
             until=until,
+            start_from=start_from,
             store=store,
             resume=resume,
             pickle_results=pickle_results,

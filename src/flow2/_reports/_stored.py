@@ -70,7 +70,8 @@ def from_store(run: StoredRun) -> RunRecord:
         if task.parent is not None and task.parent not in positions:
             continue  # its group was never recorded (a killed run): nowhere to draw it
         positions[task.number] = len(record.tasks)
-        record.tasks.append(_task(task, len(record.tasks), positions.get(task.parent)))
+        parent = None if task.parent is None else positions[task.parent]
+        record.tasks.append(_task(task, len(record.tasks), parent))
     return record
 
 

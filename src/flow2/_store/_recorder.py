@@ -177,8 +177,10 @@ class StoreRecorder:
                 )
                 self._thread.start()
             else:
-                error = event.error
-                self._append((None, event.status, event.time, _error_of(error) if error else None))
+                raised = event.error
+                self._append(
+                    (None, event.status, event.time, _error_of(raised) if raised else None)
+                )
                 self._stop.set()
 
     def add_output(self, record: logging.LogRecord) -> None:
@@ -276,6 +278,9 @@ class StoreRecorder:
         mask = self.masker.mask if self.masker else None
         started: list[TaskRun] = []
         last_seen = self._last_seen
+        definition: str | None
+        result_format: str | None
+        result: str | bytes | None
         # The writer's hot loop: a task's start is only remembered; its row
         # is made once, when it ends (or at the end of this batch when it is
         # still running, and then again when it ends).
@@ -500,7 +505,8 @@ class StoreRecorder:
         if last is not None and last[0] == names:
             picked = last[1](values)
             if picked == last[2]:
-                return last[3]
+                known: tuple[str, str | None] = last[3]
+                return known
         else:
             picker = _picker(
                 [position for position, name in enumerate(names) if name not in _IDENTITY]
