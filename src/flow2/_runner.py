@@ -25,6 +25,7 @@ from ._engine._run import execute, set_default_runner, validate_tree
 from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Sequence
 
     from ._engine._events import EventListener
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from ._engine._state import Decision, Plan, TaskRun
     from ._engine._task import Context, Task
     from ._listeners._event_file import EventTarget
-    import sqlite3
-
     from ._store._database import Store
     from ._store._recorder import StoreRecorder
     from ._store._resume import ResumePlan
