@@ -1,48 +1,34 @@
 """Capture the live view of a small release workflow as docs/live.svg and docs/live.txt.
 
-Run it with ``python examples/capture_live.py`` (needs the ``live`` extra).
-The flow runs for real under flow2's own live view; halfway through, with a
-task failed, one retrying and one still working, the screen is captured:
-the lines printed above the tree and the tree itself, drawn by the view's
-own code onto a recording rich console and exported as SVG. The text file
-also holds the final tree and the summary.
+Run it with ``python examples/capture_live.py`` (needs the ``live`` extra and
+pyte, a terminal emulator: ``pip install pyte``). The flow runs for real under
+flow2's own live view (``Runner(display="live")``), which draws into a buffer
+as it would on an 80×25 terminal; halfway through, with a task failed, one
+retrying, one printing and one still working, the buffer is played into the
+emulator and its screen exported as SVG. The text file also holds the final
+screen with the summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+import pyte
+from rich.console import Console
 from rich.text import Text
 
 import flow2
-from flow2._listeners._live import LiveView
-from flow2._listeners._logging import TaskRecordRouter
-from flow2._listeners._summary import SummaryListener
 
-WIDTH, HEIGHT = 84, 30
+WIDTH, HEIGHT = 80, 25  # what the view draws for a stream that is not a terminal
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 halfway = asyncio.Event()
 go_on = asyncio.Event()
 tests_retrying = asyncio.Event()
-
-
-class RecordingView(LiveView):
-    """The live view, keeping a copy of everything it prints above the tree."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.printed: list[Text] = []
-
-    def _redraw(self) -> None:
-        self.printed.extend(self._above)
-        super()._redraw()
 
 
 async def read_version(context: dict[str, Any]) -> str:
@@ -65,6 +51,7 @@ async def build_docs(context: dict[str, Any]) -> None:
         await asyncio.sleep(0.03)
         if page % 10 == 1:
             flow2.logger.info("rendering page %d of 40", page)
+        print(f"wrote docs/page-{page}.html")
     await go_on.wait()
 
 
@@ -113,43 +100,58 @@ workflow = flow2.SerialTaskGroup(
 )
 
 
-def snapshot(view: RecordingView) -> Group:
-    return Group(*view.printed, view._render())
+def screen_of(output: str, rows: int) -> pyte.Screen:
+    """The screen a terminal shows after receiving ``output``."""
+    screen = pyte.Screen(WIDTH, rows)
+    pyte.Stream(screen).feed(output.replace("\n", "\r\n"))
+    return screen
+
+
+_COLORS = {"red": "red", "green": "green", "brown": "yellow", "magenta": "magenta", "cyan": "cyan"}
+
+
+def as_text(screen: pyte.Screen) -> Text:
+    """The screen with its colors, for rich to export."""
+    text = Text()
+    for row in range(screen.lines):
+        line = screen.buffer[row]
+        for column in range(screen.columns):
+            char = line[column]
+            style = _COLORS.get(char.fg, "")
+            if char.bold:
+                style += " bold"
+            text.append(char.data, style=style.strip() or None)
+        text.append("\n")
+    return text
+
+
+def plain(screen: pyte.Screen) -> str:
+    lines = [line.rstrip() for line in screen.display]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n"
 
 
 async def main() -> None:
-    os.environ["COLUMNS"], os.environ["LINES"] = str(WIDTH), str(HEIGHT)
-    view = RecordingView(stream=io.StringIO(), force_terminal=True, color=True)
-    summary_text = io.StringIO()
-    summary = SummaryListener(summary_text, color=False)
-    router = TaskRecordRouter(view.show_record, flow2.Verbosity.NORMAL.log_level)
-    runner = flow2.Runner(display="none", listeners=[router, view, summary])
+    terminal = io.StringIO()
+    runner = flow2.Runner(display="live", stream=terminal, color=True)
     running = asyncio.create_task(runner.run(workflow, raises=False))
 
     await tests_retrying.wait()
     await asyncio.sleep(1.0)  # the wheel has failed, the docs are half done
-    view._redraw()
-    middle = snapshot(view)
+    middle = screen_of(terminal.getvalue(), HEIGHT)
     go_on.set()
     await running
-    final = snapshot(view)
+    final = screen_of(terminal.getvalue(), 60)
 
     recorder = Console(record=True, width=WIDTH, file=io.StringIO(), force_terminal=True)
-    recorder.print(middle)
+    recorder.print(as_text(middle), end="")
     DOCS.mkdir(exist_ok=True)
     (DOCS / "live.svg").write_text(
         recorder.export_svg(title="flow2: a run in progress"), encoding="utf-8"
     )
-
-    text = Console(width=WIDTH, file=io.StringIO(), no_color=True, force_terminal=False)
-    with text.capture() as captured:
-        text.print(middle)
-    during = captured.get()
-    with text.capture() as captured:
-        text.print(final)
-    after = captured.get()
     (DOCS / "live.txt").write_text(
-        "# While it runs\n\n" + during + "\n# When it ends\n\n" + after + summary_text.getvalue(),
+        "# While it runs\n\n" + plain(middle) + "\n# When it ends\n\n" + plain(final),
         encoding="utf-8",
     )
     print(f"wrote {DOCS / 'live.svg'} and {DOCS / 'live.txt'}", file=sys.stderr)

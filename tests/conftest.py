@@ -2,14 +2,38 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 import textwrap
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pexpect
+import pyte
 import pytest
 
 import flow2
+
+#: Variables that change what flow2 shows or where it writes: no test inherits them.
+_ENVIRONMENT_PREFIXES = ("FLOW2_", "GITHUB_")
+_ENVIRONMENT_NAMES = ("NO_COLOR", "FORCE_COLOR", "CI", "TERM")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every test starts without the FLOW2_*, color, CI and GitHub variables.
+
+    Runs that record by default (``flow2 run``) write their store into a
+    temporary folder, never into the working directory.
+    """
+    for name in list(os.environ):
+        if name.startswith(_ENVIRONMENT_PREFIXES) or name in _ENVIRONMENT_NAMES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FLOW2_STORE", str(tmp_path_factory.mktemp("store")))
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -75,6 +99,83 @@ def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+class Terminal:
+    """A flow script running under a pty, and the screen a terminal would show."""
+
+    def __init__(
+        self,
+        script: str,
+        tmp_path: Path,
+        *,
+        columns: int = 80,
+        rows: int = 24,
+        env: dict[str, str] | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> None:
+        path = tmp_path / "flow.py"
+        path.write_text(textwrap.dedent(script))
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("COLUMNS", "LINES")  # clean_environ has cleared the rest
+        }
+        environment["TERM"] = "xterm-256color"
+        environment.update(env or {})
+        self.screen = pyte.Screen(columns, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = b""
+        self.child = pexpect.spawn(
+            sys.executable,
+            [str(path), *arguments],
+            env=environment,
+            dimensions=(rows, columns),
+            echo=False,
+            timeout=60,
+        )
+
+    def read_until(self, predicate: Callable[[list[str]], bool], timeout: float = 60) -> list[str]:
+        """Feed output to the screen until ``predicate(screen lines)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.lines()):
+            if time.monotonic() > deadline:
+                raise AssertionError("screen never matched:\n" + "\n".join(self.lines()))
+            try:
+                chunk = self.child.read_nonblocking(65536, timeout=0.5)
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                if not predicate(self.lines()):
+                    raise AssertionError(
+                        "the flow ended first; screen:\n" + "\n".join(self.lines())
+                    ) from None
+                break
+            self.raw += chunk
+            self.stream.feed(chunk)
+        return self.lines()
+
+    def finish(self, *, check: bool = True) -> list[str]:
+        """Read everything until the script exits; the final screen."""
+        while True:
+            try:
+                chunk = self.child.read_nonblocking(65536, timeout=60)
+            except pexpect.EOF:
+                break
+            self.raw += chunk
+            self.stream.feed(chunk)
+        self.child.close()
+        if check:
+            assert self.child.exitstatus == 0, self.lines()
+        return self.lines()
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Resize the terminal, as a person dragging the window's corner."""
+        self.screen.resize(rows, columns)
+        self.child.setwinsize(rows, columns)
+
+    def lines(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display]
 
 
 def report_tree() -> flow2.Task:

@@ -169,7 +169,7 @@ def test_ctrl_c_cancels_everything_cleanly() -> None:
     )
     assert process.stdout is not None
     seen = []
-    while len([line for line in seen if line == "ready"]) < 2:
+    while len([line for line in seen if line.endswith("] ready")]) < 2:
         line = process.stdout.readline()
         assert line, f"the script ended early: {seen} {process.stderr.read()}"  # type: ignore[union-attr]
         seen.append(line.strip())

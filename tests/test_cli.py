@@ -20,11 +20,7 @@ EXAMPLES = ROOT / "examples"
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("FLOW2_", "FORCE_COLOR"))
-    }
+    env = dict(os.environ)  # clean_environ has cleared FLOW2_* and the color variables
     env.update(NO_COLOR="1", PYTHONUNBUFFERED="1", **extra)
     return env
 
@@ -375,8 +371,6 @@ def test_commands_in_process(
 ) -> None:
     from flow2._cli._main import main
 
-    for name in [name for name in os.environ if name.startswith("FLOW2_")]:
-        monkeypatch.delenv(name)
     monkeypatch.setenv("NO_COLOR", "1")
     failing = write_flow(tmp_path, "plugin: shell\nname: Fail\ncmd: [python, -c, 'exit(3)']\n")
     paths = {

@@ -22,6 +22,7 @@ TASK_FIELDS = {
     "key",
     "path",
     "group",
+    "output",
     "attempt",
     "duration",
     "failed_count",

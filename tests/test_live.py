@@ -4,87 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
-import sys
-import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pexpect
-import pyte
 import pytest
 
 import flow2
 from flow2._listeners._live import SPINNER, LiveView, format_seconds
-from tests.conftest import run
-
-COLUMNS, ROWS = 80, 24
-
-
-class Terminal:
-    """A flow script running under a pty, and the screen a terminal would show."""
-
-    def __init__(self, script: str, tmp_path: Path, *, columns: int = COLUMNS, rows: int = ROWS):
-        path = tmp_path / "flow.py"
-        path.write_text(textwrap.dedent(script))
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")
-            and not key.startswith("FLOW2_")
-        }
-        environment["TERM"] = "xterm-256color"
-        self.screen = pyte.Screen(columns, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = b""
-        self.child = pexpect.spawn(
-            sys.executable,
-            [str(path)],
-            env=environment,
-            dimensions=(rows, columns),
-            echo=False,
-            timeout=60,
-        )
-
-    def read_until(self, predicate: Callable[[list[str]], bool], timeout: float = 60) -> list[str]:
-        """Feed output to the screen until ``predicate(screen lines)`` holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate(self.lines()):
-            if time.monotonic() > deadline:
-                raise AssertionError("screen never matched:\n" + "\n".join(self.lines()))
-            try:
-                chunk = self.child.read_nonblocking(65536, timeout=0.5)
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                if not predicate(self.lines()):
-                    raise AssertionError(
-                        "the flow ended first; screen:\n" + "\n".join(self.lines())
-                    ) from None
-                break
-            self.raw += chunk
-            self.stream.feed(chunk)
-        return self.lines()
-
-    def finish(self) -> list[str]:
-        """Read everything until the script exits; the final screen."""
-        while True:
-            try:
-                chunk = self.child.read_nonblocking(65536, timeout=60)
-            except pexpect.EOF:
-                break
-            self.raw += chunk
-            self.stream.feed(chunk)
-        self.child.close()
-        assert self.child.exitstatus == 0, self.lines()
-        return self.lines()
-
-    def lines(self) -> list[str]:
-        return [line.rstrip() for line in self.screen.display]
-
+from tests.conftest import Terminal, run
 
 RELEASE = """
     import asyncio, sys
@@ -142,7 +70,7 @@ def test_live_tree_then_final_marks_summary_and_failure_place(tmp_path: Path) ->
     text = "\n".join(final)
     # The spinner is gone: every node ends with its final mark.
     assert not any(frame in text for frame in SPINNER)
-    assert _has(final, "✗ Release", "3/3")
+    assert _has(final, "✗ Release", "4/4 tasks", "1 failed", "1 skipped")
     assert _has(final, "├─ ✓ Version")
     assert _has(final, "✗ Build", "2/2", "1 failed")
     assert _has(final, "✓ Docs")
@@ -186,7 +114,7 @@ def test_a_large_run_collapses_and_never_scrolls(tmp_path: Path) -> None:
     final = terminal.finish()
     text = "\n".join(final)
     # Finished groups are one line each with their counts; the failure stays expanded.
-    assert _has(final, "! Big", "6/6", "1 failed")
+    assert _has(final, "! Big", "3001/3001 tasks", "1 failed")
     assert _has(final, "└─ … 5 done")
     assert _has(final, "! Shard 2", "501/501", "1 failed")
     assert _has(final, "✗ Item 2-broken", "RuntimeError: disk full")
@@ -257,7 +185,7 @@ def test_results_and_prints_appear_above_the_tree(tmp_path: Path) -> None:
         tmp_path,
     )
     final = terminal.finish()
-    printed = final.index("printed by the task")
+    printed = final.index("[Fetch] printed by the task")
     result = final.index("Fetch")
     assert final[result + 1] == "  version: 2.0"
     root = next(index for index, line in enumerate(final) if line.startswith("✓ Root"))
@@ -275,7 +203,7 @@ def _view_after(tree: flow2.Task, **options: Any) -> tuple[LiveView, str]:
 
 
 def _plain_lines(view: LiveView) -> list[str]:
-    return [line.plain for line in view._render().renderables]  # type: ignore[union-attr]
+    return view.plain_lines()
 
 
 async def _nothing(context: dict[str, Any]) -> None:
@@ -312,7 +240,7 @@ def test_a_tree_too_big_collapses_to_failures_and_counts() -> None:
     )
     view, _ = _view_after(tree)
     lines = _plain_lines(view)
-    assert lines[0].startswith("! Root 101/101 1 failed")
+    assert lines[0].startswith("! Root 101/101 tasks 1 failed")
     assert lines[1].startswith("├─ ✗ Bad") and "KeyError: 'missing'" in lines[1]
     assert lines[2] == "└─ … 100 done"
     assert len(lines) == 3
@@ -339,13 +267,15 @@ def test_running_tasks_stay_expanded_and_the_view_is_cut_at_the_screen_height() 
         lines = _plain_lines(view)
         release.set()
         await running
-        return lines, view._budget()
+        return lines, 25 - 2
 
     lines, budget = run(main())
-    assert lines[0].startswith(tuple(SPINNER)) and "Root 0/200" in lines[0]
+    assert lines[0].startswith(tuple(SPINNER)) and "Root 0/200 tasks" in lines[0]
     assert lines[1].startswith("├─ ") and " T0 " in lines[1] + " "
-    assert lines[-1] == "…"
-    assert len(lines) == budget  # the console's height, minus room for the cursor
+    # The 50 running tasks do not all fit: the hidden ones are counted.
+    shown = sum(1 for line in lines if line.startswith("├─ ") and " T" in line)
+    assert lines[-1] == f"… {50 - shown} more running"
+    assert len(lines) == budget  # the terminal's height, minus room for the cursor
 
 
 def test_retrying_task_shows_the_next_attempt() -> None:
@@ -392,7 +322,7 @@ def test_a_view_that_fails_stops_drawing(monkeypatch: pytest.MonkeyPatch) -> Non
     tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Only", _nothing))
     context = run(flow2.Runner(display="none", listeners=[view]).run(tree))
     assert context == {"only": None}  # the run went on without the view
-    assert view._live is None and view._timer is None  # no timer left redrawing
+    assert view._writer is None and view._timer is None  # no timer left redrawing
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,12 @@ def side_effect_tree(ran: list[str], *, fail_at: str | None = None) -> flow2.Tas
 # Resume from Python ------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def default_store_location(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run in their own folder and use the default store there (.flow2)."""
+    monkeypatch.delenv("FLOW2_STORE", raising=False)
+
+
 def test_resume_reuses_what_succeeded_with_equal_values_and_types(tmp_path: Path) -> None:
     ran: list[str] = []
     first = run(runner(tmp_path).run(side_effect_tree(ran, fail_at="build"), raises=False))

@@ -265,8 +265,8 @@ def test_live_view_shows_records_above_and_next_to_the_running_task() -> None:
         ]
         running = asyncio.create_task(runner.run(tree))
         await logged.wait()
-        above = [text.plain for text in view._above]
-        lines = [line.plain for line in view._render().renderables]  # type: ignore[union-attr]
+        above = "".join(view._above).splitlines()
+        lines = view.plain_lines()
         release.set()
         await running
         return above, lines

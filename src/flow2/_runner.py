@@ -1,12 +1,12 @@
 """The runner: run settings, the listeners they choose, and the way into the engine.
 
 :class:`Runner` reads its options (falling back to ``FLOW2_*`` environment
-variables), builds the listeners they ask for (console lines or the live
-view, the summary, logging, the event file, the user's own) and hands the
-tree to the engine, which checks it, runs it and closes everything.
-``task.run()`` on a root uses a default :class:`Runner`. With a store
-(``store=``, ``FLOW2_STORE``) the run is recorded, and ``resume=`` reuses
-what succeeded in a recorded run (see ``flow2._store``).
+variables) and the environment it runs in (a terminal, CI, GitHub Actions,
+``TERM=dumb``), builds the listeners they ask for (what tasks print, console
+lines or the live view, the summary, logging, the event file, the user's
+own), all sharing one :class:`~flow2._listeners._secrets.SecretMasker`, and
+hands the tree to the engine, which checks it, runs it and closes everything.
+``task.run()`` on a root uses a default :class:`Runner`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ from ._engine._run import execute, set_default_runner, validate_tree
 from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
+    import logging
     import sqlite3
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ._engine._events import EventListener
     from ._engine._partial import PartialRun, RunPlan
     from ._engine._state import Decision, Plan, TaskRun
     from ._engine._task import Context, Task
+    from ._listeners._console import PlainConsole
     from ._listeners._event_file import EventTarget
+    from ._listeners._live import LiveView
+    from ._listeners._output import TaskOutput
     from ._store._database import Store
     from ._store._recorder import StoreRecorder
     from ._store._resume import ResumePlan
@@ -59,6 +63,46 @@ def _from_environment(
             f"{source} {variable.removeprefix('FLOW2_').lower()}={value!r} is not one of: "
             f"{accepted}"
         ) from None
+
+
+#: Variables whose presence says a CI service runs us (besides ``CI``).
+CI_MARKERS = (
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "TEAMCITY_VERSION",
+    "BITBUCKET_BUILD_NUMBER",
+    "APPVEYOR",
+    "DRONE",
+    "CODEBUILD_BUILD_ID",
+    "BUILDKITE_BUILD_ID",
+)
+
+
+def is_ci() -> bool:
+    """True when a CI service runs us: ``CI`` set (not to false or 0), or another CI's marker."""
+    value = os.environ.get("CI", "").strip().lower()
+    if value and value not in ("0", "false", "no"):
+        return True
+    return any(os.environ.get(marker) for marker in CI_MARKERS)
+
+
+def is_github_actions() -> bool:
+    """True under GitHub Actions (``GITHUB_ACTIONS=true``)."""
+    return os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
+
+
+def _check_secrets(secrets: Sequence[str]) -> list[str]:
+    if isinstance(secrets, str) or not all(isinstance(value, str) for value in secrets):
+        raise ConfigurationError(
+            f"secrets={secrets!r} is not a list of strings; pass the secret values, "
+            f"e.g. secrets=[os.environ['DEPLOY_KEY']]"
+        )
+    return list(secrets)
 
 
 def _tracing_from_environment(value: bool | None) -> bool:
@@ -132,6 +176,15 @@ class Runner:
     :param max_threads: size of the thread pool for sync callbacks;
         ``FLOW2_MAX_THREADS``, else Python's default
     :param stream: where the console writes; ``sys.stdout`` when None
+    :param color: force color on or off; decided from the stream, ``NO_COLOR``,
+        ``FORCE_COLOR`` and ``TERM=dumb`` when None
+    :param log_dir: a directory for one log file per task, with everything the
+        task printed (``{run_id}`` in it becomes the run's id);
+        ``FLOW2_LOG_DIR``, else none (no file is written)
+    :param secrets: values never shown: replaced by ``***`` in everything the
+        run writes (console, live view, summary, log records and files, event
+        file). Values of environment variables named like secrets (TOKEN,
+        SECRET, PASSWORD, ...) and of such context entries are masked anyway.
     :param color: force color on or off; decided from the stream, ``NO_COLOR``
         and ``FORCE_COLOR`` when None
     :param store: the run store directory to record the run in; True for
@@ -158,6 +211,12 @@ class Runner:
         ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
     :raises flow2.ConfigurationError: on a bad option or environment variable
 
+    ``display="auto"`` is the live view on a terminal; plain lines under CI
+    (``CI`` or another CI's marker variable set), with ``TERM=dumb``, and
+    when the stream is not a terminal. Under GitHub Actions each task's
+    output is folded in a group and a Markdown summary is appended to
+    ``$GITHUB_STEP_SUMMARY``.
+
     Example::
 
         context = await flow2.Runner(display="none").run(workflow, {"env": "prod"})
@@ -173,6 +232,8 @@ class Runner:
         color: bool | None = None,
         verbosity: Verbosity | str | None = None,
         events: EventTarget | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        secrets: Sequence[str] = (),
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         until: str | None = None,
@@ -204,6 +265,14 @@ class Runner:
         self.max_threads = _max_threads_from_environment(max_threads)
         self.stream = stream
         self.color = color
+        if log_dir is None:
+            log_dir = os.environ.get("FLOW2_LOG_DIR") or None
+        elif not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir).strip():
+            raise ConfigurationError(
+                f"log_dir={log_dir!r} is not a directory path; give e.g. log_dir='logs'"
+            )
+        self.log_dir = log_dir
+        self.secrets = _check_secrets(secrets)
         self.tracing = _tracing_from_environment(tracing)
         self.store: Path | None = None
         if store is not None or os.environ.get("FLOW2_STORE"):
@@ -300,9 +369,14 @@ class Runner:
             # Secret-named variables are secrets too: their values are masked
             # wherever they appear in what is stored.
             masker=SecretMasker.from_environment(
-                str(value)
-                for name, value in (context or {}).items()
-                if is_secret_name(name) and isinstance(value, str | int | float)
+                [
+                    *self.secrets,
+                    *(
+                        str(value)
+                        for name, value in (context if isinstance(context, dict) else {}).items()
+                        if is_secret_name(name) and isinstance(value, str | int | float)
+                    ),
+                ]
             ),
             plan=plan,
             keep=keep_from_environment(),
@@ -419,36 +493,78 @@ class Runner:
         return f"run {previous.id}", results
 
     def listeners_for_run(self) -> list[EventListener]:
-        """The listeners of one run: a display, the summary, logging, the event file, the user's."""
+        """The listeners of one run: output, a display, the summary, logging, the event file,
+        the user's."""
         # The listeners load with the first run, not with ``import flow2``.
         from ._listeners._console import PlainConsole
+        from ._listeners._interrupt import InterruptNotice
         from ._listeners._logging import LoggingListener, TaskRecordRouter
+        from ._listeners._output import TaskOutput
+        from ._listeners._secrets import MaskLogRecords, SecretMasker
 
-        listeners: list[EventListener] = []
+        masker = SecretMasker.from_environment(self.secrets)
         display = self._choose_display()
         verbosity = self.verbosity
+        github = is_github_actions()
+        # First: it puts each task's output on the event that ends the task.
+        output = TaskOutput(
+            masker,
+            log_dir=self.log_dir,
+            capture_prints=display is not Display.NONE,
+            log_lines=display is Display.NONE,
+        )
+        listeners: list[EventListener] = [output, MaskLogRecords(masker)]
+        shown: PlainConsole | LiveView | None = None
         if display is Display.LIVE:
             from ._listeners._live import LiveView  # imports rich: only when used
 
-            view = LiveView(
+            shown = LiveView(
                 self.stream,
                 color=self.color,
                 verbosity=verbosity,
                 force_terminal=self.display is Display.LIVE,
+                masker=masker,
+                output=output,
             )
-            listeners += [TaskRecordRouter(view.show_record, verbosity.log_level), view]
         elif display is Display.PLAIN:
-            console = PlainConsole(self.stream, color=self.color, verbosity=verbosity)
-            listeners += [TaskRecordRouter(console.show_record, verbosity.log_level), console]
-        if display is not Display.NONE:
+            shown = PlainConsole(
+                self.stream,
+                color=self.color,
+                verbosity=verbosity,
+                masker=masker,
+                output=output,
+                github=github,
+            )
+        if shown is not None:
+            output.display = shown
+            listeners += [
+                TaskRecordRouter(_show_record(output, shown), verbosity.log_level),
+                shown,
+                InterruptNotice([shown]),
+            ]
             from ._listeners._summary import SummaryListener
 
-            listeners.append(SummaryListener(self.stream, color=self.color, verbosity=verbosity))
+            events = self.events if isinstance(self.events, str | os.PathLike) else None
+            listeners.append(
+                SummaryListener(
+                    self.stream,
+                    color=self.color,
+                    verbosity=verbosity,
+                    masker=masker,
+                    output=output,
+                    events=os.fspath(events) if events is not None else None,
+                )
+            )
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if github and step_summary:
+            from ._listeners._github import StepSummary
+
+            listeners.append(StepSummary(step_summary, masker=masker, output=output))
         listeners.append(LoggingListener())
         if self.events is not None:
             from ._listeners._event_file import EventFile
 
-            event_file = EventFile(self.events)
+            event_file = EventFile(self.events, masker=masker)
             event_file.open()  # a path that cannot be written fails before the run
             listeners.append(event_file)
         if self.tracing:
@@ -476,10 +592,26 @@ class Runner:
             stream = self.stream if self.stream is not None else sys.stdout
             isatty = getattr(stream, "isatty", None)
             is_dumb = os.environ.get("TERM") == "dumb"  # cannot move the cursor
-            if has_rich and isatty is not None and isatty() and not is_dumb:
+            # Under CI a pseudo-terminal is no person watching: plain lines
+            # make a log that reads well afterwards.
+            if has_rich and isatty is not None and isatty() and not is_dumb and not is_ci():
                 return Display.LIVE
             return Display.PLAIN
         return self.display
+
+
+def _show_record(
+    output: TaskOutput, display: PlainConsole | LiveView
+) -> Callable[[logging.LogRecord], None]:
+    """What the task record router calls: keep the record with the task's output, show it."""
+
+    def show(record: logging.LogRecord) -> None:
+        output.add_record(record, record_text(record))
+        display.show_record(record)
+
+    from ._listeners._console import record_text
+
+    return show
 
 
 class _BothPlans:

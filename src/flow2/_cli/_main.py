@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._engine._events import Event, EventListener
+    from .._listeners._secrets import SecretMasker
     from .._store._database import Store, StoredRun
 
 _Command = TypeVar("_Command", bound="Callable[..., Any]")
@@ -30,6 +31,10 @@ _Command = TypeVar("_Command", bound="Callable[..., Any]")
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
 FLOW_EXTENSIONS = (".yml", ".yaml")
+
+#: Where ``flow2 run`` writes each task's log file (``{run_id}``: the run's id), in
+#: the run store's directory: ``runs/<run id>/logs/`` beside its records.
+LOG_FOLDER = os.path.join("runs", "{run_id}", "logs")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -149,6 +154,15 @@ def _run_options(command: _Command) -> _Command:
         _store_option,
         click.option("--no-store", is_flag=True, help="Do not record the run in the run store."),
         click.option(
+            "--log-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Write each task's output to a file of its own in this directory ({run_id} is "
+            "replaced by the run's id). Default: $FLOW2_LOG_DIR, else runs/{run_id}/logs in "
+            "the run store's directory (.flow2).",
+        ),
+        click.option("--no-log-files", is_flag=True, help="Write no per-task log files."),
+        click.option(
             "--pickle-results",
             is_flag=True,
             help="Store results that JSON cannot hold exactly as pickles, and load them when "
@@ -209,6 +223,8 @@ def run(
     store: str | None,
     no_store: bool,
     pickle_results: bool,
+    log_dir: str | None,
+    no_log_files: bool,
 ) -> None:
     """Run FLOW with the given variables.
 
@@ -258,6 +274,7 @@ def run(
             store=False if no_store else _store_directory(store),
             resume="last" if resume else None,
             pickle_results=pickle_results,
+            log_dir=_log_directory(log_dir, no_log_files, store),
             **selection,
         )
     )
@@ -312,6 +329,8 @@ def resume(
     store: str | None,
     no_store: bool,
     pickle_results: bool,
+    log_dir: str | None,
+    no_log_files: bool,
 ) -> None:
     """Resume RUN (an id, a unique prefix of one, or last) with its own flow file and variables.
 
@@ -353,6 +372,7 @@ def resume(
             store=directory,
             resume=previous.id,
             pickle_results=pickle_results,
+            log_dir=_log_directory(log_dir, no_log_files, store),
         )
     )
 
@@ -372,6 +392,19 @@ def _variables_of(previous: StoredRun, given: dict[str, Any]) -> dict[str, Any]:
         values[name] = entry["value"]
     values.update(given)
     return values
+
+
+def _log_directory(option: str | None, no_log_files: bool, store: str | None) -> str | None:
+    """Where ``flow2 run`` writes the task log files: ``--log-dir``, ``FLOW2_LOG_DIR``,
+    else ``runs/{run_id}/logs`` in the run store's directory (``.flow2``)."""
+    if no_log_files:
+        return None
+    if option is not None:
+        return option
+    from_environment = os.environ.get("FLOW2_LOG_DIR")
+    if from_environment:
+        return from_environment
+    return os.path.join(os.path.relpath(_store_directory(store)), LOG_FOLDER)
 
 
 def _store_directory(option: str | None) -> Path:
@@ -537,11 +570,13 @@ def run_flow(
     store: Path | bool = False,
     resume: str | None = None,
     pickle_results: bool = False,
+    log_dir: str | None = None,
 ) -> int:
     """Run a loaded flow and return the exit code.
 
     :param store: the run store directory, or False for none
     :param resume: the recorded run to resume ("last": the newest of this flow file)
+    :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
     """
     from .._runner import Runner
 
@@ -574,6 +609,8 @@ def run_flow(
             resume=resume,
             pickle_results=pickle_results,
             flow_file=loaded.file,
+            log_dir=log_dir,
+            secrets=loaded.secret_values(variables),
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
@@ -700,6 +737,7 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
         text = render_flow(find_flow(flow), values)
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
+    text = _masker(values, _declared_secrets(text)).mask(text)
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -710,9 +748,10 @@ def show(flow: str, variables: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
     from .._flows._graph import tree_lines
 
-    loaded, _ = _load(flow, variables)
+    loaded, values = _load(flow, variables)
+    masker = _masker(values, loaded.secrets)
     for line in tree_lines(loaded.root):
-        click.echo(line)
+        click.echo(masker.mask(line))
 
 
 @cli.command(epilog=_FLOW_HELP)
@@ -747,6 +786,29 @@ def plugins() -> None:
         summary = plugin.summary()
         if summary:
             click.echo(f"{' ' * width}  {summary}")
+
+
+def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
+    """A flow's secrets: secret-named variables (environment, command line), declared ones."""
+    from .._listeners._secrets import SecretMasker
+
+    masker = SecretMasker.from_environment(
+        str(variables[name]) if name in variables else os.environ.get(name, "") for name in declared
+    )
+    masker.add_from_mapping({key: str(value) for key, value in variables.items()})
+    return masker
+
+
+def _declared_secrets(text: str) -> list[str]:
+    """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    names = data.get("secrets") if isinstance(data, dict) else None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def user_flows_folder() -> Path:

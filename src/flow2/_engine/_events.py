@@ -67,6 +67,12 @@ class TaskEvent:
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
     :param reason: with ``SKIPPED`` and ``REUSED``, why (e.g. "needs 'wheel', which failed")
 
+    ``output`` is None when the event is built; on the events that end a
+    task, the runner's output listener (the first listener of a run that
+    shows or records output) sets it to the last lines the task printed,
+    stdout and stderr in the order they came, secrets masked, so that the
+    listeners after it (summary, event file, run store, reports) can show it.
+
     The attributes ``task``, ``run``, ``attempt`` and ``failed_count`` (for a
     group, how many tasks inside it failed) are copied from the record when
     the event is built, so they stay what they were at that moment.
@@ -79,6 +85,7 @@ class TaskEvent:
         "duration",
         "error",
         "failed_count",
+        "output",
         "reason",
         "record",
         "result",
@@ -112,6 +119,7 @@ class TaskEvent:
         self.failed_count: int = record.failed_count
         self.retry_delay = retry_delay
         self.reason = reason
+        self.output: str | None = None
 
     def __repr__(self) -> str:
         return f"<TaskEvent {self.status.name} {self.task.name!r} attempt={self.attempt}>"

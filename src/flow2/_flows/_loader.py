@@ -58,6 +58,18 @@ class LoadedFlow:
     file: str
     text: str
     root: Node
+    #: Names of the variables (given to the flow, or in the environment)
+    #: whose values are secret: the flow's top-level ``secrets:`` list.
+    secrets: list[str] = field(default_factory=list)
+
+    def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
+        """Values of the variables :attr:`secrets` names (``variables``, else the environment)."""
+        values = []
+        for name in self.secrets:
+            value = variables.get(name, os.environ.get(name))
+            if value is not None:
+                values.append(str(value))
+        return values
 
     def nodes(self) -> list[Node]:
         """Every node, in file order (depth first)."""
@@ -84,6 +96,7 @@ def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> Loa
     try:
         data = parse(file, text)
         builder = _Builder(file, text, set(variables))
+        secrets = builder.take_secrets(data)
         try:
             root = builder.build(data)
         except RecursionError:
@@ -102,7 +115,7 @@ def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> Loa
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root)
+    return LoadedFlow(file, text, root, secrets)
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -148,6 +161,23 @@ class _Builder:
 
     def error(self, message: str, line: int | None, key: str | None = None) -> FlowFileError:
         return FlowFileError(message, file=self.file, line=line, key=key)
+
+    def take_secrets(self, data: Any) -> list[str]:
+        """Remove the top-level ``secrets:`` list (names of variables) from ``data``; return it."""
+        if not isinstance(data, LineDict) or "secrets" not in data:
+            return []
+        line = data.key_lines.get("secrets", data.line)
+        names = data.pop("secrets")
+        if not isinstance(names, list) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise self.error(
+                f"secrets: must be a list of variable names, got {type_name(names)}; "
+                f"write e.g. secrets: [DEPLOY_TOKEN, registry_password]",
+                line,
+                "secrets",
+            )
+        return list(names)
 
     def build(self, data: Any) -> Node:
         if data is None:

@@ -1,8 +1,10 @@
 """Shell tasks: run a command as an asyncio subprocess.
 
 The command runs in a session (process group) of its own with stdin closed.
-Its output is read as it comes and logged line by line through the task's
-logger, so every line is attributed to the task. When the task is cancelled
+Its output is read as it comes and handed, in chunks, to the run's output
+listener (which attributes every line to the task, keeps its tail, writes
+its log file and shows it); a run without one gets each line as a record of
+the task's logger. When the task is cancelled
 or times out, the whole process group gets SIGTERM, then SIGKILL after a
 grace period: the command's own children stop too.
 """
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._exceptions import CommandError, DefinitionError
 from .._engine._task import Context, Task
+from .._listeners._output import write_task_output
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -162,28 +165,39 @@ class ShellTask(Task):
         )
 
     async def _stream(self, stream: asyncio.StreamReader, capture: _Capture, name: str) -> None:
-        """Log each line of ``stream`` as it arrives, and capture it."""
+        """Hand ``stream``'s output to the run as it arrives (chunks, not lines), and capture it."""
         # Incremental: a character split across two reads is decoded whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
+        pending = ""  # a partial line, when there is no output listener
         while True:
             chunk = await stream.read(_CHUNK)
-            text = pending + decoder.decode(chunk, final=not chunk)
-            *lines, pending = text.split("\n")
-            if len(pending) > MAX_LINE:  # a line without end (a progress bar): log it in pieces
-                lines.append(pending)
-                pending = ""
-            for line in lines:
-                self._log_line(line, name)
-            capture.add(text[: len(text) - len(pending)])
+            text = decoder.decode(chunk, final=not chunk)
+            if text:
+                capture.add(text)
+                pending = self._show(pending, text, name, final=False)
             if not chunk:
                 break
-        if pending:
-            self._log_line(pending, name)
-            capture.add(pending)
+        self._show(pending, "", name, final=True)
 
-    def _log_line(self, line: str, stream: str) -> None:
-        self.logger.info("%s", line.rstrip("\r"), extra={"stream": stream})
+    def _show(self, pending: str, text: str, stream: str, *, final: bool) -> str:
+        """Pass ``text`` on; return the partial line kept here (see :func:`_log_lines`)."""
+        # The run's output listener splits lines, keeps the tail, writes the
+        # task's log file and shows them; a run without one gets log records.
+        if write_task_output(text, stream, final=final):
+            return ""
+        return _log_lines(self, pending + text, stream, final)
+
+
+def _log_lines(task: ShellTask, text: str, stream: str, final: bool) -> str:
+    """Log each complete line of ``text``; return the partial line left."""
+    *lines, pending = text.split("\n")
+    if final or len(pending) > MAX_LINE:  # a line without end (a progress bar): log it
+        if pending:
+            lines.append(pending)
+        pending = ""
+    for line in lines:
+        task.logger.info("%s", line.rstrip("\r"), extra={"stream": stream})
+    return pending
 
 
 class _Capture:

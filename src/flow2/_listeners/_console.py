@@ -9,11 +9,18 @@ when the live view is not used::
       something
     FAILED    Task 2 (0.00s): ValueError: no such file
 
-What a task's own code logs (``task.logger``, ``flow2.logger``) comes out
-between them, each line prefixed with the task's name, so the output of
+What a task's own code logs (``task.logger``, ``flow2.logger``), prints, or
+a shell command writes comes out between them, each line prefixed with the
+task's name (its path when two tasks share the name), so the output of
 parallel tasks is never an unattributable interleaving::
 
     [Build wheel] compiling 12 modules
+
+Under GitHub Actions each task's output is folded in a
+``::group::``/``::endgroup::`` block, printed when the task ends, and each
+failure is also an ``::error`` annotation. In quiet mode a progress line
+comes at least every :data:`HEARTBEAT_INTERVAL` seconds, so CI services that
+stop a job printing nothing for minutes do not stop a long run.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import itertools
 import logging
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
@@ -30,6 +38,9 @@ from ._settings import Verbosity
 
 if TYPE_CHECKING:
     from .._engine._events import Event
+    from .._engine._state import TaskRun
+    from ._output import TaskOutput
+    from ._secrets import SecretMasker
 
 
 #: The word each status prints as, padded so names line up.
@@ -61,17 +72,29 @@ COLORS = {
 MAX_RESULT_LINES = 40
 #: Seconds a line may wait in the stream's buffer before it is flushed.
 FLUSH_DELAY = 0.05
+#: In quiet mode, the longest time (seconds) between two lines of a run.
+HEARTBEAT_INTERVAL = 60.0
+#: Lines of one task's output held for its GitHub Actions group (the last ones).
+MAX_GROUP_LINES = 10_000
 
 
 def wants_color(stream: TextIO) -> bool:
-    """Color when ``stream`` is a terminal, unless NO_COLOR is set; FORCE_COLOR forces it."""
+    """Color when ``stream`` is a terminal, unless NO_COLOR is set or TERM is dumb.
+
+    FORCE_COLOR forces it.
+    """
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
+    if os.environ.get("TERM") == "dumb":
+        return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
+
+_STARTING = Status.RUNNING
+_FINISHED = frozenset(status for status in Status if status.is_finished)
 
 #: Statuses a quiet console still prints.
 _QUIET_STATUSES = frozenset({Status.FAILED, Status.RETRYING})
@@ -84,6 +107,11 @@ class PlainConsole:
     :param color: force color on or off; decided by :func:`wants_color` when None
     :param verbosity: quiet prints only failures and retries; verbose prints
         each task's whole path instead of its name
+    :param masker: masks secrets in every line
+    :param output: the run's output listener, which names tasks in prefixes
+    :param github: fold each task's output in a GitHub Actions group, annotate failures
+    :param heartbeat: in quiet mode, seconds between progress lines (0: none);
+        :data:`HEARTBEAT_INTERVAL` when None
     """
 
     def __init__(
@@ -92,40 +120,203 @@ class PlainConsole:
         *,
         color: bool | None = None,
         verbosity: Verbosity = Verbosity.NORMAL,
+        masker: SecretMasker | None = None,
+        output: TaskOutput | None = None,
+        github: bool = False,
+        heartbeat: float | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.color = wants_color(self.stream) if color is None else color
         self.verbosity = verbosity
+        self.masker = masker
+        self.output = output
+        self.github = github
+        self.heartbeat = HEARTBEAT_INTERVAL if heartbeat is None else heartbeat
         self._labels = {
             status: self._paint(status, word.ljust(_WIDTH)) for status, word in WORDS.items()
         }
         self._flush_pending = False
         self._quiet = verbosity is Verbosity.QUIET
         self._verbose = verbosity is Verbosity.VERBOSE
+        self._groups: dict[TaskRun | None, list[str]] = {}
+        self._running: dict[TaskRun, None] = {}
+        self._leaves_done = 0
+        self._leaves_total = 0
+        self._started_at = 0.0
+        self._beat_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _paint(self, status: Status, text: str) -> str:
         return f"\033[{COLORS[status]}m{text}\033[0m" if self.color else text
 
+    def _mask(self, text: str) -> str:
+        masker = self.masker
+        return masker.mask(text) if masker is not None else text
+
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            if self._quiet and event.status not in _QUIET_STATUSES:
+            status = event.status
+            # Identity and set tests: this runs for every event of large runs.
+            if status is _STARTING:
+                if event.task.stores_result:
+                    self._running[event.record] = None
+            elif status in _FINISHED:
+                if event.task.stores_result:
+                    self._running.pop(event.record, None)
+                    self._leaves_done += 1
+                if self.github:
+                    self._end_group(event)
+            if self._quiet and status not in _QUIET_STATUSES:
                 return
-            self.write(self.format(event))
-        elif isinstance(event, RunEvent) and event.status.is_finished:
-            self.stream.flush()
+            self.write(self._mask(self.format(event)))
+        elif isinstance(event, RunEvent):
+            if event.status is Status.RUNNING:
+                self._begin(event)
+            else:
+                self._end()
+
+    def _begin(self, event: RunEvent) -> None:
+        self._started_at = time.time()
+        leaves = 0
+        stack = [event.run.root]
+        while stack:
+            task = stack.pop()
+            if task.children:
+                stack.extend(task.children)
+            elif task.stores_result:
+                leaves += 1
+        self._leaves_total = leaves
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - runs always have a loop
+            return
+        if self._quiet and self.heartbeat:
+            self._beat_timer = self._loop.call_later(self.heartbeat, self._beat)
+
+    def _end(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
+        for record in list(self._groups):
+            self._flush_group(record, self._label_of(record) if record is not None else "output")
+        self.stream.flush()
+
+    def _beat(self) -> None:
+        """A quiet run's sign of life: how far it got, what runs."""
+        elapsed = time.time() - self._started_at
+        running = [self._label_of(record) for record in list(self._running)[:3]]
+        more = len(self._running) - len(running)
+        line = (
+            f"… {format_elapsed(elapsed)}: {self._leaves_done}/{self._leaves_total} tasks "
+            f"finished, {len(self._running)} running"
+        )
+        if running:
+            line += ": " + ", ".join(running) + (f" and {more} more" if more > 0 else "")
+        self.write(self._mask(line) + "\n")
+        assert self._loop is not None and self.heartbeat
+        self._beat_timer = self._loop.call_later(self.heartbeat, self._beat)
+
+    def show_stopping(self) -> None:
+        """Say that the run is stopping (the first Ctrl-C); callable from a signal handler."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._write_stopping)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _write_stopping(self) -> None:
+        names = [self._label_of(record) for record in list(self._running)[:5]]
+        more = len(self._running) - len(names)
+        line = f"flow2: stopping (Ctrl-C): waiting for {len(self._running)} task"
+        line += "" if len(self._running) == 1 else "s"
+        line += " to stop"
+        if names:
+            line += ": " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
+        line += ". Press Ctrl-C again to kill them now.\n"
+        self.write(self._mask(line))
+        self.stream.flush()
+
+    def _label_of(self, record: TaskRun) -> str:
+        if self.output is not None:
+            return self.output.label_of(record)
+        return record.task.name
+
+    def show_output(self, label: str | None, lines: list[str], record: TaskRun | None) -> None:
+        """Print lines a task wrote, each prefixed with the task (see ``_output``).
+
+        Quiet runs do not print them: a failed task's last lines are in the summary.
+        """
+        if self._quiet:
+            return
+        if self.github and record is not None:
+            self._hold(record, lines)
+            return
+        if label is None:
+            self.write("".join([f"{line}\n" for line in lines]))
+            return
+        prefix = f"[{label}] "
+        if self.color:
+            prefix = f"\033[36m{prefix}\033[0m"
+        self.write("".join([f"{prefix}{line}\n" for line in lines]))
+
+    def show_partial(self, record: TaskRun | None, text: str) -> None:
+        """Plain lines print a line once it is complete."""
 
     def show_record(self, record: logging.LogRecord) -> None:
         """Print a task's log record, each of its lines prefixed with the task's name."""
-        prefix = f"[{getattr(record, 'task', None) or '?'}] "
+        task_record = getattr(record, "task_record", None)
+        if task_record is not None and self.output is not None:
+            label = self.output.label_of(task_record)
+        else:
+            label = getattr(record, "task", None) or "?"
+        prefix = ""
         if record.levelno >= logging.WARNING:
-            prefix += f"{record.levelname}: "
+            prefix = f"{record.levelname}: "
+        lines = self._mask(record_text(record)).splitlines() or [""]
+        if self.github and task_record is not None:
+            self._hold(task_record, [prefix + line for line in lines])
+            return
+        prefix = f"[{self._mask(label)}] " + prefix
         if self.color:
             color = "31;1" if record.levelno >= logging.ERROR else "33"
             if record.levelno < logging.WARNING:
                 color = "36"  # cyan: a task's name, not a status
             prefix = f"\033[{color}m{prefix}\033[0m"
-        lines = record_text(record).splitlines() or [""]
         self.write("".join(f"{prefix}{line}\n" for line in lines))
+
+    def _hold(self, record: TaskRun, lines: list[str]) -> None:
+        held = self._groups.get(record)
+        if held is None:
+            held = self._groups[record] = []
+        held.extend(lines)
+        if len(held) > 2 * MAX_GROUP_LINES:
+            dropped = len(held) - MAX_GROUP_LINES
+            note = f"… {dropped} earlier lines (all are in the task's log file)"
+            held[:] = [note, *held[-MAX_GROUP_LINES:]]
+
+    def _end_group(self, event: TaskEvent) -> None:
+        record = event.record
+        status = event.status
+        label = self._label_of(record)
+        if record in self._groups:
+            title = f"{label} ({WORDS[status].lower()}"
+            if event.duration is not None:
+                title += f" in {event.duration:.2f}s"
+            self._flush_group(record, title + ")")
+        if status is Status.FAILED and event.error is not None:
+            if event.task.stores_result or not event.failed_count:
+                title = _annotation(" › ".join(event.path), property_value=True)
+                message = _annotation(describe_error(event.error))
+                self.write(self._mask(f"::error title={title}::{message}\n"))
+
+    def _flush_group(self, record: TaskRun | None, title: str) -> None:
+        lines = self._groups.pop(record, None)
+        if not lines:
+            return
+        body = "".join(f"{line}\n" for line in lines)
+        self.write(f"::group::{self._mask(title)}\n{body}::endgroup::\n")
 
     def format(self, event: TaskEvent) -> str:
         """The line (or lines) ``event`` prints as, newline-terminated."""
@@ -174,6 +365,25 @@ class PlainConsole:
             self.stream.flush()
         except ValueError:  # the stream was closed by its owner meanwhile
             pass
+
+
+def format_elapsed(seconds: float) -> str:
+    """``45s``, ``2m05s``, ``1h02m``."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _annotation(text: str, *, property_value: bool = False) -> str:
+    """``text`` escaped for a GitHub Actions workflow command."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
 
 
 def record_text(record: logging.LogRecord) -> str:

@@ -10,7 +10,10 @@ renamed or removed. ::
      "task": "Wheel", "key": "wheel", "path": ["Release", "Build", "Wheel"],
      "group": false, "attempt": 1, "duration": 0.12, "failed_count": 1,
      "retry_delay": null, "error": {"type": "ValueError", "message": "no such file"},
-     "traceback": "Traceback (your code, most recent call last):\n  File ...", "reason": null}
+     "traceback": "Traceback (your code, most recent call last):\n  File ...", "reason": null,
+     "output": "reading setup.cfg\nerror: no [metadata] section"}
+
+Secrets are masked in every line.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .._engine._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .._engine._events import Event
+    from ._secrets import SecretMasker
 
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1
@@ -70,10 +74,16 @@ def _check_path(path: str, source: str) -> None:
         )
 
 
-def _error(error: BaseException | None) -> dict[str, str] | None:
+def _error(
+    error: BaseException | None, masker: SecretMasker | None = None
+) -> dict[str, str] | None:
     if error is None:
         return None
-    return {"type": type(error).__name__, "message": str(error)}
+    message = str(error)
+    return {
+        "type": type(error).__name__,
+        "message": masker.mask(message) if masker is not None else message,
+    }
 
 
 def _traceback(status: Status, error: BaseException | None) -> str | None:
@@ -85,8 +95,13 @@ def _traceback(status: Status, error: BaseException | None) -> str | None:
     return "\n".join(user_traceback(error)) or None
 
 
-def task_fields(event: TaskEvent) -> dict[str, Any]:
-    """The JSON object of one task event, as the event file writes it."""
+def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[str, Any]:
+    """The JSON object of one task event, as the event file writes it.
+
+    ``output`` is the last lines the task printed (``event.output``), on the
+    events that end a task; None when it printed nothing or no run listener
+    captured its output.
+    """
     task = event.task
     status = event.status
     return {
@@ -102,13 +117,14 @@ def task_fields(event: TaskEvent) -> dict[str, Any]:
         "duration": event.duration,
         "failed_count": event.failed_count,
         "retry_delay": event.retry_delay,
-        "error": _error(event.error),
+        "error": _error(event.error, masker),
         "traceback": _traceback(status, event.error),
         "reason": event.reason,
+        "output": event.output,
     }
 
 
-def run_fields(event: RunEvent) -> dict[str, Any]:
+def run_fields(event: RunEvent, masker: SecretMasker | None = None) -> dict[str, Any]:
     """The JSON object of a run's start or end, as the event file writes it."""
     fields: dict[str, Any] = {
         "event": "run",
@@ -117,7 +133,7 @@ def run_fields(event: RunEvent) -> dict[str, Any]:
         "time": event.time,
         "root": event.run.root.name,
         "duration": event.duration,
-        "error": _error(event.error),
+        "error": _error(event.error, masker),
     }
     if event.status is Status.RUNNING:
         fields["format"] = FORMAT_VERSION
@@ -129,11 +145,13 @@ class EventFile:
 
     :param target: a file path (opened for appending when the run starts,
         closed when it ends) or a text stream (written and flushed, never closed)
+    :param masker: masks secrets in every line
     :raises flow2.ConfigurationError: when the file cannot be opened
     """
 
-    def __init__(self, target: EventTarget) -> None:
+    def __init__(self, target: EventTarget, *, masker: SecretMasker | None = None) -> None:
         self.target = target
+        self.masker = masker
         self._stream: TextIO | None = None
         self._owns_stream = False
         self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
@@ -164,12 +182,16 @@ class EventFile:
             self.open()
         assert self._stream is not None
         try:
+            masker = self.masker
             if type(event) is TaskEvent:
-                self._stream.write(self._dumps(task_fields(event)) + "\n")
+                line = self._dumps(task_fields(event, masker))
             elif isinstance(event, RunEvent):
-                self._stream.write(self._dumps(run_fields(event)) + "\n")
-                if event.status.is_finished:
-                    self._close()
+                line = self._dumps(run_fields(event, masker))
+            else:
+                return
+            self._stream.write((masker.mask(line) if masker is not None else line) + "\n")
+            if isinstance(event, RunEvent) and event.status.is_finished:
+                self._close()
         except Exception:
             # The run drops a listener that fails (a full disk): it would
             # never see the run's end, so the file is closed now.

@@ -2,72 +2,92 @@
 
 ::
 
-    ⠹ Release 1/3 2.1s
+    ⠹ Release 1/3 2.1s  12/40 tasks, ETA 6s
     ├─ ✓ Prepare 2/2 0.3s
-    ├─ ⠹ Build 12/40 1.8s
-    │  ├─ ✗ Wheel 0.2s ValueError: no such file
+    ├─ ⠹ Build 12/40 1 failed 1.8s
+    │  ├─ ✗ Wheel 0.2s  ValueError: no such file
     │  ├─ ⠹ Docs 1.1s  rendering page 31
     │  └─ … 11 done, 27 waiting
     └─ · Publish
 
 A tree that fits on the screen is drawn whole. A larger one collapses: a
 finished group is one line with its counts, and only running and failed
-tasks stay expanded, so the view never outgrows the screen whatever the
-size of the run. What tasks print, log or return appears above the tree.
+tasks stay expanded; what still does not fit is counted ("… 13 more
+running"). The layout is chosen again at every redraw from the terminal's
+current size. What tasks print, log or return appears above the tree, each
+line prefixed with its task.
 
-The listener only records each event in a few dicts (O(1) per event); the
-screen is redrawn on a timer of the event loop, at most
-``1 / REFRESH_INTERVAL`` times a second, never once per event. Drawing on
-the loop's own thread means the drawing never sees the engine's state half
-changed, with no lock taken per event.
+Three things are kept apart so that output never slows the work:
 
-Needs rich (the ``live`` extra); this module is imported only when the live
-view is used.
+- the listener only records each event and each line in a few dicts and
+  lists (O(1) per event, a list append per chunk of output);
+- a timer of the event loop, every :data:`REFRESH_INTERVAL`, renders the
+  frame from that state (on the loop's thread: it never sees the state half
+  changed) — always, however much is being printed;
+- a thread of its own writes the lines and the frame to the terminal. A
+  terminal slower than the output only makes frames be skipped (and, past
+  :data:`MAX_PENDING_LINES`, lines be dropped from the screen, said so); the
+  tasks, their durations and the log files never wait for it.
+
+Needs rich (the ``live`` extra) for the widths of characters in terminal
+cells; this module is imported only when the live view is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.text import Text
+from rich.cells import cell_len, set_cell_size
 
 from .._engine._events import RunEvent, Status, TaskEvent
-from ._console import describe_error, format_result, record_text
+from ._console import describe_error, format_result, record_text, wants_color
 from ._settings import Verbosity
 
 if TYPE_CHECKING:
     from .._engine._events import Event
     from .._engine._run import Run
+    from .._engine._state import TaskRun
     from .._engine._task import Task
+    from ._output import TaskOutput
+    from ._secrets import SecretMasker
 
 #: Seconds between two redraws.
 REFRESH_INTERVAL = 0.125
 #: The spinner's frames; one per redraw.
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+#: Lines waiting for a slow terminal beyond which the oldest are not shown.
+MAX_PENDING_LINES = 10_000
+#: A line printed above the tree is cut after this many screen rows.
+MAX_ROWS_PER_LINE = 4
 
-#: Each finished or waiting status's mark and style.
+#: Each finished or waiting status's mark and color (an SGR code).
 MARKS = {
-    Status.PENDING: ("·", "dim"),
-    Status.RETRYING: ("↻", "bold yellow"),
-    Status.SUCCEEDED: ("✓", "green"),
-    Status.PARTIAL: ("!", "bold yellow"),
-    Status.FAILED: ("✗", "bold red"),
-    Status.SKIPPED: ("-", "dim"),
-    Status.CANCELLED: ("⊘", "magenta"),
-    Status.REUSED: ("↺", "cyan"),
+    Status.PENDING: ("·", "2"),
+    Status.RETRYING: ("↻", "1;33"),
+    Status.SUCCEEDED: ("✓", "32"),
+    Status.REUSED: ("↺", "36"),
+    Status.PARTIAL: ("!", "1;33"),
+    Status.FAILED: ("✗", "1;31"),
+    Status.SKIPPED: ("-", "2"),
+    Status.CANCELLED: ("⊘", "35"),
 }
 _ACTIVE = (Status.RUNNING, Status.RETRYING)
 # Module constants: _record runs for every event, and a class attribute
 # lookup on an enum costs more than the rest of an identity test.
-_RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
-_FAILED, _SUCCEEDED = Status.FAILED, Status.SUCCEEDED
-_EXPANDED = (Status.FAILED, Status.PARTIAL)
-_NEVER_STARTED = (Status.SKIPPED, Status.CANCELLED)
+_RUNNING, _RETRYING, _PENDING = Status.RUNNING, Status.RETRYING, Status.PENDING
+_FAILED, _SUCCEEDED, _PARTIAL = Status.FAILED, Status.SUCCEEDED, Status.PARTIAL
+_SKIPPED, _CANCELLED = Status.SKIPPED, Status.CANCELLED
+_RAN = frozenset({Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.REUSED})
+# Escape sequences other than colors would move the cursor inside the frame.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-ln-z]|\x1b(?!\[)|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+_COLORS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def format_seconds(seconds: float) -> str:
@@ -81,14 +101,47 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def cut(text: str, cells: int) -> str:
+    """``text`` cut to ``cells`` terminal cells, ending with ``…`` when cut."""
+    if cells <= 0:
+        return ""
+    if text.isascii():
+        return text if len(text) <= cells else text[: cells - 1] + "…"
+    if cell_len(text) <= cells:
+        return text
+    return set_cell_size(text, cells - 1).rstrip() + "…"
+
+
+def one_line(text: str) -> str:
+    """The first line of ``text`` (``…`` when there are more), without control characters."""
+    first, newline, rest = text.strip("\n").partition("\n")
+    first = first.rstrip("\r").rpartition("\r")[2]
+    if _CONTROL.search(first):
+        first = _CONTROL.sub("", first.replace("\t", " "))
+    return first + " …" if newline and rest.strip() else first
+
+
+class _Counts:
+    """What happened to a group's direct children."""
+
+    __slots__ = ("cancelled", "ran", "skipped")
+
+    def __init__(self) -> None:
+        self.ran = 0
+        self.skipped = 0
+        self.cancelled = 0
+
+
 class LiveView:
     """An event listener drawing the run as a live tree on a terminal.
 
-    :param stream: the terminal; ``sys.stdout`` (as it is when the run starts) when None
-    :param color: force color on or off; rich decides (terminal, ``NO_COLOR``,
-        ``FORCE_COLOR``) when None
+    :param stream: the terminal; ``sys.stdout`` (as it is when the view is made) when None
+    :param color: force color on or off; decided from the stream, ``NO_COLOR``,
+        ``FORCE_COLOR`` and ``TERM=dumb`` when None
     :param verbosity: quiet erases the tree when the run ends and shows no results
-    :param force_terminal: draw even when ``stream`` is not a terminal
+    :param force_terminal: draw even when ``stream`` is not a terminal (80×25 then)
+    :param masker: masks secrets in everything drawn
+    :param output: the run's output listener, which names tasks in prefixes
     """
 
     def __init__(
@@ -98,29 +151,47 @@ class LiveView:
         color: bool | None = None,
         verbosity: Verbosity = Verbosity.NORMAL,
         force_terminal: bool = False,
+        masker: SecretMasker | None = None,
+        output: TaskOutput | None = None,
     ) -> None:
-        self.stream = stream
-        self.color = color
+        self.stream: TextIO = stream if stream is not None else sys.stdout
+        self.color = wants_color(self.stream) if color is None else color
         self.verbosity = verbosity
         self.force_terminal = force_terminal
-        self.console: Console | None = None
-        self._live: Live | None = None
+        self.masker = masker
+        self.output = output
+        self._writer: _ScreenWriter | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._root: Task | None = None
         self._run: Run | None = None
-        self._whole = False  # the tree fits: draw every node
-        self._frame: Group = Group()
+        self._started_at = 0.0
         self._frame_count = 0
-        # Per group: its running children, its failed children (dicts as
-        # ordered sets), how many children finished, how many it has.
-        self._active: dict[Task, dict[Task, None]] = {}
-        self._failed: dict[Task, dict[Task, None]] = {}
-        self._done: dict[Task, int] = {}
-        self._totals: dict[Task, int] = {}
+        self._stopping = False
+        # What the view knows, all from events.
+        self._status: dict[Task, Status] = {}
+        self._started: dict[Task, float] = {}
+        self._attempts: dict[Task, int] = {}
         self._durations: dict[Task, float] = {}
         self._errors: dict[Task, str] = {}
         self._messages: dict[Task, str] = {}
-        self._above: list[Text] = []  # printed above the tree at the next redraw
+        self._partials: dict[Task, str] = {}  # an unfinished line (a progress bar)
+        self._failed_inside: dict[Task, int] = {}
+        self._counts: dict[Task, _Counts] = {}
+        # Per group: its running children and its failed ones (dicts as ordered sets).
+        self._active: dict[Task, dict[Task, None]] = {}
+        self._failed: dict[Task, dict[Task, None]] = {}
+        self._parents: dict[Task, Task] = {}
+        self._extra_children: dict[Task, list[Task]] = {}
+        self._leaves_total = 0
+        self._leaves_done = 0
+        self._leaf_counts = _Counts()
+        self._leaves_failed = 0
+        self._running_leaves: dict[Task, None] = {}
+        self._above: list[str] = []  # printed above the tree at the next redraw
+        self._above_count = 0
+
+    # -- events ----------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
@@ -141,36 +212,66 @@ class LiveView:
     def _record(self, event: TaskEvent) -> None:
         task = event.task
         status = event.status
-        above = event.record.parent
-        parent = above.task if above is not None else None
+        self._status[task] = status
+        parent = self._parents.get(task)
+        if parent is None and task is not self._root:
+            parent = self._adopt(event)
         if status is _RUNNING:
+            self._started[task] = event.time
+            if event.attempt > 1:
+                self._attempts[task] = event.attempt
             if parent is not None:
                 active = self._active.get(parent)
                 if active is None:
                     active = self._active[parent] = {}
                 active[task] = None
+            if task.stores_result:
+                self._running_leaves[task] = None
             return
         if status is _RETRYING:
+            self._attempts[task] = event.attempt
             if event.error is not None:
-                self._errors[task] = describe_error(event.error)
+                self._errors[task] = self._mask(one_line(describe_error(event.error)))
             return
-        # Finished: SUCCEEDED, PARTIAL, FAILED, SKIPPED or CANCELLED.
+        # Finished: SUCCEEDED, PARTIAL, FAILED, SKIPPED, CANCELLED or REUSED.
+        if event.attempt > 1:
+            self._attempts[task] = event.attempt
         if event.duration is not None:
             self._durations[task] = event.duration
         self._messages.pop(task, None)
+        self._partials.pop(task, None)
+        if task.stores_result:
+            self._leaves_done += 1
+            self._running_leaves.pop(task, None)
+            if status is _SKIPPED:
+                self._leaf_counts.skipped += 1
+            elif status is _CANCELLED:
+                self._leaf_counts.cancelled += 1
+            elif status is _FAILED:
+                self._leaves_failed += 1
+        if event.failed_count:
+            self._failed_inside[task] = event.failed_count
         if parent is not None:
-            self._done[parent] = self._done.get(parent, 0) + 1
+            counts = self._counts.get(parent)
+            if counts is None:
+                counts = self._counts[parent] = _Counts()
+            if status is _SKIPPED:
+                counts.skipped += 1
+            elif status is _CANCELLED:
+                counts.cancelled += 1
+            else:
+                counts.ran += 1
             active = self._active.get(parent)
             if active is not None:
                 active.pop(task, None)
-            if status in _EXPANDED:
+            if status is _FAILED or status is _PARTIAL:
                 failed = self._failed.get(parent)
                 if failed is None:
                     failed = self._failed[parent] = {}
                 failed[task] = None
         if status is _FAILED and event.error is not None:
             if task.stores_result or not event.failed_count:
-                self._errors[task] = describe_error(event.error)
+                self._errors[task] = self._mask(one_line(describe_error(event.error)))
         elif (
             status is _SUCCEEDED
             and event.result is not None
@@ -178,101 +279,202 @@ class LiveView:
             and task.stores_result
             and self.verbosity is not Verbosity.QUIET
         ):
-            self._above.append(
-                Text.assemble((task.name, "bold"), "\n", format_result(event.result), no_wrap=True)
-            )
+            name = self._paint("1", self._mask(task.name))
+            self._add_above(f"{name}\n{self._mask(format_result(event.result))}\n", 2)
+
+    def _adopt(self, event: TaskEvent) -> Task | None:
+        """The parent of a task made on the fly, from its record; the task joins the tree."""
+        above: TaskRun | None = getattr(event.record, "parent", None)
+        parent = above.task if above is not None else None
+        if parent is None:
+            return None
+        task = event.task
+        self._parents[task] = parent
+        self._extra_children.setdefault(parent, []).append(task)
+        if task.stores_result:
+            self._leaves_total += 1
+        return parent
+
+    def _mask(self, text: str) -> str:
+        return self.masker.mask(text) if self.masker is not None else text
+
+    def _paint(self, color: str, text: str) -> str:
+        return f"\033[{color}m{text}\033[0m" if self.color and color else text
+
+    # -- what tasks print and log -----------------------------------------------
+
+    def show_output(self, label: str | None, lines: list[str], record: TaskRun | None) -> None:
+        """Show complete lines a task printed, above the tree (see ``_output``).
+
+        Quiet runs do not show them: a failed task's last lines are in the summary.
+        """
+        if self.verbosity is Verbosity.QUIET:
+            return
+        prefix = self._paint("36", f"[{label}] ") if label else ""
+        text = "".join([f"{prefix}{line}\n" for line in lines])
+        # A tool's colors pass (when colors are on); cursor movements and the
+        # like would break the tree, so they go. (The prefix has colors only.)
+        if _CONTROL.search(text):
+            text = _CONTROL.sub("", text)
+        if not self.color and "\x1b" in text:
+            text = _COLORS.sub("", text)
+        self._add_above(text, len(lines))
+        if record is not None and lines and self._status.get(record.task) is _RUNNING:
+            self._messages[record.task] = one_line(_COLORS.sub("", lines[-1]))
+
+    def show_partial(self, record: TaskRun | None, text: str) -> None:
+        """Show a task's unfinished line (a progress bar) next to it in the tree."""
+        if record is None:
+            return
+        if text:
+            self._partials[record.task] = one_line(text)
+        else:
+            self._partials.pop(record.task, None)
 
     def show_record(self, record: logging.LogRecord) -> None:
         """Show a task's log record above the tree, and its last line next to the task."""
-        name = getattr(record, "task", None) or "?"
-        style = "cyan"
+        task_record = getattr(record, "task_record", None)
+        if task_record is not None and self.output is not None:
+            name = self.output.label_of(task_record)
+        else:
+            name = getattr(record, "task", None) or "?"
+        color = "36"
         if record.levelno >= logging.ERROR:
-            style = "bold red"
+            color = "1;31"
         elif record.levelno >= logging.WARNING:
-            style = "yellow"
+            color = "33"
         prefix = f"[{name}] "
         if record.levelno >= logging.WARNING:
             prefix += f"{record.levelname}: "
-        text = record_text(record)
-        self._above.append(
-            Text("\n").join(Text.assemble((prefix, style), line) for line in text.splitlines())
-        )
-        task_record = getattr(record, "task_record", None)
-        if task_record is not None and task_record.status in _ACTIVE:
-            self._messages[task_record.task] = text.partition("\n")[0]
+        prefix = self._paint(color, self._mask(prefix))
+        text = self._mask(record_text(record))
+        lines = text.splitlines() or [""]
+        self._add_above("".join(f"{prefix}{line}\n" for line in lines), len(lines))
+        if task_record is not None and self._status.get(task_record.task) in _ACTIVE:
+            self._messages[task_record.task] = one_line(text)
 
-    # -- drawing -----------------------------------------------------------
+    def _add_above(self, text: str, count: int) -> None:
+        self._above.append(text)
+        self._above_count += count
+
+    def show_stopping(self) -> None:
+        """Say that the run is stopping (the first Ctrl-C); callable from a signal handler."""
+        self._stopping = True
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._redraw)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    # -- drawing ---------------------------------------------------------------
 
     def _start(self, root: Task) -> None:
         self._root = root
-        stream = self.stream if self.stream is not None else sys.stdout
-        self.console = Console(
-            file=stream,
-            force_terminal=True if self.force_terminal else None,
-            # None lets rich read NO_COLOR and FORCE_COLOR itself.
-            no_color=None if self.color is None else not self.color,
-            highlight=False,
-        )
-        self._whole = _fits(root, self._budget())
-        self._frame = self._render()
-        self._live = Live(
-            console=self.console,
-            auto_refresh=False,
-            transient=self.verbosity is Verbosity.QUIET,
-            get_renderable=lambda: self._frame,
-        )
-        self._live.start(refresh=True)
-        self._timer = asyncio.get_running_loop().call_later(REFRESH_INTERVAL, self._tick)
+        self._started_at = time.time()
+        # The structure, once: parents and the number of leaves.
+        parents = self._parents
+        leaves = 0
+        stack = [root]
+        while stack:
+            task = stack.pop()
+            children = task.children
+            if children:
+                for child in children:
+                    parents[child] = task
+                stack.extend(children)
+            elif task.stores_result:
+                leaves += 1
+        self._leaves_total = leaves
+        self._loop = asyncio.get_running_loop()
+        self._writer = _ScreenWriter(self.stream)
+        self._redraw()
+        self._timer = self._loop.call_later(REFRESH_INTERVAL, self._tick)
 
     def _tick(self) -> None:
         self._redraw()
         self._timer = asyncio.get_running_loop().call_later(REFRESH_INTERVAL, self._tick)
 
     def _redraw(self) -> None:
-        live = self._live
-        if live is None:
+        writer = self._writer
+        if writer is None:
             return
         self._frame_count += 1
-        self._frame = self._render()
-        if self._above:
-            above, self._above = self._above, []
-            # One print for everything gathered since the last redraw; the
-            # live area is redrawn below it as part of the same write.
-            live.console.print(Text("\n").join(above), soft_wrap=True)
-        else:
-            live.refresh()
+        width, height = self._size()
+        above, count = self._above, self._above_count
+        self._above, self._above_count = [], 0
+        if above:
+            above = self._cut_above(above, width)
+        writer.submit(above, count, self._render(width, height))
+
+    def _cut_above(self, above: list[str], width: int) -> list[str]:
+        """Lines longer than :data:`MAX_ROWS_PER_LINE` rows are cut."""
+        limit = width * MAX_ROWS_PER_LINE
+        result = []
+        for text in above:
+            if len(text) > limit:
+                lines = text.split("\n")
+                if max(map(len, lines)) > limit:
+                    text = "\n".join(
+                        line if len(line) <= limit else line[: limit - 1] + "…" for line in lines
+                    )
+            result.append(text)
+        return result
 
     def _stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._live is None:
+        writer = self._writer
+        if writer is None:
             return
+        self._stopping = False
         self._redraw()
-        self._live.stop()
-        self._live = None
+        self._writer = None
+        writer.close(keep_frame=self.verbosity is not Verbosity.QUIET)
 
-    def _budget(self) -> int:
-        assert self.console is not None
-        return max(self.console.size.height - 2, 4)
+    def _size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.stream.fileno())
+            return max(size.columns, 20), max(size.lines, 5)
+        except (AttributeError, ValueError, OSError):  # not a terminal (io.UnsupportedOperation)
+            return 80, 25
 
-    def _render(self) -> Group:
-        assert self.console is not None and self._root is not None
-        width = self.console.size.width
-        budget = self._budget()
-        lines: list[Text] = []
+    def _budget(self, height: int) -> int:
+        return max(height - 2, 4)
+
+    def plain_lines(self, width: int = 80, height: int = 25) -> list[str]:
+        """The tree as it would be drawn now on a terminal of that size, without colors."""
+        color, self.color = self.color, False
+        try:
+            return self._render(width, height)
+        finally:
+            self.color = color
+
+    def _render(self, width: int, height: int) -> list[str]:
+        root = self._root
+        assert root is not None
+        budget = self._budget(height) - (2 if self._stopping else 0)
+        whole = self._fits(root, budget)
+        lines: list[str] = []
+        running_shown: set[Task] = set()
+        hidden = False
         # Iterative: trees may be thousands of levels deep.
-        stack: list[tuple[Task | str, str, str]] = [(self._root, "", "")]
+        stack: list[tuple[Task | str, str, str]] = [(root, "", "")]
         while stack:
-            if len(lines) >= budget:
-                lines[-1] = Text("…", style="dim")
+            # A whole tree fits by construction; a collapsed one keeps its last
+            # line for what did not fit.
+            if not whole and len(lines) >= budget - 1:
+                hidden = True
                 break
             item, lead, child_lead = stack.pop()
             if isinstance(item, str):
-                lines.append(Text.assemble((lead, "dim"), (item, "dim"), no_wrap=True))
+                lines.append(self._paint("2", cut(lead + item, width - 1)))
                 continue
+            if item in self._running_leaves:
+                running_shown.add(item)
             lines.append(self._line(item, lead, width))
-            children = self._visible_children(item)
+            children = self._children_of(item) if whole else self._visible_children(item)
             last = len(children) - 1
             for index in range(last, -1, -1):
                 is_last = index == last
@@ -283,22 +485,62 @@ class LiveView:
                         child_lead + ("   " if is_last else "│  "),
                     )
                 )
-        return Group(*lines)
+        if hidden:
+            more = len(self._running_leaves) - len(running_shown)
+            lines.append(self._paint("2", f"… {more} more running" if more > 0 else "…"))
+        if self._stopping:
+            lines += self._stopping_lines(width)
+        return lines
+
+    def _stopping_lines(self, width: int) -> list[str]:
+        waiting = list(self._running_leaves)
+        names = ", ".join(self._mask(task.name) for task in waiting[:5])
+        if len(waiting) > 5:
+            names += f" and {len(waiting) - 5} more"
+        text = (
+            f"Stopping (Ctrl-C): waiting for {len(waiting)} "
+            f"task{'' if len(waiting) == 1 else 's'} to stop" + (f": {names}" if names else "")
+        )
+        again = "Press Ctrl-C again to kill them now."
+        return [self._paint("1;35", cut(text, width - 1)), self._paint("35", cut(again, width - 1))]
+
+    def _children_of(self, task: Task) -> list[Task | str]:
+        extra = self._extra_children.get(task)
+        return [*task.children, *extra] if extra else list(task.children)
+
+    def _fits(self, root: Task, budget: int) -> bool:
+        """True when the whole tree has at most ``budget`` tasks (stops counting past it)."""
+        count = 0
+        stack = [root]
+        extra = self._extra_children
+        while stack:
+            count += 1
+            if count > budget:
+                return False
+            task = stack.pop()
+            stack.extend(task.children)
+            if task in extra:
+                stack.extend(extra[task])
+        return True
 
     def _visible_children(self, task: Task) -> list[Task | str]:
-        if self._whole:
-            return list(task.children)
-        status = self._status_of(task)
+        status = self._status.get(task, _PENDING)
         failed = self._failed.get(task)
+        active = self._active.get(task)
         if status not in _ACTIVE and not failed:
             return []  # collapsed: the line carries the counts
-        shown: list[Task | str] = [*(failed or ()), *self._active.get(task, ())]
-        done = self._done.get(task, 0)
-        hidden_done = done - len(failed or ())
-        waiting = self._total(task) - done - len(self._active.get(task, ()))
+        shown: list[Task | str] = [*(failed or ()), *(active or ())]
+        counts = self._counts.get(task) or _Counts()
+        succeeded = counts.ran - len(failed or ())
+        waiting = self._total(task) - counts.ran - counts.skipped - counts.cancelled
+        waiting -= len(active or ())
         parts = []
-        if hidden_done > 0:
-            parts.append(f"{hidden_done} done")
+        if succeeded > 0:
+            parts.append(f"{succeeded} done")
+        if counts.skipped:
+            parts.append(f"{counts.skipped} skipped")
+        if counts.cancelled:
+            parts.append(f"{counts.cancelled} cancelled")
         if waiting > 0 and status in _ACTIVE:
             parts.append(f"{waiting} waiting")
         if parts:
@@ -306,75 +548,180 @@ class LiveView:
         return shown
 
     def _total(self, task: Task) -> int:
-        total = self._totals.get(task)
-        if total is None:
-            total = self._totals[task] = len(task.children)
-        return total
+        extra = self._extra_children.get(task)
+        return len(task.children) + (len(extra) if extra else 0)
 
-    def _status_of(self, task: Task) -> Status:
-        record = self._run.find_record(task) if self._run is not None else None
-        return record.status if record is not None else Status.PENDING
-
-    def _line(self, task: Task, lead: str, width: int) -> Text:
-        record = self._run.find_record(task) if self._run is not None else None
-        status = record.status if record is not None else Status.PENDING
-        attempt = record.attempt if record is not None else 1
-        if status is Status.RUNNING:
-            mark, style = SPINNER[self._frame_count % len(SPINNER)], "yellow"
+    def _line(self, task: Task, lead: str, width: int) -> str:
+        status = self._status.get(task, _PENDING)
+        attempt = self._attempts.get(task, 1)
+        if status is _RUNNING:
+            mark, color = SPINNER[self._frame_count % len(SPINNER)], "33"
         else:
-            mark, style = MARKS[status]
+            mark, color = MARKS[status]
         details = []
         total = self._total(task)
-        # A group that never started shows no progress: its children were
-        # counted off, not done.
-        if total and (status not in _NEVER_STARTED or task in self._durations):
-            details.append(f"{self._done.get(task, 0)}/{total}")
-            failures = (record.failed_count if record is not None else 0) or len(
-                self._failed.get(task, ())
-            )
+        counts = self._counts.get(task)
+        if task is self._root and total:
+            details.append(self._progress())
+        elif total and (status not in (_SKIPPED, _CANCELLED) or counts is not None):
+            counts = counts or _Counts()
+            details.append(f"{counts.ran}/{total}")
+            failures = self._failed_inside.get(task) or len(self._failed.get(task, ()))
             if failures:
                 details.append(f"{failures} failed")
-        if status is Status.RETRYING:
+            if counts.skipped:
+                details.append(f"{counts.skipped} skipped")
+            if counts.cancelled:
+                details.append(f"{counts.cancelled} cancelled")
+        if status is _RETRYING:
             details.append(f"retry {attempt + 1}/{task.retries + 1}")
         elif attempt > 1:
             details.append(f"attempt {attempt}/{task.retries + 1}")
         if status in _ACTIVE:
-            details.append(format_seconds(record.elapsed if record is not None else 0.0))
+            details.append(format_seconds(max(time.time() - self._started.get(task, 0.0), 0.0)))
         elif task in self._durations:
             details.append(format_seconds(self._durations[task]))
+        if task is self._root and status in _ACTIVE:
+            eta = self._eta()
+            if eta:
+                details.append(eta)
         detail = " " + " ".join(details) if details else ""
         note = ""
-        if status is Status.FAILED or status is Status.RETRYING:
+        if status is _FAILED or status is _RETRYING:
             note = self._errors.get(task, "")
-        elif status is Status.RUNNING:
-            note = self._messages.get(task, "")
-        # Long names are cut, not wrapped: every node stays one line.
-        room = width - len(lead) - 2 - len(detail)
-        name = task.name
-        if len(name) > room:
-            name = name[: max(room - 1, 1)] + "…"
-        line = Text.assemble(
-            (lead, "dim"),
-            (mark, style),
-            " ",
-            (name, "bold" if status in _ACTIVE else ""),
-            (detail, "dim"),
-            no_wrap=True,
-            overflow="ellipsis",
+        elif status is _RUNNING:
+            note = self._mask(self._partials.get(task) or self._messages.get(task, ""))
+        # Long names are cut, not wrapped: every node stays one line, and its
+        # times stay visible. Widths are in terminal cells (CJK, emoji).
+        room = width - 1 - cell_len(lead) - 2 - cell_len(detail)
+        name = cut(self._mask(one_line(task.name)), max(room, 1))
+        used = cell_len(lead) + 2 + cell_len(name) + cell_len(detail)
+        line = (
+            self._paint("2", lead)
+            + self._paint(color, mark)
+            + " "
+            + (self._paint("1", name) if status in _ACTIVE else name)
+            + self._paint("2", detail)
         )
-        if note:
-            line.append("  " + note, style="red" if status is Status.FAILED else "dim")
-        line.truncate(width, overflow="ellipsis")
+        room = width - 1 - used - 2
+        if note and room > 1:
+            line += self._paint("31" if status is _FAILED else "2", "  " + cut(note, room))
         return line
 
+    def _progress(self) -> str:
+        """The root's counts, of leaf tasks: finished of all, failed, skipped, cancelled."""
+        text = f"{self._leaves_done}/{self._leaves_total} tasks"
+        counts = self._leaf_counts
+        for count, word in (
+            (self._leaves_failed, "failed"),
+            (counts.skipped, "skipped"),
+            (counts.cancelled, "cancelled"),
+        ):
+            if count:
+                text += f" {count} {word}"
+        return text
 
-def _fits(root: Task, budget: int) -> bool:
-    """True when the whole tree has at most ``budget`` tasks (stops counting past it)."""
-    count = 0
-    stack = [root]
-    while stack:
-        count += 1
-        if count > budget:
-            return False
-        stack.extend(stack.pop().children)
-    return True
+    def _eta(self) -> str:
+        """``ETA 2m05s`` once the pace of finished tasks tells; empty before."""
+        done, total = self._leaves_done, self._leaves_total
+        elapsed = time.time() - self._started_at
+        if not 0 < done < total or elapsed < 1.0:
+            return ""
+        return f"ETA {format_seconds(elapsed / done * (total - done))}"
+
+
+class _ScreenWriter:
+    """Writes lines and frames to the terminal on a thread of its own.
+
+    The loop's thread hands over what to draw (:meth:`submit`) and goes on;
+    a newer frame replaces one not yet drawn, so a slow terminal gets fewer
+    frames, never a queue of them.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._condition = threading.Condition()
+        self._above: list[str] = []
+        self._above_count = 0
+        self._dropped = 0
+        self._frame: list[str] | None = None
+        self._closing = False
+        self._keep = True
+        self._drawn = 0  # rows of the frame on the screen; the cursor is on its last
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="flow2-live-view", daemon=True)
+        self._write("\x1b[?25l")  # hide the cursor while drawing
+        self._thread.start()
+
+    def submit(self, above: list[str], count: int, frame: list[str]) -> None:
+        with self._condition:
+            if above:
+                self._above.extend(above)
+                self._above_count += count
+                if self._above_count > MAX_PENDING_LINES:
+                    self._drop()
+            self._frame = frame
+            self._condition.notify()
+
+    def _drop(self) -> None:
+        """Leave out the oldest lines waiting: the terminal cannot keep up."""
+        text = "".join(self._above)
+        lines = text.split("\n")
+        keep = MAX_PENDING_LINES // 2
+        self._dropped += len(lines) - 1 - keep
+        self._above = ["\n".join(lines[-keep - 1 :])]
+        self._above_count = keep
+
+    def close(self, *, keep_frame: bool) -> None:
+        with self._condition:
+            self._closing = True
+            self._keep = keep_frame
+            self._condition.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._frame is None and not self._above and not self._closing:
+                    self._condition.wait()
+                above, self._above, self._above_count = self._above, [], 0
+                frame, self._frame = self._frame, None
+                dropped, self._dropped = self._dropped, 0
+                closing, keep = self._closing, self._keep
+            self._draw(above, frame, dropped, closing, keep)
+            if closing:
+                return
+
+    def _draw(
+        self, above: list[str], frame: list[str] | None, dropped: int, closing: bool, keep: bool
+    ) -> None:
+        parts = []
+        if self._drawn and (above or frame is not None or closing):
+            # Back to the first row of the frame on the screen, and clear from there.
+            up = self._drawn - 1
+            parts.append("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
+            self._drawn = 0
+        if dropped:
+            parts.append(
+                f"… {dropped} lines not shown: the terminal could not keep up "
+                f"(every line is in the task log files, when the run writes them)\n"
+            )
+        parts.extend(above)
+        if closing:
+            if keep and frame:
+                parts.append("\n".join(frame) + "\n")
+            parts.append("\x1b[?25h")  # the cursor back
+        elif frame:
+            parts.append("\n".join(frame))
+            self._drawn = len(frame)
+        self._write("".join(parts))
+
+    def _write(self, text: str) -> None:
+        if self._failed or not text:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            # The terminal went away (closed, hung up): nothing more to draw.
+            self._failed = True

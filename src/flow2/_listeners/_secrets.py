@@ -16,9 +16,13 @@ URL-encoding, split across lines, reversed), and values shorter than
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any
+
+from .._engine._events import RunEvent, Status
+from .._engine._logger import logger, tasks_logger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -76,6 +80,20 @@ class SecretMasker:
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, ordered)))
 
+    def add_from_mapping(self, variables: Mapping[str, Any]) -> None:
+        """Declare secret the string values of ``variables`` whose names mark them as secrets.
+
+        A run's context and a flow's variables go through here: ``api_token=…``
+        on the command line is a secret like the environment variable would be.
+        """
+        found = [
+            value
+            for name, value in variables.items()
+            if isinstance(name, str) and isinstance(value, str) and is_secret_name(name)
+        ]
+        if found:
+            self.add(found)
+
     def __bool__(self) -> bool:
         return self._pattern is not None
 
@@ -84,6 +102,12 @@ class SecretMasker:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+    def mask_lines(self, lines: Iterable[str]) -> list[str]:
+        """Each of ``lines`` masked."""
+        if self._pattern is None:
+            return list(lines)
+        return [self._pattern.sub(MASK, line) for line in lines]
 
     def mask_variables(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``variables`` in which secret-named keys and secret values are masked."""
@@ -96,3 +120,59 @@ class SecretMasker:
             else:
                 masked[name] = value
         return masked
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter masking the secrets in a record's message and traceback.
+
+    The runner puts one on the ``flow2`` and ``flow2.tasks`` loggers while a
+    run with secrets lasts, so no handler (the application's own included)
+    receives a secret through flow2's records.
+    """
+
+    def __init__(self, masker: SecretMasker) -> None:
+        super().__init__()
+        self.masker = masker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.masker:
+            return True
+        message = record.getMessage()
+        masked = self.masker.mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.masker.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.masker.mask(record.stack_info)
+        return True
+
+
+class MaskLogRecords:
+    """An event listener that masks secrets in flow2's log records while its run lasts.
+
+    It puts a :class:`MaskingFilter` on the ``flow2`` logger (one record per
+    event) and on ``flow2.tasks`` (what tasks log) when the run starts, and
+    takes it off when the run ends; nothing is added when there are no secrets.
+
+    :param masker: the run's secrets
+    """
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self.masker = masker
+        self._filter: MaskingFilter | None = None
+
+    def __call__(self, event: Any) -> None:
+        if type(event) is not RunEvent:
+            return
+        if event.status is Status.RUNNING:
+            if self.masker:
+                self._filter = MaskingFilter(self.masker)
+                logger.addFilter(self._filter)
+                tasks_logger.addFilter(self._filter)
+        elif self._filter is not None:
+            logger.removeFilter(self._filter)
+            tasks_logger.removeFilter(self._filter)
+            self._filter = None

@@ -2,20 +2,31 @@
 
 ::
 
-    Release failed in 3.21s: 41 succeeded, 1 failed, 3 skipped, 0 cancelled
     Slowest:
        1.20s  Release › Build › Wheel
-       0.80s  Release › Test › Unit
+       0.80s  Release › Test
     Failed: Release › Build › Wheel
       ValueError: no such file: dist/demo.whl
       Traceback (your code, most recent call last):
         File "flow.py", line 12, in build_wheel
           open(path)
+      Output (last 2 lines):
+      │ reading setup.cfg
+      │ error: no [metadata] section
+      Log: .flow2/runs/3f2a9c1b0d4e/logs/wheel.log
+    Logs: .flow2/runs/3f2a9c1b0d4e/logs/ (one file per task that printed)
+    Release failed in 3.21s: 41 succeeded, 1 failed, 3 skipped, 0 cancelled
 
-The counts are of leaf tasks (groups are not counted). A traceback keeps
-only the user's frames: flow2's own, asyncio's and the thread pool's are
-left out. Local variables are never printed — they leak tokens and
-passwords into CI logs.
+The verdict is the last line, where a person's eye and a CI log's tail land.
+Failures are listed in tree order, each with the last lines its task printed
+(stdout and stderr in the order they came), at every verbosity; identical
+errors are listed once with every task that raised them. The counts are of
+leaf tasks (groups are not counted). "Slowest" lists finished tasks, groups
+as well as leaves, leaving out a group that one of its listed tasks explains.
+
+A traceback keeps only the user's frames: flow2's own, asyncio's and the
+thread pool's are left out. Local variables are never printed — they leak
+tokens and passwords into CI logs — and every secret is masked.
 
 The listener keeps only counters, the failures and a small heap of the
 slowest tasks, so it costs O(1) per event on runs of 100,000 tasks.
@@ -41,7 +52,10 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .._engine._events import Event
-    from .._engine._task import Task
+    from .._engine._run import Run
+    from .._engine._state import TaskRun
+    from ._output import TaskOutput
+    from ._secrets import SecretMasker
 
 #: How many of the slowest tasks the summary lists, by verbosity.
 SLOWEST_COUNT = {Verbosity.QUIET: 0, Verbosity.NORMAL: 5, Verbosity.VERBOSE: 10}
@@ -54,12 +68,16 @@ MAX_FRAMES = 12
 #: How many causes (``raise ... from``) are followed.
 MAX_CAUSES = 3
 
+#: How much of a failed task's output the summary quotes, in lines (the last ones).
+OUTPUT_LINES = 20
+
 _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
     Status.RUNNING,
     Status.RETRYING,
     Status.FAILED,
     Status.SKIPPED,
 )
+_NOT_FINISHED = (Status.SKIPPED, Status.CANCELLED)
 _COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 _HEADLINE_WORDS = {
     Status.SUCCEEDED: "succeeded",
@@ -146,13 +164,32 @@ def _short(filename: str) -> str:
     return filename if relative.startswith(os.pardir) else relative
 
 
+class Failure:
+    """One failure the summary lists: a leaf task, or a group failing on its own.
+
+    :ivar record: the task's record in the run
+    :ivar error: the exception
+    :ivar output: the last lines the task printed (None: nothing)
+    """
+
+    __slots__ = ("error", "output", "record")
+
+    def __init__(self, record: TaskRun, error: BaseException, output: str | None) -> None:
+        self.record = record
+        self.error = error
+        self.output = output
+
+
 class SummaryListener:
     """An event listener that prints the run's summary when the run ends.
 
     :param stream: where to write; ``sys.stdout`` (as it is when the run starts) when None
     :param color: force color on or off; decided by :func:`flow2._console.wants_color`
         when None
-    :param verbosity: quiet prints the headline and the failures only
+    :param verbosity: quiet prints the failures and the verdict only
+    :param masker: masks secrets in everything printed
+    :param output: the run's output listener, to say where the log files are
+    :param events: where the event file is, to say so ("events.jsonl")
     """
 
     def __init__(
@@ -161,16 +198,24 @@ class SummaryListener:
         *,
         color: bool | None = None,
         verbosity: Verbosity = Verbosity.NORMAL,
+        masker: SecretMasker | None = None,
+        output: TaskOutput | None = None,
+        events: str | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.color = wants_color(self.stream) if color is None else color
         self.verbosity = verbosity
+        self.masker = masker
+        self.output = output
+        self.events = events
         self.counts = dict.fromkeys(_COUNTED, 0)
-        #: (path, error) of every failure: leaf tasks, and groups failing on their own.
-        self.failures: list[tuple[tuple[str, ...], BaseException]] = []
+        #: Every failure: leaf tasks, and groups failing on their own.
+        self.failures: list[Failure] = []
         self._slowest_count = SLOWEST_COUNT[verbosity]
-        # A min-heap of (duration, order, task): the root is the fastest kept.
-        self._slowest: list[tuple[float, int, Task]] = []
+        # A min-heap of (duration, order, record): the root is the fastest
+        # kept. Three times as many as shown: groups that a task inside them
+        # explains are left out at the end.
+        self._slowest: list[tuple[float, int, TaskRun]] = []
         self._order = itertools.count()
         self._listed: set[int] = set()
         #: path → reason of every task skipped with a reason, groups before their tasks.
@@ -184,13 +229,14 @@ class SummaryListener:
             if status is _RUNNING or status is _RETRYING:
                 return
             task = event.task
-            if task.stores_result:
-                if status in self.counts:
-                    self.counts[status] += 1
-                duration = event.duration
-                if duration is not None and self._slowest_count:
-                    entry = (duration, next(self._order), task)
-                    if len(self._slowest) < self._slowest_count:
+            if task.stores_result and status in self.counts:
+                self.counts[status] += 1
+            duration = event.duration
+            if duration is not None and self._slowest_count and status not in _NOT_FINISHED:
+                record = event.record
+                if record.parent is not None:  # the root's time is the run's
+                    entry = (duration, next(self._order), record)
+                    if len(self._slowest) < 3 * self._slowest_count:
                         heapq.heappush(self._slowest, entry)
                     elif duration > self._slowest[0][0]:
                         heapq.heapreplace(self._slowest, entry)
@@ -202,7 +248,7 @@ class SummaryListener:
                 # passing on a failure already listed is not.
                 if id(error) not in self._listed and (task.stores_result or not event.failed_count):
                     self._listed.add(id(error))
-                    self.failures.append((event.path, error))
+                    self.failures.append(Failure(event.record, error, event.output))
         elif isinstance(event, RunEvent) and event.status.is_finished:
             self.stream.write(self.format(event))
             self.stream.flush()
@@ -210,9 +256,11 @@ class SummaryListener:
     def _paint(self, color: str, text: str) -> str:
         return f"\033[{color}m{text}\033[0m" if self.color else text
 
-    def format(self, event: RunEvent) -> str:
-        """The summary's text for the run's end ``event``, newline-terminated."""
-        root = event.run.root.name
+    def _mask(self, text: str) -> str:
+        return self.masker.mask(text) if self.masker is not None else text
+
+    def verdict(self, event: RunEvent) -> str:
+        """The last line: ``Release failed in 3.21s: 41 succeeded, 1 failed, …``."""
         status = event.status
         # "reused" only in a resumed run (one that reused something).
         counts = ", ".join(
@@ -220,24 +268,68 @@ class SummaryListener:
             for counted in _COUNTED
             if counted is not Status.REUSED or self.counts[counted]
         )
-        headline = (
-            f"{root} {_HEADLINE_WORDS.get(status, status.value)} in {event.duration or 0:.2f}s"
-        )
-        lines = [f"{self._paint(_HEADLINE_COLORS.get(status, '1'), headline)}: {counts}"]
-        if self._slowest:
+        word = _HEADLINE_WORDS.get(status, status.value)
+        return f"{event.run.root.name} {word} in {format_duration(event.duration or 0)}: {counts}"
+
+    def format(self, event: RunEvent) -> str:
+        """The summary's text for the run's end ``event``, newline-terminated."""
+        lines: list[str] = []
+        slowest = self.slowest()
+        if slowest:
             lines.append("Slowest:")
-            for duration, _, task in sorted(self._slowest, key=lambda entry: -entry[0]):
-                lines.append(f"  {duration:7.2f}s  {' › '.join(event.run.path_of(task))}")
+            for duration, record in slowest:
+                lines.append(f"  {duration:7.2f}s  {' › '.join(record.path)}")
         if self.verbosity is not Verbosity.QUIET:
             lines.extend(self._skipped_lines())
-        for path, error in self.failures[:MAX_FAILURES_SHOWN]:
-            lines.append(self._paint("31;1", f"Failed: {' › '.join(path)}"))
-            lines.append(f"  {self._paint('31', describe_error(error))}")
-            lines.extend(f"  {line}" for line in user_traceback(error))
-        hidden = len(self.failures) - MAX_FAILURES_SHOWN
-        if hidden > 0:
-            lines.append(f"… and {hidden} more failures (all are in the flow2 log and events)")
-        return "\n" + "\n".join(lines) + "\n"
+        groups = self.grouped_failures(event.run)
+        for group in groups[:MAX_FAILURES_SHOWN]:
+            lines.extend(self._failure_lines(group))
+        hidden = sum(len(group) for group in groups[MAX_FAILURES_SHOWN:])
+        if hidden:
+            where = self._where_all_failures_are()
+            lines.append(
+                f"… and {hidden} more failure{'' if hidden == 1 else 's'}"
+                + (f" ({where})" if where else "")
+            )
+        directory = self._log_directory()
+        if directory is not None:
+            lines.append(f"Logs: {_short(str(directory))}{os.sep} (one file per task that printed)")
+        status = event.status
+        verdict = self.verdict(event)
+        name, _, counts = verdict.rpartition(": ")
+        lines.append(f"{self._paint(_HEADLINE_COLORS.get(status, '1'), name)}: {counts}")
+        return "\n" + self._mask("\n".join(lines)) + "\n"
+
+    def slowest(self) -> list[tuple[float, TaskRun]]:
+        """The slowest finished tasks, slowest first, without groups a task inside explains."""
+        ranked = sorted(self._slowest, key=lambda entry: (-entry[0], entry[1]))
+        chosen: list[tuple[float, TaskRun]] = []
+        for duration, _, record in ranked:
+            if len(chosen) >= self._slowest_count:
+                break
+            if record.task.children or not record.task.stores_result:
+                # A group most of whose time one task inside it took says nothing more.
+                path = record.path
+                if any(
+                    other.path[: len(path)] == path and other_duration >= 0.9 * duration
+                    for other_duration, _, other in ranked
+                    if other is not record
+                ):
+                    continue
+            chosen.append((duration, record))
+        return chosen
+
+    def grouped_failures(self, run: Run) -> list[list[Failure]]:
+        """The failures in tree order, those with the same error together."""
+        failures = self.failures
+        if len(failures) > 1:
+            order = {id(record): index for index, record in enumerate(run.records())}
+            failures = sorted(failures, key=lambda failure: order.get(id(failure.record), -1))
+        groups: dict[str, list[Failure]] = {}
+        for failure in failures:
+            key = f"{type(failure.error).__qualname__}: {failure.error}"
+            groups.setdefault(key, []).append(failure)
+        return list(groups.values())
 
     def _skipped_lines(self) -> list[str]:
         """Why tasks were skipped; a task skipped with its group's reason is not repeated."""
@@ -252,3 +344,67 @@ class SummaryListener:
         if len(shown) > MAX_SKIPPED_SHOWN:
             lines.append(f"… and {len(shown) - MAX_SKIPPED_SHOWN} more skipped")
         return lines
+
+    def _failure_lines(self, group: list[Failure]) -> list[str]:
+        first = group[0]
+        lines = []
+        description = describe_error(first.error)
+        if len(group) == 1:
+            lines.append(self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"))
+            lines.extend(f"  {self._paint('31', line)}" for line in description.splitlines())
+        else:
+            lines.append(
+                self._paint("31;1", f"Failed: the same error in {len(group)} tasks:")
+                + " "
+                + self._paint("31", description.splitlines()[0] if description else "")
+            )
+            lines.extend(f"  {line}" for line in description.splitlines()[1:])
+            for failure in group:
+                where = f"  - {' › '.join(failure.record.path)}"
+                log = self._log_file(failure)
+                lines.append(where + (f"  (log: {log})" if log else ""))
+        lines.extend(f"  {line}" for line in user_traceback(first.error))
+        if first.output:
+            tail = first.output.splitlines()[-OUTPUT_LINES:]
+            whose = "" if len(group) == 1 else f" of {' › '.join(first.record.path)}"
+            lines.append(f"  Output{whose} (last {len(tail)} line{'' if len(tail) == 1 else 's'}):")
+            lines.extend(f"  │ {line}" for line in tail)
+        if len(group) == 1:
+            log = self._log_file(first)
+            if log:
+                lines.append(f"  Log: {log}")
+        return lines
+
+    def _log_file(self, failure: Failure) -> str | None:
+        if self.output is None:
+            return None
+        path = self.output.log_file_of(failure.record)
+        return _short(str(path)) if path is not None and path.exists() else None
+
+    def _log_directory(self) -> str | None:
+        if self.output is None or self.output.log_directory is None:
+            return None
+        directory = self.output.log_directory
+        return str(directory) if directory.is_dir() and any(directory.iterdir()) else None
+
+    def _where_all_failures_are(self) -> str:
+        places = []
+        directory = self._log_directory()
+        if directory is not None:
+            places.append(f"each in its log file under {_short(directory)}")
+        if self.events:
+            places.append(f"all in the event file {self.events}")
+        return "; ".join(places)
+
+
+def format_duration(seconds: float) -> str:
+    """``0.42s``, ``12.3s``, ``2m05s``, ``1h02m``: short, yet exact enough for the size."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

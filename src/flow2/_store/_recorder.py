@@ -140,8 +140,13 @@ class StoreRecorder:
                 self._append((event.record, event.time))
                 return
             record = event.record
-            if status is _SUCCEEDED and event.result is None and not self._outputs:
-                # Most tasks: nothing to encode, nothing logged.
+            if (
+                status is _SUCCEEDED
+                and event.result is None
+                and not self._outputs
+                and not event.output
+            ):
+                # Most tasks: nothing to encode, nothing printed or logged.
                 self._append((record, event.time, event.attempt, event.duration))
                 return
             encoded = None
@@ -153,6 +158,9 @@ class StoreRecorder:
             # Formatted now: the traceback is the one of this moment.
             error = _error_of(failure, status) if failure is not None else None
             output = self._outputs.pop(record, None) if self._outputs else None
+            if event.output:
+                # What the task printed and logged, as the run's output listener kept it.
+                output = deque(event.output.splitlines())
             self._append(
                 (
                     record,

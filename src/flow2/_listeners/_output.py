@@ -1,0 +1,403 @@
+"""What tasks print: captured per task, kept, written to log files, handed to the display.
+
+One :class:`TaskOutput` listener per run (the runner puts it first). Output
+reaches it three ways, each attributed to the task it comes from:
+
+- a shell task's stdout and stderr, read as they come (:func:`write_task_output`);
+- ``print()`` and writes to ``sys.stdout``/``sys.stderr`` from a task's code,
+  in async code and in worker threads alike: while a run shows itself, both
+  streams are replaced by proxies that find the writing task through the
+  context variable flow2 sets for it (and hand the text to the loop's thread);
+- the records a task logs (:meth:`TaskOutput.add_record`).
+
+For each task it keeps the last :data:`TAIL_LINES` lines (stdout and stderr
+interleaved in the order they came), writes the whole output to the task's
+own log file when the run has a log directory, and passes complete lines to
+the display. A partial line is held until its newline comes (it is never torn
+into another task's lines); the display may show it meanwhile. Of a ``\\r``
+progress line only the text after the last ``\\r`` is shown. Every secret is
+masked before the text goes anywhere.
+
+When a task ends, its tail is put on the event (``event.output``) before the
+listeners after this one see it: the summary, the event file, the run store
+and the reports read it there.
+
+Reading and drawing are apart: this listener only appends to a few lists and
+files; the live view draws on its own timer and thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from .._engine._context import current_record
+from .._engine._events import RunEvent, Status, TaskEvent
+from ._console import describe_error
+
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+
+    from .._engine._events import Event
+    from .._engine._run import Run
+    from .._engine._state import TaskRun
+    from ._secrets import SecretMasker
+
+#: Lines of each task's output kept for the summary and ``event.output``.
+TAIL_LINES = 20
+#: Longest partial line held back; a longer one is passed on as a line.
+MAX_PARTIAL = 65536
+#: Longest file name made from a task's path (before ``.log``).
+MAX_FILE_NAME = 120
+
+_RUNNING, _RETRYING, _FAILED = Status.RUNNING, Status.RETRYING, Status.FAILED
+
+
+class OutputDisplay(Protocol):
+    """What a display offers to show tasks' output."""
+
+    def show_output(self, label: str | None, lines: list[str], record: TaskRun | None) -> None:
+        """Show complete ``lines`` of the task labelled ``label`` (None: no task)."""
+
+    def show_partial(self, record: TaskRun | None, text: str) -> None:
+        """The task's current unfinished line (empty: none any more)."""
+
+
+class _TaskState:
+    """The output of one task in one run."""
+
+    __slots__ = ("file", "partials", "tail")
+
+    def __init__(self) -> None:
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.partials: dict[str, str] = {}
+        self.file: TextIO | None = None
+
+
+class TaskOutput:
+    """An event listener that captures, keeps and passes on what each task prints.
+
+    :param masker: replaces secrets in everything before it is kept or shown
+    :param log_dir: a directory for one log file per task that prints (created
+        when the first file is); ``{run_id}`` in it is replaced by the run's id
+    :param display: shows the lines (plain lines, the live view); None: shown nowhere
+    :param capture_prints: replace ``sys.stdout`` and ``sys.stderr`` while the run lasts
+    :param log_lines: log each line to the task's logger (``flow2.tasks``), as
+        records with a ``stream`` attribute: for runs without a display
+    """
+
+    def __init__(
+        self,
+        masker: SecretMasker,
+        *,
+        log_dir: str | os.PathLike[str] | None = None,
+        display: OutputDisplay | None = None,
+        capture_prints: bool = False,
+        log_lines: bool = False,
+    ) -> None:
+        self.masker = masker
+        self.log_dir = log_dir
+        self.display = display
+        self.capture_prints = capture_prints
+        self.log_lines = log_lines
+        #: The run's log directory once the run started (None: no log files).
+        self.log_directory: Path | None = None
+        #: The log file of each task that has one.
+        self.log_files: dict[TaskRun, Path] = {}
+        self._states: dict[TaskRun | None, _TaskState] = {}
+        self._labels: dict[TaskRun, str] = {}
+        self._name_counts: collections.Counter[str] | None = None
+        self._used_files: set[str] = set()
+        self._run: Run | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    # -- events --------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if type(event) is TaskEvent:
+            status = event.status
+            if status is _RUNNING or status is _RETRYING:
+                return
+            if status is Status.PENDING:
+                return
+            record = event.record
+            state = self._states.pop(record, None)
+            if state is None and not (status is _FAILED and self.log_dir is not None):
+                return
+            self._finish(event, state)
+        elif isinstance(event, RunEvent):
+            if event.status is _RUNNING:
+                self._begin(event.run)
+            else:
+                self._end()
+
+    def _begin(self, run: Run) -> None:
+        import asyncio
+
+        self._run = run
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        # Secrets in the context (a variable named like one) are secrets too.
+        self.masker.add_from_mapping(run.context)
+        if self.log_dir is not None:
+            self.log_directory = Path(os.fspath(self.log_dir).replace("{run_id}", run.id))
+        _active[run.id] = self
+        if self.capture_prints:
+            _install_proxies(self)
+
+    def _end(self) -> None:
+        for record in list(self._states):
+            state = self._states.pop(record)
+            self._flush_partials(record, state)
+            if state.file is not None:
+                state.file.close()
+        if self._run is not None:
+            _active.pop(self._run.id, None)
+        if self.capture_prints:
+            _uninstall_proxies(self)
+
+    def _finish(self, event: TaskEvent, state: _TaskState | None) -> None:
+        record = event.record
+        if state is None:
+            state = _TaskState()
+        self._flush_partials(record, state)
+        error = event.error
+        if event.status is _FAILED and error is not None and self.log_dir is not None:
+            # A failed task's log file ends with its error, so every failure
+            # has a file to point at.
+            if event.task.stores_result or not event.failed_count:
+                from ._summary import user_traceback
+
+                text = "\n".join([f"FAILED: {describe_error(error)}", *user_traceback(error)])
+                self._write_file(record, state, self.masker.mask(text) + "\n")
+        if state.tail:
+            event.output = "\n".join(state.tail)
+        if state.file is not None:
+            state.file.close()
+            state.file = None
+
+    # -- output ----------------------------------------------------------------
+
+    def write(self, record: TaskRun | None, stream: str, text: str, *, final: bool = False) -> None:
+        """Take ``text`` written by the task of ``record`` to ``stream`` ("stdout", "stderr").
+
+        :param final: the stream ended: a partial line left is passed on as a line
+        """
+        state = self._states.get(record)
+        if state is None:
+            state = self._states[record] = _TaskState()
+        partial = state.partials.get(stream)
+        if partial:
+            text = partial + text
+        end = text.rfind("\n")
+        if end < 0 and not final and len(text) <= MAX_PARTIAL:
+            state.partials[stream] = text
+            if self.display is not None:
+                self.display.show_partial(record, self.masker.mask(_last_segment(text)))
+            return
+        if final or end < 0:
+            block, rest = text + "\n" if text else "", ""
+        else:
+            block, rest = text[: end + 1], text[end + 1 :]
+        state.partials[stream] = rest
+        if block:
+            self._complete(record, state, block, stream)
+        if self.display is not None:
+            self.display.show_partial(record, self.masker.mask(_last_segment(rest)))
+
+    def add_record(self, record: logging.LogRecord, text: str) -> None:
+        """Keep a task's log record (already formatted as ``text``) in its tail and log file."""
+        task_record = getattr(record, "task_record", None)
+        if task_record is None or task_record.run is not self._run:
+            return
+        state = self._states.get(task_record)
+        if state is None:
+            state = self._states[task_record] = _TaskState()
+        text = self.masker.mask(text)
+        prefix = f"{record.levelname}: " if record.levelno >= 30 else ""
+        lines = [prefix + line for line in text.splitlines()] or [prefix]
+        state.tail.extend(lines)
+        if self.log_directory is not None:
+            self._write_file(task_record, state, "".join(line + "\n" for line in lines))
+
+    def _complete(self, record: TaskRun | None, state: _TaskState, block: str, stream: str) -> None:
+        block = self.masker.mask(block)
+        if self.log_directory is not None and record is not None:
+            self._write_file(record, state, block)
+        lines = block.split("\n")
+        lines.pop()  # the text after the last newline: empty
+        if "\r" in block:
+            lines = [_last_segment(line) for line in lines]
+        state.tail.extend(lines)
+        if self.display is not None:
+            label = self.label_of(record) if record is not None else None
+            self.display.show_output(label, lines, record)
+        if self.log_lines and record is not None:
+            logger = record.task.logger
+            for line in lines:
+                logger.info("%s", line, extra={"stream": stream})
+
+    def _flush_partials(self, record: TaskRun | None, state: _TaskState) -> None:
+        for stream, partial in list(state.partials.items()):
+            if partial:
+                self.write(record, stream, "", final=True)
+
+    def _write_file(self, record: TaskRun, state: _TaskState, text: str) -> None:
+        file = state.file
+        if file is None:
+            path = self.log_files.get(record)
+            if path is None:
+                path = self._new_log_path(record)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                file = state.file = open(path, "a", encoding="utf-8")
+            except OSError as error:
+                # Logs that cannot be written must not fail the work: say so once.
+                print(
+                    f"flow2: cannot write the log file {path}: {error.strerror}; "
+                    f"no more task log files for this run",
+                    file=sys.__stderr__,
+                )
+                self.log_directory = None
+                return
+        file.write(text)
+
+    def _new_log_path(self, record: TaskRun) -> Path:
+        assert self.log_directory is not None
+        # Named by the task's result key, unique among a tree's tasks, so the
+        # run store finds a task's file (``flow2 runs logs``).
+        stem = re.sub(r"[^\w.-]+", "-", record.task.key).strip("-.")[:MAX_FILE_NAME] or "task"
+        name, number = stem, 1
+        while name in self._used_files:
+            number += 1
+            name = f"{stem}-{number}"
+        self._used_files.add(name)
+        path = self.log_directory / f"{name}.log"
+        self.log_files[record] = path
+        return path
+
+    def log_file_of(self, record: TaskRun) -> Path | None:
+        """The log file of the task of ``record``, when it has one."""
+        return self.log_files.get(record)
+
+    def label_of(self, record: TaskRun) -> str:
+        """How lines of the task are prefixed: its name, or its path when the name is not unique."""
+        label = self._labels.get(record)
+        if label is None:
+            counts = self._name_counts
+            if counts is None:
+                counts = self._name_counts = _name_counts(record.run.root)
+            name = record.task.name
+            label = " › ".join(record.path) if counts[name] != 1 else name
+            self._labels[record] = label
+        return label
+
+
+def _last_segment(text: str) -> str:
+    """What a terminal shows of a line with carriage returns: the text after the last one."""
+    if "\r" not in text:
+        return text
+    return text.rstrip("\r").rpartition("\r")[2]
+
+
+def _name_counts(root: Any) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        counts[task.name] += 1
+        stack.extend(task.children)
+    return counts
+
+
+# -- where output goes from a task's code ---------------------------------------
+
+#: The output listener of each run going on, by run id.
+_active: dict[str, TaskOutput] = {}
+#: The listeners that replaced sys.stdout and sys.stderr, the latest last.
+_capturing: list[TaskOutput] = []
+
+
+def write_task_output(text: str, stream: str = "stdout", *, final: bool = False) -> bool:
+    """Hand ``text`` that the running task wrote to ``stream`` to its run's output listener.
+
+    Call it from the event loop's thread, inside the task's code (a shell
+    task's reader does). ``final`` says the stream ended.
+
+    :returns: False when the task's run has no output listener (the caller
+        then shows the text some other way)
+    """
+    record = current_record.get()
+    if record is None:
+        return False
+    output = _active.get(record.run.id)
+    if output is None:
+        return False
+    output.write(record, stream, text, final=final)
+    return True
+
+
+class _StreamProxy:
+    """Stands in for sys.stdout or sys.stderr while runs show themselves."""
+
+    def __init__(self, original: TextIO, name: str) -> None:
+        self._original = original
+        self._name = name
+
+    def write(self, text: str) -> int:
+        record = current_record.get()
+        output = _active.get(record.run.id) if record is not None else None
+        if output is None:
+            # Not from a task of a run showing itself: the newest such run shows it.
+            output = _capturing[-1] if _capturing else None
+            record = None
+            if output is None:
+                return self._original.write(text)
+        if threading.get_ident() == output._loop_thread:
+            output.write(record, self._name, text)
+        else:
+            loop = output._loop
+            try:
+                assert loop is not None
+                loop.call_soon_threadsafe(output.write, record, self._name, text)
+            except RuntimeError:  # the loop closed: a thread outlived its run
+                return self._original.write(text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+def _install_proxies(output: TaskOutput) -> None:
+    if not _capturing:
+        sys.stdout = _StreamProxy(sys.stdout, "stdout")
+        sys.stderr = _StreamProxy(sys.stderr, "stderr")
+    _capturing.append(output)
+
+
+def _uninstall_proxies(output: TaskOutput) -> None:
+    if output in _capturing:
+        _capturing.remove(output)
+    if _capturing:
+        return
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if isinstance(current, _StreamProxy):
+            setattr(sys, name, current._original)
