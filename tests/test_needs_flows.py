@@ -42,8 +42,7 @@ tasks:
 
 
 @pytest.fixture
-def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    monkeypatch.chdir(tmp_path)  # the runs are recorded in tmp_path/.flow2
+def release(tmp_path: Path) -> tuple[Path, Path]:
     log = tmp_path / "log.txt"
     return write_flow(tmp_path, RELEASE.format(log=log)), log
 

@@ -73,7 +73,7 @@ def test_from_runs_the_task_and_those_after_it_with_the_results_before_it(releas
 def test_from_names_what_the_store_is_missing(release: Path) -> None:
     result = flow2_command(release, "run", "flow.yml", "--from", "publish")
     assert result.returncode == 2
-    assert "no run store in .flow2" in result.stderr and "--from 'publish'" in result.stderr
+    assert "there is no run store in" in result.stderr and "--from 'publish'" in result.stderr
     write_flow(
         release,
         """
@@ -139,7 +139,7 @@ def test_a_dry_run_of_a_resume_says_what_it_reuses_and_why_the_rest_runs(release
     assert result.returncode == 0, result.stderr
     assert "4 to run, 0 to skip, 0 to reuse" in result.stdout  # nothing recorded yet
     assert flow2_command(release, "run", "flow.yml", "--display", "none").returncode == 1
-    run_id = flow2.read_store(store=release / ".flow2").id
+    run_id = flow2.read_store().id  # FLOW2_STORE, which flow2 run recorded into
     ran(release)
     (release / "fixed").write_text("")
     result = flow2_command(release, "run", "flow.yml", "--dry-run", "--resume")
@@ -158,8 +158,6 @@ def test_a_dry_run_of_a_resume_says_what_it_reuses_and_why_the_rest_runs(release
     (release / "flow.yml").write_text(FLOW.replace("echo lint >>", "echo lint  >>"))
     result = flow2_command(release, "run", "flow.yml", "--dry-run", "--resume")
     assert "Lint → lint  RUN (definition changed: command)" in result.stdout
-    runner = flow2.Runner(
-        display="none", store=release / ".flow2", resume="last", flow_file=release / "flow.yml"
-    )
+    runner = flow2.Runner(display="none", store=True, resume="last", flow_file=release / "flow.yml")
     plan = runner.dry_run(flow2.load(release / "flow.yml"))
     assert plan["version"].action == "reuse" and plan["lint"].action == "run"

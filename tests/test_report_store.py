@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_flow2_report_reads_the_store_by_default(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**__import__("os").environ, "FLOW2_STORE": str(store)},
+        env={**os.environ, "FLOW2_STORE": str(store)},
         check=False,
     )
     assert result.returncode == 0 and "reused" in result.stdout
@@ -124,7 +125,7 @@ def test_a_report_from_the_store_has_the_flow_its_masked_variables_and_output(
         "run", flow, "who=world", "api_token=s3cr3t", "--display", "none", cwd=tmp_path
     )
     assert result.returncode == 1, result.stderr
-    record = flow2.read_store(store=tmp_path / ".flow2")
+    record = flow2.read_store()  # FLOW2_STORE, which flow2 run recorded into
     assert record.flow == str(flow)
     assert record.variables == {"who": "world", "api_token": "***"}
     greet, broken = record.leaves()
