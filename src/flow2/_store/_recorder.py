@@ -114,6 +114,7 @@ class StoreRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outputs: dict[TaskRun, deque[str]] = {}
+        self._formatted: dict[int, tuple[BaseException, tuple[str, str, str]]] = {}
         # Writer thread state.
         self._numbers: dict[TaskRun, int] = {}
         self._parents: list[int | None] = []
@@ -155,8 +156,19 @@ class StoreRecorder:
                     event.result, pickle_results=self.pickle_results, masker=self.masker
                 )
             failure = event.error
-            # Formatted now: the traceback is the one of this moment.
-            error = _error_of(failure, status) if failure is not None else None
+            error = None
+            if failure is not None:
+                # Formatted now: the traceback is the one of this moment. A
+                # group failing because of a task inside it carries that
+                # task's exception: formatted once, not once per level (see
+                # test_a_deep_failure_reaches_the_caller_and_every_level_fails).
+                seen = self._formatted.get(id(failure))
+                if seen is not None and seen[0] is failure and status is not _RETRYING:
+                    error = seen[1] if status in _TRACEBACK else (*seen[1][:2], "")
+                else:
+                    error = _error_of(failure, status)
+                    if status in _TRACEBACK:
+                        self._formatted[id(failure)] = (failure, error)
             output = self._outputs.pop(record, None) if self._outputs else None
             if event.output:
                 # What the task printed and logged, as the run's output listener kept it.
@@ -186,6 +198,7 @@ class StoreRecorder:
                 self._thread.start()
             else:
                 raised = event.error
+                self._formatted.clear()
                 self._append(
                     (None, event.status, event.time, _error_of(raised) if raised else None)
                 )
