@@ -36,6 +36,16 @@ def clean_environ(
     monkeypatch.setenv("FLOW2_STORE", str(tmp_path_factory.mktemp("store")))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-files",
+        type=int,
+        default=1000,
+        help="how many random flow files tests/test_fuzz.py generates (default 1,000; "
+        "benchmarks/bench_fuzz.py runs 10,000)",
+    )
+
+
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` on a fresh event loop in asyncio debug mode."""
     return asyncio.run(coroutine, debug=True)

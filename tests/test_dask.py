@@ -199,6 +199,16 @@ def test_an_unpicklable_callback_is_named(client: Any) -> None:
         run(flow2.Runner(display="none").run(task))
 
 
+def make_lock(context: dict[str, Any]) -> Any:
+    return threading.Lock()
+
+
+def test_an_unpicklable_result_is_named_with_its_task(client: Any) -> None:
+    task = flow2.CallbackTask("Locked", make_lock, executor=flow2.DaskExecutor(client))
+    with pytest.raises(flow2.ExecutorError, match=r"task 'Locked': its result cannot be pickled"):
+        run(flow2.Runner(display="none").run(task))
+
+
 def test_a_timeout_cancels_the_future(client: Any, tmp_path: Path) -> None:
     async def scenario() -> dict[str, Any]:
         task = flow2.CallbackTask("Block", block, timeout=1, executor=flow2.DaskExecutor(client))

@@ -93,3 +93,45 @@ def test_the_readme_example_runs_and_gives_the_result_it_shows(monkeypatch: Any)
         "task_3": "hello after something",
         "task_4": "HELLO AFTER SOMETHING",
     }
+
+
+def _yaml_examples() -> list[tuple[str, str]]:
+    """Every flow in the README's yaml blocks and in examples/*.yml, with its source."""
+    import re
+
+    root = pathlib.Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    found = [
+        (f"README.md block {number}", block)
+        for number, block in enumerate(re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL), 1)
+    ]
+    found += [(path.name, path.read_text()) for path in sorted(root.glob("examples/*.yml"))]
+    return found
+
+
+def _steps_after_unguarded_checks(task: flow2.Task) -> list[str]:
+    """Tasks a serial group runs after a parallel group that does not fail on a failure."""
+    found = []
+    if isinstance(task, flow2.SerialTaskGroup):
+        for child, after in zip(task.tasks, task.tasks[1:], strict=False):
+            if isinstance(child, flow2.ParallelTaskGroup) and child.on_error.value == "continue":
+                found.append(f"{after.name!r} after {child.name!r}")
+    for child in task.children:
+        found += _steps_after_unguarded_checks(child)
+    return found
+
+
+def test_examples_never_go_on_after_a_failed_check(tmp_path: pathlib.Path) -> None:
+    examples = _yaml_examples()
+    assert any("Publish" in text for _, text in examples)
+    for source, text in examples:
+        path = tmp_path / "flow.yml"
+        path.write_text(text)
+        tree = flow2.load(path, version="1.0.0", regions=["eu"])
+        assert _steps_after_unguarded_checks(tree) == [], source
+
+
+def test_the_example_check_finds_an_unguarded_publish() -> None:
+    checks = flow2.ParallelTaskGroup("Checks", flow2.CallbackTask("Test", len))
+    tree = flow2.SerialTaskGroup("Release", checks, flow2.CallbackTask("Publish", len))
+    assert _steps_after_unguarded_checks(tree) == ["'Publish' after 'Checks'"]

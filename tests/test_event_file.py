@@ -201,25 +201,156 @@ def test_the_run_line_carries_the_exception_the_run_raised() -> None:
     assert last["error"] == {"type": "KeyError", "message": "'version'"}
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_file_that_fails_to_write_is_closed_and_the_run_goes_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from flow2._listeners import _event_file
-
-    class FullDisk(io.StringIO):
-        def write(self, text: str) -> int:
-            if '"event": "task"' in text:
-                raise OSError(28, "No space left on device")
-            return super().write(text)
-
-    opened: list[FullDisk] = []
-
-    def open_full_disk(*args: Any, **kwargs: Any) -> FullDisk:
-        opened.append(FullDisk())
-        return opened[-1]
-
-    monkeypatch.setattr(_event_file, "open", open_full_disk, raising=False)
-    runner = flow2.Runner(display="none", events=tmp_path / "e.jsonl")
+    # /dev/full opens, then every write fails with "No space left on device".
+    runner = flow2.Runner(display="none", events="/dev/full")
     context = run(runner.run(_release(), raises=False))
     assert isinstance(context["wheel"], ValueError)  # the work went on without the file
-    assert len(opened) == 1 and opened[0].closed
+    message = capsys.readouterr().err
+    assert "'EventFile' failed and stopped receiving events" in message
+    assert "No space left on device" in message and "object at 0x" not in message
+
+
+# Crashes, permissions, full disks -------------------------------------------------
+
+
+def test_a_new_events_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    run(flow2.Runner(display="none", events=path).run(flow2.CallbackTask("A", _nothing)))
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_each_task_end_is_in_the_file_while_the_run_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    seen: list[str] = []
+
+    async def read_the_file(context: dict[str, Any]) -> None:
+        # "First" ended a moment ago; its line must be readable now.
+        seen.extend(path.read_text().splitlines())
+
+    tree = flow2.SerialTaskGroup(
+        "Run", flow2.CallbackTask("First", _nothing), flow2.CallbackTask("Reader", read_the_file)
+    )
+    run(flow2.Runner(display="none", events=path).run(tree))
+    lines = [json.loads(line) for line in seen]
+    assert any(line.get("task") == "First" and line["status"] == "succeeded" for line in lines)
+
+
+def test_after_kill_9_every_line_is_valid_json(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    path = tmp_path / "events.jsonl"
+    script = tmp_path / "crash.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, flow2
+
+            async def step(context):
+                await asyncio.sleep(0.001)
+                return "x" * 3000  # long lines: many writes per second
+
+            tree = flow2.SerialTaskGroup(
+                "Long", *(flow2.CallbackTask(f"Step {{i}}", step) for i in range(100000))
+            )
+            asyncio.run(flow2.Runner(display="none", events={str(path)!r}).run(tree))
+            """
+        )
+    )
+    process = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() or path.stat().st_size < 200_000:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    lines = path.read_text().splitlines()
+    assert len(lines) > 10
+    for line in lines:
+        json.loads(line)  # raises on a torn line
+    assert path.read_text().endswith("\n")
+
+
+def test_dev_full_makes_flow2_run_exit_1_saying_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    flow = tmp_path / "flow.yml"
+    flow.write_text("plugin: shell\ncmd: echo fine\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "flow2", "run", str(flow), "--events", "/dev/full"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "the events file '/dev/full' could not be written" in result.stderr
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["/proc/flow2-no/events.jsonl", "flow.yml/events.jsonl"])
+def test_an_events_file_that_cannot_be_opened_exits_2(tmp_path: Path, where: str) -> None:
+    import subprocess
+    import sys
+
+    events = str(tmp_path / where)
+    flow = tmp_path / "flow.yml"
+    flow.write_text("plugin: shell\ncmd: touch ran\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "flow2", "run", str(flow), "--events", events],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert events in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "ran").exists()  # nothing ran
+
+
+def test_files_holding_output_are_owner_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    flow = tmp_path / "flow.yml"
+    flow.write_text("plugin: shell\nname: Talk\ncmd: echo secret-ish output\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flow2",
+            "run",
+            str(flow),
+            "--display",
+            "plain",
+            "--events",
+            "events.jsonl",
+            "--report",
+            "report.html",
+            "--store",
+            "store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    written = [tmp_path / "events.jsonl", tmp_path / "report.html", tmp_path / "store"]
+    written += list((tmp_path / "store").rglob("*"))
+    assert any(path.suffix == ".log" for path in written)  # the task's log file is there
+    for path in written:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == expected, path

@@ -283,3 +283,99 @@ def test_a_command_too_long_to_start_is_shown_shortened() -> None:
     with pytest.raises(OSError, match=r"cannot run 'echo x+\.\.\.'") as caught:
         run(quiet().run(task))
     assert len(str(caught.value)) < 400
+
+
+# Fail-fast shells ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["echo one\nfalse\necho after", "false | cat", "cat /flow2-no-such-file | sort"],
+    ids=["a failing line", "a failing pipeline stage", "a failing first stage"],
+)
+def test_a_command_line_fails_at_its_first_failing_line_or_stage(command: str) -> None:
+    task = ShellTask("Script", command)
+    with pytest.raises(flow2.CommandError) as caught:
+        run(quiet().run(task))
+    assert caught.value.returncode != 0
+    assert "after" not in str(caught.value).split("last lines")[-1]
+
+
+def test_the_failing_lines_output_is_in_the_error() -> None:
+    task = ShellTask("Script", "echo preparing\necho 'ERROR: bad config'\nexit 3")
+    with pytest.raises(flow2.CommandError, match="exited with code 3") as caught:
+        run(quiet().run(task))
+    assert "ERROR: bad config" in str(caught.value)  # stdout, as stderr is empty
+    assert "echo preparing … (3 lines)" in str(caught.value)
+
+
+def test_shell_sh_python_and_a_template(tmp_path: Path, python_first_on_path: None) -> None:
+    sh = ShellTask("Sh", "false\necho not reached", shell="sh")
+    with pytest.raises(flow2.CommandError):
+        run(quiet().run(sh))
+    py = ShellTask("Py", "import sys\nprint(sys.version_info[0])", shell="python")
+    assert run(quiet().run(py))["py"]["stdout"] == "3"
+    template = ShellTask("Tpl", "echo from $0", shell="bash --noprofile --norc -eo pipefail {0}")
+    result = run(quiet().run(template))["tpl"]["stdout"]
+    assert result.startswith("from ") and "flow2-" in result
+    script = Path(result.removeprefix("from "))
+    assert not script.exists()  # the script file is removed after the run
+
+
+def test_without_pipefail_a_template_lets_the_pipeline_pass() -> None:
+    # The template is the user's choice: no option is added to it.
+    task = ShellTask("Lenient", "false | cat", shell="bash {0}")
+    assert run(quiet().run(task))["lenient"]["returncode"] == 0
+
+
+@pytest.mark.parametrize(
+    ("cmd", "shell", "message"),
+    [
+        ("echo", "zsh", "shell='zsh' is not a shell flow2 knows"),
+        (["echo", "hi"], "bash", "cmd is a list of arguments, which runs without a shell"),
+        ("echo", "bash -c '{0}", "cannot be split into arguments"),
+    ],
+)
+def test_a_wrong_shell_is_a_definition_error(cmd: object, shell: str, message: str) -> None:
+    with pytest.raises(flow2.DefinitionError, match=message) as caught:
+        ShellTask("Bad", cmd, shell=shell)  # type: ignore[arg-type]
+    assert caught.value.option == "shell"
+
+
+def test_a_list_cmd_runs_without_a_shell() -> None:
+    task = ShellTask("Literal", ["echo", "$HOME", "a | b"])
+    assert run(quiet().run(task))["literal"]["stdout"] == "$HOME a | b"
+
+
+def test_a_missing_shell_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/flow2-nothing-here")
+    task = ShellTask("Pwsh", "Write-Output hi", shell="pwsh")
+    with pytest.raises(OSError, match="cannot run the shell 'pwsh'"):
+        run(quiet().run(task))
+
+
+# What a command leaves running ----------------------------------------------------
+
+
+def test_background_children_of_a_successful_command_are_stopped(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    task = ShellTask(
+        "Spawner",
+        # One child keeps the output pipe open, one ignores SIGTERM.
+        f"sleep 600 & echo $! >> {pids}\n"
+        f"(trap '' TERM; exec sleep 601) > /dev/null 2>&1 & echo $! >> {pids}\n"
+        "echo started",
+        kill_grace=0.5,
+    )
+    result = run(quiet().run(task))["spawner"]
+    assert result == {"returncode": 0, "stdout": "started", "stderr": ""}
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 2
+    run(_wait_gone(children))
+
+
+def test_a_command_that_leaves_nothing_behind_is_not_slowed_down() -> None:
+    # No grace period is spent when the group is empty: a 600 s kill_grace
+    # would time the test out.
+    task = ShellTask("Quick", "echo done", kill_grace=600, timeout=60)
+    assert run(quiet().run(task))["quick"]["stdout"] == "done"

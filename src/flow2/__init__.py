@@ -37,7 +37,7 @@ from ._engine._run import Run
 from ._engine._state import TaskRun
 from ._executors._threads import ThreadExecutor
 from ._listeners._settings import Display, Verbosity
-from ._runner import Runner
+from ._runner import Interrupted, Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
 
 if _typing.TYPE_CHECKING:
@@ -126,6 +126,7 @@ __all__ = [
     "Flow",
     "FlowError",
     "FlowFileError",
+    "Interrupted",
     "NeedsError",
     "OnError",
     "ParallelTaskGroup",

@@ -7,6 +7,15 @@ lines or the live view, the summary, logging, the event file, the user's
 own), all sharing one :class:`~flow2._listeners._secrets.SecretMasker`, and
 hands the tree to the engine, which checks it, runs it and closes everything.
 ``task.run()`` on a root uses a default :class:`Runner`.
+
+With ``handle_signals=True`` (what ``flow2 run`` uses) a run also takes
+SIGINT, SIGTERM and SIGHUP for as long as it runs: the first cancels the
+tree, so every task is reported, the summary printed and the event file
+closed; shell commands and worker processes get SIGTERM, and whatever still
+runs after the grace period gets SIGKILL, at once on a second signal. The
+run then raises :class:`Interrupted`, exit code 128 + the signal's number.
+Without it flow2 installs no handler: a library must not take an
+application's signals.
 """
 
 from __future__ import annotations
@@ -15,11 +24,16 @@ import asyncio
 import enum
 import importlib.util
 import logging
+import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._engine._children import kill_children, terminate_children
+from ._engine._events import RunEvent
 from ._engine._exceptions import ConfigurationError
 from ._engine._run import execute, set_default_runner, validate_tree
 from ._listeners._settings import Display, Verbosity
@@ -28,6 +42,7 @@ if TYPE_CHECKING:
     import logging
     import sqlite3
     from collections.abc import Callable, Sequence
+    from types import FrameType
 
     from ._engine._events import EventListener
     from ._engine._partial import PartialRun, RunPlan
@@ -161,6 +176,137 @@ def _task_references(option: str, value: object) -> tuple[str, ...]:
     )
 
 
+#: Seconds between SIGTERM and SIGKILL when a run is interrupted, by default (as ``docker stop``).
+DEFAULT_GRACE = 5.0
+
+#: The signals ``handle_signals=True`` takes during a run (SIGHUP: the terminal closed).
+HANDLED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(SystemExit):
+    """A signal interrupted a run of ``Runner(handle_signals=True)``; raised once it ended.
+
+    A :class:`SystemExit`: a script that does not catch it exits, without a
+    traceback, with the code a shell reports for that signal.
+
+    :ivar signal: the signal (:class:`signal.Signals`)
+    :ivar code: 128 + the signal's number: 130 for SIGINT (Ctrl-C), 143 for
+        SIGTERM, 129 for SIGHUP
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(128 + signal_number)
+        self.signal = signal.Signals(signal_number)
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal.name}"
+
+
+def _grace_from_environment(value: float | None) -> float:
+    source = f"grace={value!r}"
+    if value is None:
+        raw = os.environ.get("FLOW2_GRACE")
+        if not raw:
+            return DEFAULT_GRACE
+        source = f"environment variable FLOW2_GRACE={raw!r}"
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(f"{source} is not a number of seconds >= 0, e.g. 5")
+    return float(value)
+
+
+class _SignalHandling:
+    """The signal handlers of one run: cancel it, then kill what outlives the grace period."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.signal: int | None = None
+        self.killed: list[str] = []  # what still ran when the grace period ended
+        self._count = 0  # signals the loop handled
+        self._received = 0  # signals received, handled or not
+        self._first: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigurationError(
+                "handle_signals=True needs the main thread (Python delivers signals there); "
+                "run the runner in the main thread, or leave handle_signals off"
+            )
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._installed = True
+        for number in HANDLED_SIGNALS:
+            # An ignored signal stays ignored: ``nohup flow2 run …`` must
+            # survive the terminal closing, as any program started so would.
+            if signal.getsignal(number) is signal.SIG_IGN:
+                continue
+            self._previous[number] = signal.signal(number, self._on_signal)
+
+    def uninstall(self) -> None:
+        self._installed = False
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        # A Python-level handler runs in the main thread between bytecodes:
+        # hand the work to the loop, which may be waiting in select().
+        assert self._loop is not None
+        self._received += 1
+        if self._first is None:
+            self._first = number
+        if self._received >= 3:
+            # Third time: the loop never got to the first two (a task blocks
+            # it, or swallows cancellation). Stop everything now, without the
+            # summary. See test_a_third_signal_exits_even_when_the_loop_is_blocked.
+            kill_children()
+            _tell(
+                f"flow2: {signal.Signals(number).name}, the third signal: exiting at once",
+                sys.__stderr__,  # not a task's captured stderr
+            )
+            os._exit(128 + self._first)
+        self._loop.call_soon_threadsafe(self._interrupt, number)
+
+    def _interrupt(self, number: int) -> None:
+        if not self._installed:
+            return  # arrived as the run ended: the caller's code is not ours to cancel
+        self._count += 1
+        assert self._task is not None and self._loop is not None
+        if self._count == 1:
+            self.signal = number
+            # Cancelling the run reports every task and stops every command
+            # (SIGTERM to its group); processes get SIGTERM here too, so one
+            # a task does not own (an executor's worker) stops as well. See
+            # test_sigterm_stops_the_run_and_every_process_it_started.
+            self._task.cancel()
+            terminate_children()
+            self._deadline = self._loop.call_later(self.grace, self._kill)
+        else:
+            # Again: no more waiting. See test_a_second_signal_kills_at_once.
+            self._task.cancel()
+            self._kill()
+
+    def _kill(self) -> None:
+        self.killed += [child.description for child in kill_children()]
+
+
 class Runner:
     """Runs a task tree with chosen settings; ``task.run()`` uses the defaults.
 
@@ -171,7 +317,8 @@ class Runner:
         plain lines otherwise)
     :param verbosity: :class:`Verbosity` or its value; ``FLOW2_VERBOSITY``, else "normal"
     :param events: a file path or text stream receiving every event as a JSON
-        line; ``FLOW2_EVENTS`` (a path), else none
+        line (lines whole, written at every task's end and at least every 0.2 s;
+        a new file is owner-only); ``FLOW2_EVENTS`` (a path), else none
     :param listeners: more event listeners, called after the built-in ones
     :param max_threads: size of the thread pool for sync callbacks;
         ``FLOW2_MAX_THREADS``, else Python's default
@@ -206,6 +353,13 @@ class Runner:
         the tasks before it do not run, their results are taken from the
         latest recorded run of the same flow file (else of a root with the
         same name); needs a store
+    :param handle_signals: take SIGINT, SIGTERM and SIGHUP while a run runs:
+        cancel it cleanly, then raise :class:`Interrupted` (the exit code
+        128 + the signal); off by default, so flow2 installs no handler
+    :param grace: seconds stopped commands and worker processes get between
+        SIGTERM and SIGKILL when a signal interrupts the run, and that worker
+        threads get to finish before the process may exit without them;
+        ``FLOW2_GRACE``, else 5
     :param tracing: emit OpenTelemetry spans (a span per run and per task) to
         the application's tracer provider; ``FLOW2_OTEL``, else off. Needs
         ``flow2[otel]``; when off, nothing of OpenTelemetry is imported
@@ -243,6 +397,8 @@ class Runner:
         resume: str | None = None,
         pickle_results: bool = False,
         flow_file: str | os.PathLike[str] | None = None,
+        handle_signals: bool = False,
+        grace: float | None = None,
     ) -> None:
         self.only = _task_references("only", only)
         self.skip = _task_references("skip", skip)
@@ -265,6 +421,10 @@ class Runner:
         self.max_threads = _max_threads_from_environment(max_threads)
         self.stream = stream
         self.color = color
+        self.handle_signals = bool(handle_signals)
+        self.grace = _grace_from_environment(grace)
+        #: Why the event file of the last run stopped being written (a full disk), or None.
+        self.events_error: OSError | None = None
         if log_dir is None:
             log_dir = os.environ.get("FLOW2_LOG_DIR") or None
         elif not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir).strip():
@@ -309,7 +469,40 @@ class Runner:
         :raises flow2.TaskTypeError: when something in the tree is not a Task
         :raises flow2.StoreError: when the store cannot be written, or the run to
             resume is not in it; nothing ran
+        :raises Interrupted: with ``handle_signals=True``, when a signal
+            interrupted the run (after it ended and reported everything)
         """
+        if not self.handle_signals:
+            return await self._run(task, context, raises)
+        handling = _SignalHandling(self.grace)
+        current = asyncio.current_task()
+        cancelling = current.cancelling() if current is not None else 0
+        handling.install()
+        try:
+            filled = await self._run(task, context, raises)
+        except asyncio.CancelledError:
+            if handling.signal is None:
+                raise  # cancelled by its caller, not by a signal
+        except Exception:
+            if handling.signal is None:
+                raise
+            # The run's error is reported already; the signal decides the outcome.
+        finally:
+            handling.uninstall()
+            if handling.killed:
+                _tell(
+                    f"flow2: killed what still ran {self.grace:g}s after the signal: "
+                    + ", ".join(handling.killed)
+                )
+        if handling.signal is not None:
+            # The cancellations were ours: the caller's task goes on.
+            while current is not None and current.cancelling() > cancelling:
+                current.uncancel()
+            raise Interrupted(handling.signal)
+        return filled
+
+    async def _run(self, task: Task, context: Context | None, raises: bool) -> Context:
+        self.events_error = None
         stored = None
         if self.start_from is not None:
             validate_tree(task)
@@ -496,6 +689,7 @@ class Runner:
         """The listeners of one run: output, a display, the summary, logging, the event file,
         the user's."""
         # The listeners load with the first run, not with ``import flow2``.
+        from ._listeners._closable import closable
         from ._listeners._console import PlainConsole
         from ._listeners._interrupt import InterruptNotice
         from ._listeners._logging import LoggingListener, TaskRecordRouter
@@ -515,11 +709,14 @@ class Runner:
         )
         listeners: list[EventListener] = [output, MaskLogRecords(masker)]
         shown: PlainConsole | LiveView | None = None
+        # One stream for the display and the summary, which turns quiet when
+        # its reader goes away (``| head``): see test_a_closed_stdout_fails_no_task.
+        stream = closable(self.stream) if display is not Display.NONE else None
         if display is Display.LIVE:
             from ._listeners._live import LiveView  # imports rich: only when used
 
             shown = LiveView(
-                self.stream,
+                stream,
                 color=self.color,
                 verbosity=verbosity,
                 force_terminal=self.display is Display.LIVE,
@@ -528,7 +725,7 @@ class Runner:
             )
         elif display is Display.PLAIN:
             shown = PlainConsole(
-                self.stream,
+                stream,
                 color=self.color,
                 verbosity=verbosity,
                 masker=masker,
@@ -547,7 +744,7 @@ class Runner:
             events = self.events if isinstance(self.events, str | os.PathLike) else None
             listeners.append(
                 SummaryListener(
-                    self.stream,
+                    stream,
                     color=self.color,
                     verbosity=verbosity,
                     masker=masker,
@@ -566,7 +763,7 @@ class Runner:
 
             event_file = EventFile(self.events, masker=masker)
             event_file.open()  # a path that cannot be written fails before the run
-            listeners.append(event_file)
+            listeners += [event_file, _EventFileWatch(self, event_file)]
         if self.tracing:
             from ._reports._otel import TracingListener  # imports opentelemetry: only when used
 
@@ -624,6 +821,26 @@ class _BothPlans:
     def decide(self, record: TaskRun, context: Context) -> Decision | None:
         decision = self.first.decide(record, context)
         return decision if decision is not None else self.second.decide(record, context)
+
+
+class _EventFileWatch:
+    """Keeps on the runner why the run's event file stopped being written (for the exit code)."""
+
+    def __init__(self, runner: Runner, event_file: Any) -> None:
+        self.runner = runner
+        self.event_file = event_file
+
+    def __call__(self, event: object) -> None:
+        if type(event) is RunEvent and event.status.is_finished:
+            self.runner.events_error = self.event_file.error
+
+
+def _tell(message: str, stream: TextIO | None = None) -> None:
+    """A line for the person on stderr; nothing when stderr is closed."""
+    try:
+        print(message, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 set_default_runner(Runner)

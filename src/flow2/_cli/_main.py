@@ -1,7 +1,8 @@
 """The ``flow2`` command: run, check and draw YAML flows, list plugins, see and resume runs.
 
 Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
-error (nothing ran), 130 interrupted.
+error (nothing ran), 128 + the signal's number when a signal stopped the run
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ EXIT_INTERRUPTED = 130
 _FLOW_HELP = (
     "FLOW is a path to a YAML file, or a name looked up as NAME, NAME.yml or NAME.yaml in "
     "./.flow2/flows/ then in $XDG_CONFIG_HOME/flow2/flows/ (~/.config/flow2/flows/). "
-    "Each VARIABLE is key=value, the value read as YAML: n=3 is a number, tags=[a,b] a list."
+    "Each VARIABLE is key=value; a value keeps its text unless it reads back as the same "
+    "number or boolean: n=3 and ratio=0.5 are numbers, debug=true a boolean, version=1.10, "
+    "mode=0755 and answer=on stay text; tags=[a,b] is a list."
 )
 
 
@@ -57,31 +60,22 @@ class UsageProblem(click.ClickException):
 
 
 def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
-    """``("n=3", "tags=[a,b]")`` → ``{"n": 3, "tags": ["a", "b"]}``.
+    """``("n=3", "version=1.10")`` → ``{"n": 3, "version": "1.10"}``.
 
-    :raises UsageProblem: on an assignment without ``=``, a bad name or bad YAML
+    A value keeps its text unless it reads back as exactly the same number
+    or boolean (see :mod:`flow2._flows._variables`).
+
+    :raises UsageProblem: on an assignment without ``=``, a bad name or an unreadable list
     """
-    import yaml
+    from .._flows._variables import VariableError, parse_assignment
 
     variables: dict[str, Any] = {}
     for assignment in assignments:
-        key, equals, raw = assignment.partition("=")
-        if not equals or not key.isidentifier():
-            raise UsageProblem(
-                f"{assignment!r} is not a variable assignment; write name=value, "
-                f"e.g. version=1.2.0 (names are letters, digits and _)"
-            )
-        if raw == "":
-            variables[key] = ""
-            continue
         try:
-            variables[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            problem = getattr(error, "problem", None) or "not valid YAML"
-            raise UsageProblem(
-                f"{key}={raw!r}: the value is read as YAML and {problem}; quote it for the "
-                f"shell and YAML, e.g. {key}='\"{raw}\"'"
-            ) from None
+            key, value = parse_assignment(assignment)
+        except VariableError as error:
+            raise UsageProblem(str(error)) from None
+        variables[key] = value
     return variables
 
 
@@ -95,13 +89,27 @@ def _load(flow: str, assignments: tuple[str, ...]) -> tuple[LoadedFlow, dict[str
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 all succeeded, 1 a task failed, 2 usage or definition error, "
-    "130 interrupted.",
+    epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
+    "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
     """Run workflows written as YAML files: serial and parallel tasks, shell commands,
     Python callbacks and plugins. See docs/flows.md for the file format."""
+    import_from_working_directory()
+
+
+def import_from_working_directory() -> None:
+    """Let ``callback: module:function`` find modules in the working directory.
+
+    ``python -m flow2`` has the working directory first on ``sys.path``; the
+    ``flow2`` console script has its own ``bin`` folder there instead. Both
+    commands find the same callbacks with this.
+    """
+    folder = os.getcwd()
+    if "" not in sys.path and folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 def _store_option(command: _Command) -> _Command:
@@ -133,9 +141,18 @@ def _run_options(command: _Command) -> _Command:
         ),
         click.option(
             "--events",
-            type=click.Path(dir_okay=False, writable=True),
+            type=click.Path(dir_okay=False),
             default=None,
             help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and "
+            "worker processes get between SIGTERM and SIGKILL (a second signal kills at once). "
+            "Default: $FLOW2_GRACE, else 5.",
         ),
         click.option(
             "--report",
@@ -218,6 +235,7 @@ def run(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    grace: float | None,
     report: str | None,
     otel: bool | None,
     store: str | None,
@@ -262,13 +280,14 @@ def run(
                 pickle_results=pickle_results,
             )
         )
-    sys.exit(
+    _exit(
         run_flow(
             loaded,
             values,
             display=display,
             verbosity=verbosity,
             events=events,
+            grace=grace,
             report=report,
             tracing=otel or None,
             store=False if no_store else _store_directory(store),
@@ -324,6 +343,7 @@ def resume(
     quiet: bool,
     verbose: bool,
     events: str | None,
+    grace: float | None,
     report: str | None,
     otel: bool | None,
     store: str | None,
@@ -360,13 +380,14 @@ def resume(
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    sys.exit(
+    _exit(
         run_flow(
             loaded,
             values,
             display=display,
             verbosity=verbosity,
             events=events,
+            grace=grace,
             report=report,
             tracing=otel or None,
             store=directory,
@@ -554,6 +575,11 @@ def runs_prune(
     )
 
 
+def _exit(code: int) -> NoReturn:
+    release_closed_outputs()
+    sys.exit(code)
+
+
 def run_flow(
     loaded: LoadedFlow,
     variables: dict[str, Any],
@@ -561,6 +587,7 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    grace: float | None = None,
     report: str | None = None,
     tracing: bool | None = None,
     only: list[str] | None = None,
@@ -578,7 +605,7 @@ def run_flow(
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
     """
-    from .._runner import Runner
+    from .._runner import Interrupted, Runner
 
     outcome: list[Status] = []
 
@@ -611,26 +638,63 @@ def run_flow(
             flow_file=loaded.file,
             log_dir=log_dir,
             secrets=loaded.secret_values(variables),
+            handle_signals=True,
+            grace=grace,
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     try:
         asyncio.run(runner.run(loaded.root.task, dict(variables), raises=False))
-    except KeyboardInterrupt:
-        # asyncio.run cancelled the run on Ctrl-C; the tasks and the summary
-        # reported it already.
+    except Interrupted as interruption:
+        # The run was cancelled, every task reported and the summary printed.
+        _tell(f"flow2: {interruption}")
+        return int(interruption.code)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except (DefinitionError, ConfigurationError) as error:  # the tree, the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        click.echo(f"flow2: {error}", err=True)
+        _tell(f"flow2: {error}")
         return EXIT_FAILED
     status = outcome[-1] if outcome else Status.FAILED
-    if status is Status.SUCCEEDED:
-        return 0
     if status is Status.CANCELLED:
         return EXIT_INTERRUPTED
+    if runner.events_error is not None:
+        _tell(
+            f"flow2: the events file {runner.events!r} could not be written "
+            f"({runner.events_error}); its events are incomplete"
+        )
+        return EXIT_FAILED
+    if status is Status.SUCCEEDED:
+        return 0
     return EXIT_FAILED
+
+
+def _tell(message: str) -> None:
+    """A line on stderr; nothing when stderr is closed."""
+    try:
+        click.echo(message, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def release_closed_outputs() -> None:
+    """Flush stdout and stderr now; point a closed one at /dev/null.
+
+    A reader that went away (``| head``, a dead ``tee``) must not turn into
+    "Exception ignored … BrokenPipeError" and exit code 120 when Python
+    flushes the streams at exit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
 
 
 _REPORT_KINDS = {
@@ -801,11 +865,13 @@ def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
 
 def _declared_secrets(text: str) -> list[str]:
     """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
-    import yaml
+    from .._flows._yaml import parse
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # flow2's own YAML reading: bad tags, alias bombs and deep nesting
+        # are a FlowFileError there, not a crash (tests/test_fuzz.py).
+        data = parse("", text)
+    except DefinitionError:
         return []
     names = data.get("secrets") if isinstance(data, dict) else None
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
 import inspect
 from typing import Any
 
@@ -19,6 +21,8 @@ class CallbackKind(enum.Enum):
     COROUTINE = "coroutine"
     #: ``async def`` with ``yield``: its items are collected into a list.
     ASYNC_GENERATOR = "async generator"
+    #: ``def`` with ``yield``: run in the task's executor, its items collected into a list.
+    GENERATOR = "generator"
     #: Anything else: called in the task's executor, never on the event loop.
     SYNC = "sync"
 
@@ -30,7 +34,25 @@ def kind_of(callback: Any) -> CallbackKind:
             return CallbackKind.COROUTINE
         if inspect.isasyncgenfunction(candidate):
             return CallbackKind.ASYNC_GENERATOR
+        if inspect.isgeneratorfunction(candidate):
+            return CallbackKind.GENERATOR
     return CallbackKind.SYNC
+
+
+class CollectItems:
+    """A sync generator function as a callback returning the list of its items.
+
+    The items are collected where the function runs (a worker thread, another
+    process, a Dask worker), so a generator never travels between processes
+    and never runs on the event loop. Pickles when the function does.
+    """
+
+    def __init__(self, function: Any) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return list(self.function(*args, **kwargs))
 
 
 class CallbackTask(Task):
@@ -71,6 +93,10 @@ class CallbackTask(Task):
         #: Sync or async task callback.
         self.callback = callback
         self.callback_kind = kind_of(callback)
+        # What the executor calls: a generator function's items are collected there.
+        self._sync_call = (
+            CollectItems(callback) if self.callback_kind is CallbackKind.GENERATOR else callback
+        )
         # Keyword-only parameters receive context keys, on every executor
         # and on the loop alike (see flow2._executors.arguments_for).
         self._takes_keywords = bool(keyword_only_parameters(callback))
@@ -94,19 +120,25 @@ class CallbackTask(Task):
         else:
             run = current_run.get()
             if run is None:
-                result = self.callback(context)
+                result = self._sync_call(context)
             else:
                 executor = await run.executor_for(self)
-                result = await executor.call(self, self.callback, context)
+                result = await executor.call(self, self._sync_call, context)
         if result is None:
             return None
         return await resolve(result)
 
 
 async def resolve(value: Any) -> Any:
-    """Await an awaitable and collect an async iterator into a list; return anything else."""
+    """Await an awaitable and collect an async iterator or a generator into a list.
+
+    Anything else is returned unchanged. A generator's items are collected
+    in a worker thread: its code may block.
+    """
     while inspect.isawaitable(value):
         value = await value
     if hasattr(value, "__aiter__"):
         return [item async for item in value]
+    if inspect.isgenerator(value):
+        return await asyncio.to_thread(list, value)
     return value

@@ -161,6 +161,11 @@ class RunOptions(Protocol):
     @property
     def max_threads(self) -> int | None: ...
 
+    @property
+    def grace(self) -> float:
+        """Seconds work that is stopped gets between SIGTERM and SIGKILL."""
+        ...
+
 
 #: Executor names usable as a task's ``executor`` option, each with the
 #: function that creates that executor from the run's settings. The

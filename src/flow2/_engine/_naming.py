@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import re
 
-# "HTTPResponse" -> "HTTP_Response": an upper-case run followed by a capitalised word.
-_ACRONYM_BOUNDARY = re.compile(r"([A-Z]+)([A-Z][a-z])")
-# "fetchData" -> "fetch_Data", "v2Build" -> "v2_Build".
-_CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
+# Where an underscore goes, found by lookarounds only: each position is
+# looked at once, so the conversion stays linear even on a long upper-case
+# name (a ``([A-Z]+)([A-Z][a-z])`` pattern backtracks quadratically there;
+# see benchmarks/bench_fuzz.py and tests/test_fuzz.py).
+_BOUNDARY = re.compile(
+    # "HTTPResponse" -> "HTTP_Response": an upper-case run before a capitalised word.
+    r"(?<=[A-Z])(?=[A-Z][a-z])"
+    # "fetchData" -> "fetch_Data", "v2Build" -> "v2_Build".
+    r"|(?<=[a-z0-9])(?=[A-Z])"
+)
 # Every run of characters that are neither letters nor digits.
 _SEPARATORS = re.compile(r"[\W_]+")
 
@@ -23,5 +29,4 @@ def snake_case(name: str) -> str:
         >>> snake_case("  Deploy  to   prod!")
         'deploy_to_prod'
     """
-    spaced = _CAMEL_BOUNDARY.sub(r"\1_\2", _ACRONYM_BOUNDARY.sub(r"\1_\2", name))
-    return _SEPARATORS.sub("_", spaced).strip("_").lower()
+    return _SEPARATORS.sub("_", _BOUNDARY.sub("_", name)).strip("_").lower()

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import importlib
 import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._engine._exceptions import ConfigurationError, ExecutorError
@@ -170,11 +171,16 @@ class DaskExecutor:
             client = self._client
         # Dask names the future after the callback ("crunch-<id>"): calls of one
         # callback form one task group, which its scheduling heuristics rely on.
-        future = client.submit(function, data, pure=False)
+        from dask.utils import funcname
+
+        key = f"{funcname(function)}-{uuid.uuid4().hex}"
+        future = client.submit(_worker_call(), function, data, key=key, pure=False)
         try:
             if client.asynchronous:
-                return await future
-            return await _wait_from_another_loop(future)
+                outcome = await future
+            else:
+                outcome = await _wait_from_another_loop(future)
+            return _unpickled_result(task, outcome)
         except FutureCancelledError as error:
             # Cancelled on the cluster's side (lost scheduler, another client),
             # not by this run: the task failed, it was not cancelled.
@@ -212,11 +218,47 @@ class DaskExecutor:
                 await client.close()
 
 
+@functools.cache
+def _worker_call() -> Callable[[Callable[[Context], Any], Context], tuple[str, Any]]:
+    """The function Dask runs: the callback, its result pickled on the worker.
+
+    A result that cannot be pickled would otherwise fail inside Dask, on its
+    way back, as a bare TypeError naming no task; here the worker says so and
+    :func:`_unpickled_result` names the task. Nested, so cloudpickle sends it
+    by value: the workers need not have flow2 installed.
+    """
+
+    def pickled_result(function: Callable[[Context], Any], data: Context) -> tuple[str, Any]:
+        import cloudpickle  # type: ignore[import-untyped]  # comes with distributed
+
+        result = function(data)
+        try:
+            return "pickled", cloudpickle.dumps(result, protocol=5)
+        except Exception as error:
+            return "unpicklable", f"{type(result).__name__}; {type(error).__name__}: {error}"
+
+    return pickled_result
+
+
+def _unpickled_result(task: Task, outcome: tuple[str, Any]) -> Any:
+    """The result the worker sent back pickled, or an error naming the task."""
+    import cloudpickle
+
+    kind, payload = outcome
+    if kind == "unpicklable":
+        raise ExecutorError(
+            f"task {task.name!r}: its result cannot be pickled to send it back from the Dask "
+            f"cluster ({payload}); return plain data (numbers, strings, lists, dicts) or "
+            f"objects that pickle"
+        )
+    return cloudpickle.loads(payload)
+
+
 def _check_picklable(
     task: Task, function: Callable[..., Any], data: Context, keywords: dict[str, Any]
 ) -> None:
     """Raise an error naming what cannot be pickled, before Dask tries (and logs a traceback)."""
-    import cloudpickle  # type: ignore[import-untyped]  # comes with distributed
+    import cloudpickle
 
     def dumps(value: Any) -> object:
         # Out-of-band buffers (large arrays) are skipped, not copied: this

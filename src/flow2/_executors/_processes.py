@@ -21,6 +21,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
+from .._engine._children import forget, track
 from .._engine._exceptions import ConfigurationError, ExecutorError
 from .._engine._executor import arguments_for, unpicklable_error
 
@@ -60,8 +61,9 @@ class ProcessExecutor:
     at module level, and keep the context keys it reads picklable (declare
     them as keyword-only parameters so only those travel). The callback gets
     a copy: what it changes in the context stays in the worker; its return
-    value is the task's result. A timeout or cancellation kills the worker
-    running the task (a replacement starts for the next call); a worker that
+    value is the task's result. A timeout or cancellation stops the worker
+    running the task, SIGTERM then SIGKILL after ``grace`` seconds (a
+    replacement starts for the next call); a worker that
     dies fails its task with :class:`flow2.ExecutorError` (``retries`` apply).
 
     A run starts and closes every executor it uses; each ``start()`` pairs
@@ -72,15 +74,17 @@ class ProcessExecutor:
             await flow2.CallbackTask("Crunch", crunch, executor=processes).process()
 
     :param max_workers: number of worker processes; the CPU count when None
+    :param grace: seconds between SIGTERM and SIGKILL when a worker's task is stopped
     :raises flow2.ConfigurationError: when ``max_workers`` is not a whole number >= 1
     """
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | None = None, *, grace: float = 5.0) -> None:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
         elif isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers={max_workers!r} is not a whole number >= 1")
         self.max_workers = max_workers
+        self.grace = grace
         import multiprocessing  # on use: ``import flow2`` stays light
 
         self._spawner = multiprocessing.get_context("spawn")
@@ -129,7 +133,7 @@ class ProcessExecutor:
                 # process is to end the process. The next call starts a
                 # fresh worker in its place.
                 self._busy.discard(worker)
-                await worker.kill()
+                await worker.stop(self.grace)
                 raise
             except (OSError, EOFError):
                 self._busy.discard(worker)
@@ -176,6 +180,7 @@ class ProcessExecutor:
             if worker.process.is_alive():
                 return worker
             worker.close()  # died while idle: replace it without failing a task
+            forget(worker.child)
         return _Worker(self._spawner)
 
 
@@ -224,6 +229,9 @@ class _Worker:
         parent_end.setblocking(False)
         self.connection = parent_end
         self.pid = self.process.pid
+        assert self.pid is not None
+        # Registered until reaped, so an interrupted run can stop it.
+        self.child = track(self.pid, is_group=False, description=f"worker process (pid {self.pid})")
         self._exited: asyncio.Future[None] | None = None
 
     async def exchange(self, request: bytes) -> bytes:
@@ -256,9 +264,18 @@ class _Worker:
         self.process.kill()
         await self.wait_for_exit()
 
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the process, SIGKILL it after ``grace`` seconds, and reap it."""
+        self.connection.close()
+        if self.child.terminate() and grace and await self.wait_for_exit(grace):
+            return
+        self.process.kill()
+        await self.wait_for_exit()
+
     async def wait_for_exit(self, patience: float = _EXIT_WAIT) -> bool:
         """Wait, without blocking the loop, for the process to exit; reap it if it did."""
         if not self.process.is_alive():  # this reaps an exited process
+            forget(self.child)
             return True
         loop = asyncio.get_running_loop()
         # One watch of the sentinel per worker: a failing call and aclose()
@@ -272,6 +289,7 @@ class _Worker:
         except TimeoutError:
             return False
         self.process.join()
+        forget(self.child)
         return True
 
     def _on_exit(self, loop: asyncio.AbstractEventLoop, exited: asyncio.Future[None]) -> None:
@@ -293,6 +311,8 @@ def serve(connection: socket.socket) -> None:
     # Ctrl-C reaches the whole process group; the event loop's process
     # handles it and kills the workers whose tasks it cancels.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM ends the worker at once, whatever runs in it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with connection:
         while True:
             try:

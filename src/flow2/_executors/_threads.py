@@ -1,11 +1,25 @@
-"""The default executor: a pool of worker threads, and the executor names a task may use."""
+"""The default executor: a pool of worker threads, and the executor names a task may use.
+
+The workers are daemon threads. A thread cannot be stopped from outside, and
+Python waits for every non-daemon thread before it exits: a sync callback
+blocked for ever (reported timed out long ago) would keep the process alive
+for ever. Instead, a thread still running the work of a task that was
+cancelled or timed out is *abandoned*: when the interpreter exits, it gets
+what is left of the grace period to finish, then the process exits without
+it, saying which threads it left behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import functools
-from concurrent.futures import ThreadPoolExecutor
+import os
+import queue
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._engine._executor import EXECUTOR_FACTORIES, RunOptions, arguments_for
@@ -16,21 +30,129 @@ if TYPE_CHECKING:
     from .._engine._executor import Executor
     from .._engine._task import Context, Task
 
+#: Seconds an abandoned thread gets to finish, from when its task was stopped.
+DEFAULT_GRACE = 5.0
+
+
+class _Call:
+    """One sync call handed to a worker thread, and its way back to the loop."""
+
+    __slots__ = ("abandoned_until", "future", "loop", "run", "task_name", "thread")
+
+    def __init__(
+        self,
+        run: Callable[[], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        task_name: str,
+    ) -> None:
+        self.run = run
+        self.future = future
+        self.loop = loop
+        self.task_name = task_name
+        self.thread: threading.Thread | None = None
+        self.abandoned_until: float | None = None
+
+    def settle(self, outcome: tuple[bool, Any]) -> None:
+        """On the loop: hand the outcome to the awaiting task, unless it stopped waiting."""
+        if self.future.done():
+            return
+        returned, value = outcome
+        if returned:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(value)
+
+
+#: Calls whose task stopped waiting while their thread ran them.
+_abandoned: set[_Call] = set()
+_abandoned_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _abandon(call: _Call, grace: float) -> None:
+    global _exit_hook_registered
+    call.abandoned_until = time.monotonic() + grace
+    with _abandoned_lock:
+        _abandoned.add(call)
+        if not _exit_hook_registered:
+            atexit.register(_wait_for_abandoned_threads)
+            _exit_hook_registered = True
+
+
+def _wait_for_abandoned_threads() -> None:
+    """At exit: give abandoned threads the rest of their grace period, then leave them."""
+    with _abandoned_lock:
+        calls = list(_abandoned)
+    left: list[_Call] = []
+    for call in calls:
+        thread = call.thread
+        if thread is None:
+            continue
+        remaining = (call.abandoned_until or 0.0) - time.monotonic()
+        thread.join(max(0.0, remaining))
+        if thread.is_alive() and call.thread is thread:
+            left.append(call)
+    if left:
+        names = ", ".join(f"{call.thread.name!r} (task {call.task_name!r})" for call in left)  # type: ignore[union-attr]
+        count = f"{len(left)} worker thread{'s' if len(left) > 1 else ''}"
+        try:
+            print(
+                f"flow2: exiting without {count} still running the sync callback of a "
+                f"stopped task after the grace period: {names}",
+                file=sys.stderr,
+                flush=True,
+            )
+        except (OSError, ValueError):
+            pass
+
+
+def _work(calls: queue.SimpleQueue[_Call | None], idle: threading.Semaphore) -> None:
+    """A worker thread: run calls until told to stop."""
+    while True:
+        call = calls.get()
+        if call is None:
+            return
+        if not call.future.cancelled():  # not waited for any more: skip it
+            call.thread = threading.current_thread()
+            outcome: tuple[bool, Any]
+            try:
+                outcome = (True, call.run())
+            except BaseException as error:  # the task reports what its code raised
+                outcome = (False, error)
+            call.thread = None
+            with _abandoned_lock:
+                _abandoned.discard(call)
+            try:
+                call.loop.call_soon_threadsafe(call.settle, outcome)
+            except RuntimeError:
+                pass  # the loop closed meanwhile: nobody waits for it
+            del outcome, call
+        idle.release()
+
 
 class ThreadExecutor:
     """Runs sync callbacks in a pool of worker threads (the default executor).
 
     A thread cannot be stopped from outside: when its task is cancelled or
     times out, the task is reported at once and the run goes on, but the
-    callback keeps running until it returns. Use the process executor for
-    work that must really stop.
+    callback keeps running until it returns. Such a thread never keeps the
+    process from exiting: at exit it gets the rest of ``grace`` seconds, then
+    it is left behind, and flow2 says so on stderr. Use the process executor
+    for work that must really stop.
 
-    :param max_workers: pool size; Python's default (CPU count + 4, at most 32) when None
+    :param max_workers: pool size; CPU count + 4, at most 32, when None
+    :param grace: seconds a thread whose task was stopped gets to finish
+        before the process may exit without it
     """
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | None = None, *, grace: float = DEFAULT_GRACE) -> None:
         self.max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
+        self.grace = grace
+        self._size = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
         self._users = 0
 
     async def start(self) -> None:
@@ -38,31 +160,52 @@ class ThreadExecutor:
         self._users += 1
 
     async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="flow2")
         context, keywords = arguments_for(task, function, context, remote=False)
         if keywords:
             function = functools.partial(function, **keywords)
+        loop = asyncio.get_running_loop()
         # The worker sees the caller's context variables (its task, its run).
-        call_in_context = contextvars.copy_context().run
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, call_in_context, function, context
-        )
+        run = functools.partial(contextvars.copy_context().run, function, context)
+        call = _Call(run, loop.create_future(), loop, task.name)
+        self._submit(call)
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            if call.thread is not None:
+                _abandon(call, self.grace)
+            raise
+
+    def _submit(self, call: _Call) -> None:
+        if not self._idle.acquire(blocking=False):
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            if len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=_work,
+                    args=(self._calls, self._idle),
+                    name=f"flow2-worker-{len(self._threads) + 1}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        self._calls.put(call)
 
     async def aclose(self) -> None:
-        """Undo one ``start()``; after the last, shut the pool down."""
+        """Undo one ``start()``; after the last, let the threads end once idle."""
         self._users = max(0, self._users - 1)
-        if self._users == 0 and self._pool is not None:
-            # Never block the loop on a thread that cannot be stopped; work
-            # not yet started is dropped.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._users == 0 and self._threads:
+            # Never block the loop on a thread that cannot be stopped: each
+            # ends when it is done with what it runs.
+            for _ in self._threads:
+                self._calls.put(None)
+            self._threads = []
+            self._calls = queue.SimpleQueue()
+            self._idle = threading.Semaphore(0)
 
 
 def _make_process_executor(options: RunOptions) -> Executor:
     from ._processes import ProcessExecutor
 
-    return ProcessExecutor()
+    return ProcessExecutor(grace=options.grace)
 
 
 def _make_dask_executor(options: RunOptions) -> Executor:
@@ -74,7 +217,7 @@ def _make_dask_executor(options: RunOptions) -> Executor:
 
 EXECUTOR_FACTORIES.update(
     {
-        "thread": lambda options: ThreadExecutor(options.max_threads),
+        "thread": lambda options: ThreadExecutor(options.max_threads, grace=options.grace),
         "process": _make_process_executor,
         "dask": _make_dask_executor,
     }

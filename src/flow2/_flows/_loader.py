@@ -88,14 +88,24 @@ def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> Loa
     :raises flow2.FlowFileError: when anything about the file is wrong; plugin
         problems included, with the line that names the plugin
     """
-    from ._templates import render_file
+    from ._templates import hide_values, render_source
 
     file = os.fspath(path)
     source = _read(file)
-    text = render_file(source, file, variables)
+    text, hidden = render_source(source, file, variables)
+    try:
+        return _build_flow(file, source, text, variables, hidden)
+    except FlowFileError as error:
+        # No error message quotes an environment value the template read.
+        raise hide_values(error, hidden) from None
+
+
+def _build_flow(
+    file: str, source: str, text: str, variables: Mapping[str, Any], hidden: frozenset[str]
+) -> LoadedFlow:
     try:
         data = parse(file, text)
-        builder = _Builder(file, text, set(variables))
+        builder = _Builder(file, text, variables, hidden)
         secrets = builder.take_secrets(data)
         try:
             root = builder.build(data)
@@ -146,11 +156,14 @@ EXAMPLE_NODE = "plugin: shell\ncmd: echo hello"
 class _Builder:
     """Turns parsed YAML data into tasks, one node at a time."""
 
-    def __init__(self, file: str, text: str, variables: set[str]) -> None:
+    def __init__(
+        self, file: str, text: str, variables: Mapping[str, Any], hidden: frozenset[str]
+    ) -> None:
         from ._plugins import installed_plugins
 
         self.file = file
         self.variables = variables
+        self.hidden = hidden
         self.plugins = installed_plugins()
         self.loaded: dict[str, Callable[..., Any]] = {}
         self.unnamed = 0
@@ -298,7 +311,16 @@ class _Builder:
         self.add_needs_and_condition(node, data)
         if deferred:
             self.deferred.append((node, deferred))
-            defer_options(task, factory, name, options, deferred, self.where_of(node, data))
+            defer_options(
+                task,
+                factory,
+                name,
+                options,
+                deferred,
+                self.where_of(node, data),
+                self.variables,
+                self.hidden,
+            )
         return node
 
     def add_needs_and_condition(self, node: Node, data: LineDict) -> None:
@@ -436,7 +458,7 @@ class _Builder:
     def check_tree(self, root: Node) -> None:
         """Duplicate result keys and run-time names, then the run's own checks."""
         from .._engine._run import validate_tree
-        from ._templates import runtime_names
+        from ._templates import runtime_names, unsafe_attribute
 
         owners: dict[str, Node] = {}
         nodes = LoadedFlow(self.file, "", root).nodes()
@@ -451,7 +473,7 @@ class _Builder:
                         node.line,
                         "name",
                     )
-        known = set(owners) | self.variables | {"context"}
+        known = set(owners) | set(self.variables) | {"context"}
         import jinja2
 
         from .._engine._needs import Condition
@@ -466,6 +488,7 @@ class _Builder:
         for node, key, value in expressions:
             try:
                 names = runtime_names(value)
+                unsafe = unsafe_attribute(value)
             except jinja2.TemplateSyntaxError as error:
                 raise self.error(
                     f"task {node.task.name!r}, {key}: malformed ${{{{ … }}}} expression: "
@@ -473,6 +496,14 @@ class _Builder:
                     node.line,
                     key,
                 ) from None
+            if unsafe is not None:
+                raise self.error(
+                    f"task {node.task.name!r}, {key}: ${{{{ … }}}} reaches the attribute "
+                    f"{unsafe!r}; expressions run in Jinja's sandbox, which forbids "
+                    f"attributes starting with '_'",
+                    node.line,
+                    key,
+                )
             for unknown in sorted(names - known):
                 closest = difflib.get_close_matches(unknown, sorted(known), n=1)
                 hint = f"did you mean {closest[0]!r}? " if closest else ""
@@ -543,7 +574,35 @@ def load(path: str | os.PathLike[str], **variables: Any) -> Task:
         context = await task.run()
     """
     check_flow_dependencies()
-    return read_flow(path, variables).root.task
+    root = read_flow(path, variables).root.task
+    if variables:
+        _start_runs_with(root, variables)
+    return root
+
+
+def _start_runs_with(root: Task, variables: Mapping[str, Any]) -> None:
+    """Make a run of ``root`` start with ``variables`` in its context, as ``flow2 run`` does.
+
+    Only where ``root`` is the run's root, and without replacing what the
+    caller's context already holds: ``await flow2.load(path, v=1).run()``
+    and ``flow2 run path v=1`` then see the same context.
+    """
+    from .._engine._context import current_run
+
+    process = root.process
+
+    async def process_with_variables(
+        context: Context | None = None, raises: bool = True
+    ) -> Context:
+        run = current_run.get()
+        if run is None or run.root is root:
+            if context is None:
+                context = run.context if run is not None else {}
+            for key, value in variables.items():
+                context.setdefault(key, value)
+        return await process(context, raises)
+
+    root.process = process_with_variables  # type: ignore[method-assign]
 
 
 def check_flow_dependencies() -> None:

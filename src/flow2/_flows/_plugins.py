@@ -42,8 +42,19 @@ class Plugin:
 
     name: str
     target: str
-    distribution: str
     entry_point: EntryPoint
+
+    @property
+    def distribution(self) -> str:
+        """``name version`` of the distribution that declares the plugin.
+
+        Read when asked: reading every distribution's metadata costs
+        milliseconds that loading a flow does not need.
+        """
+        distribution = self.entry_point.dist
+        if distribution is None:
+            return "an unknown distribution"
+        return f"{distribution.name} {distribution.version}"
 
     def load(self) -> Callable[..., Any]:
         """Import the plugin and return its task class (or task factory).
@@ -87,15 +98,7 @@ def installed_plugins() -> dict[str, Plugin]:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in plugins:
             continue
-        distribution = entry_point.dist
-        provider = (
-            f"{distribution.name} {distribution.version}"
-            if distribution is not None
-            else "an unknown distribution"
-        )
-        plugins[entry_point.name] = Plugin(
-            entry_point.name, entry_point.value, provider, entry_point
-        )
+        plugins[entry_point.name] = Plugin(entry_point.name, entry_point.value, entry_point)
     return dict(sorted(plugins.items()))
 
 

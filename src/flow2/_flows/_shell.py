@@ -1,12 +1,17 @@
 """Shell tasks: run a command as an asyncio subprocess.
 
+A command line runs with fail-fast semantics, as in CI: ``bash -e -o
+pipefail`` where bash is installed (GitHub Actions' default shell), else
+``sh -e``; the ``shell`` option chooses another. An argument list runs
+without any shell.
+
 The command runs in a session (process group) of its own with stdin closed.
 Its output is read as it comes and handed, in chunks, to the run's output
 listener (which attributes every line to the task, keeps its tail, writes
 its log file and shows it); a run without one gets each line as a record of
-the task's logger. When the task is cancelled
-or times out, the whole process group gets SIGTERM, then SIGKILL after a
-grace period: the command's own children stop too.
+the task's logger. When the task ends, however it ends, the whole process
+group gets SIGTERM, then SIGKILL after a grace period: the command's own
+children (a server started with ``&``, a build's workers) stop too.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import codecs
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Any
 
+from .._engine._children import ChildProcess, forget, track
 from .._engine._exceptions import CommandError, DefinitionError
 from .._engine._task import Context, Task
 from .._listeners._output import write_task_output
@@ -35,23 +43,42 @@ MAX_LINE = 65536
 ERROR_LINES = 10
 _CHUNK = 65536
 
+#: The shells ``shell:`` names, as argument lists; the command line follows ``-c``.
+SHELLS: dict[str, list[str]] = {
+    "bash": ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c"],
+    "sh": ["sh", "-e", "-c"],
+    "python": ["python", "-c"],
+    "pwsh": ["pwsh", "-NoLogo", "-NoProfile", "-NonInteractive", "-Command"],
+}
+#: What PowerShell runs around the command, as GitHub Actions does: stop at
+#: the first error, and exit with the last native command's code.
+_PWSH_PROLOGUE = "$ErrorActionPreference = 'Stop'\n"
+_PWSH_EPILOGUE = "\nif ((Test-Path -LiteralPath variable:\\LASTEXITCODE)) { exit $LASTEXITCODE }"
+
 
 class ShellTask(Task):
     """Run a command; the result is ``{"returncode", "stdout", "stderr"}``.
 
     A non-zero exit code fails the task with :class:`flow2.CommandError`,
-    whose message has the exit code and the last lines of stderr. The
-    captured output keeps the last ``output_limit`` characters of each
-    stream, trailing newlines removed (as ``$(command)`` does in a shell).
+    whose message has the exit code and the last lines of stderr (of stdout
+    when stderr is empty). The captured output keeps the last
+    ``output_limit`` characters of each stream, trailing newlines removed
+    (as ``$(command)`` does in a shell).
 
     :param name: task name
-    :param cmd: a command line run by ``/bin/sh -c`` (``cmd.exe`` on Windows),
-        or a list of arguments run directly, without a shell
+    :param cmd: a command line, run by ``shell``, or a list of arguments run
+        directly, without a shell
+    :param shell: what runs a command line: ``"bash"`` (``bash --noprofile
+        --norc -e -o pipefail -c``), ``"sh"`` (``sh -e -c``), ``"python"``,
+        ``"pwsh"``, or a template such as ``"bash --noprofile --norc -eo
+        pipefail {0}"`` where ``{0}`` becomes the path of a file holding the
+        command. None (the default): bash when it is installed, else sh, so a
+        failing line or pipeline stage fails the task
     :param cwd: the working directory; the current one when None
     :param env: variables added to (or replacing some of) the environment
     :param output_limit: characters of stdout and of stderr kept in the result
     :param kill_grace: seconds between SIGTERM and SIGKILL when the task is
-        cancelled or times out
+        cancelled or times out, and for what the command leaves running
     :param output: print the result under SUCCESS (off: the output was streamed already)
     :param kwargs: the other options of :class:`flow2.Task`
     :raises flow2.DefinitionError: when an option has the wrong type
@@ -59,6 +86,7 @@ class ShellTask(Task):
     Example::
 
         flow2.ShellTask("Test", ["python", "-m", "pytest", "-q"], timeout=600)
+        flow2.ShellTask("Lint", "ruff check . | tee lint.txt", shell="bash")
     """
 
     def __init__(
@@ -66,6 +94,7 @@ class ShellTask(Task):
         name: str,
         cmd: str | Sequence[str],
         *,
+        shell: str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         output_limit: int = OUTPUT_LIMIT,
@@ -75,6 +104,7 @@ class ShellTask(Task):
     ) -> None:
         super().__init__(name, output=output, **kwargs)
         self.cmd: str | list[str] = _check_command(name, cmd)
+        self.shell = _check_shell(name, shell, self.cmd)
         if cwd is not None and not isinstance(cwd, str | os.PathLike):
             raise DefinitionError(
                 f"task {name!r}: cwd={cwd!r} is not a path; use e.g. cwd: build/docs"
@@ -123,39 +153,103 @@ class ShellTask(Task):
             # signalled at once, and a terminal's Ctrl-C reaches flow2 only.
             options["start_new_session"] = True
         self.logger.debug("running: %s", self.command_line)
+        script: str | None = None
         try:
-            if isinstance(self.cmd, str):
-                process = await asyncio.create_subprocess_shell(self.cmd, **options)
+            if isinstance(self.cmd, list):
+                arguments = self.cmd
+            elif sys.platform == "win32" and self.shell is None:  # pragma: no cover
+                arguments = []
             else:
-                process = await asyncio.create_subprocess_exec(*self.cmd, **options)
-        except OSError as error:
-            # subprocess's own frames would be the whole traceback: the
-            # message alone says what to fix.
-            raise OSError(error.errno, self._start_failure(error)) from None
+                arguments, script = _shell_arguments(self.shell, self.cmd)
+            try:
+                process, protocol = await _start(arguments or self.command_line, options)
+            except OSError as error:
+                # subprocess's own frames would be the whole traceback: the
+                # message alone says what to fix.
+                raise OSError(error.errno, self._start_failure(error, arguments)) from None
+            group = track(
+                process.pid, is_group=True, description=f"task {self.name!r} (pid {process.pid})"
+            )
+            try:
+                return await self._follow(process, protocol, group)
+            finally:
+                forget(group)
+        finally:
+            if script is not None:
+                os.unlink(script)
+
+    async def _follow(
+        self,
+        process: asyncio.subprocess.Process,
+        protocol: _Protocol,
+        group: ChildProcess,
+    ) -> dict[str, Any]:
+        """Read the command's output until it ends, then stop what it left running."""
+        try:
+            return await self._read_to_the_end(process, protocol.exited, group)
+        finally:
+            # The pipes are closed now, not when the transport is collected,
+            # perhaps after its loop closed ("Event loop is closed" at exit).
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+    async def _read_to_the_end(
+        self,
+        process: asyncio.subprocess.Process,
+        exited: asyncio.Future[None],
+        group: ChildProcess,
+    ) -> dict[str, Any]:
         stdout = _Capture(self.output_limit)
         stderr = _Capture(self.output_limit)
         assert process.stdout is not None and process.stderr is not None
+        readers = [
+            asyncio.ensure_future(self._stream(process.stdout, stdout, "stdout")),
+            asyncio.ensure_future(self._stream(process.stderr, stderr, "stderr")),
+        ]
         try:
-            async with asyncio.TaskGroup() as readers:
-                readers.create_task(self._stream(process.stdout, stdout, "stdout"))
-                readers.create_task(self._stream(process.stderr, stderr, "stderr"))
+            # The command's own exit, not its pipes' end: what it started in
+            # the background (``server &``) may hold them open.
+            waiting: set[asyncio.Future[None]] = {exited, *readers}
+            while not exited.done():
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()  # a reader failed: raise its error
+            # What it left running must not outlive the task. See
+            # test_background_children_of_a_successful_command_are_stopped.
+            await _end_group(group, self.kill_grace)
+            _, pending = await asyncio.wait(readers, timeout=self.kill_grace)
+            if pending:
+                # Something that left the group (setsid) holds the pipes:
+                # stop reading them.
+                for reader in pending:
+                    reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=bool(pending))
             returncode = await process.wait()
         except BaseException:
             # Cancelled (timeout, Ctrl-C, a sibling failed) or the readers
             # failed: the command must not outlive its task.
-            await _terminate(process, self.kill_grace)
+            for reader in readers:
+                reader.cancel()
+            await _terminate(exited, group, self.kill_grace)
+            await asyncio.gather(*readers, return_exceptions=True)
             raise
         if returncode != 0:
-            message = _failure_message(self.command_line, returncode, stderr)
+            message = _failure_message(self.command_line, returncode, stderr, stdout)
             raise CommandError(message, returncode, stderr.text())
         return {"returncode": returncode, "stdout": stdout.text(), "stderr": stderr.text()}
 
-    def _start_failure(self, error: OSError) -> str:
+    def _start_failure(self, error: OSError, arguments: list[str]) -> str:
         """What to fix when the command could not start."""
         reason = error.strerror or str(error)
         if self.cwd is not None and not os.path.isdir(self.cwd):
             where = os.fspath(self.cwd)
             return f"cannot start in cwd={where!r}: {reason}; create it or correct cwd"
+        if isinstance(self.cmd, str) and arguments and not shutil.which(arguments[0]):
+            return (
+                f"cannot run the shell {arguments[0]!r} for the command {_shorten(self.cmd)!r}: "
+                f"{reason}; install it, or choose another with shell: (bash, sh, python, "
+                f"pwsh or a template such as 'bash -e {{0}}')"
+            )
         program = self.cmd[0] if isinstance(self.cmd, list) else self.command_line
         if len(program) > 200:  # an argument list too long for the system, say
             program = program[:197] + "..."
@@ -233,34 +327,93 @@ class _Capture:
         return self.text().splitlines()[-count:]
 
 
-async def _terminate(process: asyncio.subprocess.Process, grace: float) -> None:
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's subprocess protocol, telling when the process itself exits.
+
+    ``Process.wait()`` also waits for the output pipes to close, which a
+    background child of the command may keep open for ever.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _start(
+    command: list[str] | str, options: dict[str, Any]
+) -> tuple[asyncio.subprocess.Process, _Protocol]:
+    """Start ``command`` (arguments, or a line for the system shell); its process and exit."""
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop)
+    if isinstance(command, list):
+        transport, _ = await loop.subprocess_exec(lambda: protocol, *command, **options)
+    else:  # pragma: no cover - Windows: cmd.exe
+        transport, _ = await loop.subprocess_shell(lambda: protocol, command, **options)
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
+async def _terminate(exited: asyncio.Future[None], group: ChildProcess, grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
-    _signal_group(process, kill=False)
+    group.terminate()
     try:
         async with asyncio.timeout(grace):
-            await process.wait()
+            await asyncio.shield(exited)
     except TimeoutError:
         pass
     finally:
         # Whatever is left of the group (children that ignore SIGTERM, or
         # everything when we are cancelled again while waiting) is killed.
-        _signal_group(process, kill=True)
-        if process.returncode is None:
-            await asyncio.shield(process.wait())
+        group.kill()
+        if not exited.done():
+            await asyncio.shield(exited)
 
 
-def _signal_group(process: asyncio.subprocess.Process, *, kill: bool) -> None:
-    """SIGKILL (``kill``) or SIGTERM the process's group; on Windows, the process."""
-    try:
-        if sys.platform == "win32":  # pragma: no cover
-            process.kill() if kill else process.terminate()
-        else:
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass  # the whole group is gone already
+#: Seconds between two looks at whether a process group is empty: the first, the longest.
+_GROUP_POLL = (0.005, 0.2)
 
 
-def _failure_message(command: str, returncode: int, stderr: _Capture) -> str:
+async def _end_group(group: ChildProcess, grace: float) -> None:
+    """Stop what is left in the group of a command that exited.
+
+    SIGTERM, up to ``grace`` seconds for the group to empty, then SIGKILL.
+    Nothing to do, and no wait, when the command left nothing behind.
+    """
+    if not group.terminate():
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    pause, longest = _GROUP_POLL
+    # A group's end cannot be awaited (its members are not our children):
+    # look again and again, less and less often.
+    while group.is_alive() and loop.time() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        pause = min(pause * 2, longest)
+    # Always: a member that ignores SIGTERM, or one the look missed (a fork
+    # in flight), must not outlive the task.
+    group.kill()
+
+
+def _shorten(command: str) -> str:
+    """A command as one short line: the first line of a script, 200 characters at most."""
+    lines = command.strip().splitlines() or [""]
+    shown = lines[0] if len(lines) == 1 else f"{lines[0]} … ({len(lines)} lines)"
+    return shown if len(shown) <= 200 else shown[:197] + "..."
+
+
+def _failure_message(
+    command: str, returncode: int, stderr: _Capture, stdout: _Capture | None = None
+) -> str:
     if returncode < 0:
         try:
             how = f"was killed by {signal.Signals(-returncode).name}"
@@ -268,12 +421,68 @@ def _failure_message(command: str, returncode: int, stderr: _Capture) -> str:
             how = f"was killed by signal {-returncode}"
     else:
         how = f"exited with code {returncode}"
-    shown = command if len(command) <= 200 else command[:197] + "..."
-    message = f"command {how}: {shown}"
+    message = f"command {how}: {_shorten(command)}"
     lines = stderr.last_lines(ERROR_LINES)
     if lines:
         message += "\nlast lines of stderr:\n" + "\n".join(f"  {line}" for line in lines)
+    elif stdout is not None and (lines := stdout.last_lines(ERROR_LINES)):
+        # Many tools report their failure on stdout: what the failing line
+        # printed is the clue.
+        message += "\nlast lines of stdout:\n" + "\n".join(f"  {line}" for line in lines)
     return message
+
+
+def _check_shell(name: str, shell: object, cmd: str | list[str]) -> str | None:
+    if shell is None:
+        return None
+    if not isinstance(shell, str) or not (shell in SHELLS or "{0}" in shell):
+        raise DefinitionError(
+            f"task {name!r}: shell={shell!r} is not a shell flow2 knows; use one of "
+            f"{', '.join(SHELLS)}, or a template with {{0}} where the path of the script "
+            f"goes, e.g. shell: 'bash --noprofile --norc -eo pipefail {{0}}'",
+            task=name,
+            option="shell",
+        )
+    if isinstance(cmd, list):
+        raise DefinitionError(
+            f"task {name!r}: shell={shell!r} is given but cmd is a list of arguments, which "
+            f"runs without a shell; write cmd as one command line, or remove shell",
+            task=name,
+            option="shell",
+        )
+    if shell not in SHELLS:
+        try:
+            shlex.split(shell)
+        except ValueError as error:
+            raise DefinitionError(
+                f"task {name!r}: shell={shell!r} cannot be split into arguments ({error}); "
+                f"check its quotes",
+                task=name,
+                option="shell",
+            ) from None
+    return shell
+
+
+def _shell_arguments(shell: str | None, command: str) -> tuple[list[str], str | None]:
+    """The arguments running ``command`` with ``shell``, and the script file to delete after."""
+    if shell is None:
+        shell = "bash" if shutil.which("bash") else "sh"
+    known = SHELLS.get(shell)
+    if known is not None:
+        arguments = list(known)
+        if shell == "python":
+            # "python" where it exists, as the shell would find it; else this
+            # interpreter (a machine with only python3).
+            arguments[0] = shutil.which("python") or shutil.which("python3") or sys.executable
+        elif shell == "pwsh":
+            command = _PWSH_PROLOGUE + command + _PWSH_EPILOGUE
+        return [*arguments, command], None
+    # A template: the command goes into a file (owner-only, as mkstemp makes
+    # it) whose path replaces {0}, as GitHub Actions runs a step.
+    descriptor, script = tempfile.mkstemp(prefix="flow2-", suffix=".script")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(command if command.endswith("\n") else command + "\n")
+    return [part.replace("{0}", script) for part in shlex.split(shell)], script
 
 
 def _check_command(name: str, cmd: object) -> str | list[str]:

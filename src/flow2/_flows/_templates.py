@@ -38,25 +38,26 @@ ENVIRON = "environ"
 @functools.cache
 def _load_time_environment() -> jinja2.sandbox.SandboxedEnvironment:
     import jinja2
-    import jinja2.sandbox
 
-    return jinja2.sandbox.SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
+    from ._limits import bounded_sandbox
+
+    return bounded_sandbox(
+        undefined=_naming_undefined(),
         keep_trailing_newline=True,
         # A `{% for %}` or `{% if %}` line leaves no blank line behind.
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        loader=jinja2.FunctionLoader(_no_include),
     )
 
 
 @functools.cache
 def _run_time_environment() -> jinja2.sandbox.SandboxedEnvironment:
-    import jinja2
-    import jinja2.sandbox
+    from ._limits import bounded_sandbox
 
-    return jinja2.sandbox.SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
+    return bounded_sandbox(
+        undefined=_naming_undefined(),
         variable_start_string="${{",
         variable_end_string="}}",
         # Run-time templates are expressions only: these never occur.
@@ -68,12 +69,119 @@ def _run_time_environment() -> jinja2.sandbox.SandboxedEnvironment:
     )
 
 
-def _protect_runtime_expressions(source: str) -> str:
-    # ``{%+ raw %}`` and ``{% endraw +%}``: no whitespace or newline around
-    # the expression is eaten by lstrip_blocks / trim_blocks.
-    return RUNTIME_EXPRESSION.sub(
-        lambda match: "{%+ raw %}" + match.group(0) + "{% endraw +%}", source
-    )
+@functools.cache
+def _naming_undefined() -> type[jinja2.StrictUndefined]:
+    import jinja2
+
+    class NamingUndefined(jinja2.StrictUndefined):
+        """StrictUndefined that also fails, naming the variable, where a number is needed.
+
+        ``range(steps)`` calls ``__index__``, which StrictUndefined leaves to
+        Python's generic "cannot be interpreted as an integer" TypeError.
+        """
+
+        __slots__ = ()
+        __index__ = __int__ = __float__ = __complex__ = __round__ = (
+            jinja2.StrictUndefined._fail_with_undefined_error
+        )
+
+    return NamingUndefined
+
+
+def _no_include(name: str) -> None:
+    # The default loader: replaced per flow file by one reading its folder.
+    return None
+
+
+class _Protector:
+    """Hides ``${{ … }}`` from load-time rendering behind private-use markers.
+
+    Each expression becomes ``<open>N<close>`` (with its newlines, so lines
+    keep their numbers): plain text to Jinja, so it survives being inside a
+    ``{% set %}`` string, a macro argument or an included file, and is put
+    back after rendering. A marker left half or changed means a load-time
+    filter or function altered the expression: refused, never run.
+    """
+
+    def __init__(self, source: str) -> None:
+        opening = 0xE000
+        while chr(opening) in source or chr(opening + 1) in source:
+            opening += 2
+        self.open, self.close = chr(opening), chr(opening + 1)
+        self.expressions: list[str] = []
+        self.marker = re.compile(f"{self.open}(\\d+)\n*{self.close}")
+
+    def protect(self, source: str) -> str:
+        def hide(match: re.Match[str]) -> str:
+            self.expressions.append(match.group(0))
+            newlines = "\n" * match.group(0).count("\n")
+            return f"{self.open}{len(self.expressions) - 1}{newlines}{self.close}"
+
+        return RUNTIME_EXPRESSION.sub(hide, source)
+
+    def restore(self, text: str, file: str) -> str:
+        def show(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            return self.expressions[index] if index < len(self.expressions) else match.group(0)
+
+        restored = self.marker.sub(show, text)
+        for character in (self.open, self.close):
+            position = restored.find(character)
+            if position >= 0:
+                raise FlowFileError(
+                    "a ${{ … }} expression was changed by a load-time {{ }} or {% %} "
+                    "(a filter, slice or function applied to it); a run-time expression is "
+                    "kept as written: move it out of the load-time template",
+                    file=file,
+                    line=restored.count("\n", 0, position) + 1,
+                )
+        return restored
+
+
+class _RecordingEnviron(dict[str, str]):
+    """``os.environ`` as templates see it, remembering the values they read.
+
+    Error messages never quote these values (see :func:`hide_values`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(os.environ)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        value = super().__getitem__(key)
+        self.read.add(value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        return default
+
+    def _read_all(self) -> None:
+        self.read.update(super().values())
+
+    def items(self) -> Any:
+        self._read_all()
+        return super().items()
+
+    def values(self) -> Any:
+        self._read_all()
+        return super().values()
+
+    def __repr__(self) -> str:
+        self._read_all()
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+def hide_values(error: FlowFileError, values: frozenset[str]) -> FlowFileError:
+    """``error`` with every one of ``values`` (environment values read) masked in its reason."""
+    reason = _hide(error.reason, values)
+    if reason == error.reason:
+        return error
+    return FlowFileError(reason, file=error.file, line=error.line, key=error.key)
 
 
 def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
@@ -83,18 +191,57 @@ def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
     :param file: the file's name, for error messages
     :param variables: the template variables
     :raises flow2.FlowFileError: on a syntax error, an undefined variable, a
-        forbidden operation or an error raised by the template, naming the line
+        forbidden operation, a limit exceeded or an error raised by the
+        template, naming the line
     """
+    return render_source(source, file, variables)[0]
+
+
+def render_source(
+    source: str, file: str, variables: Mapping[str, Any]
+) -> tuple[str, frozenset[str]]:
+    """The rendered text, and the environment values the template read.
+
+    :raises flow2.FlowFileError: as :func:`render_file`, never quoting an
+        environment value the template read
+    """
+    environ = _RecordingEnviron()
+    try:
+        return _render(source, file, variables, environ), frozenset(environ.read)
+    except FlowFileError as error:
+        raise hide_values(error, frozenset(environ.read)) from None
+
+
+def _render(
+    source: str, file: str, variables: Mapping[str, Any], environ: _RecordingEnviron
+) -> str:
     import jinja2
     import jinja2.exceptions
 
-    environment = _load_time_environment()
-    namespace = {ENVIRON: dict(os.environ), **variables}
+    from ._limits import LimitExceeded, TemplateTimeout, deadline, render_bounded
+
+    protector = _Protector(source)
+    folder = os.path.dirname(os.path.abspath(file))
+    environment = _load_time_environment().overlay(loader=_IncludeLoader(folder, protector))
+    namespace = {ENVIRON: environ, **variables}
     try:
-        template = environment.from_string(_protect_runtime_expressions(source))
-        # Frames of the compiled template carry this file name: the
-        # traceback of a render error leads to the template line.
-        return template.render(namespace)
+        with deadline():
+            template = environment.from_string(protector.protect(source))
+            # Frames of the compiled template carry this file name: the
+            # traceback of a render error leads to the template line.
+            text = render_bounded(template, namespace)
+    except TemplateTimeout:
+        from ._limits import TEMPLATE_SECONDS
+
+        raise FlowFileError(
+            f"template error: rendering took longer than {TEMPLATE_SECONDS:g} s, the limit "
+            f"for a flow's templates; look for loops that never end or grow too large",
+            file=file,
+        ) from None
+    except LimitExceeded as error:
+        raise FlowFileError(
+            f"template error: {error}", file=file, line=_template_line(error)
+        ) from None
     except jinja2.TemplateSyntaxError as error:
         raise FlowFileError(
             f"template syntax error: {error.message}; check the {{{{ }}}} and {{% %}} "
@@ -103,13 +250,10 @@ def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
             line=error.lineno,
         ) from None
     except jinja2.UndefinedError as error:
-        line = _template_line(error)
         raise FlowFileError(
-            f"template error: {error.message}; pass the variable on the command line "
-            f"(name=value) or to flow2.load(), or give it a default: "
-            f"{{{{ name | default('…') }}}}",
+            f"template error: {error.message}; {_how_to_pass(error.message or '')}",
             file=file,
-            line=line,
+            line=_template_line(error),
         ) from None
     except jinja2.exceptions.SecurityError as error:
         raise FlowFileError(
@@ -118,12 +262,72 @@ def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
             file=file,
             line=_template_line(error),
         ) from None
-    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as error:
+    except jinja2.TemplateNotFound as error:
         raise FlowFileError(
-            f"template error: {type(error).__name__}: {error}",
+            f"template error: cannot include {error.name!r}: no such file in {folder} "
+            f"(includes are read relative to the flow file's folder)",
             file=file,
             line=_template_line(error),
         ) from None
+    except RecursionError:
+        raise FlowFileError(
+            "template error: the template recurses too deeply (a macro or include calling itself?)",
+            file=file,
+        ) from None
+    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as error:
+        raise FlowFileError(
+            f"template error: {type(error).__name__}: {_message(error)}",
+            file=file,
+            line=_template_line(error),
+        ) from None
+    return protector.restore(text, file)
+
+
+def _how_to_pass(message: str) -> str:
+    match = re.match(r"'(\w+)' is undefined", message)
+    if match is None:
+        return (
+            "pass the variable on the command line (name=value) or to flow2.load(), "
+            "or give it a default: {{ name | default('…') }}"
+        )
+    name = match.group(1)
+    return (
+        f"pass it on the command line ({name}=…) or to flow2.load(path, {name}=…), "
+        f"or give it a default: {{{{ {name} | default('…') }}}}"
+    )
+
+
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)[:500]
+    except Exception:
+        return "(its message cannot be shown)"
+
+
+def _included_source(folder: str, name: str) -> str:
+    import jinja2
+
+    from ._limits import MAX_TEXT
+
+    path = os.path.join(folder, *jinja2.loaders.split_template_path(name))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(MAX_TEXT + 1)
+    except OSError:
+        raise jinja2.TemplateNotFound(name) from None
+
+
+class _IncludeLoader:
+    """Reads ``{% include %}`` and ``{% import %}`` files next to the flow file."""
+
+    def __new__(cls, folder: str, protector: _Protector) -> Any:
+        import jinja2
+
+        def load(name: str) -> tuple[str, str, Callable[[], bool]]:
+            source = _included_source(folder, name)
+            return protector.protect(source), os.path.join(folder, name), lambda: False
+
+        return jinja2.FunctionLoader(load)
 
 
 def _template_line(error: BaseException) -> int | None:
@@ -169,18 +373,59 @@ def runtime_names(value: object) -> set[str]:
     return names
 
 
-def render_runtime(value: Any, context: Mapping[str, Any], where: str) -> Any:
+def unsafe_attribute(value: object) -> str | None:
+    """The first ``_private`` attribute the run-time expressions in ``value`` reach, if any.
+
+    Jinja's sandbox refuses these when the expression runs; finding them
+    when the flow loads refuses ``${{ ''.__class__.__mro__ }}`` before
+    anything runs.
+
+    :raises jinja2.TemplateSyntaxError: when an expression is malformed
+    """
+    from jinja2 import nodes
+
+    environment = _run_time_environment()
+    for text in _strings(value):
+        if "${{" not in text:
+            continue
+        for node in environment.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
+            attribute = node.attr if isinstance(node, nodes.Getattr) else None
+            if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                attribute = node.arg.value if isinstance(node.arg.value, str) else None
+            if attribute is not None and attribute.startswith("_"):
+                return attribute
+    return None
+
+
+def render_runtime(
+    value: Any, context: Mapping[str, Any], where: str, *, seconds: float | None = None
+) -> Any:
     """``value`` with its run-time expressions evaluated against ``context``.
+
+    Runs within :data:`flow2._flows._limits.TEMPLATE_SECONDS` and the size limits.
 
     :param value: a string, or lists and mappings of strings and other values
     :param context: the run's context: results so far and the variables
     :param where: the file, line and key, for error messages
-    :raises flow2.ExpressionError: when an expression fails (undefined name, error)
+    :param seconds: a shorter time limit (the task's timeout)
+    :raises flow2.ExpressionError: when an expression fails (undefined name,
+        error, limit exceeded)
     """
     import jinja2
 
+    from ._limits import TEMPLATE_SECONDS, LimitExceeded, TemplateTimeout, deadline
+
+    limit = TEMPLATE_SECONDS if seconds is None else min(seconds, TEMPLATE_SECONDS)
     try:
-        return _render_value(value, {**context, "context": context})
+        with deadline(limit):
+            return _render_value(value, {**context, "context": context})
+    except TemplateTimeout:
+        raise ExpressionError(
+            f"{where}: the ${{{{ … }}}} expression took longer than {limit:g} s, the "
+            f"limit for an expression (the task's timeout, at most {TEMPLATE_SECONDS:g} s)"
+        ) from None
+    except LimitExceeded as error:
+        raise ExpressionError(f"{where}: {error}") from None
     except jinja2.UndefinedError as error:
         known = ", ".join(sorted(context)) or "none yet"
         raise ExpressionError(
@@ -189,11 +434,13 @@ def render_runtime(value: Any, context: Mapping[str, Any], where: str) -> Any:
             f"finished before it (put it after them in a serial group)"
         ) from None
     except Exception as error:
-        raise ExpressionError(f"{where}: {type(error).__name__}: {error}") from None
+        raise ExpressionError(f"{where}: {type(error).__name__}: {_message(error)}") from None
 
 
 def _render_value(value: Any, names: dict[str, Any]) -> Any:
     import jinja2
+
+    from ._limits import render_bounded
 
     if isinstance(value, str):
         if "${{" not in value:
@@ -204,7 +451,7 @@ def _render_value(value: Any, names: dict[str, Any]) -> Any:
             if isinstance(result, jinja2.Undefined):
                 result._fail_with_undefined_error()
             return result
-        return _compiled_template(value).render(names)
+        return render_bounded(_compiled_template(value), names)
     if isinstance(value, dict):
         return {
             _render_value(key, names): _render_value(item, names) for key, item in value.items()
@@ -214,8 +461,8 @@ def _render_value(value: Any, names: dict[str, Any]) -> Any:
     return value
 
 
-# Compiling costs about 0.7 ms, on the event loop, each time a task starts;
-# the options of the tasks of one flow repeat the same few strings.
+# Compiling costs about 0.7 ms each time a task starts; the options of the
+# tasks of one flow repeat the same few strings.
 @functools.lru_cache(maxsize=512)
 def _compiled_expression(source: str) -> Callable[..., Any]:
     return _run_time_environment().compile_expression(source, undefined_to_none=False)
@@ -233,24 +480,49 @@ def defer_options(
     options: dict[str, Any],
     deferred: dict[str, Any],
     where: dict[str, str],
+    variables: Mapping[str, Any] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> None:
     """Make ``task`` evaluate the ``${{ … }}`` of ``deferred`` options when it starts.
 
     The plugin checked the options as written at load time; when the task
     starts, a task built from the evaluated options does the work in its
     place, under the same name, key and parent, so logs and results are the
-    task's own.
+    task's own. The flow's ``variables`` are names too, under the context's
+    entries, so a tree from :func:`flow2.load` evaluates the same whether its
+    run got them in its context or not. ``hidden`` are environment values
+    read at load time, never quoted in an error.
     """
+    import asyncio
+
+    defaults = dict(variables or {})
+
+    def evaluate(names: dict[str, Any]) -> dict[str, Any]:
+        # The thread stops by itself at the task's timeout too.
+        seconds = task.timeout
+        return {
+            key: render_runtime(value, names, where[key], seconds=seconds)
+            for key, value in deferred.items()
+        }
 
     async def run_with_results(context: Context) -> Any:
-        evaluated = {
-            key: render_runtime(value, context, where[key]) for key, value in deferred.items()
-        }
+        # A snapshot taken on the loop, evaluated in a worker thread: an
+        # expression never blocks the other tasks, and the task's timeout
+        # (which cancels this await) bounds it too; the deadline in
+        # render_runtime stops the thread itself.
+        # See tests/test_fuzz.py::test_a_slow_expression_does_not_block_a_sibling
+        names = {**defaults, **context}
+        try:
+            evaluated = await asyncio.to_thread(evaluate, names)
+        except ExpressionError as error:
+            raise ExpressionError(_hide(str(error), hidden)) from None
         try:
             worker = factory(name, **{**options, **evaluated})
         except FlowError as error:
             raise ExpressionError(
-                f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}"
+                _hide(
+                    f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}", hidden
+                )
             ) from None
         return await worker.run(context)
 
@@ -263,3 +535,12 @@ def defer_options(
     except Exception:  # malformed: the tree check reports it with its line
         names = frozenset({"context"})
     task.runtime_names = names  # type: ignore[attr-defined]
+
+
+def _hide(message: str, values: frozenset[str]) -> str:
+    from .._listeners._secrets import MASK, MINIMUM_LENGTH
+
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= MINIMUM_LENGTH:
+            message = message.replace(value, MASK)
+    return message

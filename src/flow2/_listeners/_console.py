@@ -403,14 +403,45 @@ def _count(failed: int) -> str:
 
 
 def describe_error(error: BaseException) -> str:
-    """``'ValueError: message'``, or the type alone when the message is empty."""
-    message = str(error)
+    """``'ValueError: message'``, or the type alone when the message is empty.
+
+    An exception whose ``__str__`` raises (even an exception of its own
+    type) is described as such: a listener never fails on it.
+    """
     name = type(error).__name__
+    message = error_message(error)
     return f"{name}: {message}" if message else name
 
 
+def error_message(error: BaseException) -> str:
+    """``str(error)``, or a note saying it cannot be shown when its ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as problem:
+        return f"(its message cannot be shown: its __str__ raised {_type_of(problem)})"
+
+
+def _type_of(problem: BaseException) -> str:
+    # __name__ of a class is a plain attribute: reading it cannot run user code.
+    return type(problem).__name__
+
+
 def format_result(value: Any, *, max_lines: int = MAX_RESULT_LINES) -> str:
-    """Render a result readably, YAML-like, indented by two spaces, at most ``max_lines``."""
+    """Render a result readably, YAML-like, indented by two spaces, at most ``max_lines``.
+
+    A result whose ``repr``, ``str`` or iteration raises is shown as a line
+    saying so: a listener never fails on it.
+    """
+    try:
+        return _format_lines(value, max_lines)
+    except Exception as problem:
+        return (
+            f"  (a {type(value).__name__} that cannot be shown: showing it raised "
+            f"{_type_of(problem)})"
+        )
+
+
+def _format_lines(value: Any, max_lines: int) -> str:
     # Only the lines shown are formatted: a result of a million items must
     # not hold the event loop while lines nobody sees are built.
     lines = list(itertools.islice(_lines(value, 1), max_lines + 1))

@@ -14,16 +14,24 @@ renamed or removed. ::
      "output": "reading setup.cfg\nerror: no [metadata] section"}
 
 Secrets are masked in every line.
+
+Lines are written whole (each flush is one ``write`` of whole lines), at
+every task's end and at least every 0.2 s, so the file can be followed
+while the run goes, and after a crash (even ``kill -9``) every line in it is
+valid JSON. A file flow2 creates is readable by its owner only (0600): the
+events carry error messages and output, which may hold anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
+from ._console import error_message
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -31,6 +39,11 @@ if TYPE_CHECKING:
 
 #: The version of the line format, in the ``format`` field of each run's first line.
 FORMAT_VERSION = 1
+
+#: Seconds a line may wait before it is written.
+FLUSH_INTERVAL = 0.2
+#: Characters gathered before they are written whatever the time.
+_FLUSH_SIZE = 65536
 
 EventTarget = str | os.PathLike[str] | TextIO
 
@@ -79,7 +92,7 @@ def _error(
 ) -> dict[str, str] | None:
     if error is None:
         return None
-    message = str(error)
+    message = error_message(error)
     return {
         "type": type(error).__name__,
         "message": masker.mask(message) if masker is not None else message,
@@ -144,43 +157,59 @@ class EventFile:
     """An event listener writing each event as one JSON line.
 
     :param target: a file path (opened for appending when the run starts,
-        closed when it ends) or a text stream (written and flushed, never closed)
+        created owner-only, closed when it ends) or a text stream (written
+        and flushed, never closed)
     :param masker: masks secrets in every line
+    :ivar error: the error that stopped the writing (a full disk), or None
     :raises flow2.ConfigurationError: when the file cannot be opened
     """
 
     def __init__(self, target: EventTarget, *, masker: SecretMasker | None = None) -> None:
         self.target = target
         self.masker = masker
+        self.error: OSError | None = None
         self._stream: TextIO | None = None
-        self._owns_stream = False
+        self._descriptor: int | None = None
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._dumps = json.JSONEncoder(ensure_ascii=False, default=repr).encode
 
+    @property
+    def name(self) -> str:
+        """The path, or ``"a stream"``."""
+        if isinstance(self.target, str | os.PathLike):
+            return os.fspath(self.target)
+        return "a stream"
+
     def __repr__(self) -> str:
-        where = self.target if isinstance(self.target, str | os.PathLike) else "a stream"
-        return f"<EventFile {str(where)!r}>"
+        return f"<EventFile {self.name!r}>"
 
     def open(self) -> None:
         """Open the file now, so a path that cannot be written fails before the run.
 
         :raises flow2.ConfigurationError: when the file cannot be opened
         """
+        if self._descriptor is not None or self._stream is not None:
+            return
         if isinstance(self.target, str | os.PathLike):
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             try:
-                self._stream = open(self.target, "a", encoding="utf-8")
+                self._descriptor = os.open(self.target, flags, 0o600)
             except OSError as error:
                 raise ConfigurationError(
-                    f"cannot open the events file {os.fspath(self.target)!r}: "
-                    f"{error.strerror}; choose a writable path"
+                    f"cannot open the events file {self.name!r}: "
+                    f"{error.strerror or error}; choose a writable path"
                 ) from None
-            self._owns_stream = True
         else:
             self._stream = self.target
 
     def __call__(self, event: Event) -> None:
-        if self._stream is None:
+        if self.error is not None:
+            # Writing failed on the timer: the run drops this listener now.
+            raise OSError(self.error.errno, self.error.strerror)
+        if self._descriptor is None and self._stream is None:
             self.open()
-        assert self._stream is not None
         try:
             masker = self.masker
             if type(event) is TaskEvent:
@@ -189,23 +218,88 @@ class EventFile:
                 line = self._dumps(run_fields(event, masker))
             else:
                 return
-            self._stream.write((masker.mask(line) if masker is not None else line) + "\n")
-            if isinstance(event, RunEvent) and event.status.is_finished:
-                self._close()
+            self._add((masker.mask(line) if masker is not None else line) + "\n")
+            if type(event) is TaskEvent and not event.status.is_finished:
+                self._flush_soon()
+            else:
+                # A task's end and the run's start and end are written at once.
+                self.flush()
+                if isinstance(event, RunEvent) and event.status.is_finished:
+                    self._close()
         except Exception:
             # The run drops a listener that fails (a full disk): it would
             # never see the run's end, so the file is closed now.
             self._close(quietly=True)
             raise
 
-    def _close(self, *, quietly: bool = False) -> None:
-        stream, self._stream = self._stream, None
-        if stream is None:
+    def _add(self, line: str) -> None:
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size > _FLUSH_SIZE:
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        if self._timer is not None:
             return
         try:
-            if self._owns_stream:
-                stream.close()
-            else:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(FLUSH_INTERVAL, self._flush_on_time)
+
+    def _flush_on_time(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except OSError:
+            self._close(quietly=True)  # reported: self.error
+
+    def flush(self) -> None:
+        """Write the lines gathered so far, whole, in one write.
+
+        :raises OSError: when they cannot be written (kept in :attr:`error`)
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            if self._descriptor is not None:
+                data = text.encode("utf-8", "surrogatepass")
+                while data:
+                    written = os.write(self._descriptor, data)
+                    data = data[written:]
+            elif self._stream is not None:
+                self._stream.write(text)
+                self._stream.flush()
+        except OSError as error:
+            self.error = error
+            raise
+
+    def close(self) -> None:
+        """Write what is gathered and close the file (a stream is flushed, not closed)."""
+        try:
+            self.flush()
+        finally:
+            self._close()
+
+    def _close(self, *, quietly: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        descriptor, self._descriptor = self._descriptor, None
+        stream, self._stream = self._stream, None
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            if descriptor is not None:
+                os.close(descriptor)
+            elif stream is not None:
                 stream.flush()
         except (OSError, ValueError):
             if not quietly:

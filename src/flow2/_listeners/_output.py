@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from .._engine._context import current_record
 from .._engine._events import RunEvent, Status, TaskEvent
 from ._console import describe_error
+from ._files import make_private_directory, open_private
 
 if TYPE_CHECKING:
     import asyncio
@@ -256,8 +257,8 @@ class TaskOutput:
             if path is None:
                 path = self._new_log_path(record)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                file = state.file = open(path, "a", encoding="utf-8")
+                make_private_directory(path.parent)
+                file = state.file = open_private(path, append=True)
             except OSError as error:
                 # Logs that cannot be written must not fail the work: say so once.
                 print(

@@ -130,7 +130,11 @@ def user_traceback(error: BaseException) -> list[str]:
         frames = _frames(current.__traceback__, "where it was cancelled" if cancelled else "")
         # A cause with neither a message nor a frame of the user's (the
         # TimeoutError inside a timeout) says nothing: leave it out.
-        if depth and not cancelled and (frames or str(current)):
+        if (
+            depth
+            and not cancelled
+            and (frames or describe_error(current) != type(current).__name__)
+        ):
             lines.append(f"Caused by {describe_error(current)}")
         lines.extend(frames)
         current = current.__cause__ or (
@@ -327,7 +331,7 @@ class SummaryListener:
             failures = sorted(failures, key=lambda failure: order.get(id(failure.record), -1))
         groups: dict[str, list[Failure]] = {}
         for failure in failures:
-            key = f"{type(failure.error).__qualname__}: {failure.error}"
+            key = f"{type(failure.error).__qualname__}: {describe_error(failure.error)}"
             groups.setdefault(key, []).append(failure)
         return list(groups.values())
 

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._engine._exceptions import ConfigurationError
+from .._listeners._files import open_private
 from ._model import RunCollector
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def write_text(text: str, target: str, what: str) -> None:
         sys.stdout.flush()
         return
     try:
-        with open(target, "w", encoding="utf-8") as stream:
+        with open_private(target) as stream:
             stream.write(text)
     except OSError as error:
         raise ConfigurationError(

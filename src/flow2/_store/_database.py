@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._engine._exceptions import ConfigurationError
+from .._listeners._files import create_private_file, make_private_directory
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -254,9 +255,12 @@ class Store:
             )
         try:
             if create:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                make_private_directory(self.directory)
                 if not os.access(self.directory, os.W_OK | os.X_OK):
                     raise PermissionError(13, "Permission denied")
+                # Results and output live in it: owner-only, as SQLite's
+                # journal files then are too.
+                create_private_file(self.path)
             connection = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
             )

@@ -27,6 +27,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import RunEvent, Status, TaskEvent
+from .._listeners._console import error_message
 from .._listeners._summary import user_traceback
 from ._database import RUNNING
 from ._values import JSON, declared_reads, definition_parts, digest, encode_result, encode_variables
@@ -591,4 +592,4 @@ def _error_of(failure: BaseException, status: Status | None = None) -> tuple[str
     traceback = ""
     if status is None or status in _TRACEBACK:
         traceback = "\n".join(user_traceback(failure))
-    return type(failure).__name__, str(failure), traceback
+    return type(failure).__name__, error_message(failure), traceback
