@@ -51,7 +51,6 @@ OUTPUT_LINES = 200
 _SCALARS = frozenset({type(None), bool, int, float, str})
 _RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
 _SUCCEEDED, _REUSED = Status.SUCCEEDED, Status.REUSED
-_WITH_ERROR = (Status.FAILED, Status.CANCELLED, Status.RETRYING)
 _TRACEBACK = (Status.FAILED, Status.RETRYING)
 _COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
 
