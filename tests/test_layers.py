@@ -15,7 +15,7 @@ ALLOWED = {
     "_executors": {"_engine", "_executors"},
     "_listeners": {"_engine", "_listeners"},
     "_store": {"_engine", "_listeners", "_store"},
-    "_reports": {"_engine", "_listeners", "_reports"},
+    "_reports": {"_engine", "_listeners", "_store", "_reports"},
     "_runner": {"_engine", "_executors", "_listeners", "_store", "_reports", "_runner"},
     "_flows": {"_engine", "_executors", "_listeners", "_store", "_runner", "_flows"},
     "_cli": {

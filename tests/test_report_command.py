@@ -53,7 +53,11 @@ def test_report_picks_a_run_of_the_event_file(report_events: Path) -> None:
 
 def test_report_refuses_bad_input_in_one_line(report_events: Path, tmp_path: Path) -> None:
     assert_usage_error(flow2("report", "--events", report_events), "--html FILE")
-    assert_usage_error(flow2("report", "last", "--html", "-"), "no run store", "--events")
+    assert_usage_error(
+        flow2("report", "last", "--html", "-", "--store", tmp_path / "none"),
+        "no run store",
+        "--events",
+    )
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text("<html>not events</html>\n")
     assert_usage_error(

@@ -50,6 +50,7 @@ if _typing.TYPE_CHECKING:
     from ._reports._markdown import markdown_report
     from ._reports._model import AttemptRecord, ErrorRecord, RunRecord, TaskRecord
     from ._reports._reading import read_events
+    from ._reports._stored import read_store
     from ._reports._trace import trace_report
     from ._store._database import StoreError
 
@@ -76,6 +77,7 @@ _ON_FIRST_USE = {
     "junit_report": "._reports._junit",
     "markdown_report": "._reports._markdown",
     "read_events": "._reports._reading",
+    "read_store": "._reports._stored",
     "trace_report": "._reports._trace",
 }
 
@@ -157,6 +159,7 @@ __all__ = [
     "logger",
     "markdown_report",
     "read_events",
+    "read_store",
     "snake_case",
     "trace_report",
 ]

@@ -40,6 +40,7 @@ from ._listeners._settings import Display, Verbosity
 
 if TYPE_CHECKING:
     import logging
+    import sqlite3
     from collections.abc import Callable, Sequence
     from types import FrameType
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from ._listeners._event_file import EventTarget
     from ._listeners._live import LiveView
     from ._listeners._output import TaskOutput
+    from ._store._database import Store
     from ._store._recorder import StoreRecorder
     from ._store._resume import ResumePlan
 
@@ -347,6 +349,10 @@ class Runner:
         ``"release/checks"``) and the tasks they need; the rest are SKIPPED
     :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
     :param until: run the tasks up to this one and what it needs, none after it
+    :param start_from: start at this task (a result key or a group's path):
+        the tasks before it do not run, their results are taken from the
+        latest recorded run of the same flow file (else of a root with the
+        same name); needs a store
     :param handle_signals: take SIGINT, SIGTERM and SIGHUP while a run runs:
         cancel it cleanly, then raise :class:`Interrupted` (the exit code
         128 + the signal); off by default, so flow2 installs no handler
@@ -385,6 +391,7 @@ class Runner:
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         until: str | None = None,
+        start_from: str | None = None,
         tracing: bool | None = None,
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
@@ -398,6 +405,11 @@ class Runner:
         if until is not None and not isinstance(until, str):
             raise ConfigurationError(f"until={until!r} is not a task's key or a group's path")
         self.until = until
+        if start_from is not None and (not isinstance(start_from, str) or not start_from):
+            raise ConfigurationError(
+                f"start_from={start_from!r} is not a task's key or a group's path"
+            )
+        self.start_from = start_from
         self.display: Display = _from_environment("FLOW2_DISPLAY", Display, display)
         self.verbosity: Verbosity = _from_environment(
             "FLOW2_VERBOSITY", Verbosity, verbosity, Verbosity.NORMAL
@@ -435,6 +447,11 @@ class Runner:
             raise ConfigurationError(
                 f"resume={resume!r} needs a run store; pass store='.flow2' (or another "
                 f"directory), or set FLOW2_STORE"
+            )
+        if start_from is not None and self.store is None:
+            raise ConfigurationError(
+                f"start_from={start_from!r} takes the results of the tasks before it from the "
+                f"run store; pass store='.flow2' (or another directory), or set FLOW2_STORE"
             )
         self.resume = resume
         self.pickle_results = bool(pickle_results)
@@ -486,7 +503,11 @@ class Runner:
 
     async def _run(self, task: Task, context: Context | None, raises: bool) -> Context:
         self.events_error = None
-        plan: Plan | None = self._partial_run(task)
+        stored = None
+        if self.start_from is not None:
+            validate_tree(task)
+            stored = await asyncio.to_thread(self._stored_results, task)
+        plan: Plan | None = self._partial_run(task, stored)
         if self.store is None:
             return await execute(
                 task,
@@ -526,26 +547,12 @@ class Runner:
         from ._listeners._secrets import SecretMasker, is_secret_name
         from ._store._database import Store, keep_from_environment
         from ._store._recorder import StoreRecorder
-        from ._store._resume import ResumePlan
 
         assert self.store is not None
         store = Store(self.store)
         connection = store.connect(create=True)  # not writable: fails before the run
         try:
-            plan = None
-            previous = None
-            if self.resume == "last":
-                # Nothing to resume yet: the run runs every task, as a first run.
-                previous = store.latest_run(connection, flow=self.flow_file, name=task.name)
-            elif self.resume is not None:
-                previous = store.find_run(connection, self.resume)
-            if previous is not None:
-                plan = ResumePlan(
-                    previous,
-                    task,
-                    context if context is not None else {},
-                    pickle_results=self.pickle_results,
-                )
+            plan = self._resume_plan(store, connection, task, context)
         finally:
             connection.close()
         recorder = StoreRecorder(
@@ -569,26 +576,114 @@ class Runner:
         )
         return recorder, plan
 
+    def _resume_plan(
+        self, store: Store, connection: sqlite3.Connection, task: Task, context: Context | None
+    ) -> ResumePlan | None:
+        """The plan of the resume asked for; None when there is nothing to resume."""
+        from ._store._resume import ResumePlan
+
+        previous = None
+        if self.resume == "last":
+            # Nothing to resume yet: the run runs every task, as a first run.
+            previous = store.latest_run(connection, flow=self.flow_file, name=task.name)
+        elif self.resume is not None:
+            previous = store.find_run(connection, self.resume)
+        if previous is None:
+            return None
+        return ResumePlan(
+            previous,
+            task,
+            context if context is not None else {},
+            pickle_results=self.pickle_results,
+        )
+
     def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
         """What :meth:`run` would do with ``task``: each task run, skipped or reused, and why.
 
         Nothing runs. Conditions that read only the starting context (a flow's
-        variables) are decided; the others are noted.
+        variables) are decided; the others are noted. With ``resume=``, the
+        plan says which tasks the resume would reuse, and why the others run.
 
         :raises flow2.DefinitionError: when the tree is wrong, as :meth:`run` would
         """
         from ._engine._partial import plan_run
 
         validate_tree(task)
-        return plan_run(task, dict(context or {}), self._partial_run(task))
+        stored = self._stored_results(task) if self.start_from is not None else None
+        resume_plan = None
+        if self.resume is not None:
+            from ._store._database import Store
 
-    def _partial_run(self, task: Task) -> PartialRun | None:
-        if not (self.only or self.skip or self.until is not None):
+            assert self.store is not None
+            store = Store(self.store)
+            if store.path.is_file() or self.resume != "last":
+                connection = store.connect()
+                try:
+                    resume_plan = self._resume_plan(store, connection, task, context)
+                finally:
+                    connection.close()
+        return plan_run(
+            task, dict(context or {}), self._partial_run(task, stored), resume=resume_plan
+        )
+
+    def _partial_run(
+        self, task: Task, stored: tuple[str, dict[str, Any]] | None = None
+    ) -> PartialRun | None:
+        if not (self.only or self.skip or self.until is not None or self.start_from is not None):
             return None
         from ._engine._partial import PartialRun
 
         validate_tree(task)  # the references are resolved in a well-formed tree
-        return PartialRun(task, only=self.only, skip=self.skip, until=self.until)
+        return PartialRun(
+            task,
+            only=self.only,
+            skip=self.skip,
+            until=self.until,
+            start_from=self.start_from,
+            stored_results=stored[1] if stored is not None else None,
+            source=stored[0] if stored is not None else "the latest recorded run",
+        )
+
+    def _stored_results(self, task: Task) -> tuple[str, dict[str, Any]]:
+        """The results ``start_from`` takes: those of the latest recorded run of this flow,
+        with the name of that run.
+
+        :raises flow2.StoreError: no store, or no run of this flow in it
+        """
+        from ._store._database import Store, StoreError
+        from ._store._values import decode_result
+
+        assert self.store is not None
+        store = Store(self.store)
+        of = self.flow_file if self.flow_file is not None else repr(task.name)
+        if not store.path.is_file():
+            raise StoreError(
+                f"--from {self.start_from!r} takes the results of the tasks before it from the "
+                f"latest recorded run of {of}, and there is no run store in {store.directory}; "
+                f"run the whole flow first, or choose the store with --store or FLOW2_STORE",
+                path=str(store.path),
+            )
+        connection = store.connect()
+        try:
+            previous = store.latest_run(connection, flow=self.flow_file, name=task.name)
+        finally:
+            connection.close()
+        if previous is None:
+            raise StoreError(
+                f"--from {self.start_from!r}: no run of {of} is recorded in {store.directory} "
+                f"to take the results before it from; run the whole flow first",
+                path=str(store.path),
+            )
+        results: dict[str, Any] = {}
+        for stored in previous.tasks:
+            if stored.is_group or stored.status not in ("succeeded", "reused"):
+                continue
+            usable, value, _ = decode_result(
+                stored.result_format, stored.result, pickle_results=self.pickle_results
+            )
+            if usable:
+                results[stored.key] = value
+        return f"run {previous.id}", results
 
     def listeners_for_run(self) -> list[EventListener]:
         """The listeners of one run: output, a display, the summary, logging, the event file,

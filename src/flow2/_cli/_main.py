@@ -215,7 +215,8 @@ def _run_options(command: _Command) -> _Command:
     "--from",
     "start_from",
     metavar="TASK",
-    help="Start at TASK, taking the results of the tasks before it from the latest recorded run.",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded "
+    "run of FLOW in the run store.",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
@@ -249,18 +250,11 @@ def run(
     entries, so tasks (and ${{ … }} expressions) can read them too. Every
     run is recorded in the run store (see `flow2 runs`) unless --no-store.
     """
-    if start_from is not None:
-        raise UsageProblem(
-            f"--from {start_from!r} does not take its results from the run store yet; use "
-            f"--resume (reuse what succeeded in the latest recorded run), or --only or --skip "
-            f"to run part of the flow"
-        )
     if quiet and verbose:
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
-    if no_store and (resume or store is not None):
-        raise UsageProblem(
-            f"--no-store contradicts {'--resume' if resume else '--store'}; choose one"
-        )
+    if no_store and (resume or store is not None or start_from is not None):
+        contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
+        raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
     try:
         loaded, values = _load(flow, variables)
     except KeyboardInterrupt:
@@ -269,9 +263,23 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    selection: dict[str, Any] = {"only": _split(only), "skip": _split(skip), "until": until}
+    selection: dict[str, Any] = {
+        "only": _split(only),
+        "skip": _split(skip),
+        "until": until,
+        "start_from": start_from,
+    }
     if dry_run:
-        sys.exit(print_plan(loaded, values, selection))
+        sys.exit(
+            print_plan(
+                loaded,
+                values,
+                selection,
+                store=False if no_store else _store_directory(store),
+                resume=resume,
+                pickle_results=pickle_results,
+            )
+        )
     _exit(
         run_flow(
             loaded,
@@ -295,12 +303,28 @@ def _split(references: tuple[str, ...]) -> list[str]:
     return [part.strip() for reference in references for part in reference.split(",") if part]
 
 
-def print_plan(loaded: LoadedFlow, variables: dict[str, Any], selection: dict[str, Any]) -> int:
-    """Print what a run of the flow would do; exit code 0."""
+def print_plan(
+    loaded: LoadedFlow,
+    variables: dict[str, Any],
+    selection: dict[str, Any],
+    *,
+    store: Path | bool = False,
+    resume: bool = False,
+    pickle_results: bool = False,
+) -> int:
+    """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
     from .._runner import Runner
 
     try:
-        plan = Runner(display="none", **selection).dry_run(loaded.root.task, dict(variables))
+        runner = Runner(
+            display="none",
+            store=store if resume or selection.get("start_from") is not None else False,
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
+            **selection,
+        )
+        plan = runner.dry_run(loaded.root.task, dict(variables))
     except (ConfigurationError, DefinitionError) as error:
         raise UsageProblem(str(error)) from None
     click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
@@ -569,6 +593,7 @@ def run_flow(
     only: list[str] | None = None,
     skip: list[str] | None = None,
     until: str | None = None,
+    start_from: str | None = None,
     store: Path | bool = False,
     resume: str | None = None,
     pickle_results: bool = False,
@@ -606,6 +631,7 @@ def run_flow(
             only=only or (),
             skip=skip or (),
             until=until,
+            start_from=start_from,
             store=store,
             resume=resume,
             pickle_results=pickle_results,
@@ -692,6 +718,7 @@ _REPORT_KINDS = {
 @click.option("--trace", metavar="FILE", help="A Chrome trace (JSON) for ui.perfetto.dev.")
 @click.option("--junit", metavar="FILE", help="JUnit XML: one test case per task.")
 @click.option("--markdown", metavar="FILE", help="A Markdown summary ($GITHUB_STEP_SUMMARY).")
+@_store_option
 def report(
     run_reference: str | None,
     events: str | None,
@@ -699,8 +726,9 @@ def report(
     trace: str | None,
     junit: str | None,
     markdown: str | None,
+    store: str | None,
 ) -> None:
-    """Write reports on a finished run; FILE - is stdout.
+    """Write reports on a run recorded in the run store (or in an event file); FILE - is stdout.
 
     RUN is a run id, a unique prefix of one, or last (the default).
     """
@@ -713,24 +741,33 @@ def report(
             "flow2 report: say which report to write: --html FILE, --trace FILE, "
             "--junit FILE or --markdown FILE (FILE - is stdout)"
         )
-    if events is None:
-        # The run store is the usual source; until it exists, reports come
-        # from event files only.
+    if events is not None and store is not None:
         raise UsageProblem(
-            "flow2 report: this flow2 has no run store to find "
-            f"{'run ' + repr(run_reference) if run_reference else 'the last run'} in; "
-            "build the report from an event file: flow2 report --events EVENTS.jsonl "
-            "(written by flow2 run --events EVENTS.jsonl or FLOW2_EVENTS)"
+            "flow2 report: --events and --store are two sources of the run; choose one"
         )
     import importlib
 
-    from .._reports._reading import read_events
     from .._reports._writing import check_writable, write_text
 
     try:
         for kind, target in wanted.items():
             check_writable(target, f"--{kind}")
-        record = read_events(events, run_reference or "last")
+        if events is not None:
+            from .._reports._reading import read_events
+
+            record = read_events(events, run_reference or "last")
+        else:
+            from .._reports._stored import from_store
+            from .._store._database import DATABASE_NAME
+
+            directory = _store_directory(store)
+            if not (directory / DATABASE_NAME).is_file():
+                raise UsageProblem(
+                    f"flow2 report: no run store in {directory} (no {DATABASE_NAME}); choose "
+                    f"it with --store DIR or FLOW2_STORE, or build the reports from an event "
+                    f"file: flow2 report --events EVENTS.jsonl"
+                )
+            record = from_store(_find_run(directory, run_reference or "last"))
         for kind, target in wanted.items():
             what, function = _REPORT_KINDS[kind]
             module = importlib.import_module(f"flow2._reports._{kind}")

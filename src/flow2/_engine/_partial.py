@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._exceptions import DefinitionError
 from ._gate import CONDITION_IS_FALSE
@@ -111,6 +111,7 @@ class PartialRun:
     :param start_from: start at this task: the tasks before it are not run,
         their results are taken from ``stored_results``
     :param stored_results: result key → result, from an earlier run of the tree
+    :param source: where ``stored_results`` come from, as errors and reasons name it
     :raises flow2.DefinitionError: a reference names no task or several, or
         ``stored_results`` lacks a result the tasks from ``start_from`` on need
     """
@@ -124,7 +125,9 @@ class PartialRun:
         until: str | None = None,
         start_from: str | None = None,
         stored_results: Mapping[str, Any] | None = None,
+        source: str = "the latest recorded run",
     ) -> None:
+        self.source = source
         tree = _Tree(root)
         self.tree = tree
         producers = analyse_needs(root, None).producers
@@ -179,7 +182,7 @@ class PartialRun:
         missing = [task.key for task in before if id(task) in needed and task.key not in stored]
         if missing:
             raise DefinitionError(
-                f"--from {first.name!r}: the latest recorded run has no result for "
+                f"--from {first.name!r}: {self.source} has no result for "
                 f"{', '.join(map(repr, missing))}, which {first.name!r} or the tasks after it "
                 f"need; run the whole flow (or --until {first.name!r}) first",
                 option="from",
@@ -188,7 +191,7 @@ class PartialRun:
         for task in before:
             if task.key in stored:
                 self.decisions[id(task)] = Reuse(
-                    stored[task.key], f"result of the latest recorded run (--from {first.name!r})"
+                    stored[task.key], f"result of {self.source} (--from {first.name!r})"
                 )
             else:
                 self.decisions[id(task)] = Skip(f"before {first.name!r} (--from)")
@@ -196,6 +199,20 @@ class PartialRun:
     def decide(self, record: TaskRun, context: Context) -> Decision | None:
         """Leave the task out, reuse its stored result, or (None) run it."""
         return self.decisions.get(id(record.task))
+
+
+class ResumeDecisions(Protocol):
+    """What a resume would do with each leaf task (the run store's resume plan)."""
+
+    @property
+    def previous_id(self) -> str:
+        """The id of the run being resumed."""
+
+    def reuse_reason(self, path: tuple[str, ...], key: str) -> str | None:
+        """Why the task at ``path`` would be reused; None when it would run."""
+
+    def rerun_reason(self, path: tuple[str, ...], key: str) -> str | None:
+        """Why the task at ``path`` would run again."""
 
 
 class PlannedTask:
@@ -230,8 +247,10 @@ class RunPlan:
     :ivar tasks: a :class:`PlannedTask` per task
     """
 
-    def __init__(self, tasks: list[PlannedTask]) -> None:
+    def __init__(self, tasks: list[PlannedTask], *, resumed_run: str | None = None) -> None:
         self.tasks = tasks
+        #: The run a resume would reuse results from, when the plan is a resume's.
+        self.resumed_run = resumed_run
 
     def __getitem__(self, key: str) -> PlannedTask:
         """The planned task whose result key (or, for a group, name) is ``key``."""
@@ -257,16 +276,25 @@ class RunPlan:
         for planned in self.tasks:
             if planned.task.stores_result:
                 counts[planned.action] += 1
+        resumed = f" from run {self.resumed_run}" if self.resumed_run else ""
         lines.append(
-            f"{counts['run']} to run, {counts['skip']} to skip, {counts['reuse']} to reuse; "
-            f"nothing ran (dry run)"
+            f"{counts['run']} to run, {counts['skip']} to skip, {counts['reuse']} to "
+            f"reuse{resumed}; nothing ran (dry run)"
         )
         return "\n".join(lines)
 
 
-def plan_run(root: Task, context: Context, plan: PartialRun | None) -> RunPlan:
+def plan_run(
+    root: Task,
+    context: Context,
+    plan: PartialRun | None,
+    *,
+    resume: ResumeDecisions | None = None,
+) -> RunPlan:
     """What running ``root`` from ``context`` with ``plan`` would do; runs nothing.
 
+    :param resume: what a resume would reuse; a task it does not reuse runs,
+        and the plan says why
     :raises flow2.NeedsError: when the tree's needs cannot be met, as a run would
     """
     needs = analyse_needs(root, context)
@@ -288,6 +316,14 @@ def plan_run(root: Task, context: Context, plan: PartialRun | None) -> RunPlan:
             decided[id(task)] = ("reuse", decision.reason)
         else:
             note = _condition_note(task, context, producers)
+            if note != CONDITION_IS_FALSE and resume is not None and task.stores_result:
+                path = tree.path[id(task)]
+                reused = resume.reuse_reason(path, task.key)
+                if reused is not None:
+                    decided[id(task)] = ("reuse", reused)
+                    continue
+                again = resume.rerun_reason(path, task.key)
+                note = f"{again}; {note}" if again and note else again or note
             decided[id(task)] = ("skip" if note == CONDITION_IS_FALSE else "run", note)
     # A task whose need is skipped is skipped: repeat until nothing changes
     # (a need may sit later in the file, in a parallel group).
@@ -309,7 +345,8 @@ def plan_run(root: Task, context: Context, plan: PartialRun | None) -> RunPlan:
                     changed = True
                     break
     return RunPlan(
-        [PlannedTask(task, tree.path[id(task)], *decided[id(task)]) for task in tree.order]
+        [PlannedTask(task, tree.path[id(task)], *decided[id(task)]) for task in tree.order],
+        resumed_run=resume.previous_id if resume is not None else None,
     )
 
 

@@ -35,8 +35,8 @@ DEFAULT_DIRECTORY = ".flow2"
 DATABASE_NAME = "runs.sqlite3"
 #: What ``flow2_store.application`` says in a flow2 store.
 APPLICATION = "flow2 run store"
-#: The schema this flow2 writes.
-SCHEMA_VERSION = 1
+#: The schema this flow2 writes (2: a run's error, a task's retried attempts).
+SCHEMA_VERSION = 2
 #: Runs kept after each recorded run unless ``FLOW2_STORE_KEEP`` says otherwise.
 DEFAULT_KEEP = 100
 #: Milliseconds a connection waits for another one's lock before SQLite gives up.
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     host TEXT,
     resumed_from TEXT,
-    counts TEXT NOT NULL DEFAULT '{}'
+    counts TEXT NOT NULL DEFAULT '{}',
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS task_notes (
     error_traceback TEXT,
     result_note TEXT,
     output TEXT,
+    retries TEXT,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS definitions (
@@ -100,7 +102,15 @@ CREATE TABLE IF NOT EXISTS definitions (
 """
 
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        # The exception a run raised to its caller, as JSON (type, message, traceback).
+        "ALTER TABLE runs ADD COLUMN error TEXT",
+        # A task's retried attempts, as a JSON list of [end, retry delay, error type,
+        # error message, traceback]: the reports draw each attempt.
+        "ALTER TABLE task_notes ADD COLUMN retries TEXT",
+    ],
+}
 
 
 class StoreError(ConfigurationError):
@@ -178,6 +188,9 @@ class StoredTask:
     reads: list[str] | None
     reason: str | None
     output: str | None
+    #: Its attempts that failed and were retried, in order: ``[end, retry delay,
+    #: error type, error message, traceback]`` each.
+    retries: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -195,6 +208,8 @@ class StoredRun:
     resumed_from: str | None
     counts: dict[str, int]
     tasks: list[StoredTask] = field(default_factory=list)
+    #: The exception the run raised to its caller: ``type``, ``message``, ``traceback``.
+    error: dict[str, str] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -551,6 +566,7 @@ def _run_from(row: sqlite3.Row) -> StoredRun:
         status=status_of(row["status"], row["ended_at"], row["pid"], row["host"]),
         resumed_from=row["resumed_from"],
         counts=json.loads(row["counts"]),
+        error=json.loads(row["error"]) if row["error"] else None,
     )
 
 
@@ -579,4 +595,5 @@ def _task_from(
         reads=json.loads(reads) if reads is not None else None,
         reason=row["reason"],
         output=row["output"],
+        retries=json.loads(row["retries"]) if row["retries"] else [],
     )

@@ -90,11 +90,14 @@ def show_lines(run: StoredRun) -> list[str]:
     if reasons:
         lines.append("Ran again:")
         lines += [f"  {' › '.join(task.path)}: {task.reason}" for task in reasons]
+    # A group that failed because a task inside it did carries that task's
+    # error: only the task is listed, as the summary does.
+    failed_inside = {task.parent for task in run.tasks if task.status == "failed"}
     for task in run.tasks:
         if (
             task.status == "failed"
             and task.error_type
-            and (not task.is_group or task.error_traceback)
+            and (not task.is_group or task.number not in failed_inside)
         ):
             lines.append(f"Failed: {' › '.join(task.path)}")
             message = task.error_message or ""

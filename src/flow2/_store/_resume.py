@@ -72,6 +72,11 @@ class ResumePlan:
         self._plan(variables)
 
     @property
+    def previous_id(self) -> str:
+        """The id of the run being resumed."""
+        return self.previous.id
+
+    @property
     def reused(self) -> int:
         """How many tasks of the tree are reused."""
         return len(self._decisions)
@@ -94,6 +99,11 @@ class ResumePlan:
         if not task.stores_result or not self._decisions:
             return None
         return self._decisions.get((record.path, task.key))
+
+    def reuse_reason(self, path: tuple[str, ...], key: str) -> str | None:
+        """Why the task at ``path`` is reused (None when it runs)."""
+        decision = self._decisions.get((path, key))
+        return None if decision is None else decision.reason
 
     def rerun_reason(self, path: tuple[str, ...], key: str) -> str | None:
         """Why the task at ``path`` runs again (None when it is reused)."""
