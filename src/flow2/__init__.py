@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from . import _executors  # noqa: F401  (registers the executor names)
 from ._engine._events import Event, EventListener, RunEvent, Status, TaskEvent
 from ._engine._exceptions import (
     CommandError,
@@ -35,7 +36,6 @@ from ._engine._naming import snake_case
 from ._engine._needs import NeedsError
 from ._engine._run import Run
 from ._engine._state import TaskRun
-from ._executors._threads import ThreadExecutor
 from ._listeners._settings import Display, Verbosity
 from ._runner import Interrupted, Runner
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
@@ -43,6 +43,7 @@ from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Tas
 if _typing.TYPE_CHECKING:
     from ._executors._dask import DaskExecutor
     from ._executors._processes import ProcessExecutor
+    from ._executors._threads import ThreadExecutor
     from ._flows._loader import Flow, load
     from ._flows._shell import ShellTask
     from ._reports._html import html_report
@@ -73,6 +74,7 @@ _ON_FIRST_USE = {
     "ShellTask": "._flows._shell",
     "StoreError": "._store._database",
     "TaskRecord": "._reports._model",
+    "ThreadExecutor": "._executors._threads",
     "html_report": "._reports._html",
     "junit_report": "._reports._junit",
     "markdown_report": "._reports._markdown",

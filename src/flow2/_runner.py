@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib.util
 import logging
 import math
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._engine._children import kill_children, terminate_children
@@ -42,6 +40,7 @@ if TYPE_CHECKING:
     import logging
     import sqlite3
     from collections.abc import Callable, Sequence
+    from pathlib import Path
     from types import FrameType
 
     from ._engine._events import EventListener
@@ -98,6 +97,13 @@ CI_MARKERS = (
 )
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def is_ci() -> bool:
     """True when a CI service runs us: ``CI`` set (not to false or 0), or another CI's marker."""
     value = os.environ.get("CI", "").strip().lower()
@@ -138,7 +144,7 @@ def _tracing_from_environment(value: bool | None) -> bool:
         value = True
     elif not isinstance(value, bool):
         raise ConfigurationError(f"tracing={value!r} is not True or False")
-    if value and importlib.util.find_spec("opentelemetry") is None:
+    if value and not _installed("opentelemetry"):
         raise ConfigurationError(
             "tracing needs opentelemetry-api, which is not installed; install flow2[otel] "
             "(pip install '<your flow2 clone or wheel>[otel]')"
@@ -776,7 +782,7 @@ class Runner:
 
         :raises flow2.ConfigurationError: LIVE was asked for and rich is missing
         """
-        has_rich = importlib.util.find_spec("rich") is not None
+        has_rich = _installed("rich")
         if self.display is Display.LIVE:
             if not has_rich:
                 raise ConfigurationError(

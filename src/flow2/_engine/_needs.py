@@ -19,7 +19,6 @@ a tree without them pays nothing for it.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
@@ -228,6 +227,8 @@ def analyse_needs(root: Task, available: Collection[str] | None) -> Needs:
 def _unknown(
     task: Task, key: str, producers: dict[str, Task], available: Collection[str]
 ) -> NeedProblem:
+    import difflib  # only for this message: not at import
+
     known = sorted({*producers, *available})
     closest = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {closest[0]!r}? " if closest else ""

@@ -22,12 +22,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._engine._executor import EXECUTOR_FACTORIES, RunOptions, arguments_for
+from .._engine._executor import arguments_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._engine._executor import Executor
     from .._engine._task import Context, Task
 
 #: Seconds an abandoned thread gets to finish, from when its task was stopped.
@@ -200,25 +199,3 @@ class ThreadExecutor:
             self._threads = []
             self._calls = queue.SimpleQueue()
             self._idle = threading.Semaphore(0)
-
-
-def _make_process_executor(options: RunOptions) -> Executor:
-    from ._processes import ProcessExecutor
-
-    return ProcessExecutor(grace=options.grace)
-
-
-def _make_dask_executor(options: RunOptions) -> Executor:
-    # Imported on use: the Dask executor is an optional extra.
-    from ._dask import DaskExecutor
-
-    return DaskExecutor()
-
-
-EXECUTOR_FACTORIES.update(
-    {
-        "thread": lambda options: ThreadExecutor(options.max_threads, grace=options.grace),
-        "process": _make_process_executor,
-        "dask": _make_dask_executor,
-    }
-)
