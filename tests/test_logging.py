@@ -135,3 +135,44 @@ def test_a_broken_listener_is_removed_and_the_work_goes_on(
     # The listener after the broken one still saw the event that broke it.
     first = recorder.events[0]
     assert isinstance(first, flow2.RunEvent) and first.status is flow2.Status.RUNNING
+
+
+def test_a_listener_receives_only_the_statuses_it_listens_to(recorder: Recorder) -> None:
+    class Outcomes(Recorder):
+        listens_to = frozenset({flow2.Status.SUCCEEDED, flow2.Status.FAILED})
+
+    async def fail(context: dict[str, Any]) -> None:
+        raise ValueError("no")
+
+    outcomes = Outcomes()
+    tree = flow2.ParallelTaskGroup("Root", give("A"), flow2.CallbackTask("B", fail))
+    runner = flow2.Runner(display="none", listeners=[outcomes, recorder])
+    run(runner.run(tree, raises=False))
+    # Run events always, task events of the statuses asked for only...
+    assert [(type(event).__name__, event.status.name) for event in outcomes.events] == [
+        ("RunEvent", "RUNNING"),
+        ("TaskEvent", "SUCCEEDED"),
+        ("TaskEvent", "FAILED"),
+        ("RunEvent", "PARTIAL"),  # not the group's PARTIAL task event
+    ]
+    # ... while the listener next to it still receives every event.
+    assert recorder.statuses("A") == [flow2.Status.RUNNING, flow2.Status.SUCCEEDED]
+    assert recorder.statuses("Root") == [flow2.Status.RUNNING, flow2.Status.PARTIAL]
+
+
+def test_a_listens_to_that_is_not_a_set_of_statuses_means_every_event() -> None:
+    class Named:
+        # A user's listener may well have a method of that name.
+        def __init__(self) -> None:
+            self.statuses: list[flow2.Status] = []
+
+        def listens_to(self) -> str:
+            return "everything"
+
+        def __call__(self, event: flow2.Event) -> None:
+            if isinstance(event, flow2.TaskEvent):
+                self.statuses.append(event.status)
+
+    listener = Named()
+    run(flow2.Runner(display="none", listeners=[listener]).run(give("A")))
+    assert listener.statuses == [flow2.Status.RUNNING, flow2.Status.SUCCEEDED]

@@ -166,6 +166,17 @@ class EventListener(Protocol):
     Pass listeners to :class:`flow2.Runner`. A listener that holds a
     resource (a file, a live display) releases it when it receives the
     :class:`RunEvent` that ends the run.
+
+    A listener may say which task events it wants with an attribute
+    ``listens_to``: a set of the :class:`Status` es of the :class:`TaskEvent`
+    s it is called for (read once, when the run starts). Without it, it receives
+    every task event. Every listener receives both :class:`RunEvent` s. A
+    run builds no event for a status nobody listens to, so a listener that
+    ignores most events costs nothing for them.
     """
 
     def __call__(self, event: Event, /) -> None: ...
+
+
+#: The statuses a task ends in: what listeners of outcomes only ask for.
+FINISHED_STATUSES = frozenset(status for status in Status if status.is_finished)

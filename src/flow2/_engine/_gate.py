@@ -19,7 +19,7 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from ._events import Status, TaskEvent
+from ._events import FINISHED_STATUSES, Status, TaskEvent
 from ._executor import keyword_only_parameters
 from ._state import Skip
 
@@ -50,6 +50,9 @@ class Gate:
 
     __slots__ = ("_finished", "needs", "plan", "run")
 
+    #: As a listener, it only needs the events that end a task.
+    listens_to = FINISHED_STATUSES
+
     def __init__(self, run: Run, plan: Plan | None, needs: Needs | None) -> None:
         self.run = run
         self.plan = plan
@@ -58,9 +61,9 @@ class Gate:
         # the first wait and set by the producer's finishing event.
         self._finished: dict[int, asyncio.Event] = {}
 
-    def on_event(self, event: Event) -> None:
+    def __call__(self, event: Event) -> None:
         """Wake the tasks waiting for the task that just finished (a run listener)."""
-        if type(event) is TaskEvent and event.status.is_finished:
+        if type(event) is TaskEvent:
             finished = self._finished.pop(id(event.task), None)
             if finished is not None:
                 finished.set()

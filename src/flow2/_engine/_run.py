@@ -18,7 +18,7 @@ from time import perf_counter, time
 from typing import TYPE_CHECKING, Protocol
 
 from ._context import current_record, current_run
-from ._events import RunEvent, Status
+from ._events import RunEvent, Status, TaskEvent
 from ._exceptions import (
     DefinitionError,
     DuplicateKeyError,
@@ -64,6 +64,8 @@ class Run:
         self.root = root
         self.context = context
         self.settings = settings
+        #: The listeners of each task status (see :attr:`listeners`).
+        self.listening: dict[Status, tuple[EventListener, ...]] = {}
         self.listeners = listeners
         self.plan = plan
         #: What the tree's needs analysis found (None: no task has needs or a condition).
@@ -124,9 +126,35 @@ class Run:
             stack.extend(reversed(record.children))
         return ordered
 
+    @property
+    def listeners(self) -> list[EventListener]:
+        """The run's event listeners, in the order they are called."""
+        return self._listeners
+
+    @listeners.setter
+    def listeners(self, listeners: list[EventListener]) -> None:
+        self._listeners = listeners
+        # Who receives each task status, decided once: a task event goes
+        # only to the listeners that ask for its status (``listens_to``; all
+        # of them without it), and is not built when nobody does.
+        # See test_a_listener_receives_only_the_statuses_it_listens_to.
+        wanted = [_listens_to(listener) for listener in listeners]
+        self.listening = {
+            status: tuple(
+                listener
+                for listener, statuses in zip(listeners, wanted, strict=True)
+                if statuses is None or status in statuses
+            )
+            for status in Status
+        }
+
     def emit(self, event: Event) -> None:
-        """Hand ``event`` to every listener, in order."""
-        for listener in self.listeners:
+        """Hand ``event`` to each listener that wants it, in order."""
+        if type(event) is TaskEvent:
+            listeners: Iterable[EventListener] = self.listening[event.status]
+        else:
+            listeners = self._listeners
+        for listener in listeners:
             try:
                 listener(event)
             except Exception as error:
@@ -232,6 +260,20 @@ class Run:
             except Exception:
                 logger.exception("closing executor %r failed", executor)
         self.emit(RunEvent(status, self, time(), perf_counter() - self._started_counter, error))
+
+
+def _listens_to(listener: object) -> frozenset[Status] | None:
+    """The task statuses ``listener`` asks for; None: every one.
+
+    Only a collection of statuses counts: a listener whose ``listens_to``
+    means something else (a method, say) still receives everything.
+    """
+    statuses = getattr(listener, "listens_to", None)
+    if isinstance(statuses, frozenset | set | tuple | list) and all(
+        isinstance(status, Status) for status in statuses
+    ):
+        return frozenset(statuses)
+    return None
 
 
 def _describe(listener: object) -> str:
@@ -412,7 +454,7 @@ async def execute(
     if plan is not None or run.needs is not None:
         run.gate = gate = Gate(run, plan, run.needs)
         if run.needs is not None and run.needs.waits:
-            run.listeners.insert(0, gate.on_event)
+            run.listeners = [gate, *run.listeners]
     run_token = current_run.set(run)
     # A run started from inside a task's code is a run of its own: its root
     # has no parent record.

@@ -126,9 +126,13 @@ class TaskRun:
     ) -> None:
         """Build the event for ``status`` from this record and hand it to the run's listeners.
 
-        Every task event of a run is built here.
+        Every task event of a run is built here (the two of a task's hot path,
+        RUNNING and SUCCEEDED, in :meth:`flow2.Task.process`), and only when
+        a listener wants its status.
         """
-        self.run.emit(TaskEvent(status, self, time(), duration, result, error, retry_delay, reason))
+        run = self.run
+        if run.listening[status]:
+            run.emit(TaskEvent(status, self, time(), duration, result, error, retry_delay, reason))
 
 
 class Reuse:

@@ -284,7 +284,8 @@ class Task:
         record.start_time = now = time()
         try:
             if self._default_start:
-                run.emit(TaskEvent(_RUNNING, record, now))
+                if run.listening[_RUNNING]:
+                    run.emit(TaskEvent(_RUNNING, record, now))
             else:
                 await self.start(context)
             if self.retries or self.timeout is not None:
@@ -328,15 +329,16 @@ class Task:
             else:
                 record.status = status = _SUCCEEDED
             if self._default_success:
-                run.emit(
-                    TaskEvent(
-                        status,
-                        record,
-                        time(),
-                        perf_counter() - record.started_at,
-                        result if stores_result else None,
+                if run.listening[status]:
+                    run.emit(
+                        TaskEvent(
+                            status,
+                            record,
+                            time(),
+                            perf_counter() - record.started_at,
+                            result if stores_result else None,
+                        )
                     )
-                )
             else:
                 await self.success(result, context)
         finally:

@@ -94,7 +94,13 @@ def wants_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-_STARTING = Status.RUNNING
+_STARTING, _RETRYING, _SUCCEEDED, _PARTIAL = (
+    Status.RUNNING,
+    Status.RETRYING,
+    Status.SUCCEEDED,
+    Status.PARTIAL,
+)
+_FAILED, _SKIPPED, _REUSED = Status.FAILED, Status.SKIPPED, Status.REUSED
 _FINISHED = frozenset(status for status in Status if status.is_finished)
 
 #: Statuses a quiet console still prints.
@@ -333,21 +339,25 @@ class PlainConsole:
             line = self._labels[status] + " › ".join(event.path)
         else:
             line = self._labels[status] + event.task.name
-        if event.duration is not None and status is not Status.RETRYING:
-            line += f" ({event.duration:.2f}s)"
-        if status is Status.SUCCEEDED:
+        duration = event.duration
+        if duration is not None and status is not _RETRYING:
+            line = f"{line} ({duration:.2f}s)"
+        # Module constants, not Status.X: this runs for every line.
+        if status is _SUCCEEDED:
             if event.result is not None and event.task.output:
                 return f"{line}\n{format_result(event.result)}\n"
-        elif status is Status.FAILED:
+        elif status is _STARTING:
+            pass
+        elif status is _FAILED:
             if event.failed_count and not event.task.stores_result:
                 line += f": {_count(event.failed_count)} failed inside"
             elif event.error is not None:
                 line += f": {describe_error(event.error)}"
-        elif status is Status.PARTIAL:
+        elif status is _PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
-        elif status in (Status.SKIPPED, Status.REUSED) and event.reason:
+        elif (status is _SKIPPED or status is _REUSED) and event.reason:
             line += f": {event.reason}"
-        elif status is Status.RETRYING and event.error is not None:
+        elif status is _RETRYING and event.error is not None:
             retries = event.task.retries
             line += (
                 f": {describe_error(event.error)} "
@@ -403,14 +413,21 @@ class StreamWriter:
 
     def write(self, text: str) -> None:
         """Queue ``text``; the writer thread writes it soon."""
+        # list.append is atomic: no lock per line, and the writer is woken
+        # only when it sleeps (see benchmarks/bench_engine.py, console lines).
+        self._pending.append(text)
+        if self._thread is None:
+            self._start()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _start(self) -> None:
         with self._lock:
-            self._pending.append(text)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="flow2-console", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
 
     def close(self) -> None:
         """Write what is queued, flush, and stop the thread."""
@@ -422,13 +439,17 @@ class StreamWriter:
             thread.join()
 
     def _work(self) -> None:
+        pending = self._pending
         while True:
             self._wake.wait()
             self._wake.clear()
-            with self._lock:
-                text = "".join(self._pending)
-                self._pending.clear()
-                closing = self._closing
+            # Read before taking the lines: once closing is set, every line
+            # is queued already, so none is left behind.
+            closing = self._closing
+            # Take what is queued so far; lines appended meanwhile stay.
+            count = len(pending)
+            text = "".join(pending[:count])
+            del pending[:count]
             if text:
                 try:
                     self.stream.write(text)

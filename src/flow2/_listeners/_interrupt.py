@@ -42,6 +42,9 @@ class InterruptNotice:
     :param displays: told on the first Ctrl-C
     """
 
+    #: It acts on the run's begin and end only.
+    listens_to: frozenset[Status] = frozenset()
+
     def __init__(self, displays: list[StoppingDisplay]) -> None:
         self.displays = displays
         self._previous: Any = None

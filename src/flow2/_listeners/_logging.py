@@ -39,14 +39,20 @@ LEVELS = {
 
 
 class LoggingListener:
-    """An event listener that logs each event to the ``flow2`` logger."""
+    """An event listener that logs each event to the ``flow2`` logger.
+
+    It receives the task events whose level the ``flow2`` logger enables
+    when the run starts (most runs log none: then it costs nothing per task).
+    """
+
+    @property
+    def listens_to(self) -> frozenset[Status]:
+        """The statuses logged: read by the run as it starts."""
+        return frozenset(status for status, level in LEVELS.items() if logger.isEnabledFor(level))
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            # Checked here, not in the method: most runs log nothing, and
-            # this listener sees every event. isEnabledFor is cached by logging.
-            if logger.isEnabledFor(LEVELS[event.status]):
-                self._log_task_event(event)
+            self._log_task_event(event)
         elif isinstance(event, RunEvent):
             self._log_run_event(event)
 
@@ -124,6 +130,9 @@ class TaskRecordRouter:
     :param show: called with each record of the run, on the loop's thread
     :param level: the lowest level shown
     """
+
+    #: It acts on the run's begin and end only.
+    listens_to: frozenset[Status] = frozenset()
 
     def __init__(self, show: Callable[[logging.LogRecord], None], level: int) -> None:
         self.show = show

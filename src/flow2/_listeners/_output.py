@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .._engine._context import current_record
-from .._engine._events import RunEvent, Status, TaskEvent
+from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from ._console import describe_error
 from ._files import make_private_directory, open_private
 
@@ -92,6 +92,9 @@ class TaskOutput:
     :param log_lines: log each line to the task's logger (``flow2.tasks``), as
         records with a ``stream`` attribute: for runs without a display
     """
+
+    #: It hands a task's output on with the event that ends the task.
+    listens_to = FINISHED_STATUSES
 
     def __init__(
         self,

@@ -160,6 +160,9 @@ class MaskLogRecords:
     :param masker: the run's secrets
     """
 
+    #: It acts on the run's begin and end only.
+    listens_to: frozenset[Status] = frozenset()
+
     def __init__(self, masker: SecretMasker) -> None:
         self.masker = masker
         self._filter: MaskingFilter | None = None

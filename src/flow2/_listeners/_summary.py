@@ -44,7 +44,7 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, TextIO
 
-from .._engine._events import RunEvent, Status, TaskEvent
+from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from ._console import describe_error, wants_color
 from ._settings import Verbosity
 
@@ -195,6 +195,9 @@ class SummaryListener:
     :param output: the run's output listener, to say where the log files are
     :param events: where the event file is, to say so ("events.jsonl")
     """
+
+    #: It sums up how tasks ended.
+    listens_to = FINISHED_STATUSES
 
     def __init__(
         self,
