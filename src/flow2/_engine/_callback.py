@@ -39,6 +39,9 @@ def kind_of(callback: Any) -> CallbackKind:
     return CallbackKind.SYNC
 
 
+_COROUTINE = CallbackKind.COROUTINE
+
+
 class CollectItems:
     """A sync generator function as a callback returning the list of its items.
 
@@ -108,7 +111,7 @@ class CallbackTask(Task):
     async def run(self, context: Context) -> Any:
         """Call the callback with the context and return its resolved result."""
         kind = self.callback_kind
-        if kind is CallbackKind.COROUTINE:
+        if kind is _COROUTINE:  # a module constant: Enum attribute lookups are slow
             if self._takes_keywords:
                 positional, keywords = arguments_for(self, self.callback, context, remote=False)
                 result = await self.callback(positional, **keywords)

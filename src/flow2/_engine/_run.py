@@ -15,6 +15,7 @@ import os
 import sys
 from itertools import repeat
 from time import perf_counter, time
+from types import FunctionType
 from typing import TYPE_CHECKING, Protocol
 
 from ._context import current_record, current_run
@@ -138,27 +139,31 @@ class Run:
         # only to the listeners that ask for its status (``listens_to``; all
         # of them without it), and is not built when nobody does.
         # See test_a_listener_receives_only_the_statuses_it_listens_to.
+        # What is called is the listener's bound ``__call__`` when it has
+        # one: calling that is several times quicker than calling the object.
+        calls = [_call_of(listener) for listener in listeners]
+        self._listener_of = {
+            id(call): listener for call, listener in zip(calls, listeners, strict=True)
+        }
         wanted = [_listens_to(listener) for listener in listeners]
         self.listening = {
             status: tuple(
-                listener
-                for listener, statuses in zip(listeners, wanted, strict=True)
+                call
+                for call, statuses in zip(calls, wanted, strict=True)
                 if statuses is None or status in statuses
             )
             for status in Status
         }
+        self._run_listening = tuple(calls)
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to each listener that wants it, in order."""
-        if type(event) is TaskEvent:
-            listeners: Iterable[EventListener] = self.listening[event.status]
-        else:
-            listeners = self._listeners
-        for listener in listeners:
+        calls = self.listening[event.status] if type(event) is TaskEvent else self._run_listening
+        for call in calls:
             try:
-                listener(event)
+                call(event)
             except Exception as error:
-                self._drop_listener(listener, error)
+                self._drop_listener(self._listener_of[id(call)], error)
 
     def _drop_listener(self, listener: EventListener, error: Exception) -> None:
         # A broken listener must not fail the work it reports on. A new list,
@@ -262,6 +267,16 @@ class Run:
         self.emit(RunEvent(status, self, time(), perf_counter() - self._started_counter, error))
 
 
+def _call_of(listener: EventListener) -> Callable[[Event], None]:
+    """What to call to hand ``listener`` an event: its bound ``__call__``, or itself."""
+    # Not a test of callability: is the class's __call__ written in Python?
+    method = getattr(type(listener), "__call__", None)  # noqa: B004
+    if isinstance(method, FunctionType):
+        call: Callable[[Event], None] = listener.__call__
+        return call
+    return listener
+
+
 def _listens_to(listener: object) -> frozenset[Status] | None:
     """The task statuses ``listener`` asks for; None: every one.
 
@@ -312,12 +327,13 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
     """
     # Iterative, not recursive: trees thousands of levels deep are fine.
     # This walks every task of every run, so it is kept tight.
-    seen: set[int] = set()
+    # The ids seen: the run's records themselves when there is a run.
+    seen: dict[int, TaskRun | None] = run._records if run is not None else {}  # type: ignore[assignment]
+    record: TaskRun | None
     owners: dict[str, Task] = {}
     stack: list[tuple[Task, TaskRun | None]] = [(root, None)]
-    pop, extend, remember = stack.pop, stack.extend, seen.add
+    pop, extend = stack.pop, stack.extend
     executors: dict[int | str, str | Executor] = {"thread": "thread"}
-    records = run._records if run is not None else None
     parent_task: Task | None
     has_needs = False
     while stack:
@@ -331,14 +347,12 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
                 f"a task object runs once per tree, so create a second task instead",
                 task=task.name,
             )
-        remember(identity)
-        if records is not None:
-            record = TaskRun(task, run, parent)  # type: ignore[arg-type]
-            records[identity] = record
+        if run is not None:
+            record = seen[identity] = TaskRun(task, run, parent)
             if parent is not None:
-                parent.add_child(record)
+                parent.children.append(record)  # a list of its own: see below
         else:
-            record = None
+            record = seen[identity] = None
         executor = task.executor
         if executor is not None:
             if type(executor) is str:
@@ -366,6 +380,8 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             for position, child in enumerate(children, 1):
                 if not isinstance(child, Task):
                     check_is_task(task.name, position, child)
+            if record is not None:
+                record.children = []
             extend(zip(reversed(children), repeat(record)))
     if has_needs:
         # Only a tree with needs or conditions pays for this second walk.

@@ -39,6 +39,7 @@ from ._settings import Verbosity
 
 if TYPE_CHECKING:
     from .._engine._events import Event
+    from .._engine._run import Run
     from .._engine._state import TaskRun
     from ._output import TaskOutput
     from ._secrets import SecretMasker
@@ -103,6 +104,9 @@ _STARTING, _RETRYING, _SUCCEEDED, _PARTIAL = (
 _FAILED, _SKIPPED, _REUSED = Status.FAILED, Status.SKIPPED, Status.REUSED
 _FINISHED = frozenset(status for status in Status if status.is_finished)
 
+#: A task that has started and not finished is in one of these.
+_UNDERWAY = frozenset({Status.RUNNING, Status.RETRYING})
+
 #: Statuses a quiet console still prints.
 _QUIET_STATUSES = frozenset({Status.FAILED, Status.RETRYING})
 
@@ -146,9 +150,7 @@ class PlainConsole:
         self._quiet = verbosity is Verbosity.QUIET
         self._verbose = verbosity is Verbosity.VERBOSE
         self._groups: dict[TaskRun | None, list[str]] = {}
-        self._running: dict[TaskRun, None] = {}
-        self._leaves_done = 0
-        self._leaves_total = 0
+        self._run: Run | None = None
         self._started_at = 0.0
         self._beat_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,22 +163,30 @@ class PlainConsole:
         masker = self.masker
         return masker.mask(text) if masker is not None else text
 
+    @property
+    def listens_to(self) -> frozenset[Status] | None:
+        """A quiet console (outside GitHub Actions) prints failures and retries only."""
+        return _QUIET_STATUSES if self._quiet and not self.github else None
+
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            status = event.status
-            # Identity and set tests: this runs for every event of large runs.
-            if status is _STARTING:
-                if event.task.stores_result:
-                    self._running[event.record] = None
-            elif status in _FINISHED:
-                if event.task.stores_result:
-                    self._running.pop(event.record, None)
-                    self._leaves_done += 1
-                if self.github:
+            # This runs for every event of large runs: nothing is kept per
+            # task (what runs is read from the run's records when needed).
+            if self.github:
+                status = event.status
+                if status in _FINISHED:
                     self._end_group(event)
-            if self._quiet and status not in _QUIET_STATUSES:
-                return
-            self.write(self._mask(self.format(event)))
+                if self._quiet and status not in _QUIET_STATUSES:
+                    return
+            text = self.format(event)
+            masker = self.masker
+            if masker is not None:
+                text = masker.mask(text)
+            writer = self._writer
+            if writer is not None:
+                writer.write(text)
+            else:
+                self.write(text)
         elif isinstance(event, RunEvent):
             if event.status is Status.RUNNING:
                 self._begin(event)
@@ -185,15 +195,7 @@ class PlainConsole:
 
     def _begin(self, event: RunEvent) -> None:
         self._started_at = time.time()
-        leaves = 0
-        stack = [event.run.root]
-        while stack:
-            task = stack.pop()
-            if task.children:
-                stack.extend(task.children)
-            elif task.stores_result:
-                leaves += 1
-        self._leaves_total = leaves
+        self._run = event.run
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - runs always have a loop
@@ -218,14 +220,17 @@ class PlainConsole:
     def _beat(self) -> None:
         """A quiet run's sign of life: how far it got, what runs."""
         elapsed = time.time() - self._started_at
-        running = [self._label_of(record) for record in list(self._running)[:3]]
-        more = len(self._running) - len(running)
+        leaves = self._leaves()
+        finished = sum(1 for record in leaves if record.status in _FINISHED)
+        running = self._running(leaves)
+        names = [self._label_of(record) for record in running[:3]]
+        more = len(running) - len(names)
         line = (
-            f"… {format_elapsed(elapsed)}: {self._leaves_done}/{self._leaves_total} tasks "
-            f"finished, {len(self._running)} running"
+            f"… {format_elapsed(elapsed)}: {finished}/{len(leaves)} tasks "
+            f"finished, {len(running)} running"
         )
-        if running:
-            line += ": " + ", ".join(running) + (f" and {more} more" if more > 0 else "")
+        if names:
+            line += ": " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
         self.write(self._mask(line) + "\n")
         assert self._loop is not None and self.heartbeat
         self._beat_timer = self._loop.call_later(self.heartbeat, self._beat)
@@ -241,16 +246,28 @@ class PlainConsole:
             pass
 
     def _write_stopping(self) -> None:
-        names = [self._label_of(record) for record in list(self._running)[:5]]
-        more = len(self._running) - len(names)
-        line = f"flow2: stopping (Ctrl-C): waiting for {len(self._running)} task"
-        line += "" if len(self._running) == 1 else "s"
+        running = self._running(self._leaves())
+        names = [self._label_of(record) for record in running[:5]]
+        more = len(running) - len(names)
+        line = f"flow2: stopping (Ctrl-C): waiting for {len(running)} task"
+        line += "" if len(running) == 1 else "s"
         line += " to stop"
         if names:
             line += ": " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
         line += ". Press Ctrl-C again to kill them now.\n"
         self.write(self._mask(line))
         self.stream.flush()
+
+    def _leaves(self) -> list[TaskRun]:
+        """The records of the run's tasks that store a result (not groups), in tree order."""
+        if self._run is None:
+            return []
+        return [record for record in self._run.records() if record.task.stores_result]
+
+    @staticmethod
+    def _running(leaves: list[TaskRun]) -> list[TaskRun]:
+        """Those of ``leaves`` that have started and not finished."""
+        return [record for record in leaves if record.status in _UNDERWAY]
 
     def _label_of(self, record: TaskRun) -> str:
         if self.output is not None:
@@ -339,6 +356,8 @@ class PlainConsole:
             line = self._labels[status] + " › ".join(event.path)
         else:
             line = self._labels[status] + event.task.name
+        if status is _STARTING:  # half of all lines: the shortest path
+            return line + "\n"
         duration = event.duration
         if duration is not None and status is not _RETRYING:
             line = f"{line} ({duration:.2f}s)"
@@ -346,8 +365,6 @@ class PlainConsole:
         if status is _SUCCEEDED:
             if event.result is not None and event.task.output:
                 return f"{line}\n{format_result(event.result)}\n"
-        elif status is _STARTING:
-            pass
         elif status is _FAILED:
             if event.failed_count and not event.task.stores_result:
                 line += f": {_count(event.failed_count)} failed inside"

@@ -223,6 +223,7 @@ class SummaryListener:
         # kept. Three times as many as shown: groups that a task inside them
         # explains are left out at the end.
         self._slowest: list[tuple[float, int, TaskRun]] = []
+        self._slowest_kept = 3 * self._slowest_count
         self._order = itertools.count()
         self._listed: set[int] = set()
         #: path → reason of every task skipped with a reason, groups before their tasks.
@@ -240,13 +241,16 @@ class SummaryListener:
                 self.counts[status] += 1
             duration = event.duration
             if duration is not None and self._slowest_count and status not in _NOT_FINISHED:
-                record = event.record
-                if record.parent is not None:  # the root's time is the run's
-                    entry = (duration, next(self._order), record)
-                    if len(self._slowest) < 3 * self._slowest_count:
-                        heapq.heappush(self._slowest, entry)
-                    elif duration > self._slowest[0][0]:
-                        heapq.heapreplace(self._slowest, entry)
+                slowest = self._slowest
+                full = len(slowest) >= self._slowest_kept
+                # Only a task slower than the fastest kept makes an entry.
+                if (not full or duration > slowest[0][0]) and event.record.parent is not None:
+                    # (The root's time is the run's: never listed.)
+                    entry = (duration, next(self._order), event.record)
+                    if full:
+                        heapq.heapreplace(slowest, entry)
+                    else:
+                        heapq.heappush(slowest, entry)
             if status is _SKIPPED and event.reason:
                 self.skipped[event.path] = event.reason
             error = event.error
