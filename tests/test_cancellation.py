@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -182,3 +183,52 @@ def test_ctrl_c_cancels_everything_cleanly() -> None:
     assert "CANCELLED Root" in " ".join(" ".join(line.split()) for line in lines)
     assert "interrupted" in lines
     assert "Traceback" not in err
+
+
+SIGNAL_IN_ANOTHER_THREAD_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, signal, sys, threading, time
+    import flow2
+
+    NUMBER = signal.SIGTERM if "--handle-signals" in sys.argv else signal.SIGINT
+
+    async def sleeper(context):
+        # The kernel may hand a process's signal to any of its threads; here
+        # it goes, for certain, to a thread that is not the main one (after
+        # a while: by then the main thread waits in select()).
+        def interrupt():
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), NUMBER)
+        threading.Thread(target=interrupt).start()
+        await asyncio.sleep(60)
+
+    # Without a display, nothing but the runner's own signal handling is installed.
+    handle = "--handle-signals" in sys.argv
+    runner = flow2.Runner(display="none" if handle else "plain", handle_signals=handle)
+    try:
+        asyncio.run(runner.run(flow2.CallbackTask("A", sleeper)))
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(("arguments", "code"), [([], 130), (["--handle-signals"], 143)])
+def test_signal_wakes_a_waiting_loop(arguments: list[str], code: int) -> None:
+    # The main thread waits in select() for a timer a minute away: a signal
+    # received by another thread must still stop the run now (SIGINT as
+    # under asyncio.run, SIGTERM as under flow2 run).
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_IN_ANOTHER_THREAD_SCRIPT, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == code, result.stderr
+    assert time.monotonic() - started < 15
+    if not arguments:
+        assert "CANCELLED A" in " ".join(result.stdout.split())

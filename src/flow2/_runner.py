@@ -246,6 +246,9 @@ class _SignalHandling:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._installed = False
+        from ._listeners._interrupt import SignalWakeup  # with the first run, not at import
+
+        self._wakeup = SignalWakeup()
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -262,9 +265,11 @@ class _SignalHandling:
             if signal.getsignal(number) is signal.SIG_IGN:
                 continue
             self._previous[number] = signal.signal(number, self._on_signal)
+        self._wakeup.install(self._loop)
 
     def uninstall(self) -> None:
         self._installed = False
+        self._wakeup.uninstall()
         for number, previous in self._previous.items():
             signal.signal(number, previous)
         self._previous.clear()
