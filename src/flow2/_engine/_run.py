@@ -18,6 +18,7 @@ from time import perf_counter, time
 from types import FunctionType
 from typing import TYPE_CHECKING, Protocol
 
+from ._collector import freeze_for, thaw
 from ._context import current_record, current_run
 from ._events import RunEvent, Status, TaskEvent
 from ._exceptions import (
@@ -477,6 +478,7 @@ async def execute(
     record_token = current_record.set(None)
     run.emit(RunEvent(Status.RUNNING, run, time()))
     status, error = Status.FAILED, None
+    frozen = freeze_for(len(run._records))  # a big run: see _collector
     try:
         await run.start_executors(executors)
         await task.process(context, raises)
@@ -490,5 +492,9 @@ async def execute(
     finally:
         current_record.reset(record_token)
         current_run.reset(run_token)
-        await run.close(status, error)
+        try:
+            await run.close(status, error)
+        finally:
+            if frozen:
+                thaw()
     return context
