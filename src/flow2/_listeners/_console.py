@@ -414,8 +414,10 @@ class StreamWriter:
     """Writes text to a stream from a thread of its own, in the order it was given.
 
     :meth:`write` only queues the text, so the caller (the event loop) never
-    waits for the reader of the stream; :meth:`close` waits until everything
-    queued is written and flushed.
+    waits for the reader of the stream. The thread writes what is queued
+    every :data:`FLUSH_DELAY` seconds: it is never woken once per line,
+    which would make it take Python's GIL from a busy loop hundreds of
+    times a second. :meth:`close` writes what is left, flushes, and waits.
 
     :param stream: where the text goes
     """
@@ -424,19 +426,15 @@ class StreamWriter:
         self.stream = stream
         self._pending: list[str] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._closed = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
 
     def write(self, text: str) -> None:
-        """Queue ``text``; the writer thread writes it soon."""
-        # list.append is atomic: no lock per line, and the writer is woken
-        # only when it sleeps (see benchmarks/bench_engine.py, console lines).
-        self._pending.append(text)
+        """Queue ``text``; the writer thread writes it within :data:`FLUSH_DELAY` seconds."""
+        self._pending.append(text)  # atomic: no lock per line
         if self._thread is None:
             self._start()
-        if not self._wake.is_set():
-            self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -451,23 +449,21 @@ class StreamWriter:
         with self._lock:
             self._closing = True
             thread = self._thread
-        self._wake.set()
+        self._closed.set()
         if thread is not None:
             thread.join()
 
     def _work(self) -> None:
         pending = self._pending
         while True:
-            self._wake.wait()
-            self._wake.clear()
             # Read before taking the lines: once closing is set, every line
             # is queued already, so none is left behind.
             closing = self._closing
             # Take what is queued so far; lines appended meanwhile stay.
             count = len(pending)
-            text = "".join(pending[:count])
-            del pending[:count]
-            if text:
+            if count:
+                text = "".join(pending[:count])
+                del pending[:count]
                 try:
                     self.stream.write(text)
                     self.stream.flush()
@@ -475,6 +471,7 @@ class StreamWriter:
                     pass  # the text; the thread must stay to write what follows
             if closing:
                 return
+            self._closed.wait(FLUSH_DELAY)
 
 
 def format_elapsed(seconds: float) -> str:

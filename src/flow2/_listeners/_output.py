@@ -58,6 +58,7 @@ MAX_PARTIAL = 65536
 MAX_FILE_NAME = 120
 
 _RUNNING, _RETRYING, _FAILED = Status.RUNNING, Status.RETRYING, Status.FAILED
+_PENDING = Status.PENDING
 
 
 class OutputDisplay(Protocol):
@@ -127,9 +128,7 @@ class TaskOutput:
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
             status = event.status
-            if status is _RUNNING or status is _RETRYING:
-                return
-            if status is Status.PENDING:
+            if status is _RUNNING or status is _RETRYING or status is _PENDING:
                 return
             record = event.record
             state = self._states.pop(record, None)
