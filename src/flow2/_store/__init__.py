@@ -9,6 +9,7 @@ with the first run that records.
 - ``_values``: what is stored of a task: results (JSON when exact, pickle
   when asked), its definition's fingerprint, what it declares it reads.
 - ``_recorder``: the event listener that hands records to a writer thread.
+- ``_rows``: the rows the writer thread builds from them, in bulk.
 - ``_resume``: the plan that reuses what succeeded in an earlier run.
 - ``_history``: the text ``flow2 runs`` prints.
 """

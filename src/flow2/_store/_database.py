@@ -27,7 +27,7 @@ from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 #: The store directory when neither ``--store`` nor ``FLOW2_STORE`` names one.
 DEFAULT_DIRECTORY = ".flow2"
@@ -43,6 +43,9 @@ DEFAULT_KEEP = 100
 BUSY_TIMEOUT_MS = 30_000
 #: Attempts of a transaction that SQLite still reports as locked.
 ATTEMPTS = 20
+
+#: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
+ROWS_PER_STATEMENT = 256
 
 #: The statuses a run ends in, plus those the store infers.
 RUNNING = "running"
@@ -100,6 +103,36 @@ CREATE TABLE IF NOT EXISTS definitions (
     parts TEXT NOT NULL
 );
 """
+
+#: The columns of ``tasks`` and ``task_notes``, in order; the first two are the key.
+TASK_COLUMNS = (
+    "run_id",
+    "number",
+    "parent",
+    "name",
+    "key",
+    "is_group",
+    "status",
+    "attempts",
+    "started_at",
+    "ended_at",
+    "duration",
+    "result_format",
+    "result",
+    "definition",
+)
+NOTE_COLUMNS = (
+    "run_id",
+    "number",
+    "reads",
+    "reason",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "result_note",
+    "output",
+    "retries",
+)
 
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
 MIGRATIONS: dict[int, list[str]] = {
@@ -492,6 +525,10 @@ class Store:
 
         :returns: the ids deleted
         """
+        if older_than_days is None and keep is not None:
+            (count,) = connection.execute("SELECT count(*) FROM runs").fetchone()
+            if count <= keep:  # after most runs: nothing to read
+                return []
         runs = self.runs(connection)
         cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
         doomed = []
@@ -508,17 +545,24 @@ class Store:
         def delete(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                # The definitions the deleted tasks referred to: once no task
+                # refers to one, it goes too.
+                dropped: set[str] = set()
                 for start in range(0, len(doomed), 500):
                     chunk = doomed[start : start + 500]
                     marks = ", ".join("?" * len(chunk))
+                    dropped.update(
+                        row[0]
+                        for row in connection.execute(
+                            f"SELECT DISTINCT definition FROM tasks WHERE run_id IN ({marks}) "
+                            "AND definition IS NOT NULL",
+                            chunk,
+                        )
+                    )
                     connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
-                # Definitions no run refers to any more.
-                connection.execute(
-                    "DELETE FROM definitions WHERE id NOT IN "
-                    "(SELECT definition FROM tasks WHERE definition IS NOT NULL)"
-                )
+                self._delete_unused_definitions(connection, dropped)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -528,6 +572,98 @@ class Store:
         for run_id in doomed:
             shutil.rmtree(self.directory / "runs" / run_id, ignore_errors=True)
         return doomed
+
+    def _delete_unused_definitions(self, connection: sqlite3.Connection, dropped: set[str]) -> None:
+        """Delete those of the ``dropped`` definitions that no task refers to any more.
+
+        No index leads from a definition to its tasks, and a store at its
+        retention limit holds a hundred runs' tasks: reading them all after
+        each run would cost more than a run of quick tasks. A definition
+        the oldest run left still uses is in use (the usual case: its
+        tasks are those of the run just deleted); only the others are
+        looked for among all tasks, in one pass.
+        """
+        oldest = connection.execute(
+            "SELECT id FROM runs ORDER BY started_at, rowid LIMIT 1"
+        ).fetchone()
+        if oldest is not None and dropped:
+            dropped -= {
+                row[0]
+                for row in connection.execute(
+                    "SELECT DISTINCT definition FROM tasks WHERE run_id = ?", oldest
+                )
+            }
+        unused = sorted(dropped)
+        for start in range(0, len(unused), 500):
+            chunk = unused[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            used = {
+                row[0]
+                for row in connection.execute(
+                    f"SELECT DISTINCT definition FROM tasks WHERE definition IN ({marks})", chunk
+                )
+            }
+            connection.executemany(
+                "DELETE FROM definitions WHERE id = ?",
+                [(identity,) for identity in chunk if identity not in used],
+            )
+
+
+def upsert(table: str, columns: Sequence[str]) -> str:
+    """The clause that makes an INSERT into ``table`` replace the row of the same key."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[2:])
+    return f"ON CONFLICT ({columns[0]}, {columns[1]}) DO UPDATE SET {updates}"
+
+
+def insert_rows(
+    connection: sqlite3.Connection,
+    insert: str,
+    row: str,
+    conflict: str,
+    shared: Any,
+    columns: Sequence[list[Any]],
+) -> None:
+    """Insert the rows whose ``columns`` are given, with ``insert`` (``INSERT … VALUES``)
+    and ``row``, their values' SQL: ``?1`` for ``shared``, ``?`` for each column;
+    ``conflict`` ends the statement.
+
+    sqlite3 lets go of the GIL while SQLite runs a statement and waits to
+    take it back after, for as long as the event loop's thread keeps it
+    (up to the switch interval, 5 ms): a statement per row would keep a
+    writer thread waiting once per row. Rows go in statements of
+    :data:`ROWS_PER_STATEMENT`, then of halves for what is left (each size
+    prepared once per connection and cached): a handful of statements.
+    Their parameters are laid out from the columns by slice assignment,
+    in C, with no object per row.
+    """
+    total = len(columns[0])
+    if not total:
+        return
+    width = len(columns)
+    limit = (connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1) // width
+    size = max(1, min(ROWS_PER_STATEMENT, limit))
+    position = 0
+    while position < total:
+        while size > total - position:
+            size //= 2
+        parameters: list[Any] = [None] * (1 + width * size)
+        parameters[0] = shared
+        end = position + size
+        for offset, column in enumerate(columns, 1):
+            parameters[offset::width] = column[position:end]
+        connection.execute(_statement(insert, row, conflict, size), parameters)
+        position = end
+
+
+_STATEMENTS: dict[tuple[str, str, str, int], str] = {}
+
+
+def _statement(insert: str, row: str, conflict: str, size: int) -> str:
+    statement = _STATEMENTS.get((insert, row, conflict, size))
+    if statement is None:
+        values = ", ".join([row] * size)
+        statement = _STATEMENTS[insert, row, conflict, size] = f"{insert} {values} {conflict}"
+    return statement
 
 
 def status_of(status: str, ended_at: float | None, pid: int | None, host: str | None) -> str:

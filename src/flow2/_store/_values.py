@@ -148,7 +148,7 @@ def definition_parts(task: Task, cache: dict[int, tuple[Any, str]]) -> tuple[tup
         module = "flow2"
     parts = [("class", f"{module}.{kind.__qualname__}")]
     for name, value in vars(task).items():
-        if name in _IDENTITY or name[0] == "_":
+        if not is_option(name):
             continue
         value_type = type(value)
         if value_type in _SCALARS:
@@ -164,6 +164,11 @@ def definition_parts(task: Task, cache: dict[int, tuple[Any, str]]) -> tuple[tup
         # rendered with a token), and the store never shows the texts.
         parts.append((name, _digest(text)))
     return tuple(parts)
+
+
+def is_option(attribute: str) -> bool:
+    """True for the attributes of a task that are part of its definition."""
+    return attribute not in _IDENTITY and attribute[0] != "_"
 
 
 def digest(text: str) -> str:
