@@ -673,3 +673,19 @@ def test_a_slow_plain_console_never_slows_a_task_or_skews_its_time(recorder: Rec
     ]
     assert len(durations) == 5 and all(d is not None and d < 1.0 for d in durations), durations
     assert stream.getvalue().count("SUCCESS") == 5  # every line still written, in the end
+
+
+def test_plain_lines_reach_the_stream_while_the_run_goes_on() -> None:
+    # Lines are written by a thread every FLUSH_DELAY seconds, not only when
+    # the run ends: a CI log shows a long task's STARTING line while it runs.
+    stream = io.StringIO()
+    seen_while_running: list[str] = []
+
+    async def long_task(context: dict[str, Any]) -> None:
+        await asyncio.sleep(0.5)  # ten times FLUSH_DELAY
+        seen_while_running.append(stream.getvalue())
+
+    run(flow2.Runner(display="plain", stream=stream).run(flow2.CallbackTask("Long", long_task)))
+    assert "STARTING  Long" in seen_while_running[0]
+    assert "SUCCESS" not in seen_while_running[0]
+    assert "SUCCESS   Long" in stream.getvalue()
