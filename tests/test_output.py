@@ -685,7 +685,14 @@ def test_plain_lines_reach_the_stream_while_the_run_goes_on() -> None:
         await asyncio.sleep(0.5)  # ten times FLUSH_DELAY
         seen_while_running.append(stream.getvalue())
 
-    run(flow2.Runner(display="plain", stream=stream).run(flow2.CallbackTask("Long", long_task)))
+    async def quick(context: dict[str, Any]) -> None:
+        return None
+
+    # The first line starts the writer; the later ones wait for its next turn.
+    tree = flow2.SerialTaskGroup(
+        "Root", flow2.CallbackTask("Quick", quick), flow2.CallbackTask("Long", long_task)
+    )
+    run(flow2.Runner(display="plain", stream=stream).run(tree))
     assert "STARTING  Long" in seen_while_running[0]
-    assert "SUCCESS" not in seen_while_running[0]
+    assert "SUCCESS   Long" not in seen_while_running[0]
     assert "SUCCESS   Long" in stream.getvalue()
