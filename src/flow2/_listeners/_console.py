@@ -38,6 +38,8 @@ from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._engine._events import Event
     from .._engine._run import Run
     from .._engine._state import TaskRun
@@ -413,7 +415,7 @@ class PlainConsole:
 class StreamWriter:
     """Writes text to a stream from a thread of its own, in the order it was given.
 
-    :meth:`write` only queues the text, so the caller (the event loop) never
+    :attr:`write` only queues the text, so the caller (the event loop) never
     waits for the reader of the stream. The thread writes what is queued
     every :data:`FLUSH_DELAY` seconds: it is never woken once per line,
     which would make it take Python's GIL from a busy loop hundreds of
@@ -425,33 +427,19 @@ class StreamWriter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._pending: list[str] = []
-        self._lock = threading.Lock()
+        #: Queue a text; the thread writes it within :data:`FLUSH_DELAY`
+        #: seconds. ``list.append`` itself: atomic, no lock, no Python frame.
+        self.write: Callable[[str], None] = self._pending.append
         self._closed = threading.Event()
         self._closing = False
-        self._thread: threading.Thread | None = None
-
-    def write(self, text: str) -> None:
-        """Queue ``text``; the writer thread writes it within :data:`FLUSH_DELAY` seconds."""
-        self._pending.append(text)  # atomic: no lock per line
-        if self._thread is None:
-            self._start()
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="flow2-console", daemon=True
-                )
-                self._thread.start()
+        self._thread = threading.Thread(target=self._work, name="flow2-console", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         """Write what is queued, flush, and stop the thread."""
-        with self._lock:
-            self._closing = True
-            thread = self._thread
+        self._closing = True  # before the wake-up: the thread reads it first
         self._closed.set()
-        if thread is not None:
-            thread.join()
+        self._thread.join()
 
     def _work(self) -> None:
         pending = self._pending
