@@ -286,6 +286,37 @@ class TaskRows:
 
     # Everything else, one by one ---------------------------------------------
 
+    def _add_row(
+        self,
+        number: int,
+        task: Task,
+        status: str,
+        attempt: int,
+        start: float,
+        end: float,
+        duration: float | None,
+        result_format: str | None = None,
+        result: Any = None,
+        definition: str | None = None,
+    ) -> None:
+        """Queue the row of one task that ended, in the columns of ``self._batch.other``."""
+        _append(
+            self._batch.other,
+            number,
+            self._parents[number],
+            self._mask(task.name),
+            task.key,
+            0 if task.stores_result else 1,
+            status,
+            attempt,
+            start,
+            end,
+            duration,
+            result_format,
+            result,
+            definition,
+        )
+
     def _add_other(self, item: tuple[Any, ...]) -> None:
         record = item[0]
         if record is None:
@@ -298,22 +329,8 @@ class TaskRows:
         task = record.task
         start = self._starts.pop(record, None)
         if len(item) == END_STRIDE:  # a group that succeeded
-            _append(
-                self._batch.other,
-                number,
-                self._parents[number],
-                self._mask(task.name),
-                task.key,
-                1,
-                "succeeded",
-                item[2],
-                when if start is None else start,
-                when,
-                item[3],
-                None,
-                None,
-                None,
-            )
+            started = when if start is None else start
+            self._add_row(number, task, "succeeded", item[2], started, when, item[3])
             return
         _, _, attempt, duration, status, encoded, error, reason, output, delay = item
         if status is _RETRYING:
@@ -339,21 +356,8 @@ class TaskRows:
                 note = self._note(number)
                 note[_READS] = reads
                 note[_RESULT_NOTE] = result_note
-        _append(
-            self._batch.other,
-            number,
-            self._parents[number],
-            self._mask(task.name),
-            task.key,
-            1 if is_group else 0,
-            value,
-            attempt,
-            start,
-            when,
-            duration,
-            result_format,
-            result,
-            definition,
+        self._add_row(
+            number, task, value, attempt, start, when, duration, result_format, result, definition
         )
         if reason is not None or error is not None or output:
             note = self._note(number)
