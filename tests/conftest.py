@@ -8,13 +8,16 @@ import textwrap
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pexpect
 import pyte
 import pytest
 
 import flow2
+
+if TYPE_CHECKING:
+    from flow2._store._database import StoredRun
 
 #: Variables that change what flow2 shows or where it writes: no test inherits them.
 _ENVIRONMENT_PREFIXES = ("FLOW2_", "GITHUB_")
@@ -109,6 +112,18 @@ def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+def stored_run(store: Path, reference: str = "last") -> StoredRun:
+    """A recorded run, with its tasks, as the store in ``store`` reads it back."""
+    from flow2._store._database import Store
+
+    database = Store(store)
+    connection = database.connect()
+    try:
+        return database.find_run(connection, reference)
+    finally:
+        connection.close()
 
 
 class Terminal:

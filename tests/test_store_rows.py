@@ -13,7 +13,7 @@ import flow2
 from flow2._store._database import Store
 from flow2._store._values import definition_of
 
-from .conftest import Recorder, run
+from .conftest import Recorder, run, stored_run
 
 
 async def nothing(context: dict[str, Any]) -> None:
@@ -66,29 +66,25 @@ def test_every_task_of_a_large_run_is_recorded_as_its_events_said(tmp_path: Path
             assert stored.status is event.status, path
             assert stored.end == event.time, path
             assert stored.start == started.get(path, event.time), path
-    stored_rows = {
-        row["key"]: row
-        for row in rows(
-            tmp_path, "SELECT key, attempts, duration, result_format, result, status FROM tasks"
-        )
-    }
+    stored = {task.key: task for task in stored_run(tmp_path).tasks}
     durations = {
         event.task.key: event.duration
         for event in events.events
         if isinstance(event, flow2.TaskEvent) and event.status.is_finished
     }
     for task in many[:150] + many[152:]:
-        row = stored_rows[task.key]
-        assert (row["status"], row["attempts"], row["result_format"], row["result"]) == (
+        row = stored[task.key]
+        assert (row.status, row.attempts, row.result_format, row.result) == (
             "succeeded",
             1,
             "json",
             "null",
         )
-        assert row["duration"] == durations[task.key]
-    assert json.loads(stored_rows["value"]["result"]) == {"rows": [1, 2.5, "three"]}
-    assert [stored_rows[task.key]["status"] for task in many[150:152]] == ["skipped"] * 2
-    assert stored_rows["broken"]["status"] == "failed"
+        assert row.duration == durations[task.key]
+        assert row.path[:-1] in {("Root", "Many"), ("Root", "More")}
+    assert json.loads(stored["value"].result or "") == {"rows": [1, 2.5, "three"]}
+    assert [stored[task.key].status for task in many[150:152]] == ["skipped"] * 2
+    assert stored["broken"].status == "failed"
     counts = rows(tmp_path, "SELECT counts FROM runs")[0]["counts"]
     assert json.loads(counts) == {
         "succeeded": 299,
@@ -113,13 +109,7 @@ def test_a_task_unlike_the_many_around_it_keeps_its_own_definition(
     tree = flow2.ParallelTaskGroup("Steps", *plain[:100], odd_one, *plain[100:])
     run(flow2.Runner(display="none", store=tmp_path).run(tree))
 
-    parts = {
-        row["key"]: json.loads(row["parts"])
-        for row in rows(
-            tmp_path,
-            "SELECT key, parts FROM tasks JOIN definitions ON definitions.id = tasks.definition",
-        )
-    }
+    parts = {task.key: task.definition for task in stored_run(tmp_path).tasks if not task.is_group}
     assert len(parts) == 201
     assert all(parts[task.key] == parts["step_0"] for task in plain)
     assert parts["odd"].get(part) != parts["step_0"].get(part)
@@ -160,14 +150,15 @@ def test_retention_deletes_a_definition_once_no_run_uses_it(tmp_path: Path) -> N
             "Pipeline", flow2.CallbackTask("Step", callback), flow2.CallbackTask("Same", nothing)
         )
         run(flow2.Runner(display="none", store=tmp_path).run(tree))
+    # Each run's definition id of each task, found by its parts.
+    known = {
+        row["parts"]: row["id"] for row in rows(tmp_path, "SELECT id, parts FROM definitions")
+    }
     uses = [
         {
-            row["key"]: row["definition"]
-            for row in rows(
-                tmp_path,
-                "SELECT key, definition FROM tasks WHERE run_id = ? AND definition IS NOT NULL",
-                run_id,
-            )
+            task.key: known[json.dumps(task.definition, sort_keys=True)]
+            for task in stored_run(tmp_path, run_id).tasks
+            if not task.is_group
         }
         for (run_id,) in rows(tmp_path, "SELECT id FROM runs ORDER BY started_at")
     ]

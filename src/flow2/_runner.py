@@ -531,12 +531,6 @@ class Runner:
         # Opening the store and reading the run to resume touch the disk:
         # done in a thread, never on the loop.
         recorder, resume_plan = await asyncio.to_thread(self._open_store, task, context)
-        if resume_plan is not None:
-            if self.display is not Display.NONE:
-                stream = self.stream if self.stream is not None else sys.stdout
-                stream.write(resume_plan.announcement() + "\n")
-                stream.flush()
-            plan = resume_plan if plan is None else _BothPlans(plan, resume_plan)
 
         def listeners() -> list[EventListener]:
             from ._listeners._logging import TaskRecordRouter
@@ -545,6 +539,12 @@ class Runner:
             return [*self.listeners_for_run(), router, recorder]
 
         try:
+            if resume_plan is not None:
+                if self.display is not Display.NONE:
+                    stream = self.stream if self.stream is not None else sys.stdout
+                    stream.write(resume_plan.announcement() + "\n")
+                    stream.flush()
+                plan = resume_plan if plan is None else _BothPlans(plan, resume_plan)
             return await execute(
                 task, context, raises=raises, listeners=listeners, settings=self, plan=plan
             )
@@ -561,29 +561,35 @@ class Runner:
 
         assert self.store is not None
         store = Store(self.store)
-        connection = store.connect(create=True)  # not writable: fails before the run
+        keep = keep_from_environment()
+        # Secret-named variables are secrets too: their values are masked
+        # wherever they appear in what is stored.
+        masker = SecretMasker.from_environment(
+            [
+                *self.secrets,
+                *(
+                    str(value)
+                    for name, value in (context if isinstance(context, dict) else {}).items()
+                    if is_secret_name(name) and isinstance(value, str | int | float)
+                ),
+            ]
+        )
+        # Not writable: fails before the run. The recorder's writer thread
+        # goes on with this connection.
+        connection = store.connect(create=True, shared=True)
         try:
             plan = self._resume_plan(store, connection, task, context)
-        finally:
+        except BaseException:
             connection.close()
+            raise
         recorder = StoreRecorder(
             store,
             flow_file=self.flow_file,
             pickle_results=self.pickle_results,
-            # Secret-named variables are secrets too: their values are masked
-            # wherever they appear in what is stored.
-            masker=SecretMasker.from_environment(
-                [
-                    *self.secrets,
-                    *(
-                        str(value)
-                        for name, value in (context if isinstance(context, dict) else {}).items()
-                        if is_secret_name(name) and isinstance(value, str | int | float)
-                    ),
-                ]
-            ),
+            masker=masker,
             plan=plan,
-            keep=keep_from_environment(),
+            keep=keep,
+            connection=connection,
         )
         return recorder, plan
 

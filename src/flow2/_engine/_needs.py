@@ -352,12 +352,13 @@ def _start_orders(
                     heapq.heappush(ready, child)
         if len(order) < count:
             stuck = [group.children[index].name for index in range(count) if blockers[index]]
+            limit = getattr(group, "max_parallel", None)
             found.problems.append(
                 NeedProblem(
                     group,
                     None,
                     "order",
-                    f"group {group.name!r} runs at most {group.max_parallel} children at "
+                    f"group {group.name!r} runs at most {limit} children at "
                     f"once, and its children {', '.join(map(repr, stuck))} wait for tasks "
                     f"inside each other; remove max_parallel, or move the needs so that "
                     f"one child can finish first",

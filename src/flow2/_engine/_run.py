@@ -52,6 +52,9 @@ class Run:
     :ivar settings: the settings the run was started with (a :class:`flow2.Runner`)
     :ivar plan: what decides to reuse or leave out tasks (None: run everything)
     :ivar started_at: wall-clock start, seconds since the epoch
+    :ivar started: the records of the tasks that started, in the order they
+        started (a listener that polls, such as the run store, reads what
+        runs from it instead of asking for an event per start)
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Run:
         self.started_at = time()
         self._started_counter = perf_counter()
         self._records: dict[int, TaskRun] = {}
+        self.started: list[TaskRun] = []
         self._executors: dict[str, Executor] = {}
         self._started_executors: list[Executor] = []
         self._started_ids: set[int] = set()
@@ -112,7 +116,7 @@ class Run:
             return record
         if parent is None:
             parent = current_record.get()
-        record = TaskRun(task, self, parent)
+        record = TaskRun(task, self, parent, len(self._records))
         self._records[id(task)] = record
         if parent is not None:
             parent.add_child(record)
@@ -349,7 +353,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
                 task=task.name,
             )
         if run is not None:
-            record = seen[identity] = TaskRun(task, run, parent)
+            record = seen[identity] = TaskRun(task, run, parent, len(seen))
             if parent is not None:
                 parent.children.append(record)  # a list of its own: see below
         else:

@@ -44,6 +44,8 @@ class TaskRun:
     :ivar start_time: wall-clock start, seconds since the epoch (0 before)
     :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
     :ivar reason: why the task was skipped or reused, when it was
+    :ivar number: the record's place among its run's records, in the order
+        they were made: a parent's is smaller than its tasks' (the root's is 0)
     """
 
     # One record per task per run: slots keep a million of them small.
@@ -52,6 +54,7 @@ class TaskRun:
         "attempt",
         "children",
         "failed_count",
+        "number",
         "parent",
         "reason",
         "run",
@@ -61,10 +64,11 @@ class TaskRun:
         "task",
     )
 
-    def __init__(self, task: Task, run: Run, parent: TaskRun | None) -> None:
+    def __init__(self, task: Task, run: Run, parent: TaskRun | None, number: int = 0) -> None:
         self.task = task
         self.run = run
         self.parent = parent
+        self.number = number
         self.children: list[TaskRun] = _NO_CHILDREN
         self.status: Status = _PENDING
         self.attempt = 1
@@ -105,6 +109,7 @@ class TaskRun:
         self.attempt = 1
         self.started_at = perf_counter()
         self.start_time = time()
+        self.run.started.append(self)
 
     def count_failures(self, failed_itself: bool) -> int:
         """Set and return :attr:`failed_count`: a failed leaf's own 1 plus the failures inside."""

@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterable
 from time import perf_counter, time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from ._context import current_record, current_run
 from ._events import Status, TaskEvent
@@ -37,6 +37,38 @@ Context = dict[str, Any]
 _RUNNING = Status.RUNNING
 _SUCCEEDED = Status.SUCCEEDED
 _PARTIAL = Status.PARTIAL
+
+
+class _SetByInit:
+    """A task attribute that ``Task.__init__`` sets on the instance (``name``, ``key``).
+
+    Only read when the instance lacks it: a subclass whose ``__init__`` skipped
+    ``super().__init__`` (see test_subclass_without_super_init_runs). Being a
+    descriptor without ``__set__``, it leaves every other attribute read on a
+    task to Python's fast path, which a ``__getattr__`` would turn off.
+    """
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    @overload
+    def __get__(self, task: None, owner: type | None = None) -> _SetByInit: ...
+
+    @overload
+    def __get__(self, task: Task, owner: type | None = None) -> str: ...
+
+    def __get__(self, task: Task | None, owner: type | None = None) -> str | _SetByInit:
+        if task is None:
+            return self
+        name = vars(task).get("name")
+        if self.attribute == "key" and isinstance(name, str):
+            key = snake_case(name)
+            task.key = key
+            return key
+        raise DefinitionError(
+            f"{type(task).__name__} object has no name: its __init__ neither called "
+            f"super().__init__(name, ...) nor set self.name; call super().__init__(name)"
+        )
 
 
 class Task:
@@ -74,9 +106,13 @@ class Task:
     #: Leaf tasks store their outcome in the context; groups do not.
     stores_result: ClassVar[bool] = True
 
+    #: The task's name, shown everywhere and made into its key.
+    name = _SetByInit()
+    #: Where the result goes in the context: ``register``, else the snake_case of the name.
+    key = _SetByInit()
     # The options' defaults, also on the class, so that a subclass whose
     # __init__ does not call ``super().__init__`` (and sets only ``name``)
-    # still runs; ``key`` then comes from __getattr__ below.
+    # still runs; ``key`` then comes from the name (see _SetByInit).
     description: str | None = None
     register: str | None = None
     output: bool = True
@@ -164,22 +200,8 @@ class Task:
         return TaskLogger(self)
 
     def __repr__(self) -> str:
-        name = self.__dict__.get("name", "?")
+        name = vars(self).get("name", "?")
         return f"<{type(self).__name__} {name!r}>"
-
-    def __getattr__(self, attribute: str) -> Any:
-        # Only reached when normal lookup fails: a subclass that skipped
-        # ``super().__init__``. See test_subclass_without_super_init_runs.
-        if attribute == "key" and "name" in self.__dict__:
-            key = snake_case(self.__dict__["name"])
-            self.key = key
-            return key
-        if attribute in ("name", "key"):
-            raise DefinitionError(
-                f"{type(self).__name__} object has no name: its __init__ neither called "
-                f"super().__init__(name, ...) nor set self.name; call super().__init__(name)"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
 
     @property
     def children(self) -> tuple[Task, ...]:
@@ -282,6 +304,7 @@ class Task:
         record.attempt = 1
         record.started_at = perf_counter()
         record.start_time = now = time()
+        run.started.append(record)
         try:
             if self._default_start:
                 if run.listening[_RUNNING]:

@@ -18,16 +18,19 @@ import os
 import shutil
 import socket
 import sqlite3
+import sys
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
+from ._values import JSON
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 #: The store directory when neither ``--store`` nor ``FLOW2_STORE`` names one.
 DEFAULT_DIRECTORY = ".flow2"
@@ -35,8 +38,9 @@ DEFAULT_DIRECTORY = ".flow2"
 DATABASE_NAME = "runs.sqlite3"
 #: What ``flow2_store.application`` says in a flow2 store.
 APPLICATION = "flow2 run store"
-#: The schema this flow2 writes (2: a run's error, a task's retried attempts).
-SCHEMA_VERSION = 2
+#: The schema this flow2 writes (2: a run's error, a task's retried attempts;
+#: 3: plain successes packed in ``task_batches``).
+SCHEMA_VERSION = 3
 #: Runs kept after each recorded run unless ``FLOW2_STORE_KEEP`` says otherwise.
 DEFAULT_KEEP = 100
 #: Milliseconds a connection waits for another one's lock before SQLite gives up.
@@ -51,7 +55,7 @@ ROWS_PER_STATEMENT = 256
 RUNNING = "running"
 INTERRUPTED = "interrupted"
 
-_SCHEMA = """
+_SCHEMA_TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -104,6 +108,36 @@ CREATE TABLE IF NOT EXISTS definitions (
 );
 """
 
+# The plain successes of one commit (leaf tasks that succeeded with None),
+# ``size`` tasks in one row, each column packed whole (pack_numbers,
+# pack_texts): ``numbers``, ``parents`` (-1: none), ``attempts`` and
+# ``definition_of`` as little-endian 64-bit integers, the times (seconds
+# since the epoch) and durations as little-endian doubles (integers all
+# equal as one); ``names`` and ``keys`` as texts each after a NUL (a JSON
+# array when one holds a NUL); ``definitions`` as a JSON array of
+# ``[definition id, JSON list of the keys it reads or null]``, which
+# ``definition_of`` gives each task a place in.
+_TASK_BATCHES = """
+CREATE TABLE IF NOT EXISTS task_batches (
+    run_id TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    numbers BLOB NOT NULL,
+    parents BLOB NOT NULL,
+    names TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    attempts BLOB NOT NULL,
+    started_at BLOB NOT NULL,
+    ended_at BLOB NOT NULL,
+    durations BLOB NOT NULL,
+    definitions TEXT NOT NULL,
+    definition_of BLOB NOT NULL,
+    PRIMARY KEY (run_id, batch)
+)"""
+
+#: The parent of the root in ``task_batches.parents``.
+NO_PARENT = -1
+
 #: The columns of ``tasks`` and ``task_notes``, in order; the first two are the key.
 TASK_COLUMNS = (
     "run_id",
@@ -134,6 +168,8 @@ NOTE_COLUMNS = (
     "retries",
 )
 
+_SCHEMA = _SCHEMA_TABLES + _TASK_BATCHES
+
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -143,6 +179,7 @@ MIGRATIONS: dict[int, list[str]] = {
         # error message, traceback]: the reports draw each attempt.
         "ALTER TABLE task_notes ADD COLUMN retries TEXT",
     ],
+    2: [_TASK_BATCHES],
 }
 
 
@@ -269,10 +306,12 @@ class Store:
         """Where the per-task log files of run ``run_id`` are: ``runs/<id>/logs/``."""
         return self.directory / "runs" / run_id / "logs"
 
-    def connect(self, *, create: bool = False) -> sqlite3.Connection:
+    def connect(self, *, create: bool = False, shared: bool = False) -> sqlite3.Connection:
         """A connection to the store, its schema checked (and created or migrated).
 
         :param create: create the directory and the database when missing
+        :param shared: the connection may be handed to another thread (used
+            by one thread at a time)
         :raises StoreError: when the store cannot be written or read, is not
             a flow2 store, or was written by a newer flow2
         """
@@ -295,7 +334,10 @@ class Store:
                 # journal files then are too.
                 create_private_file(self.path)
             connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=not shared,
             )
         except (OSError, sqlite3.Error) as error:
             reason = getattr(error, "strerror", None) or str(error)
@@ -323,7 +365,10 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise self._not_a_store(str(error)) from None
         if "flow2_store" not in tables:
-            if tables - {"runs", "tasks", "task_notes", "definitions"} or not create:
+            if (
+                tables - {"runs", "tasks", "task_notes", "definitions", "task_batches"}
+                or not create
+            ):
                 raise self._not_a_store("it has no flow2_store table")
             self.retry(connection, self._create)
         version = self._version(connection)
@@ -486,12 +531,21 @@ class Store:
     def _with_tasks(self, connection: sqlite3.Connection, run: StoredRun) -> StoredRun:
         connection.row_factory = sqlite3.Row
         try:
-            rows = connection.execute(
-                "SELECT * FROM tasks LEFT JOIN task_notes USING (run_id, number) "
-                "WHERE run_id = ? ORDER BY number",
-                (run.id,),
+            notes = {
+                row["number"]: row
+                for row in connection.execute(
+                    "SELECT * FROM task_notes WHERE run_id = ?", (run.id,)
+                )
+            }
+            rows = connection.execute("SELECT * FROM tasks WHERE run_id = ?", (run.id,)).fetchall()
+            batches = connection.execute(
+                "SELECT * FROM task_batches WHERE run_id = ? ORDER BY batch", (run.id,)
             ).fetchall()
             wanted = {row["definition"] for row in rows if row["definition"]}
+            batch_definitions = [json.loads(batch["definitions"]) for batch in batches]
+            wanted.update(
+                identity for known in batch_definitions for identity, _ in known if identity
+            )
             definitions = {
                 row["id"]: json.loads(row["parts"])
                 for row in connection.execute("SELECT * FROM definitions")
@@ -499,14 +553,21 @@ class Store:
             }
         finally:
             connection.row_factory = None
+        tasks = {
+            row["number"]: _task_from(row, notes.get(row["number"]), definitions) for row in rows
+        }
+        for batch, known in zip(batches, batch_definitions, strict=True):
+            # A plain success is final: it replaces a row written while it ran.
+            tasks.update(
+                (task.number, task) for task in _tasks_from_batch(batch, known, notes, definitions)
+            )
         paths: dict[int, tuple[str, ...]] = {}
-        tasks = []
-        for row in rows:
-            parent = row["parent"]
-            path = (*paths.get(parent, ()), row["name"]) if parent is not None else (row["name"],)
-            paths[row["number"]] = path
-            tasks.append(_task_from(row, path, definitions.get(row["definition"])))
-        run.tasks = tasks
+        for number in sorted(tasks):
+            task = tasks[number]
+            # Parents come first (their numbers are smaller): the path so far is theirs.
+            parent_path = paths.get(task.parent, ()) if task.parent is not None else ()
+            task.path = paths[number] = (*parent_path, *task.path)
+        run.tasks = [tasks[number] for number in sorted(tasks)]
         return run
 
     # Deleting -----------------------------------------------------------------
@@ -551,15 +612,9 @@ class Store:
                 for start in range(0, len(doomed), 500):
                     chunk = doomed[start : start + 500]
                     marks = ", ".join("?" * len(chunk))
-                    dropped.update(
-                        row[0]
-                        for row in connection.execute(
-                            f"SELECT DISTINCT definition FROM tasks WHERE run_id IN ({marks}) "
-                            "AND definition IS NOT NULL",
-                            chunk,
-                        )
-                    )
+                    dropped.update(_definitions_used(connection, f"run_id IN ({marks})", chunk))
                     connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM task_batches WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
                 self._delete_unused_definitions(connection, dropped)
@@ -587,12 +642,15 @@ class Store:
             "SELECT id FROM runs ORDER BY started_at, rowid LIMIT 1"
         ).fetchone()
         if oldest is not None and dropped:
-            dropped -= {
-                row[0]
-                for row in connection.execute(
-                    "SELECT DISTINCT definition FROM tasks WHERE run_id = ?", oldest
-                )
-            }
+            dropped -= _definitions_used(connection, "run_id = ?", oldest)
+        if not dropped:
+            return
+        # The packed successes name their few definitions in one column each.
+        dropped -= {
+            identity
+            for (known,) in connection.execute("SELECT definitions FROM task_batches")
+            for identity, _ in json.loads(known)
+        }
         unused = sorted(dropped)
         for start in range(0, len(unused), 500):
             chunk = unused[start : start + 500]
@@ -607,6 +665,61 @@ class Store:
                 "DELETE FROM definitions WHERE id = ?",
                 [(identity,) for identity in chunk if identity not in used],
             )
+
+
+def _definitions_used(
+    connection: sqlite3.Connection, where: str, parameters: Sequence[Any]
+) -> set[str]:
+    """The definitions the tasks of the runs ``where`` selects refer to."""
+    used = {
+        row[0]
+        for row in connection.execute(
+            f"SELECT DISTINCT definition FROM tasks WHERE {where} AND definition IS NOT NULL",
+            parameters,
+        )
+    }
+    for (known,) in connection.execute(
+        f"SELECT definitions FROM task_batches WHERE {where}", parameters
+    ):
+        used.update(identity for identity, _ in json.loads(known))
+    return used
+
+
+def pack_numbers(code: str, values: list[Any]) -> bytes:
+    """``values`` as an array of machine values (``array`` type ``code``), little-endian;
+    integers all equal as a single one."""
+    if code == "q" and len(values) > 1 and values.count(values[0]) == len(values):
+        values = values[:1]
+    packed = array(code, values)
+    if sys.byteorder == "big":  # pragma: no cover - every machine this runs on
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_numbers(code: str, data: bytes, size: int) -> list[Any]:
+    """The ``size`` values :func:`pack_numbers` packed."""
+    packed = array(code)
+    packed.frombytes(data)
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    values = packed.tolist()
+    return values * size if len(values) == 1 else values
+
+
+def pack_texts(texts: list[str]) -> str:
+    """``texts`` as one text: NUL before each, or a JSON array when one holds a NUL."""
+    joined = "\0" + "\0".join(texts)
+    if joined.count("\0") != len(texts):
+        return json.dumps(texts)
+    return joined
+
+
+def unpack_texts(packed: str) -> list[str]:
+    """What :func:`pack_texts` packed."""
+    if packed.startswith("\0"):
+        return packed[1:].split("\0")
+    texts: list[str] = json.loads(packed)
+    return texts
 
 
 def upsert(table: str, columns: Sequence[str]) -> str:
@@ -707,13 +820,15 @@ def _run_from(row: sqlite3.Row) -> StoredRun:
 
 
 def _task_from(
-    row: sqlite3.Row, path: tuple[str, ...], definition: dict[str, str] | None
+    row: sqlite3.Row, note: sqlite3.Row | None, definitions: dict[str, dict[str, str]]
 ) -> StoredTask:
-    reads = row["reads"]
+    """One row of ``tasks``, with its notes; its path is only its name until the parents'
+    are known."""
+    reads = note["reads"] if note is not None else None
     return StoredTask(
         number=row["number"],
         parent=row["parent"],
-        path=path,
+        path=(row["name"],),
         key=row["key"],
         is_group=bool(row["is_group"]),
         status=row["status"],
@@ -721,15 +836,72 @@ def _task_from(
         started_at=row["started_at"],
         ended_at=row["ended_at"],
         duration=row["duration"],
-        error_type=row["error_type"],
-        error_message=row["error_message"],
-        error_traceback=row["error_traceback"],
         result_format=row["result_format"],
         result=row["result"],
-        result_note=row["result_note"],
-        definition=definition,
+        definition=definitions.get(row["definition"]),
         reads=json.loads(reads) if reads is not None else None,
-        reason=row["reason"],
-        output=row["output"],
-        retries=json.loads(row["retries"]) if row["retries"] else [],
+        **_noted(note),
     )
+
+
+def _tasks_from_batch(
+    batch: sqlite3.Row,
+    known: list[list[Any]],
+    notes: dict[int, sqlite3.Row],
+    definitions: dict[str, dict[str, str]],
+) -> Iterator[StoredTask]:
+    """The plain successes a row of ``task_batches`` packs (see ``_TASK_BATCHES``)."""
+    size = batch["size"]
+    columns = zip(
+        unpack_numbers("q", batch["numbers"], size),
+        unpack_numbers("q", batch["parents"], size),
+        unpack_texts(batch["names"]),
+        unpack_texts(batch["keys"]),
+        unpack_numbers("q", batch["attempts"], size),
+        unpack_numbers("d", batch["started_at"], size),
+        unpack_numbers("d", batch["ended_at"], size),
+        unpack_numbers("d", batch["durations"], size),
+        unpack_numbers("q", batch["definition_of"], size),
+        strict=True,
+    )
+    reads_of = [json.loads(reads) if reads is not None else None for _, reads in known]
+    for number, parent, name, key, attempts, started, ended, duration, place in columns:
+        yield StoredTask(
+            number=number,
+            parent=None if parent == NO_PARENT else parent,
+            path=(name,),
+            key=key,
+            is_group=False,
+            status="succeeded",
+            attempts=attempts,
+            started_at=started,
+            ended_at=ended,
+            duration=duration,
+            result_format=JSON,
+            result="null",
+            definition=definitions.get(known[place][0]),
+            reads=reads_of[place],
+            **_noted(notes.get(number)),
+        )
+
+
+def _noted(note: sqlite3.Row | None) -> dict[str, Any]:
+    """The fields of a :class:`StoredTask` that its ``task_notes`` row holds."""
+    if note is None:
+        return {
+            "error_type": None,
+            "error_message": None,
+            "error_traceback": None,
+            "result_note": None,
+            "reason": None,
+            "output": None,
+        }
+    return {
+        "error_type": note["error_type"],
+        "error_message": note["error_message"],
+        "error_traceback": note["error_traceback"],
+        "result_note": note["result_note"],
+        "reason": note["reason"],
+        "output": note["output"],
+        "retries": json.loads(note["retries"]) if note["retries"] else [],
+    }

@@ -1,14 +1,14 @@
 """The event listener that records a run in the store, through a writer thread.
 
 Listeners run on the event loop's thread and must not block it, so the
-listener does the least it can. A task that started adds ``record, time``
-to one flat list; a task that succeeded with ``None`` and printed nothing
-(nearly every other event) adds ``record, time, attempt, duration`` to
-another: no object per event is kept that the garbage collector would
-have to track. For any other event it queues a tuple of the facts of that
-moment (a result is encoded now, while it is what the task returned; an
-error is formatted now, with the traceback of this moment), and marks its
-place among the starts.
+listener does the least it can, and asks for no event when a task starts
+(the writer reads the run's ``started`` list instead). A task that
+succeeded with ``None`` and printed nothing (nearly every task) adds
+``record, time, attempt, duration`` to a flat list: no object per event is
+kept that the garbage collector would have to track. For any other event
+it queues a tuple of the facts of that moment (a result is encoded now,
+while it is what the task returned; an error is formatted now, with the
+traceback of this moment).
 
 A writer thread of the run's own takes what was added, turns it into rows
 in bulk (see ``_rows``) and commits them in one short transaction every
@@ -16,7 +16,7 @@ in bulk (see ``_rows``) and commits them in one short transaction every
 ``kill -9`` loses at most the last interval, and a run whose end was never
 written is shown as ``interrupted``.
 
-A task costs one row, written when it ends; a task still running when the
+A task is written once, when it ends; a task still running when the
 writer commits is written as running, and written again when it ends.
 """
 
@@ -30,27 +30,21 @@ import socket
 import sys
 import threading
 from collections import deque
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from .._engine._events import RunEvent, Status, TaskEvent
+from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._listeners._console import error_message
 from .._listeners._summary import user_traceback
 from ._database import NOTE_COLUMNS, RUNNING, TASK_COLUMNS, insert_rows, upsert
-from ._rows import (
-    END_STRIDE,
-    NOTE_ROW,
-    RUNNING_ROW,
-    START_STRIDE,
-    SUCCEEDED_ROW,
-    TASK_ROW,
-    TaskRows,
-)
+from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._values import encode_result, encode_variables
 
 if TYPE_CHECKING:
     import sqlite3
 
     from .._engine._events import Event
+    from .._engine._run import Run
     from .._engine._state import TaskRun
     from .._listeners._secrets import SecretMasker
     from ._database import Store
@@ -73,9 +67,8 @@ _INSERT_NOTES = "INSERT INTO task_notes VALUES"
 
 _TASK_UPSERT = upsert("tasks", TASK_COLUMNS)
 _NOTE_UPSERT = upsert("task_notes", NOTE_COLUMNS)
+_INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * 13) + ")"
 
-# What marks the place of another event among the starts.
-_OTHER = (None, None)
 # The other events' facts:
 #   (record, time, attempt, duration, status, encoded, error, reason, output, delay)
 #                                                anything a task did
@@ -91,7 +84,12 @@ class StoreRecorder:
     :param masker: the secrets to mask in what is stored
     :param plan: the resume plan, whose reasons are stored for tasks that run again
     :param keep: runs kept after this one ends (None: all)
+    :param connection: an open connection to the store (made with ``shared=True``),
+        which the recorder takes over and closes
     """
+
+    #: Starts are read from the run's ``started`` list, not from events.
+    listens_to = FINISHED_STATUSES | {Status.RETRYING}
 
     def __init__(
         self,
@@ -102,8 +100,10 @@ class StoreRecorder:
         masker: SecretMasker | None = None,
         plan: ResumePlan | None = None,
         keep: int | None = None,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
         self.store = store
+        self._connection = connection
         self.flow_file = flow_file
         self.pickle_results = pickle_results
         self.masker = masker
@@ -112,13 +112,13 @@ class StoreRecorder:
         self.run_id: str | None = None
         #: What went wrong in the writer thread, reported when the run ends.
         self.failure: BaseException | None = None
-        # Only ever added to at their end by the loop's thread, and taken from
-        # their start by the writer's: see _take.
-        self._starts: list[Any] = []
+        # Only ever added to at its end by the loop's thread, and taken from
+        # its start by the writer's: see _take.
         self._ends: list[Any] = []
         self._other: deque[tuple[Any, ...]] = deque()
-        self._add_start = self._starts.extend
         self._add_end = self._ends.extend
+        self._run: Run | None = None
+        self._started_taken = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outputs: dict[TaskRun, deque[str]] = {}
@@ -129,11 +129,8 @@ class StoreRecorder:
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
-            status = event.status
-            if status is _RUNNING:
-                self._add_start((event.record, event.time))
-            elif (
-                status is _SUCCEEDED
+            if (
+                event.status is _SUCCEEDED
                 and event.result is None
                 and not event.output
                 and not self._outputs
@@ -141,10 +138,9 @@ class StoreRecorder:
                 self._add_end((event.record, event.time, event.attempt, event.duration))
             else:
                 self._other.append(self._facts(event))
-                self._add_start(_OTHER)
         elif isinstance(event, RunEvent):
             if event.status is _RUNNING:
-                run = event.run
+                run = self._run = event.run
                 self.run_id = run.id
                 self._start = (run.id, run.root.name, dict(run.context), event.time)
                 self._thread = threading.Thread(
@@ -157,7 +153,6 @@ class StoreRecorder:
                 self._other.append(
                     (None, event.status, event.time, _error_of(raised) if raised else None)
                 )
-                self._add_start(_OTHER)
                 self._stop.set()
 
     def _facts(self, event: TaskEvent) -> tuple[Any, ...]:
@@ -216,7 +211,9 @@ class StoreRecorder:
     async def wait_closed(self) -> None:
         """Wait, off the event loop, until everything is committed; report a failure."""
         thread = self._thread
-        if thread is not None:
+        if thread is None:
+            self._close_unused()
+        else:
             self._stop.set()
             try:
                 await asyncio.to_thread(thread.join)
@@ -229,10 +226,18 @@ class StoreRecorder:
     def close(self) -> None:
         """Like :meth:`wait_closed`, blocking: for a run that ended without a loop."""
         thread = self._thread
-        if thread is not None:
+        if thread is None:
+            self._close_unused()
+        else:
             self._stop.set()
             thread.join()
             self._report_failure()
+
+    def _close_unused(self) -> None:
+        # The run never started: the connection handed over was not used.
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def _report_failure(self) -> None:
         failure, self.failure = self.failure, None
@@ -250,12 +255,16 @@ class StoreRecorder:
         try:
             assert self._start is not None
             rows = TaskRows(self._start[0], self.masker, self.plan)
-            connection = self.store.connect(create=True)
+            connection, self._connection = self._connection, None
+            if connection is None:
+                connection = self.store.connect(create=True)
             self.store.retry(connection, self._insert_run)
+            sequence = 0
             while True:
                 stopping = self._stop.wait(FLUSH_INTERVAL)
-                self._flush(connection, rows)
-                if stopping and not self._starts and not self._ends:
+                if self._flush(connection, rows, sequence):
+                    sequence += 1
+                if stopping and not self._ends and not self._other:
                     break
             if self.keep is not None:
                 self.store.prune(connection, keep=self.keep)
@@ -286,18 +295,25 @@ class StoreRecorder:
             ),
         )
 
-    def _flush(self, connection: sqlite3.Connection, rows: TaskRows) -> None:
-        # Ends first: a task's start was added before its end, so each end
-        # taken has its start taken too.
-        ends = _take(self._ends, END_STRIDE)
-        rows.add(_take(self._starts, START_STRIDE), ends, self._other.popleft)
-        batch = rows.take()
+    def _flush(self, connection: sqlite3.Connection, rows: TaskRows, sequence: int) -> bool:
+        """Write what was added since the last call; False when there was nothing."""
+        started = None
+        if not self._stop.is_set():  # the run goes on: what started since, for running rows
+            assert self._run is not None
+            started = self._run.started[self._started_taken :]
+            self._started_taken += len(started)
+        rows.add_successes(_take(self._ends, END_STRIDE))
+        other = self._other
+        for _ in range(len(other)):
+            rows.add_other(other.popleft())
+        batch = rows.take(started)
         end = rows.end
         if not batch and end is None and not self._stop.is_set():
-            return
+            return False
         run_id = self.run_id
         last_seen = rows.last_seen
         counts_text = json.dumps(rows.counts)
+        successes = batch.successes
 
         def commit(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
@@ -306,11 +322,14 @@ class StoreRecorder:
                     connection.executemany(
                         "INSERT OR IGNORE INTO definitions VALUES (?, ?)", batch.definitions
                     )
-                for row, columns in (
-                    (SUCCEEDED_ROW, batch.succeeded),
-                    (RUNNING_ROW, batch.running),
-                    (TASK_ROW, batch.other),
-                ):
+                if batch.stale:
+                    connection.executemany(
+                        "DELETE FROM tasks WHERE run_id = ? AND number = ?",
+                        zip(repeat(run_id), batch.stale),
+                    )
+                if successes:
+                    connection.execute(_INSERT_SUCCESSES, (run_id, sequence, *successes.packed()))
+                for row, columns in ((RUNNING_ROW, batch.running), (TASK_ROW, batch.other)):
                     insert_rows(connection, _INSERT_TASKS, row, _TASK_UPSERT, run_id, columns)
                 if batch.notes:
                     columns = [list(column) for column in zip(*batch.notes, strict=True)]
@@ -342,6 +361,7 @@ class StoreRecorder:
                 raise
 
         self.store.retry(connection, commit)
+        return True
 
     def _masked_error(self, error: tuple[str, str, str]) -> dict[str, str]:
         return {

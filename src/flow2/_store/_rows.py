@@ -1,34 +1,38 @@
-"""The rows a recorded run writes, built from its events on the store's writer thread.
+"""What a recorded run writes, built from its events on the store's writer thread.
 
-The recorder's listener (see ``_recorder``) hands the writer two flat
-lists and a queue: *starts*, ``record, time`` for each task that started;
-*ends*, ``record, time, attempt, duration`` for each task that succeeded
-with ``None`` and printed nothing (most of the others); and the facts of
-any other event, whose place among the starts a ``None, None`` pair keeps.
-:class:`TaskRows` turns them into rows of ``tasks`` and ``task_notes``, and
-keeps what later batches need: each task's row number (parents first),
-when it started, its notes so far, the definitions seen.
+The recorder's listener (see ``_recorder``) hands the writer a flat list
+of ``record, time, attempt, duration`` for each task that succeeded with
+``None`` and printed nothing (nearly every task), and the facts of any
+other event; the run's ``started`` list tells it what started.
+:class:`TaskRows` turns them into what one commit writes (a
+:class:`Batch`): the plain successes packed together, the other tasks as
+rows of ``tasks`` and ``task_notes``, the definitions not seen before.
+
+A task is known by its record's ``number`` (its place among the run's
+records: parents first), and everything else about it is read from its
+record and its definition, so what the listener queues stays small.
 
 On a machine with few cores the writer thread's work is the event loop's
-time too, so starts and ends are taken in bulk, with C-level operations
-(slices of the flat lists, ``map``, ``operator.attrgetter``) rather than
-Python code per task; only the other events are taken one by one. Rows
-are kept as columns, one list per column, and the values every row of a
-kind shares are written in the SQL: a tuple per row would also be an
-object per task for the garbage collector to count and traverse.
+time too. The plain successes are therefore taken in bulk, with C-level
+operations (slices of the flat list, ``map``, ``operator.attrgetter``)
+rather than Python code per task, and written as one row of ``task_batches``
+per commit: each column packed whole (numbers and times as arrays of
+machine values, names and keys as JSON arrays; see :func:`pack_numbers`).
+SQLite then writes a few blobs instead of a row and an index entry per
+task. Only the other events are taken one by one.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from itertools import chain, compress, count, repeat
-from operator import attrgetter, eq, is_, itemgetter, lt, not_
+from itertools import compress, count, repeat
+from operator import attrgetter, eq, itemgetter, not_
 from typing import TYPE_CHECKING, Any
 
-from .._engine._events import Status
-from ._database import NOTE_COLUMNS, TASK_COLUMNS
-from ._values import JSON, declared_reads, definition_parts, digest, is_option
+from .._engine._events import FINISHED_STATUSES, Status
+from ._database import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
+from ._values import declared_reads, definition_parts, digest, is_option
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -38,8 +42,7 @@ if TYPE_CHECKING:
     from .._listeners._secrets import SecretMasker
     from ._resume import ResumePlan
 
-#: The lengths of a start and of an end in the flat lists.
-START_STRIDE = 2
+#: The length of a plain success in the flat list: record, time, attempt, duration.
 END_STRIDE = 4
 
 # The columns of task_notes after (run_id, number), in order.
@@ -54,48 +57,89 @@ END_STRIDE = 4
     _ATTEMPTS,
 ) = range(2, len(NOTE_COLUMNS))
 
-#: Rows of ``tasks``, by kind: each kind's values, the run id (?1) and the
-#: values all its rows share written in the SQL, the others as parameters.
-SUCCEEDED_ROW = f"(?1, ?, ?, ?, ?, 0, 'succeeded', ?, ?, ?, ?, '{JSON}', 'null', ?)"
+#: Rows of ``tasks``, by kind: the run id (?1) and the values all rows of a
+#: kind share are written in the SQL, the others are parameters.
 RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL)"
 TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
-_RUNNING, _RETRYING, _REUSED = Status.RUNNING, Status.RETRYING, Status.REUSED
 #: The keys of a run's ``counts``: what its leaf tasks ended in.
 COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
+
+_RETRYING, _REUSED = Status.RETRYING, Status.REUSED
 _SCALARS = frozenset({type(None), bool, int, float, str})
-#: Attributes that name a task rather than define it.
-_IDENTITY = frozenset({"name", "key"})
 
 _TASK = attrgetter("task")
 _NAME = attrgetter("name")
 _KEY = attrgetter("key")
+_STATUS = attrgetter("status")
+_NUMBER = attrgetter("number")
+_PARENT_NUMBER = attrgetter("parent.number")
+_START_TIME = attrgetter("start_time")
 _STORES_RESULT = attrgetter("stores_result")
-_PARENT = attrgetter("parent")
+_IS_FINISHED = FINISHED_STATUSES.__contains__
+
+
+class Successes:
+    """The plain successes of one commit, column by column (one row of ``task_batches``)."""
+
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+        self.parents: list[int] = []
+        self.names: list[str] = []
+        self.keys: list[str] = []
+        self.attempts: list[int] = []
+        self.started_at: list[float] = []
+        self.ended_at: list[float] = []
+        self.durations: list[float] = []
+        #: Each task's definition, as a place in :attr:`definitions`.
+        self.definition_of: list[int] = []
+        #: ``[definition id, JSON list of the keys it reads or None]`` of these tasks.
+        self.definitions: list[tuple[str, str | None]] = []
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def packed(self) -> tuple[Any, ...]:
+        """The values of the row after ``run_id`` and ``batch``, in the table's order."""
+        return (
+            len(self.numbers),
+            pack_numbers("q", self.numbers),
+            pack_numbers("q", self.parents),
+            pack_texts(self.names),
+            pack_texts(self.keys),
+            pack_numbers("q", self.attempts),
+            pack_numbers("d", self.started_at),
+            pack_numbers("d", self.ended_at),
+            pack_numbers("d", self.durations),
+            json.dumps(self.definitions),
+            pack_numbers("q", self.definition_of),
+        )
 
 
 class Batch:
-    """What one commit writes: the columns of each kind of task row, notes, definitions."""
+    """What one commit writes."""
 
     def __init__(self) -> None:
-        self.succeeded: list[list[Any]] = [[] for _ in range(SUCCEEDED_ROW.count("?") - 1)]
+        self.successes = Successes()
+        #: Columns of the ``tasks`` rows of tasks still running.
         self.running: list[list[Any]] = [[] for _ in range(RUNNING_ROW.count("?") - 1)]
+        #: Columns of the other ``tasks`` rows.
         self.other: list[list[Any]] = [[] for _ in range(TASK_ROW.count("?") - 1)]
         self.notes: list[list[Any]] = []
         self.definitions: list[tuple[str, str]] = []
+        #: Tasks written as running before, whose row the successes replace.
+        self.stale: list[int] = []
 
     def __bool__(self) -> bool:
-        return bool(self.succeeded[0] or self.running[0] or self.other[0] or self.notes)
+        return bool(self.successes.numbers or self.running[0] or self.other[0] or self.notes)
 
 
 class TaskRows:
-    """What one run writes to ``tasks``, ``task_notes`` and ``definitions``, batch by batch.
-
-    Used by the writer thread only.
+    """What one run writes, batch by batch. Used by the writer thread only.
 
     :param run_id: the run's id
-    :param masker: the secrets to mask in names, messages and output
+    :param masker: the secrets to mask in names, keys, messages and output
     :param plan: the resume plan, whose reasons are kept for the tasks that run again
     """
 
@@ -111,10 +155,7 @@ class TaskRows:
         self.end: tuple[Any, ...] | None = None
         self._batch = Batch()
         self._notes: dict[int, list[Any]] = {}
-        self._started: list[TaskRun] = []
-        self._numbers: dict[TaskRun, int] = {}
-        self._parents: list[int | None] = []
-        self._starts: dict[TaskRun, float] = {}
+        self._written_running: set[int] = set()
         self._retries: dict[int, list[list[Any]]] = {}
         self._all_notes: dict[int, list[Any]] = {}
         self._definition_ids: dict[tuple[tuple[str, str], ...], str] = {}
@@ -122,84 +163,47 @@ class TaskRows:
         self._shapes: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._last: dict[type, tuple[Any, ...]] = {}
 
-    def add(self, starts: list[Any], ends: list[Any], take_other: Callable[[], Any]) -> None:
-        """Take in what the listener queued: starts and ends as the flat lists hold
-        them, and each other event, in its place among the starts, from ``take_other``."""
-        records = starts[0::START_STRIDE]
-        times = starts[1::START_STRIDE]
-        if None in records:
-            # Runs of starts between the other events, each run in bulk.
-            first = 0
-            for position in compress(count(), map(is_, records, repeat(None))):
-                if position > first:
-                    self._add_starts(records[first:position], times[first:position])
-                self._add_other(take_other())
-                first = position + 1
-            records, times = records[first:], times[first:]
-        if records:
-            self._add_starts(records, times)
-        if ends:
-            self._add_ends(ends)
-
-    def take(self) -> Batch:
+    def take(self, started: list[TaskRun] | None) -> Batch:
         """What to write since the last call.
 
-        A task that started and has not ended has a ``running`` row, written
-        once, so that a run killed meanwhile shows it.
+        :param started: the records of the tasks that started since the last
+            call, while the run goes on (None once it ended): a task among
+            them that has not ended has a ``running`` row, written once, so
+            that a run killed meanwhile shows it
         """
-        started, self._started = self._started, []
-        starts = self._starts
-        running = list(filter(starts.__contains__, dict.fromkeys(started)))
         batch, self._batch = self._batch, Batch()
+        running = (
+            list(compress(started, map(not_, map(_IS_FINISHED, map(_STATUS, started)))))
+            if started
+            else None
+        )
         if running:
-            numbers = list(map(self._numbers.__getitem__, running))
+            numbers = list(map(_NUMBER, running))
             tasks = list(map(_TASK, running))
             _extend(
                 batch.running,
                 numbers,
-                map(self._parents.__getitem__, numbers),
+                map(_parent_number, running),
                 self._masked(map(_NAME, tasks)),
-                map(_KEY, tasks),
+                self._masked(map(_KEY, tasks)),
                 map(not_, map(_STORES_RESULT, tasks)),
-                map(starts.__getitem__, running),
+                map(_START_TIME, running),
             )
+            self._written_running.update(numbers)
+            self.last_seen = max(self.last_seen, *batch.running[-1])
+            if self.plan is not None:
+                for record in running:
+                    self._note_rerun(record)
         batch.notes = list(self._notes.values())
         self._notes = {}
         return batch
 
-    # Starts and ends, in bulk ------------------------------------------------
+    # Plain successes, in bulk -------------------------------------------------
 
-    def _add_starts(self, records: list[TaskRun], times: list[float]) -> None:
-        self._starts.update(zip(records, times, strict=True))
-        self._number_started(records)
-        self._started.extend(records)
-        self.last_seen = max(self.last_seen, max(times))
-
-    def _number_started(self, records: list[TaskRun]) -> None:
-        """Number the records that started, in order: a group starts before its tasks."""
-        numbers = self._numbers
-        first = len(self._parents)
-        if numbers.keys().isdisjoint(records):
-            numbers.update(zip(records, count(first), strict=False))
-            if len(numbers) == first + len(records):  # each started once
-                # -1 for the root and for a parent not numbered yet, which
-                # never happens: a group starts before its tasks.
-                parents = list(map(numbers.get, map(_PARENT, records), repeat(-1)))
-                roots = 1 if first == 0 and records[0].parent is None else 0
-                if parents.count(-1) == roots and all(map(lt, parents, count(first))):
-                    self._parents.extend(parents)
-                    if roots:
-                        self._parents[0] = None
-                    if self.plan is not None:
-                        for record in records:
-                            self._note_rerun(record, numbers[record])
-                    return
-            for record in records:
-                numbers.pop(record, None)
-        for record in records:
-            self._number_of(record)
-
-    def _add_ends(self, ends: list[Any]) -> None:
+    def add_successes(self, ends: list[Any]) -> None:
+        """Take in the flat list of plain successes: ``record, time, attempt, duration`` each."""
+        if not ends:
+            return
         records = ends[0::END_STRIDE]
         tasks: list[Task] = list(map(_TASK, records))
         kinds: list[type[Task]] = list(map(type, tasks))
@@ -208,52 +212,64 @@ class TaskRows:
         else:
             stores = list(map(_STORES_RESULT, kinds))
         if not all(stores):
-            # Groups, a few among many tasks: one by one.
-            for position in compress(count(), map(not_, stores)):
-                self._add_other(tuple(ends[END_STRIDE * position : END_STRIDE * (position + 1)]))
-            selected = chain.from_iterable(map(repeat, stores, repeat(END_STRIDE)))
-            ends = list(compress(ends, selected))
-            if not ends:
+            # Groups, a few among many tasks: one by one, and out of the lists
+            # (from the last, so that the places of the others hold).
+            groups = list(compress(count(), map(not_, stores)))
+            for position in reversed(groups):
+                start = END_STRIDE * position
+                self.add_other(tuple(ends[start : start + END_STRIDE]))
+                del ends[start : start + END_STRIDE], records[position], tasks[position]
+                del kinds[position]
+            if not records:
                 return
-            records = ends[0::END_STRIDE]
-            tasks = list(compress(tasks, stores))
-            kinds = list(compress(kinds, stores))
         times = ends[1::END_STRIDE]
+        numbers = list(map(_NUMBER, records))
+        successes = self._batch.successes
         try:
-            numbers = list(map(self._numbers.__getitem__, records))
-        except KeyError:  # an end without its start: numbered now, parents first
-            numbers = list(map(self._number_of, records))
-        _extend(
-            self._batch.succeeded,
-            numbers,
-            map(self._parents.__getitem__, numbers),
-            self._masked(map(_NAME, tasks)),
-            map(_KEY, tasks),
-            ends[2::END_STRIDE],
-            map(self._starts.pop, records, times),
-            times,
-            ends[3::END_STRIDE],
-            self._definitions_of(tasks, kinds, numbers),
-        )
+            successes.parents.extend(map(_PARENT_NUMBER, records))
+        except AttributeError:  # the root is a task of its own, without a parent
+            del successes.parents[len(successes.numbers) :]
+            successes.parents.extend(map(_packed_parent, records))
+        successes.numbers.extend(numbers)
+        successes.names.extend(self._masked(map(_NAME, tasks)))
+        successes.keys.extend(self._masked(map(_KEY, tasks)))
+        successes.attempts.extend(ends[2::END_STRIDE])
+        successes.started_at.extend(map(_START_TIME, records))
+        successes.ended_at.extend(times)
+        successes.durations.extend(ends[3::END_STRIDE])
+        self._add_definitions(successes, tasks, kinds)
+        written = self._written_running
+        if written and not written.isdisjoint(numbers):
+            stale = written.intersection(numbers)
+            written.difference_update(stale)
+            self._batch.stale.extend(stale)
+        if self.plan is not None:
+            for record in records:
+                self._note_rerun(record)
         self.counts["succeeded"] += len(numbers)
-        self.last_seen = max(self.last_seen, max(times))
+        latest = max(times)
+        if latest > self.last_seen:
+            self.last_seen = latest
 
-    def _definitions_of(
-        self, tasks: list[Task], kinds: list[type[Task]], numbers: list[int]
-    ) -> Iterable[str]:
-        """The definition id of each task; what each declares it reads goes to its notes."""
+    def _add_definitions(
+        self, successes: Successes, tasks: list[Task], kinds: list[type[Task]]
+    ) -> None:
+        """Add each task's definition to ``successes``: once per definition, a place per task."""
+        places = {known: place for place, known in enumerate(successes.definitions)}
         shared = self._shared_definition(tasks, kinds)
         if shared is not None:
-            identity, reads = shared
-            if reads is not None:
-                for number in numbers:
-                    self._note(number)[_READS] = reads
-            return repeat(identity, len(tasks))
+            place = places.get(shared)
+            if place is None:
+                place = len(successes.definitions)
+                successes.definitions.append(shared)
+            successes.definition_of.extend(repeat(place, len(tasks)))
+            return
         known = list(map(self._definition_of, tasks))
-        for number, (_, reads) in zip(numbers, known, strict=True):
-            if reads is not None:
-                self._note(number)[_READS] = reads
-        return map(itemgetter(0), known)
+        for definition in dict.fromkeys(known):
+            if definition not in places:
+                places[definition] = len(successes.definitions)
+                successes.definitions.append(definition)
+        successes.definition_of.extend(map(places.__getitem__, known))
 
     def _shared_definition(
         self, tasks: list[Task], kinds: list[type[Task]]
@@ -286,38 +302,8 @@ class TaskRows:
 
     # Everything else, one by one ---------------------------------------------
 
-    def _add_row(
-        self,
-        number: int,
-        task: Task,
-        status: str,
-        attempt: int,
-        start: float,
-        end: float,
-        duration: float | None,
-        result_format: str | None = None,
-        result: Any = None,
-        definition: str | None = None,
-    ) -> None:
-        """Queue the row of one task that ended, in the columns of ``self._batch.other``."""
-        _append(
-            self._batch.other,
-            number,
-            self._parents[number],
-            self._mask(task.name),
-            task.key,
-            0 if task.stores_result else 1,
-            status,
-            attempt,
-            start,
-            end,
-            duration,
-            result_format,
-            result,
-            definition,
-        )
-
-    def _add_other(self, item: tuple[Any, ...]) -> None:
+    def add_other(self, item: tuple[Any, ...]) -> None:
+        """Take in the facts of any other event (see ``_recorder``)."""
         record = item[0]
         if record is None:
             self.end = item
@@ -325,13 +311,12 @@ class TaskRows:
         when = item[1]
         if when > self.last_seen:
             self.last_seen = when
-        number = self._number_of(record)
         task = record.task
-        start = self._starts.pop(record, None)
+        start = record.start_time or when
         if len(item) == END_STRIDE:  # a group that succeeded
-            started = when if start is None else start
-            self._add_row(number, task, "succeeded", item[2], started, when, item[3])
+            self._add_row(record, "succeeded", item[2], start, when, item[3])
             return
+        number = record.number
         _, _, attempt, duration, status, encoded, error, reason, output, delay = item
         if status is _RETRYING:
             assert error is not None
@@ -340,14 +325,14 @@ class TaskRows:
                 [when, delay or 0.0, error[0], self._mask(error[1]), self._mask(error[2])]
             )
             self._note(number)[_ATTEMPTS] = json.dumps(retries)
-            self._starts[record] = when if start is None else start
             return
         value = status.value
-        is_group = not task.stores_result
-        if not is_group and value in self.counts:
+        if task.stores_result and value in self.counts:
             self.counts[value] += 1
-        if start is None or status is _REUSED:
+        if status is _REUSED:
             start = when
+        elif self.plan is not None and record.start_time:
+            self._note_rerun(record)
         result_format = result = definition = None
         if encoded is not None:
             result_format, result, result_note = encoded
@@ -357,7 +342,7 @@ class TaskRows:
                 note[_READS] = reads
                 note[_RESULT_NOTE] = result_note
         self._add_row(
-            number, task, value, attempt, start, when, duration, result_format, result, definition
+            record, value, attempt, start, when, duration, result_format, result, definition
         )
         if reason is not None or error is not None or output:
             note = self._note(number)
@@ -370,28 +355,47 @@ class TaskRows:
             if output:
                 note[_OUTPUT] = self._mask("\n".join(output))
 
-    def _number_of(self, record: TaskRun) -> int:
-        """The row number of ``record``, given when the writer first meets it (parents first)."""
-        number = self._numbers.get(record)
-        if number is not None:
-            return number
-        parent = record.parent
-        parent_number = None if parent is None else self._number_of(parent)
-        number = len(self._parents)
-        self._numbers[record] = number
-        self._parents.append(parent_number)
-        if self.plan is not None:
-            self._note_rerun(record, number)
-        return number
+    def _add_row(
+        self,
+        record: TaskRun,
+        status: str,
+        attempt: int,
+        start: float,
+        end: float,
+        duration: float | None,
+        result_format: str | None = None,
+        result: Any = None,
+        definition: str | None = None,
+    ) -> None:
+        """Queue the ``tasks`` row of one task that ended (replacing its running row)."""
+        task = record.task
+        number = record.number
+        self._written_running.discard(number)
+        _append(
+            self._batch.other,
+            number,
+            _parent_number(record),
+            self._mask(task.name),
+            self._mask(task.key),
+            0 if task.stores_result else 1,
+            status,
+            attempt,
+            start,
+            end,
+            duration,
+            result_format,
+            result,
+            definition,
+        )
 
-    def _note_rerun(self, record: TaskRun, number: int) -> None:
+    def _note_rerun(self, record: TaskRun) -> None:
         """Keep why a task of a resumed run runs again."""
         assert self.plan is not None
         task = record.task
         if task.stores_result:
             reason = self.plan.rerun_reason(record.path, task.key)
             if reason is not None:
-                self._note(number)[_REASON] = self._mask(reason)
+                self._note(record.number)[_REASON] = self._mask(reason)
 
     def _note(self, number: int) -> list[Any]:
         """The task_notes row of task ``number`` in this batch, with what earlier ones wrote."""
@@ -408,9 +412,9 @@ class TaskRows:
 
     def _definition_of(self, task: Task) -> tuple[str, str | None]:
         """The id of ``task``'s definition, and the JSON list of what it declares it reads."""
-        # Tasks of one class whose attributes other than name and key are
-        # equal share a definition: the last one seen of each class is
-        # compared first, in C. Equal options of other types (1 and True)
+        # Tasks of one class with the same attributes and equal options
+        # share a definition: the last one seen of each class is compared
+        # first, in C. Equal options of other types (1 and True)
         # could share a digest: they also behave alike.
         attributes = vars(task)
         kind = type(task)
@@ -423,9 +427,7 @@ class TaskRows:
                 known: tuple[str, str | None] = last[3]
                 return known
         else:
-            picker = _picker(
-                [position for position, name in enumerate(names) if name not in _IDENTITY]
-            )
+            picker = _picker([position for position, name in enumerate(names) if is_option(name)])
             picked = picker(values)
             last = (names, picker)
         known = self._definition_by_value(task, attributes)
@@ -438,12 +440,9 @@ class TaskRows:
         # Scalars by value (with their types, as 1 == 1.0 == True), other
         # objects by identity, whose text _values_seen keeps (an enum's hash
         # is slow Python code).
-        values = [
-            value if type(value) in _SCALARS else id(value)
-            for name, value in attributes.items()
-            if name not in _IDENTITY
-        ]
-        shape = (type(task), tuple(attributes), *values, *map(type, attributes.values()))
+        options = [value for name, value in attributes.items() if is_option(name)]
+        values = [value if type(value) in _SCALARS else id(value) for value in options]
+        shape = (type(task), tuple(attributes), *values, *map(type, options))
         known = self._shapes.get(shape)
         if known is not None:
             return known
@@ -465,6 +464,16 @@ class TaskRows:
     def _mask(self, text: str) -> str:
         masker = self.masker
         return masker.mask(text) if masker else text
+
+
+def _parent_number(record: TaskRun) -> int | None:
+    parent = record.parent
+    return None if parent is None else parent.number
+
+
+def _packed_parent(record: TaskRun) -> int:
+    parent = record.parent
+    return NO_PARENT if parent is None else parent.number
 
 
 def _extend(columns: list[list[Any]], *values: Iterable[Any]) -> None:
