@@ -18,9 +18,8 @@ import os
 import shutil
 import socket
 import sqlite3
-import sys
+import struct
 import time
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -686,23 +685,16 @@ def _definitions_used(
 
 
 def pack_numbers(code: str, values: list[Any]) -> bytes:
-    """``values`` as an array of machine values (``array`` type ``code``), little-endian;
+    """``values`` as little-endian machine values (``struct`` type ``code``: ``q``, ``d``);
     integers all equal as a single one."""
     if code == "q" and len(values) > 1 and values.count(values[0]) == len(values):
         values = values[:1]
-    packed = array(code, values)
-    if sys.byteorder == "big":  # pragma: no cover - every machine this runs on
-        packed.byteswap()
-    return packed.tobytes()
+    return struct.pack(f"<{len(values)}{code}", *values)
 
 
 def unpack_numbers(code: str, data: bytes, size: int) -> list[Any]:
     """The ``size`` values :func:`pack_numbers` packed."""
-    packed = array(code)
-    packed.frombytes(data)
-    if sys.byteorder == "big":  # pragma: no cover
-        packed.byteswap()
-    values = packed.tolist()
+    values = list(struct.unpack(f"<{len(data) // 8}{code}", data))
     return values * size if len(values) == 1 else values
 
 

@@ -25,7 +25,6 @@ task. Only the other events are taken one by one.
 from __future__ import annotations
 
 import json
-from collections import deque
 from itertools import compress, count, repeat
 from operator import attrgetter, eq, itemgetter, not_
 from typing import TYPE_CHECKING, Any
@@ -162,6 +161,9 @@ class TaskRows:
         self._values_seen: dict[int, tuple[Any, str]] = {}
         self._shapes: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._last: dict[type, tuple[Any, ...]] = {}
+        self._comparers: dict[
+            tuple[type, tuple[str, ...]], tuple[Callable[[Task], Any] | None]
+        ] = {}
 
     def take(self, started: list[TaskRun] | None) -> Batch:
         """What to write since the last call.
@@ -276,29 +278,46 @@ class TaskRows:
     ) -> tuple[str, str | None] | None:
         """The definition of every one of ``tasks`` when they all share one, else None.
 
-        Most trees repeat one kind of task: one class, the same attributes,
-        equal options. That is checked in C over the whole batch (a tuple
-        comparison tests identity before equality).
+        Most trees repeat one kind of task: one class and equal options. That
+        is checked in C over the whole batch, reading each task's options as
+        attributes (a tuple comparison tests identity before equality).
         """
         size = len(tasks)
         if kinds.count(kinds[0]) != size:
             return None
-        attributes = list(map(vars, tasks))
-        first = attributes[0]
-        if list(map(len, attributes)).count(len(first)) != size:
-            return None
-        options = [name for name in first if is_option(name)]
-        others = [name for name in first if not is_option(name)]  # the name and key at least
-        try:
-            # As many attributes, and the first task's in every task: the same ones.
-            deque(map(itemgetter(*others), attributes), maxlen=0)
-            if options:
-                values = itemgetter(*options)
-                if not all(map(eq, map(values, attributes), repeat(values(first)))):
+        first = tasks[0]
+        compared = self._compared_options(kinds[0], tuple(vars(first)))
+        if compared:
+            try:
+                if not all(map(eq, map(compared, tasks), repeat(compared(first)))):
                     return None
-        except KeyError:
-            return None
-        return self._definition_of(tasks[0])
+            except AttributeError:  # a task without one of the first one's options
+                return None
+        return self._definition_of(first)
+
+    def _compared_options(
+        self, kind: type[Task], names: tuple[str, ...]
+    ) -> Callable[[Task], Any] | None:
+        """What tells tasks of ``kind`` whose first has the attributes ``names`` apart.
+
+        The first task's options, and every option its class gives a default
+        for (``needs``, ``when``, a subclass's own): a task that sets one of
+        those where the first does not differs in it. Reading them as
+        attributes does not make each task build its ``__dict__`` (a
+        dictionary per task, and the garbage collections they bring).
+        """
+        known = self._comparers.get((kind, names))
+        if known is not None:
+            comparer: Callable[[Task], Any] | None = known[0]
+            return comparer
+        options = dict.fromkeys(name for name in names if is_option(name))
+        for klass in kind.__mro__[:-1]:  # not object
+            for name, value in vars(klass).items():
+                if is_option(name) and not hasattr(type(value), "__get__"):
+                    options[name] = None
+        compared = attrgetter(*options) if options else None
+        self._comparers[kind, names] = (compared,)
+        return compared
 
     # Everything else, one by one ---------------------------------------------
 
