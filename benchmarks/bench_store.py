@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import flow2
-from flow2._store._database import DATABASE_NAME, DEFAULT_KEEP, NOTE_COLUMNS, TASK_COLUMNS
+from flow2._store._database import (
+    BATCH_COLUMNS,
+    DATABASE_NAME,
+    DEFAULT_KEEP,
+    NOTE_COLUMNS,
+    TASK_COLUMNS,
+)
 
 
 async def noop(context: dict[str, Any]) -> None:
@@ -65,7 +71,11 @@ def fill_store(folder: str, runs: int) -> None:
                 f"SELECT ?, ?, {columns} FROM runs WHERE id = ?",
                 (copy, started - 3600 * age, source),
             )
-            for table, names in (("tasks", TASK_COLUMNS), ("task_notes", NOTE_COLUMNS)):
+            for table, names in (
+                ("tasks", TASK_COLUMNS),
+                ("task_notes", NOTE_COLUMNS),
+                ("task_batches", BATCH_COLUMNS),
+            ):
                 connection.execute(
                     f"INSERT INTO {table} SELECT ?, {', '.join(names[1:])} FROM {table} "
                     f"WHERE run_id = ?",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -151,9 +152,7 @@ def test_retention_deletes_a_definition_once_no_run_uses_it(tmp_path: Path) -> N
         )
         run(flow2.Runner(display="none", store=tmp_path).run(tree))
     # Each run's definition id of each task, found by its parts.
-    known = {
-        row["parts"]: row["id"] for row in rows(tmp_path, "SELECT id, parts FROM definitions")
-    }
+    known = {row["parts"]: row["id"] for row in rows(tmp_path, "SELECT id, parts FROM definitions")}
     uses = [
         {
             task.key: known[json.dumps(task.definition, sort_keys=True)]
@@ -181,3 +180,142 @@ def test_retention_deletes_a_definition_once_no_run_uses_it(tmp_path: Path) -> N
         assert stored() == {first_step, same}
     finally:
         connection.close()
+
+
+def test_a_task_running_when_the_writer_commits_shows_running_then_has_one_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flow2._store import _recorder
+
+    monkeypatch.setattr(_recorder, "FLUSH_INTERVAL", 0.05)
+    seen: list[str] = []
+
+    async def wait_until_recorded_running(context: dict[str, Any]) -> None:
+        # Polls the store (off the loop) until a commit wrote this task as running.
+        for _ in range(400):
+            tasks = await asyncio.to_thread(lambda: stored_run(tmp_path).tasks)
+            seen[:] = [task.status for task in tasks if task.key == "slow"]
+            if seen == ["running"]:
+                return None
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"never recorded as running: {seen}")
+
+    tree = flow2.ParallelTaskGroup(
+        "Root",
+        flow2.CallbackTask("Slow", wait_until_recorded_running),
+        *(flow2.CallbackTask(f"Quick {index}", nothing) for index in range(50)),
+    )
+    run(flow2.Runner(display="none", store=tmp_path).run(tree))
+
+    assert seen == ["running"]
+    slow = [task for task in stored_run(tmp_path).tasks if task.key == "slow"]
+    assert [(task.status, task.path) for task in slow] == [("succeeded", ("Root", "Slow"))]
+    # Its success replaced the row written while it ran: no running row is left.
+    assert rows(tmp_path, "SELECT status FROM tasks WHERE key = 'slow'") == []
+
+
+def test_names_and_keys_holding_any_character_are_stored_exactly(tmp_path: Path) -> None:
+    names = ["Plain", "With\x00nul", "Ünïcode ✓", "[looks like json]", ""]
+    tasks = [
+        flow2.CallbackTask(name or "Empty", nothing, register=f"key_{index}\x00x")
+        for index, name in enumerate(names)
+    ]
+    tasks[-1].name = ""  # a name no constructor accepts, set afterwards
+    run(flow2.Runner(display="none", store=tmp_path).run(flow2.ParallelTaskGroup("Root", *tasks)))
+
+    stored = {task.key: task.path[-1] for task in stored_run(tmp_path).tasks if task.parent == 0}
+    assert stored == {f"key_{index}\x00x": name for index, name in enumerate(names)}
+
+
+def test_a_run_of_one_task_is_recorded(tmp_path: Path) -> None:
+    run(flow2.Runner(display="none", store=tmp_path).run(flow2.CallbackTask("Alone", nothing)))
+
+    (task,) = stored_run(tmp_path).tasks
+    assert (task.path, task.parent, task.status, task.result) == (
+        ("Alone",),
+        None,
+        "succeeded",
+        "null",
+    )
+
+
+class Deploy(flow2.Task):
+    """Reads an attribute its class gives a default for, set on some tasks only."""
+
+    target = "staging"
+
+    async def run(self, context: dict[str, Any]) -> None:
+        return None
+
+
+def test_a_task_setting_what_its_class_defaults_keeps_its_own_definition(tmp_path: Path) -> None:
+    tasks = [Deploy(f"Deploy {index}") for index in range(100)]
+    tasks[40].target = "production"
+    run(flow2.Runner(display="none", store=tmp_path).run(flow2.ParallelTaskGroup("All", *tasks)))
+
+    parts = {task.key: task.definition for task in stored_run(tmp_path).tasks if task.parent == 0}
+    assert parts["deploy_40"] == definition_of(tasks[40])
+    assert parts["deploy_40"] != parts["deploy_0"]
+    assert all(parts[task.key] == parts["deploy_0"] for task in tasks if task is not tasks[40])
+
+
+def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Path) -> None:
+    # A store of schema 2 held every task as a row of `tasks`: made here from
+    # a run recorded now, its packed rows written back as rows.
+    ran: list[str] = []
+
+    def step(name: str) -> Any:
+        async def work(context: dict[str, Any]) -> None:
+            ran.append(name)
+            if name == "last" and len(ran) == 3:
+                raise RuntimeError("fails the first time")
+
+        work.__qualname__ = "step.work"
+        return work
+
+    def tree() -> flow2.Task:
+        return flow2.SerialTaskGroup(
+            "Pipeline",
+            *(flow2.CallbackTask(name.title(), step(name)) for name in ("a", "b", "last")),
+        )
+
+    run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
+    recorded = stored_run(tmp_path)
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
+        for task in recorded.tasks:
+            if task.is_group or task.status != "succeeded":
+                continue
+            connection.execute(
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, 0, 'succeeded', ?, ?, ?, ?, 'json', "
+                "'null', ?)",
+                (
+                    recorded.id,
+                    task.number,
+                    task.parent,
+                    task.path[-1],
+                    task.key,
+                    task.attempts,
+                    task.started_at,
+                    task.ended_at,
+                    task.duration,
+                    known[json.dumps(task.definition, sort_keys=True)],
+                ),
+            )
+        connection.execute("DROP TABLE task_batches")
+        connection.execute("UPDATE flow2_store SET value = '2' WHERE key = 'schema_version'")
+
+    ran.clear()
+    run(flow2.Runner(display="none", store=tmp_path, resume="last").run(tree()))
+
+    assert ran == ["last"]  # A and B were reused from the rows of schema 2
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        assert connection.execute(
+            "SELECT value FROM flow2_store WHERE key = 'schema_version'"
+        ).fetchone() == ("3",)
+    assert [task.status for task in stored_run(tmp_path).tasks] == [
+        "succeeded",
+        "reused",
+        "reused",
+        "succeeded",
+    ]

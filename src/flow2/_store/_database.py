@@ -137,6 +137,22 @@ CREATE TABLE IF NOT EXISTS task_batches (
 #: The parent of the root in ``task_batches.parents``.
 NO_PARENT = -1
 
+#: The columns of ``task_batches``, in order; the first two are the key.
+BATCH_COLUMNS = (
+    "run_id",
+    "batch",
+    "size",
+    "numbers",
+    "parents",
+    "names",
+    "keys",
+    "attempts",
+    "started_at",
+    "ended_at",
+    "durations",
+    "definitions",
+    "definition_of",
+)
 #: The columns of ``tasks`` and ``task_notes``, in order; the first two are the key.
 TASK_COLUMNS = (
     "run_id",

@@ -73,7 +73,7 @@ _NAME = attrgetter("name")
 _KEY = attrgetter("key")
 _STATUS = attrgetter("status")
 _NUMBER = attrgetter("number")
-_PARENT_NUMBER = attrgetter("parent.number")
+_PARENT = attrgetter("parent")
 _START_TIME = attrgetter("start_time")
 _STORES_RESULT = attrgetter("stores_result")
 _IS_FINISHED = FINISHED_STATUSES.__contains__
@@ -227,10 +227,10 @@ class TaskRows:
         times = ends[1::END_STRIDE]
         numbers = list(map(_NUMBER, records))
         successes = self._batch.successes
-        try:
-            successes.parents.extend(map(_PARENT_NUMBER, records))
-        except AttributeError:  # the root is a task of its own, without a parent
-            del successes.parents[len(successes.numbers) :]
+        parents = list(map(_PARENT, records))
+        if parents.count(parents[0]) == len(parents):  # one group's tasks: its number once
+            successes.parents.extend(repeat(_packed_parent(records[0]), len(parents)))
+        else:
             successes.parents.extend(map(_packed_parent, records))
         successes.numbers.extend(numbers)
         successes.names.extend(self._masked(map(_NAME, tasks)))
