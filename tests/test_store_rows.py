@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._store._database import Store
+from flow2._store._database import Store, StoredRun
 from flow2._store._values import definition_of
 
 from .conftest import Recorder, run, stored_run
@@ -182,6 +182,14 @@ def test_retention_deletes_a_definition_once_no_run_uses_it(tmp_path: Path) -> N
         connection.close()
 
 
+def stored_run_so_far(store: Path) -> StoredRun | None:
+    """The run recorded in ``store``, or None before its writer wrote it."""
+    try:
+        return stored_run(store)
+    except flow2.StoreError:
+        return None
+
+
 def test_a_task_running_when_the_writer_commits_shows_running_then_has_one_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,7 +201,8 @@ def test_a_task_running_when_the_writer_commits_shows_running_then_has_one_row(
     async def wait_until_recorded_running(context: dict[str, Any]) -> None:
         # Polls the store (off the loop) until a commit wrote this task as running.
         for _ in range(400):
-            tasks = await asyncio.to_thread(lambda: stored_run(tmp_path).tasks)
+            recorded = await asyncio.to_thread(stored_run_so_far, tmp_path)
+            tasks = recorded.tasks if recorded is not None else []
             seen[:] = [task.status for task in tasks if task.key == "slow"]
             if seen == ["running"]:
                 return None
@@ -319,3 +328,26 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
         "reused",
         "succeeded",
     ]
+
+
+def test_a_long_task_keeps_the_run_seen_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a run killed during a long task shows as its duration.
+    from flow2._store import _recorder
+
+    monkeypatch.setattr(_recorder, "FLUSH_INTERVAL", 0.02)
+    monkeypatch.setattr(_recorder, "HEARTBEAT_INTERVAL", 0.05)
+    lived: list[float] = []
+
+    async def long_task(context: dict[str, Any]) -> None:
+        for _ in range(500):
+            recorded = await asyncio.to_thread(stored_run_so_far, tmp_path)
+            lived[:] = [recorded.duration or 0.0] if recorded is not None else [0.0]
+            if lived[0] >= 0.3:
+                return None
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the run's last_seen stayed {lived} seconds after its start")
+
+    run(flow2.Runner(display="none", store=tmp_path).run(flow2.CallbackTask("Long", long_task)))
+    assert lived[0] >= 0.3

@@ -18,6 +18,8 @@ written is shown as ``interrupted``.
 
 A task is written once, when it ends; a task still running when the
 writer commits is written as running, and written again when it ends.
+While nothing happens the run's ``last_seen`` is written every
+:data:`HEARTBEAT_INTERVAL` seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -52,6 +55,9 @@ if TYPE_CHECKING:
 
 #: Seconds between two commits of the writer thread.
 FLUSH_INTERVAL = 0.5
+#: Seconds after which a run in which nothing happened has its ``last_seen``
+#: written again: a run killed during a long task shows how long it lived.
+HEARTBEAT_INTERVAL = 5.0
 #: Lines of a task's log output kept in the store (the last ones).
 OUTPUT_LINES = 200
 
@@ -119,6 +125,7 @@ class StoreRecorder:
         self._add_end = self._ends.extend
         self._run: Run | None = None
         self._started_taken = 0
+        self._committed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outputs: dict[TaskRun, deque[str]] = {}
@@ -259,6 +266,7 @@ class StoreRecorder:
             if connection is None:
                 connection = self.store.connect(create=True)
             self.store.retry(connection, self._insert_run)
+            self._committed_at = time.time()
             sequence = 0
             while True:
                 stopping = self._stop.wait(FLUSH_INTERVAL)
@@ -309,7 +317,10 @@ class StoreRecorder:
         batch = rows.take(started)
         end = rows.end
         if not batch and end is None and not self._stop.is_set():
-            return False
+            now = time.time()
+            if now - self._committed_at < HEARTBEAT_INTERVAL:
+                return False
+            rows.last_seen = max(rows.last_seen, now)
         run_id = self.run_id
         last_seen = rows.last_seen
         counts_text = json.dumps(rows.counts)
@@ -361,6 +372,7 @@ class StoreRecorder:
                 raise
 
         self.store.retry(connection, commit)
+        self._committed_at = time.time()
         return True
 
     def _masked_error(self, error: tuple[str, str, str]) -> dict[str, str]:
