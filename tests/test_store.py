@@ -441,9 +441,15 @@ def test_secrets_are_masked_in_the_store(tmp_path: Path) -> None:
     flow = write_flow(
         tmp_path,
         """
-        plugin: shell
-        name: Leak
-        cmd: echo "$DEPLOY_TOKEN and {{ api_token }}"
+        plugin: serial
+        name: Leaks
+        tasks:
+          - plugin: shell
+            name: Leak
+            cmd: echo "$DEPLOY_TOKEN and {{ api_token }}"
+          - plugin: shell
+            name: Quiet {{ api_token }}
+            cmd: "true"
         """,
     )
     result = flow2_command(
@@ -455,6 +461,7 @@ def test_secrets_are_masked_in_the_store(tmp_path: Path) -> None:
     if wal.exists():
         raw += wal.read_bytes()
     assert b"s3cr3t-value" not in raw and b"hunter2-value" not in raw
+    assert b"hunter2_value" not in raw  # the key made from the name "Quiet hunter2-value"
     shown = flow2_command("runs", "show", "last", cwd=tmp_path)
     assert "api_token" in shown.stdout and "hunter2" not in shown.stdout
     resumed = flow2_command("resume", "last", cwd=tmp_path)

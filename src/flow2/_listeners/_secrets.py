@@ -80,6 +80,11 @@ class SecretMasker:
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, ordered)))
 
+    @property
+    def values(self) -> frozenset[str]:
+        """The secret values declared so far."""
+        return frozenset(self._values)
+
     def add_from_mapping(self, variables: Mapping[str, Any]) -> None:
         """Declare secret the string values of ``variables`` whose names mark them as secrets.
 

@@ -30,6 +30,8 @@ from operator import attrgetter, eq, itemgetter, not_
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, Status
+from .._engine._naming import snake_case
+from .._listeners._secrets import SecretMasker
 from ._database import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
 from ._values import declared_reads, definition_parts, digest, is_option
 
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
     from .._engine._state import TaskRun
     from .._engine._task import Task
-    from .._listeners._secrets import SecretMasker
     from ._resume import ResumePlan
 
 #: The length of a plain success in the flat list: record, time, attempt, duration.
@@ -145,6 +146,11 @@ class TaskRows:
     def __init__(self, run_id: str, masker: SecretMasker | None, plan: ResumePlan | None) -> None:
         self.run_id = run_id
         self.masker = masker
+        # A key is made from a name: a secret in the name is in the key in
+        # its snake_case form.
+        self._key_masker = (
+            SecretMasker([*masker.values, *map(snake_case, masker.values)]) if masker else None
+        )
         self.plan = plan
         #: What the run's leaf tasks ended in so far.
         self.counts = dict.fromkeys(COUNTED, 0)
@@ -187,7 +193,7 @@ class TaskRows:
                 numbers,
                 map(_parent_number, running),
                 self._masked(map(_NAME, tasks)),
-                self._masked(map(_KEY, tasks)),
+                self._masked_keys(map(_KEY, tasks)),
                 map(not_, map(_STORES_RESULT, tasks)),
                 map(_START_TIME, running),
             )
@@ -234,7 +240,7 @@ class TaskRows:
             successes.parents.extend(map(_packed_parent, records))
         successes.numbers.extend(numbers)
         successes.names.extend(self._masked(map(_NAME, tasks)))
-        successes.keys.extend(self._masked(map(_KEY, tasks)))
+        successes.keys.extend(self._masked_keys(map(_KEY, tasks)))
         successes.attempts.extend(ends[2::END_STRIDE])
         successes.started_at.extend(map(_START_TIME, records))
         successes.ended_at.extend(times)
@@ -395,7 +401,7 @@ class TaskRows:
             number,
             _parent_number(record),
             self._mask(task.name),
-            self._mask(task.key),
+            self._mask_key(task.key),
             0 if task.stores_result else 1,
             status,
             attempt,
@@ -479,6 +485,14 @@ class TaskRows:
     def _masked(self, texts: Iterable[str]) -> Iterable[str]:
         masker = self.masker
         return masker.mask_lines(texts) if masker else texts
+
+    def _masked_keys(self, keys: Iterable[str]) -> Iterable[str]:
+        masker = self._key_masker
+        return masker.mask_lines(keys) if masker else keys
+
+    def _mask_key(self, key: str) -> str:
+        masker = self._key_masker
+        return masker.mask(key) if masker else key
 
     def _mask(self, text: str) -> str:
         masker = self.masker
