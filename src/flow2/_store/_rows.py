@@ -217,8 +217,9 @@ class TaskRows:
         kinds: list[type[Task]] = list(map(type, tasks))
         if kinds.count(kinds[0]) == len(kinds):
             stores = [kinds[0].stores_result] * len(kinds)
-        else:
-            stores = list(map(_STORES_RESULT, kinds))
+        else:  # a group or two among the tasks: asked once per class
+            stored = {kind: kind.stores_result for kind in set(kinds)}
+            stores = list(map(stored.__getitem__, kinds))
         if not all(stores):
             # Groups, a few among many tasks: one by one, and out of the lists
             # (from the last, so that the places of the others hold).
@@ -318,8 +319,17 @@ class TaskRows:
             return comparer
         options = dict.fromkeys(name for name in names if is_option(name))
         for klass in kind.__mro__[:-1]:  # not object
+            constants = {
+                name
+                for name, annotation in vars(klass).get("__annotations__", {}).items()
+                if "ClassVar" in str(annotation)
+            }
             for name, value in vars(klass).items():
-                if is_option(name) and not hasattr(type(value), "__get__"):
+                if (
+                    is_option(name)
+                    and name not in constants
+                    and not hasattr(type(value), "__get__")
+                ):
                     options[name] = None
         compared = attrgetter(*options) if options else None
         self._comparers[kind, names] = (compared,)
