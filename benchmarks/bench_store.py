@@ -33,13 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import flow2
-from flow2._store._database import (
-    BATCH_COLUMNS,
-    DATABASE_NAME,
-    DEFAULT_KEEP,
-    NOTE_COLUMNS,
-    TASK_COLUMNS,
-)
+from flow2._store._database import DATABASE_NAME, DEFAULT_KEEP
+from flow2._store._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS
 
 
 async def noop(context: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@ runner, the flows or the command line; the runner and the command line
 import it. Nothing here is imported by ``import flow2``: ``sqlite3`` loads
 with the first run that records.
 
-- ``_database``: where the store lives, its schema and versions, the queries.
+- ``_database``: where the store lives, opening it (checked, created or
+  migrated), the queries, pruning.
+- ``_schema``: its tables and their migrations, how rows and packed rows are laid out.
 - ``_values``: what is stored of a task: results (JSON when exact, pickle
   when asked), its definition's fingerprint, what it declares it reads.
 - ``_recorder``: the event listener that hands records to a writer thread.

@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import sqlite3
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
+from ._schema import (
+    _SCHEMA,
+    APPLICATION,
+    MIGRATIONS,
+    NO_PARENT,
+    SCHEMA_VERSION,
+    unpack_numbers,
+    unpack_texts,
+)
 from ._values import JSON
 
 if TYPE_CHECKING:
@@ -35,11 +43,6 @@ if TYPE_CHECKING:
 DEFAULT_DIRECTORY = ".flow2"
 #: The database file inside the store directory.
 DATABASE_NAME = "runs.sqlite3"
-#: What ``flow2_store.application`` says in a flow2 store.
-APPLICATION = "flow2 run store"
-#: The schema this flow2 writes (2: a run's error, a task's retried attempts;
-#: 3: plain successes packed in ``task_batches``).
-SCHEMA_VERSION = 3
 #: Runs kept after each recorded run unless ``FLOW2_STORE_KEEP`` says otherwise.
 DEFAULT_KEEP = 100
 #: Milliseconds a connection waits for another one's lock before SQLite gives up.
@@ -47,155 +50,9 @@ BUSY_TIMEOUT_MS = 30_000
 #: Attempts of a transaction that SQLite still reports as locked.
 ATTEMPTS = 20
 
-#: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
-ROWS_PER_STATEMENT = 256
-
 #: The statuses a run ends in, plus those the store infers.
 RUNNING = "running"
 INTERRUPTED = "interrupted"
-
-_SCHEMA_TABLES = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    flow TEXT,
-    variables TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    last_seen REAL,
-    status TEXT NOT NULL,
-    pid INTEGER,
-    host TEXT,
-    resumed_from TEXT,
-    counts TEXT NOT NULL DEFAULT '{}',
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    parent INTEGER,
-    name TEXT NOT NULL,
-    key TEXT NOT NULL,
-    is_group INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    duration REAL,
-    result_format TEXT,
-    result BLOB,
-    definition TEXT,
-    PRIMARY KEY (run_id, number)
-);
-CREATE TABLE IF NOT EXISTS task_notes (
-    run_id TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    reads TEXT,
-    reason TEXT,
-    error_type TEXT,
-    error_message TEXT,
-    error_traceback TEXT,
-    result_note TEXT,
-    output TEXT,
-    retries TEXT,
-    PRIMARY KEY (run_id, number)
-);
-CREATE TABLE IF NOT EXISTS definitions (
-    id TEXT PRIMARY KEY,
-    parts TEXT NOT NULL
-);
-"""
-
-# The plain successes of one commit (leaf tasks that succeeded with None),
-# ``size`` tasks in one row, each column packed whole (pack_numbers,
-# pack_texts): ``numbers``, ``parents`` (-1: none), ``attempts`` and
-# ``definition_of`` as little-endian 64-bit integers, the times (seconds
-# since the epoch) and durations as little-endian doubles (integers all
-# equal as one); ``names`` and ``keys`` as texts each after a NUL (a JSON
-# array when one holds a NUL); ``definitions`` as a JSON array of
-# ``[definition id, JSON list of the keys it reads or null]``, which
-# ``definition_of`` gives each task a place in.
-_TASK_BATCHES = """
-CREATE TABLE IF NOT EXISTS task_batches (
-    run_id TEXT NOT NULL,
-    batch INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    numbers BLOB NOT NULL,
-    parents BLOB NOT NULL,
-    names TEXT NOT NULL,
-    keys TEXT NOT NULL,
-    attempts BLOB NOT NULL,
-    started_at BLOB NOT NULL,
-    ended_at BLOB NOT NULL,
-    durations BLOB NOT NULL,
-    definitions TEXT NOT NULL,
-    definition_of BLOB NOT NULL,
-    PRIMARY KEY (run_id, batch)
-)"""
-
-#: The parent of the root in ``task_batches.parents``.
-NO_PARENT = -1
-
-#: The columns of ``task_batches``, in order; the first two are the key.
-BATCH_COLUMNS = (
-    "run_id",
-    "batch",
-    "size",
-    "numbers",
-    "parents",
-    "names",
-    "keys",
-    "attempts",
-    "started_at",
-    "ended_at",
-    "durations",
-    "definitions",
-    "definition_of",
-)
-#: The columns of ``tasks`` and ``task_notes``, in order; the first two are the key.
-TASK_COLUMNS = (
-    "run_id",
-    "number",
-    "parent",
-    "name",
-    "key",
-    "is_group",
-    "status",
-    "attempts",
-    "started_at",
-    "ended_at",
-    "duration",
-    "result_format",
-    "result",
-    "definition",
-)
-NOTE_COLUMNS = (
-    "run_id",
-    "number",
-    "reads",
-    "reason",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "result_note",
-    "output",
-    "retries",
-)
-
-_SCHEMA = _SCHEMA_TABLES + _TASK_BATCHES
-
-#: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        # The exception a run raised to its caller, as JSON (type, message, traceback).
-        "ALTER TABLE runs ADD COLUMN error TEXT",
-        # A task's retried attempts, as a JSON list of [end, retry delay, error type,
-        # error message, traceback]: the reports draw each attempt.
-        "ALTER TABLE task_notes ADD COLUMN retries TEXT",
-    ],
-    2: [_TASK_BATCHES],
-}
 
 
 class StoreError(ConfigurationError):
@@ -698,93 +555,6 @@ def _definitions_used(
     ):
         used.update(identity for identity, _ in json.loads(known))
     return used
-
-
-def pack_numbers(code: str, values: list[Any]) -> bytes:
-    """``values`` as little-endian machine values (``struct`` type ``code``: ``q``, ``d``);
-    integers all equal as a single one."""
-    if code == "q" and len(values) > 1 and values.count(values[0]) == len(values):
-        values = values[:1]
-    return struct.pack(f"<{len(values)}{code}", *values)
-
-
-def unpack_numbers(code: str, data: bytes, size: int) -> list[Any]:
-    """The ``size`` values :func:`pack_numbers` packed."""
-    values = list(struct.unpack(f"<{len(data) // 8}{code}", data))
-    return values * size if len(values) == 1 else values
-
-
-def pack_texts(texts: list[str]) -> str:
-    """``texts`` as one text: NUL before each, or a JSON array when one holds a NUL."""
-    joined = "\0" + "\0".join(texts)
-    if joined.count("\0") != len(texts):
-        return json.dumps(texts)
-    return joined
-
-
-def unpack_texts(packed: str) -> list[str]:
-    """What :func:`pack_texts` packed."""
-    if packed.startswith("\0"):
-        return packed[1:].split("\0")
-    texts: list[str] = json.loads(packed)
-    return texts
-
-
-def upsert(table: str, columns: Sequence[str]) -> str:
-    """The clause that makes an INSERT into ``table`` replace the row of the same key."""
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[2:])
-    return f"ON CONFLICT ({columns[0]}, {columns[1]}) DO UPDATE SET {updates}"
-
-
-def insert_rows(
-    connection: sqlite3.Connection,
-    insert: str,
-    row: str,
-    conflict: str,
-    shared: Any,
-    columns: Sequence[list[Any]],
-) -> None:
-    """Insert the rows whose ``columns`` are given, with ``insert`` (``INSERT … VALUES``)
-    and ``row``, their values' SQL: ``?1`` for ``shared``, ``?`` for each column;
-    ``conflict`` ends the statement.
-
-    sqlite3 lets go of the GIL while SQLite runs a statement and waits to
-    take it back after, for as long as the event loop's thread keeps it
-    (up to the switch interval, 5 ms): a statement per row would keep a
-    writer thread waiting once per row. Rows go in statements of
-    :data:`ROWS_PER_STATEMENT`, then of halves for what is left (each size
-    prepared once per connection and cached): a handful of statements.
-    Their parameters are laid out from the columns by slice assignment,
-    in C, with no object per row.
-    """
-    total = len(columns[0])
-    if not total:
-        return
-    width = len(columns)
-    limit = (connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1) // width
-    size = max(1, min(ROWS_PER_STATEMENT, limit))
-    position = 0
-    while position < total:
-        while size > total - position:
-            size //= 2
-        parameters: list[Any] = [None] * (1 + width * size)
-        parameters[0] = shared
-        end = position + size
-        for offset, column in enumerate(columns, 1):
-            parameters[offset::width] = column[position:end]
-        connection.execute(_statement(insert, row, conflict, size), parameters)
-        position = end
-
-
-_STATEMENTS: dict[tuple[str, str, str, int], str] = {}
-
-
-def _statement(insert: str, row: str, conflict: str, size: int) -> str:
-    statement = _STATEMENTS.get((insert, row, conflict, size))
-    if statement is None:
-        values = ", ".join([row] * size)
-        statement = _STATEMENTS[insert, row, conflict, size] = f"{insert} {values} {conflict}"
-    return statement
 
 
 def status_of(status: str, ended_at: float | None, pid: int | None, host: str | None) -> str:

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._listeners._console import error_message
 from .._listeners._summary import user_traceback
-from ._database import NOTE_COLUMNS, RUNNING, TASK_COLUMNS, insert_rows, upsert
+from ._database import RUNNING
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
+from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert
 from ._values import encode_result, encode_variables
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ _INSERT_NOTES = "INSERT INTO task_notes VALUES"
 
 _TASK_UPSERT = upsert("tasks", TASK_COLUMNS)
 _NOTE_UPSERT = upsert("task_notes", NOTE_COLUMNS)
-_INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * 13) + ")"
+_INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * len(BATCH_COLUMNS)) + ")"
 
 # The other events' facts:
 #   (record, time, attempt, duration, status, encoded, error, reason, output, delay)

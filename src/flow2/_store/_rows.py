@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .._engine._events import FINISHED_STATUSES, Status
 from .._engine._naming import snake_case
 from .._listeners._secrets import SecretMasker
-from ._database import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
+from ._schema import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
 from ._values import declared_reads, definition_parts, digest, is_option
 
 if TYPE_CHECKING:
