@@ -309,6 +309,9 @@ class StoreRecorder:
         started = None
         if not self._stop.is_set():  # the run goes on: what started since, for running rows
             assert self._run is not None
+            # The loop's thread only appends to the list; a slice is taken in
+            # one operation. A task that ends meanwhile is no running row
+            # (see test_a_task_running_when_the_writer_commits_shows_running_then_has_one_row).
             started = self._run.started[self._started_taken :]
             self._started_taken += len(started)
         rows.add_successes(_take(self._ends, END_STRIDE))
