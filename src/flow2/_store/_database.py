@@ -433,13 +433,12 @@ class Store:
             tasks.update(
                 (task.number, task) for task in _tasks_from_batch(batch, known, notes, definitions)
             )
+        run.tasks = [tasks[number] for number in sorted(tasks)]
         paths: dict[int, tuple[str, ...]] = {}
-        for number in sorted(tasks):
-            task = tasks[number]
+        for task in run.tasks:
             # Parents come first (their numbers are smaller): the path so far is theirs.
             parent_path = paths.get(task.parent, ()) if task.parent is not None else ()
-            task.path = paths[number] = (*parent_path, *task.path)
-        run.tasks = [tasks[number] for number in sorted(tasks)]
+            task.path = paths[task.number] = (*parent_path, *task.path)
         return run
 
     # Deleting -----------------------------------------------------------------
