@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -351,3 +351,40 @@ def test_a_long_task_keeps_the_run_seen_alive(
 
     run(flow2.Runner(display="none", store=tmp_path).run(flow2.CallbackTask("Long", long_task)))
     assert lived[0] >= 0.3
+
+
+class SucceedsWithoutDuration(flow2.Task):
+    """A task whose own success hook builds its event with no duration."""
+
+    runs: ClassVar[list[flow2.Run]] = []
+
+    async def run(self, context: dict[str, Any]) -> None:
+        return None
+
+    async def success(self, result: Any, context: dict[str, Any]) -> None:
+        self.runs[-1].record_of(self).emit(flow2.Status.SUCCEEDED)
+
+
+class KeepRun:
+    listens_to: frozenset[flow2.Status] = frozenset()
+
+    def __call__(self, event: flow2.Event) -> None:
+        if isinstance(event, flow2.RunEvent) and event.status is flow2.Status.RUNNING:
+            SucceedsWithoutDuration.runs.append(event.run)
+
+
+def test_a_success_without_a_duration_is_recorded_with_the_others(tmp_path: Path) -> None:
+    tasks = [flow2.CallbackTask(f"Plain {index}", nothing) for index in range(20)]
+    tree = flow2.ParallelTaskGroup("Root", *tasks[:10], SucceedsWithoutDuration("Odd"), *tasks[10:])
+    run(flow2.Runner(display="none", store=tmp_path, listeners=[KeepRun()]).run(tree))
+
+    recorded = stored_run(tmp_path)
+    stored = {task.key: task for task in recorded.tasks}
+    assert len(stored) == 22
+    assert (stored["odd"].status, stored["odd"].duration, stored["odd"].result) == (
+        "succeeded",
+        None,
+        "null",
+    )
+    assert stored["odd"].definition == definition_of(tree.tasks[10])
+    assert recorded.counts["succeeded"] == 21
