@@ -142,6 +142,7 @@ class StoreRecorder:
                 and event.result is None
                 and not event.output
                 and not self._outputs
+                and event.duration is not None  # None: from a task's own success hook
             ):
                 self._add_end((event.record, event.time, event.attempt, event.duration))
             else:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 from itertools import compress, count, repeat
-from operator import and_, attrgetter, eq, is_not, itemgetter, not_
+from operator import attrgetter, eq, itemgetter, not_
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, Status
 from .._engine._naming import snake_case
 from .._listeners._secrets import SecretMasker
 from ._schema import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
-from ._values import JSON, declared_reads, definition_parts, digest, is_option
+from ._values import declared_reads, definition_parts, digest, is_option
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -66,7 +66,7 @@ NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 #: The keys of a run's ``counts``: what its leaf tasks ended in.
 COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
 
-_RETRYING, _REUSED, _SUCCEEDED = Status.RETRYING, Status.REUSED, Status.SUCCEEDED
+_RETRYING, _REUSED = Status.RETRYING, Status.REUSED
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 _TASK = attrgetter("task")
@@ -220,12 +220,9 @@ class TaskRows:
         else:  # a group or two among the tasks: asked once per class
             stored = {kind: kind.stores_result for kind in set(kinds)}
             stores = list(map(stored.__getitem__, kinds))
-        if None in ends[3::END_STRIDE]:  # an event a task's own hook built without a duration
-            stores = list(map(and_, stores, map(is_not, ends[3::END_STRIDE], repeat(None))))
         if not all(stores):
-            # Groups (and the odd end without a duration), a few among many
-            # tasks: one by one, and out of the lists (from the last, so that
-            # the places of the others hold).
+            # Groups, a few among many tasks: one by one, and out of the lists
+            # (from the last, so that the places of the others hold).
             groups = list(compress(count(), map(not_, stores)))
             for position in reversed(groups):
                 start = END_STRIDE * position
@@ -351,12 +348,9 @@ class TaskRows:
             self.last_seen = when
         task = record.task
         start = record.start_time or when
-        if len(item) == END_STRIDE:
-            if not task.stores_result:  # a group that succeeded
-                self._add_row(record, "succeeded", item[2], start, when, item[3])
-                return
-            # A plain success taken one by one: its result, None, is stored as any.
-            item = (*item, _SUCCEEDED, (JSON, "null", None), None, None, None, None)
+        if len(item) == END_STRIDE:  # a group that succeeded
+            self._add_row(record, "succeeded", item[2], start, when, item[3])
+            return
         number = record.number
         _, _, attempt, duration, status, encoded, error, reason, output, delay = item
         if status is _RETRYING:
