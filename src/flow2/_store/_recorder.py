@@ -263,7 +263,13 @@ class StoreRecorder:
         connection: sqlite3.Connection | None = None
         try:
             assert self._start is not None
-            rows = TaskRows(self._start[0], self.masker, self.plan)
+            assert self._run is not None
+            rows = TaskRows(
+                self._start[0],
+                self.masker,
+                self.plan,
+                tree_has_needs=self._run.needs is not None,
+            )
             connection, self._connection = self._connection, None
             if connection is None:
                 connection = self.store.connect(create=True)

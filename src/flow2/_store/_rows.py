@@ -141,10 +141,22 @@ class TaskRows:
     :param run_id: the run's id
     :param masker: the secrets to mask in names, keys, messages and output
     :param plan: the resume plan, whose reasons are kept for the tasks that run again
+    :param tree_has_needs: whether a task of the tree has needs or a condition
     """
 
-    def __init__(self, run_id: str, masker: SecretMasker | None, plan: ResumePlan | None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        masker: SecretMasker | None,
+        plan: ResumePlan | None,
+        *,
+        tree_has_needs: bool = True,
+    ) -> None:
         self.run_id = run_id
+        # Without needs or conditions in the tree (the run found none), no
+        # task of it has ``needs`` or ``when``: they are not compared task by
+        # task. A task made on the fly might; it is never reused on resume.
+        self._not_compared = frozenset() if tree_has_needs else frozenset({"needs", "when"})
         self.masker = masker
         # A key is made from a name: a secret in the name is in the key in
         # its snake_case form.
@@ -328,6 +340,7 @@ class TaskRows:
                 if (
                     is_option(name)
                     and name not in constants
+                    and name not in self._not_compared
                     and not hasattr(type(value), "__get__")
                 ):
                     options[name] = None
