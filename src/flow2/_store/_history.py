@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._events import Status
 from .._listeners._console import WORDS
+from ._schema import COUNTED
 from ._values import JSON
 
 if TYPE_CHECKING:
     from ._database import Store, StoredRun, StoredTask
 
-#: The counts ``flow2 runs`` shows, in order.
-COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
 _WORDS = {status.value: word for status, word in WORDS.items()}
 _WORDS.update({"pending": "PENDING", "running": "RUNNING", "interrupted": "INTERRUPTED"})
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .._engine._events import FINISHED_STATUSES, Status
 from .._engine._naming import snake_case
 from .._listeners._secrets import SecretMasker
-from ._schema import NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
+from ._schema import COUNTED, NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
 from ._values import declared_reads, definition_parts, digest, is_option
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL
 TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
-#: The keys of a run's ``counts``: what its leaf tasks ended in.
-COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
 
 _RETRYING, _REUSED = Status.RETRYING, Status.REUSED
 _SCALARS = frozenset({type(None), bool, int, float, str})

@@ -107,6 +107,9 @@ CREATE TABLE IF NOT EXISTS task_batches (
     PRIMARY KEY (run_id, batch)
 )"""
 
+#: The keys of ``runs.counts``: what a run's leaf tasks ended in.
+COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
+
 #: The parent of the root in ``task_batches.parents``.
 NO_PARENT = -1
 
