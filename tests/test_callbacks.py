@@ -100,7 +100,7 @@ def test_thread_pool_size_is_configurable() -> None:
 
 def test_max_threads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOW2_MAX_THREADS", "3")
-    assert flow2.Runner().max_threads == 3
+    assert flow2.Runner().settings.max_threads == 3
     monkeypatch.setenv("FLOW2_MAX_THREADS", "lots")
     with pytest.raises(flow2.ConfigurationError, match="FLOW2_MAX_THREADS='lots'"):
         flow2.Runner()

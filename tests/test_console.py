@@ -117,13 +117,14 @@ def test_result_formatting_of_odd_values() -> None:
 
 
 def test_color_decision_follows_no_color_and_force_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.delenv("FORCE_COLOR", raising=False)
     assert wants_color(io.StringIO()) is False
+    assert flow2.Runner().settings.color is None  # the stream decides
     monkeypatch.setenv("FORCE_COLOR", "1")
-    assert wants_color(io.StringIO()) is True
+    assert flow2.Runner().settings.color is True
     monkeypatch.setenv("NO_COLOR", "1")
-    assert wants_color(io.StringIO()) is False
+    assert flow2.Runner().settings.color is False
+    assert flow2.Runner(environ={"TERM": "dumb"}).settings.color is False
+    assert flow2.Runner(color=True, environ={"NO_COLOR": "1"}).settings.color is True
 
 
 def test_color_on_a_real_terminal_and_not_with_no_color() -> None:

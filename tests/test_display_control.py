@@ -43,7 +43,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _kinds(runner: flow2.Runner) -> list[type]:
-    return [type(listener) for listener in runner.listeners_for_run()]
+    from flow2._running._assembly import RunListeners
+
+    return [type(listener) for listener in RunListeners(runner.settings).listeners]
 
 
 def test_auto_is_live_on_a_terminal_and_plain_elsewhere() -> None:
@@ -65,7 +67,7 @@ def test_auto_falls_back_to_plain_without_rich(monkeypatch: pytest.MonkeyPatch) 
     )
     assert PlainConsole in _kinds(flow2.Runner(stream=FakeTerminal()))
     with pytest.raises(flow2.ConfigurationError, match=r"install flow2\[live\]"):
-        flow2.Runner(display="live").listeners_for_run()
+        _kinds(flow2.Runner(display="live"))
 
 
 def test_none_prints_nothing_not_even_a_summary() -> None:
@@ -77,15 +79,15 @@ def test_display_and_verbosity_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FLOW2_DISPLAY", "PLAIN")
     monkeypatch.setenv("FLOW2_VERBOSITY", "Verbose")
     runner = flow2.Runner(stream=FakeTerminal())
-    assert runner.display is flow2.Display.PLAIN
-    assert runner.verbosity is flow2.Verbosity.VERBOSE
+    assert runner.settings.display is flow2.Display.PLAIN
+    assert runner.settings.verbosity is flow2.Verbosity.VERBOSE
     # An argument wins over the environment.
-    assert flow2.Runner(verbosity=flow2.Verbosity.QUIET).verbosity is flow2.Verbosity.QUIET
-    assert flow2.Runner(verbosity="quiet").verbosity is flow2.Verbosity.QUIET
+    assert flow2.Runner(verbosity=flow2.Verbosity.QUIET).settings.verbosity is flow2.Verbosity.QUIET
+    assert flow2.Runner(verbosity="quiet").settings.verbosity is flow2.Verbosity.QUIET
 
 
 def test_default_verbosity_is_normal() -> None:
-    assert flow2.Runner().verbosity is flow2.Verbosity.NORMAL
+    assert flow2.Runner().settings.verbosity is flow2.Verbosity.NORMAL
 
 
 def test_bad_values_are_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,7 +147,7 @@ FLOW = """
     workflow = flow2.ParallelTaskGroup(
         "Root", flow2.CallbackTask("Chatty", chatty), flow2.CallbackTask("Broken", broken)
     )
-    asyncio.run(flow2.Runner().run(workflow))
+    flow2.run(workflow)
 """
 
 

@@ -64,6 +64,9 @@ def test_the_documented_example_runs_as_written(monkeypatch: Any) -> None:
     code = compile(DOCUMENTED_EXAMPLE, "<documentation>", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     stdout = io.StringIO()
     monkeypatch.setattr("sys.stdout", stdout)
+    # Run from a terminal, the example draws the run; here nobody watches
+    # one, and a run embedded in a process without a terminal prints nothing.
+    monkeypatch.setenv("FLOW2_DISPLAY", "plain")
 
     async def main() -> None:
         coroutine = eval(code, namespace)

@@ -145,7 +145,7 @@ def test_environment_variable_chooses_the_file(
 
 def test_empty_environment_variable_means_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOW2_EVENTS", "")
-    assert flow2.Runner(display="none").events is None
+    assert flow2.Runner(display="none").settings.events is None
 
 
 @pytest.mark.parametrize(

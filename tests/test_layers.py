@@ -16,15 +16,15 @@ ALLOWED = {
     "_listeners": {"_engine", "_listeners"},
     "_store": {"_engine", "_listeners", "_store"},
     "_reports": {"_engine", "_listeners", "_store", "_reports"},
-    "_runner": {"_engine", "_executors", "_listeners", "_store", "_reports", "_runner"},
-    "_flows": {"_engine", "_executors", "_listeners", "_store", "_runner", "_flows"},
+    "_running": {"_engine", "_executors", "_listeners", "_store", "_reports", "_running"},
+    "_flows": {"_engine", "_executors", "_listeners", "_store", "_running", "_flows"},
     "_cli": {
         "_engine",
         "_executors",
         "_listeners",
         "_store",
         "_reports",
-        "_runner",
+        "_running",
         "_flows",
         "_cli",
     },
@@ -81,7 +81,7 @@ def layer_violations() -> list[str]:
 
 
 def test_every_module_belongs_to_a_layer_or_is_the_public_surface() -> None:
-    surface = {"__init__.py", "__main__.py", "task.py", "_runner.py"}
+    surface = {"__init__.py", "__main__.py", "task.py"}
     for path in PACKAGE.iterdir():
         if path.suffix == ".py":
             assert path.name in surface, f"{path.name} is outside every layer"

@@ -83,11 +83,11 @@ def test_the_environment_variable_turns_tracing_on(
     spans: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOW2_OTEL", "1")
-    assert flow2.Runner().tracing is True
+    assert flow2.Runner().settings.tracing is True
     run(flow2.Runner(display="none").run(flow2.CallbackTask("Solo", lambda context: 1)))
     assert sorted(span.name for span in spans.get_finished_spans()) == ["Solo", "flow2 run Solo"]
     monkeypatch.setenv("FLOW2_OTEL", "0")
-    assert flow2.Runner().tracing is False
+    assert flow2.Runner().settings.tracing is False
     monkeypatch.setenv("FLOW2_OTEL", "maybe")
     with pytest.raises(flow2.ConfigurationError, match="FLOW2_OTEL='maybe'"):
         flow2.Runner()

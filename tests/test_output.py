@@ -587,22 +587,25 @@ def test_an_interrupted_script_prints_the_summary_then_one_line(tmp_path: Path) 
 # -- reading and drawing are apart ------------------------------------------------------
 
 
-def _live_runner(stream: Any) -> tuple[flow2.Runner, list[LiveView]]:
+def _live_runner(
+    stream: Any, monkeypatch: pytest.MonkeyPatch, listeners: tuple[Any, ...] = ()
+) -> tuple[flow2.Runner, list[LiveView]]:
     """A runner drawing the live view into ``stream``, and (once it runs) its view."""
-    runner = flow2.Runner(display="live", stream=stream, color=False)
     views: list[LiveView] = []
-    make = runner.listeners_for_run
+    made = LiveView.__init__
 
-    def listeners() -> list[flow2.EventListener]:
-        made = make()
-        views.extend(listener for listener in made if isinstance(listener, LiveView))
-        return made
+    def remember(view: LiveView, *args: Any, **kwargs: Any) -> None:
+        made(view, *args, **kwargs)
+        views.append(view)
 
-    runner.listeners_for_run = listeners  # type: ignore[method-assign]
+    monkeypatch.setattr(LiveView, "__init__", remember)
+    runner = flow2.Runner(display="live", stream=stream, color=False, listeners=listeners)
     return runner, views
 
 
-def test_a_line_still_being_written_shows_next_to_its_task() -> None:
+def test_a_line_still_being_written_shows_next_to_its_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[str] = []
 
     async def progress(context: dict[str, Any]) -> None:
@@ -611,13 +614,15 @@ def test_a_line_still_being_written_shows_next_to_its_task() -> None:
         seen.extend(views[0].plain_lines())
         sys.stdout.write("\rdownloading 100%\n")
 
-    runner, views = _live_runner(io.StringIO())
+    runner, views = _live_runner(io.StringIO(), monkeypatch)
     run(runner.run(flow2.SerialTaskGroup("Root", flow2.CallbackTask("Fetch", progress))))
     line = next(line for line in seen if "Fetch" in line)
     assert line.endswith("  downloading 45%")
 
 
-def test_a_slow_terminal_does_not_slow_the_tasks_or_skew_their_durations() -> None:
+def test_a_slow_terminal_does_not_slow_the_tasks_or_skew_their_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class SlowTerminal(io.StringIO):
         def write(self, text: str) -> int:
             import time
@@ -639,8 +644,7 @@ def test_a_slow_terminal_does_not_slow_the_tasks_or_skew_their_durations() -> No
             print(f"line {number}")
             await asyncio.sleep(0.001)
 
-    runner, _ = _live_runner(SlowTerminal())
-    runner.listeners.append(remember)
+    runner, _ = _live_runner(SlowTerminal(), monkeypatch, (remember,))
     tree = flow2.ParallelTaskGroup(
         "Root", flow2.CallbackTask("Nap", nap), flow2.CallbackTask("Chatty", chatty)
     )

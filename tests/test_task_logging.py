@@ -258,11 +258,13 @@ def test_live_view_shows_records_above_and_next_to_the_running_task() -> None:
 
         view = LiveView(io.StringIO(), force_terminal=True, color=False)
         tree = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Compile", busy))
-        runner = flow2.Runner(display="none", listeners=[])
-        runner.listeners_for_run = lambda: [  # type: ignore[method-assign]
-            flow2._listeners._logging.TaskRecordRouter(view.show_record, logging.INFO),
-            view,
-        ]
+        runner = flow2.Runner(
+            display="none",
+            listeners=[
+                flow2._listeners._logging.TaskRecordRouter(view.show_record, logging.INFO),
+                view,
+            ],
+        )
         running = asyncio.create_task(runner.run(tree))
         await logged.wait()
         above = "".join(view._above).splitlines()

@@ -36,11 +36,15 @@ from ._engine._naming import snake_case
 from ._engine._needs import NeedsError
 from ._engine._run import Run
 from ._engine._state import TaskRun
+from ._engine._task import Context
 from ._listeners._settings import Display, Verbosity
-from ._runner import Interrupted, Runner
+from ._running._result import Counts, RunFailed, RunResult, TaskFailure
+from ._running._runner import Runner, run
+from ._running._signals import Interrupted
 from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
 
 if _typing.TYPE_CHECKING:
+    from ._engine._partial import PlannedTask, RunPlan
     from ._executors._dask import DaskExecutor
     from ._executors._processes import ProcessExecutor
     from ._executors._threads import ThreadExecutor
@@ -69,7 +73,9 @@ _ON_FIRST_USE = {
     "ErrorRecord": "._reports._model",
     "Flow": "._flows._loader",
     "load": "._flows._loader",
+    "PlannedTask": "._engine._partial",
     "ProcessExecutor": "._executors._processes",
+    "RunPlan": "._engine._partial",
     "RunRecord": "._reports._model",
     "ShellTask": "._flows._shell",
     "StoreError": "._store._database",
@@ -84,7 +90,7 @@ _ON_FIRST_USE = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> object:
     if name not in _ON_FIRST_USE:
         raise AttributeError(f"module 'flow2' has no attribute {name!r}")
     import importlib
@@ -114,6 +120,8 @@ __all__ = [
     "CallbackTask",
     "CommandError",
     "ConfigurationError",
+    "Context",
+    "Counts",
     "DaskExecutor",
     "DefinitionError",
     "Display",
@@ -132,12 +140,16 @@ __all__ = [
     "NeedsError",
     "OnError",
     "ParallelTaskGroup",
+    "PlannedTask",
     "PluginError",
     "ProcessExecutor",
     "ReportError",
     "Run",
     "RunEvent",
+    "RunFailed",
+    "RunPlan",
     "RunRecord",
+    "RunResult",
     "Runner",
     "SerialTaskGroup",
     "ShellTask",
@@ -147,6 +159,7 @@ __all__ = [
     "Task",
     "TaskEvent",
     "TaskExitError",
+    "TaskFailure",
     "TaskGroup",
     "TaskLogger",
     "TaskRecord",
@@ -162,6 +175,7 @@ __all__ = [
     "markdown_report",
     "read_events",
     "read_store",
+    "run",
     "snake_case",
     "trace_report",
 ]
@@ -169,4 +183,4 @@ __all__ = [
 for _name in __all__:
     if _name not in _ON_FIRST_USE:
         _report_as_flow2(globals()[_name])
-del _name
+del _name, _typing, annotations  # the module's own helpers are not flow2's names

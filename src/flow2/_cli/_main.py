@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from .._engine._events import RunEvent, Status
 from .._engine._exceptions import ConfigurationError, DefinitionError, FlowError
 from .._flows._loader import LoadedFlow, read_flow
 from .._flows._loader import render as render_flow
@@ -23,7 +22,6 @@ from .._flows._loader import render as render_flow
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._engine._events import Event, EventListener
     from .._listeners._secrets import SecretMasker
     from .._store._database import Store, StoredRun
 
@@ -313,7 +311,7 @@ def print_plan(
     pickle_results: bool = False,
 ) -> int:
     """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
-    from .._runner import Runner
+    from .._running._runner import Runner
 
     try:
         runner = Runner(
@@ -431,7 +429,7 @@ def _log_directory(option: str | None, no_log_files: bool, store: str | None) ->
 def _store_directory(option: str | None) -> Path:
     from .._store._database import store_directory
 
-    directory = store_directory(option if option is not None else True)
+    directory = store_directory(option if option is not None else True, os.environ)
     assert directory is not None
     return directory
 
@@ -599,34 +597,26 @@ def run_flow(
     pickle_results: bool = False,
     log_dir: str | None = None,
 ) -> int:
-    """Run a loaded flow and return the exit code.
+    """Run a loaded flow and return the exit code (the :class:`flow2.RunResult`'s).
 
     :param store: the run store directory, or False for none
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
     """
-    from .._runner import Interrupted, Runner
+    from .._running._runner import Runner
+    from .._running._settings import RunSettings
 
-    outcome: list[Status] = []
-
-    def remember_outcome(event: Event) -> None:
-        if isinstance(event, RunEvent) and event.status.is_finished:
-            outcome.append(event.status)
-
-    listeners: list[EventListener] = [remember_outcome]
     try:
         if report is not None:
-            from .._reports._writing import HtmlReportWriter, check_writable
+            from .._reports._writing import check_writable
 
             check_writable(report, "--report")
-            listeners.insert(
-                0, HtmlReportWriter(report, flow=str(loaded.file), variables=variables)
-            )
-        runner = Runner(
+        settings = RunSettings.from_options(
             display=display,
             verbosity=verbosity,
             events=events,
-            listeners=listeners,
+            report=report,
+            variables=variables,
             tracing=tracing,
             only=only or (),
             skip=skip or (),
@@ -640,15 +630,13 @@ def run_flow(
             secrets=loaded.secret_values(variables),
             handle_signals=True,
             grace=grace,
+            owns_process=True,
         )
+        runner = Runner.from_settings(settings)
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     try:
-        asyncio.run(runner.run(loaded.root.task, dict(variables), raises=False))
-    except Interrupted as interruption:
-        # The run was cancelled, every task reported and the summary printed.
-        _tell(f"flow2: {interruption}")
-        return int(interruption.code)  # type: ignore[arg-type]
+        result = asyncio.run(runner.execute(loaded.root.task, dict(variables)))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except (DefinitionError, ConfigurationError) as error:  # the tree, the store
@@ -656,18 +644,10 @@ def run_flow(
     except FlowError as error:  # an executor could not start, ...
         _tell(f"flow2: {error}")
         return EXIT_FAILED
-    status = outcome[-1] if outcome else Status.FAILED
-    if status is Status.CANCELLED:
-        return EXIT_INTERRUPTED
-    if runner.events_error is not None:
-        _tell(
-            f"flow2: the events file {runner.events!r} could not be written "
-            f"({runner.events_error}); its events are incomplete"
-        )
-        return EXIT_FAILED
-    if status is Status.SUCCEEDED:
-        return 0
-    return EXIT_FAILED
+    if result.signal is not None:
+        # The run was cancelled, every task reported and the summary printed.
+        _tell(f"flow2: interrupted by {result.signal.name}")
+    return result.exit_code
 
 
 def _tell(message: str) -> None:

@@ -41,7 +41,8 @@ class FlowError(Exception):
     :param message: what is wrong and how to fix it
     :param task: the name of the task it is about
     :param key: the result key or flow-file key it is about
-    :param option: the task option it is about (``timeout``, ``executor`` …)
+    :param option: the task or run option it is about (``timeout``, ``executor`` …)
+    :param value: the value that is wrong, when there is one
     """
 
     def __init__(
@@ -51,11 +52,13 @@ class FlowError(Exception):
         task: str | None = None,
         key: str | None = None,
         option: str | None = None,
+        value: object = None,
     ) -> None:
         super().__init__(message)
         self.task = task
         self.key = key
         self.option = option
+        self.value = value
 
 
 class DefinitionError(FlowError, ValueError):
@@ -107,7 +110,23 @@ class TaskTypeError(FlowError, TypeError):
 
 
 class ConfigurationError(FlowError, ValueError):
-    """A run option (or the environment variable that sets it) has a value flow2 cannot use."""
+    """A run option (or the environment variable that sets it) has a value flow2 cannot use.
+
+    :param variable: the environment variable the value came from, when it did
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        task: str | None = None,
+        key: str | None = None,
+        option: str | None = None,
+        value: object = None,
+        variable: str | None = None,
+    ) -> None:
+        super().__init__(message, task=task, key=key, option=option, value=value)
+        self.variable = variable
 
 
 class TaskTimeoutError(FlowError, TimeoutError):

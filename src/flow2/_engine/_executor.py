@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ._exceptions import ExecutorError
 
 if TYPE_CHECKING:
+    import concurrent.futures
     from collections.abc import Callable
 
     from ._task import Context, Task
@@ -159,7 +160,19 @@ class RunOptions(Protocol):
     """The run settings an executor factory may read."""
 
     @property
-    def max_threads(self) -> int | None: ...
+    def max_threads(self) -> int | None:
+        """The size of a thread pool of the run's own (None: the shared pool)."""
+        ...
+
+    @property
+    def executor(self) -> Executor | concurrent.futures.Executor | None:
+        """Where the run's sync callbacks go by default (None: a thread pool)."""
+        ...
+
+    @property
+    def dask_address(self) -> str | None:
+        """The Dask scheduler of ``executor="dask"``."""
+        ...
 
     @property
     def grace(self) -> float:

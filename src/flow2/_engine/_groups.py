@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import current_run
 from ._events import Status
 from ._exceptions import DefinitionError
+from ._frames import user_frames
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
@@ -86,7 +87,12 @@ class SerialTaskGroup(TaskGroup):
         """
         record, context = self._enter(context)
         if record is None:
-            return await self.process(context)
+            try:
+                return await self.process(context)
+            except Exception as error:
+                # The caller sees its own frames, not flow2's and asyncio's.
+                # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
+                raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
         tasks = self.tasks
         for index, child in enumerate(tasks):
             try:
@@ -160,7 +166,12 @@ class ParallelTaskGroup(TaskGroup):
         """
         record, context = self._enter(context)
         if record is None:
-            return await self.process(context)
+            try:
+                return await self.process(context)
+            except Exception as error:
+                # The caller sees its own frames, not flow2's and asyncio's.
+                # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
+                raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
         failures = await self._run_children(record, context)
         if failures and self.on_error is not OnError.CONTINUE:
             raise ExceptionGroup(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ._exceptions import DefinitionError
 from ._gate import CONDITION_IS_FALSE
@@ -23,6 +23,7 @@ from ._needs import Condition, NeedsError, analyse_needs
 from ._state import Reuse, Skip
 
 if TYPE_CHECKING:
+    from ._needs import Needs
     from ._state import Decision, TaskRun
     from ._task import Context, Task
 
@@ -112,6 +113,8 @@ class PartialRun:
         their results are taken from ``stored_results``
     :param stored_results: result key → result, from an earlier run of the tree
     :param source: where ``stored_results`` come from, as errors and reasons name it
+    :param needs: what the analysis of the tree's needs found, when the tree
+        was checked already (None: no task has needs or a condition)
     :raises flow2.DefinitionError: a reference names no task or several, or
         ``stored_results`` lacks a result the tasks from ``start_from`` on need
     """
@@ -126,11 +129,15 @@ class PartialRun:
         start_from: str | None = None,
         stored_results: Mapping[str, Any] | None = None,
         source: str = "the latest recorded run",
+        needs: Needs | Literal["analyse"] | None = "analyse",
     ) -> None:
         self.source = source
         tree = _Tree(root)
         self.tree = tree
-        producers = analyse_needs(root, None).producers
+        if isinstance(needs, str):
+            needs = analyse_needs(root, None)
+        # A tree checked already: None when no task has needs or a condition.
+        producers = needs.producers if needs is not None else {}
         self.decisions: dict[int, Decision] = {}
 
         def needed_by(tasks: Iterable[Task]) -> set[int]:
@@ -290,18 +297,22 @@ def plan_run(
     plan: PartialRun | None,
     *,
     resume: ResumeDecisions | None = None,
+    needs: Needs | Literal["analyse"] | None = "analyse",
 ) -> RunPlan:
     """What running ``root`` from ``context`` with ``plan`` would do; runs nothing.
 
     :param resume: what a resume would reuse; a task it does not reuse runs,
         and the plan says why
+    :param needs: what the analysis of the tree's needs found, when the tree
+        was checked already (None: no task has needs or a condition)
     :raises flow2.NeedsError: when the tree's needs cannot be met, as a run would
     """
-    needs = analyse_needs(root, context)
-    if needs.problems:
-        raise NeedsError(needs.problems)
+    if isinstance(needs, str):
+        needs = analyse_needs(root, context)
+        if needs.problems:
+            raise NeedsError(needs.problems)
     tree = plan.tree if plan is not None else _Tree(root)
-    producers = needs.producers
+    producers = needs.producers if needs is not None else {}
     decided: dict[int, tuple[str, str | None]] = {}
     for task in tree.order:
         parent = tree.parent.get(id(task))

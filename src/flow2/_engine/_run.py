@@ -55,6 +55,8 @@ class Run:
     :ivar started: the records of the tasks that started, in the order they
         started (a listener that polls, such as the run store, reads what
         runs from it instead of asking for an event per start)
+    :ivar status: how the run ended (RUNNING until it has)
+    :ivar duration: seconds the run took (0 until it ended)
     """
 
     def __init__(
@@ -78,10 +80,14 @@ class Run:
         #: What each task passes before it starts (None: nothing to check).
         self.gate: Gate | None = None
         self.started_at = time()
+        self.status = Status.RUNNING
+        self.duration = 0.0
         self._started_counter = perf_counter()
         self._records: dict[int, TaskRun] = {}
         self.started: list[TaskRun] = []
         self._executors: dict[str, Executor] = {}
+        #: The executors the tree names, started before the first task runs.
+        self.executor_choices: list[str | Executor] = []
         self._started_executors: list[Executor] = []
         self._started_ids: set[int] = set()
 
@@ -177,7 +183,9 @@ class Run:
         self.listeners = [other for other in self.listeners if other is not listener]
         logger.exception("event listener %s failed and was removed", _describe(listener))
         # What it was for (an event file, a display) is lost from here on:
-        # say so where a person sees it, not only on the logger.
+        # say so where a person sees it, not only on the logger; not as
+        # the output of the task whose event it was handed.
+        token = current_record.set(None)
         try:
             print(
                 f"flow2: {_describe(listener)} failed and stopped receiving events "
@@ -186,6 +194,8 @@ class Run:
             )
         except (OSError, ValueError):  # stderr itself is closed
             pass
+        finally:
+            current_record.reset(token)
 
     def path_of(self, task: Task) -> tuple[str, ...]:
         """Names from the root down to ``task`` in this run."""
@@ -269,7 +279,9 @@ class Run:
                 await executor.aclose()
             except Exception:
                 logger.exception("closing executor %r failed", executor)
-        self.emit(RunEvent(status, self, time(), perf_counter() - self._started_counter, error))
+        self.status = status
+        self.duration = perf_counter() - self._started_counter
+        self.emit(RunEvent(status, self, time(), self.duration, error))
 
 
 def _call_of(listener: EventListener) -> Callable[[Event], None]:
@@ -317,11 +329,15 @@ def _unknown_executor_message(task: Task, name: str) -> str:
     )
 
 
-def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
+def validate_tree(
+    root: Task, run: Run | None = None, *, context: Context | None = None
+) -> tuple[list[str | Executor], Needs | None]:
     """Check the whole tree before anything runs; with ``run``, create its task records.
 
-    :returns: the executors the tree names: "thread" first, then each name or
-        object in the order the tree first names it
+    :param context: the starting context, whose keys satisfy needs (``run``'s when given)
+    :returns: the executors the tree names ("thread" first, then each name or
+        object in the order the tree first names it), and what the needs
+        analysis found (None when no task has needs or a condition)
 
     :raises flow2.DuplicateKeyError: two leaf tasks store under one key
     :raises flow2.DuplicateTaskError: one task object appears twice
@@ -388,14 +404,15 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             if record is not None:
                 record.children = []
             extend(zip(reversed(children), repeat(record)))
+    needs = None
     if has_needs:
         # Only a tree with needs or conditions pays for this second walk.
-        needs = analyse_needs(root, run.context if run is not None else None)
+        needs = analyse_needs(root, run.context if run is not None else context)
         if needs.problems:
             raise NeedsError(needs.problems)
         if run is not None:
             run.needs = needs
-    return list(executors.values())
+    return list(executors.values()), needs
 
 
 def _parent_task_of(root: Task, wanted: Task) -> Task | None:
@@ -435,29 +452,20 @@ async def run_root(task: Task, context: Context | None, raises: bool) -> Context
     return await _default_runner().run(task, context, raises=raises)
 
 
-async def execute(
-    task: Task,
-    context: Context | None,
-    *,
-    raises: bool,
-    listeners: Callable[[], list[EventListener]],
-    settings: RunOptions,
-    plan: Plan | None = None,
-) -> Context:
-    """The one way into a run: check the tree, create the run, drive the root, close everything.
+def create_run(task: Task, context: Context | None, settings: RunOptions) -> Run:
+    """Check the tree under ``task`` and create its run, with a record for every task.
 
-    :param task: the root of the tree
+    Nothing is emitted yet: the caller gives the run its listeners and its
+    plan (what decides to reuse or leave out tasks), then :func:`drive` runs it.
+
     :param context: the dict to start from; a new one when None
-    :param raises: raise the failed task's exception, unchanged (else store it and return)
-    :param listeners: makes the run's listeners, called once the tree is known to be good
     :param settings: the run's settings (what executor factories read)
-    :param plan: decides, before each task starts, to reuse or leave it out
     :raises flow2.DefinitionError: when the tree is wrong; nothing ran
     :raises flow2.TaskTypeError: when something in the tree is not a Task
     """
     if not isinstance(task, Task):
         raise TaskTypeError(
-            f"Runner.run() needs a flow2.Task, got {task!r} ({type(task).__name__})"
+            f"a run needs a flow2.Task, got {task!r} ({type(task).__name__})", value=task
         )
     if context is None:
         context = {}
@@ -465,17 +473,28 @@ async def execute(
         raise TaskTypeError(
             f"task {task.name!r}: the context must be a dict, got {type(context).__name__}",
             task=task.name,
+            value=context,
         )
     # The run exists before the check so that the one walk over the tree
     # both checks it and creates each task's record; nothing is emitted
     # until the check has passed.
-    run = Run(task, context, [], settings, plan)
-    executors = validate_tree(task, run)
-    run.listeners = listeners()
+    run = Run(task, context, [], settings)
+    run.executor_choices = validate_tree(task, run)[0]
+    return run
+
+
+async def drive(run: Run, *, raises: bool) -> Run:
+    """Run a created run: start its executors, process the root, close everything.
+
+    :param raises: raise the failed task's exception, unchanged (else store it and go on)
+    :returns: the run, ended: its context filled, its status and every task's record
+    """
+    plan = run.plan
     if plan is not None or run.needs is not None:
         run.gate = gate = Gate(run, plan, run.needs)
         if run.needs is not None and run.needs.waits:
             run.listeners = [gate, *run.listeners]
+    task, context = run.root, run.context
     run_token = current_run.set(run)
     # A run started from inside a task's code is a run of its own: its root
     # has no parent record.
@@ -484,7 +503,7 @@ async def execute(
     status, error = Status.FAILED, None
     frozen = freeze_for(len(run._records))  # a big run: see _collector
     try:
-        await run.start_executors(executors)
+        await run.start_executors(run.executor_choices)
         await task.process(context, raises)
         status = run.root_record.status
     except asyncio.CancelledError:
@@ -501,4 +520,4 @@ async def execute(
         finally:
             if frozen:
                 thaw()
-    return context
+    return run

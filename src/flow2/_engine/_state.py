@@ -44,6 +44,7 @@ class TaskRun:
     :ivar start_time: wall-clock start, seconds since the epoch (0 before)
     :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
     :ivar reason: why the task was skipped or reused, when it was
+    :ivar error: what the task failed with, when it failed (None otherwise)
     :ivar number: the record's place among its run's records, in the order
         they were made: a parent's is smaller than its tasks' (the root's is 0)
     """
@@ -53,6 +54,7 @@ class TaskRun:
         "_path",
         "attempt",
         "children",
+        "error",
         "failed_count",
         "number",
         "parent",
@@ -76,6 +78,7 @@ class TaskRun:
         self.start_time = 0.0
         self.failed_count = 0
         self.reason: str | None = None
+        self.error: BaseException | None = None
         self._path: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
@@ -86,9 +89,17 @@ class TaskRun:
         """Names from the root of the run down to this task."""
         path = self._path
         if path is None:
-            parent = self.parent
-            path = (*parent.path, self.task.name) if parent is not None else (self.task.name,)
-            self._path = path
+            # Up to the nearest ancestor that knows its path, then down again:
+            # not recursive, so trees thousands of levels deep are fine.
+            unknown: list[TaskRun] = []
+            record: TaskRun | None = self
+            while record is not None and record._path is None:
+                unknown.append(record)
+                record = record.parent
+            path = record._path if record is not None else ()
+            for below in reversed(unknown):
+                path = below._path = (*path, below.task.name)  # type: ignore[misc]
+            assert path is not None
         return path
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import typing
 from collections.abc import Callable, Iterable
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, ClassVar, overload
@@ -25,6 +26,7 @@ from ._exceptions import (
     TaskTypeError,
 )
 from ._executor import Executor, keyword_only_parameters
+from ._frames import user_frames
 from ._logger import TaskLogger
 from ._naming import snake_case
 from ._state import Reuse
@@ -32,7 +34,16 @@ from ._state import Reuse
 if TYPE_CHECKING:
     from ._state import Decision, TaskRun
 
-Context = dict[str, Any]
+#: The context of a run: each task's result under its key, read by the tasks after it.
+#: (``typing.Dict`` rather than ``dict[...]``: an alias object that can say ``flow2.Context``.)
+Context = typing.Dict[str, Any]  # noqa: UP006
+Context.__doc__ = """The context dict of a run: each task's result under its key.
+
+A ``dict[str, Any]``.
+
+Every task reads the results of the tasks before it there; ``await tree.run()``
+returns it, and :attr:`flow2.RunResult.context` is it.
+"""
 
 _RUNNING = Status.RUNNING
 _SUCCEEDED = Status.SUCCEEDED
@@ -278,7 +289,11 @@ class Task:
             # comes back here with itself as the current run.
             from ._run import run_root
 
-            return await run_root(self, context, raises)
+            try:
+                return await run_root(self, context, raises)
+            except Exception as failure:
+                # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
+                raise user_frames(failure)  # noqa: B904  (the same exception, not a new one)
         if context is None:
             context = run.context
         # The hot path of every task: attribute lookups and calls are kept
@@ -384,6 +399,7 @@ class Task:
         self, record: TaskRun, error: Exception, context: Context, raises: bool
     ) -> None:
         record.status = Status.FAILED
+        record.error = error
         record.count_failures(True)
         if self.stores_result:
             context[self.key] = error

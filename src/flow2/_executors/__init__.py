@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._engine._executor import EXECUTOR_FACTORIES
+from .._engine._executor import EXECUTOR_FACTORIES, Executor
 
 if TYPE_CHECKING:
-    from .._engine._executor import Executor, RunOptions
+    from .._engine._executor import RunOptions
 
 
 def _make_thread_executor(options: RunOptions) -> Executor:
-    from ._threads import ThreadExecutor
+    """The run's default executor: the caller's, a pool of the run's own size, or the shared one."""
+    from ._threads import DEFAULT_GRACE, PoolExecutor, ThreadExecutor, shared_thread_pool
 
-    return ThreadExecutor(options.max_threads, grace=options.grace)
+    given = options.executor
+    if given is not None:
+        return given if isinstance(given, Executor) else PoolExecutor(given)
+    if options.max_threads is not None or options.grace != DEFAULT_GRACE:
+        return ThreadExecutor(options.max_threads, grace=options.grace)
+    return shared_thread_pool()
 
 
 def _make_process_executor(options: RunOptions) -> Executor:
@@ -32,7 +38,7 @@ def _make_dask_executor(options: RunOptions) -> Executor:
     # Dask is an optional extra.
     from ._dask import DaskExecutor
 
-    return DaskExecutor()
+    return DaskExecutor(options.dask_address)
 
 
 EXECUTOR_FACTORIES.update(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +44,11 @@ class DaskExecutor:
     fails the task with :class:`flow2.ExecutorError`; ``retries`` apply.
 
     :param scheduler: the scheduler address (``"tcp://10.0.0.5:8786"``) or a
-        ``distributed.Client``; ``FLOW2_DASK_ADDRESS`` when None
+        ``distributed.Client`` (``executor="dask"`` passes the run's
+        ``FLOW2_DASK_ADDRESS``)
     :param connect_timeout: seconds to wait for the scheduler when connecting
-    :raises flow2.ConfigurationError: when no address is given and ``FLOW2_DASK_ADDRESS``
-        is not set
+    :raises flow2.ConfigurationError: when no address is given (for
+        ``executor="dask"``: ``FLOW2_DASK_ADDRESS`` is not set)
 
     Example::
 
@@ -58,14 +58,16 @@ class DaskExecutor:
 
     def __init__(self, scheduler: Any = None, *, connect_timeout: float = 10.0) -> None:
         if scheduler is None:
-            scheduler = os.environ.get(ADDRESS_VARIABLE)
-            if not scheduler:
-                raise ConfigurationError(
-                    f"executor='dask' needs the scheduler address in the environment variable "
-                    f"{ADDRESS_VARIABLE}, which is not set; set it to what `dask scheduler` "
-                    f"prints (e.g. {ADDRESS_VARIABLE}=tcp://10.0.0.5:8786), or pass "
-                    f"executor=flow2.DaskExecutor(address)"
-                )
+            # ``executor="dask"`` passes the address the run's settings read.
+            raise ConfigurationError(
+                f"executor='dask' needs the scheduler address in the environment variable "
+                f"{ADDRESS_VARIABLE}, which is not set; set it to what `dask scheduler` "
+                f"prints (e.g. {ADDRESS_VARIABLE}=tcp://10.0.0.5:8786), or pass "
+                f"executor=flow2.DaskExecutor(address)",
+                option="executor",
+                value="dask",
+                variable=ADDRESS_VARIABLE,
+            )
         self.connect_timeout = connect_timeout
         self._given_client: Any = None
         if isinstance(scheduler, str):

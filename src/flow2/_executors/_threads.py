@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextvars
 import functools
 import os
@@ -153,6 +154,7 @@ class ThreadExecutor:
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._users = 0
+        self._lock = threading.Lock()
 
     async def start(self) -> None:
         """Count one more user; threads themselves start on first use."""
@@ -175,6 +177,11 @@ class ThreadExecutor:
             raise
 
     def _submit(self, call: _Call) -> None:
+        # Runs on several loops (in several threads) may share the pool.
+        with self._lock:
+            self._submit_locked(call)
+
+    def _submit_locked(self, call: _Call) -> None:
         if not self._idle.acquire(blocking=False):
             self._threads = [thread for thread in self._threads if thread.is_alive()]
             if len(self._threads) < self._size:
@@ -191,7 +198,13 @@ class ThreadExecutor:
     async def aclose(self) -> None:
         """Undo one ``start()``; after the last, let the threads end once idle."""
         self._users = max(0, self._users - 1)
-        if self._users == 0 and self._threads:
+        if self._users == 0:
+            self._stop_threads()
+
+    def _stop_threads(self) -> None:
+        with self._lock:
+            if not self._threads:
+                return
             # Never block the loop on a thread that cannot be stopped: each
             # ends when it is done with what it runs.
             for _ in self._threads:
@@ -199,3 +212,53 @@ class ThreadExecutor:
             self._threads = []
             self._calls = queue.SimpleQueue()
             self._idle = threading.Semaphore(0)
+
+
+_shared: ThreadExecutor | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_thread_pool() -> ThreadExecutor:
+    """The thread pool every run of the process shares by default.
+
+    Sized once (CPU count + 4, at most 32); its threads start on first use
+    and stay for the next run; it is closed when the interpreter exits.
+    Concurrent runs of a service therefore share its threads instead of
+    starting a pool each.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = ThreadExecutor()
+            _shared._users = 1  # the process's own use: runs never close it
+            atexit.register(_shared._stop_threads)
+        return _shared
+
+
+class PoolExecutor:
+    """Runs sync callbacks on a :class:`concurrent.futures.Executor` given by the application.
+
+    ``Runner(executor=concurrent.futures.ThreadPoolExecutor(8))``: the pool
+    stays the application's; a run never shuts it down. A callback whose
+    task is cancelled is left to finish in the pool, as with the thread
+    executor.
+
+    :param pool: any :class:`concurrent.futures.Executor`
+    """
+
+    def __init__(self, pool: concurrent.futures.Executor) -> None:
+        self.pool = pool
+
+    async def start(self) -> None:
+        """Nothing to start: the pool is the application's."""
+
+    async def aclose(self) -> None:
+        """Nothing to close: the pool is the application's."""
+
+    async def call(self, task: Task, function: Callable[[Context], Any], context: Context) -> Any:
+        context, keywords = arguments_for(task, function, context, remote=False)
+        if keywords:
+            function = functools.partial(function, **keywords)
+        # The worker sees the caller's context variables (its task, its run).
+        run = functools.partial(contextvars.copy_context().run, function, context)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, run)

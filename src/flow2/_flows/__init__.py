@@ -2,5 +2,5 @@
 
 Layer rule: modules here import the standard library, their optional
 libraries (PyYAML, Jinja2, lazily), ``flow2._engine``, ``flow2._executors``,
-``flow2._listeners`` and ``flow2._runner``; never the command line.
+``flow2._listeners`` and ``flow2._running``; never the command line.
 """

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import sys
 import threading
 import time
@@ -83,16 +82,11 @@ MAX_GROUP_LINES = 10_000
 
 
 def wants_color(stream: TextIO) -> bool:
-    """Color when ``stream`` is a terminal, unless NO_COLOR is set or TERM is dumb.
+    """Color when ``stream`` is a terminal.
 
-    FORCE_COLOR forces it.
+    ``NO_COLOR``, ``FORCE_COLOR`` and ``TERM=dumb`` are read with the run's
+    settings, which pass ``color=`` when they decide.
     """
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    if os.environ.get("TERM") == "dumb":
-        return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 

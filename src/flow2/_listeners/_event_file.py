@@ -48,27 +48,26 @@ _FLUSH_SIZE = 65536
 EventTarget = str | os.PathLike[str] | TextIO
 
 
-def events_target_from_environment(value: EventTarget | None) -> EventTarget | None:
-    """``value``, else the path in ``FLOW2_EVENTS``, checked; None when neither is set.
+def check_events_target(value: EventTarget, variable: str | None) -> EventTarget:
+    """``value`` when it can receive events: a path that can be a file, or a writable stream.
 
+    :param variable: the environment variable the value came from, when it did
     :raises flow2.ConfigurationError: the value is neither a path nor a
         writable text stream, or the path cannot be a file (a directory,
         or in a directory that does not exist)
     """
-    if value is None:
-        raw = os.environ.get("FLOW2_EVENTS")
-        if not raw:
-            return None
-        _check_path(raw, f"environment variable FLOW2_EVENTS={raw!r}")
-        return raw
     if isinstance(value, str | os.PathLike):
-        _check_path(os.fspath(value), f"events={os.fspath(value)!r}")
+        path = os.fspath(value)
+        source = f"environment variable {variable}={path!r}" if variable else f"events={path!r}"
+        _check_path(path, source)
         return value
     if callable(getattr(value, "write", None)):
         return value
     raise ConfigurationError(
         f"events={value!r} is neither a file path nor a writable text stream; "
-        f"pass a path such as 'events.jsonl' or an open text file"
+        f"pass a path such as 'events.jsonl' or an open text file",
+        option="events",
+        value=value,
     )
 
 

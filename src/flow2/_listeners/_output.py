@@ -358,8 +358,10 @@ class _StreamProxy:
         record = current_record.get()
         output = _active.get(record.run.id) if record is not None else None
         if output is None:
-            # Not from a task of a run showing itself: the newest such run shows it.
-            output = _capturing[-1] if _capturing else None
+            # Not from a task: the newest run that shows itself shows it; a
+            # run with no display (embedded in a service) never swallows
+            # what the service itself prints.
+            output = next((found for found in reversed(_capturing) if found.display), None)
             record = None
             if output is None:
                 return self._original.write(text)

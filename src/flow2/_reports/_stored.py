@@ -38,7 +38,7 @@ def read_store(run: str = "last", *, store: str | os.PathLike[str] | None = None
     """
     from .._store._database import Store, store_directory
 
-    directory = store_directory(True if store is None else store)
+    directory = store_directory(True if store is None else store, os.environ)
     assert directory is not None
     found = Store(directory)
     connection = found.connect()

@@ -37,7 +37,7 @@ from ._schema import (
 from ._values import JSON
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 #: The store directory when neither ``--store`` nor ``FLOW2_STORE`` names one.
 DEFAULT_DIRECTORY = ".flow2"
@@ -70,40 +70,23 @@ class StoreError(ConfigurationError):
 _Result = TypeVar("_Result")
 
 
-def store_directory(value: str | os.PathLike[str] | bool | None) -> Path | None:
+def store_directory(
+    value: str | os.PathLike[str] | bool | None, environ: Mapping[str, str]
+) -> Path | None:
     """The store directory a run records into, or None for no store.
 
     :param value: a directory; True for the default (``FLOW2_STORE``, else
         ``.flow2``); False for none; None for ``FLOW2_STORE`` when it is set
+    :param environ: the environment ``FLOW2_STORE`` is read from
     """
     if value is False:
         return None
     if value is None or value is True:
-        configured = os.environ.get("FLOW2_STORE")
+        configured = environ.get("FLOW2_STORE")
         if configured:
             return Path(configured)
         return Path(DEFAULT_DIRECTORY) if value is True else None
     return Path(value)
-
-
-def keep_from_environment() -> int | None:
-    """How many runs the store keeps: ``FLOW2_STORE_KEEP`` (0: all), else :data:`DEFAULT_KEEP`.
-
-    :raises StoreError: when the variable is not a whole number >= 0
-    """
-    raw = os.environ.get("FLOW2_STORE_KEEP")
-    if not raw:
-        return DEFAULT_KEEP
-    try:
-        keep = int(raw)
-    except ValueError:
-        keep = -1
-    if keep < 0:
-        raise StoreError(
-            f"environment variable FLOW2_STORE_KEEP={raw!r} is not a whole number >= 0 "
-            f"(0 keeps every run)"
-        )
-    return keep or None
 
 
 @dataclass

@@ -217,20 +217,22 @@ class StoreRecorder:
             text += f"\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         lines.extend(text.splitlines() or [""])
 
-    async def wait_closed(self) -> None:
-        """Wait, off the event loop, until everything is committed; report a failure."""
+    async def wait_closed(self) -> str | None:
+        """Wait, off the event loop, until everything is committed.
+
+        :returns: why the run was not recorded completely, in one line; None when it was
+        """
         thread = self._thread
         if thread is None:
             self._close_unused()
-        else:
-            self._stop.set()
-            try:
-                await asyncio.to_thread(thread.join)
-            except asyncio.CancelledError:
-                thread.join()
-                raise
-            finally:
-                self._report_failure()
+            return None
+        self._stop.set()
+        try:
+            await asyncio.to_thread(thread.join)
+        except asyncio.CancelledError:
+            thread.join()
+            raise
+        return self._failure_message()
 
     def close(self) -> None:
         """Like :meth:`wait_closed`, blocking: for a run that ended without a loop."""
@@ -240,7 +242,9 @@ class StoreRecorder:
         else:
             self._stop.set()
             thread.join()
-            self._report_failure()
+            message = self._failure_message()
+            if message is not None:
+                print(f"flow2: {message}", file=sys.stderr)
 
     def _close_unused(self) -> None:
         # The run never started: the connection handed over was not used.
@@ -248,14 +252,14 @@ class StoreRecorder:
         if connection is not None:
             connection.close()
 
-    def _report_failure(self) -> None:
+    def _failure_message(self) -> str | None:
         failure, self.failure = self.failure, None
-        if failure is not None:
-            print(
-                f"flow2: the run store {self.store.directory} did not record run "
-                f"{self.run_id} completely: {failure}",
-                file=sys.stderr,
-            )
+        if failure is None:
+            return None
+        return (
+            f"the run store {self.store.directory} did not record run "
+            f"{self.run_id} completely: {failure}"
+        )
 
     # On the writer thread --------------------------------------------------
 
