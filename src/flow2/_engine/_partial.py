@@ -299,7 +299,7 @@ def plan_run(
     """
     needs = analyse_needs(root, context)
     if needs.problems:
-        raise NeedsError(needs.problems)
+        raise NeedsError(problems=needs.problems)
     tree = plan.tree if plan is not None else _Tree(root)
     producers = needs.producers
     decided: dict[int, tuple[str, str | None]] = {}

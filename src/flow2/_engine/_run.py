@@ -212,7 +212,10 @@ class Run:
                 return executor
             if choice not in EXECUTOR_FACTORIES:
                 raise DefinitionError(
-                    _unknown_executor_message(task, choice), task=task.name, option="executor"
+                    _unknown_executor_message(task, choice),
+                    task_definition=task,
+                    option="executor",
+                    value=choice,
                 )
         elif id(choice) in self._started_ids:
             return choice
@@ -350,7 +353,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             raise DuplicateTaskError(
                 f"task {task.name!r} ({task!r}) appears twice in {where}; "
                 f"a task object runs once per tree, so create a second task instead",
-                task=task.name,
+                task_definition=task,
             )
         if run is not None:
             record = seen[identity] = TaskRun(task, run, parent, len(seen))
@@ -363,7 +366,10 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
             if type(executor) is str:
                 if executor not in EXECUTOR_FACTORIES:
                     raise DefinitionError(
-                        _unknown_executor_message(task, executor), task=task.name, option="executor"
+                        _unknown_executor_message(task, executor),
+                        task_definition=task,
+                        option="executor",
+                        value=executor,
                     )
                 executors.setdefault(executor, executor)
             else:
@@ -375,7 +381,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
                 raise DuplicateKeyError(
                     f"task {other.name!r} and task {task.name!r} both store their result "
                     f"under {key!r}; give one of them register='…'",
-                    task=task.name,
+                    task_definition=task,
                     key=key,
                 )
         if task.needs or task.when is not None:
@@ -384,7 +390,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
         if children:
             for position, child in enumerate(children, 1):
                 if not isinstance(child, Task):
-                    check_is_task(task.name, position, child)
+                    check_is_task(task.name, position, child, group=task)
             if record is not None:
                 record.children = []
             extend(zip(reversed(children), repeat(record)))
@@ -392,7 +398,7 @@ def validate_tree(root: Task, run: Run | None = None) -> list[str | Executor]:
         # Only a tree with needs or conditions pays for this second walk.
         needs = analyse_needs(root, run.context if run is not None else None)
         if needs.problems:
-            raise NeedsError(needs.problems)
+            raise NeedsError(problems=needs.problems)
         if run is not None:
             run.needs = needs
     return list(executors.values())
@@ -457,15 +463,19 @@ async def execute(
     """
     if not isinstance(task, Task):
         raise TaskTypeError(
-            f"Runner.run() needs a flow2.Task, got {task!r} ({type(task).__name__})"
+            f"Runner.run() needs a flow2.Task, got {task!r} ({type(task).__name__})",
+            value=task,
         )
     if context is None:
         context = {}
     elif not isinstance(context, dict):
         raise TaskTypeError(
             f"task {task.name!r}: the context must be a dict, got {type(context).__name__}",
-            task=task.name,
+            task_definition=task,
+            value=context,
         )
+    for key, value in task.starting_context.items():
+        context.setdefault(key, value)
     # The run exists before the check so that the one walk over the tree
     # both checks it and creates each task's record; nothing is emitted
     # until the check has passed.

@@ -61,6 +61,9 @@ class LoadedFlow:
     #: Names of the variables (given to the flow, or in the environment)
     #: whose values are secret: the flow's top-level ``secrets:`` list.
     secrets: list[str] = field(default_factory=list)
+    #: The template variables the file was read with: what a run of
+    #: :attr:`root` starts its context with (``Runner.run(root.task, dict(variables))``).
+    variables: dict[str, Any] = field(default_factory=dict)
 
     def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
         """Values of the variables :attr:`secrets` names (``variables``, else the environment)."""
@@ -125,7 +128,7 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root, secrets)
+    return LoadedFlow(file, text, root, secrets, dict(variables))
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -310,16 +313,20 @@ class _Builder:
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
         self.add_needs_and_condition(node, data)
         if deferred:
+            from ._templates import RunTimeOptions
+
             self.deferred.append((node, deferred))
             defer_options(
                 task,
-                factory,
-                name,
-                options,
-                deferred,
-                self.where_of(node, data),
-                self.variables,
-                self.hidden,
+                RunTimeOptions(
+                    factory,
+                    name,
+                    options,
+                    deferred,
+                    self.where_of(node, data),
+                    self.variables,
+                    self.hidden,
+                ),
             )
         return node
 
@@ -346,7 +353,8 @@ class _Builder:
                     condition if RUNTIME_EXPRESSION.search(condition) else f"${{{{ {condition} }}}}"
                 )
                 self.conditions.append((node, text))
-                task.when = _condition(text, f"{self.file}:{line}: task {task.name!r}, if")
+                where = {"file": self.file, "line": line, "task_definition": task, "option": "if"}
+                task.when = _condition(text, where)
             else:
                 raise self.error(
                     f"task {task.name!r}: if: must be an expression or true/false, got "
@@ -355,9 +363,15 @@ class _Builder:
                     "if",
                 )
 
-    def where_of(self, node: Node, data: LineDict) -> dict[str, str]:
+    def where_of(self, node: Node, data: LineDict) -> dict[str, dict[str, Any]]:
+        """For each key of the node, the facts of an error about it."""
         return {
-            key: f"{self.file}:{data.key_lines[key]}: task {node.task.name!r}, {key}"
+            key: {
+                "file": self.file,
+                "line": data.key_lines[key],
+                "task_definition": node.task,
+                "option": key,
+            }
             for key in data.key_lines
             if isinstance(key, str)
         }
@@ -420,10 +434,12 @@ class _Builder:
         try:
             task = factory(name, *(child.task for child in children), **options)
         except FlowError as error:
-            key = _key_named_in(str(error), options)
+            key = error.option if error.option in options else None
             line = data.key_lines[key] if key is not None else data.line
             raise self.error(str(error), line, key) from None
         except Exception as error:
+            # A plugin's own exception carries no facts: the option its
+            # message names, if any.
             key = _key_named_in(str(error), options)
             line = data.key_lines[key] if key is not None else data.line
             raise self.error(
@@ -526,15 +542,13 @@ class _Builder:
         try:
             validate_tree(root.task)
         except DefinitionError as error:
-            line = root.line
-            for node in nodes:
-                if error.task is not None and node.task.name == error.task:
-                    line = node.line
-                    break
-            raise self.error(str(error), line, error.key or error.option) from None
+            # The node of the very task object the error is about: two tasks
+            # may share a name. See test_two_tasks_named_alike_errors_name_the_wrong_one.
+            about = next((node for node in nodes if node.task is error.task_definition), root)
+            raise self.error(str(error), about.line, error.key or error.option) from None
 
 
-def _condition(text: str, where: str) -> Any:
+def _condition(text: str, where: dict[str, Any]) -> Any:
     """The ``when`` of an ``if:``: the expression's truth when the task is about to start."""
     from .._engine._needs import Condition
     from ._templates import render_runtime
@@ -574,35 +588,13 @@ def load(path: str | os.PathLike[str], **variables: Any) -> Task:
         context = await task.run()
     """
     check_flow_dependencies()
-    root = read_flow(path, variables).root.task
-    if variables:
-        _start_runs_with(root, variables)
+    loaded = read_flow(path, variables)
+    root = loaded.root.task
+    # A run of the tree starts with the variables, as `flow2 run` does; the
+    # caller's context wins: `await flow2.load(path, v=1).run()` and
+    # `flow2 run path v=1` see the same context.
+    root.starting_context = loaded.variables
     return root
-
-
-def _start_runs_with(root: Task, variables: Mapping[str, Any]) -> None:
-    """Make a run of ``root`` start with ``variables`` in its context, as ``flow2 run`` does.
-
-    Only where ``root`` is the run's root, and without replacing what the
-    caller's context already holds: ``await flow2.load(path, v=1).run()``
-    and ``flow2 run path v=1`` then see the same context.
-    """
-    from .._engine._context import current_run
-
-    process = root.process
-
-    async def process_with_variables(
-        context: Context | None = None, raises: bool = True
-    ) -> Context:
-        run = current_run.get()
-        if run is None or run.root is root:
-            if context is None:
-                context = run.context if run is not None else {}
-            for key, value in variables.items():
-                context.setdefault(key, value)
-        return await process(context, raises)
-
-    root.process = process_with_variables  # type: ignore[method-assign]
 
 
 def check_flow_dependencies() -> None:
@@ -617,7 +609,8 @@ def check_flow_dependencies() -> None:
     if missing:
         raise ConfigurationError(
             f"reading flow files needs {' and '.join(missing)}, not installed; "
-            f"install flow2[cli] (pip install 'flow2[cli]' from your clone or wheel)"
+            f"install flow2[cli] (pip install 'flow2[cli]' from your clone or wheel)",
+            value=", ".join(missing),
         )
 
 

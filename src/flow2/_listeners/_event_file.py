@@ -59,7 +59,7 @@ def events_target_from_environment(value: EventTarget | None) -> EventTarget | N
         raw = os.environ.get("FLOW2_EVENTS")
         if not raw:
             return None
-        _check_path(raw, f"environment variable FLOW2_EVENTS={raw!r}")
+        _check_path(raw, f"environment variable FLOW2_EVENTS={raw!r}", variable="FLOW2_EVENTS")
         return raw
     if isinstance(value, str | os.PathLike):
         _check_path(os.fspath(value), f"events={os.fspath(value)!r}")
@@ -68,22 +68,36 @@ def events_target_from_environment(value: EventTarget | None) -> EventTarget | N
         return value
     raise ConfigurationError(
         f"events={value!r} is neither a file path nor a writable text stream; "
-        f"pass a path such as 'events.jsonl' or an open text file"
+        f"pass a path such as 'events.jsonl' or an open text file",
+        option="events",
+        value=value,
     )
 
 
-def _check_path(path: str, source: str) -> None:
+def _check_path(path: str, source: str, *, variable: str | None = None) -> None:
+    option = None if variable is not None else "events"
     if not path.strip():
-        raise ConfigurationError(f"{source} is empty; give a file path such as 'events.jsonl'")
+        raise ConfigurationError(
+            f"{source} is empty; give a file path such as 'events.jsonl'",
+            variable=variable,
+            option=option,
+            file=path,
+        )
     if os.path.isdir(path):
         raise ConfigurationError(
             f"{source} is a directory; give a file path such as "
-            f"{os.path.join(path, 'events.jsonl')!r}"
+            f"{os.path.join(path, 'events.jsonl')!r}",
+            variable=variable,
+            option=option,
+            file=path,
         )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ConfigurationError(
-            f"{source}: the directory {parent!r} does not exist; create it or choose another path"
+            f"{source}: the directory {parent!r} does not exist; create it or choose another path",
+            variable=variable,
+            option=option,
+            file=path,
         )
 
 
@@ -199,7 +213,8 @@ class EventFile:
             except OSError as error:
                 raise ConfigurationError(
                     f"cannot open the events file {self.name!r}: "
-                    f"{error.strerror or error}; choose a writable path"
+                    f"{error.strerror or error}; choose a writable path",
+                    file=self.name,
                 ) from None
         else:
             self._stream = self.target

@@ -59,11 +59,14 @@ class StoreError(ConfigurationError):
     """The run store cannot be used: not writable, not a flow2 store, a newer
     schema, or a run reference that matches no run or several.
 
+    :param message: what is wrong and how to fix it
+    :param path: the store's database file (also :attr:`file`)
     :ivar path: the store's database file
     """
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, path: str | None = None, **facts: Any) -> None:
+        facts.setdefault("file", path)
+        super().__init__(message, **facts)
         self.path = path
 
 
@@ -101,7 +104,9 @@ def keep_from_environment() -> int | None:
     if keep < 0:
         raise StoreError(
             f"environment variable FLOW2_STORE_KEEP={raw!r} is not a whole number >= 0 "
-            f"(0 keeps every run)"
+            f"(0 keeps every run)",
+            variable="FLOW2_STORE_KEEP",
+            value=raw,
         )
     return keep or None
 
