@@ -217,3 +217,19 @@ def test_a_loaded_flow_replaces_no_method_of_its_tasks(tmp_path: Path) -> None:
     assert context["use"]["stdout"].startswith("1.2 {")
     context = run(quiet().run(tree, {"version": "2.0"}))
     assert context["use"]["stdout"].startswith("2.0 {")
+
+
+def test_an_error_pickles_with_its_facts() -> None:
+    import pickle
+
+    task = flow2.CallbackTask("Hang", lambda context: None)
+    for error in (
+        flow2.TaskTimeoutError("Hang", 2.0, task_definition=task),
+        flow2.ExpressionError("boom", expression="${{ x }}", file="f.yml", line=3, option="cmd"),
+        flow2.StoreError("gone", path="/x/runs.sqlite3"),
+        flow2.DefinitionError("bad", task_definition=task, option="timeout", value=-1),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        facts = {**vars(error), "task_definition": None}
+        assert vars(copy) == facts

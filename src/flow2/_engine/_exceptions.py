@@ -1,7 +1,10 @@
 """The exceptions flow2 raises.
 
 Everything flow2 raises on its own account derives from :class:`FlowError`;
-a user's exception raised inside a task reaches the caller unchanged.
+a user's exception raised inside a task reaches the caller unchanged. Each
+error carries what it is about as attributes (``task``, ``task_definition``,
+``key``, ``option``, ``value``, ``file``, ``line``; see :class:`FlowError`),
+and code that needs a fact reads the attribute, never the message.
 
 ::
 
@@ -77,6 +80,21 @@ class FlowError(Exception):
         self.value = value
         self.file = file
         self.line = line
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (to or from a worker process), an error keeps its facts but
+        # not the task object, which may not pickle and is another object there;
+        # and it is rebuilt without calling __init__, whose parameters differ
+        # by class. See test_an_error_pickles_with_its_facts.
+        state = {**self.__dict__, "task_definition": None}
+        return _rebuild, (type(self), self.args, state)
+
+
+def _rebuild(kind: type[FlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FlowError:
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class DefinitionError(FlowError, ValueError):
