@@ -513,10 +513,11 @@ def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> Non
 
     _compiled_expression.cache_clear()
     _compiled_template.cache_clear()
+    where = {"file": "f.yml", "line": 1, "option": "cmd"}
     for number in range(3):
         context = {"build": {"stdout": f"wheel-{number}"}}
-        assert render_runtime("${{ build.stdout }}", context, "f.yml:1") == f"wheel-{number}"
-        text = render_runtime("upload ${{ build.stdout }}", context, "f.yml:1")
+        assert render_runtime("${{ build.stdout }}", context, where) == f"wheel-{number}"
+        text = render_runtime("upload ${{ build.stdout }}", context, where)
         assert text == f"upload wheel-{number}"
     assert _compiled_expression.cache_info().misses == 1
     assert _compiled_template.cache_info().misses == 1
