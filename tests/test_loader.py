@@ -572,6 +572,7 @@ def test_two_tasks_named_alike_errors_name_the_wrong_one(
         flow2.load(path)
     assert (caught.value.file, caught.value.line) == (str(path), line), str(caught.value)
     assert fragment in str(caught.value)
+    assert caught.value.task == "Deploy"
 
 
 def test_two_tasks_named_alike_run_time_errors_name_the_wrong_one(tmp_path: Path) -> None:
@@ -585,3 +586,12 @@ def test_two_tasks_named_alike_run_time_errors_name_the_wrong_one(tmp_path: Path
     assert error.task == "Deploy" and error.task_definition is second
     assert error.expression == "echo ${{ deploy_eu.missing.deeper }}"
     assert str(error).startswith(f"{path}:13: task 'Deploy', cmd: ")
+
+
+def test_a_flow_file_error_from_the_engine_keeps_the_task_and_option(tmp_path: Path) -> None:
+    tree_error = load_error(tmp_path, "plugin: shell\ncmd: x\nexecutor: warp\n")
+    assert (tree_error.option, tree_error.value) == ("executor", "warp")
+    assert tree_error.task_definition is not None and tree_error.task_definition.name == "Task 1"
+    option_error = load_error(tmp_path, "plugin: shell\nname: B\ncmd: x\ntimeout: soon\n")
+    assert (option_error.task, option_error.option, option_error.value) == ("B", "timeout", "soon")
+    assert (option_error.key, option_error.line) == ("timeout", 4)

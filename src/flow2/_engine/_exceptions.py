@@ -72,7 +72,9 @@ class FlowError(Exception):
     ) -> None:
         super().__init__(message)
         if task is None and task_definition is not None:
-            task = task_definition.name
+            # From the instance: a task whose __init__ set no name is an
+            # error about that very fact (see test_subclass_without_a_name_…).
+            task = vars(task_definition).get("name")
         self.task = task
         self.task_definition = task_definition
         self.key = key
@@ -138,7 +140,9 @@ class FlowFileError(DefinitionError):
     :param file: the flow file
     :param line: the line (1-based) in the file, None when it is about the whole file
     :param key: the key of the node the error is about, when there is one
-    :ivar reason: the message without its location
+    :ivar reason: the message without its location; an error the task's
+        plugin raised is the message, and its ``task``, ``task_definition``,
+        ``option`` and ``value`` are this error's
     """
 
     file: str
@@ -150,13 +154,10 @@ class FlowFileError(DefinitionError):
         file: str,
         line: int | None = None,
         key: str | None = None,
-        task: str | None = None,
-        value: Any = None,
+        **facts: Any,
     ) -> None:
         location = file if line is None else f"{file}:{line}"
-        super().__init__(
-            f"{location}: {message}", key=key, task=task, value=value, file=file, line=line
-        )
+        super().__init__(f"{location}: {message}", key=key, file=file, line=line, **facts)
         self.reason = message
 
 

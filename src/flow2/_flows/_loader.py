@@ -175,8 +175,10 @@ class _Builder:
         self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
 
-    def error(self, message: str, line: int | None, key: str | None = None) -> FlowFileError:
-        return FlowFileError(message, file=self.file, line=line, key=key)
+    def error(
+        self, message: str, line: int | None, key: str | None = None, **facts: Any
+    ) -> FlowFileError:
+        return FlowFileError(message, file=self.file, line=line, key=key, **facts)
 
     def take_secrets(self, data: Any) -> list[str]:
         """Remove the top-level ``secrets:`` list (names of variables) from ``data``; return it."""
@@ -436,7 +438,7 @@ class _Builder:
         except FlowError as error:
             key = error.option if error.option in options else None
             line = data.key_lines[key] if key is not None else data.line
-            raise self.error(str(error), line, key) from None
+            raise self.error(str(error), line, key, **_facts_of(error)) from None
         except Exception as error:
             # A plugin's own exception carries no facts: the option its
             # message names, if any.
@@ -488,6 +490,8 @@ class _Builder:
                         f"(line {other.line}); give one of them another name or register: …",
                         node.line,
                         "name",
+                        task_definition=node.task,
+                        value=node.task.key,
                     )
         known = set(owners) | set(self.variables) | {"context"}
         import jinja2
@@ -545,7 +549,9 @@ class _Builder:
             # The node of the very task object the error is about: two tasks
             # may share a name. See test_two_tasks_named_alike_errors_name_the_wrong_one.
             about = next((node for node in nodes if node.task is error.task_definition), root)
-            raise self.error(str(error), about.line, error.key or error.option) from None
+            raise self.error(
+                str(error), about.line, error.key or error.option, **_facts_of(error)
+            ) from None
 
 
 def _condition(text: str, where: dict[str, Any]) -> Any:
@@ -557,6 +563,16 @@ def _condition(text: str, where: dict[str, Any]) -> Any:
         return bool(render_runtime(text, context, where))
 
     return Condition(evaluate, (), text)
+
+
+def _facts_of(error: FlowError) -> dict[str, Any]:
+    """What an engine or plugin error is about, for the flow-file error made of it."""
+    return {
+        "task": error.task,
+        "task_definition": error.task_definition,
+        "option": error.option,
+        "value": error.value,
+    }
 
 
 def _runtime_keys(accepted: list[str]) -> set[str]:

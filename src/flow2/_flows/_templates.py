@@ -181,7 +181,16 @@ def hide_values(error: FlowFileError, values: frozenset[str]) -> FlowFileError:
     reason = _hide(error.reason, values)
     if reason == error.reason:
         return error
-    return FlowFileError(reason, file=error.file, line=error.line, key=error.key, task=error.task)
+    # The value is left out: it may be one of them.
+    return FlowFileError(
+        reason,
+        file=error.file,
+        line=error.line,
+        key=error.key,
+        task=error.task,
+        task_definition=error.task_definition,
+        option=error.option,
+    )
 
 
 def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
