@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -512,10 +513,11 @@ def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> Non
 
     _compiled_expression.cache_clear()
     _compiled_template.cache_clear()
+    where = {"file": "f.yml", "line": 1, "option": "cmd"}
     for number in range(3):
         context = {"build": {"stdout": f"wheel-{number}"}}
-        assert render_runtime("${{ build.stdout }}", context, "f.yml:1") == f"wheel-{number}"
-        text = render_runtime("upload ${{ build.stdout }}", context, "f.yml:1")
+        assert render_runtime("${{ build.stdout }}", context, where) == f"wheel-{number}"
+        text = render_runtime("upload ${{ build.stdout }}", context, where)
         assert text == f"upload wheel-{number}"
     assert _compiled_expression.cache_info().misses == 1
     assert _compiled_template.cache_info().misses == 1
@@ -524,3 +526,72 @@ def test_run_time_expressions_are_compiled_once_and_evaluated_each_time() -> Non
 def test_a_register_that_is_not_a_string_names_the_line(tmp_path: Path) -> None:
     error = load_error(tmp_path, "plugin: shell\ncmd: echo\nregister: [a]\n")
     assert error.line == 3 and "register=['a'] is not a result key" in str(error)
+
+
+# Two tasks with one name ---------------------------------------------------
+
+TWO_DEPLOYS = """
+plugin: serial
+tasks:
+  - plugin: serial
+    name: Europe
+    tasks:
+      - {{plugin: shell, name: Deploy, register: deploy_eu, cmd: "true"}}
+  - plugin: serial
+    name: America
+    tasks:
+      - plugin: shell
+        name: Deploy
+        register: {register}
+        cmd: {cmd}
+{extra}"""
+
+
+def two_deploys(
+    tmp_path: Path, *, register: str = "deploy_us", cmd: str = '"true"', extra: str = ""
+):
+    extra = textwrap.indent(extra, " " * 8) if extra else ""
+    return write_flow(tmp_path, TWO_DEPLOYS.format(register=register, cmd=cmd, extra=extra))
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "fragment"),
+    [
+        ({"extra": "executor: warp\n"}, 10, "executor='warp'"),
+        ({"register": "deploy_eu"}, 10, "under 'deploy_eu'"),
+        ({"extra": "timeout: soon\n"}, 14, "timeout='soon'"),
+        ({"extra": "retries: -1\n"}, 14, "retries=-1"),
+    ],
+)
+def test_two_tasks_named_alike_errors_name_the_wrong_one(
+    tmp_path: Path, change: dict[str, str], line: int, fragment: str
+) -> None:
+    # The second Deploy is wrong: the error names its line, not the first's (6).
+    path = two_deploys(tmp_path, **change)
+    with pytest.raises(flow2.FlowFileError) as caught:
+        flow2.load(path)
+    assert (caught.value.file, caught.value.line) == (str(path), line), str(caught.value)
+    assert fragment in str(caught.value)
+    assert caught.value.task == "Deploy"
+
+
+def test_two_tasks_named_alike_run_time_errors_name_the_wrong_one(tmp_path: Path) -> None:
+    path = two_deploys(tmp_path, cmd="echo ${{ deploy_eu.missing.deeper }}")
+    tree = flow2.load(path)
+    second = tree.children[1].children[0]
+    with pytest.raises(flow2.ExpressionError) as caught:
+        run(quiet().run(tree))
+    error = caught.value
+    assert (error.file, error.line, error.option) == (str(path), 13, "cmd")
+    assert error.task == "Deploy" and error.task_definition is second
+    assert error.expression == "echo ${{ deploy_eu.missing.deeper }}"
+    assert str(error).startswith(f"{path}:13: task 'Deploy', cmd: ")
+
+
+def test_a_flow_file_error_from_the_engine_keeps_the_task_and_option(tmp_path: Path) -> None:
+    tree_error = load_error(tmp_path, "plugin: shell\ncmd: x\nexecutor: warp\n")
+    assert (tree_error.option, tree_error.value) == ("executor", "warp")
+    assert tree_error.task_definition is not None and tree_error.task_definition.name == "Task 1"
+    option_error = load_error(tmp_path, "plugin: shell\nname: B\ncmd: x\ntimeout: soon\n")
+    assert (option_error.task, option_error.option, option_error.value) == ("B", "timeout", "soon")
+    assert (option_error.key, option_error.line) == ("timeout", 4)

@@ -363,3 +363,36 @@ def test_a_runner_keeps_no_state_of_its_runs() -> None:
     before = dict(vars(runner))
     run(runner.execute(_checks()))
     assert vars(runner) == before
+
+
+# -- the tree is checked once -------------------------------------------------------
+
+
+def test_a_run_checks_the_tree_and_analyses_needs_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flow2._engine import _needs, _run
+
+    checks: list[object] = []
+    analyses: list[object] = []
+    check, analyse = _run.validate_tree, _needs.Needs.__init__
+
+    def counting_check(*args: Any, **kwargs: Any) -> Any:
+        checks.append(args[0])
+        return check(*args, **kwargs)
+
+    def counting_analysis(self: Any, *args: Any, **kwargs: Any) -> None:
+        analyses.append(self)
+        analyse(self, *args, **kwargs)
+
+    monkeypatch.setattr(_run, "validate_tree", counting_check)
+    monkeypatch.setattr(_needs.Needs, "__init__", counting_analysis)
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        flow2.CallbackTask("Build", _ok),
+        flow2.CallbackTask("Ship", _ok, needs=["build"]),
+        flow2.CallbackTask("Tell", _ok),
+    )
+    result = run(flow2.Runner(display="none", store=tmp_path, skip=["tell"]).execute(tree))
+    assert result.succeeded and result.counts.skipped == 1
+    assert len(checks) == 1 and len(analyses) == 1

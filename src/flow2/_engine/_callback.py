@@ -91,6 +91,7 @@ class CallbackTask(Task):
                 f"e.g. CallbackTask({name!r}, my_function)",
                 task=name,
                 option="callback",
+                value=callback,
             )
         super().__init__(name, **kwargs)
         #: Sync or async task callback.

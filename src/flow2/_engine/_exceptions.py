@@ -1,7 +1,10 @@
 """The exceptions flow2 raises.
 
 Everything flow2 raises on its own account derives from :class:`FlowError`;
-a user's exception raised inside a task reaches the caller unchanged.
+a user's exception raised inside a task reaches the caller unchanged. Each
+error carries what it is about as attributes (``task``, ``task_definition``,
+``key``, ``option``, ``value``, ``file``, ``line``; see :class:`FlowError`),
+and code that needs a fact reads the attribute, never the message.
 
 ::
 
@@ -31,18 +34,28 @@ a user's exception raised inside a task reaches the caller unchanged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._task import Task
+
 
 class FlowError(Exception):
     """Base class of every error flow2 raises on its own account.
 
     An error carries what it is about as attributes, None where they do not
-    apply, so code reads the facts instead of parsing the message:
+    apply, so code reads the facts instead of parsing the message.
 
     :param message: what is wrong and how to fix it
-    :param task: the name of the task it is about
-    :param key: the result key or flow-file key it is about
-    :param option: the task or run option it is about (``timeout``, ``executor`` …)
-    :param value: the value that is wrong, when there is one
+    :ivar task: the name of the task it is about
+    :ivar task_definition: the :class:`~flow2.Task` object it is about, so
+        that two tasks with one name stay apart (the flow loader finds a
+        task's line from it)
+    :ivar key: the result key or flow-file key it is about
+    :ivar option: the task or run option it is about (``timeout``, ``executor`` …)
+    :ivar value: the value found wrong, where one was
+    :ivar file: the file it is about (a flow file, an event file, a report)
+    :ivar line: the line (1-based) in :attr:`file`, when it is about one line
     """
 
     def __init__(
@@ -50,15 +63,40 @@ class FlowError(Exception):
         message: str = "",
         *,
         task: str | None = None,
+        task_definition: Task | None = None,
         key: str | None = None,
         option: str | None = None,
-        value: object = None,
+        value: Any = None,
+        file: str | None = None,
+        line: int | None = None,
     ) -> None:
         super().__init__(message)
+        if task is None and task_definition is not None:
+            # From the instance: a task whose __init__ set no name is an
+            # error about that very fact (see test_subclass_without_a_name_…).
+            task = vars(task_definition).get("name")
         self.task = task
+        self.task_definition = task_definition
         self.key = key
         self.option = option
         self.value = value
+        self.file = file
+        self.line = line
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (to or from a worker process), an error keeps its facts but
+        # not the task object, which may not pickle and is another object there;
+        # and it is rebuilt without calling __init__, whose parameters differ
+        # by class. See test_an_error_pickles_with_its_facts.
+        state = {**self.__dict__, "task_definition": None}
+        return _rebuild, (type(self), self.args, state)
+
+
+def _rebuild(kind: type[FlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FlowError:
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class DefinitionError(FlowError, ValueError):
@@ -66,82 +104,103 @@ class DefinitionError(FlowError, ValueError):
 
 
 class DuplicateKeyError(DefinitionError):
-    """Two leaf tasks of one tree would store their result under the same key."""
+    """Two leaf tasks of one tree would store their result under the same key.
+
+    :attr:`key` is the key, :attr:`task_definition` the second task storing under it.
+    """
 
 
 class DuplicateTaskError(DefinitionError):
-    """The same task object appears twice in one tree (one tree may run many times at once)."""
+    """The same task object appears twice in one tree (one tree may run many times at once).
+
+    :attr:`task_definition` is that task object.
+    """
 
 
 class PluginError(DefinitionError):
     """A flow names a plugin that is not installed, or whose module fails to import.
 
+    :param message: what is wrong and how to fix it
     :param plugin: the plugin name the flow uses
+    :ivar plugin: the plugin name; :attr:`option` is ``"plugin"`` and
+        :attr:`value` the name too
     """
 
     def __init__(self, message: str, plugin: str, *, task: str | None = None) -> None:
-        super().__init__(message, task=task, option="plugin")
+        super().__init__(message, task=task, option="plugin", value=plugin)
         self.plugin = plugin
 
 
 class FlowFileError(DefinitionError):
     """A flow file cannot become a task tree: bad YAML, a template error, a wrong node.
 
-    The message starts with ``file:line:``; the parts are also attributes.
+    The message is built as ``file:line: reason``; the parts are attributes.
 
-    :param message: what is wrong and how to fix it
+    :param message: what is wrong and how to fix it (:attr:`reason`)
     :param file: the flow file
     :param line: the line (1-based) in the file, None when it is about the whole file
     :param key: the key of the node the error is about, when there is one
+    :ivar reason: the message without its location; an error the task's
+        plugin raised is the message, and its ``task``, ``task_definition``,
+        ``option`` and ``value`` are this error's
     """
 
+    file: str
+
     def __init__(
-        self, message: str, *, file: str, line: int | None = None, key: str | None = None
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        key: str | None = None,
+        **facts: Any,
     ) -> None:
         location = file if line is None else f"{file}:{line}"
-        super().__init__(f"{location}: {message}", key=key)
+        super().__init__(f"{location}: {message}", key=key, file=file, line=line, **facts)
         self.reason = message
-        self.file = file
-        self.line = line
 
 
 class TaskTypeError(FlowError, TypeError):
-    """A group child is not a Task, or a CallbackTask's callback is not callable."""
+    """A group child is not a Task, or a CallbackTask's callback is not callable.
+
+    :attr:`value` is the object found where a Task or a callable belongs.
+    """
 
 
 class ConfigurationError(FlowError, ValueError):
     """A run option (or the environment variable that sets it) has a value flow2 cannot use.
 
-    :param variable: the environment variable the value came from, when it did
+    :param message: what is wrong and how to fix it
+    :ivar variable: the environment variable the value came from, when it did
     """
 
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        task: str | None = None,
-        key: str | None = None,
-        option: str | None = None,
-        value: object = None,
-        variable: str | None = None,
-    ) -> None:
-        super().__init__(message, task=task, key=key, option=option, value=value)
+    def __init__(self, message: str = "", *, variable: str | None = None, **facts: Any) -> None:
+        super().__init__(message, **facts)
         self.variable = variable
 
 
 class TaskTimeoutError(FlowError, TimeoutError):
     """A task ran longer than its ``timeout``; its work was cancelled.
 
-    :param task_name: name of the task that timed out
-    :param timeout: the timeout, in seconds
+    The message is built from the attributes.
+
+    :param task_name: name of the task that timed out (also :attr:`task`)
+    :param timeout: the timeout, in seconds (also :attr:`value`; :attr:`option`
+        is ``"timeout"``)
+    :param task_definition: the task object that timed out
     """
 
-    def __init__(self, task_name: str, timeout: float) -> None:
+    def __init__(
+        self, task_name: str, timeout: float, *, task_definition: Task | None = None
+    ) -> None:
         super().__init__(
             f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
             f"raise its timeout= if the work needs longer",
             task=task_name,
+            task_definition=task_definition,
             option="timeout",
+            value=timeout,
         )
         self.task_name = task_name
         self.timeout = timeout
@@ -153,16 +212,56 @@ class CommandError(FlowError):
     :param message: what ran and how it ended, with the last lines of its stderr
     :param returncode: the exit code (negative: killed by that signal)
     :param stderr: the captured standard error (size-capped)
+    :ivar command: the command line that ran
     """
 
-    def __init__(self, message: str, returncode: int, stderr: str = "") -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        returncode: int,
+        stderr: str = "",
+        *,
+        command: str | None = None,
+        **facts: Any,
+    ) -> None:
+        super().__init__(message, **facts)
         self.returncode = returncode
         self.stderr = stderr
+        self.command = command
 
 
 class ExpressionError(FlowError):
-    """A run-time ``${{ … }}`` expression of a flow file failed when its task started."""
+    """A run-time ``${{ … }}`` expression of a flow file failed when its task started.
+
+    The message is built as ``file:line: task 'name', option: reason`` from
+    the attributes given.
+
+    :param reason: what went wrong (:attr:`reason`)
+    :ivar expression: the expression (or the option's text) that failed
+    :ivar option: the flow-file key holding it (``cmd``, ``if`` …)
+    :ivar reason: the message without its location
+    """
+
+    def __init__(self, reason: str, *, expression: Any = None, **facts: Any) -> None:
+        super().__init__(_located(reason, facts), **facts)
+        self.reason = reason
+        self.expression = expression
+
+
+def _located(reason: str, facts: dict[str, Any]) -> str:
+    """``file:line: task 'name', option: reason``, with the parts that are known."""
+    location = [str(facts["file"])] if facts.get("file") is not None else []
+    if location and facts.get("line") is not None:
+        location[0] += f":{facts['line']}"
+    about = []
+    if facts.get("task") is not None:
+        about.append(f"task {facts['task']!r}")
+    elif facts.get("task_definition") is not None:
+        about.append(f"task {facts['task_definition'].name!r}")
+    if facts.get("option") is not None:
+        about.append(str(facts["option"]))
+    where = ": ".join([*location, ", ".join(about)] if about else location)
+    return f"{where}: {reason}" if where else reason
 
 
 class StrayCancellationError(FlowError):
@@ -180,16 +279,21 @@ class TaskExitError(FlowError):
     code (not by a real Ctrl-C, which reaches tasks as a cancellation) it
     fails that task instead. The original is the ``__cause__``.
 
-    :param task_name: the task whose code raised it
-    :param error: the exception raised
+    :param task_name: the task whose code raised it (also :attr:`task`)
+    :param error: the exception raised (also :attr:`value`)
+    :param task_definition: the task object whose code raised it
     """
 
-    def __init__(self, task_name: str, error: BaseException) -> None:
+    def __init__(
+        self, task_name: str, error: BaseException, *, task_definition: Task | None = None
+    ) -> None:
         shown = f"{type(error).__name__}({_shown_args(error)})"
         super().__init__(
             f"task {task_name!r} raised {shown}, which would stop the whole run; a task "
             f"signals failure by raising an Exception (e.g. RuntimeError), not by exiting",
             task=task_name,
+            task_definition=task_definition,
+            value=error,
         )
         self.error = error
 
@@ -202,7 +306,10 @@ def _shown_args(error: BaseException) -> str:
 
 
 class ExecutorError(FlowError):
-    """An executor could not run a task's work (unpicklable data, lost worker, no cluster)."""
+    """An executor could not run a task's work (unpicklable data, lost worker, no cluster).
+
+    :attr:`option` is ``"executor"`` and :attr:`value` the executor's name.
+    """
 
 
 class ReportError(FlowError, ValueError):
@@ -213,7 +320,7 @@ class ReportError(FlowError, ValueError):
     :param line: the line (1-based) in that file, when it is about one line
     """
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
-        self.file = file
-        self.line = line
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, **facts: Any
+    ) -> None:
+        super().__init__(message, file=file, line=line, **facts)

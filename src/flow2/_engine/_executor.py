@@ -110,7 +110,7 @@ def arguments_for(
                 f"task {task.name!r}: its callback {_name_of(function)} needs the context key "
                 f"{name!r} (a keyword-only parameter) but the context has none; run the task "
                 f"that stores {name!r} before it, or give the parameter a default",
-                task=task.name,
+                task_definition=task,
                 key=name,
             )
     return (dict(keywords) if remote else context), keywords
@@ -131,7 +131,10 @@ def unpicklable_error(
         return ExecutorError(
             f"task {task.name!r}: its callback {_name_of(function)} cannot be pickled to send "
             f"it to {destination} ({type(error).__name__}: {error}); define it at module "
-            f"level in an importable module (not a lambda or a nested function)"
+            f"level in an importable module (not a lambda or a nested function)",
+            task_definition=task,
+            option="callback",
+            value=function,
         )
     for key, value in {**data, **keywords}.items():
         try:
@@ -142,10 +145,15 @@ def unpicklable_error(
                 f"pickled to send it to {destination} ({type(error).__name__}: {error}); keep "
                 f"it out of what the callback receives by declaring the keys it needs as "
                 f"keyword-only parameters, e.g. def {_name_of(function, bare=True)}(context, "
-                f"*, needed_key)"
+                f"*, needed_key)",
+                task_definition=task,
+                key=key,
+                value=value,
             )
     return ExecutorError(  # pragma: no cover - each part pickles but not the whole
-        f"task {task.name!r}: its callback and data cannot be pickled to send them to {destination}"
+        f"task {task.name!r}: its callback and data cannot be pickled to send them to "
+        f"{destination}",
+        task_definition=task,
     )
 
 

@@ -144,6 +144,7 @@ class ParallelTaskGroup(TaskGroup):
                 f"use e.g. max_parallel=4, or None for no limit",
                 task=name,
                 option="max_parallel",
+                value=max_parallel,
             )
         try:
             on_error = OnError(on_error)
@@ -153,6 +154,7 @@ class ParallelTaskGroup(TaskGroup):
                 f"group {name!r}: on_error={on_error!r} is not one of {accepted}",
                 task=name,
                 option="on_error",
+                value=on_error,
             ) from None
         self.max_parallel = max_parallel
         self.on_error = on_error

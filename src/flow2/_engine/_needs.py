@@ -88,7 +88,7 @@ class NeedsError(DefinitionError):
             message = f"{len(problems)} problems with needs:\n" + "\n".join(
                 f"- {problem.message}" for problem in problems
             )
-        super().__init__(message, task=first.task.name, key=first.key, option="needs")
+        super().__init__(message, task_definition=first.task, key=first.key, option="needs")
         self.problems = problems
 
 

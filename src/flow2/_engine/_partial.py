@@ -310,7 +310,7 @@ def plan_run(
     if isinstance(needs, str):
         needs = analyse_needs(root, context)
         if needs.problems:
-            raise NeedsError(needs.problems)
+            raise NeedsError(problems=needs.problems)
     tree = plan.tree if plan is not None else _Tree(root)
     producers = needs.producers if needs is not None else {}
     decided: dict[int, tuple[str, str | None]] = {}

@@ -222,7 +222,10 @@ class Run:
                 return executor
             if choice not in EXECUTOR_FACTORIES:
                 raise DefinitionError(
-                    _unknown_executor_message(task, choice), task=task.name, option="executor"
+                    _unknown_executor_message(task, choice),
+                    task_definition=task,
+                    option="executor",
+                    value=choice,
                 )
         elif id(choice) in self._started_ids:
             return choice
@@ -366,7 +369,7 @@ def validate_tree(
             raise DuplicateTaskError(
                 f"task {task.name!r} ({task!r}) appears twice in {where}; "
                 f"a task object runs once per tree, so create a second task instead",
-                task=task.name,
+                task_definition=task,
             )
         if run is not None:
             record = seen[identity] = TaskRun(task, run, parent, len(seen))
@@ -379,7 +382,10 @@ def validate_tree(
             if type(executor) is str:
                 if executor not in EXECUTOR_FACTORIES:
                     raise DefinitionError(
-                        _unknown_executor_message(task, executor), task=task.name, option="executor"
+                        _unknown_executor_message(task, executor),
+                        task_definition=task,
+                        option="executor",
+                        value=executor,
                     )
                 executors.setdefault(executor, executor)
             else:
@@ -391,7 +397,7 @@ def validate_tree(
                 raise DuplicateKeyError(
                     f"task {other.name!r} and task {task.name!r} both store their result "
                     f"under {key!r}; give one of them register='…'",
-                    task=task.name,
+                    task_definition=task,
                     key=key,
                 )
         if task.needs or task.when is not None:
@@ -400,7 +406,7 @@ def validate_tree(
         if children:
             for position, child in enumerate(children, 1):
                 if not isinstance(child, Task):
-                    check_is_task(task.name, position, child)
+                    check_is_task(task.name, position, child, group=task)
             if record is not None:
                 record.children = []
             extend(zip(reversed(children), repeat(record)))
@@ -409,7 +415,7 @@ def validate_tree(
         # Only a tree with needs or conditions pays for this second walk.
         needs = analyse_needs(root, run.context if run is not None else context)
         if needs.problems:
-            raise NeedsError(needs.problems)
+            raise NeedsError(problems=needs.problems)
         if run is not None:
             run.needs = needs
     return list(executors.values()), needs
@@ -472,9 +478,11 @@ def create_run(task: Task, context: Context | None, settings: RunOptions) -> Run
     elif not isinstance(context, dict):
         raise TaskTypeError(
             f"task {task.name!r}: the context must be a dict, got {type(context).__name__}",
-            task=task.name,
+            task_definition=task,
             value=context,
         )
+    for key, value in task.starting_context.items():
+        context.setdefault(key, value)
     # The run exists before the check so that the one walk over the tree
     # both checks it and creates each task's record; nothing is emitted
     # until the check has passed.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import math
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from time import perf_counter, time
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
 
 from ._context import current_record, current_run
 from ._events import Status, TaskEvent
@@ -78,8 +79,18 @@ class _SetByInit:
             return key
         raise DefinitionError(
             f"{type(task).__name__} object has no name: its __init__ neither called "
-            f"super().__init__(name, ...) nor set self.name; call super().__init__(name)"
+            f"super().__init__(name, ...) nor set self.name; call super().__init__(name)",
+            task_definition=task,
+            option="name",
         )
+
+
+class StandIn(Protocol):
+    """Does a task's work in its place when it starts (see :attr:`Task.stand_in`)."""
+
+    async def run(self, task: Task, context: Context) -> Any:
+        """Do ``task``'s work with ``context`` and return its result."""
+        ...
 
 
 class Task:
@@ -134,6 +145,11 @@ class Task:
     #: The result keys this task waits for: declared with ``needs=``, then inferred.
     needs: tuple[str, ...] = ()
     when: bool | Callable[..., Any] | None = None
+    #: What does the work when the task starts, instead of :meth:`run`: a flow
+    #: task whose options hold ``${{ … }}`` expressions gets one that builds
+    #: the task from the evaluated options. A definition, set before any run.
+    stand_in: StandIn | None = None
+    _starting_context: Mapping[str, Any] = MappingProxyType({})
     _default_start: ClassVar[bool] = True
     _default_success: ClassVar[bool] = True
 
@@ -153,7 +169,9 @@ class Task:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(
-                f"a task needs a non-empty name, got {name!r}; pass a string such as 'Build'"
+                f"a task needs a non-empty name, got {name!r}; pass a string such as 'Build'",
+                option="name",
+                value=name,
             )
         if register is not None and (not isinstance(register, str) or not register.strip()):
             raise DefinitionError(
@@ -161,6 +179,7 @@ class Task:
                 f"give a non-empty string, e.g. register='wheel'",
                 task=name,
                 option="register",
+                value=register,
             )
         self.name = name
         if description is not None and not isinstance(description, str):
@@ -168,6 +187,7 @@ class Task:
                 f"task {name!r}: description={description!r} is not text; give a string",
                 task=name,
                 option="description",
+                value=description,
             )
         if not isinstance(output, bool):
             raise DefinitionError(
@@ -175,6 +195,7 @@ class Task:
                 f"use output=False to hide the result, output=True to show it",
                 task=name,
                 option="output",
+                value=output,
             )
         self.description = description
         self.register = register
@@ -186,6 +207,7 @@ class Task:
                 f"give it register='some_key'",
                 task=name,
                 option="register",
+                value=register,
             )
         self.timeout = _check_timeout(name, timeout)
         self.retries = _check_retries(name, retries)
@@ -196,6 +218,7 @@ class Task:
                 f"'thread' nor a flow2.Executor object",
                 task=name,
                 option="executor",
+                value=executor,
             )
         self.executor = executor
         # Set on the instance only when given: the class defaults serve the
@@ -204,6 +227,20 @@ class Task:
             self.when = check_condition(name, when)
         if needs is not None or when is not None:
             self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
+
+    @property
+    def starting_context(self) -> Mapping[str, Any]:
+        """Entries a run whose root is this task starts with, where the caller's
+        context holds none: a loaded flow's variables (see :func:`flow2.load`).
+
+        Not part of the definition the run store compares: the store records
+        a run's variables apart.
+        """
+        return self._starting_context
+
+    @starting_context.setter
+    def starting_context(self, entries: Mapping[str, Any]) -> None:
+        self._starting_context = MappingProxyType(dict(entries))
 
     @property
     def logger(self) -> TaskLogger:
@@ -328,8 +365,10 @@ class Task:
                 await self.start(context)
             if self.retries or self.timeout is not None:
                 result = await self._run_with_policies(record, context)
-            else:
+            elif self.stand_in is None:
                 result = await self.run(context)
+            else:
+                result = await self.stand_in.run(self, context)
         except asyncio.CancelledError as cancelled:
             if not _is_being_cancelled():
                 # Nothing cancelled this task: its work raised CancelledError
@@ -338,7 +377,8 @@ class Task:
                 # See test_work_raising_cancelled_error_unasked_is_a_failure_not_a_cancellation.
                 error = StrayCancellationError(
                     f"task {self.name!r}: its work raised CancelledError although nothing "
-                    f"cancelled the task; did it await a future or task cancelled elsewhere?"
+                    f"cancelled the task; did it await a future or task cancelled elsewhere?",
+                    task_definition=self,
                 )
                 error.__cause__ = cancelled
                 await self._fail(record, error, context, raises)
@@ -355,7 +395,7 @@ class Task:
             # so this is the task failing, not the run being interrupted.
             # Raised as is, asyncio would stop the whole loop.
             # See test_task_raising_system_exit_or_keyboard_interrupt_fails_it.
-            wrapped = TaskExitError(self.name, error)
+            wrapped = TaskExitError(self.name, error, task_definition=self)
             wrapped.__cause__ = error
             await self._fail(record, wrapped, context, raises)
         else:
@@ -405,19 +445,27 @@ class Task:
             context[self.key] = error
         await self.exception(error, context, raises)
 
+    def _work(self, context: Context) -> Coroutine[Any, Any, Any]:
+        """One attempt: :meth:`run`, or the :attr:`stand_in`'s run."""
+        if self.stand_in is None:
+            return self.run(context)
+        return self.stand_in.run(self, context)
+
     async def _run_with_policies(self, record: TaskRun, context: Context) -> Any:
         """Run, applying ``timeout`` to each attempt and ``retries`` with backoff."""
         while True:
             try:
                 if self.timeout is None:
-                    return await self.run(context)
+                    return await self._work(context)
                 deadline = asyncio.timeout(self.timeout)
                 try:
                     async with deadline:
-                        return await self.run(context)
+                        return await self._work(context)
                 except TimeoutError as error:
                     if deadline.expired():
-                        raise TaskTimeoutError(self.name, self.timeout) from error
+                        raise TaskTimeoutError(
+                            self.name, self.timeout, task_definition=self
+                        ) from error
                     raise
             except Exception as error:
                 if record.attempt > self.retries:
@@ -483,6 +531,7 @@ def _check_timeout(name: str, timeout: object) -> float | None:
             f"use e.g. timeout=30, or None for no timeout",
             task=name,
             option="timeout",
+            value=timeout,
         )
     return float(timeout)
 
@@ -493,6 +542,7 @@ def _check_retries(name: str, retries: object) -> int:
             f"task {name!r}: retries={retries!r} is not a whole number >= 0; use e.g. retries=3",
             task=name,
             option="retries",
+            value=retries,
         )
     return retries
 
@@ -509,18 +559,27 @@ def _check_retry_delay(name: str, delay: object) -> float:
             f"use e.g. retry_delay=0.5",
             task=name,
             option="retry_delay",
+            value=delay,
         )
     return float(delay)
 
 
-def check_is_task(owner: str, position: int, candidate: object) -> None:
-    """Raise TaskTypeError unless ``candidate`` (child ``position`` of ``owner``) is a Task."""
+def check_is_task(
+    owner: str, position: int, candidate: object, *, group: Task | None = None
+) -> None:
+    """Raise TaskTypeError unless ``candidate`` (child ``position`` of ``owner``) is a Task.
+
+    :param group: the group itself, when it exists already
+    """
     if not isinstance(candidate, Task):
         raise TaskTypeError(
             f"group {owner!r}: child {position} is {candidate!r} "
             f"({type(candidate).__name__}), not a flow2.Task; wrap a function as "
             f"flow2.CallbackTask('Name', function)",
             task=owner,
+            task_definition=group,
+            key=str(position),
+            value=candidate,
         )
 
 
@@ -541,6 +600,7 @@ def check_needs(name: str, needs: object) -> tuple[str, ...]:
         f"write e.g. needs='wheel' or needs=['wheel', 'docs']",
         task=name,
         option="needs",
+        value=needs,
     )
 
 
@@ -557,6 +617,7 @@ def check_condition(name: str, when: object) -> bool | Callable[..., Any] | None
         f"(in a flow file: if: ${{{{ env == 'prod' }}}})",
         task=name,
         option="when",
+        value=when,
     )
 
 

@@ -114,7 +114,9 @@ class DaskExecutor:
                 raise ExecutorError(
                     f"DaskExecutor(client): the event loop of {client!r} is not running (an "
                     f"asynchronous client made under another event loop); create the client "
-                    f"in the coroutine that runs the flow, or pass the scheduler address"
+                    f"in the coroutine that runs the flow, or pass the scheduler address",
+                    option="executor",
+                    value="dask",
                 )
             return
         if self._client is not None:
@@ -124,7 +126,9 @@ class DaskExecutor:
             raise ExecutorError(
                 f"{self!r} is still connected from another event loop; close it there "
                 f"(async with flow2.DaskExecutor(...), or await executor.aclose()) before "
-                f"using it in another asyncio.run(), or create one per run"
+                f"using it in another asyncio.run(), or create one per run",
+                option="executor",
+                value="dask",
             )
         # distributed takes seconds to import: do it off the loop.
         try:
@@ -132,7 +136,9 @@ class DaskExecutor:
         except ModuleNotFoundError:
             raise ExecutorError(
                 "the Dask executor needs the dask extra, which is not installed: "
-                "pip install '<your flow2 clone or wheel>[dask]'"
+                "pip install '<your flow2 clone or wheel>[dask]'",
+                option="executor",
+                value="dask",
             ) from None
         client = distributed.Client(
             self.address,
@@ -148,7 +154,9 @@ class DaskExecutor:
                 f"cannot reach the Dask scheduler at {self.address!r} ({error}); start one "
                 f"with `dask scheduler` and give the address it prints (tcp://HOST:8786) to "
                 f"DaskExecutor(address) or {ADDRESS_VARIABLE}, and check the firewall lets "
-                f"this machine reach it"
+                f"this machine reach it",
+                option="executor",
+                value="dask",
             ) from None
         self._client = client
         self._loop = loop
@@ -188,7 +196,10 @@ class DaskExecutor:
             # not by this run: the task failed, it was not cancelled.
             raise ExecutorError(
                 f"task {task.name!r}: the Dask cluster cancelled its future ({error}); "
-                f"check the scheduler's log, and set retries= on the task to run it again"
+                f"check the scheduler's log, and set retries= on the task to run it again",
+                task_definition=task,
+                option="executor",
+                value="dask",
             ) from None
         except asyncio.CancelledError:
             # A timeout or a cancelled run: take the work off the cluster.
@@ -201,7 +212,10 @@ class DaskExecutor:
             raise ExecutorError(
                 f"task {task.name!r}: the Dask worker running it died ({error}); if it ran "
                 f"out of memory give the workers more, and set retries= on the task to run "
-                f"it again"
+                f"it again",
+                task_definition=task,
+                option="executor",
+                value="dask",
             ) from None
         finally:
             future.release()
@@ -251,7 +265,10 @@ def _unpickled_result(task: Task, outcome: tuple[str, Any]) -> Any:
         raise ExecutorError(
             f"task {task.name!r}: its result cannot be pickled to send it back from the Dask "
             f"cluster ({payload}); return plain data (numbers, strings, lists, dicts) or "
-            f"objects that pickle"
+            f"objects that pickle",
+            task_definition=task,
+            option="executor",
+            value="dask",
         )
     return cloudpickle.loads(payload)
 

@@ -82,7 +82,11 @@ class ProcessExecutor:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
         elif isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigurationError(f"max_workers={max_workers!r} is not a whole number >= 1")
+            raise ConfigurationError(
+                f"max_workers={max_workers!r} is not a whole number >= 1",
+                option="max_workers",
+                value=max_workers,
+            )
         self.max_workers = max_workers
         self.grace = grace
         import multiprocessing  # on use: ``import flow2`` stays light
@@ -142,7 +146,10 @@ class ProcessExecutor:
                     f"task {task.name!r}: its worker process (pid {worker.pid}) "
                     f"{worker.describe_exit()} while running it, and its work was lost; "
                     f"if it ran out of memory, give it less data or use fewer max_workers, "
-                    f"and set retries= on the task to run it again"
+                    f"and set retries= on the task to run it again",
+                    task_definition=task,
+                    option="executor",
+                    value="process",
                 ) from None
             self._busy.discard(worker)
             self._idle.append(worker)
@@ -200,7 +207,10 @@ def _unpickle_outcome(task: Task, worker: _Worker, data: bytes) -> Any:
     except Exception as error:
         raise ExecutorError(
             f"task {task.name!r}: what its worker process (pid {worker.pid}) sent back cannot "
-            f"be unpickled ({type(error).__name__}: {error}); return plain data"
+            f"be unpickled ({type(error).__name__}: {error}); return plain data",
+            task_definition=task,
+            option="executor",
+            value="process",
         ) from None
     if outcome[0] == _Outcome.RETURNED:
         return outcome[1]
@@ -208,7 +218,12 @@ def _unpickle_outcome(task: Task, worker: _Worker, data: bytes) -> Any:
         exception: BaseException = outcome[1]
         exception.__cause__ = RemoteTraceback(outcome[2])
         raise exception
-    raise ExecutorError(f"task {task.name!r}: {outcome[1]}")
+    raise ExecutorError(
+        f"task {task.name!r}: {outcome[1]}",
+        task_definition=task,
+        option="executor",
+        value="process",
+    )
 
 
 class _Worker:

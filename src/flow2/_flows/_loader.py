@@ -61,6 +61,9 @@ class LoadedFlow:
     #: Names of the variables (given to the flow, or in the environment)
     #: whose values are secret: the flow's top-level ``secrets:`` list.
     secrets: list[str] = field(default_factory=list)
+    #: The template variables the file was read with: what a run of
+    #: :attr:`root` starts its context with (``Runner.run(root.task, dict(variables))``).
+    variables: dict[str, Any] = field(default_factory=dict)
 
     def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
         """Values of the variables :attr:`secrets` names (``variables``, else the environment)."""
@@ -70,6 +73,11 @@ class LoadedFlow:
             if value is not None:
                 values.append(str(value))
         return values
+
+    def located(self, error: DefinitionError) -> FlowFileError:
+        """A definition error a run of :attr:`root` raised, as the file's: with the line
+        (and key) of the very task it is about."""
+        return _located(self.file, self.nodes(), self.root, error)
 
     def nodes(self) -> list[Node]:
         """Every node, in file order (depth first)."""
@@ -82,9 +90,14 @@ class LoadedFlow:
         return found
 
 
-def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> LoadedFlow:
+def read_flow(
+    path: str | os.PathLike[str], variables: Mapping[str, Any], *, for_a_run: bool = False
+) -> LoadedFlow:
     """Render, parse and build the flow file at ``path``.
 
+    :param for_a_run: the tree is about to run, and the run checks it (once):
+        leave out the checks a run makes; turn its errors into the file's
+        with :meth:`LoadedFlow.located`
     :raises flow2.FlowFileError: when anything about the file is wrong; plugin
         problems included, with the line that names the plugin
     """
@@ -94,14 +107,19 @@ def read_flow(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> Loa
     source = _read(file)
     text, hidden = render_source(source, file, variables)
     try:
-        return _build_flow(file, source, text, variables, hidden)
+        return _build_flow(file, source, text, variables, hidden, for_a_run)
     except FlowFileError as error:
         # No error message quotes an environment value the template read.
         raise hide_values(error, hidden) from None
 
 
 def _build_flow(
-    file: str, source: str, text: str, variables: Mapping[str, Any], hidden: frozenset[str]
+    file: str,
+    source: str,
+    text: str,
+    variables: Mapping[str, Any],
+    hidden: frozenset[str],
+    for_a_run: bool = False,
 ) -> LoadedFlow:
     try:
         data = parse(file, text)
@@ -113,7 +131,7 @@ def _build_flow(
             raise FlowFileError(
                 "tasks are nested too deeply to load; flatten the groups", file=file
             ) from None
-        builder.check_tree(root)
+        builder.check_tree(root, as_a_run_would=not for_a_run)
     except FlowFileError as error:
         if error.line is None or source.count("\n") == text.count("\n"):
             raise
@@ -125,7 +143,7 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root, secrets)
+    return LoadedFlow(file, text, root, secrets, dict(variables))
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -172,8 +190,10 @@ class _Builder:
         self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
 
-    def error(self, message: str, line: int | None, key: str | None = None) -> FlowFileError:
-        return FlowFileError(message, file=self.file, line=line, key=key)
+    def error(
+        self, message: str, line: int | None, key: str | None = None, **facts: Any
+    ) -> FlowFileError:
+        return FlowFileError(message, file=self.file, line=line, key=key, **facts)
 
     def take_secrets(self, data: Any) -> list[str]:
         """Remove the top-level ``secrets:`` list (names of variables) from ``data``; return it."""
@@ -310,16 +330,20 @@ class _Builder:
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
         self.add_needs_and_condition(node, data)
         if deferred:
+            from ._templates import RunTimeOptions
+
             self.deferred.append((node, deferred))
             defer_options(
                 task,
-                factory,
-                name,
-                options,
-                deferred,
-                self.where_of(node, data),
-                self.variables,
-                self.hidden,
+                RunTimeOptions(
+                    factory,
+                    name,
+                    options,
+                    deferred,
+                    self.where_of(node, data),
+                    self.variables,
+                    self.hidden,
+                ),
             )
         return node
 
@@ -346,7 +370,8 @@ class _Builder:
                     condition if RUNTIME_EXPRESSION.search(condition) else f"${{{{ {condition} }}}}"
                 )
                 self.conditions.append((node, text))
-                task.when = _condition(text, f"{self.file}:{line}: task {task.name!r}, if")
+                where = {"file": self.file, "line": line, "task_definition": task, "option": "if"}
+                task.when = _condition(text, where)
             else:
                 raise self.error(
                     f"task {task.name!r}: if: must be an expression or true/false, got "
@@ -355,9 +380,15 @@ class _Builder:
                     "if",
                 )
 
-    def where_of(self, node: Node, data: LineDict) -> dict[str, str]:
+    def where_of(self, node: Node, data: LineDict) -> dict[str, dict[str, Any]]:
+        """For each key of the node, the facts of an error about it."""
         return {
-            key: f"{self.file}:{data.key_lines[key]}: task {node.task.name!r}, {key}"
+            key: {
+                "file": self.file,
+                "line": data.key_lines[key],
+                "task_definition": node.task,
+                "option": key,
+            }
             for key in data.key_lines
             if isinstance(key, str)
         }
@@ -420,10 +451,12 @@ class _Builder:
         try:
             task = factory(name, *(child.task for child in children), **options)
         except FlowError as error:
-            key = _key_named_in(str(error), options)
+            key = error.option if error.option in options else None
             line = data.key_lines[key] if key is not None else data.line
-            raise self.error(str(error), line, key) from None
+            raise self.error(str(error), line, key, **_facts_of(error)) from None
         except Exception as error:
+            # A plugin's own exception carries no facts: the option its
+            # message names, if any.
             key = _key_named_in(str(error), options)
             line = data.key_lines[key] if key is not None else data.line
             raise self.error(
@@ -438,25 +471,14 @@ class _Builder:
             )
         return task
 
-    def check_needs(self, root: Node, nodes: list[Node]) -> None:
-        """Every problem with needs at once, each with its line."""
-        from .._engine._needs import analyse_needs
+    def check_tree(self, root: Node, *, as_a_run_would: bool = True) -> None:
+        """Duplicate result keys and run-time names, then the run's own checks.
 
-        problems = analyse_needs(root.task, self.variables).problems
-        if not problems:
-            return
-        node_of = {id(node.task): node for node in nodes}
-        located = []
-        for problem in problems:
-            node = node_of[id(problem.task)]
-            key = "needs" if "needs" in node.key_lines else "if" if "if" in node.key_lines else None
-            located.append((node.key_lines[key] if key else node.line, key, problem.message))
-        line, key, message = located[0]
-        more = "".join(f"\n{self.file}:{other}: {text}" for other, _, text in located[1:])
-        raise self.error(message + more, line, key)
-
-    def check_tree(self, root: Node) -> None:
-        """Duplicate result keys and run-time names, then the run's own checks."""
+        :param as_a_run_would: also check the tree as a run does (needs, keys,
+            executors); off when a run follows, which checks it once itself
+            (the caller turns its errors into the file's with
+            :meth:`LoadedFlow.located`)
+        """
         from .._engine._run import validate_tree
         from ._templates import runtime_names, unsafe_attribute
 
@@ -472,6 +494,8 @@ class _Builder:
                         f"(line {other.line}); give one of them another name or register: …",
                         node.line,
                         "name",
+                        task_definition=node.task,
+                        value=node.task.key,
                     )
         known = set(owners) | set(self.variables) | {"context"}
         import jinja2
@@ -522,19 +546,15 @@ class _Builder:
                 task.when.reads = tuple(sorted(names - {"context"}))
             if read:
                 task.needs = merge_needs(task.needs, read)
-        self.check_needs(root, nodes)
+        if not as_a_run_would:
+            return
         try:
-            validate_tree(root.task)
+            validate_tree(root.task, context=self.variables)
         except DefinitionError as error:
-            line = root.line
-            for node in nodes:
-                if error.task is not None and node.task.name == error.task:
-                    line = node.line
-                    break
-            raise self.error(str(error), line, error.key or error.option) from None
+            raise _located(self.file, nodes, root, error) from None
 
 
-def _condition(text: str, where: str) -> Any:
+def _condition(text: str, where: dict[str, Any]) -> Any:
     """The ``when`` of an ``if:``: the expression's truth when the task is about to start."""
     from .._engine._needs import Condition
     from ._templates import render_runtime
@@ -543,6 +563,39 @@ def _condition(text: str, where: str) -> Any:
         return bool(render_runtime(text, context, where))
 
     return Condition(evaluate, (), text)
+
+
+def _located(file: str, nodes: list[Node], root: Node, error: DefinitionError) -> FlowFileError:
+    """``error`` about the tree, as an error of the flow file naming the line it is about."""
+    from .._engine._needs import NeedsError
+
+    if isinstance(error, NeedsError):
+        # Every problem with needs at once, each with its line.
+        node_of = {id(node.task): node for node in nodes}
+        located = []
+        for problem in error.problems:
+            node = node_of.get(id(problem.task), root)
+            key = "needs" if "needs" in node.key_lines else "if" if "if" in node.key_lines else None
+            located.append((node.key_lines[key] if key else node.line, key, problem.message))
+        line, key, message = located[0]
+        more = "".join(f"\n{file}:{other}: {text}" for other, _, text in located[1:])
+        return FlowFileError(message + more, file=file, line=line, key=key, **_facts_of(error))
+    # The node of the very task object the error is about: two tasks may
+    # share a name. See test_two_tasks_named_alike_errors_name_the_wrong_one.
+    about = next((node for node in nodes if node.task is error.task_definition), root)
+    return FlowFileError(
+        str(error), file=file, line=about.line, key=error.key or error.option, **_facts_of(error)
+    )
+
+
+def _facts_of(error: FlowError) -> dict[str, Any]:
+    """What an engine or plugin error is about, for the flow-file error made of it."""
+    return {
+        "task": error.task,
+        "task_definition": error.task_definition,
+        "option": error.option,
+        "value": error.value,
+    }
 
 
 def _runtime_keys(accepted: list[str]) -> set[str]:
@@ -574,35 +627,13 @@ def load(path: str | os.PathLike[str], **variables: Any) -> Task:
         context = await task.run()
     """
     check_flow_dependencies()
-    root = read_flow(path, variables).root.task
-    if variables:
-        _start_runs_with(root, variables)
+    loaded = read_flow(path, variables)
+    root = loaded.root.task
+    # A run of the tree starts with the variables, as `flow2 run` does; the
+    # caller's context wins: `await flow2.load(path, v=1).run()` and
+    # `flow2 run path v=1` see the same context.
+    root.starting_context = loaded.variables
     return root
-
-
-def _start_runs_with(root: Task, variables: Mapping[str, Any]) -> None:
-    """Make a run of ``root`` start with ``variables`` in its context, as ``flow2 run`` does.
-
-    Only where ``root`` is the run's root, and without replacing what the
-    caller's context already holds: ``await flow2.load(path, v=1).run()``
-    and ``flow2 run path v=1`` then see the same context.
-    """
-    from .._engine._context import current_run
-
-    process = root.process
-
-    async def process_with_variables(
-        context: Context | None = None, raises: bool = True
-    ) -> Context:
-        run = current_run.get()
-        if run is None or run.root is root:
-            if context is None:
-                context = run.context if run is not None else {}
-            for key, value in variables.items():
-                context.setdefault(key, value)
-        return await process(context, raises)
-
-    root.process = process_with_variables  # type: ignore[method-assign]
 
 
 def check_flow_dependencies() -> None:
@@ -617,7 +648,8 @@ def check_flow_dependencies() -> None:
     if missing:
         raise ConfigurationError(
             f"reading flow files needs {' and '.join(missing)}, not installed; "
-            f"install flow2[cli] (pip install 'flow2[cli]' from your clone or wheel)"
+            f"install flow2[cli] (pip install 'flow2[cli]' from your clone or wheel)",
+            value=", ".join(missing),
         )
 
 

@@ -69,14 +69,14 @@ class Plugin:
                 f"plugin {self.name!r} ({self.target}, from {self.distribution}) failed to "
                 f"import: {type(error).__name__}: {error}; reinstall or fix that distribution, "
                 f"or use another plugin",
-                self.name,
+                plugin=self.name,
             ) from error
         if not callable(loaded):
             raise PluginError(
                 f"plugin {self.name!r} ({self.target}, from {self.distribution}) is "
                 f"{type(loaded).__name__}, not a flow2.Task class; its entry point must name "
                 f"a Task subclass",
-                self.name,
+                plugin=self.name,
             )
         return loaded  # type: ignore[no-any-return]
 
@@ -118,7 +118,7 @@ def find_plugin(name: str, plugins: dict[str, Plugin] | None = None) -> Plugin:
     raise PluginError(
         f"no plugin named {name!r}; {hint}installed plugins: {installed} "
         f"(a distribution adds one with an entry point in the {ENTRY_POINT_GROUP!r} group)",
-        name,
+        plugin=name,
     )
 
 
@@ -211,7 +211,10 @@ def import_reference(task_name: str, reference: str) -> Any:
     if not colon or not module_name.strip() or not attribute_path.strip():
         raise DefinitionError(
             f"task {task_name!r}: callback={reference!r} is not 'package.module:function'; "
-            f"write e.g. callback: mypackage.tasks:build"
+            f"write e.g. callback: mypackage.tasks:build",
+            task=task_name,
+            option="callback",
+            value=reference,
         )
     try:
         target: Any = importlib.import_module(module_name.strip())
@@ -219,7 +222,10 @@ def import_reference(task_name: str, reference: str) -> Any:
         raise DefinitionError(
             f"task {task_name!r}: callback={reference!r}: module {module_name!r} cannot be "
             f"imported ({type(error).__name__}: {error}); install it or put its folder on "
-            f"PYTHONPATH"
+            f"PYTHONPATH",
+            task=task_name,
+            option="callback",
+            value=reference,
         ) from error
     for attribute in attribute_path.strip().split("."):
         try:
@@ -227,11 +233,17 @@ def import_reference(task_name: str, reference: str) -> Any:
         except AttributeError:
             raise DefinitionError(
                 f"task {task_name!r}: callback={reference!r}: {module_name!r} has no "
-                f"attribute {attribute_path!r}; check the name after the colon"
+                f"attribute {attribute_path!r}; check the name after the colon",
+                task=task_name,
+                option="callback",
+                value=reference,
             ) from None
     if not callable(target):
         raise TaskTypeError(
             f"task {task_name!r}: callback={reference!r} is {type(target).__name__}, "
-            f"not a function; name a function taking the context dict"
+            f"not a function; name a function taking the context dict",
+            task=task_name,
+            option="callback",
+            value=reference,
         )
     return target

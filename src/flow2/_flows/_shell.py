@@ -107,13 +107,19 @@ class ShellTask(Task):
         self.shell = _check_shell(name, shell, self.cmd)
         if cwd is not None and not isinstance(cwd, str | os.PathLike):
             raise DefinitionError(
-                f"task {name!r}: cwd={cwd!r} is not a path; use e.g. cwd: build/docs"
+                f"task {name!r}: cwd={cwd!r} is not a path; use e.g. cwd: build/docs",
+                task=name,
+                option="cwd",
+                value=cwd,
             )
         self.cwd = cwd
         self.env = _check_env(name, env)
         if isinstance(output_limit, bool) or not isinstance(output_limit, int) or output_limit < 0:
             raise DefinitionError(
-                f"task {name!r}: output_limit={output_limit!r} is not a whole number >= 0"
+                f"task {name!r}: output_limit={output_limit!r} is not a whole number >= 0",
+                task=name,
+                option="output_limit",
+                value=output_limit,
             )
         self.output_limit = output_limit
         if (
@@ -123,7 +129,10 @@ class ShellTask(Task):
             or kill_grace < 0
         ):
             raise DefinitionError(
-                f"task {name!r}: kill_grace={kill_grace!r} is not a number of seconds >= 0"
+                f"task {name!r}: kill_grace={kill_grace!r} is not a number of seconds >= 0",
+                task=name,
+                option="kill_grace",
+                value=kill_grace,
             )
         self.kill_grace = float(kill_grace)
 
@@ -235,7 +244,14 @@ class ShellTask(Task):
             raise
         if returncode != 0:
             message = _failure_message(self.command_line, returncode, stderr, stdout)
-            raise CommandError(message, returncode, stderr.text())
+            raise CommandError(
+                message,
+                returncode,
+                stderr.text(),
+                command=self.command_line,
+                task_definition=self,
+                value=returncode,
+            )
         return {"returncode": returncode, "stdout": stdout.text(), "stderr": stderr.text()}
 
     def _start_failure(self, error: OSError, arguments: list[str]) -> str:
@@ -494,11 +510,17 @@ def _check_command(name: str, cmd: object) -> str | list[str]:
             return [str(part) for part in cmd]
         raise DefinitionError(
             f"task {name!r}: cmd={cmd!r} has an argument that is not a string; "
-            f"quote each argument, e.g. cmd: ['python', '-m', 'pytest']"
+            f"quote each argument, e.g. cmd: ['python', '-m', 'pytest']",
+            task=name,
+            option="cmd",
+            value=cmd,
         )
     raise DefinitionError(
         f"task {name!r}: cmd={cmd!r} is not a command; give a command line "
-        f"(cmd: 'make test') or a non-empty argument list (cmd: ['make', 'test'])"
+        f"(cmd: 'make test') or a non-empty argument list (cmd: ['make', 'test'])",
+        task=name,
+        option="cmd",
+        value=cmd,
     )
 
 
@@ -508,14 +530,21 @@ def _check_env(name: str, env: object) -> dict[str, str]:
     if not isinstance(env, dict) or not all(isinstance(key, str) for key in env):
         raise DefinitionError(
             f"task {name!r}: env={env!r} is not a mapping of variable names to values; "
-            f"write e.g. env: {{PYTHONUNBUFFERED: '1'}}"
+            f"write e.g. env: {{PYTHONUNBUFFERED: '1'}}",
+            task=name,
+            option="env",
+            value=env,
         )
     checked = {}
     for key, value in env.items():
         if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
             raise DefinitionError(
                 f"task {name!r}: env[{key!r}]={value!r} is not a string; quote it, "
-                f"e.g. {key}: '{value}'"
+                f"e.g. {key}: '{value}'",
+                task=name,
+                option="env",
+                key=key,
+                value=value,
             )
         checked[key] = str(value)
     return checked

@@ -181,7 +181,16 @@ def hide_values(error: FlowFileError, values: frozenset[str]) -> FlowFileError:
     reason = _hide(error.reason, values)
     if reason == error.reason:
         return error
-    return FlowFileError(reason, file=error.file, line=error.line, key=error.key)
+    # The value is left out: it may be one of them.
+    return FlowFileError(
+        reason,
+        file=error.file,
+        line=error.line,
+        key=error.key,
+        task=error.task,
+        task_definition=error.task_definition,
+        option=error.option,
+    )
 
 
 def render_file(source: str, file: str, variables: Mapping[str, Any]) -> str:
@@ -398,7 +407,11 @@ def unsafe_attribute(value: object) -> str | None:
 
 
 def render_runtime(
-    value: Any, context: Mapping[str, Any], where: str, *, seconds: float | None = None
+    value: Any,
+    context: Mapping[str, Any],
+    where: Mapping[str, Any],
+    *,
+    seconds: float | None = None,
 ) -> Any:
     """``value`` with its run-time expressions evaluated against ``context``.
 
@@ -406,7 +419,8 @@ def render_runtime(
 
     :param value: a string, or lists and mappings of strings and other values
     :param context: the run's context: results so far and the variables
-    :param where: the file, line and key, for error messages
+    :param where: the facts of an error about it: ``file``, ``line``,
+        ``task_definition`` and ``option`` (the flow-file key)
     :param seconds: a shorter time limit (the task's timeout)
     :raises flow2.ExpressionError: when an expression fails (undefined name,
         error, limit exceeded)
@@ -420,21 +434,22 @@ def render_runtime(
         with deadline(limit):
             return _render_value(value, {**context, "context": context})
     except TemplateTimeout:
-        raise ExpressionError(
-            f"{where}: the ${{{{ … }}}} expression took longer than {limit:g} s, the "
+        reason = (
+            f"the ${{{{ … }}}} expression took longer than {limit:g} s, the "
             f"limit for an expression (the task's timeout, at most {TEMPLATE_SECONDS:g} s)"
-        ) from None
+        )
     except LimitExceeded as error:
-        raise ExpressionError(f"{where}: {error}") from None
+        reason = str(error)
     except jinja2.UndefinedError as error:
         known = ", ".join(sorted(context)) or "none yet"
-        raise ExpressionError(
-            f"{where}: {error.message} when the task started; results and variables "
+        reason = (
+            f"{error.message} when the task started; results and variables "
             f"available then: {known}; a task can only use the results of tasks that "
             f"finished before it (put it after them in a serial group)"
-        ) from None
+        )
     except Exception as error:
-        raise ExpressionError(f"{where}: {type(error).__name__}: {_message(error)}") from None
+        reason = f"{type(error).__name__}: {_message(error)}"
+    raise ExpressionError(reason, expression=value, **where) from None
 
 
 def _render_value(value: Any, names: dict[str, Any]) -> Any:
@@ -473,65 +488,111 @@ def _compiled_template(source: str) -> jinja2.Template:
     return _run_time_environment().from_string(source)
 
 
-def defer_options(
-    task: Task,
-    factory: Callable[..., Any],
-    name: str,
-    options: dict[str, Any],
-    deferred: dict[str, Any],
-    where: dict[str, str],
-    variables: Mapping[str, Any] | None = None,
-    hidden: frozenset[str] = frozenset(),
-) -> None:
-    """Make ``task`` evaluate the ``${{ … }}`` of ``deferred`` options when it starts.
+class RunTimeOptions:
+    """The options of a flow task that hold ``${{ … }}``, evaluated when it starts.
 
-    The plugin checked the options as written at load time; when the task
-    starts, a task built from the evaluated options does the work in its
-    place, under the same name, key and parent, so logs and results are the
-    task's own. The flow's ``variables`` are names too, under the context's
-    entries, so a tree from :func:`flow2.load` evaluates the same whether its
-    run got them in its context or not. ``hidden`` are environment values
-    read at load time, never quoted in an error.
+    It is the task's :attr:`~flow2.Task.stand_in`. The plugin checked the
+    options as written at load time; when the task starts, a task built from
+    the evaluated options does the work in its place, under the same name,
+    key and parent, so logs and results are the task's own. The flow's
+    ``variables`` are names too, under the context's entries, so a tree from
+    :func:`flow2.load` evaluates the same whether its run got them in its
+    context or not. ``hidden`` are environment values read at load time,
+    never quoted in an error.
+
+    :param factory: the plugin's task class (or factory)
+    :param name: the task's name
+    :param options: every option of the task, as written
+    :param deferred: the options holding ``${{ … }}``, as written
+    :param where: for each key, the facts of an error about it (``file``,
+        ``line``, ``task_definition``, ``option``)
     """
-    import asyncio
 
-    defaults = dict(variables or {})
+    def __init__(
+        self,
+        factory: Callable[..., Any],
+        name: str,
+        options: dict[str, Any],
+        deferred: dict[str, Any],
+        where: dict[str, dict[str, Any]],
+        variables: Mapping[str, Any] | None = None,
+        hidden: frozenset[str] = frozenset(),
+    ) -> None:
+        self.factory = factory
+        self.name = name
+        self.options = options
+        self.deferred = deferred
+        self.where = where
+        self.defaults = dict(variables or {})
+        self.hidden = hidden
 
-    def evaluate(names: dict[str, Any]) -> dict[str, Any]:
-        # The thread stops by itself at the task's timeout too.
-        seconds = task.timeout
-        return {
-            key: render_runtime(value, names, where[key], seconds=seconds)
-            for key, value in deferred.items()
-        }
+    def __repr__(self) -> str:
+        # What the run store digests: the expressions as written.
+        return f"RunTimeOptions({self.deferred!r})"
 
-    async def run_with_results(context: Context) -> Any:
+    async def run(self, task: Task, context: Context) -> Any:
+        """Evaluate the expressions, build the task from them, and run it.
+
+        :raises flow2.ExpressionError: when an expression fails, or the plugin
+            refuses what it evaluated to
+        """
+        import asyncio
+
         # A snapshot taken on the loop, evaluated in a worker thread: an
         # expression never blocks the other tasks, and the task's timeout
         # (which cancels this await) bounds it too; the deadline in
         # render_runtime stops the thread itself.
         # See tests/test_fuzz.py::test_a_slow_expression_does_not_block_a_sibling
-        names = {**defaults, **context}
+        names = {**self.defaults, **context}
         try:
-            evaluated = await asyncio.to_thread(evaluate, names)
+            evaluated = await asyncio.to_thread(self._evaluate, names, task.timeout)
         except ExpressionError as error:
-            raise ExpressionError(_hide(str(error), hidden)) from None
+            raise self._hidden(error) from None
         try:
-            worker = factory(name, **{**options, **evaluated})
+            worker = self.factory(self.name, **{**self.options, **evaluated})
         except FlowError as error:
-            raise ExpressionError(
-                _hide(
-                    f"{where[next(iter(deferred))]}: evaluated to an invalid value: {error}", hidden
+            key = error.option if error.option in self.deferred else next(iter(self.deferred))
+            raise self._hidden(
+                ExpressionError(
+                    f"evaluated to an invalid value: {error}",
+                    expression=self.deferred[key],
+                    **self.where[key],
                 )
             ) from None
         return await worker.run(context)
 
-    task.run = run_with_results  # type: ignore[method-assign]
+    def _evaluate(self, names: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+        # The thread stops by itself at the task's timeout too.
+        return {
+            key: render_runtime(value, names, self.where[key], seconds=seconds)
+            for key, value in self.deferred.items()
+        }
+
+    def _hidden(self, error: ExpressionError) -> ExpressionError:
+        """``error`` without the environment values read at load time."""
+        if not self.hidden:
+            return error
+        expression = error.expression
+        if isinstance(expression, str):
+            expression = _hide(expression, self.hidden)
+        return ExpressionError(
+            _hide(error.reason, self.hidden),
+            expression=expression,
+            task_definition=error.task_definition,
+            option=error.option,
+            file=error.file,
+            line=error.line,
+        )
+
+
+def defer_options(task: Task, options: RunTimeOptions) -> None:
+    """Make ``task`` evaluate the ``${{ … }}`` of its deferred options when it starts."""
+    task.stand_in = options
     # What the run store compares and reads (flow2._store): the expressions
     # as written, and the names they use, the only context keys the task reads.
-    task.runtime_options = dict(deferred)  # type: ignore[attr-defined]
+    task.runtime_options = dict(options.deferred)  # type: ignore[attr-defined]
     try:
-        names = frozenset(runtime_names(list(deferred.values())))
+        names = frozenset(runtime_names(list(options.deferred.values())))
     except Exception:  # malformed: the tree check reports it with its line
         names = frozenset({"context"})
     task.runtime_names = names  # type: ignore[attr-defined]

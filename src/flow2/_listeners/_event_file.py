@@ -71,18 +71,30 @@ def check_events_target(value: EventTarget, variable: str | None) -> EventTarget
     )
 
 
-def _check_path(path: str, source: str) -> None:
+def _check_path(path: str, source: str, *, variable: str | None = None) -> None:
+    option = None if variable is not None else "events"
     if not path.strip():
-        raise ConfigurationError(f"{source} is empty; give a file path such as 'events.jsonl'")
+        raise ConfigurationError(
+            f"{source} is empty; give a file path such as 'events.jsonl'",
+            variable=variable,
+            option=option,
+            file=path,
+        )
     if os.path.isdir(path):
         raise ConfigurationError(
             f"{source} is a directory; give a file path such as "
-            f"{os.path.join(path, 'events.jsonl')!r}"
+            f"{os.path.join(path, 'events.jsonl')!r}",
+            variable=variable,
+            option=option,
+            file=path,
         )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ConfigurationError(
-            f"{source}: the directory {parent!r} does not exist; create it or choose another path"
+            f"{source}: the directory {parent!r} does not exist; create it or choose another path",
+            variable=variable,
+            option=option,
+            file=path,
         )
 
 
@@ -198,7 +210,8 @@ class EventFile:
             except OSError as error:
                 raise ConfigurationError(
                     f"cannot open the events file {self.name!r}: "
-                    f"{error.strerror or error}; choose a writable path"
+                    f"{error.strerror or error}; choose a writable path",
+                    file=self.name,
                 ) from None
         else:
             self._stream = self.target

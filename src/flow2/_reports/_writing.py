@@ -33,7 +33,9 @@ def check_writable(target: str, what: str) -> None:
         problem = "cannot be written (permission denied)"
     else:
         return
-    raise ConfigurationError(f"the {what} path {target!r} {problem}; choose a writable file path")
+    raise ConfigurationError(
+        f"the {what} path {target!r} {problem}; choose a writable file path", file=target
+    )
 
 
 def write_text(text: str, target: str, what: str) -> None:
@@ -50,7 +52,8 @@ def write_text(text: str, target: str, what: str) -> None:
             stream.write(text)
     except OSError as error:
         raise ConfigurationError(
-            f"cannot write the {what} to {target!r}: {error.strerror}; choose a writable file path"
+            f"cannot write the {what} to {target!r}: {error.strerror}; choose a writable file path",
+            file=target,
         ) from None
 
 

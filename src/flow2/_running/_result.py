@@ -113,7 +113,7 @@ class RunResult:
         :raises flow2.RunFailed: carrying this result (``error.result``)
         """
         if not self.succeeded:
-            raise RunFailed(self)
+            raise RunFailed(result=self)
         return self
 
     def __str__(self) -> str:

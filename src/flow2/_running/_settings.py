@@ -492,7 +492,9 @@ def _store_keep(environ: Mapping[str, str]) -> int | None:
     except ValueError:
         keep = -1
     if keep < 0:
-        raise ConfigurationError(
+        from .._store._database import StoreError
+
+        raise StoreError(
             f"environment variable FLOW2_STORE_KEEP={raw!r} is not a whole number >= 0 "
             f"(0 keeps every run)",
             option="store_keep",

@@ -59,11 +59,14 @@ class StoreError(ConfigurationError):
     """The run store cannot be used: not writable, not a flow2 store, a newer
     schema, or a run reference that matches no run or several.
 
+    :param message: what is wrong and how to fix it
+    :param path: the store's database file (also :attr:`file`)
     :ivar path: the store's database file
     """
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, path: str | None = None, **facts: Any) -> None:
+        facts.setdefault("file", path)
+        super().__init__(message, **facts)
         self.path = path
 
 
