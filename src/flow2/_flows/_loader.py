@@ -549,7 +549,7 @@ class _Builder:
         if not as_a_run_would:
             return
         try:
-            validate_tree(root.task, context=self.variables)
+            validate_tree(root.task, context=dict(self.variables))
         except DefinitionError as error:
             raise _located(self.file, nodes, root, error) from None
 
