@@ -823,7 +823,7 @@ def _show_record(
         output.add_record(record, record_text(record))
         display.show_record(record)
 
-    from ._listeners._console import record_text
+    from ._listeners._text import record_text
 
     return show
 
