@@ -297,7 +297,7 @@ def check(case: Case, folder: Path, commands: tuple[str, ...] = COMMANDS) -> lis
 
 
 def _invoke(runner: Any, case: Case, path: Path, command: str) -> Outcome:
-    from flow2._cli._main import cli
+    from flow2._cli._app import cli
 
     extra = ["--display", "plain"] if command == "run" else []
     result = runner.invoke(

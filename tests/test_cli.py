@@ -248,7 +248,7 @@ def test_graph_of_nested_serial_groups_chains_their_ends(tmp_path: Path) -> None
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    from flow2._cli._main import main
+    from flow2._cli._app import main
 
     for command in ("run", "validate", "render", "show", "graph", "plugins"):
         with pytest.raises(SystemExit) as exited:
@@ -369,7 +369,7 @@ def test_commands_in_process(
     code: int,
     fragment: str,
 ) -> None:
-    from flow2._cli._main import main
+    from flow2._cli._app import main
 
     monkeypatch.setenv("NO_COLOR", "1")
     failing = write_flow(tmp_path, "plugin: shell\nname: Fail\ncmd: [python, -c, 'exit(3)']\n")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._listeners._console import PlainConsole, format_result, wants_color
+from flow2._listeners._console import PlainConsole
+from flow2._listeners._text import format_result, wants_color
 from tests.conftest import run
 
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import flow2
-from flow2._cli._main import cli
+from flow2._cli._app import cli
 
 from .conftest import run, write_flow
 from .fuzzing import PLANTED_NAME, PLANTED_VALUE, Case, check, describe, generate
@@ -71,11 +71,11 @@ def test_the_fuzzing_check_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # A loader that raises a raw exception is reported as a problem.
     from flow2._flows import _loader
 
-    def broken(*arguments: Any) -> Any:
+    def broken(*arguments: Any, **options: Any) -> Any:
         raise ValueError("raw")
 
     monkeypatch.setattr(_loader, "read_flow", broken)
-    monkeypatch.setattr("flow2._cli._main.read_flow", broken)
+    monkeypatch.setattr("flow2._cli._arguments.read_flow", broken)
     (outcome,) = check(Case(0, b"plugin: shell\ncmd: echo\n"), tmp_path, ("validate",))
     assert outcome.problem is not None and "ValueError" in outcome.problem
 

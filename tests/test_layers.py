@@ -102,3 +102,108 @@ def test_the_check_sees_an_upward_import(tmp_path: pathlib.Path) -> None:
         ]
     finally:
         module.unlink()
+
+
+# Inside a layer --------------------------------------------------------------------
+
+
+def _module_of(path: pathlib.Path) -> str:
+    """``flow2._listeners._console`` for ``…/flow2/_listeners/_console.py``."""
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+
+
+def import_circles(layer: str) -> list[list[str]]:
+    """Each import circle among the modules of ``layer``, as the path that closes it.
+
+    Every import counts, at any depth: lazy ones inside functions and those
+    under ``TYPE_CHECKING`` too, as in :func:`_imports`.
+    """
+    prefix = f"flow2.{layer}."
+    modules = {
+        _module_of(path): path
+        for path in sorted((PACKAGE / layer).glob("*.py"))
+        if path.name != "__init__.py"
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph[module] = {
+            target
+            for _, imported in _imports(path)
+            if imported.startswith(prefix)
+            for target in [".".join(imported.split(".")[:3])]
+            if target in modules and target != module
+        }
+    circles: list[list[str]] = []
+    finished: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in sorted(graph[module]):
+            if target in path:
+                circles.append([*path[path.index(target) :], target])
+            elif target not in finished:
+                visit(target, [*path, target])
+        finished.add(module)
+
+    for module in sorted(graph):
+        if module not in finished:
+            visit(module, [module])
+    return circles
+
+
+def test_no_import_circle_among_the_listeners() -> None:
+    assert import_circles("_listeners") == []
+
+
+def test_the_check_sees_an_import_circle() -> None:
+    # The check itself must be able to fail: two modules importing each other,
+    # one of them lazily inside a function. A one-way import is no circle.
+    module = PACKAGE / "_listeners" / "_circle_probe.py"
+    module.write_text(
+        "def probe():\n    from ._console import PlainConsole\n",
+        encoding="utf-8",
+    )
+    (PACKAGE / "_listeners" / "_circle_probe_back.py").write_text(
+        "from ._circle_probe import probe\n", encoding="utf-8"
+    )
+    try:
+        assert import_circles("_listeners") == []  # one way: no circle yet
+        module.write_text(
+            "def probe():\n    from ._circle_probe_back import probe\n", encoding="utf-8"
+        )
+        assert import_circles("_listeners") == [
+            [
+                "flow2._listeners._circle_probe",
+                "flow2._listeners._circle_probe_back",
+                "flow2._listeners._circle_probe",
+            ]
+        ]
+    finally:
+        module.unlink()
+        (PACKAGE / "_listeners" / "_circle_probe_back.py").unlink()
+
+
+#: The longest a module of the command line may be, in lines.
+MAX_CLI_LINES = 400
+
+
+def long_cli_modules() -> list[str]:
+    """``_cli/module.py: N lines`` for each command-line module over :data:`MAX_CLI_LINES`."""
+    return [
+        f"{path.relative_to(PACKAGE)}: {count} lines"
+        for path in sorted((PACKAGE / "_cli").rglob("*.py"))
+        for count in [len(path.read_text(encoding="utf-8").splitlines())]
+        if count > MAX_CLI_LINES
+    ]
+
+
+def test_no_command_line_module_is_longer_than_400_lines() -> None:
+    assert long_cli_modules() == []
+
+
+def test_the_check_sees_a_long_command_line_module() -> None:
+    module = PACKAGE / "_cli" / "_length_probe.py"
+    module.write_text("pass\n" * (MAX_CLI_LINES + 1), encoding="utf-8")
+    try:
+        assert long_cli_modules() == [f"_cli/_length_probe.py: {MAX_CLI_LINES + 1} lines"]
+    finally:
+        module.unlink()

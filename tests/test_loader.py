@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._cli._main import find_flow, user_flows_folder
+from flow2._cli._arguments import find_flow, user_flows_folder
 from flow2._flows._loader import read_flow
 
 from .conftest import run, write_flow

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import flow2
-from flow2._cli._main import cli
+from flow2._cli._app import cli
 
 from .conftest import run, write_flow
 

@@ -8,12 +8,8 @@ import os
 from typing import Any
 
 import flow2
-from flow2._listeners._summary import (
-    MAX_FAILURES_SHOWN,
-    MAX_FRAMES,
-    is_user_frame,
-    user_traceback,
-)
+from flow2._listeners._summary import MAX_FAILURES_SHOWN
+from flow2._listeners._text import MAX_FRAMES, is_user_frame, user_traceback
 from tests.conftest import run
 
 

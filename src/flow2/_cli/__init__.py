@@ -26,6 +26,6 @@ def main(arguments: list[str] | None = None) -> NoReturn:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    from ._main import main as run_command
+    from ._app import main as run_command
 
     run_command(arguments)

@@ -569,6 +569,8 @@ def _located(file: str, nodes: list[Node], root: Node, error: DefinitionError) -
     """``error`` about the tree, as an error of the flow file naming the line it is about."""
     from .._engine._needs import NeedsError
 
+    if isinstance(error, FlowFileError):
+        return error  # located already
     if isinstance(error, NeedsError):
         # Every problem with needs at once, each with its line.
         node_of = {id(node.task): node for node in nodes}

@@ -26,15 +26,22 @@ stop a job printing nothing for minutes do not stop a long run.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
+from ._text import (
+    WORDS,
+    describe_error,
+    format_elapsed,
+    format_result,
+    record_text,
+    wants_color,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,17 +53,7 @@ if TYPE_CHECKING:
     from ._secrets import SecretMasker
 
 
-#: The word each status prints as, padded so names line up.
-WORDS = {
-    Status.RUNNING: "STARTING",
-    Status.RETRYING: "RETRYING",
-    Status.SUCCEEDED: "SUCCESS",
-    Status.PARTIAL: "PARTIAL",
-    Status.FAILED: "FAILED",
-    Status.SKIPPED: "SKIPPED",
-    Status.CANCELLED: "CANCELLED",
-    Status.REUSED: "REUSED",
-}
+#: Status words are padded to this width, so that task names line up.
 _WIDTH = max(map(len, WORDS.values())) + 1
 
 #: ANSI SGR codes of each status's color.
@@ -71,24 +68,12 @@ COLORS = {
     Status.REUSED: "36",  # cyan: taken from an earlier run
 }
 
-#: Longest result shown under SUCCESS, in lines.
-MAX_RESULT_LINES = 40
 #: Seconds a line may wait in the stream's buffer before it is flushed.
 FLUSH_DELAY = 0.05
 #: In quiet mode, the longest time (seconds) between two lines of a run.
 HEARTBEAT_INTERVAL = 60.0
 #: Lines of one task's output held for its GitHub Actions group (the last ones).
 MAX_GROUP_LINES = 10_000
-
-
-def wants_color(stream: TextIO) -> bool:
-    """Color when ``stream`` is a terminal.
-
-    ``NO_COLOR``, ``FORCE_COLOR`` and ``TERM=dumb`` are read with the run's
-    settings, which pass ``color=`` when they decide.
-    """
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 _STARTING, _RETRYING, _SUCCEEDED, _PARTIAL = (
@@ -456,17 +441,6 @@ class StreamWriter:
             self._closed.wait(FLUSH_DELAY)
 
 
-def format_elapsed(seconds: float) -> str:
-    """``45s``, ``2m05s``, ``1h02m``."""
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def _annotation(text: str, *, property_value: bool = False) -> str:
     """``text`` escaped for a GitHub Actions workflow command."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -475,108 +449,5 @@ def _annotation(text: str, *, property_value: bool = False) -> str:
     return text
 
 
-def record_text(record: logging.LogRecord) -> str:
-    """A record's message, with its exception's traceback when it has one."""
-    text = record.getMessage()
-    if record.exc_info:
-        if not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        text = f"{text}\n{record.exc_text}"
-    elif record.stack_info:
-        text = f"{text}\n{record.stack_info}"
-    return text
-
-
 def _count(failed: int) -> str:
     return f"{failed} task" if failed == 1 else f"{failed} tasks"
-
-
-def describe_error(error: BaseException) -> str:
-    """``'ValueError: message'``, or the type alone when the message is empty.
-
-    An exception whose ``__str__`` raises (even an exception of its own
-    type) is described as such: a listener never fails on it.
-    """
-    name = type(error).__name__
-    message = error_message(error)
-    return f"{name}: {message}" if message else name
-
-
-def error_message(error: BaseException) -> str:
-    """``str(error)``, or a note saying it cannot be shown when its ``__str__`` raises."""
-    try:
-        return str(error)
-    except Exception as problem:
-        return f"(its message cannot be shown: its __str__ raised {_type_of(problem)})"
-
-
-def _type_of(problem: BaseException) -> str:
-    # __name__ of a class is a plain attribute: reading it cannot run user code.
-    return type(problem).__name__
-
-
-def format_result(value: Any, *, max_lines: int = MAX_RESULT_LINES) -> str:
-    """Render a result readably, YAML-like, indented by two spaces, at most ``max_lines``.
-
-    A result whose ``repr``, ``str`` or iteration raises is shown as a line
-    saying so: a listener never fails on it.
-    """
-    try:
-        return _format_lines(value, max_lines)
-    except Exception as problem:
-        return (
-            f"  (a {type(value).__name__} that cannot be shown: showing it raised "
-            f"{_type_of(problem)})"
-        )
-
-
-def _format_lines(value: Any, max_lines: int) -> str:
-    # Only the lines shown are formatted: a result of a million items must
-    # not hold the event loop while lines nobody sees are built.
-    lines = list(itertools.islice(_lines(value, 1), max_lines + 1))
-    if len(lines) > max_lines:
-        lines[max_lines] = "  … more lines not shown"
-    return "\n".join(lines)
-
-
-def _lines(value: Any, depth: int) -> Any:
-    indent = "  " * depth
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            if _is_nested(item):
-                yield f"{indent}{key}:"
-                yield from _lines(item, depth + 1)
-            else:
-                yield f"{indent}{key}: {_scalar(item)}"
-    elif isinstance(value, list | tuple | set | frozenset) and value:
-        for item in value:
-            if _is_nested(item):
-                yield f"{indent}-"
-                yield from _lines(item, depth + 1)
-            else:
-                yield f"{indent}- {_scalar(item)}"
-    elif isinstance(value, str) and "\n" in value:
-        for line in value.splitlines():
-            yield f"{indent}{line}"
-    else:
-        yield f"{indent}{_scalar(value)}"
-
-
-def _is_nested(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\n" in value
-    return isinstance(value, dict | list | tuple | set | frozenset) and bool(value)
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value if value.strip() == value and value else repr(value)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dict | list | tuple | set | frozenset):
-        return "{}" if isinstance(value, dict) else "[]"
-    return repr(value)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
-from ._console import error_message
+from ._text import error_message, user_traceback
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -114,8 +114,6 @@ def _traceback(status: Status, error: BaseException | None) -> str | None:
     """The user's frames of a failure, as the summary prints them (never local variables)."""
     if error is None or (status is not Status.FAILED and status is not Status.RETRYING):
         return None
-    from ._summary import user_traceback
-
     return "\n".join(user_traceback(error)) or None
 
 

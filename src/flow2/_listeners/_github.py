@@ -13,8 +13,8 @@ import os
 from typing import TYPE_CHECKING
 
 from .._engine._events import RunEvent
-from ._console import describe_error
-from ._summary import OUTPUT_LINES, SummaryListener, user_traceback
+from ._summary import OUTPUT_LINES, SummaryListener
+from ._text import describe_error, user_traceback
 
 if TYPE_CHECKING:
     from .._engine._events import Event

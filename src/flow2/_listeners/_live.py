@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, TextIO
 from rich.cells import cell_len, set_cell_size
 
 from .._engine._events import RunEvent, Status, TaskEvent
-from ._console import describe_error, format_result, record_text, wants_color
 from ._settings import Verbosity
+from ._text import MARKS, describe_error, format_result, record_text, wants_color
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -67,16 +67,16 @@ MAX_PENDING_LINES = 10_000
 #: A line printed above the tree is cut after this many screen rows.
 MAX_ROWS_PER_LINE = 4
 
-#: Each finished or waiting status's mark and color (an SGR code).
-MARKS = {
-    Status.PENDING: ("·", "2"),
-    Status.RETRYING: ("↻", "1;33"),
-    Status.SUCCEEDED: ("✓", "32"),
-    Status.REUSED: ("↺", "36"),
-    Status.PARTIAL: ("!", "1;33"),
-    Status.FAILED: ("✗", "1;31"),
-    Status.SKIPPED: ("-", "2"),
-    Status.CANCELLED: ("⊘", "35"),
+#: The color (an SGR code) of each finished or waiting status's mark.
+MARK_COLORS = {
+    Status.PENDING: "2",
+    Status.RETRYING: "1;33",
+    Status.SUCCEEDED: "32",
+    Status.REUSED: "36",
+    Status.PARTIAL: "1;33",
+    Status.FAILED: "1;31",
+    Status.SKIPPED: "2",
+    Status.CANCELLED: "35",
 }
 _ACTIVE = (Status.RUNNING, Status.RETRYING)
 # Module constants: _record runs for every event, and a class attribute
@@ -557,7 +557,7 @@ class LiveView:
         if status is _RUNNING:
             mark, color = SPINNER[self._frame_count % len(SPINNER)], "33"
         else:
-            mark, color = MARKS[status]
+            mark, color = MARKS[status], MARK_COLORS[status]
         details = []
         total = self._total(task)
         counts = self._counts.get(task)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._logger import logger, tasks_logger
-from ._console import WORDS, describe_error
+from ._text import WORDS, describe_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable

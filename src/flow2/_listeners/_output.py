@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .._engine._context import current_record
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
-from ._console import describe_error
 from ._files import make_private_directory, open_private
+from ._text import describe_error, user_traceback
 
 if TYPE_CHECKING:
     import asyncio
@@ -176,8 +176,6 @@ class TaskOutput:
             # A failed task's log file ends with its error, so every failure
             # has a file to point at.
             if event.task.stores_result or not event.failed_count:
-                from ._summary import user_traceback
-
                 text = "\n".join([f"FAILED: {describe_error(error)}", *user_traceback(error)])
                 self._write_file(record, state, self.masker.mask(text) + "\n")
         if state.tail:

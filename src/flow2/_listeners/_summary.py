@@ -24,9 +24,10 @@ errors are listed once with every task that raised them. The counts are of
 leaf tasks (groups are not counted). "Slowest" lists finished tasks, groups
 as well as leaves, leaving out a group that one of its listed tasks explains.
 
-A traceback keeps only the user's frames: flow2's own, asyncio's and the
-thread pool's are left out. Local variables are never printed — they leak
-tokens and passwords into CI logs — and every secret is masked.
+A traceback keeps only the user's frames (:func:`._text.user_traceback`):
+flow2's own, asyncio's and the thread pool's are left out. Local variables
+are never printed — they leak tokens and passwords into CI logs — and every
+secret is masked.
 
 The listener keeps only counters, the failures and a small heap of the
 slowest tasks, so it costs O(1) per event on runs of 100,000 tasks.
@@ -34,23 +35,24 @@ slowest tasks, so it costs O(1) per event on runs of 100,000 tasks.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import heapq
 import itertools
 import os
 import sys
-import threading
-import traceback
 from typing import TYPE_CHECKING, TextIO
 
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
-from ._console import describe_error, wants_color
 from ._settings import Verbosity
+from ._text import (
+    VERDICTS,
+    describe_error,
+    format_duration,
+    short_path,
+    user_traceback,
+    wants_color,
+)
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._engine._events import Event
     from .._engine._run import Run
     from .._engine._state import TaskRun
@@ -63,10 +65,6 @@ SLOWEST_COUNT = {Verbosity.QUIET: 0, Verbosity.NORMAL: 5, Verbosity.VERBOSE: 10}
 MAX_FAILURES_SHOWN = 20
 #: Skipped tasks listed with their reason (the first ones).
 MAX_SKIPPED_SHOWN = 10
-#: User frames shown per traceback (the innermost ones).
-MAX_FRAMES = 12
-#: How many causes (``raise ... from``) are followed.
-MAX_CAUSES = 3
 
 #: How much of a failed task's output the summary quotes, in lines (the last ones).
 OUTPUT_LINES = 20
@@ -79,93 +77,12 @@ _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
 )
 _NOT_FINISHED = (Status.SKIPPED, Status.CANCELLED)
 _COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
-_HEADLINE_WORDS = {
-    Status.SUCCEEDED: "succeeded",
-    Status.PARTIAL: "finished with failures",
-    Status.FAILED: "failed",
-    Status.CANCELLED: "was cancelled",
-}
 _HEADLINE_COLORS = {
     Status.SUCCEEDED: "32;1",
     Status.PARTIAL: "33;1",
     Status.FAILED: "31;1",
     Status.CANCELLED: "35;1",
 }
-
-
-def _internal_directories() -> tuple[str, ...]:
-    """Directories whose frames are machinery, not the user's code."""
-    paths = [
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the flow2 package
-        os.path.dirname(os.path.abspath(asyncio.__file__)),
-        os.path.dirname(os.path.abspath(concurrent.futures.__file__)),
-    ]
-    return tuple(path + os.sep for path in paths)
-
-
-_INTERNAL_DIRECTORIES = _internal_directories()
-_INTERNAL_FILES = frozenset({os.path.abspath(threading.__file__)})
-
-
-def is_user_frame(filename: str) -> bool:
-    """False for frames of flow2, asyncio and the thread pool; True otherwise."""
-    path = os.path.abspath(filename)
-    return not path.startswith(_INTERNAL_DIRECTORIES) and path not in _INTERNAL_FILES
-
-
-def user_traceback(error: BaseException) -> list[str]:
-    """The lines of ``error``'s traceback through the user's own frames, without locals.
-
-    Causes (``raise ... from``, or an exception raised while handling
-    another) follow, each with its own user frames.
-    """
-    lines: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = error
-    for depth in range(MAX_CAUSES + 1):
-        if current is None or id(current) in seen:
-            break
-        seen.add(id(current))
-        cancelled = isinstance(current, asyncio.CancelledError)
-        frames = _frames(current.__traceback__, "where it was cancelled" if cancelled else "")
-        # A cause with neither a message nor a frame of the user's (the
-        # TimeoutError inside a timeout) says nothing: leave it out.
-        if (
-            depth
-            and not cancelled
-            and (frames or describe_error(current) != type(current).__name__)
-        ):
-            lines.append(f"Caused by {describe_error(current)}")
-        lines.extend(frames)
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
-    return lines
-
-
-def _frames(tb: TracebackType | None, where: str = "") -> list[str]:
-    # capture_locals stays False: a frame's variables never reach the output.
-    frames = [frame for frame in traceback.extract_tb(tb) if is_user_frame(frame.filename)]
-    if not frames:
-        return []
-    lines = [f"Traceback (your code, {where or 'most recent call last'}):"]
-    if len(frames) > MAX_FRAMES:
-        lines.append(f"  … {len(frames) - MAX_FRAMES} earlier frames")
-        frames = frames[-MAX_FRAMES:]
-    for frame in frames:
-        lines.append(f'  File "{_short(frame.filename)}", line {frame.lineno}, in {frame.name}')
-        if frame.line:
-            lines.append(f"    {frame.line.strip()}")
-    return lines
-
-
-def _short(filename: str) -> str:
-    """``filename`` relative to the working directory when it is inside it."""
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive, on Windows
-        return filename
-    return filename if relative.startswith(os.pardir) else relative
 
 
 class Failure:
@@ -188,7 +105,7 @@ class SummaryListener:
     """An event listener that prints the run's summary when the run ends.
 
     :param stream: where to write; ``sys.stdout`` (as it is when the run starts) when None
-    :param color: force color on or off; decided by :func:`flow2._console.wants_color`
+    :param color: force color on or off; decided by :func:`flow2._listeners._text.wants_color`
         when None
     :param verbosity: quiet prints the failures and the verdict only
     :param masker: masks secrets in everything printed
@@ -279,7 +196,7 @@ class SummaryListener:
             for counted in _COUNTED
             if counted is not Status.REUSED or self.counts[counted]
         )
-        word = _HEADLINE_WORDS.get(status, status.value)
+        word = VERDICTS.get(status, status.value)
         return f"{event.run.root.name} {word} in {format_duration(event.duration or 0)}: {counts}"
 
     def format(self, event: RunEvent) -> str:
@@ -304,7 +221,9 @@ class SummaryListener:
             )
         directory = self._log_directory()
         if directory is not None:
-            lines.append(f"Logs: {_short(str(directory))}{os.sep} (one file per task that printed)")
+            lines.append(
+                f"Logs: {short_path(str(directory))}{os.sep} (one file per task that printed)"
+            )
         status = event.status
         verdict = self.verdict(event)
         name, _, counts = verdict.rpartition(": ")
@@ -390,7 +309,7 @@ class SummaryListener:
         if self.output is None:
             return None
         path = self.output.log_file_of(failure.record)
-        return _short(str(path)) if path is not None and path.exists() else None
+        return short_path(str(path)) if path is not None and path.exists() else None
 
     def _log_directory(self) -> str | None:
         if self.output is None or self.output.log_directory is None:
@@ -402,20 +321,7 @@ class SummaryListener:
         places = []
         directory = self._log_directory()
         if directory is not None:
-            places.append(f"each in its log file under {_short(directory)}")
+            places.append(f"each in its log file under {short_path(directory)}")
         if self.events:
             places.append(f"all in the event file {self.events}")
         return "; ".join(places)
-
-
-def format_duration(seconds: float) -> str:
-    """``0.42s``, ``12.3s``, ``2m05s``, ``1h02m``: short, yet exact enough for the size."""
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

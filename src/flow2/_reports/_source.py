@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING
 
+from .._listeners import _text
 from .._listeners._secrets import SecretMasker
 from ._model import RunRecord
 
@@ -15,27 +16,16 @@ if TYPE_CHECKING:
 
 ReportSource = RunRecord | str | os.PathLike[str]
 
-#: How a run's status reads in a report's verdict.
+#: How a run's status reads in a report's verdict: the summary's words, and
+#: what only a record can say (a run whose record stops before its end).
 VERDICTS = {
-    "succeeded": "succeeded",
-    "partial": "finished with failures",
-    "failed": "failed",
-    "cancelled": "was cancelled",
+    **{status.value: word for status, word in _text.VERDICTS.items()},
     "interrupted": "was interrupted (its record stops before the end)",
 }
 
-#: The status marks of the console, reused in the text reports.
-MARKS = {
-    "succeeded": "✓",
-    "partial": "!",
-    "failed": "✗",
-    "skipped": "-",
-    "cancelled": "⊘",
-    "reused": "↺",
-    "running": "…",
-    "retrying": "↻",
-    "pending": "·",
-}
+#: The status marks of the live view, reused in the text reports (``report.js``
+#: keeps a copy of them for the HTML report's tree).
+MARKS = {status.value: mark for status, mark in _text.MARKS.items()}
 
 
 def record_of(source: ReportSource, run: str = "last") -> RunRecord:

@@ -143,7 +143,7 @@ def _show_record(
     output: TaskOutput, display: PlainConsole | LiveView
 ) -> Callable[[logging.LogRecord], None]:
     """What the task record router calls: keep the record with the task's output, show it."""
-    from .._listeners._console import record_text
+    from .._listeners._text import record_text
 
     def show(record: logging.LogRecord) -> None:
         output.add_record(record, record_text(record))

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import Status
-from .._listeners._console import WORDS
+from .._listeners._text import WORDS
 from ._schema import COUNTED
 from ._values import JSON
 

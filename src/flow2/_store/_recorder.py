@@ -37,8 +37,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
-from .._listeners._console import error_message
-from .._listeners._summary import user_traceback
+from .._listeners._text import error_message, user_traceback
 from ._database import RUNNING
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert

@@ -1,0 +1,57 @@
+"""The ``flow2`` command: run, check and draw YAML flows, list plugins, see and resume runs.
+
+Exit codes: 0 everything succeeded, 1 a task failed, 2 a usage or definition
+error (nothing ran), 128 + the signal's number when a signal stopped the run
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+
+The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
+:mod:`._runs` (runs and its subcommands), :mod:`._report` (report),
+:mod:`._inspect` (validate, render, show, graph, plugins); what they share,
+reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import click
+
+from ._inspect import graph, plugins, render, show, validate
+from ._report import report
+from ._resume import resume
+from ._run import run
+from ._runs import runs
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
+    "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
+    commands=[run, resume, runs, report, validate, render, show, graph, plugins],
+)
+@click.version_option(package_name="flow2", prog_name="flow2")
+def cli() -> None:
+    """Run workflows written as YAML files: serial and parallel tasks, shell commands,
+    Python callbacks and plugins. See docs/flows.md for the file format."""
+    import_from_working_directory()
+
+
+def import_from_working_directory() -> None:
+    """Let ``callback: module:function`` find modules in the working directory.
+
+    ``python -m flow2`` has the working directory first on ``sys.path``; the
+    ``flow2`` console script has its own ``bin`` folder there instead. Both
+    commands find the same callbacks with this.
+    """
+    folder = os.getcwd()
+    if "" not in sys.path and folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def main(arguments: list[str] | None = None) -> NoReturn:
+    """The console script's entry point."""
+    cli.main(args=arguments, prog_name="flow2")
+    raise AssertionError("click exits")  # pragma: no cover

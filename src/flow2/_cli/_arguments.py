@@ -1,0 +1,271 @@
+"""What the commands share: how they read FLOW, VARIABLE=VALUE, the store and RUN.
+
+A FLOW is a path or a name looked up in the flow folders; VARIABLE=VALUE
+keeps its text unless it reads back as the same number or boolean; the run
+store is ``--store``, else ``$FLOW2_STORE``, else ``.flow2``; a RUN is an id,
+a unique prefix of one, or ``last``. Every problem with them is a
+:class:`UsageProblem`: one message, exit code 2, nothing ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .._engine._exceptions import DefinitionError
+from .._flows._loader import LoadedFlow, read_flow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._store._database import Store, StoredRun
+
+_Command = TypeVar("_Command", bound="Callable[..., Any]")
+
+#: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
+USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
+FLOW_EXTENSIONS = (".yml", ".yaml")
+
+#: Where ``flow2 run`` writes each task's log file (``{run_id}``: the run's id), in
+#: the run store's directory: ``runs/<run id>/logs/`` beside its records.
+LOG_FOLDER = os.path.join("runs", "{run_id}", "logs")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: The epilog of every command taking FLOW and VARIABLE=VALUE.
+FLOW_HELP = (
+    "FLOW is a path to a YAML file, or a name looked up as NAME, NAME.yml or NAME.yaml in "
+    "./.flow2/flows/ then in $XDG_CONFIG_HOME/flow2/flows/ (~/.config/flow2/flows/). "
+    "Each VARIABLE is key=value; a value keeps its text unless it reads back as the same "
+    "number or boolean: n=3 and ratio=0.5 are numbers, debug=true a boolean, version=1.10, "
+    "mode=0755 and answer=on stay text; tags=[a,b] is a list."
+)
+
+
+class UsageProblem(click.ClickException):
+    """A usage or definition error: printed as one message, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
+    """``("n=3", "version=1.10")`` → ``{"n": 3, "version": "1.10"}``.
+
+    A value keeps its text unless it reads back as exactly the same number
+    or boolean (see :mod:`flow2._flows._variables`).
+
+    :raises UsageProblem: on an assignment without ``=``, a bad name or an unreadable list
+    """
+    from .._flows._variables import VariableError, parse_assignment
+
+    variables: dict[str, Any] = {}
+    for assignment in assignments:
+        try:
+            key, value = parse_assignment(assignment)
+        except VariableError as error:
+            raise UsageProblem(str(error)) from None
+        variables[key] = value
+    return variables
+
+
+def load_flow(
+    flow: str, assignments: tuple[str, ...], *, for_a_run: bool = False
+) -> tuple[LoadedFlow, dict[str, Any]]:
+    """The flow ``flow`` names, read with the variables of ``assignments``, and those variables.
+
+    :param for_a_run: leave the tree's check to the run (see :func:`read_flow`)
+    :raises UsageProblem: when there is no such flow or it is not a valid one
+    """
+    variables = parse_variables(assignments)
+    try:
+        return read_flow(find_flow(flow), variables, for_a_run=for_a_run), variables
+    except DefinitionError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def user_flows_folder() -> Path:
+    """The user's flow folder: ``$XDG_CONFIG_HOME/flow2/flows``, else ``~/.config/flow2/flows``."""
+    base = os.environ.get(USER_FLOWS_VARIABLE)
+    root = Path(base) if base else Path.home() / ".config"
+    return root / "flow2" / "flows"
+
+
+def flow_folders() -> list[Path]:
+    """The folders a flow name is looked up in, in order."""
+    return [Path(".flow2") / "flows", user_flows_folder()]
+
+
+def find_flow(reference: str) -> Path:
+    """The file of the flow ``reference``: a path, or a name in the flow folders.
+
+    :raises flow2.DefinitionError: when there is no such file or flow
+    """
+    path = Path(reference)
+    if path.is_file():
+        return path
+    looks_like_path = os.sep in reference or "/" in reference or path.suffix in FLOW_EXTENSIONS
+    if not looks_like_path:
+        for folder in flow_folders():
+            for candidate in (
+                folder / reference,
+                *(folder / (reference + extension) for extension in FLOW_EXTENSIONS),
+            ):
+                if candidate.is_file():
+                    return candidate
+    if looks_like_path or path.exists():
+        raise DefinitionError(f"{reference}: no such flow file")
+    available = sorted(
+        {
+            candidate.stem
+            for folder in flow_folders()
+            if folder.is_dir()
+            for candidate in folder.iterdir()
+            if candidate.suffix in FLOW_EXTENSIONS
+        }
+    )
+    where = " then ".join(str(folder) for folder in flow_folders())
+    listed = ", ".join(available) if available else "none"
+    raise DefinitionError(
+        f"no flow file {reference!r} and no flow named {reference!r} in {where}; "
+        f"flows there: {listed}"
+    )
+
+
+def store_option(command: _Command) -> _Command:
+    """The ``--store DIR`` option of the commands that read or write the run store."""
+    return click.option(
+        "--store",
+        "store",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The run store directory. Default: $FLOW2_STORE, else .flow2 in the working "
+        "directory.",
+    )(command)
+
+
+def run_options(command: _Command) -> _Command:
+    """The options of the commands that run a flow (run, resume)."""
+    options = [
+        click.option(
+            "--display",
+            type=click.Choice(["auto", "live", "plain", "none"]),
+            default=None,
+            help="How the run shows itself: the live tree on a terminal (auto), live, one line "
+            "per event (plain) or nothing. Default: $FLOW2_DISPLAY, else auto.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="Print only failures, retries and a short summary."
+        ),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Print debug records and whole task paths."
+        ),
+        click.option(
+            "--events",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Append every event as a JSON line to this file. Default: $FLOW2_EVENTS.",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help="When a signal (Ctrl-C, SIGTERM, SIGHUP) stops the run: seconds commands and "
+            "worker processes get between SIGTERM and SIGKILL (a second signal kills at once). "
+            "Default: $FLOW2_GRACE, else 5.",
+        ),
+        click.option(
+            "--report",
+            "report",
+            metavar="FILE.html",
+            default=None,
+            help="Write the HTML report (timeline, tree, failures) to this file when the run "
+            "ends, however it ends.",
+        ),
+        click.option(
+            "--otel",
+            is_flag=True,
+            default=None,
+            help="Emit OpenTelemetry spans (needs flow2[otel]). Default: $FLOW2_OTEL.",
+        ),
+        store_option,
+        click.option("--no-store", is_flag=True, help="Do not record the run in the run store."),
+        click.option(
+            "--log-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Write each task's output to a file of its own in this directory ({run_id} is "
+            "replaced by the run's id). Default: $FLOW2_LOG_DIR, else runs/{run_id}/logs in "
+            "the run store's directory (.flow2).",
+        ),
+        click.option("--no-log-files", is_flag=True, help="Write no per-task log files."),
+        click.option(
+            "--pickle-results",
+            is_flag=True,
+            help="Store results that JSON cannot hold exactly as pickles, and load them when "
+            "resuming (only for a store you trust: loading a pickle can run code).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def chosen_store(option: str | None) -> Path:
+    """The run store's directory: ``--store``, else ``$FLOW2_STORE``, else ``.flow2``."""
+    from .._store._database import store_directory
+
+    directory = store_directory(option if option is not None else True, os.environ)
+    assert directory is not None
+    return directory
+
+
+def open_store(directory: Path) -> tuple[Store, Any]:
+    """The run store in ``directory`` and a connection to it.
+
+    :raises UsageProblem: when the store cannot be opened (newer, damaged, not writable)
+    """
+    from .._store._database import Store, StoreError
+
+    store = Store(directory)
+    try:
+        return store, store.connect()
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def find_run(directory: Path, reference: str) -> StoredRun:
+    """The run ``reference`` names (an id, a unique prefix of one, or ``last``).
+
+    :raises UsageProblem: when the store has no such run, or several runs match
+    """
+    from .._store._database import StoreError
+
+    store, connection = open_store(directory)
+    try:
+        return store.find_run(connection, reference)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        connection.close()
+
+
+def log_directory(option: str | None, no_log_files: bool, store: str | None) -> str | None:
+    """Where ``flow2 run`` writes the task log files: ``--log-dir``, ``FLOW2_LOG_DIR``,
+    else ``runs/{run_id}/logs`` in the run store's directory (``.flow2``)."""
+    if no_log_files:
+        return None
+    if option is not None:
+        return option
+    from_environment = os.environ.get("FLOW2_LOG_DIR")
+    if from_environment:
+        return from_environment
+    return os.path.join(os.path.relpath(chosen_store(store)), LOG_FOLDER)

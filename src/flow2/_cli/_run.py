@@ -1,0 +1,281 @@
+"""``flow2 run``: run a flow file, or print a dry run's plan.
+
+:func:`run_flow` runs a loaded flow with the command's options and returns
+the exit code (``flow2 resume`` runs through it too); :func:`print_plan`
+prints what a run would do and runs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from .._engine._exceptions import ConfigurationError, DefinitionError, FlowError
+from ._arguments import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    FLOW_HELP,
+    UsageProblem,
+    chosen_store,
+    load_flow,
+    log_directory,
+    run_options,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .._flows._loader import LoadedFlow
+
+
+@click.command(epilog=FLOW_HELP)
+@click.argument("flow")
+@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Resume the latest recorded run of FLOW: reuse the tasks that succeeded in it "
+    "and whose definition and inputs are unchanged; run the rest (docs/store.md).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="TASK",
+    help="Run only TASK (a result key or a group's path such as release/checks) and what "
+    "it needs; repeat it or separate with commas for several.",
+)
+@click.option(
+    "--skip", multiple=True, metavar="TASK", help="Leave TASK out; repeat it for several."
+)
+@click.option("--until", metavar="TASK", help="Stop after TASK (and run what it needs).")
+@click.option(
+    "--from",
+    "start_from",
+    metavar="TASK",
+    help="Start at TASK, taking the results of the tasks before it from the latest recorded "
+    "run of FLOW in the run store.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
+)
+@run_options
+def run(
+    flow: str,
+    variables: tuple[str, ...],
+    resume: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    until: str | None,
+    start_from: str | None,
+    dry_run: bool,
+    display: str | None,
+    quiet: bool,
+    verbose: bool,
+    events: str | None,
+    grace: float | None,
+    report: str | None,
+    otel: bool | None,
+    store: str | None,
+    no_store: bool,
+    pickle_results: bool,
+    log_dir: str | None,
+    no_log_files: bool,
+) -> None:
+    """Run FLOW with the given variables.
+
+    The variables fill the templates and are the run's first context
+    entries, so tasks (and ${{ … }} expressions) can read them too. Every
+    run is recorded in the run store (see `flow2 runs`) unless --no-store.
+    """
+    if quiet and verbose:
+        raise UsageProblem("--quiet and --verbose contradict each other; choose one")
+    if no_store and (resume or store is not None or start_from is not None):
+        contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
+        raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
+    try:
+        loaded, values = load_flow(flow, variables, for_a_run=True)
+    except KeyboardInterrupt:
+        # Ctrl-C while a callback's module imports: the documented 130, not
+        # click's generic "Aborted!" and 1.
+        click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    verbosity = "quiet" if quiet else "verbose" if verbose else None
+    selection: dict[str, Any] = {
+        "only": _split(only),
+        "skip": _split(skip),
+        "until": until,
+        "start_from": start_from,
+    }
+    if dry_run:
+        sys.exit(
+            print_plan(
+                loaded,
+                values,
+                selection,
+                store=False if no_store else chosen_store(store),
+                resume=resume,
+                pickle_results=pickle_results,
+            )
+        )
+    exit_with(
+        run_flow(
+            loaded,
+            values,
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            grace=grace,
+            report=report,
+            tracing=otel or None,
+            store=False if no_store else chosen_store(store),
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
+            log_dir=log_directory(log_dir, no_log_files, store),
+            **selection,
+        )
+    )
+
+
+def _split(references: tuple[str, ...]) -> list[str]:
+    return [part.strip() for reference in references for part in reference.split(",") if part]
+
+
+def print_plan(
+    loaded: LoadedFlow,
+    variables: dict[str, Any],
+    selection: dict[str, Any],
+    *,
+    store: Path | bool = False,
+    resume: bool = False,
+    pickle_results: bool = False,
+) -> int:
+    """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
+    from .._running._runner import Runner
+
+    try:
+        runner = Runner(
+            display="none",
+            store=store if resume or selection.get("start_from") is not None else False,
+            resume="last" if resume else None,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
+            **selection,
+        )
+        plan = runner.dry_run(loaded.root.task, dict(variables))
+    except DefinitionError as error:  # the tree, checked once, by the plan
+        raise UsageProblem(str(loaded.located(error))) from None
+    except ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
+    click.echo(str(plan))
+    return 0
+
+
+def exit_with(code: int) -> NoReturn:
+    """Exit with ``code`` once stdout and stderr are flushed (:func:`release_closed_outputs`)."""
+    release_closed_outputs()
+    sys.exit(code)
+
+
+def run_flow(
+    loaded: LoadedFlow,
+    variables: dict[str, Any],
+    *,
+    display: str | None,
+    verbosity: str | None,
+    events: str | None,
+    grace: float | None = None,
+    report: str | None = None,
+    tracing: bool | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    until: str | None = None,
+    start_from: str | None = None,
+    store: Path | bool = False,
+    resume: str | None = None,
+    pickle_results: bool = False,
+    log_dir: str | None = None,
+) -> int:
+    """Run a loaded flow and return the exit code: the :class:`flow2.RunResult`'s.
+
+    :param store: the run store directory, or False for none
+    :param resume: the recorded run to resume ("last": the newest of this flow file)
+    :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
+    """
+    from .._running._runner import Runner
+    from .._running._settings import RunSettings
+
+    try:
+        if report is not None:
+            from .._reports._writing import check_writable
+
+            check_writable(report, "--report")  # named as the command line names it
+        settings = RunSettings.from_options(
+            display=display,
+            verbosity=verbosity,
+            events=events,
+            report=report,
+            variables=variables,
+            tracing=tracing,
+            only=only or (),
+            skip=skip or (),
+            until=until,
+            start_from=start_from,
+            store=store,
+            resume=resume,
+            pickle_results=pickle_results,
+            flow_file=loaded.file,
+            log_dir=log_dir,
+            secrets=loaded.secret_values(variables),
+            handle_signals=True,
+            grace=grace,
+            owns_process=True,
+        )
+    except ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    try:
+        result = asyncio.run(Runner.from_settings(settings).execute(loaded.root.task, variables))
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
+        return EXIT_INTERRUPTED
+    except DefinitionError as error:  # the tree, checked once, by the run
+        raise UsageProblem(str(loaded.located(error))) from None
+    except ConfigurationError as error:  # the store
+        raise UsageProblem(str(error)) from None
+    except FlowError as error:  # an executor could not start, ...
+        _tell(f"flow2: {error}")
+        return EXIT_FAILED
+    if result.signal is not None:
+        # The run was cancelled, every task reported and the summary printed.
+        _tell(f"flow2: interrupted by {result.signal.name}")
+    return result.exit_code
+
+
+def _tell(message: str) -> None:
+    """A line on stderr; nothing when stderr is closed."""
+    try:
+        click.echo(message, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def release_closed_outputs() -> None:
+    """Flush stdout and stderr now; point a closed one at /dev/null.
+
+    A reader that went away (``| head``, a dead ``tee``) must not turn into
+    "Exception ignored … BrokenPipeError" and exit code 120 when Python
+    flushes the streams at exit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
