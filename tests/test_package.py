@@ -150,3 +150,12 @@ def test_load_without_pyyaml_raises_a_configuration_error() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "flow2[cli]" in result.stdout
+
+
+def test_nothing_private_leaks_into_the_namespace() -> None:
+    # ``from __future__ import annotations`` once left ``flow2.annotations``.
+    public = {name for name in dir(flow2) if not name.startswith("_")}
+    assert public - set(flow2.__all__) == {"task"}  # the documented public module
+    assert not hasattr(flow2, "annotations")
+    for name in ("RunResult", "RunFailed", "RunPlan", "Context", "run"):
+        assert name in flow2.__all__ and getattr(flow2, name).__doc__

@@ -121,7 +121,7 @@ def find_flow(reference: str) -> Path:
                 if candidate.is_file():
                     return candidate
     if looks_like_path or path.exists():
-        raise DefinitionError(f"{reference}: no such flow file")
+        raise DefinitionError(f"{reference}: no such flow file", file=reference)
     available = sorted(
         {
             candidate.stem
@@ -135,7 +135,8 @@ def find_flow(reference: str) -> Path:
     listed = ", ".join(available) if available else "none"
     raise DefinitionError(
         f"no flow file {reference!r} and no flow named {reference!r} in {where}; "
-        f"flows there: {listed}"
+        f"flows there: {listed}",
+        value=reference,
     )
 
 
