@@ -89,6 +89,17 @@ class ShellTask(Task):
         flow2.ShellTask("Lint", "ruff check . | tee lint.txt", shell="bash")
     """
 
+    #: The options of :class:`flow2.Task` and the command with what it runs in.
+    definition_options = (
+        *Task.definition_options,
+        "cmd",
+        "shell",
+        "cwd",
+        "env",
+        "output_limit",
+        "kill_grace",
+    )
+
     def __init__(
         self,
         name: str,

@@ -529,7 +529,7 @@ def defer_options(
     task.run = run_with_results  # type: ignore[method-assign]
     # What the run store compares and reads (flow2._store): the expressions
     # as written, and the names they use, the only context keys the task reads.
-    task.runtime_options = dict(deferred)  # type: ignore[attr-defined]
+    task.runtime_options = dict(deferred)
     try:
         names = frozenset(runtime_names(list(deferred.values())))
     except Exception:  # malformed: the tree check reports it with its line
