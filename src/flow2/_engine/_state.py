@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._events import Status, TaskEvent
 
 if TYPE_CHECKING:
+    from ._output import OutputTail
     from ._run import Run
     from ._task import Context, Task
 
@@ -44,6 +45,8 @@ class TaskRun:
     :ivar start_time: wall-clock start, seconds since the epoch (0 before)
     :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
     :ivar reason: why the task was skipped or reused, when it was
+    :ivar output: the last lines the task wrote in this run (None: nothing),
+        what its events carry as ``event.output``
     :ivar number: the record's place among its run's records, in the order
         they were made: a parent's is smaller than its tasks' (the root's is 0)
     """
@@ -55,6 +58,7 @@ class TaskRun:
         "children",
         "failed_count",
         "number",
+        "output",
         "parent",
         "reason",
         "run",
@@ -76,6 +80,7 @@ class TaskRun:
         self.start_time = 0.0
         self.failed_count = 0
         self.reason: str | None = None
+        self.output: OutputTail | None = None
         self._path: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
