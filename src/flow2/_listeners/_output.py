@@ -122,12 +122,7 @@ class TaskOutput:
     # -- events --------------------------------------------------------------
 
     def __call__(self, event: Event | OutputEvent) -> None:
-        if type(event) is OutputEvent:
-            if event.stream == "log":
-                self._write_log(event.record, event.text)
-            else:
-                self.write(event.record, event.stream, event.text, final=event.final)
-        elif type(event) is TaskEvent:
+        if type(event) is TaskEvent:
             status = event.status
             if status is _RUNNING or status is _RETRYING or status is _PENDING:
                 return
@@ -136,6 +131,11 @@ class TaskOutput:
             if state is None and not (status is _FAILED and self.log_dir is not None):
                 return
             self._finish(event, state)
+        elif type(event) is OutputEvent:
+            if event.stream == "log":
+                self._write_log(event.record, event.text)
+            else:
+                self.write(event.record, event.stream, event.text, final=event.final)
         elif isinstance(event, RunEvent):
             if event.status is _RUNNING:
                 self._begin(event.run)
