@@ -171,3 +171,18 @@ def test_concurrent_runs_of_one_tree_each_get_their_own_shell_output() -> None:
         (end,) = listener.ends_of("Echo")
         assert end.output == "\n".join(lines)
     assert len(pids) == 2
+
+
+def test_the_end_event_carries_the_last_twenty_lines_a_progress_line_at_its_last_state() -> None:
+    code = (
+        "import sys\n"
+        "for number in range(30):\n"
+        "    print('line', number)\n"
+        "sys.stdout.write('progress 1\\rprogress 2\\rdone')"
+    )
+    asking = Snapshots()
+    tree = flow2.SerialTaskGroup("Root", flow2.ShellTask("Count", python(code)))
+    run(flow2.Runner(display="none", listeners=[asking]).run(tree))
+    (end,) = asking.ends_of("Count")
+    assert end.output is not None
+    assert end.output.splitlines() == [f"line {number}" for number in range(11, 30)] + ["done"]
