@@ -249,8 +249,9 @@ def test_a_run_of_one_task_is_recorded(tmp_path: Path) -> None:
 
 
 class Deploy(flow2.Task):
-    """Reads an attribute its class gives a default for, set on some tasks only."""
+    """Reads an option its class gives a default for, set on some tasks only."""
 
+    definition_options = (*flow2.Task.definition_options, "target")
     target = "staging"
 
     async def run(self, context: dict[str, Any]) -> None:

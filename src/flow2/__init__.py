@@ -12,7 +12,7 @@ from __future__ import annotations
 import typing as _typing
 
 from . import _executors  # noqa: F401  (registers the executor names)
-from ._engine._events import Event, EventListener, RunEvent, Status, TaskEvent
+from ._engine._events import Event, EventListener, OutputEvent, RunEvent, Status, TaskEvent
 from ._engine._exceptions import (
     CommandError,
     ConfigurationError,
@@ -139,6 +139,7 @@ __all__ = [
     "Interrupted",
     "NeedsError",
     "OnError",
+    "OutputEvent",
     "ParallelTaskGroup",
     "PlannedTask",
     "PluginError",

@@ -83,6 +83,9 @@ class CallbackTask(Task):
         flow2.CallbackTask("Version", fetch_version)
     """
 
+    #: The options of :class:`Task` and the callback (compared by its name and source).
+    definition_options = (*Task.definition_options, "callback")
+
     def __init__(self, name: str, callback: Any, **kwargs: Any) -> None:
         if not callable(callback):
             raise TaskTypeError(

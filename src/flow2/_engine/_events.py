@@ -67,11 +67,12 @@ class TaskEvent:
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
     :param reason: with ``SKIPPED`` and ``REUSED``, why (e.g. "needs 'wheel', which failed")
 
-    ``output`` is None when the event is built; on the events that end a
-    task, the runner's output listener (the first listener of a run that
-    shows or records output) sets it to the last lines the task printed,
-    stdout and stderr in the order they came, secrets masked, so that the
-    listeners after it (summary, event file, run store, reports) can show it.
+    ``output``, on the events that end a task, is the last lines the task
+    wrote (stdout, stderr and the log lines a display shows, in the order
+    they came; None when it wrote nothing): the run keeps them from the
+    task's :class:`OutputEvent` s and puts them on the event when it builds
+    it. Secrets are not masked in it (nor in ``result`` or ``error``): a
+    listener masks what it shows or writes.
 
     The attributes ``task``, ``run``, ``attempt`` and ``failed_count`` (for a
     group, how many tasks inside it failed) are copied from the record when
@@ -119,7 +120,10 @@ class TaskEvent:
         self.failed_count: int = record.failed_count
         self.retry_delay = retry_delay
         self.reason = reason
-        self.output: str | None = None
+        tail = record.output
+        self.output: str | None = (
+            tail.text() if tail is not None and status not in _NOT_ENDED else None
+        )
 
     def __repr__(self) -> str:
         return f"<TaskEvent {self.status.name} {self.task.name!r} attempt={self.attempt}>"
@@ -157,6 +161,36 @@ class RunEvent:
         return f"<RunEvent {self.status.name} run={self.run.id}>"
 
 
+class OutputEvent:
+    """Text one task wrote, as it came: to its ``stream``, ``"stdout"``, ``"stderr"`` or ``"log"``.
+
+    A shell task emits one per chunk its command writes; what a task's code
+    prints (while a display captures it) and the lines it logs (while a
+    display shows them) come as output events too. Lines may be split
+    across events; ``final`` says the stream ended. Only listeners that ask
+    for them receive output events: those with ``OutputEvent`` in their
+    ``listens_to``. Secrets are not masked in ``text``.
+
+    :param record: the task's record in this run (:class:`flow2.TaskRun`)
+    :param stream: ``"stdout"``, ``"stderr"`` or ``"log"`` (formatted log records)
+    :param text: what was written
+    :param final: the stream ended: an unfinished line left is a line
+    """
+
+    __slots__ = ("final", "record", "run", "stream", "task", "text")
+
+    def __init__(self, record: TaskRun, stream: str, text: str, final: bool = False) -> None:
+        self.record = record
+        self.task: Task = record.task
+        self.run: Run = record.run
+        self.stream = stream
+        self.text = text
+        self.final = final
+
+    def __repr__(self) -> str:
+        return f"<OutputEvent {self.stream} {self.task.name!r} {len(self.text)} characters>"
+
+
 Event = TaskEvent | RunEvent
 
 
@@ -170,7 +204,9 @@ class EventListener(Protocol):
     A listener may say which task events it wants with an attribute
     ``listens_to``: a set of the :class:`Status` es of the :class:`TaskEvent`
     s it is called for (read once, when the run starts). Without it, it receives
-    every task event. Every listener receives both :class:`RunEvent` s. A
+    every task event. With :class:`OutputEvent` in ``listens_to`` it also
+    receives what tasks write; without, never. Every listener receives both
+    :class:`RunEvent` s. A
     run builds no event for a status nobody listens to, so a listener that
     ignores most events costs nothing for them.
     """
@@ -180,3 +216,4 @@ class EventListener(Protocol):
 
 #: The statuses a task ends in: what listeners of outcomes only ask for.
 FINISHED_STATUSES = frozenset(status for status in Status if status.is_finished)
+_NOT_ENDED = frozenset(Status) - FINISHED_STATUSES

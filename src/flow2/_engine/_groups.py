@@ -127,6 +127,9 @@ class ParallelTaskGroup(TaskGroup):
     :param kwargs: the options of :class:`Task`
     """
 
+    #: The options of :class:`Task`, ``max_parallel`` and ``on_error``.
+    definition_options = (*TaskGroup.definition_options, "max_parallel", "on_error")
+
     def __init__(
         self,
         name: str,

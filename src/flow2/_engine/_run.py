@@ -16,11 +16,11 @@ import sys
 from itertools import repeat
 from time import perf_counter, time
 from types import FunctionType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ._collector import freeze_for, thaw
 from ._context import current_record, current_run
-from ._events import RunEvent, Status, TaskEvent
+from ._events import OutputEvent, RunEvent, Status, TaskEvent
 from ._exceptions import (
     DefinitionError,
     DuplicateKeyError,
@@ -31,6 +31,7 @@ from ._executor import EXECUTOR_FACTORIES, Executor
 from ._gate import Gate
 from ._logger import logger
 from ._needs import NeedsError, analyse_needs
+from ._output import OutputTail
 from ._state import TaskRun
 from ._task import Context, Task, check_is_task
 
@@ -52,6 +53,7 @@ class Run:
     :ivar settings: the settings the run was started with (a :class:`flow2.Runner`)
     :ivar plan: what decides to reuse or leave out tasks (None: run everything)
     :ivar started_at: wall-clock start, seconds since the epoch
+    :ivar loop: the event loop the run goes on (what a worker thread hands output to)
     :ivar started: the records of the tasks that started, in the order they
         started (a listener that polls, such as the run store, reads what
         runs from it instead of asking for an event per start)
@@ -82,6 +84,8 @@ class Run:
         self.started_at = time()
         self.status = Status.RUNNING
         self.duration = 0.0
+        self.loop = asyncio.get_running_loop()
+        self._output_listening: tuple[Callable[[OutputEvent], None], ...] = ()
         self._started_counter = perf_counter()
         self._records: dict[int, TaskRun] = {}
         self.started: list[TaskRun] = []
@@ -166,6 +170,41 @@ class Run:
             for status in Status
         }
         self._run_listening = tuple(calls)
+        # Output events go only to the listeners that ask for them.
+        # See test_output_events_carry_what_each_task_wrote_to_the_listeners_asking_for_them.
+        self._output_listening = tuple(
+            cast("Callable[[OutputEvent], None]", call)
+            for call, listener in zip(calls, listeners, strict=True)
+            if _takes_output(listener)
+        )
+
+    @property
+    def takes_output(self) -> bool:
+        """True when a listener of the run takes :class:`~flow2.OutputEvent` s."""
+        return bool(self._output_listening)
+
+    def emit_output(self, record: TaskRun, stream: str, text: str, *, final: bool = False) -> bool:
+        """Keep what the task of ``record`` wrote and hand it to the listeners that take output.
+
+        Call it on the loop's thread. The last lines are kept on the record
+        (:attr:`TaskRun.output`), so the task's next events carry them.
+
+        :returns: False when no listener takes output events
+        """
+        tail = record.output
+        if tail is None:
+            tail = record.output = OutputTail()
+        tail.add(stream, text, final)
+        calls = self._output_listening
+        if not calls:
+            return False
+        event = OutputEvent(record, stream, text, final)
+        for call in calls:
+            try:
+                call(event)
+            except Exception as error:
+                self._drop_listener(self._listener_of[id(call)], error)
+        return True
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to each listener that wants it, in order."""
@@ -300,15 +339,22 @@ def _call_of(listener: EventListener) -> Callable[[Event], None]:
 def _listens_to(listener: object) -> frozenset[Status] | None:
     """The task statuses ``listener`` asks for; None: every one.
 
-    Only a collection of statuses counts: a listener whose ``listens_to``
-    means something else (a method, say) still receives everything.
+    Only a collection of statuses (and :class:`OutputEvent`) counts: a
+    listener whose ``listens_to`` means something else (a method, say)
+    still receives every task event.
     """
     statuses = getattr(listener, "listens_to", None)
     if isinstance(statuses, frozenset | set | tuple | list) and all(
-        isinstance(status, Status) for status in statuses
+        isinstance(status, Status) or status is OutputEvent for status in statuses
     ):
-        return frozenset(statuses)
+        return frozenset(status for status in statuses if status is not OutputEvent)
     return None
+
+
+def _takes_output(listener: object) -> bool:
+    """True when ``listener`` asks for output events (``OutputEvent`` in its ``listens_to``)."""
+    statuses = getattr(listener, "listens_to", None)
+    return isinstance(statuses, frozenset | set | tuple | list) and OutputEvent in statuses
 
 
 def _describe(listener: object) -> str:

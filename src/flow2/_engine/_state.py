@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._events import Status, TaskEvent
 
 if TYPE_CHECKING:
+    from ._output import OutputTail
     from ._run import Run
     from ._task import Context, Task
 
@@ -45,6 +46,8 @@ class TaskRun:
     :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
     :ivar reason: why the task was skipped or reused, when it was
     :ivar error: what the task failed with, when it failed (None otherwise)
+    :ivar output: the last lines the task wrote in this run (None: nothing),
+        what its events carry as ``event.output``
     :ivar number: the record's place among its run's records, in the order
         they were made: a parent's is smaller than its tasks' (the root's is 0)
     """
@@ -57,6 +60,7 @@ class TaskRun:
         "error",
         "failed_count",
         "number",
+        "output",
         "parent",
         "reason",
         "run",
@@ -79,6 +83,7 @@ class TaskRun:
         self.failed_count = 0
         self.reason: str | None = None
         self.error: BaseException | None = None
+        self.output: OutputTail | None = None
         self._path: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:

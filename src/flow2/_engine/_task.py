@@ -46,6 +46,9 @@ Every task reads the results of the tasks before it there; ``await tree.run()``
 returns it, and :attr:`flow2.RunResult.context` is it.
 """
 
+#: Options in a definition only when a task has them.
+_GIVEN_ONLY = frozenset({"when", "needs", "runtime_options"})
+
 _RUNNING = Status.RUNNING
 _SUCCEEDED = Status.SUCCEEDED
 _PARTIAL = Status.PARTIAL
@@ -150,6 +153,22 @@ class Task:
     #: the task from the evaluated options. A definition, set before any run.
     stand_in: StandIn | None = None
     _starting_context: Mapping[str, Any] = MappingProxyType({})
+    #: Options given as expressions evaluated when the task runs (set by flow
+    #: templates), by name, as written.
+    runtime_options: dict[str, Any] | None = None
+    #: The attributes that define a task of this class (see :meth:`definition`).
+    definition_options: ClassVar[tuple[str, ...]] = (
+        "description",
+        "register",
+        "output",
+        "timeout",
+        "retries",
+        "retry_delay",
+        "executor",
+        "when",
+        "needs",
+        "runtime_options",
+    )
     _default_start: ClassVar[bool] = True
     _default_success: ClassVar[bool] = True
 
@@ -227,6 +246,40 @@ class Task:
             self.when = check_condition(name, when)
         if needs is not None or when is not None:
             self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
+
+    def definition(self) -> dict[str, Any]:
+        """The options that define this task, by name: what it does and how.
+
+        The run store fingerprints a task by these (see ``docs/store.md``): a
+        stored result is reused only while they are unchanged. They are the
+        attributes :attr:`definition_options` names, less ``when``, ``needs``
+        and ``runtime_options`` where the task has none. The name and the
+        result key identify the task and are not part of it; neither are the
+        children of a group (each is compared on its own), nor any state an
+        object keeps for itself: an attribute that is not declared does not count.
+
+        A subclass with options of its own names them in its
+        ``definition_options``; one whose definition must be computed
+        overrides this method and extends ``super().definition()``.
+
+        Example::
+
+            class Upload(flow2.Task):
+                definition_options = (*flow2.Task.definition_options, "bucket")
+
+                def __init__(self, name, bucket, **options):
+                    super().__init__(name, **options)
+                    self.bucket = bucket
+                    self._client = None  # a cache: not part of the definition
+        """
+        options = {}
+        for name in self.definition_options:
+            value = getattr(self, name)
+            # Only when given: a task without them keeps the fingerprint it
+            # had before they existed.
+            if name not in _GIVEN_ONLY or (value is not None and value != ()):
+                options[name] = value
+        return options
 
     @property
     def starting_context(self) -> Mapping[str, Any]:

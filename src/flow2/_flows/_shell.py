@@ -6,10 +6,11 @@ pipefail`` where bash is installed (GitHub Actions' default shell), else
 without any shell.
 
 The command runs in a session (process group) of its own with stdin closed.
-Its output is read as it comes and handed, in chunks, to the run's output
-listener (which attributes every line to the task, keeps its tail, writes
-its log file and shows it); a run without one gets each line as a record of
-the task's logger. When the task ends, however it ends, the whole process
+Its output is read as it comes and handed, in chunks, to the task's run as
+output events (the run keeps the task's last lines for its end event; the
+output listener writes the task's log file and shows the lines); a run
+without a listener taking output gets each line as a record of the task's
+logger. When the task ends, however it ends, the whole process
 group gets SIGTERM, then SIGKILL after a grace period: the command's own
 children (a server started with ``&``, a build's workers) stop too.
 """
@@ -29,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._children import ChildProcess, forget, track
 from .._engine._exceptions import CommandError, DefinitionError
+from .._engine._output import write_output
 from .._engine._task import Context, Task
-from .._listeners._output import write_task_output
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -88,6 +89,17 @@ class ShellTask(Task):
         flow2.ShellTask("Test", ["python", "-m", "pytest", "-q"], timeout=600)
         flow2.ShellTask("Lint", "ruff check . | tee lint.txt", shell="bash")
     """
+
+    #: The options of :class:`flow2.Task` and the command with what it runs in.
+    definition_options = (
+        *Task.definition_options,
+        "cmd",
+        "shell",
+        "cwd",
+        "env",
+        "output_limit",
+        "kill_grace",
+    )
 
     def __init__(
         self,
@@ -291,9 +303,10 @@ class ShellTask(Task):
 
     def _show(self, pending: str, text: str, stream: str, *, final: bool) -> str:
         """Pass ``text`` on; return the partial line kept here (see :func:`_log_lines`)."""
-        # The run's output listener splits lines, keeps the tail, writes the
-        # task's log file and shows them; a run without one gets log records.
-        if write_task_output(text, stream, final=final):
+        # An output event of the task's run: its listeners split the lines,
+        # write the task's log file and show them; a run without a listener
+        # taking output gets log records.
+        if write_output(text, stream, final=final):
             return ""
         return _log_lines(self, pending + text, stream, final)
 

@@ -590,7 +590,7 @@ def defer_options(task: Task, options: RunTimeOptions) -> None:
     task.stand_in = options
     # What the run store compares and reads (flow2._store): the expressions
     # as written, and the names they use, the only context keys the task reads.
-    task.runtime_options = dict(options.deferred)  # type: ignore[attr-defined]
+    task.runtime_options = dict(options.deferred)
     try:
         names = frozenset(runtime_names(list(options.deferred.values())))
     except Exception:  # malformed: the tree check reports it with its line

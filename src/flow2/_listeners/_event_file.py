@@ -120,12 +120,15 @@ def _traceback(status: Status, error: BaseException | None) -> str | None:
 def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[str, Any]:
     """The JSON object of one task event, as the event file writes it.
 
-    ``output`` is the last lines the task printed (``event.output``), on the
-    events that end a task; None when it printed nothing or no run listener
-    captured its output.
+    ``output`` is the last lines the task wrote (``event.output``), on the
+    events that end a task; None when it wrote nothing.
     """
     task = event.task
     status = event.status
+    output = event.output
+    if output and masker is not None:
+        # Masked before it is encoded: JSON may escape a secret's characters.
+        output = masker.mask(output)
     return {
         "event": "task",
         "run_id": event.run.id,
@@ -142,7 +145,7 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
         "error": _error(event.error, masker),
         "traceback": _traceback(status, event.error),
         "reason": event.reason,
-        "output": event.output,
+        "output": output,
     }
 
 

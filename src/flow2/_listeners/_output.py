@@ -1,26 +1,26 @@
-"""What tasks print: captured per task, kept, written to log files, handed to the display.
+"""What tasks write: written to log files, handed to the display, as it comes.
 
-One :class:`TaskOutput` listener per run (the runner puts it first). Output
-reaches it three ways, each attributed to the task it comes from:
+One :class:`TaskOutput` listener per run takes the run's output events
+(:class:`flow2.OutputEvent`), each attributed to the task it comes from:
 
-- a shell task's stdout and stderr, read as they come (:func:`write_task_output`);
+- a shell task's stdout and stderr, read as they come;
 - ``print()`` and writes to ``sys.stdout``/``sys.stderr`` from a task's code,
   in async code and in worker threads alike: while a run shows itself, both
   streams are replaced by proxies that find the writing task through the
-  context variable flow2 sets for it (and hand the text to the loop's thread);
-- the records a task logs (:meth:`TaskOutput.add_record`).
+  context variable flow2 sets for it and hand the text to its run, on the
+  loop's thread;
+- the records a task logs (:meth:`TaskOutput.add_record`), while a display
+  shows them.
 
-For each task it keeps the last :data:`TAIL_LINES` lines (stdout and stderr
-interleaved in the order they came), writes the whole output to the task's
-own log file when the run has a log directory, and passes complete lines to
-the display. A partial line is held until its newline comes (it is never torn
-into another task's lines); the display may show it meanwhile. Of a ``\\r``
-progress line only the text after the last ``\\r`` is shown. Every secret is
-masked before the text goes anywhere.
+It writes the whole output to the task's own log file when the run has a log
+directory, and passes complete lines to the display. A partial line is held
+until its newline comes (it is never torn into another task's lines); the
+display may show it meanwhile. Of a ``\\r`` progress line only the text after
+the last ``\\r`` is shown. Every secret is masked before the text goes anywhere.
 
-When a task ends, its tail is put on the event (``event.output``) before the
-listeners after this one see it: the summary, the event file, the run store
-and the reports read it there.
+It changes no event: the last lines of a task are kept by the run itself
+and carried by the task's events (``event.output``), for the summary, the
+event file, the run store and the reports.
 
 Reading and drawing are apart: this listener only appends to a few lists and
 files; the live view draws on its own timer and thread.
@@ -28,6 +28,7 @@ files; the live view draws on its own timer and thread.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import re
@@ -37,12 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .._engine._context import current_record
-from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
+from .._engine._events import FINISHED_STATUSES, OutputEvent, RunEvent, Status, TaskEvent
+from .._engine._output import MAX_PARTIAL, last_segment
 from ._files import make_private_directory, open_private
 from ._text import describe_error, user_traceback
 
 if TYPE_CHECKING:
-    import asyncio
     import logging
 
     from .._engine._events import Event
@@ -50,10 +51,6 @@ if TYPE_CHECKING:
     from .._engine._state import TaskRun
     from ._secrets import SecretMasker
 
-#: Lines of each task's output kept for the summary and ``event.output``.
-TAIL_LINES = 20
-#: Longest partial line held back; a longer one is passed on as a line.
-MAX_PARTIAL = 65536
 #: Longest file name made from a task's path (before ``.log``).
 MAX_FILE_NAME = 120
 
@@ -72,12 +69,11 @@ class OutputDisplay(Protocol):
 
 
 class _TaskState:
-    """The output of one task in one run."""
+    """The output of one task in one run: its unfinished lines and its log file."""
 
-    __slots__ = ("file", "partials", "tail")
+    __slots__ = ("file", "partials")
 
     def __init__(self) -> None:
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.partials: dict[str, str] = {}
         self.file: TextIO | None = None
 
@@ -94,8 +90,8 @@ class TaskOutput:
         records with a ``stream`` attribute: for runs without a display
     """
 
-    #: It hands a task's output on with the event that ends the task.
-    listens_to = FINISHED_STATUSES
+    #: What tasks write, and the events that end them (to close their files).
+    listens_to = FINISHED_STATUSES | {OutputEvent}
 
     def __init__(
         self,
@@ -125,7 +121,7 @@ class TaskOutput:
 
     # -- events --------------------------------------------------------------
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event | OutputEvent) -> None:
         if type(event) is TaskEvent:
             status = event.status
             if status is _RUNNING or status is _RETRYING or status is _PENDING:
@@ -135,6 +131,11 @@ class TaskOutput:
             if state is None and not (status is _FAILED and self.log_dir is not None):
                 return
             self._finish(event, state)
+        elif type(event) is OutputEvent:
+            if event.stream == "log":
+                self._write_log(event.record, event.text)
+            else:
+                self.write(event.record, event.stream, event.text, final=event.final)
         elif isinstance(event, RunEvent):
             if event.status is _RUNNING:
                 self._begin(event.run)
@@ -142,8 +143,6 @@ class TaskOutput:
                 self._end()
 
     def _begin(self, run: Run) -> None:
-        import asyncio
-
         self._run = run
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -151,7 +150,6 @@ class TaskOutput:
         self.masker.add_from_mapping(run.context)
         if self.log_dir is not None:
             self.log_directory = Path(os.fspath(self.log_dir).replace("{run_id}", run.id))
-        _active[run.id] = self
         if self.capture_prints:
             _install_proxies(self)
 
@@ -161,8 +159,6 @@ class TaskOutput:
             self._flush_partials(record, state)
             if state.file is not None:
                 state.file.close()
-        if self._run is not None:
-            _active.pop(self._run.id, None)
         if self.capture_prints:
             _uninstall_proxies(self)
 
@@ -178,8 +174,6 @@ class TaskOutput:
             if event.task.stores_result or not event.failed_count:
                 text = "\n".join([f"FAILED: {describe_error(error)}", *user_traceback(error)])
                 self._write_file(record, state, self.masker.mask(text) + "\n")
-        if state.tail:
-            event.output = "\n".join(state.tail)
         if state.file is not None:
             state.file.close()
             state.file = None
@@ -201,7 +195,7 @@ class TaskOutput:
         if end < 0 and not final and len(text) <= MAX_PARTIAL:
             state.partials[stream] = text
             if self.display is not None:
-                self.display.show_partial(record, self.masker.mask(_last_segment(text)))
+                self.display.show_partial(record, self.masker.mask(last_segment(text)))
             return
         if final or end < 0:
             block, rest = text + "\n" if text else "", ""
@@ -211,22 +205,31 @@ class TaskOutput:
         if block:
             self._complete(record, state, block, stream)
         if self.display is not None:
-            self.display.show_partial(record, self.masker.mask(_last_segment(rest)))
+            self.display.show_partial(record, self.masker.mask(last_segment(rest)))
 
     def add_record(self, record: logging.LogRecord, text: str) -> None:
-        """Keep a task's log record (already formatted as ``text``) in its tail and log file."""
+        """Hand a task's log record (already formatted as ``text``) to its run, as log lines.
+
+        They come back as an output event (stream ``"log"``): the run keeps
+        them in the task's last lines, and this listener writes them to the
+        task's log file.
+        """
         task_record = getattr(record, "task_record", None)
-        if task_record is None or task_record.run is not self._run:
+        run = self._run
+        if task_record is None or task_record.run is not run or run is None:
             return
-        state = self._states.get(task_record)
-        if state is None:
-            state = self._states[task_record] = _TaskState()
-        text = self.masker.mask(text)
         prefix = f"{record.levelname}: " if record.levelno >= 30 else ""
         lines = [prefix + line for line in text.splitlines()] or [prefix]
-        state.tail.extend(lines)
-        if self.log_directory is not None:
-            self._write_file(task_record, state, "".join(line + "\n" for line in lines))
+        run.emit_output(task_record, "log", "".join(line + "\n" for line in lines))
+
+    def _write_log(self, record: TaskRun, text: str) -> None:
+        """Write log lines of the task of ``record`` to its log file, when there is one."""
+        if self.log_directory is None:
+            return
+        state = self._states.get(record)
+        if state is None:
+            state = self._states[record] = _TaskState()
+        self._write_file(record, state, self.masker.mask(text))
 
     def _complete(self, record: TaskRun | None, state: _TaskState, block: str, stream: str) -> None:
         block = self.masker.mask(block)
@@ -235,8 +238,7 @@ class TaskOutput:
         lines = block.split("\n")
         lines.pop()  # the text after the last newline: empty
         if "\r" in block:
-            lines = [_last_segment(line) for line in lines]
-        state.tail.extend(lines)
+            lines = [last_segment(line) for line in lines]
         if self.display is not None:
             label = self.label_of(record) if record is not None else None
             self.display.show_output(label, lines, record)
@@ -301,13 +303,6 @@ class TaskOutput:
         return label
 
 
-def _last_segment(text: str) -> str:
-    """What a terminal shows of a line with carriage returns: the text after the last one."""
-    if "\r" not in text:
-        return text
-    return text.rstrip("\r").rpartition("\r")[2]
-
-
 def _name_counts(root: Any) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     stack = [root]
@@ -320,29 +315,9 @@ def _name_counts(root: Any) -> collections.Counter[str]:
 
 # -- where output goes from a task's code ---------------------------------------
 
-#: The output listener of each run going on, by run id.
-_active: dict[str, TaskOutput] = {}
-#: The listeners that replaced sys.stdout and sys.stderr, the latest last.
+#: The listeners that replaced sys.stdout and sys.stderr, the latest last:
+#: what no task writes goes to the display of the latest.
 _capturing: list[TaskOutput] = []
-
-
-def write_task_output(text: str, stream: str = "stdout", *, final: bool = False) -> bool:
-    """Hand ``text`` that the running task wrote to ``stream`` to its run's output listener.
-
-    Call it from the event loop's thread, inside the task's code (a shell
-    task's reader does). ``final`` says the stream ended.
-
-    :returns: False when the task's run has no output listener (the caller
-        then shows the text some other way)
-    """
-    record = current_record.get()
-    if record is None:
-        return False
-    output = _active.get(record.run.id)
-    if output is None:
-        return False
-    output.write(record, stream, text, final=final)
-    return True
 
 
 class _StreamProxy:
@@ -354,22 +329,31 @@ class _StreamProxy:
 
     def write(self, text: str) -> int:
         record = current_record.get()
-        output = _active.get(record.run.id) if record is not None else None
+        if record is not None:
+            run = record.run
+            loop = run.loop
+            if run.takes_output:
+                # From a task: an output event of its own run, on the run's loop.
+                if asyncio._get_running_loop() is loop:
+                    run.emit_output(record, self._name, text)
+                else:
+                    try:
+                        loop.call_soon_threadsafe(run.emit_output, record, self._name, text)
+                    except RuntimeError:  # the loop closed: a thread outlived its run
+                        return self._original.write(text)
+                return len(text)
+        # Not from a task: the newest run that shows itself shows it; a run
+        # with no display (embedded in a service) never swallows what the
+        # service itself prints. See test_an_embedded_run_writes_nothing_to_stdout.
+        output = next((found for found in reversed(_capturing) if found.display), None)
         if output is None:
-            # Not from a task: the newest run that shows itself shows it; a
-            # run with no display (embedded in a service) never swallows
-            # what the service itself prints.
-            output = next((found for found in reversed(_capturing) if found.display), None)
-            record = None
-            if output is None:
-                return self._original.write(text)
+            return self._original.write(text)
         if threading.get_ident() == output._loop_thread:
-            output.write(record, self._name, text)
+            output.write(None, self._name, text)
         else:
-            loop = output._loop
             try:
-                assert loop is not None
-                loop.call_soon_threadsafe(output.write, record, self._name, text)
+                assert output._loop is not None
+                output._loop.call_soon_threadsafe(output.write, None, self._name, text)
             except RuntimeError:  # the loop closed: a thread outlived its run
                 return self._original.write(text)
         return len(text)

@@ -47,7 +47,10 @@ def masked(run: RunRecord, masker: SecretMasker | None = None) -> RunRecord:
     environment variable is masked wherever it appears (errors, tracebacks,
     output), in case the source was written without masking.
     """
-    masker = masker if masker is not None else SecretMasker.from_environment()
+    masker = SecretMasker(masker.values) if masker is not None else SecretMasker.from_environment()
+    # The values of secret-named variables too: the output of a run collected
+    # in memory is not masked yet.
+    masker.add_from_mapping(run.variables)
     result = copy.copy(run)
     result.variables = masker.mask_variables(run.variables)
     if not masker:

@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import json
 from itertools import compress, count, repeat
-from operator import attrgetter, eq, itemgetter, not_
+from operator import attrgetter, eq, not_
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, Status
 from .._engine._naming import snake_case
+from .._engine._task import Task
 from .._listeners._secrets import SecretMasker
 from ._schema import COUNTED, NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
-from ._values import declared_reads, definition_parts, digest, is_option
+from ._values import declared_reads, definition_parts, digest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from .._engine._state import TaskRun
-    from .._engine._task import Task
     from ._resume import ResumePlan
 
 #: The length of a plain success in the flat list: record, time, attempt, duration.
@@ -177,9 +177,8 @@ class TaskRows:
         self._values_seen: dict[int, tuple[Any, str]] = {}
         self._shapes: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._last: dict[type, tuple[Any, ...]] = {}
-        self._comparers: dict[
-            tuple[type, tuple[str, ...]], tuple[Callable[[Task], Any] | None]
-        ] = {}
+        self._comparers: dict[type, tuple[Callable[[Task], Any] | None]] = {}
+        self._readers: dict[type, Callable[[Task], tuple[Any, ...]]] = {}
 
     def take(self, started: list[TaskRun] | None) -> Batch:
         """What to write since the last call.
@@ -296,55 +295,28 @@ class TaskRows:
         """The definition of every one of ``tasks`` when they all share one, else None.
 
         Most trees repeat one kind of task: one class and equal options. That
-        is checked in C over the whole batch, reading each task's options as
-        attributes (a tuple comparison tests identity before equality).
+        is checked in C over the whole batch, reading each task's declared
+        options as attributes (a tuple comparison tests identity before equality).
         """
         size = len(tasks)
         if kinds.count(kinds[0]) != size:
             return None
+        kind = kinds[0]
+        if kind.definition is not Task.definition:  # a definition computed: one by one
+            return None
         first = tasks[0]
-        compared = self._compared_options(kinds[0], tuple(vars(first)))
-        if compared:
-            try:
-                if not all(map(eq, map(compared, tasks), repeat(compared(first)))):
-                    return None
-            except AttributeError:  # a task without one of the first one's options
-                return None
+        compared = self._compared_options(kind)
+        if compared is not None and not all(map(eq, map(compared, tasks), repeat(compared(first)))):
+            return None
         return self._definition_of(first)
 
-    def _compared_options(
-        self, kind: type[Task], names: tuple[str, ...]
-    ) -> Callable[[Task], Any] | None:
-        """What tells tasks of ``kind`` whose first has the attributes ``names`` apart.
-
-        The first task's options, and every option its class gives a default
-        for (``needs``, ``when``, a subclass's own): a task that sets one of
-        those where the first does not differs in it. Reading them as
-        attributes does not make each task build its ``__dict__`` (a
-        dictionary per task, and the garbage collections they bring).
-        """
-        known = self._comparers.get((kind, names))
-        if known is not None:
-            comparer: Callable[[Task], Any] | None = known[0]
-            return comparer
-        options = dict.fromkeys(name for name in names if is_option(name))
-        for klass in kind.__mro__[:-1]:  # not object
-            constants = {
-                name
-                for name, annotation in vars(klass).get("__annotations__", {}).items()
-                if "ClassVar" in str(annotation)
-            }
-            for name, value in vars(klass).items():
-                if (
-                    is_option(name)
-                    and name not in constants
-                    and name not in self._not_compared
-                    and not hasattr(type(value), "__get__")
-                ):
-                    options[name] = None
-        compared = attrgetter(*options) if options else None
-        self._comparers[kind, names] = (compared,)
-        return compared
+    def _compared_options(self, kind: type[Task]) -> Callable[[Task], Any] | None:
+        """What tells tasks of ``kind`` apart: its declared options, read in C (None: nothing)."""
+        known = self._comparers.get(kind)
+        if known is None:
+            names = [name for name in kind.definition_options if name not in self._not_compared]
+            known = self._comparers[kind] = (_reader(names) if names else None,)
+        return known[0]
 
     # Everything else, one by one ---------------------------------------------
 
@@ -458,40 +430,38 @@ class TaskRows:
 
     def _definition_of(self, task: Task) -> tuple[str, str | None]:
         """The id of ``task``'s definition, and the JSON list of what it declares it reads."""
-        # Tasks of one class with the same attributes and equal options
-        # share a definition: the last one seen of each class is compared
-        # first, in C. Equal options of other types (1 and True)
-        # could share a digest: they also behave alike.
-        attributes = vars(task)
+        # Tasks of one class with equal declared options share a definition:
+        # the last one seen of each class is compared first, in C. Equal
+        # options of other types (1 and True) could share a digest: they
+        # also behave alike.
         kind = type(task)
-        names = tuple(attributes)
-        values = tuple(attributes.values())
+        reader = self._readers.get(kind)
+        if reader is None:
+            if kind.definition is not Task.definition:
+                # A definition the class computes: built anew for each task.
+                return self._definition_by_parts(task)
+            reader = self._readers[kind] = _reader(kind.definition_options)
+        values = reader(task)
         last = self._last.get(kind)
-        if last is not None and last[0] == names:
-            picked = last[1](values)
-            if picked == last[2]:
-                known: tuple[str, str | None] = last[3]
-                return known
-        else:
-            picker = _picker([position for position, name in enumerate(names) if is_option(name)])
-            picked = picker(values)
-            last = (names, picker)
-        known = self._definition_by_value(task, attributes)
-        self._last[kind] = (last[0], last[1], picked, known)
+        if last is not None and last[0] == values:
+            known: tuple[str, str | None] = last[1]
+            return known
+        known = self._definition_by_value(task, values)
+        self._last[kind] = (values, known)
         return known
 
-    def _definition_by_value(
-        self, task: Task, attributes: dict[str, Any]
-    ) -> tuple[str, str | None]:
+    def _definition_by_value(self, task: Task, options: tuple[Any, ...]) -> tuple[str, str | None]:
         # Scalars by value (with their types, as 1 == 1.0 == True), other
         # objects by identity, whose text _values_seen keeps (an enum's hash
         # is slow Python code).
-        options = [value for name, value in attributes.items() if is_option(name)]
         values = [value if type(value) in _SCALARS else id(value) for value in options]
-        shape = (type(task), tuple(attributes), *values, *map(type, options))
+        shape = (type(task), *values, *map(type, options))
         known = self._shapes.get(shape)
-        if known is not None:
-            return known
+        if known is None:
+            known = self._shapes[shape] = self._definition_by_parts(task)
+        return known
+
+    def _definition_by_parts(self, task: Task) -> tuple[str, str | None]:
         parts = definition_parts(task, self._values_seen)
         identity = self._definition_ids.get(parts)
         if identity is None:
@@ -499,9 +469,7 @@ class TaskRows:
             identity = self._definition_ids[parts] = digest(text)
             self._batch.definitions.append((identity, text))
         reads = declared_reads(task)
-        known = (identity, json.dumps(reads) if reads is not None else None)
-        self._shapes[shape] = known
-        return known
+        return (identity, json.dumps(reads) if reads is not None else None)
 
     def _masked(self, texts: Iterable[str]) -> Iterable[str]:
         masker = self.masker
@@ -540,8 +508,8 @@ def _append(columns: list[list[Any]], *row: Any) -> None:
         column.append(value)
 
 
-def _picker(positions: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """A function taking the items at ``positions`` of a tuple, as a tuple."""
-    if len(positions) >= 2:
-        return itemgetter(*positions)
-    return lambda values: tuple(values[position] for position in positions)
+def _reader(names: Sequence[str]) -> Callable[[Task], tuple[Any, ...]]:
+    """A function reading the attributes ``names`` of a task, as a tuple, in C."""
+    if len(names) >= 2:
+        return attrgetter(*names)
+    return lambda task: tuple(getattr(task, name) for name in names)

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 JSON = "json"
 PICKLE = "pickle"
 
-#: Attributes that identify a task rather than define it (matched, not compared).
-_IDENTITY = frozenset({"name", "key", "tasks"})
 #: How definition parts read in a reason ("definition changed: command").
 PART_WORDS = {
     "class": "class",
@@ -147,9 +145,9 @@ def definition_parts(task: Task, cache: dict[int, tuple[Any, str]]) -> tuple[tup
         # (see flow2._report_as_flow2): the same class either way.
         module = "flow2"
     parts = [("class", f"{module}.{kind.__qualname__}")]
-    for name, value in vars(task).items():
-        if not is_option(name):
-            continue
+    # What the task declares defines it, never its attributes as such:
+    # see test_an_undeclared_attribute_is_no_part_of_the_fingerprint.
+    for name, value in task.definition().items():
         value_type = type(value)
         if value_type in _SCALARS:
             text = repr(value)
@@ -164,11 +162,6 @@ def definition_parts(task: Task, cache: dict[int, tuple[Any, str]]) -> tuple[tup
         # rendered with a token), and the store never shows the texts.
         parts.append((name, _digest(text)))
     return tuple(parts)
-
-
-def is_option(attribute: str) -> bool:
-    """True for the attributes of a task that are part of its definition."""
-    return attribute not in _IDENTITY and attribute[0] != "_"
 
 
 def digest(text: str) -> str:
