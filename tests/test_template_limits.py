@@ -156,6 +156,27 @@ def test_the_limit_is_gone_with_the_template(tmp_path: Path) -> None:
     assert run(flow2.Runner(display="none").run(flow2.load(ok)))["ok"]["stdout"] == "1"
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "('a' * 6000000).replace('a', 'aa')",
+        "(10 ** 4000) * (10 ** 4000)",
+        "3 * [1, 2, 3, 4, 5] * 1000000",
+        "'ab' | indent(10 ** 9)",
+        "'%0999999999d' | format(1)",
+        "'{:>999999999}'.format_map({})",
+        "lipsum(10 ** 6)",
+        "'a'.zfill(10 ** 9)",
+    ],
+)
+def test_operations_that_would_grow_without_bound_are_refused_quickly(
+    tmp_path: Path, expression: str
+) -> None:
+    path = write_flow(tmp_path, f"plugin: shell\ncmd: echo {{{{ {expression} }}}}\n")
+    error = load_error(path)
+    assert "template limits" in error.reason and "loops that never end" not in error.reason
+
+
 # Left behind where the template cannot stop ---------------------------------------
 
 
