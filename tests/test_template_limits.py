@@ -1,4 +1,4 @@
-"""The time limit of templates: a runaway stops at a safe point, never by an injected exception."""
+"""The limits of templates: a runaway stops at a safe point, never by an injected exception."""
 
 from __future__ import annotations
 
@@ -156,6 +156,9 @@ def test_the_limit_is_gone_with_the_template(tmp_path: Path) -> None:
     assert run(flow2.Runner(display="none").run(flow2.load(ok)))["ok"]["stdout"] == "1"
 
 
+# Sizes: refused before they are built -------------------------------------------
+
+
 @pytest.mark.parametrize(
     "expression",
     [
@@ -177,12 +180,35 @@ def test_operations_that_would_grow_without_bound_are_refused_quickly(
     assert "template limits" in error.reason and "loops that never end" not in error.reason
 
 
+def test_a_rendered_text_too_long_is_refused(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        "{% for i in range(1200) %}{{ 'a' * 9000 }}{% endfor %}\nplugin: shell\ncmd: echo\n",
+    )
+    error = load_error(path)
+    assert "the rendered text would exceed" in error.reason
+
+
+def test_bounded_operators_filters_and_functions_work_within_the_limits(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        plugin: shell
+        name: Echo
+        cmd: >-
+          echo {{ 'a' | center(5) | replace(' ', '.') }} {{ '%03d' | format(7) }}
+          {{ lipsum(1, html=False) | wordcount > 0 }} {{ 2 ** 10 }} {{ '%s-%s' % (1, 2) }}
+          {{ 'ab' * 2 }} ${{ 'c' | center(3) | replace(' ', '.') }}
+        """,
+    )
+    context = run(flow2.Runner(display="none").run(flow2.load(path)))
+    assert context["echo"]["stdout"] == "..a.. 007 True 1024 1-2 abab .c."
+
+
 # Left behind where the template cannot stop ---------------------------------------
 
 
-def test_a_call_that_does_not_return_is_left_behind_uninterrupted(
-    tmp_path: Path, stuck: Stuck
-) -> None:
+def test_a_stuck_call_is_left_behind_uninterrupted(tmp_path: Path, stuck: Stuck) -> None:
     path = write_flow(tmp_path, "plugin: shell\ncmd: echo {{ stuck.value() }}\n")
     error = load_error(path, stuck=stuck)
     assert (error.file, error.line) == (str(path), 2)

@@ -291,6 +291,9 @@ def call_within(seconds: float, function: Callable[[], _T]) -> _T:
     job = _Job(function, time.monotonic() + seconds)
     _workers.submit(job)
     if not job.done.wait(seconds + GRACE_SECONDS):
+        # Stuck outside the template: nothing is raised into that thread, which
+        # may hold a lock of the code it called. Only its place is read. See
+        # tests/test_template_limits.py::test_a_stuck_call_is_left_behind_uninterrupted
         frame = sys._current_frames().get(job.thread_id or 0)
         stack = [] if frame is None else list(traceback.walk_stack(frame))[::-1]
         file, line = _template_location(stack)
