@@ -107,6 +107,19 @@ def python_first_on_path(python_on_path: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PATH", python_on_path)
 
 
+def environment_without_coverage() -> dict[str, str]:
+    """``os.environ`` without what makes coverage measure a Python subprocess.
+
+    For tests about what a fresh interpreter imports: coverage's own
+    imports (json, pickle, multiprocessing…) would be counted as flow2's.
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+    }
+
+
 def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
     """Write a dedented flow file into ``folder`` and return its path."""
     path = folder / name

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import io
 import pathlib
+import tomllib
 from typing import Any
 
 import flow2
@@ -138,3 +139,19 @@ def test_the_example_check_finds_an_unguarded_publish() -> None:
     checks = flow2.ParallelTaskGroup("Checks", flow2.CallbackTask("Test", len))
     tree = flow2.SerialTaskGroup("Release", checks, flow2.CallbackTask("Publish", len))
     assert _steps_after_unguarded_checks(tree) == ["'Publish' after 'Checks'"]
+
+
+def test_ci_runs_the_readme_test_command_and_it_fails_below_the_stated_coverage() -> None:
+    root = pathlib.Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in quickstart.splitlines() if line and not line.startswith("#")]
+    test_command = commands[1]
+    assert test_command.endswith("pytest --cov=flow2 --cov-branch")
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == test_command
+    settings = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    figure = settings["tool"]["coverage"]["report"]["fail_under"]
+    assert settings["tool"]["coverage"]["run"]["branch"] is True
+    assert figure >= 90
+    assert f"fails below {figure}%" in " ".join(readme.split())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import flow2
-from tests.conftest import run
+from tests.conftest import environment_without_coverage, run
 
 
 def report_pid(context: dict[str, Any]) -> int:
@@ -130,7 +130,11 @@ def test_importing_flow2_imports_neither_distributed_nor_multiprocessing() -> No
         "if name.split('.')[0] in ('distributed', 'dask', 'cloudpickle', 'multiprocessing')))"
     )
     output = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment_without_coverage(),
     ).stdout
     assert output.strip() == "[]"
 

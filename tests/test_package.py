@@ -9,6 +9,8 @@ import sys
 
 import flow2
 
+from .conftest import environment_without_coverage
+
 
 def test_all_is_sorted_and_exports_exactly_the_public_names() -> None:
     assert flow2.__all__ == sorted(flow2.__all__, key=lambda name: (not name.isupper(), name))
@@ -67,7 +69,12 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
     ]
     script = f"import sys, flow2; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=environment_without_coverage(),
     ).stdout
     assert output.strip() == "[]"
 

@@ -420,9 +420,12 @@ def test_interrupted_carries_the_signal_and_the_exit_code() -> None:
 BLOCKING_LOOP = """
     import asyncio, os, time
     import flow2
+    from flow2._engine._children import live_children
 
     async def hog(context):
-        while not os.path.exists("shell-ready"):  # the command runs
+        # The command runs, and its shell task has registered it (the
+        # process starts a few loop turns before the task records it).
+        while not os.path.exists("shell-ready") or not live_children():
             await asyncio.sleep(0.01)
         open("ready", "w").close()
         time.sleep(600)  # blocks the event loop: no signal reaches the run

@@ -4,25 +4,44 @@ A flow file is input, often from someone else: ``{{ 'a' * 10**9 }}``,
 ``{{ 10**(10**7) }}`` or a loop of loops must end in a clear error, not
 hang the command or fill the memory. Every template flow2 renders (the
 file at load time, ``${{ … }}`` when a task starts) runs in
-:class:`BoundedSandbox` and within :func:`deadline`.
+:func:`bounded_sandbox` and through :func:`call_within`.
+
+Time is enforced without ever interrupting a thread from outside (an
+exception raised at an arbitrary bytecode can leave a lock held, and hangs
+a run under ``pytest --cov``): the template itself checks its deadline at
+the points the sandbox controls (each item of a ``{% for %}`` loop, each
+call, each operator it bounds, each piece of output) and stops there. What
+the template calls but does not control (a variable's method, an include
+that never ends) runs in a daemon thread that is left behind when it
+overruns; the caller gets :class:`TemplateTimeout` all the same.
 """
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import math
+import os
+import queue
 import re
+import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+import traceback
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+    from types import FrameType
 
     import jinja2.sandbox
 
+_T = TypeVar("_T")
+
 #: Seconds a template (or one task's run-time expressions) may take.
 TEMPLATE_SECONDS = 10.0
+#: Seconds :func:`call_within` waits past the deadline for the template to stop
+#: itself (and name its line) before it leaves the thread behind.
+GRACE_SECONDS = 1.0
 #: Longest text, list or rendered file a template may make, in characters or items.
 MAX_TEXT = 10_000_000
 #: Most digits a number made by a template may have (Python's own limit for printing one).
@@ -40,11 +59,33 @@ class LimitExceeded(Exception):
 
 
 class TemplateTimeout(BaseException):
-    """Raised inside a template that ran longer than its deadline.
+    """A template ran longer than its deadline.
 
-    A BaseException so that no ``except Exception`` in Jinja or in a
-    filter swallows it.
+    Raised inside the template at its next safe point, then by
+    :func:`call_within` to its caller with what it knows of where the
+    template was. A BaseException so that no ``except Exception`` in Jinja
+    or in a filter swallows it.
+
+    :ivar seconds: the limit the template ran past
+    :ivar file: the included file it was in, or None for the flow file itself
+    :ivar line: the template line it was at, when known
+    :ivar abandoned: whether the template was stuck in a call it does not
+        control, left running in a daemon thread
     """
+
+    def __init__(
+        self,
+        seconds: float = 0.0,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        abandoned: bool = False,
+    ) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+        self.file = file
+        self.line = line
+        self.abandoned = abandoned
 
 
 def too_big(what: str) -> LimitExceeded:
@@ -101,15 +142,25 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 
 
 def bounded_sandbox(**options: Any) -> jinja2.sandbox.SandboxedEnvironment:
-    """A Jinja sandbox whose operators, methods and filters respect the limits."""
+    """A Jinja sandbox whose operators, methods, filters and loops respect the limits.
+
+    Its loops, calls, bounded operators and output check the deadline set by
+    :func:`call_within` and raise :class:`TemplateTimeout` there once it has passed.
+    """
+    import jinja2.runtime
     import jinja2.sandbox
 
     class BoundedSandbox(jinja2.sandbox.SandboxedEnvironment):
         intercepted_binops = frozenset({"*", "**", "%"})
+        code_generator_class = _loop_checking_generator()
+
+        # Named in the code _loop_checking_generator writes.
+        iterate_within_deadline = staticmethod(iterate_within_deadline)
 
         def call_binop(
             self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
         ) -> Any:
+            check_deadline()
             _check_binop(operator, left, right)
             result = super().call_binop(context, operator, left, right)
             return check_size(result, f"{type(left).__name__} {operator} …")
@@ -121,6 +172,11 @@ def bounded_sandbox(**options: Any) -> jinja2.sandbox.SandboxedEnvironment:
             *args: Any,
             **kwargs: Any,
         ) -> Any:
+            # Macros, caller() and recursive loops all come through here.
+            check_deadline()
+            if isinstance(__obj, jinja2.runtime.LoopContext) and args:
+                # loop(children) in a recursive loop: the code iterates it directly.
+                args = (iterate_within_deadline(args[0]), *args[1:])
             target = getattr(__obj, "__wrapped__", __obj)
             owner = getattr(target, "__self__", None)
             name = getattr(target, "__name__", "")
@@ -156,11 +212,32 @@ def bounded_sandbox(**options: Any) -> jinja2.sandbox.SandboxedEnvironment:
     return environment
 
 
+def _loop_checking_generator() -> type[Any]:
+    """Jinja's code generator, writing every ``{% for %}`` to iterate within the deadline."""
+    import jinja2.compiler
+    import jinja2.nodes
+
+    class LoopCheckingGenerator(jinja2.compiler.CodeGenerator):
+        def visit_For(self, node: jinja2.nodes.For, frame: jinja2.compiler.Frame) -> None:
+            # for x in environment.call(context, environment.iterate_within_deadline, …)
+            iterable = node.iter
+            checker = jinja2.nodes.EnvironmentAttribute("iterate_within_deadline")
+            node.iter = jinja2.nodes.Call(checker, [iterable], [], None, None)
+            node.iter.set_lineno(iterable.lineno)
+            try:
+                super().visit_For(node, frame)
+            finally:
+                node.iter = iterable
+
+    return LoopCheckingGenerator
+
+
 def render_bounded(template: jinja2.Template, names: dict[str, Any]) -> str:
     """``template`` rendered, refusing output longer than :data:`MAX_TEXT` characters."""
     pieces: list[str] = []
     size = 0
     for piece in template.generate(names):
+        check_deadline()
         size += len(piece)
         if size > MAX_TEXT:
             raise too_big("the rendered text")
@@ -168,75 +245,144 @@ def render_bounded(template: jinja2.Template, names: dict[str, Any]) -> str:
     return "".join(pieces)
 
 
-class _Watchdog:
-    """One daemon thread that interrupts blocks running past their deadline.
+# Time ----------------------------------------------------------------------------
 
-    Starting a timer thread per template costs milliseconds on a busy
-    machine; this thread is started once and sleeps until the earliest
-    deadline. It injects :class:`TemplateTimeout` into the late thread
-    (Python checks for it between bytecodes), which stops a template's loops
-    even inside Jinja's generated code; a single huge operation is stopped
-    by the size limits instead.
+#: When the template running in this thread must stop (time.monotonic()), if ever.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "flow2_template_deadline", default=None
+)
+
+
+def check_deadline() -> None:
+    """Raise :class:`TemplateTimeout` if the deadline of this thread's template has passed.
+
+    Called only at points where the template can stop cleanly: nothing
+    outside the template is running, so no lock is held half-way.
+    """
+    end = _deadline.get()
+    if end is not None and time.monotonic() > end:
+        raise TemplateTimeout
+
+
+def iterate_within_deadline(iterable: Iterable[_T]) -> Iterator[_T]:
+    """The items of ``iterable``, checking the deadline before each one."""
+    for item in iterable:
+        check_deadline()
+        yield item
+
+
+def call_within(seconds: float, function: Callable[[], _T]) -> _T:
+    """``function()``, run in a daemon thread under a deadline of ``seconds``.
+
+    A template that runs past its deadline stops itself at its next safe
+    point (see :func:`check_deadline`). One stuck in a call it does not
+    control (a variable's method, an include that never ends) cannot be
+    stopped safely: :data:`GRACE_SECONDS` later it is left running in its
+    daemon thread, where it stops at its next safe point if it ever reaches
+    one, and the caller goes on.
+
+    :raises TemplateTimeout: past the deadline, with the template's line
+        when it is known
+    :raises BaseException: whatever ``function`` raised, unchanged
+
+    Pinned by tests/test_fuzz.py::test_a_template_loop_that_never_ends_is_stopped
+    and tests/test_template_limits.py
+    """
+    job = _Job(function, time.monotonic() + seconds)
+    _workers.submit(job)
+    if not job.done.wait(seconds + GRACE_SECONDS):
+        # Stuck outside the template: nothing is raised into that thread, which
+        # may hold a lock of the code it called. Only its place is read. See
+        # tests/test_template_limits.py::test_a_stuck_call_is_left_behind_uninterrupted
+        frame = sys._current_frames().get(job.thread_id or 0)
+        stack = [] if frame is None else list(traceback.walk_stack(frame))[::-1]
+        file, line = _template_location(stack)
+        raise TemplateTimeout(seconds, file=file, line=line, abandoned=True)
+    error, job.error = job.error, None
+    if isinstance(error, TemplateTimeout):
+        file, line = _template_location(traceback.walk_tb(error.__traceback__))
+        raise TemplateTimeout(seconds, file=file, line=line) from None
+    if error is not None:
+        raise error
+    result: _T = job.result
+    return result
+
+
+def _template_location(
+    frames: Iterable[tuple[FrameType, int]],
+) -> tuple[str | None, int | None]:
+    """The file (None: the main template) and line of the innermost template frame."""
+    file: str | None = None
+    line: int | None = None
+    for frame, lineno in frames:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            name = template.filename
+            file = None if name in (None, "<template>") else name
+            line = template.get_corresponding_lineno(lineno)
+    return file, line
+
+
+class _Job:
+    """One call of :func:`call_within`: the function, its deadline, its outcome."""
+
+    __slots__ = ("done", "end", "error", "function", "result", "thread_id")
+
+    def __init__(self, function: Callable[[], Any], end: float) -> None:
+        self.function = function
+        self.end = end
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread_id: int | None = None
+
+    def run(self) -> None:
+        self.thread_id = threading.get_ident()
+        token = _deadline.set(self.end)
+        try:
+            self.result = self.function()
+        except BaseException as error:
+            self.error = error
+        finally:
+            _deadline.reset(token)
+            self.done.set()
+
+
+class _Workers:
+    """Daemon threads that render templates, started as needed and reused.
+
+    Handing a template to an idle thread costs a tenth of a millisecond;
+    starting one costs twice that, more on a busy machine, and every task
+    with a ``${{ … }}`` pays it when it starts. A thread left behind by
+    :func:`call_within` counts as busy until it ends, then serves again.
     """
 
     def __init__(self) -> None:
-        self.condition = threading.Condition()
-        self.waiting: dict[int, tuple[float, int]] = {}
-        self.counter = 0
-        self.thread: threading.Thread | None = None
+        self.forget_threads()
 
-    def add(self, seconds: float) -> int:
-        with self.condition:
-            self.counter += 1
-            self.waiting[self.counter] = (time.monotonic() + seconds, threading.get_ident())
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._watch, name="flow2-template-deadline", daemon=True
-                )
-                self.thread.start()
-            self.condition.notify()
-            return self.counter
+    def forget_threads(self) -> None:
+        """Start afresh, with no idle thread (after a fork: the child has none)."""
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
 
-    def remove(self, token: int) -> None:
-        """Forget ``token``; withdraw its exception if it was injected but not yet raised."""
-        with self.condition:
-            entry = self.waiting.pop(token, None)
-            if entry is None:
-                _inject(threading.get_ident(), None)
+    def submit(self, job: _Job) -> None:
+        with self.lock:
+            has_idle = self.idle > 0
+            if has_idle:
+                self.idle -= 1
+        if not has_idle:
+            threading.Thread(target=self._work, name="flow2-template", daemon=True).start()
+        self.jobs.put(job)
 
-    def _watch(self) -> None:
-        with self.condition:
-            while True:
-                now = time.monotonic()
-                for token, (end, thread_id) in list(self.waiting.items()):
-                    if end <= now:
-                        # Removed here, under the lock: remove() then knows
-                        # the exception was sent.
-                        del self.waiting[token]
-                        _inject(thread_id, TemplateTimeout)
-                earliest = min((end for end, _ in self.waiting.values()), default=None)
-                self.condition.wait(None if earliest is None else max(0.0, earliest - now))
+    def _work(self) -> None:
+        while True:
+            self.jobs.get().run()
+            with self.lock:
+                self.idle += 1
 
 
-def _inject(thread_id: int, exception: type[BaseException] | None) -> None:
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), None if exception is None else ctypes.py_object(exception)
-    )
-
-
-_watchdog = _Watchdog()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float | None = None) -> Iterator[None]:
-    """Raise :class:`TemplateTimeout` in this thread if the block runs past ``seconds``.
-
-    Pinned by tests/test_fuzz.py::test_a_template_loop_that_never_ends_is_stopped
-    """
-    token = _watchdog.add(TEMPLATE_SECONDS if seconds is None else seconds)
-    try:
-        yield
-    finally:
-        _watchdog.remove(token)
+_workers = _Workers()
+# A forked child has none of the parent's threads: the idle count would send
+# its templates to a queue nobody reads.
+os.register_at_fork(after_in_child=_workers.forget_threads)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import jinja2.sandbox
 
     from .._engine._task import Context, Task
+    from ._limits import TemplateTimeout
 
 #: A run-time expression; load-time rendering leaves these untouched.
 RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
@@ -227,25 +228,28 @@ def _render(
     import jinja2
     import jinja2.exceptions
 
-    from ._limits import LimitExceeded, TemplateTimeout, deadline, render_bounded
+    from . import _limits
+    from ._limits import LimitExceeded, TemplateTimeout, call_within, render_bounded
 
     protector = _Protector(source)
     folder = os.path.dirname(os.path.abspath(file))
     environment = _load_time_environment().overlay(loader=_IncludeLoader(folder, protector))
     namespace = {ENVIRON: environ, **variables}
-    try:
-        with deadline():
-            template = environment.from_string(protector.protect(source))
-            # Frames of the compiled template carry this file name: the
-            # traceback of a render error leads to the template line.
-            text = render_bounded(template, namespace)
-    except TemplateTimeout:
-        from ._limits import TEMPLATE_SECONDS
 
+    def render() -> str:
+        template = environment.from_string(protector.protect(source))
+        # Frames of the compiled template carry this file name: the
+        # traceback of a render error leads to the template line.
+        return render_bounded(template, namespace)
+
+    try:
+        text = call_within(_limits.TEMPLATE_SECONDS, render)
+    except TemplateTimeout as error:
         raise FlowFileError(
-            f"template error: rendering took longer than {TEMPLATE_SECONDS:g} s, the limit "
-            f"for a flow's templates; look for loops that never end or grow too large",
-            file=file,
+            f"template error: rendering took longer than {error.seconds:g} s, the limit "
+            f"for a flow's templates; {_overrun_hint(error)}",
+            file=error.file or file,
+            line=error.line,
         ) from None
     except LimitExceeded as error:
         raise FlowFileError(
@@ -290,6 +294,15 @@ def _render(
             line=_template_line(error),
         ) from None
     return protector.restore(text, file)
+
+
+def _overrun_hint(error: TemplateTimeout) -> str:
+    if error.abandoned:
+        return (
+            "it was stuck in a call flow2 cannot interrupt (a variable's method, an include "
+            "that never ends), left running in the background"
+        )
+    return "look for loops that never end or grow too large"
 
 
 def _how_to_pass(message: str) -> str:
@@ -415,7 +428,9 @@ def render_runtime(
 ) -> Any:
     """``value`` with its run-time expressions evaluated against ``context``.
 
-    Runs within :data:`flow2._flows._limits.TEMPLATE_SECONDS` and the size limits.
+    Runs within :data:`flow2._flows._limits.TEMPLATE_SECONDS` and the size limits,
+    in a thread of its own (:func:`flow2._flows._limits.call_within`): one stuck
+    in a call the expression does not control is left behind, and the task fails.
 
     :param value: a string, or lists and mappings of strings and other values
     :param context: the run's context: results so far and the variables
@@ -427,16 +442,22 @@ def render_runtime(
     """
     import jinja2
 
-    from ._limits import TEMPLATE_SECONDS, LimitExceeded, TemplateTimeout, deadline
+    from ._limits import TEMPLATE_SECONDS, LimitExceeded, TemplateTimeout, call_within
 
     limit = TEMPLATE_SECONDS if seconds is None else min(seconds, TEMPLATE_SECONDS)
+    names = {**context, "context": context}
     try:
-        with deadline(limit):
-            return _render_value(value, {**context, "context": context})
-    except TemplateTimeout:
+        return call_within(limit, lambda: _render_value(value, names))
+    except TemplateTimeout as error:
+        stuck = (
+            "; it was stuck in a call flow2 cannot interrupt, left running in the background"
+            if error.abandoned
+            else ""
+        )
         reason = (
             f"the ${{{{ … }}}} expression took longer than {limit:g} s, the "
             f"limit for an expression (the task's timeout, at most {TEMPLATE_SECONDS:g} s)"
+            f"{stuck}"
         )
     except LimitExceeded as error:
         reason = str(error)
