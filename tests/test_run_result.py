@@ -396,3 +396,32 @@ def test_a_run_checks_the_tree_and_analyses_needs_once(
     result = run(flow2.Runner(display="none", store=tmp_path, skip=["tell"]).execute(tree))
     assert result.succeeded and result.counts.skipped == 1
     assert len(checks) == 1 and len(analyses) == 1
+
+
+def test_a_python_caller_asks_for_the_html_report_as_the_command_does(tmp_path: Path) -> None:
+    report = tmp_path / "run.html"
+    result = run(flow2.Runner(display="none", report=report).execute(_checks()))
+    assert result.exit_code == 1
+    html = report.read_text(encoding="utf-8")
+    assert "<html" in html.lower() and "Lint" in html
+
+
+def test_a_report_that_cannot_be_written_fails_before_the_run(tmp_path: Path) -> None:
+    with pytest.raises(flow2.ConfigurationError, match="report") as raised:
+        flow2.Runner(report=tmp_path / "missing" / "run.html")
+    assert raised.value.option == "report"
+
+
+def test_an_embedded_run_keeps_what_tasks_print_in_their_log_files(tmp_path: Path) -> None:
+    script = """\
+    import asyncio, pathlib, flow2
+
+    def work(context):
+        print("the output of work")
+
+    asyncio.run(flow2.Runner(log_dir="logs").execute(flow2.CallbackTask("Work", work)))
+    print("logged:", pathlib.Path("logs/work.log").read_text().strip())
+    """
+    done = _python(script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["logged: the output of work"]

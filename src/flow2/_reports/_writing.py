@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from ._model import RunRecord
 
 
-def check_writable(target: str, what: str) -> None:
+def check_writable(target: str, what: str, *, option: str | None = None) -> None:
     """Fail now, not after the run, when ``target`` cannot be written.
+
+    :param what: how the message names the path (``"--report"``)
+    :param option: the run option it was given as, for the error's facts
 
     :raises flow2.ConfigurationError: the path is a directory, or its folder
         does not exist or cannot be written
@@ -34,7 +37,10 @@ def check_writable(target: str, what: str) -> None:
     else:
         return
     raise ConfigurationError(
-        f"the {what} path {target!r} {problem}; choose a writable file path", file=target
+        f"the {what} path {target!r} {problem}; choose a writable file path",
+        file=target,
+        option=option,
+        value=target,
     )
 
 

@@ -203,7 +203,8 @@ class RunSettings:
                 )
             from .._reports._writing import check_writable
 
-            check_writable(os.fspath(report), "report")  # fails now, not after the run
+            # Fails now, not after the run.
+            check_writable(os.fspath(report), "report", option="report")
         return cls(
             display=_choice("display", Display, display, environ),
             verbosity=_choice("verbosity", Verbosity, verbosity, environ, Verbosity.NORMAL),
