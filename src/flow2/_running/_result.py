@@ -9,6 +9,7 @@ exits with.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import signal as signals
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -135,32 +136,38 @@ class RunResult:
     @classmethod
     def of(cls, run: Run, *, signal: int | None = None, recording_errors: Any = ()) -> RunResult:
         """The result of a run that ended: counted from its records, in tree order."""
-        tally = dict.fromkeys(("succeeded", "failed", "skipped", "cancelled", "reused"), 0)
+        # Counted in C: a status per leaf, then a tally of them.
+        tally = collections.Counter(
+            record.status for record in run.record_list() if record.task.stores_result
+        )
         failures: list[TaskFailure] = []
-        seen: set[int] = set()
-        records = run.records()
-        # Walked backwards, every task comes after the tasks inside it: a
-        # group that failed with a child's error is not listed again.
-        for record in reversed(records):
-            status = record.status
-            if record.task.stores_result and status.value in tally:
-                tally[status.value] += 1
-            error = record.error
-            if status is Status.FAILED and error is not None:
-                # A group failing with what its tasks raised (the same
-                # error, or an exception group of theirs) is not listed again.
-                ids = {id(error), *(id(inner) for inner in _inner_errors(error))}
-                if not ids & seen:
-                    failures.append(TaskFailure(record.path, error))
-                seen |= ids
-        failures.reverse()
+        if run.status not in _SUCCESSES or run.root_record.failed_count:
+            seen: set[int] = set()
+            # Walked backwards, every task comes after the tasks inside it: a
+            # group that failed with a child's error is not listed again.
+            for record in reversed(run.records()):
+                error = record.error
+                if record.status is Status.FAILED and error is not None:
+                    # A group failing with what its tasks raised (the same
+                    # error, or an exception group of theirs) is not listed again.
+                    ids = {id(error), *(id(inner) for inner in _inner_errors(error))}
+                    if not ids & seen:
+                        failures.append(TaskFailure(record.path, error))
+                    seen |= ids
+            failures.reverse()
         return cls(
             id=run.id,
             status=run.status,
             context=run.context,
             start=run.started_at,
             duration=run.duration,
-            counts=Counts(**tally),
+            counts=Counts(
+                succeeded=tally[Status.SUCCEEDED],
+                failed=tally[Status.FAILED],
+                skipped=tally[Status.SKIPPED],
+                cancelled=tally[Status.CANCELLED],
+                reused=tally[Status.REUSED],
+            ),
             failures=tuple(failures),
             signal=signals.Signals(signal) if signal is not None else None,
             recording_errors=tuple(recording_errors),

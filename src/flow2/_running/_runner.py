@@ -187,7 +187,8 @@ class Runner:
         :raises flow2.StoreError: when the store cannot be opened, or the run to
             resume is not in it; nothing ran
         """
-        return await self._execute(tree, context, raises=False)
+        run, signal, problems = await self._execute(tree, context, raises=False)
+        return RunResult.of(run, signal=signal, recording_errors=problems)
 
     async def run(
         self, task: Task, context: Context | None = None, *, raises: bool = True
@@ -198,12 +199,16 @@ class Runner:
         :raises Interrupted: with ``handle_signals=True``, when a signal
             interrupted the run (after it ended and reported everything)
         """
-        result = await self._execute(task, context, raises=raises)
-        if result.signal is not None:
-            raise Interrupted(result.signal)
-        return result.context
+        # Only the context: what a run returns is not counted here.
+        run, signal, _ = await self._execute(task, context, raises=raises)
+        if signal is not None:
+            raise Interrupted(signal)
+        return run.context
 
-    async def _execute(self, task: Task, context: Context | None, *, raises: bool) -> RunResult:
+    async def _execute(
+        self, task: Task, context: Context | None, *, raises: bool
+    ) -> tuple[Run, int | None, list[str]]:
+        """Drive one run; return it, the signal that stopped it, and what it could not record."""
         settings = self.settings
         if not isinstance(task, Task):
             raise TaskTypeError(
@@ -260,11 +265,7 @@ class Runner:
         for problem in problems:
             tell(f"flow2: {problem}")
         assert run is not None
-        return RunResult.of(
-            run,
-            signal=handling.signal if handling is not None else None,
-            recording_errors=problems,
-        )
+        return run, handling.signal if handling is not None else None, problems
 
     def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
         """What :meth:`execute` would do with ``task``: each task run, skipped or reused, and why.
