@@ -305,12 +305,11 @@ def test_runs_share_one_thread_pool_by_default() -> None:
         await asyncio.gather(*(flow2.Runner(display="none").execute(tree) for tree in trees))
 
     run(main())
-    alive = {thread.ident for thread in threading.enumerate()}
     run(main())
-    # A pool per run would use up to 4 x its size of threads between the
-    # rounds; the shared one stays within its size, and stays for the next run.
+    # A pool per run would use up to 4 x its size of threads over the rounds;
+    # the shared one stays within its size, and its threads stay after the runs.
     assert len(threads) <= min(32, (os.cpu_count() or 1) + 4)
-    assert threads <= alive
+    assert threads <= {thread.ident for thread in threading.enumerate()}
 
 
 def test_a_concurrent_futures_executor_runs_the_sync_callbacks() -> None:
