@@ -189,7 +189,10 @@ class ShellTask(Task):
                 # message alone says what to fix.
                 raise OSError(error.errno, self._start_failure(error, arguments)) from None
             group = track(
-                process.pid, is_group=True, description=f"task {self.name!r} (pid {process.pid})"
+                process.pid,
+                is_group=True,
+                description=f"task {self.name!r} (pid {process.pid})",
+                grace=self.kill_grace,
             )
             try:
                 return await self._follow(process, protocol, group)
