@@ -4,6 +4,7 @@ command never outlives a flow2 killed with ``kill -9``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_flow
+import flow2
+from flow2._flows._shell import ShellTask, sh_has_pipefail
+
+from .conftest import run, write_flow
 from .test_signals import start_flow2, wait_for_files
 
 pytestmark = [
@@ -69,3 +73,141 @@ def test_kill_9_of_flow2_stops_its_commands(tmp_path: Path) -> None:
         time.sleep(0.05)  # the watcher's work cannot be awaited from here
     assert leftovers(marker) == []
     assert not list(tmp_path.glob("after-*"))
+
+
+INJECTION = "x; touch injected; echo $(touch injected2) `touch injected3` ' \" \\"
+
+
+def run_flow(folder: Path, text: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    flow = write_flow(folder, text)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flow2",
+            "run",
+            str(flow),
+            "--no-store",
+            "--no-log-files",
+            "--display",
+            "plain",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_result_is_never_shell_code(tmp_path: Path) -> None:
+    (tmp_path / "value.txt").write_text(INJECTION)
+    completed = run_flow(
+        tmp_path,
+        """
+        plugin: serial
+        tasks:
+          - plugin: shell
+            name: Read
+            cmd: cat value.txt
+          - plugin: shell
+            name: Use
+            cmd: |
+              printf '%s\\n' ${{ read.stdout }} > plain.txt
+              printf '%s\\n' "quoted: ${{ read.stdout }}" > double.txt
+              printf '%s\\n' 'single: ${{ read.stdout }}' > single.txt
+        """,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert not list(tmp_path.glob("injected*"))
+    assert (tmp_path / "plain.txt").read_text() == INJECTION + "\n"
+    assert (tmp_path / "double.txt").read_text() == f"quoted: {INJECTION}\n"
+    assert (tmp_path / "single.txt").read_text() == f"single: {INJECTION}\n"
+
+
+def test_cmd_expressions_raw_pastes_the_value_as_shell_code(tmp_path: Path) -> None:
+    completed = run_flow(
+        tmp_path,
+        """
+        plugin: shell
+        name: Built
+        cmd_expressions: raw
+        cmd: ${{ command }} made-by-raw
+        """,
+        "command=touch",
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert (tmp_path / "made-by-raw").exists()
+
+
+def test_expressions_in_a_python_cmd_are_refused_at_load_time(tmp_path: Path) -> None:
+    completed = run_flow(
+        tmp_path,
+        """
+        plugin: shell
+        name: Script
+        shell: python
+        cmd: print("${{ version }}")
+        """,
+        "version=1",
+    )
+    assert completed.returncode == 2
+    assert "flow.yml:4" in completed.stderr
+    assert "cmd_expressions: raw" in completed.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh", "python"])
+def test_ps_shows_the_shell_not_the_script(tmp_path: Path, shell: str) -> None:
+    secret = f"secret-{os.getpid()}-{time.monotonic_ns()}"
+    started = tmp_path / "started"
+    wait = "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(30)"
+    if shell == "python":
+        script = (
+            f"import subprocess, sys\n"
+            f"subprocess.run([sys.executable, '-c', {wait!r}, {str(started)!r}])  # {secret}\n"
+        )
+    else:
+        script = f'python -c "{wait}" {started} # {secret}\n'
+    task = ShellTask("Quiet", script, shell=shell, kill_grace=1, timeout=120)
+
+    async def look_then_stop() -> list[str]:
+        running = asyncio.ensure_future(task.run({}))
+        while not started.exists():  # noqa: ASYNC110 - another process's progress
+            await asyncio.sleep(0.02)
+        found = leftovers(secret)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        return found
+
+    assert run(look_then_stop()) == []
+
+
+@pytest.mark.skipif(sh_has_pipefail(), reason="this machine's sh knows pipefail")
+def test_a_pipeline_under_an_sh_without_pipefail_is_refused_at_load_time(tmp_path: Path) -> None:
+    completed = run_flow(
+        tmp_path,
+        """
+        plugin: serial
+        tasks:
+          - plugin: shell
+            name: Fine
+            shell: sh
+            cmd: echo 'a | b' || true  # no pipeline
+          - plugin: shell
+            name: Piped
+            shell: sh
+            cmd: false | cat
+        """,
+    )
+    assert completed.returncode == 2
+    assert "flow.yml:9" in completed.stderr
+    assert "pipefail" in completed.stderr
+
+
+@pytest.mark.skipif(not sh_has_pipefail(), reason="this machine's sh lacks pipefail")
+def test_a_pipeline_fails_under_sh(tmp_path: Path) -> None:  # pragma: no cover - sh without it
+    task = ShellTask("Piped", "false | cat", shell="sh")
+    with pytest.raises(flow2.CommandError):
+        run(task.run({}))
