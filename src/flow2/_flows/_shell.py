@@ -94,17 +94,21 @@ class ShellTask(Task):
     :param cmd: a command line, run by ``shell``, or a list of arguments run
         directly, without a shell
     :param shell: what runs a command line: ``"bash"`` (``bash --noprofile
-        --norc -e -o pipefail -c``), ``"sh"`` (``sh -e -c``), ``"python"``,
-        ``"pwsh"``, or a template such as ``"bash --noprofile --norc -eo
-        pipefail {0}"`` where ``{0}`` becomes the path of a file holding the
-        command. None (the default): bash when it is installed, else sh, so a
-        failing line or pipeline stage fails the task
+        --norc -e -o pipefail``), ``"sh"`` (``sh -e``, with ``-o pipefail``
+        where it knows it), ``"python"``, ``"pwsh"``, or a template such as
+        ``"bash --noprofile --norc -eo pipefail {0}"`` where ``{0}`` becomes
+        the path of a file holding the command. None (the default): bash when
+        it is installed, else sh, so a failing line or pipeline stage fails
+        the task (a pipeline under an sh without pipefail is refused)
     :param cwd: the working directory; the current one when None
     :param env: variables added to (or replacing some of) the environment
     :param output_limit: characters of stdout and of stderr kept in the result
     :param kill_grace: seconds between SIGTERM and SIGKILL when the task is
         cancelled or times out, and for what the command leaves running
     :param output: print the result under SUCCESS (off: the output was streamed already)
+    :param cmd_expressions: how a flow's ``${{ … }}`` values reach a command
+        line: ``"environment"`` (as environment variables it refers to, never
+        shell code) or ``"raw"`` (pasted into its text, as shell code)
     :param kwargs: the other options of :class:`flow2.Task`
     :raises flow2.DefinitionError: when an option has the wrong type
 
