@@ -99,3 +99,22 @@ def test_validate_reports_a_callback_it_cannot_find(
     assert "bad.yml:3" in completed.stderr and message in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not list(planted.glob("imported-*"))
+
+
+def test_a_located_callback_has_the_fingerprint_of_the_imported_one(
+    planted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dry run's plan of a resume compares fingerprints with the stored ones.
+    import importlib
+    import sys
+
+    from flow2._flows._plugins import locate_reference
+    from flow2._store._values import callable_text
+
+    monkeypatch.syspath_prepend(str(planted))
+    monkeypatch.chdir(planted)
+    located = locate_reference("Build", "sidefx:build")
+    assert not list(planted.glob("imported-*"))
+    imported = importlib.import_module("sidefx")
+    monkeypatch.delitem(sys.modules, "sidefx")
+    assert callable_text(located) == callable_text(imported.build)

@@ -168,7 +168,8 @@ def test_ps_shows_the_shell_not_the_script(tmp_path: Path, shell: str) -> None:
             f"subprocess.run([sys.executable, '-c', {wait!r}, {str(started)!r}])  # {secret}\n"
         )
     else:
-        script = f'python -c "{wait}" {started} # {secret}\n'
+        # Two lines: a shell runs a lone last command in its own place.
+        script = f'python -c "{wait}" {started} # {secret}\ntrue\n'
     task = ShellTask("Quiet", script, shell=shell, kill_grace=1, timeout=120)
 
     async def look_then_stop() -> list[str]:
@@ -211,3 +212,35 @@ def test_a_pipeline_fails_under_sh(tmp_path: Path) -> None:  # pragma: no cover 
     task = ShellTask("Piped", "false | cat", shell="sh")
     with pytest.raises(flow2.CommandError):
         run(task.run({}))
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh", "python"])
+def test_a_command_reading_stdin_gets_nothing_of_the_script(shell: str) -> None:
+    cmd = (
+        "import sys\nprint(repr(sys.stdin.read()))\n"
+        if shell == "python"
+        else "cat\necho after-cat\n"
+    )
+    result = run(ShellTask("Reads", cmd, shell=shell).run({}))
+    assert result["stdout"] == ("''" if shell == "python" else "after-cat")
+
+
+def test_cmd_expressions_must_be_environment_or_raw(tmp_path: Path) -> None:
+    completed = run_flow(
+        tmp_path,
+        """
+        plugin: shell
+        name: Odd
+        cmd_expressions: quoted
+        cmd: echo ${{ value }}
+        """,
+        "value=1",
+    )
+    assert completed.returncode == 2
+    assert "flow.yml:3" in completed.stderr
+    assert "cmd_expressions='quoted'" in completed.stderr
+
+
+def test_a_pipe_inside_quotes_or_a_comment_or_an_or_is_no_pipeline() -> None:
+    for cmd in ["echo 'a | b'", 'echo "a | b"', "true || false", "echo a  # x | y", r"echo a\|b"]:
+        ShellTask("Fine", cmd, shell="sh")  # never refused, whatever this machine's sh
