@@ -77,16 +77,25 @@ def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
 
 
 def load_flow(
-    flow: str, assignments: tuple[str, ...], *, for_a_run: bool = False
+    flow: str,
+    assignments: tuple[str, ...],
+    *,
+    for_a_run: bool = False,
+    import_callbacks: bool = False,
 ) -> tuple[LoadedFlow, dict[str, Any]]:
     """The flow ``flow`` names, read with the variables of ``assignments``, and those variables.
 
     :param for_a_run: leave the tree's check to the run (see :func:`read_flow`)
+    :param import_callbacks: import the callbacks' modules: only for a run;
+        the commands that look at a flow run none of its code
     :raises UsageProblem: when there is no such flow or it is not a valid one
     """
     variables = parse_variables(assignments)
     try:
-        return read_flow(find_flow(flow), variables, for_a_run=for_a_run), variables
+        loaded = read_flow(
+            find_flow(flow), variables, for_a_run=for_a_run, import_callbacks=import_callbacks
+        )
+        return loaded, variables
     except DefinitionError as error:
         raise UsageProblem(str(error)) from None
 

@@ -97,7 +97,9 @@ def run(
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
     try:
-        loaded, values = load_flow(flow, variables, for_a_run=True)
+        # A dry run, as validate, show and graph, runs no code of the flow's
+        # modules: see tests/test_plugins.py::test_check_commands_import_no_callback_module
+        loaded, values = load_flow(flow, variables, for_a_run=True, import_callbacks=not dry_run)
     except KeyboardInterrupt:
         # Ctrl-C while a callback's module imports: the documented 130, not
         # click's generic "Aborted!" and 1.

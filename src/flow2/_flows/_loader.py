@@ -91,13 +91,21 @@ class LoadedFlow:
 
 
 def read_flow(
-    path: str | os.PathLike[str], variables: Mapping[str, Any], *, for_a_run: bool = False
+    path: str | os.PathLike[str],
+    variables: Mapping[str, Any],
+    *,
+    for_a_run: bool = False,
+    import_callbacks: bool = True,
 ) -> LoadedFlow:
     """Render, parse and build the flow file at ``path``.
 
     :param for_a_run: the tree is about to run, and the run checks it (once):
         leave out the checks a run makes; turn its errors into the file's
         with :meth:`LoadedFlow.located`
+    :param import_callbacks: import the modules ``callback:`` names; off for
+        the commands that only look at a flow (validate, show, graph, the dry
+        run), which find each function in its module's source and run none
+        of its code (see :func:`flow2._flows._plugins.locate_reference`)
     :raises flow2.FlowFileError: when anything about the file is wrong; plugin
         problems included, with the line that names the plugin
     """
@@ -107,7 +115,7 @@ def read_flow(
     source = _read(file)
     text, hidden = render_source(source, file, variables)
     try:
-        return _build_flow(file, source, text, variables, hidden, for_a_run)
+        return _build_flow(file, source, text, variables, hidden, for_a_run, import_callbacks)
     except FlowFileError as error:
         # No error message quotes an environment value the template read.
         raise hide_values(error, hidden) from None
@@ -120,10 +128,11 @@ def _build_flow(
     variables: Mapping[str, Any],
     hidden: frozenset[str],
     for_a_run: bool = False,
+    import_callbacks: bool = True,
 ) -> LoadedFlow:
     try:
         data = parse(file, text)
-        builder = _Builder(file, text, variables, hidden)
+        builder = _Builder(file, text, variables, hidden, import_callbacks=import_callbacks)
         secrets = builder.take_secrets(data)
         try:
             root = builder.build(data)
@@ -175,10 +184,17 @@ class _Builder:
     """Turns parsed YAML data into tasks, one node at a time."""
 
     def __init__(
-        self, file: str, text: str, variables: Mapping[str, Any], hidden: frozenset[str]
+        self,
+        file: str,
+        text: str,
+        variables: Mapping[str, Any],
+        hidden: frozenset[str],
+        *,
+        import_callbacks: bool = True,
     ) -> None:
         from ._plugins import installed_plugins
 
+        self.import_callbacks = import_callbacks
         self.file = file
         self.variables = variables
         self.hidden = hidden
@@ -449,6 +465,8 @@ class _Builder:
         data: LineDict,
     ) -> Task:
         try:
+            if not self.import_callbacks:
+                options = _located_callback(factory, name, options)
             task = factory(name, *(child.task for child in children), **options)
         except FlowError as error:
             key = error.option if error.option in options else None
@@ -563,6 +581,20 @@ def _condition(text: str, where: dict[str, Any]) -> Any:
         return bool(render_runtime(text, context, where))
 
     return Condition(evaluate, (), text)
+
+
+def _located_callback(
+    factory: Callable[..., Any], name: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """``options`` whose ``callback:`` reference is found in its module's source, not imported."""
+    from ._plugins import CallbackPlugin, locate_reference
+
+    callback = options.get("callback")
+    if not (isinstance(factory, type) and issubclass(factory, CallbackPlugin)):
+        return options
+    if not isinstance(callback, str):
+        return options
+    return {**options, "callback": locate_reference(name, callback)}
 
 
 def _located(file: str, nodes: list[Node], root: Node, error: DefinitionError) -> FlowFileError:

@@ -14,10 +14,16 @@ Nothing is imported until a flow names the plugin.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import importlib.machinery
 import inspect
+import os
+import sys
+import types
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._engine._callback import CallbackTask
@@ -207,17 +213,9 @@ def import_reference(task_name: str, reference: str) -> Any:
     :raises flow2.DefinitionError: when the reference is malformed or cannot be imported
     :raises flow2.TaskTypeError: when the object is not callable
     """
-    module_name, colon, attribute_path = reference.partition(":")
-    if not colon or not module_name.strip() or not attribute_path.strip():
-        raise DefinitionError(
-            f"task {task_name!r}: callback={reference!r} is not 'package.module:function'; "
-            f"write e.g. callback: mypackage.tasks:build",
-            task=task_name,
-            option="callback",
-            value=reference,
-        )
+    module_name, attribute_path = _split_reference(task_name, reference)
     try:
-        target: Any = importlib.import_module(module_name.strip())
+        target: Any = importlib.import_module(module_name)
     except Exception as error:
         raise DefinitionError(
             f"task {task_name!r}: callback={reference!r}: module {module_name!r} cannot be "
@@ -227,7 +225,7 @@ def import_reference(task_name: str, reference: str) -> Any:
             option="callback",
             value=reference,
         ) from error
-    for attribute in attribute_path.strip().split("."):
+    for attribute in attribute_path.split("."):
         try:
             target = getattr(target, attribute)
         except AttributeError:
@@ -247,3 +245,226 @@ def import_reference(task_name: str, reference: str) -> Any:
             value=reference,
         )
     return target
+
+
+class _NotImported(RuntimeError):
+    """Raised by a callback's stand-in, should anything call it."""
+
+
+def _stand_in_sync(*arguments: Any, **keywords: Any) -> Any:
+    raise _NotImported("a callback located for a check is never called")
+
+
+async def _stand_in_coroutine(*arguments: Any, **keywords: Any) -> Any:
+    raise _NotImported("a callback located for a check is never called")
+
+
+def _stand_in_generator(*arguments: Any, **keywords: Any) -> Any:
+    raise _NotImported("a callback located for a check is never called")
+    yield  # a generator function, as the callback is
+
+
+async def _stand_in_async_generator(*arguments: Any, **keywords: Any) -> Any:
+    raise _NotImported("a callback located for a check is never called")
+    yield  # an async generator function, as the callback is
+
+
+def locate_reference(task_name: str, reference: str) -> Callable[..., Any]:
+    """Check that ``"package.module:function"`` names something, running none of its code.
+
+    What ``validate``, ``show``, ``graph`` and ``run --dry-run`` use instead of
+    :func:`import_reference`: the module's file is found on ``sys.path`` (no
+    package's ``__init__`` runs, as it would for ``importlib.util.find_spec``
+    of a dotted name), its source is parsed, and the name after the colon must
+    be defined at its top level. A module imported already is used as it is.
+    A compiled module, or one whose names cannot be read from its source
+    (``from … import *``, a module ``__getattr__``), is only found.
+
+    :returns: a stand-in with the function's name, signature and kind (sync,
+        async, generator), so that the plan's needs and fingerprints are the
+        function's own; calling it raises
+    :raises flow2.DefinitionError: when the reference is malformed, the module
+        cannot be found or read, or it does not define the name
+    """
+    module_name, attribute_path = _split_reference(task_name, reference)
+    if module_name in sys.modules:  # imported already: looking runs nothing
+        return import_reference(task_name, reference)  # type: ignore[no-any-return]
+
+    def problem(message: str) -> DefinitionError:
+        return DefinitionError(
+            f"task {task_name!r}: callback={reference!r}: {message}",
+            task=task_name,
+            option="callback",
+            value=reference,
+        )
+
+    path = _module_file(module_name)
+    if path is None:
+        raise problem(
+            f"module {module_name!r} cannot be found; install it or put its folder on PYTHONPATH"
+        )
+    first = attribute_path.split(".")[0]
+    if path.suffix != ".py":  # compiled, or built into the interpreter
+        return _stand_in(module_name, attribute_path, None, path)
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, ValueError, SyntaxError) as error:
+        line = f" (line {error.lineno})" if isinstance(error, SyntaxError) else ""
+        raise problem(
+            f"module {module_name!r} ({path}) cannot be read{line}: {error}; fix the module"
+        ) from None
+    names, open_ended = _top_level_names(tree)
+    if first not in names:
+        if open_ended:
+            return _stand_in(module_name, attribute_path, None, path)
+        raise problem(
+            f"{module_name!r} has no attribute {attribute_path!r}; check the name after the colon"
+        )
+    definition = names[first]
+    if isinstance(definition, ast.ClassDef | ast.Import | ast.ImportFrom) or (
+        isinstance(definition, ast.Assign | ast.AnnAssign) and "." not in attribute_path
+    ):
+        return _stand_in(module_name, attribute_path, None, path)
+    if "." in attribute_path:
+        return _stand_in(module_name, attribute_path, None, path)
+    return _stand_in(module_name, attribute_path, definition, path)
+
+
+def _split_reference(task_name: str, reference: str) -> tuple[str, str]:
+    module_name, colon, attribute_path = reference.partition(":")
+    if not colon or not module_name.strip() or not attribute_path.strip():
+        raise DefinitionError(
+            f"task {task_name!r}: callback={reference!r} is not 'package.module:function'; "
+            f"write e.g. callback: mypackage.tasks:build",
+            task=task_name,
+            option="callback",
+            value=reference,
+        )
+    return module_name.strip(), attribute_path.strip()
+
+
+def _module_file(module_name: str) -> Path | None:
+    """The file ``import module_name`` would load, found without running any package's code."""
+    if module_name in sys.builtin_module_names:
+        return Path(f"<built-in {module_name}>")
+    *packages, last = module_name.split(".")
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    for entry in sys.path:
+        folder = Path(entry or os.getcwd())
+        for package in packages:
+            folder = folder / package
+        if packages and not folder.is_dir():
+            continue
+        candidates = [folder / f"{last}.py", folder / last / "__init__.py"]
+        candidates += [folder / f"{last}{suffix}" for suffix in suffixes]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        if (folder / last).is_dir():  # a namespace package: nothing to read
+            return folder / last
+    return None
+
+
+def _top_level_names(tree: ast.Module) -> tuple[dict[str, ast.stmt], bool]:
+    """The names a module defines at its top level (in ifs and trys too), and whether
+    it may define others the source does not show (``import *``, ``__getattr__``)."""
+    names: dict[str, ast.stmt] = {}
+    open_ended = False
+    statements: list[ast.stmt] = list(tree.body)
+    while statements:
+        statement = statements.pop(0)
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.setdefault(statement.name, statement)
+            open_ended = open_ended or statement.name == "__getattr__"
+        elif isinstance(statement, ast.Import | ast.ImportFrom):
+            for alias in statement.names:
+                if alias.name == "*":
+                    open_ended = True
+                else:
+                    names.setdefault(alias.asname or alias.name.split(".")[0], statement)
+        elif isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                for node in ast.walk(target):
+                    if isinstance(node, ast.Name):
+                        names.setdefault(node.id, statement)
+        elif isinstance(statement, ast.If | ast.Try | ast.With | ast.For | ast.While):
+            for field in ("body", "orelse", "finalbody"):
+                statements.extend(getattr(statement, field, []))
+            for handler in getattr(statement, "handlers", []):
+                statements.extend(handler.body)
+        elif sys.version_info >= (3, 11) and isinstance(statement, ast.TryStar):
+            statements.extend([*statement.body, *statement.orelse, *statement.finalbody])
+    return names, open_ended
+
+
+def _stand_in(
+    module_name: str, attribute_path: str, definition: ast.stmt | None, path: Path
+) -> Callable[..., Any]:
+    """A function that stands for the callback in a check: its name, signature and kind."""
+    template: Callable[..., Any] = _stand_in_sync
+    signature = None
+    first_line = 1
+    if isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        generator = _is_generator(definition)
+        if isinstance(definition, ast.AsyncFunctionDef):
+            template = _stand_in_async_generator if generator else _stand_in_coroutine
+        elif generator:
+            template = _stand_in_generator
+        signature = _signature(definition.args)
+        first_line = min([definition.lineno, *(item.lineno for item in definition.decorator_list)])
+    code = template.__code__
+    if definition is not None:
+        # The function's own file and first line: the run store's fingerprint
+        # reads its source from there, as it does for the imported function.
+        code = code.replace(
+            co_filename=str(path), co_firstlineno=first_line, co_name=attribute_path
+        )
+    function = types.FunctionType(code, {}, attribute_path.split(".")[-1])
+    function.__qualname__ = attribute_path
+    function.__module__ = module_name
+    if signature is not None:
+        function.__signature__ = signature  # type: ignore[attr-defined]
+    return function
+
+
+def _is_generator(definition: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the function's own body yields (not a function nested in it)."""
+    pending: list[ast.AST] = list(definition.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Yield | ast.YieldFrom):
+            return True
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _signature(arguments: ast.arguments) -> inspect.Signature:
+    """The parameters of a function as its source declares them; defaults stand in as ``...``."""
+    Parameter = inspect.Parameter
+    parameters: list[inspect.Parameter] = []
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults: list[Any] = [Parameter.empty] * (len(positional) - len(arguments.defaults))
+    defaults += [...] * len(arguments.defaults)
+    for index, (argument, default) in enumerate(zip(positional, defaults, strict=True)):
+        kind = (
+            Parameter.POSITIONAL_ONLY
+            if index < len(arguments.posonlyargs)
+            else Parameter.POSITIONAL_OR_KEYWORD
+        )
+        parameters.append(Parameter(argument.arg, kind, default=default))
+    if arguments.vararg is not None:
+        parameters.append(Parameter(arguments.vararg.arg, Parameter.VAR_POSITIONAL))
+    for argument, keyword_default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        parameters.append(
+            Parameter(
+                argument.arg,
+                Parameter.KEYWORD_ONLY,
+                default=Parameter.empty if keyword_default is None else ...,
+            )
+        )
+    if arguments.kwarg is not None:
+        parameters.append(Parameter(arguments.kwarg.arg, Parameter.VAR_KEYWORD))
+    return inspect.Signature(parameters)

@@ -2,8 +2,20 @@
 
 A command line runs with fail-fast semantics, as in CI: ``bash -e -o
 pipefail`` where bash is installed (GitHub Actions' default shell), else
-``sh -e``; the ``shell`` option chooses another. An argument list runs
-without any shell.
+``sh -e -o pipefail``; the ``shell`` option chooses another. A ``sh``
+without ``pipefail`` (dash before 0.5.12) cannot fail a pipeline whose
+first stage fails: a command line with a pipeline is refused when the task
+is defined, with the reason. An argument list runs without any shell.
+
+The script is given to the shell as a file (owner-only, unlinked before the
+shell starts, passed as ``/dev/fd/N``) or on standard input (``python``):
+``ps`` shows the shell and its flags, never the script's text and the
+secrets in it.
+
+A ``${{ … }}`` value in a flow's command line is data, never shell code
+(:func:`command_with_values`): each becomes a reference to an environment
+variable ``FLOW2_EXPR_n`` holding the value; ``cmd_expressions: raw`` pastes
+the values into the text instead, for the rare command built on purpose.
 
 The command runs in a session (process group) of its own with stdin closed.
 Its output is read as it comes and handed, in chunks, to the task's run as
@@ -19,14 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._engine._children import ChildProcess, forget, track
 from .._engine._exceptions import CommandError, DefinitionError
@@ -44,13 +59,22 @@ MAX_LINE = 65536
 ERROR_LINES = 10
 _CHUNK = 65536
 
-#: The shells ``shell:`` names, as argument lists; the command line follows ``-c``.
+#: The shells ``shell:`` names, as argument lists; the script follows (a
+#: ``/dev/fd/N`` path; ``-`` for python, which reads it from stdin; the
+#: command itself after pwsh's ``-Command``). ``sh`` gets ``-o pipefail``
+#: where it knows it.
 SHELLS: dict[str, list[str]] = {
-    "bash": ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c"],
-    "sh": ["sh", "-e", "-c"],
-    "python": ["python", "-c"],
+    "bash": ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail"],
+    "sh": ["sh", "-e"],
+    "python": ["python"],
     "pwsh": ["pwsh", "-NoLogo", "-NoProfile", "-NonInteractive", "-Command"],
 }
+#: How ``${{ … }}`` values reach a command line: as environment variables
+#: the line refers to (the default), or pasted into its text.
+CmdExpressions = Literal["environment", "raw"]
+#: The variables holding a command line's ``${{ … }}`` values: FLOW2_EXPR_1, ….
+EXPRESSION_VARIABLE = "FLOW2_EXPR_{}"
+_EXPRESSION = re.compile(r"\$\{\{((?:(?!\}\}).)*)\}\}", re.DOTALL)
 #: What PowerShell runs around the command, as GitHub Actions does: stop at
 #: the first error, and exit with the last native command's code.
 _PWSH_PROLOGUE = "$ErrorActionPreference = 'Stop'\n"
@@ -70,17 +94,21 @@ class ShellTask(Task):
     :param cmd: a command line, run by ``shell``, or a list of arguments run
         directly, without a shell
     :param shell: what runs a command line: ``"bash"`` (``bash --noprofile
-        --norc -e -o pipefail -c``), ``"sh"`` (``sh -e -c``), ``"python"``,
-        ``"pwsh"``, or a template such as ``"bash --noprofile --norc -eo
-        pipefail {0}"`` where ``{0}`` becomes the path of a file holding the
-        command. None (the default): bash when it is installed, else sh, so a
-        failing line or pipeline stage fails the task
+        --norc -e -o pipefail``), ``"sh"`` (``sh -e``, with ``-o pipefail``
+        where it knows it), ``"python"``, ``"pwsh"``, or a template such as
+        ``"bash --noprofile --norc -eo pipefail {0}"`` where ``{0}`` becomes
+        the path of a file holding the command. None (the default): bash when
+        it is installed, else sh, so a failing line or pipeline stage fails
+        the task (a pipeline under an sh without pipefail is refused)
     :param cwd: the working directory; the current one when None
     :param env: variables added to (or replacing some of) the environment
     :param output_limit: characters of stdout and of stderr kept in the result
     :param kill_grace: seconds between SIGTERM and SIGKILL when the task is
         cancelled or times out, and for what the command leaves running
     :param output: print the result under SUCCESS (off: the output was streamed already)
+    :param cmd_expressions: how a flow's ``${{ … }}`` values reach a command
+        line: ``"environment"`` (as environment variables it refers to, never
+        shell code) or ``"raw"`` (pasted into its text, as shell code)
     :param kwargs: the other options of :class:`flow2.Task`
     :raises flow2.DefinitionError: when an option has the wrong type
 
@@ -112,11 +140,25 @@ class ShellTask(Task):
         output_limit: int = OUTPUT_LIMIT,
         kill_grace: float = 5.0,
         output: bool = False,
+        cmd_expressions: CmdExpressions = "environment",
         **kwargs: Any,
     ) -> None:
         super().__init__(name, output=output, **kwargs)
         self.cmd: str | list[str] = _check_command(name, cmd)
         self.shell = _check_shell(name, shell, self.cmd)
+        if cmd_expressions not in ("environment", "raw"):
+            raise DefinitionError(
+                f"task {name!r}: cmd_expressions={cmd_expressions!r} is not 'environment' "
+                f"(each ${{{{ … }}}} value reaches the command as an environment variable, "
+                f"the default) or 'raw' (pasted into the command line as shell code)",
+                task=name,
+                option="cmd_expressions",
+                value=cmd_expressions,
+            )
+        self.cmd_expressions: CmdExpressions = cmd_expressions
+        if isinstance(self.cmd, str):
+            _check_values_can_be_data(name, self.cmd, self.shell, cmd_expressions)
+            _check_pipelines_fail(name, self.cmd, self.shell)
         if cwd is not None and not isinstance(cwd, str | os.PathLike):
             raise DefinitionError(
                 f"task {name!r}: cwd={cwd!r} is not a path; use e.g. cwd: build/docs",
@@ -148,6 +190,13 @@ class ShellTask(Task):
             )
         self.kill_grace = float(kill_grace)
 
+    def definition(self) -> dict[str, Any]:
+        """The options that define the task; ``cmd_expressions`` only when ``raw``."""
+        options = super().definition()
+        if self.cmd_expressions != "environment":
+            options["cmd_expressions"] = self.cmd_expressions
+        return options
+
     @property
     def command_line(self) -> str:
         """The command as one line, quoted as a POSIX shell would need it."""
@@ -175,13 +224,19 @@ class ShellTask(Task):
             options["start_new_session"] = True
         self.logger.debug("running: %s", self.command_line)
         script: str | None = None
+        descriptor: int | None = None
         try:
             if isinstance(self.cmd, list):
                 arguments = self.cmd
             elif sys.platform == "win32" and self.shell is None:  # pragma: no cover
                 arguments = []
             else:
-                arguments, script = _shell_arguments(self.shell, self.cmd)
+                arguments, script, descriptor, on_stdin = _shell_arguments(self.shell, self.cmd)
+                if descriptor is not None:
+                    if on_stdin:
+                        options["stdin"] = descriptor
+                    else:
+                        options["pass_fds"] = (descriptor,)
             try:
                 process, protocol = await _start(arguments or self.command_line, options)
             except OSError as error:
@@ -189,13 +244,18 @@ class ShellTask(Task):
                 # message alone says what to fix.
                 raise OSError(error.errno, self._start_failure(error, arguments)) from None
             group = track(
-                process.pid, is_group=True, description=f"task {self.name!r} (pid {process.pid})"
+                process.pid,
+                is_group=True,
+                description=f"task {self.name!r} (pid {process.pid})",
+                grace=self.kill_grace,
             )
             try:
                 return await self._follow(process, protocol, group)
             finally:
                 forget(group)
         finally:
+            if descriptor is not None:
+                os.close(descriptor)
             if script is not None:
                 os.unlink(script)
 
@@ -492,26 +552,200 @@ def _check_shell(name: str, shell: object, cmd: str | list[str]) -> str | None:
     return shell
 
 
-def _shell_arguments(shell: str | None, command: str) -> tuple[list[str], str | None]:
-    """The arguments running ``command`` with ``shell``, and the script file to delete after."""
+def _shell_arguments(
+    shell: str | None, command: str
+) -> tuple[list[str], str | None, int | None, bool]:
+    """How ``shell`` runs ``command``: the arguments, the script file to delete
+    after, the descriptor to pass (and close after), and whether it is stdin.
+
+    The script's text goes to the shell as a file, never as an argument, so
+    that ``ps`` does not show it (nor the secrets in it). The file is
+    owner-only (as mkstemp makes it) and unlinked before the shell starts:
+    the shell reads it through the descriptor it inherits (``/dev/fd/N``),
+    and nothing is left behind should flow2 be killed. See
+    tests/test_shell_safety.py::test_ps_shows_the_shell_not_the_script.
+    """
     if shell is None:
-        shell = "bash" if shutil.which("bash") else "sh"
+        shell = _default_shell()
     known = SHELLS.get(shell)
-    if known is not None:
-        arguments = list(known)
-        if shell == "python":
-            # "python" where it exists, as the shell would find it; else this
-            # interpreter (a machine with only python3).
-            arguments[0] = shutil.which("python") or shutil.which("python3") or sys.executable
-        elif shell == "pwsh":
-            command = _PWSH_PROLOGUE + command + _PWSH_EPILOGUE
-        return [*arguments, command], None
-    # A template: the command goes into a file (owner-only, as mkstemp makes
-    # it) whose path replaces {0}, as GitHub Actions runs a step.
+    if shell == "sh" and sh_has_pipefail():
+        known = [*SHELLS["sh"], "-o", "pipefail"]
+    if known is not None and shell == "pwsh":
+        command = _PWSH_PROLOGUE + command + _PWSH_EPILOGUE
+        return [*known, command], None, None, False
+    if known is None or not os.path.isdir("/dev/fd"):
+        # A template: the command goes into a file (owner-only) whose path
+        # replaces {0}, as GitHub Actions runs a step.
+        descriptor, script = tempfile.mkstemp(prefix="flow2-", suffix=".script")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(command if command.endswith("\n") else command + "\n")
+        if known is None:
+            return [part.replace("{0}", script) for part in shlex.split(shell)], script, None, False
+        return [*_program(shell, known), script], script, None, False  # pragma: no cover
     descriptor, script = tempfile.mkstemp(prefix="flow2-", suffix=".script")
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(command if command.endswith("\n") else command + "\n")
-    return [part.replace("{0}", script) for part in shlex.split(shell)], script
+    try:
+        os.write(descriptor, (command if command.endswith("\n") else command + "\n").encode())
+        os.lseek(descriptor, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    finally:
+        os.unlink(script)
+    if shell == "python":
+        # Python reads a script on stdin whole before running it, and keeps
+        # the working directory first on sys.path, as ``-c`` does.
+        return [*_program(shell, known), "-"], None, descriptor, True
+    return [*known, f"/dev/fd/{descriptor}"], None, descriptor, False
+
+
+def _program(shell: str, known: list[str]) -> list[str]:
+    arguments = list(known)
+    if shell == "python":
+        # "python" where it exists, as the shell would find it; else this
+        # interpreter (a machine with only python3).
+        arguments[0] = shutil.which("python") or shutil.which("python3") or sys.executable
+    return arguments
+
+
+def _default_shell() -> str:
+    return "bash" if shutil.which("bash") else "sh"
+
+
+@functools.cache
+def sh_has_pipefail(program: str = "sh") -> bool:
+    """Whether ``program`` knows ``set -o pipefail`` (bash, busybox, dash 0.5.12+); asked once."""
+    try:
+        return (
+            subprocess.run(
+                [program, "-o", "pipefail", "-c", ":"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                check=False,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _language(shell: str | None) -> Literal["posix", "python", "pwsh"]:
+    """The language a command line is written in, for ``shell``."""
+    if shell in ("python", "pwsh"):
+        return shell  # type: ignore[return-value]
+    if shell is not None and shell not in SHELLS:
+        program = os.path.basename(shlex.split(shell)[0]) if shlex.split(shell) else ""
+        if program.startswith("python"):
+            return "python"
+        if program.startswith(("pwsh", "powershell")):
+            return "pwsh"
+    return "posix"
+
+
+def _scan(text: str, state: str = "") -> tuple[str, bool]:
+    """Follow POSIX quoting through ``text`` from ``state``.
+
+    :returns: the state at its end (``""``, ``"'"`` or ``'"'``) and whether
+        a pipe (``|``, not ``||``) stands outside quotes and comments
+    """
+    piped = False
+    position = 0
+    while position < len(text):
+        character = text[position]
+        if state == "'":
+            if character == "'":
+                state = ""
+        elif character == "\\":
+            position += 1  # the next character is taken literally
+        elif state == '"':
+            if character == '"':
+                state = ""
+        elif character in "'\"":
+            state = character
+        elif character == "#" and (position == 0 or text[position - 1] in " \t\n;&|()"):
+            end = text.find("\n", position)
+            position = len(text) if end < 0 else end
+            continue
+        elif character == "|":
+            if text.startswith("||", position):
+                position += 1
+            else:
+                piped = True
+        position += 1
+    return state, piped
+
+
+def command_with_values(
+    cmd: str, values: Sequence[str], shell: str | None
+) -> tuple[str, dict[str, str]]:
+    """``cmd`` whose ``${{ … }}`` are references to environment variables holding ``values``.
+
+    The shell expands a variable's value as a word (or part of one), never
+    parsing it as code: a value such as ``x; rm -rf ~`` stays text. Each
+    reference is quoted for where it stands: ``"$FLOW2_EXPR_1"`` outside
+    quotes, ``${FLOW2_EXPR_1}`` inside double quotes, and inside single
+    quotes the quote is closed around it.
+
+    :param values: the text of each expression, in order
+    :returns: the command line and the variables to add to its environment
+    """
+    language = _language(shell)
+    parts = _EXPRESSION.split(cmd)
+    pieces: list[str] = []
+    environment: dict[str, str] = {}
+    state = ""
+    for index, literal in enumerate(parts[0::2]):
+        pieces.append(literal)
+        state, _ = _scan(literal, state)
+        if index >= len(values):
+            break
+        variable = EXPRESSION_VARIABLE.format(index + 1)
+        environment[variable] = values[index]
+        if language == "python":  # pragma: no cover - refused when the task is defined
+            pieces.append(f"__import__('os').environ[{variable!r}]")
+        elif language == "pwsh":  # pragma: no cover - refused when the task is defined
+            pieces.append(f"$env:{variable}")
+        elif state == '"':
+            pieces.append("${" + variable + "}")
+        elif state == "'":
+            pieces.append("'\"${" + variable + "}\"'")
+        else:
+            pieces.append('"${' + variable + '}"')
+    return "".join(pieces), environment
+
+
+def expressions_in(cmd: str) -> list[str]:
+    """The ``${{ … }}`` of a command line, each as written."""
+    return [match.group(0) for match in _EXPRESSION.finditer(cmd)]
+
+
+def _check_values_can_be_data(name: str, cmd: str, shell: str | None, cmd_expressions: str) -> None:
+    """Refuse ``${{ … }}`` in a python or pwsh command line, where values would be code."""
+    if cmd_expressions == "raw" or "${{" not in cmd or _language(shell) == "posix":
+        return
+    raise DefinitionError(
+        f"task {name!r}: cmd holds ${{{{ … }}}} but runs with shell={shell!r}, where a value "
+        f"pasted into the text would be code; pass it through env (env: {{VERSION: "
+        f"'${{{{ version }}}}'}}, then read the VERSION environment variable), or set "
+        f"cmd_expressions: raw if the value is meant to be code",
+        task=name,
+        option="cmd",
+    )
+
+
+def _check_pipelines_fail(name: str, cmd: str, shell: str | None) -> None:
+    """Refuse a pipeline that ``sh`` would let succeed with a failing stage."""
+    chosen = _default_shell() if shell is None else shell
+    if chosen != "sh" or not _scan(cmd)[1] or sh_has_pipefail():
+        return
+    raise DefinitionError(
+        f"task {name!r}: cmd has a pipeline, and the sh on this machine has no "
+        f"'set -o pipefail', so a failing stage before the last would not fail the task; "
+        f"use shell: bash (install it), or run the stages as separate commands",
+        task=name,
+        option="shell" if shell is not None else "cmd",
+    )
 
 
 def _check_command(name: str, cmd: object) -> str | list[str]:

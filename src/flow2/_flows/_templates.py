@@ -584,10 +584,53 @@ class RunTimeOptions:
 
     def _evaluate(self, names: dict[str, Any], seconds: float | None) -> dict[str, Any]:
         # The thread stops by itself at the task's timeout too.
-        return {
+        evaluated = {
             key: render_runtime(value, names, self.where[key], seconds=seconds)
             for key, value in self.deferred.items()
+            if not (key == "cmd" and self._values_are_data())
         }
+        if "cmd" in self.deferred and self._values_are_data():
+            evaluated.update(self._command_with_values(names, seconds, evaluated))
+        return evaluated
+
+    def _values_are_data(self) -> bool:
+        """Whether the task is a shell command line whose ``${{ … }}`` values are data.
+
+        See tests/test_shell_safety.py::test_a_result_is_never_shell_code.
+        """
+        from ._shell import ShellTask
+
+        return (
+            isinstance(self.factory, type)
+            and issubclass(self.factory, ShellTask)
+            and isinstance(self.deferred["cmd"], str)
+            and self.options.get("cmd_expressions", "environment") == "environment"
+        )
+
+    def _command_with_values(
+        self, names: dict[str, Any], seconds: float | None, evaluated: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``cmd`` referring to environment variables that hold its expressions' values."""
+        from ._shell import command_with_values, expressions_in
+
+        cmd = self.deferred["cmd"]
+        values = []
+        try:
+            for expression in expressions_in(cmd):
+                value = render_runtime(expression, names, self.where["cmd"], seconds=seconds)
+                if isinstance(value, list | tuple) and expression.strip() == cmd.strip():
+                    # cmd: ${{ arguments }}: a list of arguments runs without a shell.
+                    return {"cmd": value}
+                values.append(str(value))  # as a template writes it
+        except ExpressionError:
+            # The error about the whole option, as written, as for any other.
+            render_runtime(cmd, names, self.where["cmd"], seconds=seconds)
+            raise
+        command, variables = command_with_values(cmd, values, self.options.get("shell"))
+        env = evaluated.get("env", self.options.get("env")) or {}
+        if not isinstance(env, dict):
+            return {"cmd": command}  # the task refuses the env, naming it
+        return {"cmd": command, "env": {**env, **variables}}
 
     def _hidden(self, error: ExpressionError) -> ExpressionError:
         """``error`` without the environment values read at load time."""
