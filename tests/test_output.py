@@ -415,8 +415,10 @@ def test_github_actions_groups_output_and_writes_the_step_summary(tmp_path: Path
 
 
 LIVE_IN_CI = """
-    import os, sys, time
+    import os, sys, threading, time
     import flow2
+
+    both_running = threading.Barrier(2, timeout=30)
 
     def build(context):
         print("first line", flush=True)
@@ -427,7 +429,9 @@ LIVE_IN_CI = """
         print("second line", flush=True)
 
     def check(context):
+        both_running.wait()  # side by side, for sure, while both print
         print("checked", flush=True)
+        both_running.wait()
 
     result = flow2.run(
         flow2.SerialTaskGroup(
