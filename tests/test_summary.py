@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import flow2
-from flow2._listeners._summary import MAX_FAILURES_SHOWN
+from flow2._listeners._summary import HEADLINE_WIDTH, MAX_FAILURES_SHOWN
 from flow2._listeners._text import MAX_FRAMES, is_user_frame, user_traceback
 from tests.conftest import Terminal, run
 
@@ -304,3 +304,21 @@ def test_reused_tasks_are_not_among_the_slowest(tmp_path: Path) -> None:
     again = summary_of(tree(), store=store, resume="last")
     assert "3 reused" in again.splitlines()[-1]
     assert "Slowest" not in again
+
+
+def test_a_long_error_takes_two_lines_above_the_verdict_and_is_whole_above() -> None:
+    message = "could not parse " + "x" * 300
+
+    async def fail(context: dict[str, Any]) -> None:
+        raise ValueError(message)
+
+    lines = summary_of(
+        flow2.SerialTaskGroup("Root", flow2.CallbackTask("Parse", fail))
+    ).splitlines()
+    assert lines[-3] == "Failed: Root › Parse"
+    error = lines[-2]
+    assert len(error) <= 2 * 80 and error.endswith("…")
+    assert error.startswith("  ValueError: could not parse xxx")
+    assert len(error) == 2 + HEADLINE_WIDTH
+    # The whole message is in the details above.
+    assert f"  ValueError: {message}" in lines[: len(lines) - 3]

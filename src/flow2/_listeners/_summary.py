@@ -74,6 +74,9 @@ MAX_SKIPPED_SHOWN = 10
 
 #: How much of a failed task's output the summary quotes, in lines (the last ones).
 OUTPUT_LINES = 20
+#: The longest error line above the verdict: two rows of an 80-column
+#: terminal, less the indent. A longer one is cut there, and is whole above.
+HEADLINE_WIDTH = 156
 #: Tasks quicker than this (they print as 0.00s) are not among the slowest.
 SLOWEST_MINIMUM = 0.005
 
@@ -298,16 +301,18 @@ class SummaryListener:
     def _headline(self, group: list[Failure]) -> list[str]:
         """A failure in short, above the verdict: its path, then its error's first line."""
         first = group[0]
-        description = describe_error(first.error).splitlines() or [""]
+        headline = (describe_error(first.error).splitlines() or [""])[0]
+        if len(headline) > HEADLINE_WIDTH:
+            headline = headline[: HEADLINE_WIDTH - 1] + "…"
         if len(group) == 1:
             return [
                 self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"),
-                f"  {self._paint('31', description[0])}",
+                f"  {self._paint('31', headline)}",
             ]
         lines = [
             self._paint("31;1", f"Failed: the same error in {len(group)} tasks:")
             + " "
-            + self._paint("31", description[0])
+            + self._paint("31", headline)
         ]
         lines.extend(f"  - {' › '.join(failure.record.path)}" for failure in group)
         return lines
@@ -316,10 +321,14 @@ class SummaryListener:
         """What explains a failure, above the short list: traceback, output tail, log.
 
         The error's first line is in the short list; the rest of a message of
-        several lines is here. Nothing when there is nothing more to say.
+        several lines is here, and the whole message when the short list cuts
+        its first line. Nothing when there is nothing more to say.
         """
         first = group[0]
-        lines = [f"  {line}" for line in describe_error(first.error).splitlines()[1:]]
+        description = describe_error(first.error).splitlines()
+        if description and len(description[0]) <= HEADLINE_WIDTH:
+            description = description[1:]
+        lines = [f"  {line}" for line in description]
         lines.extend(f"  {line}" for line in user_traceback(first.error))
         if first.output:
             tail = first.output.splitlines()[-OUTPUT_LINES:]
