@@ -398,12 +398,92 @@ def test_github_actions_groups_output_and_writes_the_step_summary(tmp_path: Path
         [sys.executable, str(script)], capture_output=True, text=True, env=environment, timeout=60
     )
     lines = completed.stdout.splitlines()
-    start = next(n for n, line in enumerate(lines) if line.startswith("::group::Build (success"))
-    assert lines[start + 1 : start + 3] == ["working", "::endgroup::"]
+    # Build runs alone: its lines are folded, and its status line closes the group.
+    start = lines.index("::group::Build")
+    assert lines[start + 1 : start + 3] == ["[Build] working", "::endgroup::"]
+    assert lines[start + 3].startswith("SUCCESS   Build")
     assert "::error title=Root › Bad::ValueError: bad input" in lines
     markdown = step_summary.read_text()
     assert markdown.startswith("### ❌ Root failed in")
-    assert "| 1 | 1 | 0 | 0 |" in markdown and "ValueError: bad input" in markdown
+    assert "ValueError: bad input" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert table == [
+        "| succeeded | failed | skipped | cancelled | reused |",
+        "|---|---|---|---|---|",
+        "| 1 | 1 | 0 | 0 | 0 |",
+    ]
+
+
+LIVE_IN_CI = """
+    import os, sys, threading, time
+    import flow2
+
+    both_running = threading.Barrier(2, timeout=30)
+
+    def build(context):
+        print("first line", flush=True)
+        # Waits until the test has seen the line (30 s at most).
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print("second line", flush=True)
+
+    def check(context):
+        both_running.wait()  # side by side, for sure, while both print
+        print("checked", flush=True)
+        both_running.wait()
+
+    result = flow2.run(
+        flow2.SerialTaskGroup(
+            "Root",
+            flow2.CallbackTask("Build", build),
+            flow2.ParallelTaskGroup(
+                "Checks", flow2.CallbackTask("Lint", check), flow2.CallbackTask("Test", check)
+            ),
+        )
+    )
+    raise SystemExit(result.exit_code)
+"""
+
+
+def test_github_actions_shows_each_line_as_it_is_printed(tmp_path: Path) -> None:
+    script, seen = tmp_path / "flow.py", tmp_path / "seen"
+    script.write_text(textwrap.dedent(LIVE_IN_CI))
+    environment = {key: value for key, value in os.environ.items() if key != "CI"}
+    environment.update(GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    with subprocess.Popen(
+        [sys.executable, str(script), str(seen)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment,
+    ) as process:
+        assert process.stdout is not None
+        before, rest = _read_while_waiting(process.stdout, seen)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert before[-2:] == ["::group::Build", "[Build] first line"]
+    # The task was still running: it waits for the file the test wrote after that line.
+    assert not any("second line" in line or "SUCCESS" in line for line in before)
+    lines = before + rest
+    assert lines[lines.index("[Build] second line") + 1] == "::endgroup::"
+    # Lint and Test run side by side: their lines are not folded, but prefixed.
+    assert "[Lint] checked" in lines and "[Test] checked" in lines
+    assert "::group::Lint" not in lines and "::group::Test" not in lines
+    assert lines.count("::group::Build") == 1
+    assert lines.count("::endgroup::") == 1
+
+
+def _read_while_waiting(stdout: Any, seen: Path) -> tuple[list[str], list[str]]:
+    """The lines up to "first line", then (once ``seen`` exists) the rest."""
+    before: list[str] = []
+    try:
+        for line in stdout:
+            before.append(line.rstrip("\n"))
+            if "first line" in line:
+                break
+    finally:
+        seen.touch()
+    return before, stdout.read().splitlines()
 
 
 def test_a_quiet_run_still_prints_a_progress_line_now_and_then(

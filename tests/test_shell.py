@@ -91,7 +91,7 @@ def test_lines_stream_while_the_command_runs(
     assert context["stream"]["stdout"] == "first\npartial line without newline"
 
 
-def test_non_zero_exit_fails_with_the_code_and_the_last_stderr_lines() -> None:
+def test_non_zero_exit_fails_with_the_code_and_keeps_stderr_on_the_error() -> None:
     task = ShellTask(
         "Broken",
         python(
@@ -107,10 +107,18 @@ def test_non_zero_exit_fails_with_the_code_and_the_last_stderr_lines() -> None:
         run(quiet().run(task))
     error = caught.value
     assert error.returncode == 3
+    # One line: the code and the command's first line; the output is not repeated.
     message = str(error)
-    assert "exited with code 3" in message and "problem 29" in message
-    assert "problem 19" not in message  # only the last lines
+    assert message.startswith("command exited with code 3: ") and message.endswith("(6 lines)")
+    assert "\n" not in message and "problem" not in message
     assert error.stderr.endswith("problem 29")
+
+
+def test_a_failed_script_is_named_by_its_first_line() -> None:
+    script = "echo start\n" + "echo step\n" * 40 + "exit 4"
+    with pytest.raises(flow2.CommandError) as caught:
+        run(quiet().run(ShellTask("Script", script)))
+    assert str(caught.value) == "command exited with code 4: echo start … (42 lines)"
 
 
 def test_killed_command_names_the_signal() -> None:
@@ -302,12 +310,12 @@ def test_a_command_line_fails_at_its_first_failing_line_or_stage(command: str) -
     assert "after" not in str(caught.value).split("last lines")[-1]
 
 
-def test_the_failing_lines_output_is_in_the_error() -> None:
+def test_the_error_names_the_script_by_its_first_line_without_its_output() -> None:
     task = ShellTask("Script", "echo preparing\necho 'ERROR: bad config'\nexit 3")
     with pytest.raises(flow2.CommandError, match="exited with code 3") as caught:
         run(quiet().run(task))
-    assert "ERROR: bad config" in str(caught.value)  # stdout, as stderr is empty
-    assert "echo preparing … (3 lines)" in str(caught.value)
+    # What it printed is in the summary, under the error: not repeated in it.
+    assert str(caught.value) == "command exited with code 3: echo preparing … (3 lines)"
 
 
 def test_shell_sh_python_and_a_template(tmp_path: Path, python_first_on_path: None) -> None:

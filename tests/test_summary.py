@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 import flow2
-from flow2._listeners._summary import MAX_FAILURES_SHOWN
+from flow2._listeners._summary import HEADLINE_WIDTH, MAX_FAILURES_SHOWN
 from flow2._listeners._text import MAX_FRAMES, is_user_frame, user_traceback
-from tests.conftest import run
+from tests.conftest import Terminal, run
 
 
 def summary_of(tree: flow2.Task, **options: Any) -> str:
@@ -59,10 +60,19 @@ def test_counts_wall_time_and_slowest_tasks() -> None:
     assert 0.25 <= seconds < 10
     assert verdict.endswith(": 3 succeeded, 0 failed, 0 skipped, 0 cancelled")
     assert lines[0] == "Slowest:"
-    # Build is left out: Slow, inside it, explains its time.
-    slowest = [line.split("s  ", 1)[1] for line in lines[1:4]]
-    assert slowest == ["Release › Build › Slow", "Release › Publish", "Release › Build › Quick"]
-    assert len(lines) == 5
+    # Build is left out: Slow, inside it, explains its time; Quick took none.
+    slowest = [line.split("s  ", 1)[1] for line in lines[1:3]]
+    assert slowest == ["Release › Build › Slow", "Release › Publish"]
+    assert len(lines) == 4
+
+
+def test_slowest_is_left_out_when_it_would_tell_nothing() -> None:
+    quick = flow2.ParallelTaskGroup(
+        "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(5)]
+    )
+    assert "Slowest" not in summary_of(quick)  # every task took 0.00s
+    single = flow2.SerialTaskGroup("Root", flow2.CallbackTask("Only", _sleeper(0.05)))
+    assert "Slowest" not in summary_of(single)  # the verdict gives its time
 
 
 def test_failure_has_its_place_type_message_and_only_user_frames() -> None:
@@ -75,10 +85,14 @@ def test_failure_has_its_place_type_message_and_only_user_frames() -> None:
     lines = summary.splitlines()
     assert lines[-1].startswith("Release failed in ")
     assert lines[-1].endswith(": 0 succeeded, 1 failed, 1 skipped, 0 cancelled")
-    start = lines.index("Failed: Release › Build › Wheel")
-    assert lines[start + 1] == "  PermissionError: token rejected by server (length 15)"
-    assert lines[start + 2] == "  Traceback (your code, most recent call last):"
-    frames = [line.strip() for line in lines[start + 3 :] if line.strip().startswith("File ")]
+    # The cause right above the verdict, the traceback above it.
+    assert lines[-3:-1] == [
+        "Failed: Release › Build › Wheel",
+        "  PermissionError: token rejected by server (length 15)",
+    ]
+    start = lines.index("── Release › Build › Wheel ──")
+    assert lines[start + 1] == "  Traceback (your code, most recent call last):"
+    frames = [line.strip() for line in lines[start + 2 :] if line.strip().startswith("File ")]
     assert [frame.rsplit(" in ", 1)[1] for frame in frames] == ["parse_secret_and_fail", "_check"]
     assert all(f'"{os.path.relpath(__file__)}"' in frame for frame in frames)
     assert "_check(api_token)" in summary
@@ -155,7 +169,7 @@ def test_quiet_prints_the_headline_and_failures_only() -> None:
 
 def test_verbose_lists_ten_slowest() -> None:
     tree = flow2.ParallelTaskGroup(
-        "Root", *[flow2.CallbackTask(f"T{n}", _nothing) for n in range(15)]
+        "Root", *[flow2.CallbackTask(f"T{n}", _sleeper(0.02)) for n in range(15)]
     )
     lines = summary_of(tree, verbosity="verbose").splitlines()
     assert len([line for line in lines if "Root › T" in line]) == 10
@@ -210,3 +224,101 @@ def test_deep_recursion_keeps_the_innermost_frames() -> None:
     assert lines[1].startswith("  … ") and "earlier frames" in lines[1]
     assert len([line for line in lines if line.startswith("  File ")]) == MAX_FRAMES
     assert lines[-1] == '    raise RecursionError("too deep")'
+
+
+def test_summary_shows_each_line_of_output_once() -> None:
+    script = "for n in 1 2 3; do echo out-$n; done\necho err-1 >&2\necho err-2 >&2\nexit 3"
+    tree = flow2.SerialTaskGroup("Root", flow2.ShellTask("Build", script))
+    stream = io.StringIO()
+    run(flow2.Runner(display="plain", stream=stream).run(tree, raises=False))
+    everything = stream.getvalue()
+    summary = everything.rpartition("\n\n")[2]
+    for line in ("out-1", "out-3", "err-1", "err-2"):
+        assert summary.count(line) == 1, summary
+        # Once as it was printed, once in the summary: never in the error's text.
+        assert everything.count(line) == 2, everything
+    lines = summary.splitlines()
+    assert lines[-3:-1] == [
+        "Failed: Root › Build",
+        "  CommandError: command exited with code 3: for n in 1 2 3; do echo out-$n; done"
+        " … (4 lines)",
+    ]
+
+
+PTY_FAILURES = """
+    import sys
+    import flow2
+
+    def parse(context):
+        raise ValueError("bad value in setup.cfg")
+
+    build = (
+        "for n in $(seq 1 30); do echo compiling module $n; done\\n"
+        "echo linker failed >&2\\nexit 3"
+    )
+    tree = flow2.ParallelTaskGroup(
+        "Root",
+        flow2.ShellTask("Build", build),
+        flow2.CallbackTask("Parse", parse),
+        flow2.ShellTask("Docs", "echo docs built"),
+    )
+    raise SystemExit(flow2.run(tree).exit_code)
+"""
+
+
+def test_the_last_screen_names_each_failure_right_above_the_verdict(tmp_path: Path) -> None:
+    terminal = Terminal(PTY_FAILURES, tmp_path, columns=80, rows=24)
+    screen = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 1
+    verdict = next(n for n, line in enumerate(screen) if line.startswith("Root finished with"))
+    # Each failure's path and error (the terminal wraps the long one), in tree order.
+    assert screen[verdict - 5 : verdict] == [
+        "Failed: Root › Build",
+        "  CommandError: command exited with code 3: for n in $(seq 1 30); do echo compil",
+        "ing module $n; done … (3 lines)",
+        "Failed: Root › Parse",
+        "  ValueError: bad value in setup.cfg",
+    ], "\n".join(screen)
+    # The output tail is above them, and each of its lines is there once.
+    text = "\n".join(screen[:verdict])
+    assert text.count("linker failed") == 1
+    assert text.index("linker failed") < text.index("Failed: Root › Build")
+
+
+def test_reused_tasks_are_not_among_the_slowest(tmp_path: Path) -> None:
+    def tree() -> flow2.Task:
+        return flow2.SerialTaskGroup(
+            "Root",
+            flow2.SerialTaskGroup(
+                "Prepare",
+                flow2.CallbackTask("Fetch", _sleeper(0.05)),
+                flow2.CallbackTask("Parse", _sleeper(0.05)),
+            ),
+            flow2.CallbackTask("Finish", _sleeper(0.05)),
+        )
+
+    store = tmp_path / "store"
+    first = summary_of(tree(), store=store)
+    assert "Slowest:" in first and "Root › Prepare › Fetch" in first
+    # Everything is reused: its time was the first run's, nothing to rank.
+    again = summary_of(tree(), store=store, resume="last")
+    assert "3 reused" in again.splitlines()[-1]
+    assert "Slowest" not in again
+
+
+def test_a_long_error_takes_two_lines_above_the_verdict_and_is_whole_above() -> None:
+    message = "could not parse " + "x" * 300
+
+    async def fail(context: dict[str, Any]) -> None:
+        raise ValueError(message)
+
+    lines = summary_of(
+        flow2.SerialTaskGroup("Root", flow2.CallbackTask("Parse", fail))
+    ).splitlines()
+    assert lines[-3] == "Failed: Root › Parse"
+    error = lines[-2]
+    assert len(error) <= 2 * 80 and error.endswith("…")
+    assert error.startswith("  ValueError: could not parse xxx")
+    assert len(error) == 2 + HEADLINE_WIDTH
+    # The whole message is in the details above.
+    assert f"  ValueError: {message}" in lines[: len(lines) - 3]

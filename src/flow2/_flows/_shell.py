@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 OUTPUT_LIMIT = 1_000_000
 #: Longest line logged whole; longer ones are logged in pieces of this size.
 MAX_LINE = 65536
-#: Lines of stderr quoted when the command fails.
-ERROR_LINES = 10
 _CHUNK = 65536
 
 #: The shells ``shell:`` names, as argument lists; the script follows (a
@@ -85,8 +83,10 @@ class ShellTask(Task):
     """Run a command; the result is ``{"returncode", "stdout", "stderr"}``.
 
     A non-zero exit code fails the task with :class:`flow2.CommandError`,
-    whose message has the exit code and the last lines of stderr (of stdout
-    when stderr is empty). The captured output keeps the last
+    whose message is one line: the exit code (or the signal) and the
+    command's first line. What it printed is not repeated there: the run
+    shows it as it comes and keeps its last lines for the summary, and the
+    error's ``stderr`` holds the captured standard error. The captured output keeps the last
     ``output_limit`` characters of each stream, trailing newlines removed
     (as ``$(command)`` does in a shell).
 
@@ -315,7 +315,7 @@ class ShellTask(Task):
             await asyncio.gather(*readers, return_exceptions=True)
             raise
         if returncode != 0:
-            message = _failure_message(self.command_line, returncode, stderr, stdout)
+            message = _failure_message(self.command_line, returncode)
             raise CommandError(
                 message,
                 returncode,
@@ -412,9 +412,6 @@ class _Capture:
             return f"[… {self.dropped} characters dropped]\n{text}"
         return text
 
-    def last_lines(self, count: int) -> list[str]:
-        return self.text().splitlines()[-count:]
-
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     """asyncio's subprocess protocol, telling when the process itself exits.
@@ -500,9 +497,12 @@ def _shorten(command: str) -> str:
     return shown if len(shown) <= 200 else shown[:197] + "..."
 
 
-def _failure_message(
-    command: str, returncode: int, stderr: _Capture, stdout: _Capture | None = None
-) -> str:
+def _failure_message(command: str, returncode: int) -> str:
+    """One line: how the command ended and its first line.
+
+    Its output is not quoted: the summary shows the task's last lines once,
+    under the error (see test_summary_shows_each_line_of_output_once).
+    """
     if returncode < 0:
         try:
             how = f"was killed by {signal.Signals(-returncode).name}"
@@ -510,15 +510,7 @@ def _failure_message(
             how = f"was killed by signal {-returncode}"
     else:
         how = f"exited with code {returncode}"
-    message = f"command {how}: {_shorten(command)}"
-    lines = stderr.last_lines(ERROR_LINES)
-    if lines:
-        message += "\nlast lines of stderr:\n" + "\n".join(f"  {line}" for line in lines)
-    elif stdout is not None and (lines := stdout.last_lines(ERROR_LINES)):
-        # Many tools report their failure on stdout: what the failing line
-        # printed is the clue.
-        message += "\nlast lines of stdout:\n" + "\n".join(f"  {line}" for line in lines)
-    return message
+    return f"command {how}: {_shorten(command)}"
 
 
 def _check_shell(name: str, shell: object, cmd: str | list[str]) -> str | None:

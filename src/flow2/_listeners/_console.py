@@ -16,11 +16,15 @@ parallel tasks is never an unattributable interleaving::
 
     [Build wheel] compiling 12 modules
 
-Under GitHub Actions each task's output is folded in a
-``::group::``/``::endgroup::`` block, printed when the task ends, and each
-failure is also an ``::error`` annotation. In quiet mode a progress line
-comes at least every :data:`HEARTBEAT_INTERVAL` seconds, so CI services that
-stop a job printing nothing for minutes do not stop a long run.
+Under GitHub Actions the lines come out as they are printed, prefixed with
+the task, as everywhere else: the live log shows a long test suite as it
+runs. While a task is the only one running, its lines are folded in a
+``::group::``/``::endgroup::`` block named after it, which the next status
+line closes; lines of parallel tasks are not folded, since a group would
+have to hold them back. Each failure is also an ``::error`` annotation. In
+quiet mode a progress line comes at least every :data:`HEARTBEAT_INTERVAL`
+seconds, so CI services that stop a job printing nothing for minutes do not
+stop a long run.
 """
 
 from __future__ import annotations
@@ -72,9 +76,6 @@ COLORS = {
 FLUSH_DELAY = 0.05
 #: In quiet mode, the longest time (seconds) between two lines of a run.
 HEARTBEAT_INTERVAL = 60.0
-#: Lines of one task's output held for its GitHub Actions group (the last ones).
-MAX_GROUP_LINES = 10_000
-
 
 _STARTING, _RETRYING, _SUCCEEDED, _PARTIAL = (
     Status.RUNNING,
@@ -101,7 +102,8 @@ class PlainConsole:
         each task's whole path instead of its name
     :param masker: masks secrets in every line
     :param output: the run's output listener, which names tasks in prefixes
-    :param github: fold each task's output in a GitHub Actions group, annotate failures
+    :param github: fold a task's output in a GitHub Actions group while it is the
+        only task running (never holding lines back), annotate failures
     :param heartbeat: in quiet mode, seconds between progress lines (0: none);
         :data:`HEARTBEAT_INTERVAL` when None
     """
@@ -130,7 +132,9 @@ class PlainConsole:
         self._flush_pending = False
         self._quiet = verbosity is Verbosity.QUIET
         self._verbose = verbosity is Verbosity.VERBOSE
-        self._groups: dict[TaskRun | None, list[str]] = {}
+        #: GitHub Actions: the leaf tasks running, and the task whose group is open.
+        self._underway: set[TaskRun] = set()
+        self._open_group: TaskRun | None = None
         self._run: Run | None = None
         self._started_at = 0.0
         self._beat_timer: asyncio.TimerHandle | None = None
@@ -155,8 +159,9 @@ class PlainConsole:
             # task (what runs is read from the run's records when needed).
             if self.github:
                 status = event.status
-                if status in _FINISHED:
-                    self._end_group(event)
+                self._follow(event)
+                if status is Status.FAILED:
+                    self._annotate(event)
                 if self._quiet and status not in _QUIET_STATUSES:
                     return
             text = self.format(event)
@@ -189,8 +194,7 @@ class PlainConsole:
         if self._beat_timer is not None:
             self._beat_timer.cancel()
             self._beat_timer = None
-        for record in list(self._groups):
-            self._flush_group(record, self._label_of(record) if record is not None else "output")
+        self._close_group()
         writer, self._writer = self._writer, None
         if writer is not None:
             # The run is over: wait until every line is out, so that what
@@ -262,12 +266,12 @@ class PlainConsole:
         """
         if self._quiet:
             return
-        if self.github and record is not None:
-            self._hold(record, lines)
-            return
         if label is None:
+            self._close_group()
             self.write("".join([f"{line}\n" for line in lines]))
             return
+        if self.github:
+            self._open_group_of(record, label)
         prefix = f"[{label}] "
         if self.color:
             prefix = f"\033[36m{prefix}\033[0m"
@@ -287,9 +291,8 @@ class PlainConsole:
         if record.levelno >= logging.WARNING:
             prefix = f"{record.levelname}: "
         lines = self._mask(record_text(record)).splitlines() or [""]
-        if self.github and task_record is not None:
-            self._hold(task_record, [prefix + line for line in lines])
-            return
+        if self.github:
+            self._open_group_of(task_record, label)
         prefix = f"[{self._mask(label)}] " + prefix
         if self.color:
             color = "31;1" if record.levelno >= logging.ERROR else "33"
@@ -298,37 +301,39 @@ class PlainConsole:
             prefix = f"\033[{color}m{prefix}\033[0m"
         self.write("".join(f"{prefix}{line}\n" for line in lines))
 
-    def _hold(self, record: TaskRun, lines: list[str]) -> None:
-        held = self._groups.get(record)
-        if held is None:
-            held = self._groups[record] = []
-        held.extend(lines)
-        if len(held) > 2 * MAX_GROUP_LINES:
-            dropped = len(held) - MAX_GROUP_LINES
-            note = f"… {dropped} earlier lines (all are in the task's log file)"
-            held[:] = [note, *held[-MAX_GROUP_LINES:]]
-
-    def _end_group(self, event: TaskEvent) -> None:
+    def _follow(self, event: TaskEvent) -> None:
+        """GitHub Actions: track the running leaf tasks; a status line closes the open group."""
         record = event.record
-        status = event.status
-        label = self._label_of(record)
-        if record in self._groups:
-            title = f"{label} ({WORDS[status].lower()}"
-            if event.duration is not None:
-                title += f" in {event.duration:.2f}s"
-            self._flush_group(record, title + ")")
-        if status is Status.FAILED and event.error is not None:
-            if event.task.stores_result or not event.failed_count:
-                title = _annotation(" › ".join(event.path), property_value=True)
-                message = _annotation(describe_error(event.error))
-                self.write(self._mask(f"::error title={title}::{message}\n"))
+        if event.status in _FINISHED:
+            self._underway.discard(record)
+        elif event.task.stores_result:
+            self._underway.add(record)
+        self._close_group()
 
-    def _flush_group(self, record: TaskRun | None, title: str) -> None:
-        lines = self._groups.pop(record, None)
-        if not lines:
+    def _open_group_of(self, record: TaskRun | None, label: str) -> None:
+        """Before ``record``'s lines: fold them in its group if it is the only task running.
+
+        Written at once, never held: a group of parallel tasks' lines would
+        have to wait for the task to end, and the live log would show nothing.
+        """
+        if record is self._open_group:
             return
-        body = "".join(f"{line}\n" for line in lines)
-        self.write(f"::group::{self._mask(title)}\n{body}::endgroup::\n")
+        self._close_group()
+        if record is not None and len(self._underway) == 1 and record in self._underway:
+            self._open_group = record
+            self.write(f"::group::{self._mask(label)}\n")
+
+    def _close_group(self) -> None:
+        if self._open_group is not None:
+            self._open_group = None
+            self.write("::endgroup::\n")
+
+    def _annotate(self, event: TaskEvent) -> None:
+        """A failure as a GitHub Actions ``::error`` annotation (a group failing on its own)."""
+        if event.error is not None and (event.task.stores_result or not event.failed_count):
+            title = _annotation(" › ".join(event.path), property_value=True)
+            message = _annotation(describe_error(event.error))
+            self.write(self._mask(f"::error title={title}::{message}\n"))
 
     def format(self, event: TaskEvent) -> str:
         """The line (or lines) ``event`` prints as, newline-terminated."""

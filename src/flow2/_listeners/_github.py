@@ -1,10 +1,11 @@
 """GitHub Actions: a Markdown summary of the run in ``$GITHUB_STEP_SUMMARY``.
 
 Under GitHub Actions (``GITHUB_ACTIONS=true``) the runner adds this
-listener; the job's page then shows, below the log, the verdict, the
-counts, the slowest tasks and every failure with the last lines of its
-output, secrets masked. The file is appended to, as GitHub asks, so several
-runs in one step each add their section.
+listener; the job's page then shows, below the log, the verdict, a table of
+the counts (succeeded, failed, skipped, cancelled, reused), the slowest
+tasks and every failure with the last lines of its output, secrets masked.
+The file is appended to, as GitHub asks, so several runs in one step each
+add their section.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class StepSummary(SummaryListener):
         """The run's section of the step summary."""
         icon = _ICONS.get(event.status.value, "")
         lines = [f"### {icon} {self.verdict(event)}".replace("  ", " "), ""]
-        lines += ["| succeeded | failed | skipped | cancelled |", "|---|---|---|---|"]
+        # One column per count, the header from the same keys as the row.
+        lines.append("| " + " | ".join(status.value for status in self.counts) + " |")
+        lines.append("|" + "---|" * len(self.counts))
         lines.append("| " + " | ".join(str(count) for count in self.counts.values()) + " |")
         slowest = self.slowest()
         if slowest:

@@ -5,8 +5,7 @@
     Slowest:
        1.20s  Release › Build › Wheel
        0.80s  Release › Test
-    Failed: Release › Build › Wheel
-      ValueError: no such file: dist/demo.whl
+    ── Release › Build › Wheel ──
       Traceback (your code, most recent call last):
         File "flow.py", line 12, in build_wheel
           open(path)
@@ -15,14 +14,21 @@
       │ error: no [metadata] section
       Log: .flow2/runs/3f2a9c1b0d4e/logs/wheel.log
     Logs: .flow2/runs/3f2a9c1b0d4e/logs/ (one file per task that printed)
+    Failed: Release › Build › Wheel
+      ValueError: no such file: dist/demo.whl
     Release failed in 3.21s: 41 succeeded, 1 failed, 3 skipped, 0 cancelled
 
 The verdict is the last line, where a person's eye and a CI log's tail land.
-Failures are listed in tree order, each with the last lines its task printed
-(stdout and stderr in the order they came), at every verbosity; identical
-errors are listed once with every task that raised them. The counts are of
-leaf tasks (groups are not counted). "Slowest" lists finished tasks, groups
-as well as leaves, leaving out a group that one of its listed tasks explains.
+Right above it, as pytest's short summary does, each failure is named with
+its path and its error in one or two lines, so that at 80x24 the last screen
+shows the cause. Above those, the details of each failure: the user's
+traceback and the last lines its task printed (stdout and stderr in the
+order they came), each line once, at every verbosity. Failures are in tree
+order; identical errors are listed once with every task that raised them.
+The counts are of leaf tasks (groups are not counted). "Slowest" lists
+finished tasks that took time (0.01 s or more, not reused), groups as well
+as leaves, leaving out a group that one of its listed tasks explains; it is
+left out when the run had a single task, whose time the verdict gives.
 
 A traceback keeps only the user's frames (:func:`._text.user_traceback`):
 flow2's own, asyncio's and the thread pool's are left out. Local variables
@@ -68,6 +74,11 @@ MAX_SKIPPED_SHOWN = 10
 
 #: How much of a failed task's output the summary quotes, in lines (the last ones).
 OUTPUT_LINES = 20
+#: The longest error line above the verdict: two rows of an 80-column
+#: terminal, less the indent. A longer one is cut there, and is whole above.
+HEADLINE_WIDTH = 156
+#: Tasks quicker than this (they print as 0.00s) are not among the slowest.
+SLOWEST_MINIMUM = 0.005
 
 _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
     Status.RUNNING,
@@ -75,7 +86,8 @@ _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
     Status.FAILED,
     Status.SKIPPED,
 )
-_NOT_FINISHED = (Status.SKIPPED, Status.CANCELLED)
+# Not ranked among the slowest: they did no work in this run.
+_NOT_TIMED = (Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 _COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
 _HEADLINE_COLORS = {
     Status.SUCCEEDED: "32;1",
@@ -157,7 +169,12 @@ class SummaryListener:
             if task.stores_result and status in self.counts:
                 self.counts[status] += 1
             duration = event.duration
-            if duration is not None and self._slowest_count and status not in _NOT_FINISHED:
+            if (
+                duration is not None
+                and duration >= SLOWEST_MINIMUM
+                and self._slowest_count
+                and status not in _NOT_TIMED
+            ):
                 slowest = self._slowest
                 full = len(slowest) >= self._slowest_kept
                 # Only a task slower than the fastest kept makes an entry.
@@ -203,26 +220,32 @@ class SummaryListener:
         """The summary's text for the run's end ``event``, newline-terminated."""
         lines: list[str] = []
         slowest = self.slowest()
-        if slowest:
+        # One task: the verdict gives its time, a list would say nothing more.
+        if slowest and sum(self.counts.values()) > 1:
             lines.append("Slowest:")
             for duration, record in slowest:
                 lines.append(f"  {duration:7.2f}s  {' › '.join(record.path)}")
         if self.verbosity is not Verbosity.QUIET:
             lines.extend(self._skipped_lines())
         groups = self.grouped_failures(event.run)
-        for group in groups[:MAX_FAILURES_SHOWN]:
-            lines.extend(self._failure_lines(group))
+        shown = groups[:MAX_FAILURES_SHOWN]
+        for group in shown:
+            lines.extend(self._details(group))
+        directory = self._log_directory()
+        if directory is not None:
+            lines.append(
+                f"Logs: {short_path(str(directory))}{os.sep} (one file per task that printed)"
+            )
+        # The cause right above the verdict, where the last screen shows it:
+        # see test_the_last_screen_names_each_failure_right_above_the_verdict.
+        for group in shown:
+            lines.extend(self._headline(group))
         hidden = sum(len(group) for group in groups[MAX_FAILURES_SHOWN:])
         if hidden:
             where = self._where_all_failures_are()
             lines.append(
                 f"… and {hidden} more failure{'' if hidden == 1 else 's'}"
                 + (f" ({where})" if where else "")
-            )
-        directory = self._log_directory()
-        if directory is not None:
-            lines.append(
-                f"Logs: {short_path(str(directory))}{os.sep} (one file per task that printed)"
             )
         status = event.status
         verdict = self.verdict(event)
@@ -275,35 +298,54 @@ class SummaryListener:
             lines.append(f"… and {len(shown) - MAX_SKIPPED_SHOWN} more skipped")
         return lines
 
-    def _failure_lines(self, group: list[Failure]) -> list[str]:
+    def _headline(self, group: list[Failure]) -> list[str]:
+        """A failure in short, above the verdict: its path, then its error's first line."""
         first = group[0]
-        lines = []
-        description = describe_error(first.error)
+        headline = (describe_error(first.error).splitlines() or [""])[0]
+        if len(headline) > HEADLINE_WIDTH:
+            headline = headline[: HEADLINE_WIDTH - 1] + "…"
         if len(group) == 1:
-            lines.append(self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"))
-            lines.extend(f"  {self._paint('31', line)}" for line in description.splitlines())
-        else:
-            lines.append(
-                self._paint("31;1", f"Failed: the same error in {len(group)} tasks:")
-                + " "
-                + self._paint("31", description.splitlines()[0] if description else "")
-            )
-            lines.extend(f"  {line}" for line in description.splitlines()[1:])
-            for failure in group:
-                where = f"  - {' › '.join(failure.record.path)}"
-                log = self._log_file(failure)
-                lines.append(where + (f"  (log: {log})" if log else ""))
+            return [
+                self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"),
+                f"  {self._paint('31', headline)}",
+            ]
+        lines = [
+            self._paint("31;1", f"Failed: the same error in {len(group)} tasks:")
+            + " "
+            + self._paint("31", headline)
+        ]
+        lines.extend(f"  - {' › '.join(failure.record.path)}" for failure in group)
+        return lines
+
+    def _details(self, group: list[Failure]) -> list[str]:
+        """What explains a failure, above the short list: traceback, output tail, log.
+
+        The error's first line is in the short list; the rest of a message of
+        several lines is here, and the whole message when the short list cuts
+        its first line. Nothing when there is nothing more to say.
+        """
+        first = group[0]
+        description = describe_error(first.error).splitlines()
+        if description and len(description[0]) <= HEADLINE_WIDTH:
+            description = description[1:]
+        lines = [f"  {line}" for line in description]
         lines.extend(f"  {line}" for line in user_traceback(first.error))
         if first.output:
             tail = first.output.splitlines()[-OUTPUT_LINES:]
-            whose = "" if len(group) == 1 else f" of {' › '.join(first.record.path)}"
-            lines.append(f"  Output{whose} (last {len(tail)} line{'' if len(tail) == 1 else 's'}):")
+            lines.append(f"  Output (last {len(tail)} line{'' if len(tail) == 1 else 's'}):")
             lines.extend(f"  │ {line}" for line in tail)
-        if len(group) == 1:
-            log = self._log_file(first)
+        for failure in group:
+            log = self._log_file(failure)
             if log:
-                lines.append(f"  Log: {log}")
-        return lines
+                whose = "" if len(group) == 1 else f" of {' › '.join(failure.record.path)}"
+                lines.append(f"  Log{whose}: {log}")
+        if not lines:
+            return []
+        where = " › ".join(first.record.path)
+        if len(group) > 1:
+            more = len(group) - 1
+            where += f" (and {more} more task{'' if more == 1 else 's'} with the same error)"
+        return [self._paint("31", f"── {where} ──"), *lines]
 
     def _log_file(self, failure: Failure) -> str | None:
         if self.output is None:
