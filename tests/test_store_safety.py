@@ -261,31 +261,6 @@ def test_a_run_that_cannot_be_recorded_says_why_and_fails(
     assert problem in capsys.readouterr().err
 
 
-def test_a_full_store_disk_is_named_not_masked_by_cannot_rollback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flow2._store._database import Store
-
-    recorded(tmp_path)
-    limit_store(monkeypatch, "full")
-    store = Store(tmp_path)
-    connection = store.connect()
-    try:
-        with pytest.raises(flow2.StoreError, match="disk full") as caught:
-            store.prune(connection, keep=0)  # deleting is writing too: the free list grows
-            connection.execute("CREATE TABLE filler (x)")
-            store.retry(
-                connection,
-                lambda c: c.executemany(
-                    "INSERT INTO filler VALUES (?)", [("y" * 10_000,) for _ in range(50)]
-                ),
-            )
-        assert caught.value.cause == "disk full"
-        assert "cannot rollback" not in str(caught.value)
-    finally:
-        connection.close()
-
-
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() == 0,
     reason="root writes a read-only file; the read-only pragma test covers it as root",

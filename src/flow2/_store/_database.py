@@ -130,7 +130,7 @@ def rollback(connection: sqlite3.Connection) -> None:
 
     SQLite ends the transaction itself on some errors (a full disk): a
     ROLLBACK then fails with "cannot rollback", which would hide the cause
-    (see test_a_full_store_disk_is_named_not_masked_by_cannot_rollback).
+    (see test_a_run_that_cannot_be_recorded_says_why_and_fails).
     """
     if connection.in_transaction:
         with contextlib.suppress(sqlite3.Error):
