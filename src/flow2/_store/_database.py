@@ -309,7 +309,8 @@ class Store:
         if ignore.exists() or ignore.is_symlink():
             return
         with contextlib.suppress(FileExistsError):
-            descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # Owner-only, as everything in the store.
+            descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with open(descriptor, "w", encoding="utf-8") as file:
                 file.write(_GITIGNORE_TEXT)
 
@@ -320,6 +321,9 @@ class Store:
             return error
         cause = cause_of(error)
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        if cause is None and self._is_disk_full():
+            # SQLite reports some writes on a full disk as an I/O error.
+            cause = "disk full"
         if cause == "corrupt":
             return self._error(
                 f"the run store {self.path} is corrupt ({reason}); nothing in it was changed: "
@@ -340,6 +344,13 @@ class Store:
                 cause=cause,
             )
         return self._error(f"the run store {self.path}: {reason}")
+
+    def _is_disk_full(self) -> bool:
+        try:
+            stats = os.statvfs(self.directory)
+        except (OSError, AttributeError):  # pragma: no cover - gone, or not POSIX
+            return False
+        return stats.f_bavail == 0 and stats.f_blocks > 0
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:

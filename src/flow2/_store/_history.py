@@ -160,7 +160,10 @@ def task_output(store: Store, run: StoredRun, task: StoredTask) -> str | None:
     if task.output:
         return task.output + "\n"
     if task.result_format == JSON and isinstance(task.result, str):
-        result = json.loads(task.result)
+        try:
+            result = json.loads(task.result)
+        except ValueError:  # a damaged row: the store kept no output to show
+            return None
         if isinstance(result, dict) and ("stdout" in result or "stderr" in result):
             parts = [result.get("stdout") or "", result.get("stderr") or ""]
             text = "\n".join(part for part in parts if part)
