@@ -337,7 +337,7 @@ def test_a_killed_run_of_a_reused_pid_is_interrupted_and_pruned(tmp_path: Path) 
 
 
 def test_a_run_records_its_process_and_is_running_while_it_lives(tmp_path: Path) -> None:
-    from flow2._store._database import process_identity, status_of
+    from flow2._store._liveness import process_identity, status_of
 
     recorded(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:

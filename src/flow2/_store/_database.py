@@ -14,12 +14,9 @@ one is migrated, step by step, by :data:`MIGRATIONS`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import re
 import shutil
-import socket
 import sqlite3
 import struct
 import time
@@ -29,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
+from ._failures import RUN_ID, UntrustedValue, cause_of, cause_words, rollback
+from ._liveness import RUNNING, status_of
 from ._schema import (
     _SCHEMA,
     APPLICATION,
@@ -54,20 +53,9 @@ BUSY_TIMEOUT_MS = 30_000
 #: Attempts of a transaction that SQLite still reports as locked.
 ATTEMPTS = 20
 
-#: A run id, as flow2 writes them: twelve lowercase hex digits. Anything else
-#: read from a store is refused before it is used (a path is built from it).
-RUN_ID = re.compile(r"[0-9a-f]{12}")
 #: The file in the store directory that keeps it out of version control.
 GITIGNORE = ".gitignore"
 _GITIGNORE_TEXT = "# Created by flow2: its run store is local to this machine.\n*\n"
-
-#: Seconds without a heartbeat after which a run that never ended is interrupted,
-#: whatever its pid: the writer writes ``last_seen`` every few seconds.
-STALE_AFTER = 300.0
-
-#: The statuses a run ends in, plus those the store infers.
-RUNNING = "running"
-INTERRUPTED = "interrupted"
 
 
 class StoreError(ConfigurationError):
@@ -89,52 +77,6 @@ class StoreError(ConfigurationError):
         super().__init__(message, **facts)
         self.path = path
         self.cause = cause
-
-
-class _UntrustedValue(ValueError):
-    """A value read from a store that flow2 never writes there (a run id that is a path)."""
-
-
-def cause_of(error: BaseException) -> str | None:
-    """What kind of disk failure ``error`` is: ``"read-only"``, ``"disk full"``,
-    ``"corrupt"``, or None when it is none of them."""
-    if isinstance(error, StoreError):
-        return error.cause
-    if isinstance(error, sqlite3.Error):
-        name = str(getattr(error, "sqlite_errorname", ""))
-        message = str(error)
-        if name.startswith("SQLITE_FULL") or "disk is full" in message:
-            return "disk full"
-        if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or "readonly" in message:
-            return "read-only"
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in message:
-            return "corrupt"
-        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
-            error, sqlite3.OperationalError
-        ):
-            return "corrupt"
-        return None
-    if isinstance(error, OSError):
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return "disk full"
-        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return "read-only"
-        return None
-    if isinstance(error, (_UntrustedValue, ValueError, KeyError, TypeError, struct.error)):
-        return "corrupt"
-    return None
-
-
-def rollback(connection: sqlite3.Connection) -> None:
-    """Roll back the transaction left open by a failure, keeping that failure.
-
-    SQLite ends the transaction itself on some errors (a full disk): a
-    ROLLBACK then fails with "cannot rollback", which would hide the cause
-    (see test_a_run_that_cannot_be_recorded_says_why_and_fails).
-    """
-    if connection.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            connection.execute("ROLLBACK")
 
 
 _Result = TypeVar("_Result")
@@ -288,7 +230,7 @@ class Store:
             reason = getattr(error, "strerror", None) or str(error)
             raise self._error(
                 f"cannot {'write' if create else 'open'} the run store in {self.directory}: "
-                f"{_cause_words(error)}{reason}; make it writable, or choose another directory "
+                f"{cause_words(error)}{reason}; make it writable, or choose another directory "
                 f"with --store or FLOW2_STORE (or --no-store)",
                 cause=cause_of(error),
             ) from None
@@ -359,7 +301,7 @@ class Store:
             yield
         except StoreError:
             raise
-        except _UntrustedValue as error:
+        except UntrustedValue as error:
             raise self._untrusted(str(error)) from None
         except (sqlite3.Error, ValueError, KeyError, TypeError, IndexError, struct.error) as error:
             raise self.failed(error) from None
@@ -734,67 +676,10 @@ def _definitions_used(
     return used
 
 
-def status_of(
-    status: str,
-    ended_at: float | None,
-    pid: int | None,
-    host: str | None,
-    *,
-    process: str | None = None,
-    last_seen: float | None = None,
-) -> str:
-    """A run's status: its recorded end, else ``running`` while its process lives, else
-    ``interrupted``.
-
-    The pid alone does not say it: in a container every run is pid 1, and a
-    pid is given again after a process died. The process is the one that
-    recorded the run when its ``process`` (the boot, the start time) is
-    the same, and a run whose heartbeat (``last_seen``) stopped is
-    interrupted whatever its pid (see
-    test_a_killed_run_of_a_reused_pid_is_interrupted_and_pruned).
-    """
-    if ended_at is not None or status != RUNNING:
-        return status
-    if last_seen is not None and time.time() - last_seen > STALE_AFTER:
-        return INTERRUPTED
-    if pid is None or host != socket.gethostname() or not _is_alive(pid):
-        return INTERRUPTED
-    if process is not None and process_identity(pid) not in (None, process):
-        return INTERRUPTED
-    return RUNNING
-
-
-def process_identity(pid: int) -> str | None:
-    """What tells process ``pid`` from any other that had or will have its pid: the
-    machine's boot and the process's start time (Linux), or None where unknown."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        # The command name (field 2) may hold spaces and parentheses: count after it.
-        start_ticks = stat[stat.rindex(")") + 2 :].split()[19]
-    except (OSError, ValueError, IndexError):
-        return None
-    return f"{boot}:{start_ticks}"
-
-
-def _is_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's process
-        return True
-    except OSError:  # pragma: no cover - Windows and others
-        return False
-    return True
-
-
 def _run_from(row: sqlite3.Row) -> StoredRun:
     run_id = row["id"]
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise _UntrustedValue(f"a run id {run_id!r}")
+        raise UntrustedValue(f"a run id {run_id!r}")
     return StoredRun(
         id=run_id,
         name=row["name"],
@@ -903,9 +788,3 @@ def _noted(note: sqlite3.Row | None) -> dict[str, Any]:
         "output": note["output"],
         "retries": json.loads(note["retries"]) if note["retries"] else [],
     }
-
-
-def _cause_words(error: BaseException) -> str:
-    """``"disk full: "`` and the like before an error's own words, when its cause is known."""
-    cause = cause_of(error)
-    return f"{cause}: " if cause is not None and cause != "corrupt" else ""

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._listeners._text import error_message, user_traceback
-from ._database import RUNNING, cause_of, process_identity, rollback
+from ._failures import cause_of, rollback
+from ._liveness import RUNNING, process_identity
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert
 from ._values import encode_result, encode_variables

@@ -174,7 +174,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     2: [_TASK_BATCHES],
     # Which process recorded the run: the boot and the process's start time
-    # (see flow2._store._database.process_identity).
+    # (see flow2._store._liveness.process_identity).
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
 }
 
