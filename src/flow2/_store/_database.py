@@ -303,8 +303,11 @@ class Store:
             raise
         except UntrustedValue as error:
             raise self._untrusted(str(error)) from None
-        except (sqlite3.Error, ValueError, KeyError, TypeError, IndexError, struct.error) as error:
+        except sqlite3.Error as error:
             raise self.failed(error) from None
+        except (ValueError, KeyError, TypeError, IndexError, struct.error) as error:
+            # A row flow2 did not write: bad JSON, a missing column, a short packed row.
+            raise self.failed(UntrustedValue(f"a row it cannot read ({error})")) from None
 
     def _untrusted(self, what: str) -> StoreError:
         return self._error(

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import re
 import sqlite3
-import struct
 
 #: A run id, as flow2 writes them: twelve lowercase hex digits. Anything else
 #: read from a store is refused before it is used (a path is built from it).
@@ -48,7 +47,7 @@ def cause_of(error: BaseException) -> str | None:
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return "read-only"
         return None
-    if isinstance(error, (UntrustedValue, ValueError, KeyError, TypeError, struct.error)):
+    if isinstance(error, UntrustedValue):
         return "corrupt"
     return None
 
