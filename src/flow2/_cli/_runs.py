@@ -32,11 +32,14 @@ def runs(context: click.Context, as_json: bool, limit: int | None, store: str | 
     context.obj["store"] = store
     if context.invoked_subcommand is not None:
         return
+    from .._store._database import StoreError
     from .._store._history import run_line, runs_as_json
 
     found, connection = open_store(chosen_store(store))
     try:
         recorded = found.runs(connection, limit if limit is not None or as_json else 20)
+    except StoreError as error:
+        raise UsageProblem(str(error)) from None
     finally:
         connection.close()
     if as_json:

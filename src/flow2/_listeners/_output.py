@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import re
 import sys
@@ -111,6 +112,8 @@ class TaskOutput:
         self.log_directory: Path | None = None
         #: The log file of each task that has one.
         self.log_files: dict[TaskRun, Path] = {}
+        #: Why the log file of a task stops short (a full disk), for each task whose does.
+        self.incomplete_logs: dict[TaskRun, str] = {}
         self._states: dict[TaskRun | None, _TaskState] = {}
         self._labels: dict[TaskRun, str] = {}
         self._name_counts: collections.Counter[str] | None = None
@@ -157,8 +160,8 @@ class TaskOutput:
         for record in list(self._states):
             state = self._states.pop(record)
             self._flush_partials(record, state)
-            if state.file is not None:
-                state.file.close()
+            if record is not None:
+                self._close_file(record, state)
         if self.capture_prints:
             _uninstall_proxies(self)
 
@@ -174,9 +177,7 @@ class TaskOutput:
             if event.task.stores_result or not event.failed_count:
                 text = "\n".join([f"FAILED: {describe_error(error)}", *user_traceback(error)])
                 self._write_file(record, state, self.masker.mask(text) + "\n")
-        if state.file is not None:
-            state.file.close()
-            state.file = None
+        self._close_file(record, state)
 
     # -- output ----------------------------------------------------------------
 
@@ -253,6 +254,8 @@ class TaskOutput:
                 self.write(record, stream, "", final=True)
 
     def _write_file(self, record: TaskRun, state: _TaskState, text: str) -> None:
+        if record in self.incomplete_logs:
+            return
         file = state.file
         if file is None:
             path = self.log_files.get(record)
@@ -270,7 +273,34 @@ class TaskOutput:
                 )
                 self.log_directory = None
                 return
-        file.write(text)
+        try:
+            file.write(text)
+        except OSError as error:
+            self._give_up_file(record, state, error)
+
+    def _close_file(self, record: TaskRun, state: _TaskState) -> None:
+        file, state.file = state.file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as error:
+                self._give_up_file(record, state, error)
+
+    def _give_up_file(self, record: TaskRun, state: _TaskState, error: OSError) -> None:
+        """A log file that cannot be written (a full disk) is marked incomplete; the task
+        goes on, and its result does not depend on its log (see
+        test_a_full_log_disk_marks_the_log_incomplete_and_the_task_succeeds)."""
+        file, state.file = state.file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+        path = self.log_files.get(record)
+        self.incomplete_logs[record] = error.strerror or str(error)
+        print(
+            f"flow2: the log file {path} is incomplete: {error.strerror or error}; "
+            f"the task goes on without it",
+            file=sys.__stderr__,
+        )
 
     def _new_log_path(self, record: TaskRun) -> Path:
         assert self.log_directory is not None

@@ -7,6 +7,10 @@ with the first run that records.
 
 - ``_database``: where the store lives, opening it (checked, created or
   migrated), the queries, pruning.
+- ``_failures``: what a run id looks like, and what a store's failures are
+  called (read-only, disk full, corrupt), in one line each.
+- ``_liveness``: whether a run that never ended is still going on (host,
+  pid, the process's start, the heartbeat).
 - ``_schema``: its tables and their migrations, how rows and packed rows are laid out.
 - ``_values``: what is stored of a task: results (JSON when exact, pickle
   when asked), its definition's fingerprint, what it declares it reads.

@@ -13,11 +13,12 @@ one is migrated, step by step, by :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
+from ._failures import RUN_ID, UntrustedValue, cause_of, cause_words, rollback
+from ._liveness import RUNNING, status_of
 from ._schema import (
     _SCHEMA,
     APPLICATION,
@@ -50,24 +53,30 @@ BUSY_TIMEOUT_MS = 30_000
 #: Attempts of a transaction that SQLite still reports as locked.
 ATTEMPTS = 20
 
-#: The statuses a run ends in, plus those the store infers.
-RUNNING = "running"
-INTERRUPTED = "interrupted"
+#: The file in the store directory that keeps it out of version control.
+GITIGNORE = ".gitignore"
+_GITIGNORE_TEXT = "# Created by flow2: its run store is local to this machine.\n*\n"
 
 
 class StoreError(ConfigurationError):
-    """The run store cannot be used: not writable, not a flow2 store, a newer
-    schema, or a run reference that matches no run or several.
+    """The run store cannot be used: not writable, full, damaged, not a flow2
+    store, a newer schema, or a run reference that matches no run or several.
 
     :param message: what is wrong and how to fix it
     :param path: the store's database file (also :attr:`file`)
+    :param cause: what kind of failure it is, when it is one of the disk's:
+        ``"read-only"``, ``"disk full"``, ``"corrupt"``
     :ivar path: the store's database file
+    :ivar cause: ``"read-only"``, ``"disk full"``, ``"corrupt"``, or None
     """
 
-    def __init__(self, message: str, *, path: str | None = None, **facts: Any) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, cause: str | None = None, **facts: Any
+    ) -> None:
         facts.setdefault("file", path)
         super().__init__(message, **facts)
         self.path = path
+        self.cause = cause
 
 
 _Result = TypeVar("_Result")
@@ -160,9 +169,26 @@ class Store:
     def __repr__(self) -> str:
         return f"<Store {str(self.directory)!r}>"
 
+    def run_directory(self, run_id: str) -> Path:
+        """The folder of run ``run_id``'s files: ``runs/<id>/``, built only from a valid id.
+
+        :raises StoreError: when ``run_id`` is not a run id flow2 writes
+        """
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+            raise self._untrusted(f"a run id {run_id!r}")
+        return self.directory / "runs" / run_id
+
     def log_directory(self, run_id: str) -> Path:
         """Where the per-task log files of run ``run_id`` are: ``runs/<id>/logs/``."""
-        return self.directory / "runs" / run_id / "logs"
+        return self.run_directory(run_id) / "logs"
+
+    def is_inside(self, path: Path) -> bool:
+        """True when ``path`` is in the store directory, no symlink leading out of it."""
+        try:
+            root = self.directory.resolve(strict=True)
+            return path.resolve(strict=True).is_relative_to(root) and path.resolve() != root
+        except (OSError, RuntimeError):
+            return False
 
     def connect(self, *, create: bool = False, shared: bool = False) -> sqlite3.Connection:
         """A connection to the store, its schema checked (and created or migrated).
@@ -178,6 +204,8 @@ class Store:
                 f"{self.directory} is a file, not a store directory; "
                 f"choose a directory with --store or FLOW2_STORE"
             )
+        if self.path.is_symlink() and not self.is_inside(self.path):
+            raise self._untrusted(f"a database file that is a symlink out of it ({self.path})")
         if not create and not self.path.is_file():
             raise self._error(
                 f"no run store in {self.directory} (no {DATABASE_NAME}); runs are recorded "
@@ -191,6 +219,7 @@ class Store:
                 # Results and output live in it: owner-only, as SQLite's
                 # journal files then are too.
                 create_private_file(self.path)
+                self._ignore_in_version_control()
             connection = sqlite3.connect(
                 self.path,
                 timeout=BUSY_TIMEOUT_MS / 1000,
@@ -201,15 +230,92 @@ class Store:
             reason = getattr(error, "strerror", None) or str(error)
             raise self._error(
                 f"cannot {'write' if create else 'open'} the run store in {self.directory}: "
-                f"{reason}; make it writable, or choose another directory with --store or "
-                f"FLOW2_STORE (or --no-store)"
+                f"{cause_words(error)}{reason}; make it writable, or choose another directory "
+                f"with --store or FLOW2_STORE (or --no-store)",
+                cause=cause_of(error),
             ) from None
         try:
             self._prepare(connection, create)
+        except sqlite3.Error as error:
+            connection.close()
+            raise self.failed(error) from None
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _ignore_in_version_control(self) -> None:
+        """Write ``.gitignore`` (``*``) into the store directory, as pytest and ruff do in
+        their caches: ``git add --all`` never commits a store."""
+        ignore = self.directory / GITIGNORE
+        if ignore.exists() or ignore.is_symlink():
+            return
+        with contextlib.suppress(FileExistsError):
+            # Owner-only, as everything in the store.
+            descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(descriptor, "w", encoding="utf-8") as file:
+                file.write(_GITIGNORE_TEXT)
+
+    def failed(self, error: BaseException) -> StoreError:
+        """``error``, met reading or writing the store, as one line naming the store, the
+        cause and what to do."""
+        if isinstance(error, StoreError):
+            return error
+        cause = cause_of(error)
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        if cause is None and self._is_disk_full():
+            # SQLite reports some writes on a full disk as an I/O error.
+            cause = "disk full"
+        if cause == "corrupt":
+            return self._error(
+                f"the run store {self.path} is corrupt ({reason}); nothing in it was changed: "
+                f"move the directory {self.directory} away (its runs are lost), or choose "
+                f"another with --store or FLOW2_STORE",
+                cause=cause,
+            )
+        if cause == "disk full":
+            return self._error(
+                f"the run store {self.path}: disk full ({reason}); free some space, or choose "
+                f"another directory with --store or FLOW2_STORE (or --no-store)",
+                cause=cause,
+            )
+        if cause == "read-only":
+            return self._error(
+                f"the run store {self.path} is read-only ({reason}); make it writable, or "
+                f"choose another directory with --store or FLOW2_STORE (or --no-store)",
+                cause=cause,
+            )
+        return self._error(f"the run store {self.path}: {reason}")
+
+    def _is_disk_full(self) -> bool:
+        try:
+            stats = os.statvfs(self.directory)
+        except (OSError, AttributeError):  # pragma: no cover - gone, or not POSIX
+            return False
+        return stats.f_bavail == 0 and stats.f_blocks > 0
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Whatever a damaged or planted store makes fail while it is read: one StoreError."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except UntrustedValue as error:
+            raise self._untrusted(str(error)) from None
+        except sqlite3.Error as error:
+            raise self.failed(error) from None
+        except (ValueError, KeyError, TypeError, IndexError, struct.error) as error:
+            # A row flow2 did not write: bad JSON, a missing column, a short packed row.
+            raise self.failed(UntrustedValue(f"a row it cannot read ({error})")) from None
+
+    def _untrusted(self, what: str) -> StoreError:
+        return self._error(
+            f"the run store {self.path} holds {what} that flow2 never writes: it is not to "
+            f"be trusted, and nothing in it was changed or deleted; move the directory "
+            f"{self.directory} away, or choose another with --store or FLOW2_STORE",
+            cause="corrupt",
+        )
 
     def _prepare(self, connection: sqlite3.Connection, create: bool) -> None:
         try:
@@ -221,6 +327,8 @@ class Store:
                 for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.DatabaseError as error:
+            if cause_of(error) != "corrupt":
+                raise  # read-only, a full disk: named as such by connect()
             raise self._not_a_store(str(error)) from None
         if "flow2_store" not in tables:
             if (
@@ -236,6 +344,7 @@ class Store:
                 f"this flow2 reads schema {SCHEMA_VERSION} and older); upgrade flow2, or "
                 f"choose another directory with --store"
             )
+        self._check_run_ids(connection)
         if version < SCHEMA_VERSION:
             self.retry(connection, self._migrate)
         if create:
@@ -245,6 +354,13 @@ class Store:
             if str(mode[0]).lower() != "wal":  # pragma: no cover - a file system without WAL
                 self.retry(connection, lambda c: c.execute("PRAGMA journal_mode = DELETE"))
         connection.execute("PRAGMA synchronous = NORMAL")
+
+    def _check_run_ids(self, connection: sqlite3.Connection) -> None:
+        """Refuse a store holding a run id flow2 never writes (``../x``, an absolute path),
+        before anything in it is used or changed."""
+        for (run_id,) in connection.execute("SELECT id FROM runs"):
+            if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+                raise self._untrusted(f"a run id {run_id!r}")
 
     def _version(self, connection: sqlite3.Connection) -> int:
         rows = dict(connection.execute("SELECT key, value FROM flow2_store").fetchall())
@@ -274,7 +390,7 @@ class Store:
                 )
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            rollback(connection)
             raise
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
@@ -290,7 +406,7 @@ class Store:
             )
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            rollback(connection)
             raise
 
     def retry(
@@ -306,10 +422,12 @@ class Store:
         for attempt in range(ATTEMPTS):
             try:
                 return work(connection)
-            except sqlite3.OperationalError as error:
+            except sqlite3.DatabaseError as error:
+                if not isinstance(error, sqlite3.OperationalError):
+                    raise self.failed(error) from None
                 message = str(error)
                 if "locked" not in message and "busy" not in message:
-                    raise self._error(f"the run store {self.path}: {message}") from None
+                    raise self.failed(error) from None
                 if attempt == ATTEMPTS - 1:
                     raise self._error(
                         f"the run store {self.path} stayed locked: {message}"
@@ -317,13 +435,15 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _error(self, message: str) -> StoreError:
-        return StoreError(message, path=str(self.path))
+    def _error(self, message: str, *, cause: str | None = None) -> StoreError:
+        return StoreError(message, path=str(self.path), cause=cause)
 
     def _not_a_store(self, why: str) -> StoreError:
         return self._error(
-            f"{self.path} is not a flow2 run store ({why}); move it away, or choose another "
-            f"directory with --store or FLOW2_STORE"
+            f"{self.path} is not a flow2 run store, or a corrupt one ({why}); nothing in it "
+            f"was changed: move it away, or choose another directory with --store or "
+            f"FLOW2_STORE",
+            cause="corrupt",
         )
 
     # Reading ------------------------------------------------------------------
@@ -335,7 +455,8 @@ class Store:
             query += f" LIMIT {int(limit)}"
         connection.row_factory = sqlite3.Row
         try:
-            return [_run_from(row) for row in connection.execute(query)]
+            with self._reading():
+                return [_run_from(row) for row in connection.execute(query)]
         finally:
             connection.row_factory = None
 
@@ -387,6 +508,10 @@ class Store:
         return self._with_tasks(connection, matches[0])
 
     def _with_tasks(self, connection: sqlite3.Connection, run: StoredRun) -> StoredRun:
+        with self._reading():
+            return self._read_tasks(connection, run)
+
+    def _read_tasks(self, connection: sqlite3.Connection, run: StoredRun) -> StoredRun:
         connection.row_factory = sqlite3.Row
         try:
             notes = {
@@ -444,7 +569,8 @@ class Store:
         :returns: the ids deleted
         """
         if older_than_days is None and keep is not None:
-            (count,) = connection.execute("SELECT count(*) FROM runs").fetchone()
+            with self._reading():
+                (count,) = connection.execute("SELECT count(*) FROM runs").fetchone()
             if count <= keep:  # after most runs: nothing to read
                 return []
         runs = self.runs(connection)
@@ -459,6 +585,14 @@ class Store:
                 doomed.append(run.id)
         if not doomed:
             return []
+        # Every folder to delete is checked before anything is: a planted
+        # store is refused whole (see test_prune_deletes_only_inside_the_store).
+        folders = [self.run_directory(run_id) for run_id in doomed]
+        for folder in folders:
+            if (folder.exists() or folder.is_symlink()) and not self.is_inside(folder):
+                raise self._untrusted(f"a run folder that leads out of it ({folder})")
+            if folder.is_symlink():
+                raise self._untrusted(f"a run folder that is a symlink ({folder})")
 
         def delete(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
@@ -477,12 +611,15 @@ class Store:
                 self._delete_unused_definitions(connection, dropped)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                rollback(connection)
                 raise
 
-        self.retry(connection, delete)
-        for run_id in doomed:
-            shutil.rmtree(self.directory / "runs" / run_id, ignore_errors=True)
+        with self._reading():
+            self.retry(connection, delete)
+        for folder in folders:
+            # rmtree removes a symlink found inside, never what it points to.
+            if not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
         return doomed
 
     def _delete_unused_definitions(self, connection: sqlite3.Connection, dropped: set[str]) -> None:
@@ -542,40 +679,26 @@ def _definitions_used(
     return used
 
 
-def status_of(status: str, ended_at: float | None, pid: int | None, host: str | None) -> str:
-    """A run's status: its recorded end, else ``running`` while its process lives, else
-    ``interrupted``."""
-    if ended_at is not None or status != RUNNING:
-        return status
-    if pid is not None and host == socket.gethostname() and _is_alive(pid):
-        return RUNNING
-    return INTERRUPTED
-
-
-def _is_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's process
-        return True
-    except OSError:  # pragma: no cover - Windows and others
-        return False
-    return True
-
-
 def _run_from(row: sqlite3.Row) -> StoredRun:
+    run_id = row["id"]
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise UntrustedValue(f"a run id {run_id!r}")
     return StoredRun(
-        id=row["id"],
+        id=run_id,
         name=row["name"],
         flow=row["flow"],
         variables=json.loads(row["variables"]),
         started_at=row["started_at"],
         ended_at=row["ended_at"],
         last_seen=row["last_seen"],
-        status=status_of(row["status"], row["ended_at"], row["pid"], row["host"]),
+        status=status_of(
+            row["status"],
+            row["ended_at"],
+            row["pid"],
+            row["host"],
+            process=row["process"],
+            last_seen=row["last_seen"],
+        ),
         resumed_from=row["resumed_from"],
         counts=json.loads(row["counts"]),
         error=json.loads(row["error"]) if row["error"] else None,

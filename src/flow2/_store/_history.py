@@ -146,18 +146,24 @@ def find_task(run: StoredRun, reference: str) -> StoredTask | list[StoredTask]:
 def task_output(store: Store, run: StoredRun, task: StoredTask) -> str | None:
     """The task's output: its log file when there is one, else what the store kept."""
     folder = store.log_directory(run.id)
-    if folder.is_dir():
+    if folder.is_dir() and store.is_inside(folder):
+        # Only the store's own files: a symlink in it is never followed out of it.
         candidates = sorted(
             path
             for path in folder.iterdir()
-            if path.is_file() and (path.name == task.key or path.name.startswith(task.key + "."))
+            if not path.is_symlink()
+            and path.is_file()
+            and (path.name == task.key or path.name.startswith(task.key + "."))
         )
         if candidates:
             return candidates[0].read_text(encoding="utf-8", errors="replace")
     if task.output:
         return task.output + "\n"
     if task.result_format == JSON and isinstance(task.result, str):
-        result = json.loads(task.result)
+        try:
+            result = json.loads(task.result)
+        except ValueError:  # a damaged row: the store kept no output to show
+            return None
         if isinstance(result, dict) and ("stdout" in result or "stderr" in result):
             parts = [result.get("stdout") or "", result.get("stderr") or ""]
             text = "\n".join(part for part in parts if part)

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._listeners._text import error_message, user_traceback
-from ._database import RUNNING
+from ._failures import cause_of, rollback
+from ._liveness import RUNNING, process_identity
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert
 from ._values import encode_result, encode_variables
@@ -118,6 +119,8 @@ class StoreRecorder:
         self.run_id: str | None = None
         #: What went wrong in the writer thread, reported when the run ends.
         self.failure: BaseException | None = None
+        #: Why the runs beyond ``keep`` were not deleted (the run itself was recorded).
+        self.prune_failure: BaseException | None = None
         # Only ever added to at its end by the loop's thread, and taken from
         # its start by the writer's: see _take.
         self._ends: list[Any] = []
@@ -253,11 +256,15 @@ class StoreRecorder:
 
     def _failure_message(self) -> str | None:
         failure, self.failure = self.failure, None
+        pruning, self.prune_failure = self.prune_failure, None
         if failure is None:
-            return None
+            if pruning is None:
+                return None
+            return f"the run store {self.store.directory} kept its old runs: {pruning}"
+        cause = cause_of(failure)
         return (
-            f"the run store {self.store.directory} did not record run "
-            f"{self.run_id} completely: {failure}"
+            f"run {self.run_id} was not recorded completely in the run store "
+            f"{self.store.directory}{f' ({cause})' if cause else ''}: {failure}"
         )
 
     # On the writer thread --------------------------------------------------
@@ -286,9 +293,12 @@ class StoreRecorder:
                 if stopping and not self._ends and not self._other:
                     break
             if self.keep is not None:
-                self.store.prune(connection, keep=self.keep)
+                try:
+                    self.store.prune(connection, keep=self.keep)
+                except Exception as error:
+                    self.prune_failure = self.store.failed(error)
         except Exception as error:
-            self.failure = error
+            self.failure = self.store.failed(error)
         finally:
             if connection is not None:
                 connection.close()
@@ -299,7 +309,7 @@ class StoreRecorder:
         plan = self.plan
         connection.execute(
             "INSERT INTO runs (id, name, flow, variables, started_at, last_seen, status, pid, "
-            "host, resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "host, resumed_from, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 self._mask(name),
@@ -311,6 +321,7 @@ class StoreRecorder:
                 os.getpid(),
                 socket.gethostname(),
                 plan.previous.id if plan is not None else None,
+                process_identity(os.getpid()),
             ),
         )
 
@@ -382,7 +393,7 @@ class StoreRecorder:
                     )
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                rollback(connection)
                 raise
 
         self.store.retry(connection, commit)

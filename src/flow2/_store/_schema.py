@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 #: What ``flow2_store.application`` says in a flow2 store.
 APPLICATION = "flow2 run store"
 #: The schema this flow2 writes (2: a run's error, a task's retried attempts;
-#: 3: plain successes packed in ``task_batches``).
-SCHEMA_VERSION = 3
+#: 3: plain successes packed in ``task_batches``; 4: a run's ``process``, which
+#: tells a live run from a killed one whose pid was given to another process).
+SCHEMA_VERSION = 4
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
 
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     resumed_from TEXT,
     counts TEXT NOT NULL DEFAULT '{}',
-    error TEXT
+    error TEXT,
+    process TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -171,6 +173,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE task_notes ADD COLUMN retries TEXT",
     ],
     2: [_TASK_BATCHES],
+    # Which process recorded the run: the boot and the process's start time
+    # (see flow2._store._liveness.process_identity).
+    3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
 }
 
 
