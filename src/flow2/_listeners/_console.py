@@ -39,7 +39,12 @@ from ._text import (
     describe_error,
     format_elapsed,
     format_result,
+    github_data,
+    github_property,
     record_text,
+    strip_escapes,
+    visible,
+    visible_path,
     wants_color,
 )
 
@@ -253,7 +258,7 @@ class PlainConsole:
     def _label_of(self, record: TaskRun) -> str:
         if self.output is not None:
             return self.output.label_of(record)
-        return record.task.name
+        return visible(record.task.name)
 
     def show_output(self, label: str | None, lines: list[str], record: TaskRun | None) -> None:
         """Print lines a task wrote, each prefixed with the task (see ``_output``).
@@ -265,6 +270,10 @@ class PlainConsole:
         if self.github and record is not None:
             self._hold(record, lines)
             return
+        if not self.color:
+            # Not a terminal (or no colors wanted): a task's escape
+            # sequences would be noise in a file and a forgery on a screen.
+            lines = [strip_escapes(line) for line in lines]
         if label is None:
             self.write("".join([f"{line}\n" for line in lines]))
             return
@@ -282,7 +291,7 @@ class PlainConsole:
         if task_record is not None and self.output is not None:
             label = self.output.label_of(task_record)
         else:
-            label = getattr(record, "task", None) or "?"
+            label = visible(str(getattr(record, "task", None) or "?"))
         prefix = ""
         if record.levelno >= logging.WARNING:
             prefix = f"{record.levelname}: "
@@ -319,8 +328,8 @@ class PlainConsole:
             self._flush_group(record, title + ")")
         if status is Status.FAILED and event.error is not None:
             if event.task.stores_result or not event.failed_count:
-                title = _annotation(" › ".join(event.path), property_value=True)
-                message = _annotation(describe_error(event.error))
+                title = github_property(visible_path(event.path))
+                message = github_data(describe_error(event.error))
                 self.write(self._mask(f"::error title={title}::{message}\n"))
 
     def _flush_group(self, record: TaskRun | None, title: str) -> None:
@@ -328,15 +337,15 @@ class PlainConsole:
         if not lines:
             return
         body = "".join(f"{line}\n" for line in lines)
-        self.write(f"::group::{self._mask(title)}\n{body}::endgroup::\n")
+        self.write(f"::group::{github_data(self._mask(title))}\n{body}::endgroup::\n")
 
     def format(self, event: TaskEvent) -> str:
         """The line (or lines) ``event`` prints as, newline-terminated."""
         status = event.status
         if self._verbose:
-            line = self._labels[status] + " › ".join(event.path)
+            line = self._labels[status] + visible_path(event.path)
         else:
-            line = self._labels[status] + event.task.name
+            line = self._labels[status] + visible(event.task.name)
         if status is _STARTING:  # half of all lines: the shortest path
             return line + "\n"
         duration = event.duration
@@ -354,7 +363,7 @@ class PlainConsole:
         elif status is _PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
         elif (status is _SKIPPED or status is _REUSED) and event.reason:
-            line += f": {event.reason}"
+            line += f": {visible(event.reason)}"
         elif status is _RETRYING and event.error is not None:
             retries = event.task.retries
             line += (
@@ -439,14 +448,6 @@ class StreamWriter:
             if closing:
                 return
             self._closed.wait(FLUSH_DELAY)
-
-
-def _annotation(text: str, *, property_value: bool = False) -> str:
-    """``text`` escaped for a GitHub Actions workflow command."""
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    if property_value:
-        text = text.replace(":", "%3A").replace(",", "%2C")
-    return text
 
 
 def _count(failed: int) -> str:

@@ -49,6 +49,8 @@ from ._text import (
     format_duration,
     short_path,
     user_traceback,
+    visible,
+    visible_path,
     wants_color,
 )
 
@@ -197,7 +199,8 @@ class SummaryListener:
             if counted is not Status.REUSED or self.counts[counted]
         )
         word = VERDICTS.get(status, status.value)
-        return f"{event.run.root.name} {word} in {format_duration(event.duration or 0)}: {counts}"
+        took = format_duration(event.duration or 0)
+        return f"{visible(event.run.root.name)} {word} in {took}: {counts}"
 
     def format(self, event: RunEvent) -> str:
         """The summary's text for the run's end ``event``, newline-terminated."""
@@ -206,7 +209,7 @@ class SummaryListener:
         if slowest:
             lines.append("Slowest:")
             for duration, record in slowest:
-                lines.append(f"  {duration:7.2f}s  {' › '.join(record.path)}")
+                lines.append(f"  {duration:7.2f}s  {visible_path(record.path)}")
         if self.verbosity is not Verbosity.QUIET:
             lines.extend(self._skipped_lines())
         groups = self.grouped_failures(event.run)
@@ -269,7 +272,8 @@ class SummaryListener:
             if self.skipped.get(path[:-1]) != reason
         ]
         lines = [
-            f"Skipped: {' › '.join(path)}: {reason}" for path, reason in shown[:MAX_SKIPPED_SHOWN]
+            f"Skipped: {visible_path(path)}: {visible(reason)}"
+            for path, reason in shown[:MAX_SKIPPED_SHOWN]
         ]
         if len(shown) > MAX_SKIPPED_SHOWN:
             lines.append(f"… and {len(shown) - MAX_SKIPPED_SHOWN} more skipped")
@@ -280,7 +284,7 @@ class SummaryListener:
         lines = []
         description = describe_error(first.error)
         if len(group) == 1:
-            lines.append(self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"))
+            lines.append(self._paint("31;1", f"Failed: {visible_path(first.record.path)}"))
             lines.extend(f"  {self._paint('31', line)}" for line in description.splitlines())
         else:
             lines.append(
@@ -290,13 +294,13 @@ class SummaryListener:
             )
             lines.extend(f"  {line}" for line in description.splitlines()[1:])
             for failure in group:
-                where = f"  - {' › '.join(failure.record.path)}"
+                where = f"  - {visible_path(failure.record.path)}"
                 log = self._log_file(failure)
                 lines.append(where + (f"  (log: {log})" if log else ""))
         lines.extend(f"  {line}" for line in user_traceback(first.error))
         if first.output:
             tail = first.output.splitlines()[-OUTPUT_LINES:]
-            whose = "" if len(group) == 1 else f" of {' › '.join(first.record.path)}"
+            whose = "" if len(group) == 1 else f" of {visible_path(first.record.path)}"
             lines.append(f"  Output{whose} (last {len(tail)} line{'' if len(tail) == 1 else 's'}):")
             lines.extend(f"  │ {line}" for line in tail)
         if len(group) == 1:
