@@ -277,7 +277,7 @@ class PlainConsole:
         if label is None:
             self.write("".join([f"{line}\n" for line in lines]))
             return
-        prefix = f"[{label}] "
+        prefix = f"[{self._mask(label)}] "
         if self.color:
             prefix = f"\033[36m{prefix}\033[0m"
         self.write("".join([f"{prefix}{line}\n" for line in lines]))

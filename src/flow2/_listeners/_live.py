@@ -310,7 +310,7 @@ class LiveView:
         """
         if self.verbosity is Verbosity.QUIET:
             return
-        prefix = self._paint("36", f"[{label}] ") if label else ""
+        prefix = self._paint("36", f"[{self._mask(label)}] ") if label else ""
         text = "".join([f"{prefix}{line}\n" for line in lines])
         # A tool's colors pass (when colors are on); cursor movements and the
         # like would break the tree, so they go. (The prefix has colors only.)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._events import RunEvent, Status
 from .._engine._logger import logger, tasks_logger
+from .._engine._naming import snake_case
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -160,6 +161,10 @@ class SecretMasker:
 def _forms(value: str) -> set[str]:
     """``value`` and the encodings it is commonly printed in (see the module's docstring)."""
     forms = {value}
+    # As a task's result key: "push {{ deploy_key }}" stores under push_<key>.
+    key = snake_case(value)
+    if len(key) >= MINIMUM_ENCODED_CORE:
+        forms.add(key)
     data = value.encode("utf-8", "surrogatepass")
     for quote in (urllib.parse.quote, urllib.parse.quote_plus):
         forms.add(quote(value, safe=""))
