@@ -152,3 +152,25 @@ def test_each_control_character_shows_as_an_escape(name: str, shown: str) -> Non
     run(flow2.Runner(display="plain", stream=stream, color=False).run(tree))
     assert f"SUCCESS   {shown} (" in stream.getvalue()
     assert json.dumps(name)  # the name itself is unchanged: only its drawing is
+
+
+def test_the_summary_and_the_event_file_keep_a_failed_tasks_text_without_its_colors(
+    tmp_path: Path,
+) -> None:
+    async def colored_failure(context: dict[str, Any]) -> None:
+        print(COLORED)
+        raise RuntimeError("broken")
+
+    tree = flow2.SerialTaskGroup("Release", flow2.CallbackTask("paint", colored_failure))
+    stream, events = io.StringIO(), tmp_path / "events.jsonl"
+    run(
+        flow2.Runner(display="plain", stream=stream, color=False, events=str(events)).run(
+            tree, raises=False
+        )
+    )
+    summary = stream.getvalue().partition("Failed: ")[2]
+    assert "│ red done" in summary
+    assert "\x1b" not in stream.getvalue()
+    ended = [json.loads(line) for line in events.read_text().splitlines()]
+    outputs = [event["output"] for event in ended if event.get("output")]
+    assert outputs == ["red done"], outputs

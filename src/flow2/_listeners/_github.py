@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .._engine._events import RunEvent
 from ._summary import OUTPUT_LINES, SummaryListener
-from ._text import describe_error, user_traceback, visible_path
+from ._text import describe_error, strip_escapes, user_traceback, visible_path
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -72,4 +72,4 @@ class StepSummary(SummaryListener):
         directory = self._log_directory()
         if directory is not None:
             lines += ["", f"Task logs: `{directory}{os.sep}`"]
-        return self._mask("\n".join(lines)) + "\n\n"
+        return strip_escapes(self._mask("\n".join(lines))) + "\n\n"

@@ -11,11 +11,12 @@ in the text, by ``***``.
 
 A secret is also masked in the forms it commonly takes on its way out: its
 base64 encoding (standard and URL-safe, with or without padding, alone or
-inside a longer encoded text) and its URL encoding (``%40`` for ``@``,
-``+`` for a space). Output is masked a whole line at a time, so a secret a
-task writes in two pieces is masked once its line is complete; the live
-view's unfinished line holds back an ending that could be the start of a
-secret (:meth:`SecretMasker.mask_partial`).
+inside a longer encoded text), its URL encoding (``%40`` for ``@``,
+``+`` for a space) and the result key a task named after it gets. Output
+is masked a whole line at a time, so a secret a task writes in two pieces
+is masked once its line is complete; the live view's unfinished line holds
+back an ending that could be the start of a secret
+(:meth:`SecretMasker.mask_partial`).
 
 What it cannot catch: a secret transformed otherwise (reversed, hashed,
 split across lines), and values shorter than :data:`MINIMUM_LENGTH`

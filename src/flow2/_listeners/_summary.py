@@ -48,6 +48,7 @@ from ._text import (
     describe_error,
     format_duration,
     short_path,
+    strip_escapes,
     user_traceback,
     visible,
     visible_path,
@@ -231,7 +232,9 @@ class SummaryListener:
         verdict = self.verdict(event)
         name, _, counts = verdict.rpartition(": ")
         lines.append(f"{self._paint(_HEADLINE_COLORS.get(status, '1'), name)}: {counts}")
-        return "\n" + self._mask("\n".join(lines)) + "\n"
+        text = self._mask("\n".join(lines))
+        # Without colors, a task's own escape sequences in its last lines go too.
+        return "\n" + (text if self.color else strip_escapes(text)) + "\n"
 
     def slowest(self) -> list[tuple[float, TaskRun]]:
         """The slowest finished tasks, slowest first, without groups a task inside explains."""
