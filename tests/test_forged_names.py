@@ -174,3 +174,16 @@ def test_the_summary_and_the_event_file_keep_a_failed_tasks_text_without_its_col
     ended = [json.loads(line) for line in events.read_text().splitlines()]
     outputs = [event["output"] for event in ended if event.get("output")]
     assert outputs == ["red done"], outputs
+
+
+def test_runs_show_draws_a_recorded_forged_name_as_text(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        'plugin: serial\nname: R\ntasks:\n  - name: "evil\\u001b[2J\\nRelease succeeded"\n'
+        "    plugin: shell\n    cmd: 'true'\n",
+    )
+    store = tmp_path / "store"
+    assert cli("run", flow, "--store", store, "--display", "none", cwd=tmp_path).returncode == 0
+    shown = cli("runs", "show", "last", "--store", store, cwd=tmp_path)
+    assert "SUCCESS   evil\\x1b[2J\\nRelease succeeded (" in shown.stdout
+    assert_not_forged(shown.stdout)
