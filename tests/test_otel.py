@@ -117,3 +117,36 @@ def test_tracing_without_opentelemetry_names_the_extra() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "flow2[otel]" in result.stdout
+
+
+def test_spans_carry_no_secret(spans: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_secret_exits import ENVIRONMENT_SECRET, RUNNER_SECRET, assert_clean
+
+    monkeypatch.setenv("DEPLOY_TOKEN", ENVIRONMENT_SECRET)
+
+    async def flaky(context: dict[str, Any]) -> None:
+        raise RuntimeError(f"refused {RUNNER_SECRET} for {ENVIRONMENT_SECRET}")
+
+    tree = flow2.SerialTaskGroup(
+        f"Ship {ENVIRONMENT_SECRET}",
+        flow2.CallbackTask(f"use {RUNNER_SECRET}\x1b[2J", flaky, retries=1, retry_delay=0),
+    )
+    runner = flow2.Runner(display="none", tracing=True, secrets=[RUNNER_SECRET])
+    run(runner.run(tree, raises=False))
+    finished = spans.get_finished_spans()
+    assert len(finished) == 3
+    texts: list[str] = []
+    for span in finished:
+        texts += [span.name, str(span.status.description)]
+        texts += [str(value) for value in span.attributes.values()]
+        for event in span.events:
+            texts += [event.name, *(str(value) for value in event.attributes.values())]
+    text = "\n".join(texts)
+    assert "refused *** for ***" in text and "use ***\\x1b[2J" in text
+    assert "\x1b" not in text
+    assert_clean("the spans", text, ENVIRONMENT_SECRET, RUNNER_SECRET)
+    failed = next(span for span in finished if span.name.startswith("use"))
+    exceptions = [event for event in failed.events if event.name == "exception"]
+    assert len(exceptions) == 2  # the retried attempt and the last one
+    assert exceptions[-1].attributes["exception.type"] == "RuntimeError"
+    assert "flaky" in exceptions[-1].attributes["exception.stacktrace"]

@@ -5,11 +5,16 @@ keeps its text unless it reads back as the same number or boolean; the run
 store is ``--store``, else ``$FLOW2_STORE``, else ``.flow2``; a RUN is an id,
 a unique prefix of one, or ``last``. Every problem with them is a
 :class:`UsageProblem`: one message, exit code 2, nothing ran.
+
+Nothing a command prints carries a secret: :func:`flow_masker` masks what
+the commands that look at a flow print, and every :class:`UsageProblem`'s
+message is masked before it is shown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,8 +24,9 @@ from .._engine._exceptions import DefinitionError
 from .._flows._loader import LoadedFlow, read_flow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
+    from .._listeners._secrets import SecretMasker
     from .._store._database import Store, StoredRun
 
 _Command = TypeVar("_Command", bound="Callable[..., Any]")
@@ -48,9 +54,20 @@ FLOW_HELP = (
 
 
 class UsageProblem(click.ClickException):
-    """A usage or definition error: printed as one message, exit code 2."""
+    """A usage or definition error: printed as one message, exit code 2.
+
+    :param message: what is wrong and the fix
+    :param masker: the secrets to mask in it (those of the environment when None)
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, masker: SecretMasker | None = None) -> None:
+        if masker is None:
+            from .._listeners._secrets import SecretMasker
+
+            masker = SecretMasker.from_environment()
+        super().__init__(masker.mask(message))
 
     def format_message(self) -> str:
         return self.message
@@ -97,7 +114,52 @@ def load_flow(
         )
         return loaded, variables
     except DefinitionError as error:
-        raise UsageProblem(str(error)) from None
+        # The file's ``secrets:`` are secrets in its errors too: read them
+        # from its text as well as it can be read.
+        declared = declared_secrets(_text_of(error.file)) if error.file else []
+        raise UsageProblem(str(error), masker=flow_masker(variables, declared)) from None
+
+
+def flow_masker(variables: dict[str, Any], declared: Iterable[str]) -> SecretMasker:
+    """A flow's secrets: secret-named variables (environment, command line), declared ones.
+
+    :param declared: the names in the flow's ``secrets:`` list (variables, else
+        environment variables)
+    """
+    from .._listeners._secrets import SecretMasker
+
+    masker = SecretMasker.from_environment(
+        str(variables[name]) if name in variables else os.environ.get(name, "") for name in declared
+    )
+    masker.add_from_mapping({key: str(value) for key, value in variables.items()})
+    return masker
+
+
+def declared_secrets(text: str) -> list[str]:
+    """The names in a flow's top-level ``secrets:`` list; none when it cannot be read."""
+    from .._flows._yaml import parse
+
+    try:
+        # flow2's own YAML reading: bad tags, alias bombs and deep nesting
+        # are a FlowFileError there, not a crash (tests/test_fuzz.py).
+        data = parse("", text)
+    except DefinitionError:
+        # Templates may keep the whole file from parsing: the usual one-line form.
+        found = re.search(r"^secrets:\s*\[([^\]\n]*)\]", text, re.MULTILINE)
+        return [name.strip(" '\"") for name in found.group(1).split(",")] if found else []
+    names = data.get("secrets") if isinstance(data, dict) else None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+def _text_of(file: str) -> str:
+    """The text of ``file``, "" when it cannot be read (or is an environment file)."""
+    from .._flows._loader import is_env_text
+
+    try:
+        text = Path(file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "" if is_env_text(text) else text
 
 
 def user_flows_folder() -> Path:

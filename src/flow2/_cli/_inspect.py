@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
-
 import click
 
 from .._engine._exceptions import DefinitionError
 from .._flows._loader import render as render_flow
-from ._arguments import FLOW_HELP, UsageProblem, find_flow, load_flow, parse_variables
-
-if TYPE_CHECKING:
-    from .._listeners._secrets import SecretMasker
+from .._listeners._text import visible
+from ._arguments import (
+    FLOW_HELP,
+    UsageProblem,
+    declared_secrets,
+    find_flow,
+    flow_masker,
+    load_flow,
+    parse_variables,
+)
 
 
 @click.command(epilog=FLOW_HELP)
@@ -20,13 +23,16 @@ if TYPE_CHECKING:
 @click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
 def validate(flow: str, variables: tuple[str, ...]) -> None:
     """Load FLOW and check it, running nothing."""
-    loaded, _ = load_flow(flow, variables)
+    loaded, values = load_flow(flow, variables)
+    masker = flow_masker(values, loaded.secrets)
     nodes = loaded.nodes()
     groups = sum(1 for node in nodes if node.task.children or not node.task.stores_result)
     tasks = len(nodes) - groups
     click.echo(
-        f"{loaded.file}: valid flow {loaded.root.task.name!r}, "
-        f"{tasks} task{'' if tasks == 1 else 's'} in {groups} group{'' if groups == 1 else 's'}"
+        masker.mask(
+            f"{loaded.file}: valid flow '{visible(loaded.root.task.name)}', {tasks} "
+            f"task{'' if tasks == 1 else 's'} in {groups} group{'' if groups == 1 else 's'}"
+        )
     )
 
 
@@ -39,8 +45,8 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
     try:
         text = render_flow(find_flow(flow), values)
     except DefinitionError as error:
-        raise UsageProblem(str(error)) from None
-    text = _masker(values, _declared_secrets(text)).mask(text)
+        raise UsageProblem(str(error), masker=flow_masker(values, [])) from None
+    text = flow_masker(values, declared_secrets(text)).mask(text)
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -52,7 +58,7 @@ def show(flow: str, variables: tuple[str, ...]) -> None:
     from .._flows._graph import tree_lines
 
     loaded, values = load_flow(flow, variables)
-    masker = _masker(values, loaded.secrets)
+    masker = flow_masker(values, loaded.secrets)
     for line in tree_lines(loaded.root):
         click.echo(masker.mask(line))
 
@@ -70,8 +76,9 @@ def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
     """
     from .._flows._graph import dot_graph, mermaid_graph
 
-    loaded, _ = load_flow(flow, variables)
-    click.echo(dot_graph(loaded.root) if dot else mermaid_graph(loaded.root))
+    loaded, values = load_flow(flow, variables)
+    text = dot_graph(loaded.root) if dot else mermaid_graph(loaded.root)
+    click.echo(flow_masker(values, loaded.secrets).mask(text))
 
 
 @click.command()
@@ -89,28 +96,3 @@ def plugins() -> None:
         summary = plugin.summary()
         if summary:
             click.echo(f"{' ' * width}  {summary}")
-
-
-def _masker(variables: dict[str, Any], declared: list[str]) -> SecretMasker:
-    """A flow's secrets: secret-named variables (environment, command line), declared ones."""
-    from .._listeners._secrets import SecretMasker
-
-    masker = SecretMasker.from_environment(
-        str(variables[name]) if name in variables else os.environ.get(name, "") for name in declared
-    )
-    masker.add_from_mapping({key: str(value) for key, value in variables.items()})
-    return masker
-
-
-def _declared_secrets(text: str) -> list[str]:
-    """The names in a rendered flow's top-level ``secrets:`` list; none when it cannot be read."""
-    from .._flows._yaml import parse
-
-    try:
-        # flow2's own YAML reading: bad tags, alias bombs and deep nesting
-        # are a FlowFileError there, not a crash (tests/test_fuzz.py).
-        data = parse("", text)
-    except DefinitionError:
-        return []
-    names = data.get("secrets") if isinstance(data, dict) else None
-    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

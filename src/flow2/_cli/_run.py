@@ -21,6 +21,7 @@ from ._arguments import (
     FLOW_HELP,
     UsageProblem,
     chosen_store,
+    flow_masker,
     load_flow,
     log_directory,
     run_options,
@@ -156,8 +157,10 @@ def print_plan(
     pickle_results: bool = False,
 ) -> int:
     """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
+    from .._listeners._text import visible
     from .._running._runner import Runner
 
+    masker = flow_masker(variables, loaded.secrets)
     try:
         runner = Runner(
             display="none",
@@ -169,11 +172,11 @@ def print_plan(
         )
         plan = runner.dry_run(loaded.root.task, dict(variables))
     except DefinitionError as error:  # the tree, checked once, by the plan
-        raise UsageProblem(str(loaded.located(error))) from None
+        raise UsageProblem(str(loaded.located(error)), masker=masker) from None
     except ConfigurationError as error:
-        raise UsageProblem(str(error)) from None
-    click.echo(f"{loaded.file}: plan of {loaded.root.task.name!r}")
-    click.echo(str(plan))
+        raise UsageProblem(str(error), masker=masker) from None
+    click.echo(masker.mask(f"{loaded.file}: plan of '{visible(loaded.root.task.name)}'"))
+    click.echo(masker.mask(str(plan)))
     return 0
 
 
@@ -244,11 +247,12 @@ def run_flow(
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except DefinitionError as error:  # the tree, checked once, by the run
-        raise UsageProblem(str(loaded.located(error))) from None
+        masker = flow_masker(variables, loaded.secrets)
+        raise UsageProblem(str(loaded.located(error)), masker=masker) from None
     except ConfigurationError as error:  # the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        _tell(f"flow2: {error}")
+        _tell(flow_masker(variables, loaded.secrets).mask(f"flow2: {error}"))
         return EXIT_FAILED
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.

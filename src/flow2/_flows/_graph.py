@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._listeners._text import visible
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -27,8 +29,8 @@ def tree_lines(root: Node) -> list[str]:
             text = value if isinstance(value, str) else repr(value)
             text = " ".join(str(text).split())
             details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
-        key = f" → {node.task.key}" if node.task.stores_result else ""
-        return f"{node.task.name}{key}  [{', '.join(details)}]"
+        key = f" → {visible(node.task.key)}" if node.task.stores_result else ""
+        return visible(f"{node.task.name}{key}  [{', '.join(details)}]")
 
     def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
         if top:
@@ -94,8 +96,14 @@ def _need_arrows(boxes: list[tuple[Node, str, int]]) -> list[tuple[str, str]]:
 def _label(node: Node) -> str:
     if node.children or not node.task.stores_result:
         kind = node.plugin if node.children else f"empty {node.plugin}"
-        return f"{node.task.name} ({kind})"
-    return node.task.name
+        return f"{_drawn(node.task.name)} ({kind})"
+    return _drawn(node.task.name)
+
+
+def _drawn(name: str) -> str:
+    # A label's line breaks are the graph's (Mermaid's <br>, DOT's \n); the
+    # rest of its control characters show as text.
+    return "\n".join(visible(line) for line in name.split("\n"))
 
 
 def _nested_lines(

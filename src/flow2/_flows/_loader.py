@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,14 +168,45 @@ def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
 
 
 def _read(file: str) -> str:
+    if _ENV_FILE_NAME.fullmatch(os.path.basename(file)):
+        raise _env_file_error(file)
     try:
-        return Path(file).read_text(encoding="utf-8")
+        text = Path(file).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise FlowFileError(
             f"the file is not UTF-8 text ({error.reason} at byte {error.start})", file=file
         ) from None
     except OSError as error:
         raise FlowFileError(f"cannot read the file: {error.strerror or error}", file=file) from None
+    if is_env_text(text):
+        raise _env_file_error(file)
+    return text
+
+
+#: ``.env``, ``.env.local``, ``prod.env``: names of environment files.
+_ENV_FILE_NAME = re.compile(r"\.env(\..*)?|.+\.env")
+#: A line of an environment file: ``NAME=value``, ``export NAME=value``.
+_ENV_LINE = re.compile(r"(export\s+)?[A-Za-z_][A-Za-z0-9_.]*=.*")
+
+
+def is_env_text(text: str) -> bool:
+    """True when ``text`` reads as an environment file: only ``NAME=value`` lines and comments.
+
+    Such a file holds secrets more often than not: flow2 never quotes it in a
+    message (see tests/test_secret_exits.py).
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    return bool(lines) and all(_ENV_LINE.fullmatch(line) for line in lines)
+
+
+def _env_file_error(file: str) -> FlowFileError:
+    return FlowFileError(
+        "this is an environment file (NAME=value lines), not a flow file; its content is "
+        "not shown. Give the path of a flow's YAML file; to pass the values, export "
+        "them or write NAME=value after the flow on the command line",
+        file=file,
+    )
 
 
 EXAMPLE_NODE = "plugin: shell\ncmd: echo hello"

@@ -11,6 +11,9 @@ a command line is silently rewritten::
 A value starting with ``[`` or ``{`` is a YAML flow list or mapping whose
 items follow the same rule (``tags=[a, 1.10, 3]`` -> ``["a", "1.10", 3]``);
 quoted items stay strings; tags are ignored and aliases refused.
+
+An error names the variable, never its value: the value may be a secret
+(``api_token=[…``), and the user has it on their own command line.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ def parse_assignment(assignment: str) -> tuple[str, Any]:
     """
     key, equals, raw = assignment.partition("=")
     if not equals or not key.isidentifier():
+        shown = f"{key[:40]!r}=…" if equals else repr(assignment[:40])
         raise VariableError(
-            f"{assignment!r} is not a variable assignment; write name=value, "
+            f"{shown} is not a variable assignment; write name=value, "
             f"e.g. version=1.2.0 (names are letters, digits and _)"
         )
     if raw[:1] in ("[", "{"):
@@ -83,7 +87,7 @@ def _parse_collection(key: str, raw: str) -> Any:
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or "not valid YAML"
         raise VariableError(
-            f"{key}={raw[:80]!r}: a value starting with {raw[0]!r} is read as YAML "
+            f"{key}=…: a value starting with {raw[0]!r} is read as YAML "
             f"(a list or mapping) and {problem}; quote it for the shell and YAML to pass "
             f"text, e.g. {key}='\"…\"'"
         ) from None
@@ -117,8 +121,7 @@ def _value_of(node: Any, key: str, raw: str, seen: set[int], depth: int) -> Any:
         raise _too_big(key, raw)
     if id(node) in seen:
         raise VariableError(
-            f"{key}={raw[:80]!r}: aliases (*name) are not read in command-line values; "
-            f"write the items out"
+            f"{key}=…: aliases (*name) are not read in command-line values; write the items out"
         )
     seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
@@ -130,7 +133,7 @@ def _value_of(node: Any, key: str, raw: str, seen: set[int], depth: int) -> Any:
         item_key = _value_of(key_node, key, raw, seen, depth + 1)
         if not isinstance(item_key, str | int | float | bool):
             raise VariableError(
-                f"{key}={raw[:80]!r}: a mapping's keys must be plain values, not lists or mappings"
+                f"{key}=…: a mapping's keys must be plain values, not lists or mappings"
             )
         mapping[item_key] = _value_of(value_node, key, raw, seen, depth + 1)
     return mapping
@@ -138,6 +141,6 @@ def _value_of(node: Any, key: str, raw: str, seen: set[int], depth: int) -> Any:
 
 def _too_big(key: str, raw: str) -> VariableError:
     return VariableError(
-        f"{key}={raw[:40]!r}…: the value nests deeper than {MAX_DEPTH} levels or holds more "
+        f"{key}=…: the value nests deeper than {MAX_DEPTH} levels or holds more "
         f"than {MAX_ITEMS} items; pass large data in a file and read it from a task"
     )

@@ -43,7 +43,12 @@ from ._text import (
     describe_error,
     format_elapsed,
     format_result,
+    github_data,
+    github_property,
     record_text,
+    strip_escapes,
+    visible,
+    visible_path,
     wants_color,
 )
 
@@ -257,7 +262,7 @@ class PlainConsole:
     def _label_of(self, record: TaskRun) -> str:
         if self.output is not None:
             return self.output.label_of(record)
-        return record.task.name
+        return visible(record.task.name)
 
     def show_output(self, label: str | None, lines: list[str], record: TaskRun | None) -> None:
         """Print lines a task wrote, each prefixed with the task (see ``_output``).
@@ -272,7 +277,11 @@ class PlainConsole:
             return
         if self.github:
             self._open_group_of(record, label)
-        prefix = f"[{label}] "
+        if not self.color:
+            # Not a terminal (or no colors wanted): a task's escape
+            # sequences would be noise in a file and a forgery on a screen.
+            lines = [strip_escapes(line) for line in lines]
+        prefix = f"[{self._mask(label)}] "
         if self.color:
             prefix = f"\033[36m{prefix}\033[0m"
         self.write("".join([f"{prefix}{line}\n" for line in lines]))
@@ -286,7 +295,7 @@ class PlainConsole:
         if task_record is not None and self.output is not None:
             label = self.output.label_of(task_record)
         else:
-            label = getattr(record, "task", None) or "?"
+            label = visible(str(getattr(record, "task", None) or "?"))
         prefix = ""
         if record.levelno >= logging.WARNING:
             prefix = f"{record.levelname}: "
@@ -321,7 +330,7 @@ class PlainConsole:
         self._close_group()
         if record is not None and len(self._underway) == 1 and record in self._underway:
             self._open_group = record
-            self.write(f"::group::{self._mask(label)}\n")
+            self.write(f"::group::{github_data(self._mask(label))}\n")
 
     def _close_group(self) -> None:
         if self._open_group is not None:
@@ -331,17 +340,17 @@ class PlainConsole:
     def _annotate(self, event: TaskEvent) -> None:
         """A failure as a GitHub Actions ``::error`` annotation (a group failing on its own)."""
         if event.error is not None and (event.task.stores_result or not event.failed_count):
-            title = _annotation(" › ".join(event.path), property_value=True)
-            message = _annotation(describe_error(event.error))
+            title = github_property(visible_path(event.path))
+            message = github_data(describe_error(event.error))
             self.write(self._mask(f"::error title={title}::{message}\n"))
 
     def format(self, event: TaskEvent) -> str:
         """The line (or lines) ``event`` prints as, newline-terminated."""
         status = event.status
         if self._verbose:
-            line = self._labels[status] + " › ".join(event.path)
+            line = self._labels[status] + visible_path(event.path)
         else:
-            line = self._labels[status] + event.task.name
+            line = self._labels[status] + visible(event.task.name)
         if status is _STARTING:  # half of all lines: the shortest path
             return line + "\n"
         duration = event.duration
@@ -359,7 +368,7 @@ class PlainConsole:
         elif status is _PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
         elif (status is _SKIPPED or status is _REUSED) and event.reason:
-            line += f": {event.reason}"
+            line += f": {visible(event.reason)}"
         elif status is _RETRYING and event.error is not None:
             retries = event.task.retries
             line += (
@@ -444,14 +453,6 @@ class StreamWriter:
             if closing:
                 return
             self._closed.wait(FLUSH_DELAY)
-
-
-def _annotation(text: str, *, property_value: bool = False) -> str:
-    """``text`` escaped for a GitHub Actions workflow command."""
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    if property_value:
-        text = text.replace(":", "%3A").replace(",", "%2C")
-    return text
 
 
 def _count(failed: int) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from .._engine._exceptions import ConfigurationError
-from ._text import error_message, user_traceback
+from ._text import error_message, strip_escapes, user_traceback
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -126,6 +126,9 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
     task = event.task
     status = event.status
     output = event.output
+    if output:
+        # A file holds the text a task printed, not its colors.
+        output = strip_escapes(output)
     if output and masker is not None:
         # Masked before it is encoded: JSON may escape a secret's characters.
         output = masker.mask(output)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .._engine._events import RunEvent
 from ._summary import OUTPUT_LINES, SummaryListener
-from ._text import describe_error, user_traceback
+from ._text import describe_error, strip_escapes, user_traceback, visible_path
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -60,11 +60,11 @@ class StepSummary(SummaryListener):
         if slowest:
             lines += ["", "**Slowest**", ""]
             lines += [
-                f"- {duration:.2f}s {' › '.join(record.path)}" for duration, record in slowest
+                f"- {duration:.2f}s {visible_path(record.path)}" for duration, record in slowest
             ]
         for group in self.grouped_failures(event.run):
             first = group[0]
-            names = ", ".join(f"`{' › '.join(failure.record.path)}`" for failure in group)
+            names = ", ".join(f"`{visible_path(failure.record.path)}`" for failure in group)
             # Four backticks: a three-backtick fence in the output does not end the block.
             lines += ["", f"**Failed:** {names}", "", "````"]
             lines.append(describe_error(first.error))
@@ -75,4 +75,4 @@ class StepSummary(SummaryListener):
         directory = self._log_directory()
         if directory is not None:
             lines += ["", f"Task logs: `{directory}{os.sep}`"]
-        return self._mask("\n".join(lines)) + "\n\n"
+        return strip_escapes(self._mask("\n".join(lines))) + "\n\n"

@@ -48,7 +48,7 @@ from rich.cells import cell_len, set_cell_size
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
-from ._text import MARKS, describe_error, format_result, record_text, wants_color
+from ._text import MARKS, describe_error, format_result, record_text, visible, wants_color
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -279,7 +279,7 @@ class LiveView:
             and task.stores_result
             and self.verbosity is not Verbosity.QUIET
         ):
-            name = self._paint("1", self._mask(task.name))
+            name = self._paint("1", self._mask(visible(task.name)))
             self._add_above(f"{name}\n{self._mask(format_result(event.result))}\n", 2)
 
     def _adopt(self, event: TaskEvent) -> Task | None:
@@ -310,7 +310,7 @@ class LiveView:
         """
         if self.verbosity is Verbosity.QUIET:
             return
-        prefix = self._paint("36", f"[{label}] ") if label else ""
+        prefix = self._paint("36", f"[{self._mask(label)}] ") if label else ""
         text = "".join([f"{prefix}{line}\n" for line in lines])
         # A tool's colors pass (when colors are on); cursor movements and the
         # like would break the tree, so they go. (The prefix has colors only.)
@@ -494,7 +494,7 @@ class LiveView:
 
     def _stopping_lines(self, width: int) -> list[str]:
         waiting = list(self._running_leaves)
-        names = ", ".join(self._mask(task.name) for task in waiting[:5])
+        names = ", ".join(self._mask(visible(task.name)) for task in waiting[:5])
         if len(waiting) > 5:
             names += f" and {len(waiting) - 5} more"
         text = (
@@ -594,7 +594,7 @@ class LiveView:
         # Long names are cut, not wrapped: every node stays one line, and its
         # times stay visible. Widths are in terminal cells (CJK, emoji).
         room = width - 1 - cell_len(lead) - 2 - cell_len(detail)
-        name = cut(self._mask(one_line(task.name)), max(room, 1))
+        name = cut(self._mask(visible(task.name)), max(room, 1))
         used = cell_len(lead) + 2 + cell_len(name) + cell_len(detail)
         line = (
             self._paint("2", lead)

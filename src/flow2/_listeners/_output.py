@@ -42,7 +42,7 @@ from .._engine._context import current_record
 from .._engine._events import FINISHED_STATUSES, OutputEvent, RunEvent, Status, TaskEvent
 from .._engine._output import MAX_PARTIAL, last_segment
 from ._files import make_private_directory, open_private
-from ._text import describe_error, user_traceback
+from ._text import describe_error, strip_escapes, user_traceback, visible, visible_path
 
 if TYPE_CHECKING:
     import logging
@@ -196,7 +196,7 @@ class TaskOutput:
         if end < 0 and not final and len(text) <= MAX_PARTIAL:
             state.partials[stream] = text
             if self.display is not None:
-                self.display.show_partial(record, self.masker.mask(last_segment(text)))
+                self.display.show_partial(record, self.masker.mask_partial(last_segment(text)))
             return
         if final or end < 0:
             block, rest = text + "\n" if text else "", ""
@@ -206,7 +206,7 @@ class TaskOutput:
         if block:
             self._complete(record, state, block, stream)
         if self.display is not None:
-            self.display.show_partial(record, self.masker.mask(last_segment(rest)))
+            self.display.show_partial(record, self.masker.mask_partial(last_segment(rest)))
 
     def add_record(self, record: logging.LogRecord, text: str) -> None:
         """Hand a task's log record (already formatted as ``text``) to its run, as log lines.
@@ -274,7 +274,8 @@ class TaskOutput:
                 self.log_directory = None
                 return
         try:
-            file.write(text)
+            # A log file holds the text a task printed, not its colors.
+            file.write(strip_escapes(text))
         except OSError as error:
             self._give_up_file(record, state, error)
 
@@ -328,7 +329,7 @@ class TaskOutput:
             if counts is None:
                 counts = self._name_counts = _name_counts(record.run.root)
             name = record.task.name
-            label = " › ".join(record.path) if counts[name] != 1 else name
+            label = visible_path(record.path) if counts[name] != 1 else visible(name)
             self._labels[record] = label
         return label
 

@@ -9,20 +9,32 @@ file, per-task log files, the run store, reports) passes through
 :meth:`SecretMasker.mask`, which replaces each secret, wherever it appears
 in the text, by ``***``.
 
-What it cannot catch: a secret transformed before it is printed (base64,
-URL-encoding, split across lines, reversed), and values shorter than
-:data:`MINIMUM_LENGTH` characters, which would mask ordinary words.
+A secret is also masked in the forms it commonly takes on its way out: its
+base64 encoding (standard and URL-safe, with or without padding, alone or
+inside a longer encoded text), its URL encoding (``%40`` for ``@``,
+``+`` for a space) and the result key a task named after it gets. Output
+is masked a whole line at a time, so a secret a task writes in two pieces
+is masked once its line is complete; the live view's unfinished line holds
+back an ending that could be the start of a secret
+(:meth:`SecretMasker.mask_partial`).
+
+What it cannot catch: a secret transformed otherwise (reversed, hashed,
+split across lines), and values shorter than :data:`MINIMUM_LENGTH`
+characters, which would mask ordinary words.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import RunEvent, Status
 from .._engine._logger import logger, tasks_logger
+from .._engine._naming import snake_case
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -40,6 +52,9 @@ SECRET_NAME_PARTS = (
 
 #: Shorter values are not masked: "1", "on" or "x" would hide ordinary text.
 MINIMUM_LENGTH = 3
+
+#: Shorter parts of an encoded secret are not masked alone: they could be ordinary words.
+MINIMUM_ENCODED_CORE = 8
 
 #: What a secret is replaced with.
 MASK = "***"
@@ -76,8 +91,9 @@ class SecretMasker:
         fresh = {str(value) for value in values if len(str(value)) >= MINIMUM_LENGTH}
         if fresh - self._values:
             self._values |= fresh
+            forms = {form for value in self._values for form in _forms(value)}
             # Longest first, so a secret containing another is masked whole.
-            ordered = sorted(self._values, key=len, reverse=True)
+            ordered = sorted(forms, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, ordered)))
 
     @property
@@ -108,6 +124,22 @@ class SecretMasker:
             return text
         return self._pattern.sub(MASK, text)
 
+    def mask_partial(self, text: str) -> str:
+        """An unfinished line masked, and without an ending that could begin a secret.
+
+        The rest of a secret may come with the next piece of output: until the
+        line is complete, what could be its beginning is not shown.
+        """
+        text = self.mask(text)
+        if self._pattern is None or not text:
+            return text
+        for value in self._values:
+            for length in range(min(len(value) - 1, len(text)), 0, -1):
+                if text.endswith(value[:length]):
+                    text = text[:-length]
+                    break
+        return text
+
     def mask_lines(self, lines: Iterable[str]) -> list[str]:
         """Each of ``lines`` masked."""
         if self._pattern is None:
@@ -125,6 +157,35 @@ class SecretMasker:
             else:
                 masked[name] = value
         return masked
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` and the encodings it is commonly printed in (see the module's docstring)."""
+    forms = {value}
+    # As a task's result key: "push {{ deploy_key }}" stores under push_<key>.
+    key = snake_case(value)
+    if len(key) >= MINIMUM_ENCODED_CORE:
+        forms.add(key)
+    data = value.encode("utf-8", "surrogatepass")
+    for quote in (urllib.parse.quote, urllib.parse.quote_plus):
+        forms.add(quote(value, safe=""))
+    forms.add(urllib.parse.quote(value))
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        forms.add(encode(data).decode("ascii"))
+        forms.add(encode(data).decode("ascii").rstrip("="))
+        # Inside a longer encoded text, the secret starts at one of three
+        # offsets of a 3-byte group: the characters fully its own are the same
+        # whatever surrounds it.
+        for offset in (1, 2):
+            encoded = encode(b"\0" * offset + data).decode("ascii").rstrip("=")
+            start = (offset * 8 + 5) // 6
+            core = encoded[start : (offset + len(data)) * 8 // 6]
+            if len(core) >= MINIMUM_ENCODED_CORE:
+                forms.add(core)
+        core = encode(data).decode("ascii")[: len(data) * 8 // 6]
+        if len(core) >= MINIMUM_ENCODED_CORE:
+            forms.add(core)
+    return {form for form in forms if len(form) >= MINIMUM_LENGTH}
 
 
 class MaskingFilter(logging.Filter):

@@ -54,7 +54,10 @@ from ._text import (
     describe_error,
     format_duration,
     short_path,
+    strip_escapes,
     user_traceback,
+    visible,
+    visible_path,
     wants_color,
 )
 
@@ -214,7 +217,8 @@ class SummaryListener:
             if counted is not Status.REUSED or self.counts[counted]
         )
         word = VERDICTS.get(status, status.value)
-        return f"{event.run.root.name} {word} in {format_duration(event.duration or 0)}: {counts}"
+        took = format_duration(event.duration or 0)
+        return f"{visible(event.run.root.name)} {word} in {took}: {counts}"
 
     def format(self, event: RunEvent) -> str:
         """The summary's text for the run's end ``event``, newline-terminated."""
@@ -224,7 +228,7 @@ class SummaryListener:
         if slowest and sum(self.counts.values()) > 1:
             lines.append("Slowest:")
             for duration, record in slowest:
-                lines.append(f"  {duration:7.2f}s  {' › '.join(record.path)}")
+                lines.append(f"  {duration:7.2f}s  {visible_path(record.path)}")
         if self.verbosity is not Verbosity.QUIET:
             lines.extend(self._skipped_lines())
         groups = self.grouped_failures(event.run)
@@ -251,7 +255,9 @@ class SummaryListener:
         verdict = self.verdict(event)
         name, _, counts = verdict.rpartition(": ")
         lines.append(f"{self._paint(_HEADLINE_COLORS.get(status, '1'), name)}: {counts}")
-        return "\n" + self._mask("\n".join(lines)) + "\n"
+        text = self._mask("\n".join(lines))
+        # Without colors, a task's own escape sequences in its last lines go too.
+        return "\n" + (text if self.color else strip_escapes(text)) + "\n"
 
     def slowest(self) -> list[tuple[float, TaskRun]]:
         """The slowest finished tasks, slowest first, without groups a task inside explains."""
@@ -292,7 +298,8 @@ class SummaryListener:
             if self.skipped.get(path[:-1]) != reason
         ]
         lines = [
-            f"Skipped: {' › '.join(path)}: {reason}" for path, reason in shown[:MAX_SKIPPED_SHOWN]
+            f"Skipped: {visible_path(path)}: {visible(reason)}"
+            for path, reason in shown[:MAX_SKIPPED_SHOWN]
         ]
         if len(shown) > MAX_SKIPPED_SHOWN:
             lines.append(f"… and {len(shown) - MAX_SKIPPED_SHOWN} more skipped")
@@ -306,7 +313,7 @@ class SummaryListener:
             headline = headline[: HEADLINE_WIDTH - 1] + "…"
         if len(group) == 1:
             return [
-                self._paint("31;1", f"Failed: {' › '.join(first.record.path)}"),
+                self._paint("31;1", f"Failed: {visible_path(first.record.path)}"),
                 f"  {self._paint('31', headline)}",
             ]
         lines = [
@@ -314,7 +321,7 @@ class SummaryListener:
             + " "
             + self._paint("31", headline)
         ]
-        lines.extend(f"  - {' › '.join(failure.record.path)}" for failure in group)
+        lines.extend(f"  - {visible_path(failure.record.path)}" for failure in group)
         return lines
 
     def _details(self, group: list[Failure]) -> list[str]:
@@ -333,15 +340,16 @@ class SummaryListener:
         if first.output:
             tail = first.output.splitlines()[-OUTPUT_LINES:]
             lines.append(f"  Output (last {len(tail)} line{'' if len(tail) == 1 else 's'}):")
-            lines.extend(f"  │ {line}" for line in tail)
+            # Without colors, a task's escape sequences are noise (or a forgery).
+            lines.extend(f"  │ {line if self.color else strip_escapes(line)}" for line in tail)
         for failure in group:
             log = self._log_file(failure)
             if log:
-                whose = "" if len(group) == 1 else f" of {' › '.join(failure.record.path)}"
+                whose = "" if len(group) == 1 else f" of {visible_path(failure.record.path)}"
                 lines.append(f"  Log{whose}: {log}")
         if not lines:
             return []
-        where = " › ".join(first.record.path)
+        where = visible_path(first.record.path)
         if len(group) > 1:
             more = len(group) - 1
             where += f" (and {more} more task{'' if more == 1 else 's'} with the same error)"

@@ -20,6 +20,7 @@ import concurrent.futures
 import itertools
 import logging
 import os
+import re
 import threading
 import traceback
 from typing import TYPE_CHECKING, Any, TextIO
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .._engine._events import Status
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
 #: The word each status prints as (the console pads them so names line up).
@@ -78,6 +80,72 @@ def wants_color(stream: TextIO) -> bool:
     """
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+# Flow text -------------------------------------------------------------------------
+
+#: Characters that would act instead of show: C0 and C1 controls, DEL, and the
+#: bidirectional overrides that reorder what follows them on screen.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+#: An escape sequence (CSI, OSC, and the two-character ones) a program writes.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colors, cursor moves
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, links
+    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|[ -/]*[0-~])"  # the two-character ones
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    character = match.group()
+    named = _NAMED_CONTROLS.get(character)
+    if named is not None:
+        return named
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters made visible: one line that draws as it reads.
+
+    A task's name, a group's path, a skip reason and every other text of a
+    flow go through here wherever flow2 draws it (console, live view,
+    summary, GitHub lines, reports): ``"\\x1b[2J"`` shows as ``\\x1b[2J``, a
+    newline as ``\\n``, so no name clears the screen, colors the lines after
+    it or forges a line of its own (a verdict, a workflow command).
+    """
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(_escape_control, text)
+
+
+def visible_path(path: Iterable[str]) -> str:
+    """A task's path (``release › build``), each part :func:`visible`."""
+    return " › ".join(visible(part) for part in path)
+
+
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal escape sequences (colors, cursor moves, titles).
+
+    What a task prints keeps its colors on a terminal; log files, plain
+    output that is not a terminal, and the reports get its text alone.
+    """
+    if "\x1b" not in text and "\x9b" not in text:
+        return text
+    return _ESCAPE_SEQUENCE.sub("", text).replace("\x1b", "")
+
+
+def github_data(text: str) -> str:
+    """``text`` escaped as the data of a GitHub Actions workflow command (``%0A`` for a newline)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_property(text: str) -> str:
+    """``text`` escaped as a property of a GitHub Actions workflow command (``title=``)."""
+    return github_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 # Errors ---------------------------------------------------------------------------

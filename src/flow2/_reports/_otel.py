@@ -9,6 +9,10 @@ run span's parent. Each task span is named after the task and carries
 ``flow2.task.key``, ``flow2.task.path``, ``flow2.task.status`` and
 ``flow2.task.attempts``; a failure is recorded on its span with status ERROR.
 A task that never started (skipped, reused) is a span of no duration.
+
+Everything a span carries (its name, attributes, events, the failure's
+message and traceback) goes through the run's secret masker first, and a
+task's name or path shows its control characters as text.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import RunEvent, Status, TaskEvent
+from .._listeners._text import describe_error, user_traceback, visible, visible_path
 
 if TYPE_CHECKING:
     from .._engine._events import Event
     from .._engine._state import TaskRun
+    from .._listeners._secrets import SecretMasker
 
 #: The instrumentation scope's name.
 TRACER_NAME = "flow2"
@@ -34,11 +40,12 @@ def _nanoseconds(seconds: float) -> int:
 class TracingListener:
     """An event listener that turns a run's events into OpenTelemetry spans.
 
+    :param masker: masks secrets in everything a span carries
     :raises ImportError: when opentelemetry-api is not installed (the runner
         checks first and names the extra)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, masker: SecretMasker | None = None) -> None:
         from opentelemetry import context, trace
 
         from .. import __version__
@@ -48,6 +55,11 @@ class TracingListener:
         self._tracer = trace.get_tracer(TRACER_NAME, __version__)
         self._run_span: Any = None
         self._spans: dict[int, Any] = {}
+        self._masker = masker
+
+    def _mask(self, text: str) -> str:
+        masker = self._masker
+        return masker.mask(text) if masker is not None else text
 
     def __call__(self, event: Event) -> None:
         if type(event) is TaskEvent:
@@ -60,10 +72,13 @@ class TracingListener:
             # The context current here is the caller's: a span active around
             # ``await root.run()`` becomes the parent.
             self._run_span = self._tracer.start_span(
-                f"flow2 run {event.run.root.name}",
+                self._mask(f"flow2 run {visible(event.run.root.name)}"),
                 context=self._context.get_current(),
                 start_time=_nanoseconds(event.time),
-                attributes={"flow2.run.id": event.run.id, "flow2.run.root": event.run.root.name},
+                attributes={
+                    "flow2.run.id": event.run.id,
+                    "flow2.run.root": self._mask(visible(event.run.root.name)),
+                },
             )
             return
         span = self._run_span
@@ -95,15 +110,13 @@ class TracingListener:
         if status is _RETRYING:
             attributes = {"flow2.task.attempt": event.attempt}
             if event.error is not None:
-                span.record_exception(
-                    event.error, attributes=attributes, timestamp=_nanoseconds(event.time)
-                )
+                self._record_exception(span, event.error, attributes, _nanoseconds(event.time))
             span.add_event("retry", attributes=attributes, timestamp=_nanoseconds(event.time))
             return
         span.set_attribute("flow2.task.status", status.value)
         span.set_attribute("flow2.task.attempts", event.attempt)
         if event.reason:
-            span.set_attribute("flow2.task.reason", event.reason)
+            span.set_attribute("flow2.task.reason", self._mask(visible(event.reason)))
         if status is _FAILED and event.error is not None:
             self._fail(span, event.error)
         span.end(end_time=_nanoseconds(event.time))
@@ -118,12 +131,12 @@ class TracingListener:
         )
         start = event.time - event.duration if event.duration else event.time
         span = self._tracer.start_span(
-            event.task.name,
+            self._mask(visible(event.task.name)),
             context=parent_context,
             start_time=_nanoseconds(start),
             attributes={
-                "flow2.task.key": event.task.key,
-                "flow2.task.path": " › ".join(event.path),
+                "flow2.task.key": self._mask(visible(event.task.key)),
+                "flow2.task.path": self._mask(visible_path(event.path)),
                 "flow2.task.status": event.status.value,
                 "flow2.task.attempts": event.attempt,
                 "flow2.task.group": not event.task.stores_result,
@@ -133,7 +146,26 @@ class TracingListener:
         return span
 
     def _fail(self, span: Any, error: BaseException) -> None:
-        span.record_exception(error)
+        self._record_exception(span, error)
         span.set_status(
-            self._trace.Status(self._trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            self._trace.Status(self._trace.StatusCode.ERROR, self._mask(describe_error(error)))
         )
+
+    def _record_exception(
+        self,
+        span: Any,
+        error: BaseException,
+        attributes: dict[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """What ``span.record_exception`` records, masked: an "exception" event."""
+        # The SDK's record_exception formats the message and the traceback
+        # itself, out of the masker's reach: build the event from masked text.
+        fields: dict[str, Any] = {
+            "exception.type": type(error).__qualname__,
+            "exception.message": self._mask(describe_error(error).partition(": ")[2]),
+            "exception.stacktrace": self._mask("\n".join(user_traceback(error))),
+            "exception.escaped": "False",
+        }
+        fields.update(attributes or {})
+        span.add_event("exception", attributes=fields, timestamp=timestamp)

@@ -41,35 +41,42 @@ def record_of(source: ReportSource, run: str = "last") -> RunRecord:
 
 
 def masked(run: RunRecord, masker: SecretMasker | None = None) -> RunRecord:
-    """A copy of ``run`` whose variables and texts carry no secret value.
+    """A copy of ``run`` whose variables and texts carry no secret value and draw as they read.
 
     Secret-named variables become ``***``, and every value of a secret-named
-    environment variable is masked wherever it appears (errors, tracebacks,
-    output), in case the source was written without masking.
+    environment variable (and of ``masker``) is masked wherever it appears
+    (names, errors, tracebacks, output), in case the source was written
+    without masking. Names, paths and reasons show their control characters
+    as text (:func:`flow2._listeners._text.visible`); output loses its
+    terminal escape sequences.
     """
     masker = SecretMasker(masker.values) if masker is not None else SecretMasker.from_environment()
     # The values of secret-named variables too: the output of a run collected
     # in memory is not masked yet.
     masker.add_from_mapping(run.variables)
+    mask, visible = masker.mask, _text.visible
     result = copy.copy(run)
     result.variables = masker.mask_variables(run.variables)
-    if not masker:
-        return result
+    result.name = mask(visible(run.name))
+    result.flow = mask(run.flow) if run.flow else run.flow
 
     def clean(error: ErrorRecord | None) -> ErrorRecord | None:
         if error is None:
             return None
         return dataclasses.replace(
-            error, message=masker.mask(error.message), traceback=masker.mask(error.traceback)
+            error, message=mask(error.message), traceback=mask(error.traceback)
         )
 
     result.error = clean(run.error)
     result.tasks = []
     for task in run.tasks:
         task = copy.copy(task)
+        task.name = mask(visible(task.name))
+        task.key = mask(visible(task.key))
+        task.path = tuple(mask(visible(part)) for part in task.path)
         task.error = clean(task.error)
-        task.output = masker.mask(task.output)
-        task.reason = masker.mask(task.reason) if task.reason else task.reason
+        task.output = mask(_text.strip_escapes(task.output))
+        task.reason = mask(visible(task.reason)) if task.reason else task.reason
         task.attempts = [
             dataclasses.replace(attempt, error=clean(attempt.error)) for attempt in task.attempts
         ]

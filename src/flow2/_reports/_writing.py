@@ -11,6 +11,7 @@ from .._listeners._files import open_private
 from ._model import RunCollector
 
 if TYPE_CHECKING:
+    from .._listeners._secrets import SecretMasker
     from ._model import RunRecord
 
 
@@ -69,17 +70,26 @@ class HtmlReportWriter(RunCollector):
     :param target: the HTML file to write
     :param flow: the flow file, shown in the report
     :param variables: the flow's variables (secrets are masked in the report)
+    :param masker: the run's secrets (the environment's, the flow's
+        ``secrets:``, ``Runner(secrets=)``), masked everywhere in the report
     """
 
     def __init__(
-        self, target: str, *, flow: str | None = None, variables: dict[str, Any] | None = None
+        self,
+        target: str,
+        *,
+        flow: str | None = None,
+        variables: dict[str, Any] | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         super().__init__(flow=flow, variables=variables, on_end=self._write)
         self.target = target
+        self.masker = masker
         self.written = False
 
     def _write(self, record: RunRecord) -> None:
         from ._html import html_report
+        from ._source import masked
 
-        write_text(html_report(record), self.target, "HTML report")
+        write_text(html_report(masked(record, self.masker)), self.target, "HTML report")
         self.written = True

@@ -123,12 +123,13 @@ class RunListeners:
                     settings.report,
                     flow=settings.flow_file,
                     variables=dict(settings.variables) if settings.variables else None,
+                    masker=masker,
                 )
             )
         if settings.tracing:
             from .._reports._otel import TracingListener  # imports opentelemetry: only when used
 
-            listeners.append(TracingListener())
+            listeners.append(TracingListener(masker=masker))
         if recorder is not None:
             listeners += [TaskRecordRouter(recorder.add_output, _INFO), recorder]
         listeners.extend(settings.listeners)

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import Status
-from .._listeners._text import WORDS
+from .._listeners._text import WORDS, visible, visible_path
 from ._schema import COUNTED
 from ._values import JSON
 
@@ -55,14 +55,14 @@ def run_line(run: StoredRun) -> str:
     started = datetime.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
     counts = ", ".join(f"{count} {name}" for name, count in _counts(run).items() if count)
     return (
-        f"{run.id}  {run.name}  {started}  {_seconds(run.duration):>8}  "
+        f"{run.id}  {visible(run.name)}  {started}  {_seconds(run.duration):>8}  "
         f"{run.status:<11}  {counts or 'no tasks finished'}"
     )
 
 
 def show_lines(run: StoredRun) -> list[str]:
     """``flow2 runs show``: the run's facts, its tree, its summary and why tasks ran again."""
-    lines = [f"run {run.id} of {run.name!r}: {run.status}"]
+    lines = [f"run {run.id} of '{visible(run.name)}': {run.status}"]
     if run.flow:
         lines.append(f"  flow:      {run.flow}")
     if run.variables:
@@ -83,12 +83,12 @@ def show_lines(run: StoredRun) -> list[str]:
         lines.append(_tree_line(task, depth))
         stack.extend((child, depth + 1) for child in reversed(children.get(task.number, [])))
     counts = ", ".join(f"{count} {name}" for name, count in _counts(run).items())
-    lines += ["", f"{run.name} {run.status} in {_seconds(run.duration)}: {counts}"]
+    lines += ["", f"{visible(run.name)} {run.status} in {_seconds(run.duration)}: {counts}"]
     again = [task for task in run.tasks if not task.is_group and task.status != "reused"]
     reasons = [task for task in again if task.reason]
     if reasons:
         lines.append("Ran again:")
-        lines += [f"  {' › '.join(task.path)}: {task.reason}" for task in reasons]
+        lines += [f"  {visible_path(task.path)}: {visible(task.reason or '')}" for task in reasons]
     # A group that failed because a task inside it did carries that task's
     # error: only the task is listed, as the summary does.
     failed_inside = {task.parent for task in run.tasks if task.status == "failed"}
@@ -98,7 +98,7 @@ def show_lines(run: StoredRun) -> list[str]:
             and task.error_type
             and (not task.is_group or task.number not in failed_inside)
         ):
-            lines.append(f"Failed: {' › '.join(task.path)}")
+            lines.append(f"Failed: {visible_path(task.path)}")
             message = task.error_message or ""
             lines.append(f"  {task.error_type}: {message}" if message else f"  {task.error_type}")
             if task.error_traceback:
@@ -108,7 +108,7 @@ def show_lines(run: StoredRun) -> list[str]:
 
 def _tree_line(task: StoredTask, depth: int) -> str:
     word = _WORDS.get(task.status, task.status.upper())
-    line = f"{'  ' * depth}{word:<10}{task.path[-1]}"
+    line = f"{'  ' * depth}{word:<10}{visible(task.path[-1])}"
     if task.duration is not None and task.status != Status.REUSED.value:
         line += f" ({task.duration:.2f}s)"
     if task.status == "failed" and task.error_type and not task.is_group:
