@@ -511,3 +511,38 @@ def test_kill_9_of_flow2_stops_its_process_workers(tmp_path: Path) -> None:
     # Past the moment the work would have had its side effect: none happened.
     time.sleep(3.5)
     assert list(tmp_path.glob("side-effect-*")) == []
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_an_ignored_sigint_stays_ignored_and_silent(tmp_path: Path) -> None:
+    # Started with SIGINT ignored, as nohup or a script's background job does.
+    path = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: Steady
+        tasks:
+          - plugin: shell
+            name: Wait
+            cmd: "touch ready; while [ ! -e go ]; do sleep 0.05; done"
+          - {plugin: shell, name: After, cmd: "touch after"}
+        """,
+    )
+    process = start_flow2(
+        "run", path, "--display", "plain", "--no-store", cwd=tmp_path, preexec_fn=_ignore_sigint
+    )
+    try:
+        wait_for_files(tmp_path, "ready", 1, process)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        (tmp_path / "go").touch()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert (tmp_path / "after").exists()
+    assert "stopping" not in stdout.lower() + stderr.lower()
+    assert "Ctrl-C" not in stdout + stderr and "interrupted" not in stderr
