@@ -92,6 +92,14 @@ def fail(context: dict[str, Any]) -> None:
     raise ValueError("bad input 42")
 
 
+class Unusual(BaseException):
+    """A BaseException subclass flow2 does not document."""
+
+
+def raise_unusual(context: dict[str, Any]) -> None:
+    raise Unusual("odd")
+
+
 def stop_iterating(context: dict[str, Any]) -> None:
     raise StopIteration("no more")
 
@@ -329,6 +337,17 @@ def test_a_worker_failure_shows_the_users_frames_only(pool: flow2.ProcessExecuto
     # Neither flow2's worker loop nor a raw "Traceback (most recent call last)".
     assert "_processes.py" not in remote and "_callback.py" not in remote
     assert "Traceback" not in remote
+
+
+def test_a_base_exception_in_a_worker_fails_its_task_like_on_a_thread(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    task = flow2.CallbackTask("Odd", raise_unusual, executor=pool)
+    result = run(flow2.Runner(display="none").execute(task))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.TaskExitError)
+    assert isinstance(failure.error.__cause__, Unusual)
+    assert "task 'Odd' raised" in str(failure.error)
 
 
 def test_stop_iteration_in_a_worker_process_fails_its_task(pool: flow2.ProcessExecutor) -> None:

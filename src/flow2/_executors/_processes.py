@@ -414,7 +414,12 @@ def _answer(request: bytes) -> bytes:
         )
     try:
         result = function(context, **keywords)
-    except Exception as error:
+    except SystemExit:
+        raise  # the worker exits, and its task fails with the exit code
+    except BaseException as error:
+        # Another BaseException from the callback fails its task, as on a
+        # thread, rather than ending the worker with "its work was lost".
+        # See test_a_base_exception_in_a_worker_fails_its_task_like_on_a_thread.
         remote_traceback = _worker_traceback(error)
         try:
             reply = pickle.dumps((_Outcome.RAISED, error, remote_traceback), -1)
