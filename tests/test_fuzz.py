@@ -305,6 +305,24 @@ def test_a_deeply_nested_run_time_expression_is_one_message(
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "expression",
+    ['(1["a"] or 2)', '({"a": 1} | attr("b") and range(3)) / 10'],
+    ids=["item", "attr"],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_expression_failing_on_constants_is_refused_at_load(
+    tmp_path: Path, command: str, expression: str
+) -> None:
+    path = write_flow(
+        tmp_path,
+        f"plugin: serial\ntasks:\n  - {{plugin: shell, name: E, if: '${{{{ {expression} }}}}',"
+        " cmd: echo ran}\n",
+    )
+    result = invoke(command, path)
+    assert_one_message(result, f"{path}:3:", "task 'E'", "fails whatever the results")
+
+
 def test_a_deeply_nested_expression_that_fails_when_the_task_starts_fails_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -402,7 +402,7 @@ def runtime_names(value: object) -> set[str]:
 
     environment = _run_time_environment()
     names: set[str] = set()
-    with _too_deep_is_malformed():
+    with _unreadable_is_malformed():
         for text in _strings(value):
             if "${{" in text:
                 names |= jinja2.meta.find_undeclared_variables(environment.parse(text))
@@ -410,10 +410,14 @@ def runtime_names(value: object) -> set[str]:
 
 
 @contextlib.contextmanager
-def _too_deep_is_malformed() -> Iterator[None]:
-    """Turn the RecursionError of an expression nested too deeply into a syntax error.
+def _unreadable_is_malformed() -> Iterator[None]:
+    """Turn what reading an expression raises, besides a syntax error, into one.
 
-    See tests/test_fuzz.py::test_a_deeply_nested_run_time_expression_is_one_message.
+    An expression nested too deeply exhausts the stack (RecursionError).
+    Jinja evaluates the parts made of constants while it reads them, so
+    ``1["a"]`` fails then, whatever the results (UndefinedError).
+    See tests/test_fuzz.py::test_a_deeply_nested_run_time_expression_is_one_message
+    and test_an_expression_failing_on_constants_is_refused_at_load.
     """
     import jinja2
 
@@ -421,6 +425,13 @@ def _too_deep_is_malformed() -> Iterator[None]:
         yield
     except RecursionError:
         raise jinja2.TemplateSyntaxError(TOO_DEEP, lineno=1) from None
+    except jinja2.TemplateSyntaxError:
+        raise
+    except Exception as error:
+        raise jinja2.TemplateSyntaxError(
+            f"it fails whatever the results: {type(error).__name__}: {_message(error)}",
+            lineno=1,
+        ) from None
 
 
 def unsafe_attribute(value: object) -> str | None:
@@ -435,7 +446,7 @@ def unsafe_attribute(value: object) -> str | None:
     from jinja2 import nodes
 
     environment = _run_time_environment()
-    with _too_deep_is_malformed():
+    with _unreadable_is_malformed():
         for text in _strings(value):
             if "${{" not in text:
                 continue
