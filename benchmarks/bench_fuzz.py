@@ -5,7 +5,10 @@ and ``--seed S`` for others). Each generated file (tests/fuzzing.py: random
 plugins, keys, types, nesting, Jinja, anchors and aliases, ``!!python/object``
 tags, huge numbers, non-UTF-8 bytes, BOMs, tabs) goes through ``validate``,
 ``render``, ``show``, ``graph`` and ``run`` in-process, with random
-``key=value`` arguments. It prints the count per exit code and every case
+``key=value`` arguments; then a tenth as many files of one task echoing a
+random expression (operators, Jinja's filters with odd arguments, nesting
+hundreds deep), evaluated when the task starts, in its ``if:`` or when the
+file loads, through ``validate`` and ``run``. It prints the count per exit code and every case
 that broke the contract (an exit code other than 0, 1 or 2, a Python
 traceback, an error message quoting the planted environment value); it
 exits 1 if there is one.
@@ -27,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fuzzing import check, describe, generate
+from tests.fuzzing import COMMANDS, Case, Outcome, check, describe, expression_cases, generate
 
 from flow2._engine._naming import snake_case
 
@@ -43,22 +46,34 @@ def former_snake_case(name: str) -> str:
 
 def fuzz(files: int, seed: int) -> int:
     folder = Path(tempfile.mkdtemp(prefix="flow2-fuzz-"))
+    problems = _fuzz(f"{files:,} flow files", generate(seed, files), folder, seed)
+    # A tenth as many files of one task echoing a random expression (operators,
+    # Jinja's filters with odd arguments, deep nesting), at run time and load time.
+    cases = expression_cases(seed, max(1, files // 10))
+    problems += _fuzz(f"{len(cases):,} expressions", cases, folder, seed, ("validate", "run"))
+    for outcome in problems[:20]:
+        print(describe(outcome))
+    return len(problems)
+
+
+def _fuzz(
+    what: str, cases: list[Case], folder: Path, seed: int, commands: tuple[str, ...] = COMMANDS
+) -> list[Outcome]:
     codes: collections.Counter[int] = collections.Counter()
     problems = []
     started = time.perf_counter()
-    for case in generate(seed, files):
-        for outcome in check(case, folder):
+    for case in cases:
+        for outcome in check(case, folder, commands):
             codes[outcome.exit_code] += 1
             if outcome.problem is not None:
                 problems.append(outcome)
     elapsed = time.perf_counter() - started
     print(
-        f"{files:,} flow files (seed {seed}) x 5 commands in {elapsed:.0f} s: "
-        f"exit codes {dict(sorted(codes.items()))}, {len(problems)} problems"
+        f"{what} (seed {seed}) x {len(commands)} commands in {elapsed:.0f} s: "
+        f"exit codes {dict(sorted(codes.items()))}, {len(problems)} problems",
+        flush=True,
     )
-    for outcome in problems[:20]:
-        print(describe(outcome))
-    return len(problems)
+    return problems
 
 
 def time_names(repeat: int) -> None:

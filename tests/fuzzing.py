@@ -2,7 +2,9 @@
 
 Shared by tests/test_fuzz.py (a thousand files on every test run) and
 benchmarks/bench_fuzz.py (ten thousand or more, by hand). A generated file
-mixes plugins, keys, value types, nesting, Jinja, ``${{ }}`` expressions,
+mixes plugins, keys, value types, nesting, Jinja, random expressions (operators,
+Jinja's filters with odd arguments, nesting hundreds deep) both at load time
+(``{{ }}``) and when a task starts (``${{ }}`` in ``cmd`` and ``if``),
 anchors and aliases, YAML tags such as ``!!python/object``, huge numbers,
 tabs, BOMs and bytes that are not UTF-8; each goes through ``validate``,
 ``render``, ``show``, ``graph`` and ``run`` with random ``key=value``
@@ -229,7 +231,14 @@ def _node(rng: random.Random, lines: list[str], depth: int, children: int) -> No
             f"{rng.randint(0, 9)}"
         )
     if plugin in ("shell", "Shell") and rng.random() < 0.9:
-        entries.append(f"cmd: {rng.choice(_COMMANDS)}")
+        if rng.random() < 0.25:
+            # Evaluated when the task starts (or at load time, without the $).
+            marker = rng.choice(["$", "$", ""])
+            entries.append(f"cmd: {_quoted(f'echo {marker}{{{{ {expression(rng)} }}}}')}")
+        else:
+            entries.append(f"cmd: {rng.choice(_COMMANDS)}")
+    if rng.random() < 0.05:
+        entries.append(f"if: {_quoted(f'${{{{ {expression(rng)} }}}}')}")
     if plugin == "callback" and rng.random() < 0.9:
         entries.append(f"callback: {rng.choice(_CALLBACKS)}")
     for _ in range(rng.choice([0, 0, 1, 2])):
@@ -256,6 +265,124 @@ def _node(rng: random.Random, lines: list[str], depth: int, children: int) -> No
                     _node(rng, lines, depth + 1, rng.randint(0, 2))
         elif rng.random() < 0.5:
             lines.append(f"{rest}tasks: {rng.choice(['[]', '~', 'x', '{a: 1}'])}\n")
+
+
+# Expressions, for ``{{ }}`` at load time and ``${{ }}`` when a task starts --------
+
+#: Values an expression starts from. The texts are harmless in a shell command.
+_ATOMS = [
+    "0",
+    "1",
+    "-7",
+    "2.5",
+    "10**5",
+    "10**400",
+    '"abc"',
+    '""',
+    '"x y"',
+    '"a,b,c"',
+    "[1, 2, 3]",
+    "[]",
+    '{"a": 1}',
+    "none",
+    "true",
+    "n",
+    "context",
+    "missing",
+    "range(3)",
+    "range(10**9)",
+]
+#: Jinja's filters, with the arguments that make them fail or grow as well as work.
+_FILTERS = [
+    "truncate({})",
+    "center({})",
+    "indent({})",
+    "wordwrap({})",
+    "batch({})",
+    "slice({})",
+    "round({})",
+    "int",
+    "float",
+    "string",
+    "list",
+    "length",
+    "first",
+    "last",
+    "sum",
+    "join({})",
+    "replace({}, {})",
+    "format({})",
+    "default({})",
+    "abs",
+    "upper",
+    "trim",
+    "unique",
+    "sort",
+    "reverse",
+    "max",
+    "min",
+    "map({})",
+    "select({})",
+    "tojson",
+    "dictsort",
+    "items",
+    "attr({})",
+    "nosuchfilter",
+]
+_ARGUMENTS_OF_FILTERS = ["-1", "0", "1", "3", "10**9", '"x"', '"%s%s"', '"-"', "none", "[1]"]
+_SUBSCRIPTS = ["0", "-1", "1:", '"a"', "n"]
+_OPERATORS = ["+", "-", "*", "/", "//", "%", "**", "~", "and", "or", "==", "<", "in"]
+
+
+def expression(rng: random.Random, depth: int = 0) -> str:
+    """A random Jinja expression: atoms, operators, filters, calls, subscripts, nesting.
+
+    Now and then (one in fifty) it is nested hundreds of levels deep.
+    """
+    if depth == 0 and rng.random() < 0.02:
+        levels = rng.choice([60, 150, 1200])
+        return rng.choice(["(" * levels + "1" + ")" * levels, "-" * levels + "1"])
+    choice = rng.random() if depth < 4 else 0.0
+    if choice < 0.35:
+        return rng.choice(_ATOMS)
+    if choice < 0.6:
+        operator = rng.choice(_OPERATORS)
+        return f"({expression(rng, depth + 1)} {operator} {expression(rng, depth + 1)})"
+    if choice < 0.85:
+        template = rng.choice(_FILTERS)
+        arguments = [rng.choice(_ARGUMENTS_OF_FILTERS) for _ in range(template.count("{}"))]
+        return f"{expression(rng, depth + 1)} | {template.format(*arguments)}"
+    if choice < 0.95:
+        return f"{expression(rng, depth + 1)}[{rng.choice(_SUBSCRIPTS)}]"
+    return f"not {expression(rng, depth + 1)}"
+
+
+def expression_cases(seed: int, count: int) -> list[Case]:
+    """``count`` flow files of one shell task echoing a random expression, from ``seed``.
+
+    Half evaluate it when the task starts (``${{ }}``), a quarter when the
+    file loads (``{{ }}``), a quarter in the task's ``if:``; ``n`` is given
+    on the command line half of the time.
+    """
+    rng = random.Random(seed)
+    cases = []
+    for number in range(count):
+        text = expression(rng)
+        where = rng.choice(["run", "run", "load", "if"])
+        lines = ["plugin: shell\n", "name: Expression\n"]
+        if where == "if":
+            lines += [f"if: {_quoted(f'${{{{ {text} }}}}')}\n", "cmd: echo ran\n"]
+        else:
+            marker = "$" if where == "run" else ""
+            lines.append(f"cmd: {_quoted(f'echo {marker}{{{{ {text} }}}}')}\n")
+        arguments = ["n=3"] if rng.random() < 0.5 else []
+        cases.append(Case(number, "".join(lines).encode(), arguments))
+    return cases
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a single-quoted YAML scalar."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _alias_bomb(rng: random.Random) -> str:

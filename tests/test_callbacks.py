@@ -198,3 +198,55 @@ def test_a_missing_keyword_only_key_names_the_task_and_the_key() -> None:
     # A required keyword-only parameter is a need: checked before anything runs.
     with pytest.raises(flow2.NeedsError, match="task 'Deploy' needs 'version', which no task"):
         run(flow2.Runner(display="none").run(flow2.CallbackTask("Deploy", deploy)))
+
+
+class _Unusual(BaseException):
+    """A BaseException subclass flow2 does not document."""
+
+
+def _stop(context: dict[str, Any]) -> None:
+    raise StopIteration("no more")
+
+
+def _unusual(context: dict[str, Any]) -> None:
+    raise _Unusual("odd")
+
+
+async def _stop_async(context: dict[str, Any]) -> None:
+    raise StopIteration("no more")
+
+
+@pytest.mark.parametrize("callback", [_stop, _stop_async], ids=["sync", "async"])
+def test_a_sync_callback_raising_stop_iteration_fails_its_task(callback: Any) -> None:
+    async def scenario() -> flow2.RunResult:
+        # A StopIteration cannot be set on a future: unwrapped, the run
+        # waited for ever. The bound turns that hang into a failure here.
+        async with asyncio.timeout(60):
+            return await flow2.Runner(display="none").execute(
+                flow2.SerialTaskGroup(
+                    "Root", flow2.CallbackTask("Stop", callback), flow2.CallbackTask("Next", _none)
+                )
+            )
+
+    result = run(scenario())
+    assert result.exit_code == 1
+    (failure,) = result.failures
+    assert failure.path == ("Root", "Stop")
+    assert isinstance(failure.error, RuntimeError)
+    assert "StopIteration" in str(failure.error)
+
+
+def _none(context: dict[str, Any]) -> None:
+    return None
+
+
+def test_an_undocumented_base_exception_from_a_sync_callback_fails_its_task() -> None:
+    task = flow2.ParallelTaskGroup(
+        "Root", flow2.CallbackTask("Odd", _unusual), flow2.CallbackTask("Next", _none)
+    )
+    result = run(flow2.Runner(display="none").execute(task))
+    assert result.exit_code == 1
+    assert result.counts.succeeded == 1 and result.counts.failed == 1
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.TaskExitError)
+    assert isinstance(failure.error.__cause__, _Unusual)

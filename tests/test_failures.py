@@ -268,6 +268,54 @@ def test_timeout_fails_with_timeout_error_and_cancels_the_work(recorder: Recorde
     assert recorder.final("Hang") is S.FAILED
 
 
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+def test_a_timeout_the_work_swallows_still_fails_the_task(recorder: Recorder, ending: str) -> None:
+    async def swallow(context: dict[str, Any]) -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            if ending == "raises":
+                raise RuntimeError("cleaning up failed") from None
+        return "finished anyway"
+
+    task = flow2.CallbackTask("Swallow", swallow, timeout=0.05)
+    result = run(runner(recorder).execute(task))
+    assert result.exit_code == 1
+    assert recorder.final("Swallow") is S.FAILED
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.TaskTimeoutError)
+    assert "task 'Swallow' timed out after 0.05s" in str(failure.error)
+
+
+def test_a_swallowed_timeout_is_retried_like_any_timeout(recorder: Recorder) -> None:
+    attempts = []
+
+    async def swallow_once(context: dict[str, Any]) -> str:
+        attempts.append(True)
+        if len(attempts) == 1:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                return "too late"
+        return "in time"
+
+    task = flow2.CallbackTask("Swallow", swallow_once, timeout=0.5, retries=1, retry_delay=0)
+    result = run(runner(recorder).execute(task))
+    assert result.exit_code == 0
+    assert result.context["swallow"] == "in time"
+    assert S.RETRYING in recorder.statuses("Swallow")
+
+
+def test_a_returned_exception_object_is_a_result(recorder: Recorder) -> None:
+    async def give(context: dict[str, Any]) -> ValueError:
+        return ValueError("kept as data")
+
+    result = run(runner(recorder).execute(flow2.CallbackTask("Give", give)))
+    assert result.exit_code == 0
+    assert recorder.final("Give") is S.SUCCEEDED
+    assert isinstance(result.context["give"], ValueError)
+
+
 def test_timeout_on_a_group_cancels_its_children(recorder: Recorder) -> None:
     async def hang(context: dict[str, Any]) -> None:
         await asyncio.sleep(60)

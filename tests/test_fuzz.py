@@ -20,7 +20,15 @@ import flow2
 from flow2._cli._app import cli
 
 from .conftest import run, write_flow
-from .fuzzing import PLANTED_NAME, PLANTED_VALUE, Case, check, describe, generate
+from .fuzzing import (
+    PLANTED_NAME,
+    PLANTED_VALUE,
+    Case,
+    check,
+    describe,
+    expression_cases,
+    generate,
+)
 
 #: The seed of the fuzzing test; benchmarks/bench_fuzz.py takes its own.
 SEED = 20261203
@@ -62,6 +70,21 @@ def test_random_flow_files_exit_0_1_or_2_and_never_a_traceback(
         describe(outcome)
         for case in generate(SEED, count)
         for outcome in check(case, tmp_path)
+        if outcome.problem is not None
+    ]
+    assert not problems, "\n".join(problems[:10])
+
+
+@pytest.mark.timeout(600)
+def test_random_expressions_and_filters_exit_0_1_or_2_and_never_a_traceback(
+    tmp_path: Path, python_first_on_path: None
+) -> None:
+    # Operators, Jinja's filters with odd arguments, nesting hundreds deep;
+    # evaluated when the task starts, in its if:, or when the file loads.
+    problems = [
+        describe(outcome)
+        for case in expression_cases(SEED, 150)
+        for outcome in check(case, tmp_path, ("validate", "run"))
         if outcome.problem is not None
     ]
     assert not problems, "\n".join(problems[:10])
@@ -261,6 +284,90 @@ def test_sandbox_escapes_are_refused_at_load(tmp_path: Path, text: str) -> None:
     result = invoke("validate", path)
     assert_one_message(result)
     assert re.search(r"sandbox|MAX_RANGE|unsafe", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "show", "graph", "run"])
+@pytest.mark.parametrize(
+    "expression",
+    ["(" * 100 + "1" + ")" * 100, "[" * 1000 + "]" * 1000, "+".join(["1"] * 3000), "-" * 500 + "1"],
+    ids=["parentheses", "lists", "operators", "unary"],
+)
+def test_a_deeply_nested_run_time_expression_is_one_message(
+    tmp_path: Path, command: str, expression: str
+) -> None:
+    path = write_flow(
+        tmp_path,
+        "plugin: serial\ntasks:\n"
+        f"  - {{plugin: shell, name: Deep, cmd: 'echo ${{{{ {expression} }}}}'}}\n",
+    )
+    result = invoke(command, path)
+    assert_one_message(result, f"{path}:3:", "task 'Deep'", "nested too deeply")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ['(1["a"] or 2)', '({"a": 1} | attr("b") and range(3)) / 10'],
+    ids=["item", "attr"],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_expression_failing_on_constants_is_refused_at_load(
+    tmp_path: Path, command: str, expression: str
+) -> None:
+    path = write_flow(
+        tmp_path,
+        f"plugin: serial\ntasks:\n  - {{plugin: shell, name: E, if: '${{{{ {expression} }}}}',"
+        " cmd: echo ran}\n",
+    )
+    result = invoke(command, path)
+    assert_one_message(result, f"{path}:3:", "task 'E'", "fails whatever the results")
+
+
+def test_a_deeply_nested_expression_that_fails_when_the_task_starts_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read at load time, then too deep to compile when the task starts (a
+    # lower recursion limit in the thread that evaluates stands in for a
+    # deeper expression on a smaller stack).
+    path = write_flow(
+        tmp_path, "plugin: shell\nname: Deep\ncmd: echo ${{ " + "(" * 40 + "1" + ")" * 40 + " }}\n"
+    )
+    loaded = flow2.load(path)
+    monkeypatch.setattr("flow2._flows._templates._compiled_expression", _too_deep)
+    monkeypatch.setattr("flow2._flows._templates._compiled_template", _too_deep)
+    result = run(flow2.Runner(display="none").execute(loaded))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.ExpressionError)
+    assert "nested too deeply" in str(failure.error) and failure.error.line == 3
+
+
+def _too_deep(source: str) -> Any:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["'abc' | truncate(-1)", "'abc' | truncate(2)", "'abc' | wordwrap(0)"],
+)
+def test_a_filter_refusing_its_argument_is_one_message(tmp_path: Path, expression: str) -> None:
+    path = write_flow(
+        tmp_path,
+        "plugin: serial\ntasks:\n"
+        f"  - {{plugin: shell, name: F, cmd: 'echo {{{{ {expression} }}}}'}}\n",
+    )
+    result = invoke("validate", path)
+    assert_one_message(result, f"{path}:3:", "template error")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_filter_refusing_its_argument_at_run_time_fails_its_task(tmp_path: Path) -> None:
+    path = write_flow(tmp_path, "plugin: shell\nname: F\ncmd: echo ${{ 'abc' | truncate(-1) }}\n")
+    result = invoke("run", "--display", "plain", "--no-store", path)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "task 'F', cmd: FilterArgumentError: the truncate filter refuses its arguments" in (
+        result.stdout
+    )
 
 
 def test_a_huge_range_in_a_run_time_expression_fails_its_task(tmp_path: Path) -> None:

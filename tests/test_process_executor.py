@@ -92,6 +92,18 @@ def fail(context: dict[str, Any]) -> None:
     raise ValueError("bad input 42")
 
 
+class Unusual(BaseException):
+    """A BaseException subclass flow2 does not document."""
+
+
+def raise_unusual(context: dict[str, Any]) -> None:
+    raise Unusual("odd")
+
+
+def stop_iterating(context: dict[str, Any]) -> None:
+    raise StopIteration("no more")
+
+
 def return_lock(context: dict[str, Any]) -> Any:
     return threading.Lock()
 
@@ -312,6 +324,38 @@ def test_the_callbacks_exception_comes_back_unchanged(pool: flow2.ProcessExecuto
         run(flow2.Runner(display="none").run(task))
     # The worker's traceback is kept, as concurrent.futures does.
     assert "in fail" in str(caught.value.__cause__)
+
+
+def test_a_worker_failure_shows_the_users_frames_only(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Fail", fail, executor=pool)
+    result = run(flow2.Runner(display="none").execute(task))
+    (failure,) = result.failures
+    assert isinstance(failure.error, ValueError)
+    remote = str(failure.error.__cause__)
+    assert remote.startswith("in worker process ")
+    assert "test_process_executor.py" in remote and 'raise ValueError("bad input 42")' in remote
+    # Neither flow2's worker loop nor a raw "Traceback (most recent call last)".
+    assert "_processes.py" not in remote and "_callback.py" not in remote
+    assert "Traceback" not in remote
+
+
+def test_a_base_exception_in_a_worker_fails_its_task_like_on_a_thread(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    task = flow2.CallbackTask("Odd", raise_unusual, executor=pool)
+    result = run(flow2.Runner(display="none").execute(task))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.TaskExitError)
+    assert isinstance(failure.error.__cause__, Unusual)
+    assert "task 'Odd' raised" in str(failure.error)
+
+
+def test_stop_iteration_in_a_worker_process_fails_its_task(pool: flow2.ProcessExecutor) -> None:
+    task = flow2.CallbackTask("Stop", stop_iterating, executor=pool)
+    result = run(flow2.Runner(display="none").execute(task))
+    (failure,) = result.failures
+    assert isinstance(failure.error, RuntimeError)
+    assert "task 'Stop': its callback raised StopIteration" in str(failure.error)
 
 
 @pytest.mark.parametrize(

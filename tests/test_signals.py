@@ -463,3 +463,86 @@ def test_a_third_signal_exits_even_when_the_loop_is_blocked(tmp_path: Path) -> N
     assert process.returncode == 143, stdout + stderr
     assert "SIGINT, the third signal: exiting at once" in stderr
     assert wait_for_no_leftovers(marker) == []
+
+
+SIDE_EFFECTS = """
+import os, time
+
+def work(context):
+    open(f"ready-worker-{os.getpid()}", "w").close()
+    time.sleep(3)
+    open(f"side-effect-{os.getpid()}", "w").close()
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_flow2_stops_its_process_workers(tmp_path: Path) -> None:
+    (tmp_path / "side_effects.py").write_text(SIDE_EFFECTS)
+    path = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Workers
+        executor: process
+        tasks:
+          - {plugin: callback, name: One, callback: "side_effects:work"}
+          - {plugin: callback, name: Two, callback: "side_effects:work"}
+        """,
+    )
+    process = start_flow2("run", path, "--display", "plain", "--no-store", cwd=tmp_path)
+    try:
+        wait_for_files(tmp_path, "ready-worker-*", 2, process)
+    finally:
+        process.kill()  # SIGKILL: flow2 cleans nothing up
+        process.communicate(timeout=60)
+    workers = [int(ready.name.rsplit("-", 1)[1]) for ready in tmp_path.glob("ready-worker-*")]
+
+    def is_alive(pid: int) -> bool:
+        try:
+            return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(map(is_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # another process's end cannot be awaited
+    assert [pid for pid in workers if is_alive(pid)] == []
+    # Past the moment the work would have had its side effect: none happened.
+    time.sleep(3.5)
+    assert list(tmp_path.glob("side-effect-*")) == []
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_an_ignored_sigint_stays_ignored_and_silent(tmp_path: Path) -> None:
+    # Started with SIGINT ignored, as nohup or a script's background job does.
+    path = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: Steady
+        tasks:
+          - plugin: shell
+            name: Wait
+            cmd: "touch ready; while [ ! -e go ]; do sleep 0.05; done"
+          - {plugin: shell, name: After, cmd: "touch after"}
+        """,
+    )
+    process = start_flow2(
+        "run", path, "--display", "plain", "--no-store", cwd=tmp_path, preexec_fn=_ignore_sigint
+    )
+    try:
+        wait_for_files(tmp_path, "ready", 1, process)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        (tmp_path / "go").touch()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert (tmp_path / "after").exists()
+    assert "stopping" not in stdout.lower() + stderr.lower()
+    assert "Ctrl-C" not in stdout + stderr and "interrupted" not in stderr

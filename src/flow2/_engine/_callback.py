@@ -42,20 +42,40 @@ def kind_of(callback: Any) -> CallbackKind:
 _COROUTINE = CallbackKind.COROUTINE
 
 
-class CollectItems:
-    """A sync generator function as a callback returning the list of its items.
+class SyncCall:
+    """A sync callback as its executor calls it: in a worker thread, another process, Dask.
 
-    The items are collected where the function runs (a worker thread, another
-    process, a Dask worker), so a generator never travels between processes
-    and never runs on the event loop. Pickles when the function does.
+    A generator function's items are collected into a list where it runs, so
+    a generator never travels between processes and never runs on the event
+    loop. ``StopIteration`` raised by the callback leaves as a
+    :class:`RuntimeError`, as Python does for generators and coroutines
+    (PEP 479): an asyncio future refuses a ``StopIteration``, and the run would
+    wait for ever for a call whose outcome never arrives. Pickles when the
+    function does.
+
+    :param function: the callback
+    :param task_name: its task's name, for the message
+    :param collect: whether ``function`` is a generator function
     """
 
-    def __init__(self, function: Any) -> None:
+    def __init__(self, function: Any, task_name: str, *, collect: bool = False) -> None:
         functools.update_wrapper(self, function)
         self.function = function
+        self.task_name = task_name
+        self.collect = collect
 
-    def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
-        return list(self.function(*args, **kwargs))
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if self.collect:
+                return list(self.function(*args, **kwargs))
+            return self.function(*args, **kwargs)
+        except StopIteration as error:
+            # See test_a_sync_callback_raising_stop_iteration_fails_its_task.
+            raise RuntimeError(
+                f"task {self.task_name!r}: its callback raised StopIteration, which cannot "
+                f"leave a call (Python turns it into this error in generators and coroutines "
+                f"too); raise another exception to fail the task, or return a value"
+            ) from error
 
 
 class CallbackTask(Task):
@@ -63,7 +83,9 @@ class CallbackTask(Task):
 
     The callback receives the context dict, and each of its keyword-only
     parameters the context key of that name (``async def deploy(context, *,
-    version)``); its return value is the task's result. A required keyword-only
+    version)``); its return value is the task's result. A task fails by
+    raising: an exception object it returns is a result like any other, and
+    the task succeeds. A required keyword-only
     parameter is also a need: the task waits for the task storing that key. An async callback is
     awaited on the event loop; a sync one runs in the task's executor (a
     worker thread by default) so it never blocks the loop. A returned
@@ -100,9 +122,10 @@ class CallbackTask(Task):
         #: Sync or async task callback.
         self.callback = callback
         self.callback_kind = kind_of(callback)
-        # What the executor calls: a generator function's items are collected there.
-        self._sync_call = (
-            CollectItems(callback) if self.callback_kind is CallbackKind.GENERATOR else callback
+        # What the executor calls: a generator function's items are collected
+        # there, and StopIteration does not hang the run.
+        self._sync_call = SyncCall(
+            callback, name, collect=self.callback_kind is CallbackKind.GENERATOR
         )
         # Keyword-only parameters receive context keys, on every executor
         # and on the loop alike (see flow2._executors.arguments_for).

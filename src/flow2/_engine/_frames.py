@@ -26,7 +26,8 @@ _MACHINERY = (
 )
 
 
-def _is_machinery(filename: str) -> bool:
+def is_machinery(filename: str) -> bool:
+    """Whether a frame of ``filename`` is flow2's, asyncio's or the thread pools'."""
     return filename.startswith(_MACHINERY)
 
 
@@ -48,7 +49,7 @@ def user_frames(error: BaseException) -> BaseException:
 def _kept(traceback: TracebackType | None) -> TracebackType | None:
     frames = []
     while traceback is not None:
-        if not _is_machinery(traceback.tb_frame.f_code.co_filename):
+        if not is_machinery(traceback.tb_frame.f_code.co_filename):
             frames.append(traceback)
         traceback = traceback.tb_next
     if not frames:

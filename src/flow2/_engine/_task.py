@@ -513,13 +513,22 @@ class Task:
                 deadline = asyncio.timeout(self.timeout)
                 try:
                     async with deadline:
-                        return await self._work(context)
-                except TimeoutError as error:
+                        result = await self._work(context)
+                except Exception as error:
+                    # Past the deadline, whatever the work raised (TimeoutError,
+                    # or its own error after catching the cancellation) is the
+                    # timeout. See test_a_timeout_the_work_swallows_still_fails_the_task.
                     if deadline.expired():
                         raise TaskTimeoutError(
                             self.name, self.timeout, task_definition=self
                         ) from error
                     raise
+                if deadline.expired():
+                    # The work caught the cancellation the deadline sent and
+                    # returned: its result came too late, and no false success.
+                    # See test_a_timeout_the_work_swallows_still_fails_the_task.
+                    raise TaskTimeoutError(self.name, self.timeout, task_definition=self)
+                return result
             except Exception as error:
                 if record.attempt > self.retries:
                     raise

@@ -19,6 +19,8 @@ import pickle
 import signal
 import socket
 import struct
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._engine._children import forget, track
@@ -51,7 +53,7 @@ class RemoteTraceback(Exception):
     """The traceback of an exception raised in a worker process, set as its ``__cause__``."""
 
     def __str__(self) -> str:
-        return f"\n\n{self.args[0]}"
+        return str(self.args[0])
 
 
 class ProcessExecutor:
@@ -232,7 +234,7 @@ class _Worker:
     def __init__(self, spawner: Any) -> None:
         parent_end, child_end = socket.socketpair()
         self.process: BaseProcess = spawner.Process(
-            target=serve, args=(child_end,), name="flow2-worker", daemon=True
+            target=serve, args=(child_end, os.getpid()), name="flow2-worker", daemon=True
         )
         try:
             self.process.start()
@@ -321,13 +323,18 @@ class _Worker:
         return f"exited with code {code}"
 
 
-def serve(connection: socket.socket) -> None:
-    """The worker process: answer requests on ``connection`` until it closes."""
+def serve(connection: socket.socket, parent_pid: int | None = None) -> None:
+    """The worker process: answer requests on ``connection`` until it closes.
+
+    :param parent_pid: the process that started it: the worker dies with it
+    """
     # Ctrl-C reaches the whole process group; the event loop's process
     # handles it and kills the workers whose tasks it cancels.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM ends the worker at once, whatever runs in it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     with connection:
         while True:
             try:
@@ -336,6 +343,47 @@ def serve(connection: socket.socket) -> None:
                 return  # the executor closed, or its process died
             reply = _answer(request)
             connection.sendall(_HEADER.pack(len(reply)) + reply)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (the flow2 process) dies, even by SIGKILL.
+
+    A flow2 killed with ``kill -9`` cannot stop its workers, whose tasks
+    would go on with side effects nobody waits for. On Linux the kernel sends
+    the worker SIGKILL when its parent dies (``PR_SET_PDEATHSIG``; set here,
+    in a fresh process, before any work); elsewhere a daemon thread checks
+    the parent every quarter of a second. Either way, a parent already gone
+    before this ran ends the worker at once.
+    See tests/test_signals.py::test_kill_9_of_flow2_stops_its_process_workers.
+    """
+    if not _set_parent_death_signal():
+        import threading
+
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="flow2-parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        set_parent_death_signal = 1  # PR_SET_PDEATHSIG, from <linux/prctl.h>
+        return bool(libc.prctl(set_parent_death_signal, signal.SIGKILL, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:  # pragma: no cover - not on Linux
+    while os.getppid() == parent_pid:
+        time.sleep(0.25)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _receive_blocking(connection: socket.socket) -> bytes:
@@ -366,10 +414,13 @@ def _answer(request: bytes) -> bytes:
         )
     try:
         result = function(context, **keywords)
-    except Exception as error:
-        import traceback
-
-        remote_traceback = "".join(traceback.format_exception(error))
+    except SystemExit:
+        raise  # the worker exits, and its task fails with the exit code
+    except BaseException as error:
+        # Another BaseException from the callback fails its task, as on a
+        # thread, rather than ending the worker with "its work was lost".
+        # See test_a_base_exception_in_a_worker_fails_its_task_like_on_a_thread.
+        remote_traceback = _worker_traceback(error)
         try:
             reply = pickle.dumps((_Outcome.RAISED, error, remote_traceback), -1)
             pickle.loads(reply)  # an exception must also unpickle on the other side
@@ -386,6 +437,30 @@ def _answer(request: bytes) -> bytes:
             f"its result ({type(result).__name__}) cannot be pickled to come back from its "
             f"worker process ({type(error).__name__}: {error}); return plain data"
         )
+
+
+def _worker_traceback(error: BaseException) -> str:
+    """Where ``error`` was raised in the worker: the user's frames only, as flow2 shows them.
+
+    The frames of flow2's worker loop say nothing to the user and would
+    bury the few lines that do.
+    See tests/test_process_executor.py::test_a_worker_failure_shows_the_users_frames_only.
+    """
+    import traceback
+
+    from .._engine._frames import is_machinery
+
+    lines = [f"in worker process {os.getpid()} (your code, most recent call last):"]
+    for frame in traceback.extract_tb(error.__traceback__):
+        if is_machinery(frame.filename):
+            continue
+        filename = frame.filename
+        relative = os.path.relpath(filename) if os.path.isabs(filename) else filename
+        shown = filename if relative.startswith(os.pardir) else relative
+        lines.append(f'  File "{shown}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line.strip()}")
+    return "\n".join(lines)
 
 
 def _dumps_failure(message: str) -> bytes:

@@ -141,6 +141,29 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     return bounded
 
 
+def _checked_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, whose assertions on its arguments become Jinja's FilterArgumentError.
+
+    Some of Jinja's filters check their arguments with ``assert``
+    (``'abc' | truncate(-1)``); the AssertionError would say neither which
+    filter nor where. See
+    tests/test_fuzz.py::test_a_filter_refusing_its_argument_is_one_message.
+    """
+    import jinja2.exceptions
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except AssertionError as error:
+            raise jinja2.exceptions.FilterArgumentError(
+                f"the {name} filter refuses its arguments: {error}"
+            ) from None
+
+    # Jinja passes the environment or context to filters marked for it.
+    checked.__dict__.update(getattr(function, "__dict__", {}))
+    return checked
+
+
 def bounded_sandbox(**options: Any) -> jinja2.sandbox.SandboxedEnvironment:
     """A Jinja sandbox whose operators, methods, filters and loops respect the limits.
 
@@ -194,6 +217,8 @@ def bounded_sandbox(**options: Any) -> jinja2.sandbox.SandboxedEnvironment:
     environment = BoundedSandbox(**options)
     for name in _SIZED_FILTERS:
         environment.filters[name] = _bounded_filter(name, environment.filters[name])
+    for name, function in list(environment.filters.items()):
+        environment.filters[name] = _checked_filter(name, function)
     original_format = environment.filters["format"]
 
     def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:

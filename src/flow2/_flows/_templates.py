@@ -13,6 +13,7 @@ is exactly one expression takes the expression's value, of any type.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -34,6 +35,13 @@ RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 _WHOLE_EXPRESSION = re.compile(r"\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*", re.DOTALL)
 #: The name templates reach the environment variables under.
 ENVIRON = "environ"
+#: Why an expression nested hundreds deep cannot be read: Jinja's parser and
+#: compiler recurse once per level, and Python's stack is finite.
+TOO_DEEP = (
+    "the expression is nested too deeply to be read (brackets, filters or operators "
+    "inside one another, about a hundred levels or more); split it into several "
+    "expressions or compute the value in a task"
+)
 
 
 @functools.cache
@@ -284,10 +292,15 @@ def _render(
         ) from None
     except RecursionError:
         raise FlowFileError(
-            "template error: the template recurses too deeply (a macro or include calling itself?)",
+            "template error: the template recurses or nests too deeply (a macro or include "
+            "calling itself, or brackets, filters or operators nested a hundred levels deep?)",
             file=file,
         ) from None
-    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as error:
+    except FlowError:
+        raise
+    except Exception as error:
+        # Whatever else a filter or an operation raised: one message with its line.
+        # See tests/test_fuzz.py::test_a_filter_refusing_its_argument_is_one_message.
         raise FlowFileError(
             f"template error: {type(error).__name__}: {_message(error)}",
             file=file,
@@ -389,10 +402,36 @@ def runtime_names(value: object) -> set[str]:
 
     environment = _run_time_environment()
     names: set[str] = set()
-    for text in _strings(value):
-        if "${{" in text:
-            names |= jinja2.meta.find_undeclared_variables(environment.parse(text))
+    with _unreadable_is_malformed():
+        for text in _strings(value):
+            if "${{" in text:
+                names |= jinja2.meta.find_undeclared_variables(environment.parse(text))
     return names
+
+
+@contextlib.contextmanager
+def _unreadable_is_malformed() -> Iterator[None]:
+    """Turn what reading an expression raises, besides a syntax error, into one.
+
+    An expression nested too deeply exhausts the stack (RecursionError).
+    Jinja evaluates the parts made of constants while it reads them, so
+    ``1["a"]`` fails then, whatever the results (UndefinedError).
+    See tests/test_fuzz.py::test_a_deeply_nested_run_time_expression_is_one_message
+    and test_an_expression_failing_on_constants_is_refused_at_load.
+    """
+    import jinja2
+
+    try:
+        yield
+    except RecursionError:
+        raise jinja2.TemplateSyntaxError(TOO_DEEP, lineno=1) from None
+    except jinja2.TemplateSyntaxError:
+        raise
+    except Exception as error:
+        raise jinja2.TemplateSyntaxError(
+            f"it fails whatever the results: {type(error).__name__}: {_message(error)}",
+            lineno=1,
+        ) from None
 
 
 def unsafe_attribute(value: object) -> str | None:
@@ -407,15 +446,16 @@ def unsafe_attribute(value: object) -> str | None:
     from jinja2 import nodes
 
     environment = _run_time_environment()
-    for text in _strings(value):
-        if "${{" not in text:
-            continue
-        for node in environment.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
-            attribute = node.attr if isinstance(node, nodes.Getattr) else None
-            if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-                attribute = node.arg.value if isinstance(node.arg.value, str) else None
-            if attribute is not None and attribute.startswith("_"):
-                return attribute
+    with _unreadable_is_malformed():
+        for text in _strings(value):
+            if "${{" not in text:
+                continue
+            for node in environment.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
+                attribute = node.attr if isinstance(node, nodes.Getattr) else None
+                if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                    attribute = node.arg.value if isinstance(node.arg.value, str) else None
+                if attribute is not None and attribute.startswith("_"):
+                    return attribute
     return None
 
 
@@ -461,6 +501,8 @@ def render_runtime(
         )
     except LimitExceeded as error:
         reason = str(error)
+    except RecursionError:
+        reason = TOO_DEEP
     except jinja2.UndefinedError as error:
         known = ", ".join(sorted(context)) or "none yet"
         reason = (

@@ -137,7 +137,13 @@ class InterruptNotice:
         if threading.current_thread() is not threading.main_thread():
             return
         try:
-            self._previous = signal.getsignal(signal.SIGINT)
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.SIG_IGN:
+                # Ignored (``nohup``, a background job of a script): Ctrl-C
+                # stays ignored and silent, as for any program started so.
+                # See test_an_ignored_sigint_stays_ignored_and_silent.
+                return
+            self._previous = previous
             signal.signal(signal.SIGINT, self._on_sigint)
         except (ValueError, OSError):  # pragma: no cover - no signals here
             return
@@ -163,8 +169,6 @@ class InterruptNotice:
         previous = self._previous
         if callable(previous):
             return previous(signum, frame)
-        if previous == signal.SIG_IGN:
-            return None
         raise KeyboardInterrupt
 
 
