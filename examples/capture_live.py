@@ -1,7 +1,9 @@
-"""Capture the live view of a small release workflow as docs/live.svg and docs/live.txt.
+"""Capture the live view of a small release workflow as live.svg and live.txt.
 
-Run it with ``python examples/capture_live.py`` (needs the ``live`` extra and
-pyte, a terminal emulator: ``pip install pyte``). The flow runs for real under
+Run it with ``python examples/capture_live.py [FOLDER]``: the files go into
+FOLDER (the working directory when none is given); the pictures in the
+docs are made with ``python examples/capture_live.py docs``. It needs the
+``live`` extra and pyte, a terminal emulator (``pip install pyte``). The flow runs for real under
 flow2's own live view (``Runner(display="live")``), which draws into a buffer
 as it would on an 80×25 terminal; halfway through, with a task failed, one
 retrying, one printing and one still working, the buffer is played into the
@@ -24,7 +26,8 @@ from rich.text import Text
 import flow2
 
 WIDTH, HEIGHT = 80, 25  # what the view draws for a stream that is not a terminal
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: Where the pictures go: the folder given on the command line, else the working directory.
+FOLDER = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
 
 halfway = asyncio.Event()
 go_on = asyncio.Event()
@@ -146,15 +149,15 @@ async def main() -> None:
 
     recorder = Console(record=True, width=WIDTH, file=io.StringIO(), force_terminal=True)
     recorder.print(as_text(middle), end="")
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "live.svg").write_text(
+    FOLDER.mkdir(exist_ok=True)
+    (FOLDER / "live.svg").write_text(
         recorder.export_svg(title="flow2: a run in progress"), encoding="utf-8"
     )
-    (DOCS / "live.txt").write_text(
+    (FOLDER / "live.txt").write_text(
         "# While it runs\n\n" + plain(middle) + "\n# When it ends\n\n" + plain(final),
         encoding="utf-8",
     )
-    print(f"wrote {DOCS / 'live.svg'} and {DOCS / 'live.txt'}", file=sys.stderr)
+    print(f"wrote {FOLDER / 'live.svg'} and {FOLDER / 'live.txt'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Make the picture of the HTML report in the docs: ``python examples/capture_report.py``.
+"""Make a picture of the HTML report: ``python examples/capture_report.py [FOLDER]``.
 
 Runs a small release flow (parallel checks, a retried test, a failing
 build, docs in series, a cancelled and a skipped step), writes its HTML
 report to a temporary folder and, when Chromium is installed, a screenshot
-of it to ``docs/report.png``.
+of it to ``FOLDER/report.png`` (the working directory when no folder is
+given; the docs' picture is made with ``python examples/capture_report.py docs``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Any
 
 import flow2
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+#: Where the picture goes: the folder given on the command line, else the working directory.
+FOLDER = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path.cwd()
 attempts = {"Unit tests": 0}
 
 
@@ -91,12 +94,12 @@ def main() -> None:
             *(f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1100,1000"),
         ]
         subprocess.run(
-            [chromium, *flags, f"--screenshot={DOCS / 'report.png'}", page.as_uri()],
+            [chromium, *flags, f"--screenshot={FOLDER / 'report.png'}", page.as_uri()],
             check=True,
             capture_output=True,
         )
         shutil.rmtree(profile, ignore_errors=True)
-    print(f"wrote {page}" + (f" and {DOCS / 'report.png'}" if chromium else ""))
+    print(f"wrote {page}" + (f" and {FOLDER / 'report.png'}" if chromium else ""))
 
 
 if __name__ == "__main__":

@@ -360,3 +360,19 @@ def test_the_store_directory_ignores_itself_in_git(tmp_path: Path) -> None:
     ignore.write_text("# mine\n")
     recorded(tmp_path / ".flow2")
     assert ignore.read_text() == "# mine\n"  # a file of the user's is kept
+
+
+def test_the_logs_of_a_run_without_a_store_are_ignored_in_git_too(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, "plugin: shell\nname: Say\ncmd: echo hello\n")
+    environment = {name: value for name, value in os.environ.items() if name != "FLOW2_STORE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flow2", "run", "--no-store", str(flow)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / ".flow2" / "runs").glob("*/logs/*.log"))
+    assert (tmp_path / ".flow2" / ".gitignore").read_text().splitlines()[-1] == "*"

@@ -13,6 +13,7 @@ message is masked before it is shown.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -340,4 +341,13 @@ def log_directory(option: str | None, no_log_files: bool, store: str | None) -> 
     from_environment = os.environ.get("FLOW2_LOG_DIR")
     if from_environment:
         return from_environment
-    return os.path.join(os.path.relpath(chosen_store(store)), LOG_FOLDER)
+    directory = chosen_store(store)
+    # The logs go into the store's folder even when nothing is recorded
+    # (--no-store): that folder never ends up in a commit either.
+    from .._listeners._files import make_private_directory
+    from .._store._database import ignore_in_version_control
+
+    with contextlib.suppress(OSError):  # a log that cannot be written says so itself
+        make_private_directory(directory)
+        ignore_in_version_control(directory)
+    return os.path.join(os.path.relpath(directory), LOG_FOLDER)

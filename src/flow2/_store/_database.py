@@ -82,6 +82,19 @@ class StoreError(ConfigurationError):
 _Result = TypeVar("_Result")
 
 
+def ignore_in_version_control(directory: Path) -> None:
+    """Write ``.gitignore`` (``*``) into a store directory, as pytest and ruff do in
+    their caches: ``git add --all`` never commits a store, nor the task logs in it."""
+    ignore = directory / GITIGNORE
+    if ignore.exists() or ignore.is_symlink():
+        return
+    with contextlib.suppress(FileExistsError):
+        # Owner-only, as everything in the store.
+        descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as file:
+            file.write(_GITIGNORE_TEXT)
+
+
 def store_directory(
     value: str | os.PathLike[str] | bool | None, environ: Mapping[str, str]
 ) -> Path | None:
@@ -245,16 +258,7 @@ class Store:
         return connection
 
     def _ignore_in_version_control(self) -> None:
-        """Write ``.gitignore`` (``*``) into the store directory, as pytest and ruff do in
-        their caches: ``git add --all`` never commits a store."""
-        ignore = self.directory / GITIGNORE
-        if ignore.exists() or ignore.is_symlink():
-            return
-        with contextlib.suppress(FileExistsError):
-            # Owner-only, as everything in the store.
-            descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with open(descriptor, "w", encoding="utf-8") as file:
-                file.write(_GITIGNORE_TEXT)
+        ignore_in_version_control(self.directory)
 
     def failed(self, error: BaseException) -> StoreError:
         """``error``, met reading or writing the store, as one line naming the store, the
