@@ -48,7 +48,15 @@ from rich.cells import cell_len, set_cell_size
 
 from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
-from ._text import MARKS, describe_error, format_result, record_text, visible, wants_color
+from ._text import (
+    MARKS,
+    describe_error,
+    format_minutes,
+    format_result,
+    record_text,
+    visible,
+    wants_color,
+)
 
 if TYPE_CHECKING:
     from .._engine._events import Event
@@ -94,11 +102,7 @@ def format_seconds(seconds: float) -> str:
     """``0.4s``, ``12.3s``, ``2m05s``, ``1h02m``."""
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_minutes(seconds)
 
 
 def cut(text: str, cells: int) -> str:

@@ -341,17 +341,18 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.2f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_minutes(seconds)
 
 
 def format_elapsed(seconds: float) -> str:
     """``45s``, ``2m05s``, ``1h02m``: how long a run has gone on, to the second."""
     if seconds < 60:
         return f"{seconds:.0f}s"
+    return format_minutes(seconds)
+
+
+def format_minutes(seconds: float) -> str:
+    """``2m05s``, ``1h02m``: a minute or more, as every duration flow2 shows reads it."""
     minutes, seconds = divmod(int(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{seconds:02d}s"

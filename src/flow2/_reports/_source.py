@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .._listeners import _text
 from .._listeners._secrets import SecretMasker
+from .._listeners._text import format_minutes
 from ._model import RunRecord
 
 if TYPE_CHECKING:
@@ -92,11 +93,7 @@ def format_seconds(seconds: float | None) -> str:
         return f"{seconds:.3f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    if seconds < 3600:
-        minutes, rest = divmod(int(seconds), 60)
-        return f"{minutes}m{rest:02d}s"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m"
+    return format_minutes(seconds)
 
 
 def format_path(path: tuple[str, ...]) -> str:
