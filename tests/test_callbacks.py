@@ -250,3 +250,66 @@ def test_an_undocumented_base_exception_from_a_sync_callback_fails_its_task() ->
     (failure,) = result.failures
     assert isinstance(failure.error, flow2.TaskExitError)
     assert isinstance(failure.error.__cause__, _Unusual)
+
+
+def test_callback_kinds_are_told_apart() -> None:
+    import functools
+    import threading
+
+    loop_thread = threading.get_ident()
+
+    async def coroutine(context: dict[str, Any]) -> str:
+        return "async" if threading.get_ident() == loop_thread else "thread"
+
+    async def async_items(context: dict[str, Any]) -> Any:
+        yield 1
+        yield 2
+
+    def items(context: dict[str, Any]) -> Any:
+        # A sync generator is collected in a worker thread, never on the loop.
+        yield "a" if threading.get_ident() != loop_thread else "on the loop"
+        yield "b"
+
+    def plain(context: dict[str, Any]) -> str:
+        return "async" if threading.get_ident() == loop_thread else "thread"
+
+    class Caller:
+        async def __call__(self, context: dict[str, Any]) -> str:
+            return "async call"
+
+        async def method(self, context: dict[str, Any]) -> str:
+            return "async method"
+
+    tree = flow2.ParallelTaskGroup(
+        "Kinds",
+        flow2.CallbackTask("Coroutine", coroutine),
+        flow2.CallbackTask("Async items", async_items),
+        flow2.CallbackTask("Items", items),
+        flow2.CallbackTask("Plain", plain),
+        flow2.CallbackTask("Lambda", lambda context: "lambda"),
+        flow2.CallbackTask("Partial", functools.partial(coroutine)),
+        flow2.CallbackTask("Object", Caller()),
+        flow2.CallbackTask("Method", Caller().method),
+    )
+    kinds = [task.callback_kind.value for task in tree.children]  # type: ignore[attr-defined]
+    assert kinds == [
+        "coroutine",
+        "async generator",
+        "generator",
+        "sync",
+        "sync",
+        "coroutine",
+        "coroutine",
+        "coroutine",
+    ]
+    context = run(flow2.Runner(display="none").run(tree))
+    assert context == {
+        "coroutine": "async",
+        "async_items": [1, 2],
+        "items": ["a", "b"],
+        "plain": "thread",
+        "lambda": "lambda",
+        "partial": "async",
+        "object": "async call",
+        "method": "async method",
+    }

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import functools
 import inspect
+import types
 from typing import Any
 
 from ._context import current_run
@@ -29,6 +30,18 @@ class CallbackKind(enum.Enum):
 
 def kind_of(callback: Any) -> CallbackKind:
     """Tell how ``callback`` must be called."""
+    if type(callback) is types.FunctionType and not hasattr(callback, "_is_coroutine_marker"):
+        # A plain function says it in its code's flags: read them, as
+        # inspect does, without inspect's layers of calls (a service may
+        # build a tree per request). See test_callback_kinds_are_told_apart.
+        flags = callback.__code__.co_flags
+        if flags & inspect.CO_COROUTINE:
+            return CallbackKind.COROUTINE
+        if flags & inspect.CO_ASYNC_GENERATOR:
+            return CallbackKind.ASYNC_GENERATOR
+        if flags & inspect.CO_GENERATOR:
+            return CallbackKind.GENERATOR
+        return CallbackKind.SYNC
     for candidate in (callback, getattr(callback, "__call__", None)):  # noqa: B004
         if inspect.iscoroutinefunction(candidate):
             return CallbackKind.COROUTINE
