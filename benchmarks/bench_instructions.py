@@ -2,7 +2,8 @@
 
 On a shared machine a timing moves by a fifth from one run to the next;
 the number of instructions a run executes does not (same interpreter, same
-hash seed). This runs a tree of no-op async callbacks of ``--small`` and of
+hash seed). This runs a tree of no-op async callbacks (and, as ``threads``,
+of no-op sync callbacks in the thread pool) of ``--small`` and of
 ``--large`` tasks under ``valgrind --tool=callgrind`` and divides the
 difference by the difference in tasks: the per-task cost, without the
 interpreter's start and the imports. ``--against DIR`` does the same with
@@ -32,8 +33,12 @@ import flow2
 async def noop(context):
     return None
 
+def sync_noop(context):
+    return None
+
 kind, count = sys.argv[1], int(sys.argv[2])
-tasks = [flow2.CallbackTask(f"t{n}", noop) for n in range(count)]
+callback = sync_noop if kind == "threads" else noop
+tasks = [flow2.CallbackTask(f"t{n}", callback) for n in range(count)]
 group = flow2.SerialTaskGroup if kind == "serial" else flow2.ParallelTaskGroup
 asyncio.run(flow2.Runner(display="none").run(group("Root", *tasks)))
 """
@@ -77,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "tree.py"
         script.write_text(SCRIPT, encoding="utf-8")
-        for kind in ("serial", "parallel"):
+        # threads: a parallel group of sync callbacks, each handed to the thread pool
+        for kind in ("serial", "parallel", "threads"):
             for name, source in sources.items():
                 small = instructions(script, source, kind, options.small)
                 large = instructions(script, source, kind, options.large)

@@ -78,6 +78,10 @@ def _keyword_only_parameters(function: Callable[..., Any]) -> tuple[tuple[str, b
 
 def keyword_only_parameters(function: Callable[..., Any]) -> tuple[tuple[str, bool], ...]:
     """The keyword-only parameters of ``function``: (name, is required) pairs."""
+    if hasattr(function, "__wrapped__"):
+        # The signature is the wrapped function's (inspect follows __wrapped__
+        # too): a wrapper made per task must not miss the cache on every call.
+        function = inspect.unwrap(function)
     try:
         return _keyword_only_parameters(function)
     except TypeError:  # an unhashable callable object: not cached
