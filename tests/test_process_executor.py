@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
@@ -518,10 +519,11 @@ def test_queue_time_is_not_work_time(
         flow2.CallbackTask("Queued", callback),
         executor=pool,
     )
+    events = tmp_path / "events.jsonl"
 
     async def scenario() -> None:
         running = asyncio.create_task(
-            flow2.Runner(display="none", listeners=[recorder]).run(
+            flow2.Runner(display="none", listeners=[recorder], events=str(events)).run(
                 tree, {"folder": str(tmp_path)}, raises=False
             )
         )
@@ -551,3 +553,11 @@ def test_queue_time_is_not_work_time(
         and event.status is S.SUCCEEDED
     ]
     assert [event.queued < 1.0 for event in holds] == [True, True]
+    # The event file and the reports read from it have the wait too.
+    lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+    written = next(line for line in lines if line.get("task") == "Queued" and line["duration"])
+    assert written["queued"] == pytest.approx(end.queued)
+    record = flow2.read_events(events)
+    (queued,) = (task for task in record.tasks if task.name == "Queued")
+    assert queued.queued == pytest.approx(end.queued)
+    assert queued.duration is not None and queued.duration < 1.0
