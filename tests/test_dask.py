@@ -188,8 +188,10 @@ def test_only_declared_keys_travel_and_lambdas_are_fine(client: Any) -> None:
 
 def test_the_callbacks_exception_comes_back_unchanged(client: Any) -> None:
     task = flow2.CallbackTask("Fail", fail, executor=flow2.DaskExecutor(client))
-    with pytest.raises(ValueError, match="bad input 42"):
+    with pytest.raises(ValueError, match="bad input 42") as raised:
         run(flow2.Runner(display="none").run(task))
+    # The worker's traceback comes along, as with process workers.
+    assert 'raise ValueError("bad input 42")' in str(raised.value.__cause__)
 
 
 def test_an_unpicklable_callback_is_named(client: Any) -> None:
@@ -397,3 +399,86 @@ def test_an_asynchronous_client_of_another_loop_is_refused(client: Any) -> None:
         loop.run_until_complete(other.close())
     finally:
         loop.close()
+
+
+def hold(context: dict[str, Any], *, folder: str) -> str:
+    """Say that this call began on a worker, then wait to be released."""
+    (Path(folder) / f"holding-{os.getpid()}").touch()
+    wait_for_file(Path(folder) / "release")
+    return "held"
+
+
+def ended(recorder: Recorder, name: str) -> flow2.TaskEvent:
+    return next(
+        event
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent)
+        and event.task.name == name
+        and event.status in (S.SUCCEEDED, S.FAILED)
+    )
+
+
+@pytest.mark.parametrize("callback", [where, fail])
+def test_queue_time_is_not_work_time(
+    client: Any, tmp_path: Path, recorder: Recorder, callback: Any
+) -> None:
+    # Both single-threaded workers hold a task until released; "Queued"
+    # waits at least a second for one, and that second is not its work.
+    tree = flow2.ParallelTaskGroup(
+        "Busy",
+        flow2.CallbackTask("Hold 1", hold),
+        flow2.CallbackTask("Hold 2", hold),
+        flow2.CallbackTask("Queued", callback),
+        executor=flow2.DaskExecutor(client),
+    )
+
+    async def scenario() -> None:
+        running = asyncio.create_task(
+            flow2.Runner(display="none", listeners=[recorder]).run(
+                tree, {"folder": str(tmp_path)}, raises=False
+            )
+        )
+        await wait_until(lambda: len(files(tmp_path, "holding")) == 2, "two holds began")
+        await asyncio.sleep(1.0)  # the queue time to measure, not a race
+        (tmp_path / "release").touch()
+        await running
+
+    try:
+        run(scenario())
+    finally:
+        (tmp_path / "release").touch()
+    queued = ended(recorder, "Queued")
+    assert queued.queued >= 1.0
+    assert queued.duration is not None and queued.duration < queued.queued
+    assert ended(recorder, "Hold 1").queued < 1.0
+
+
+def test_a_run_dask_repeats_after_a_worker_died_is_an_attempt(
+    client: Any, tmp_path: Path, recorder: Recorder
+) -> None:
+    def allow_failures(count: int) -> None:
+        def set_allowed(dask_scheduler: Any) -> None:
+            dask_scheduler.allowed_failures = count
+
+        client.run_on_scheduler(set_allowed)
+
+    async def scenario() -> dict[str, Any]:
+        task = flow2.CallbackTask("Hang", hang_once, executor=flow2.DaskExecutor(client))
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        context, _ = await asyncio.gather(
+            runner.run(task, {"folder": str(tmp_path)}, raises=False), kill_when_hanging(tmp_path)
+        )
+        return context
+
+    # Dask itself runs the task again once its worker died; no flow2 retries.
+    allow_failures(1)
+    try:
+        context = run(scenario())
+    finally:
+        allow_failures(0)
+    assert context["hang"] == "second attempt"
+    assert recorder.statuses("Hang") == [S.RUNNING, S.RETRYING, S.SUCCEEDED]
+    retrying = next(event for event in recorder.events if event.status is S.RETRYING)
+    assert isinstance(retrying.error, flow2.ExecutorError)
+    assert "the Dask worker running it died, and Dask ran it again" in str(retrying.error)
+    assert ended(recorder, "Hang").attempt == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
@@ -491,3 +492,72 @@ def test_a_worker_that_cannot_start_leaves_no_socket_open(monkeypatch: pytest.Mo
     with pytest.raises(OSError, match="temporarily unavailable"):
         _processes._Worker(Refusing())
     assert len(made) == 2 and all(end.fileno() == -1 for end in made)
+
+
+def hold(context: dict[str, Any], *, folder: str) -> int:
+    """Say that this call began (holding-1, then holding-2), then wait to be released."""
+    marker = Path(folder) / "holding-1"
+    try:
+        with open(marker, "x"):
+            pass
+    except FileExistsError:
+        (Path(folder) / "holding-2").touch()
+    wait_for_file(Path(folder) / "release")
+    return os.getpid()
+
+
+@pytest.mark.parametrize("callback", [report_pid, fail])
+def test_queue_time_is_not_work_time(
+    pool: flow2.ProcessExecutor, tmp_path: Path, recorder: Recorder, callback: Any
+) -> None:
+    # Both workers hold a task until released; "Queued" waits for a worker
+    # for at least a second, and that second is queue time, not its work.
+    tree = flow2.ParallelTaskGroup(
+        "Busy",
+        flow2.CallbackTask("Hold 1", hold),
+        flow2.CallbackTask("Hold 2", hold),
+        flow2.CallbackTask("Queued", callback),
+        executor=pool,
+    )
+    events = tmp_path / "events.jsonl"
+
+    async def scenario() -> None:
+        running = asyncio.create_task(
+            flow2.Runner(display="none", listeners=[recorder], events=str(events)).run(
+                tree, {"folder": str(tmp_path)}, raises=False
+            )
+        )
+        await wait_for_path(tmp_path / "holding-2")
+        await asyncio.sleep(1.0)  # the queue time to measure, not a race
+        (tmp_path / "release").touch()
+        await running
+
+    try:
+        run(scenario())
+    finally:
+        (tmp_path / "release").touch()
+    end = next(
+        event
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent)
+        and event.task.name == "Queued"
+        and event.status in (S.SUCCEEDED, S.FAILED)
+    )
+    assert end.queued >= 1.0
+    assert end.duration is not None and end.duration < end.queued
+    holds = [
+        event
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent)
+        and event.task.name.startswith("Hold")
+        and event.status is S.SUCCEEDED
+    ]
+    assert [event.queued < 1.0 for event in holds] == [True, True]
+    # The event file and the reports read from it have the wait too.
+    lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+    written = next(line for line in lines if line.get("task") == "Queued" and line["duration"])
+    assert written["queued"] == pytest.approx(end.queued)
+    record = flow2.read_events(events)
+    (queued,) = (task for task in record.tasks if task.name == "Queued")
+    assert queued.queued == pytest.approx(end.queued)
+    assert queued.duration is not None and queued.duration < 1.0

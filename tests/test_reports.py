@@ -474,3 +474,88 @@ def test_a_10000_task_page_stays_small_and_draws_every_bar(tmp_path: Path, brows
     result = browser.load_page(page, {"bars": "document.querySelectorAll('#bars rect.bar').length"})
     assert result.errors == []
     assert result.values["bars"] == 10_011
+
+
+# Queue time ------------------------------------------------------------------
+
+
+def queued_events(tmp_path: Path) -> Path:
+    """A run whose task waited 3 s for a worker, then worked 2 s."""
+
+    def task(status: str, time: float, name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "event": "task",
+            "run_id": "r1",
+            "status": status,
+            "time": time,
+            "task": name,
+            "key": name.lower(),
+            "path": ["Remote", name] if name != "Remote" else ["Remote"],
+            "group": name == "Remote",
+            "attempt": 1,
+            "duration": None,
+            "failed_count": 0,
+            "retry_delay": None,
+            "error": None,
+            "traceback": None,
+            "reason": None,
+            "output": None,
+            **fields,
+        }
+
+    run_fields = {"event": "run", "run_id": "r1", "root": "Remote", "error": None}
+    lines = [
+        {**run_fields, "status": "running", "time": 100.0, "duration": None, "format": 1},
+        task("running", 100.0, "Remote"),
+        task("running", 100.0, "Crunch"),
+        task("succeeded", 105.0, "Crunch", duration=2.0, queued=3.0),
+        task("succeeded", 105.0, "Remote", duration=5.0),
+        {**run_fields, "status": "succeeded", "time": 105.0, "duration": 5.0},
+    ]
+    path = tmp_path / "queued.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_queue_time_is_shown_apart_from_the_work(tmp_path: Path) -> None:
+    events = queued_events(tmp_path)
+    crunch = by_name(flow2.read_events(events))["Crunch"]
+    assert (crunch.start, crunch.end, crunch.queued, crunch.duration) == (100.0, 105.0, 3.0, 2.0)
+    # JUnit times the work only.
+    case = next(ElementTree.fromstring(flow2.junit_report(events)).iter("testcase"), None)
+    assert case is not None and float(case.get("time", "")) == pytest.approx(2.0)
+    # The trace has the wait as its own slice before the work.
+    trace = json.loads(flow2.trace_report(events))
+    slices = [event for event in trace["traceEvents"] if event.get("name") == "Crunch"]
+    assert [(event["cat"], event["ts"], event["dur"]) for event in slices] == [
+        ("queued", 0, 3_000_000),
+        ("task", 3_000_000, 2_000_000),
+    ]
+    # The page carries it for its timeline, and says what the grey is.
+    page = flow2.html_report(events)
+    assert 'class="swatch s-queued"' in page
+    match = re.search(r'id="flow2-data">(.*?)</script>', page)
+    assert match is not None
+    data = json.loads(match.group(1))
+    row = next(row for row in data["tasks"] if row[0] == "Crunch")
+    assert (row[4], row[5], row[14]) == (0, 5_000_000, 3_000_000)  # start, end, queued
+
+
+def test_the_page_draws_queue_time_over_the_start_of_the_bar(tmp_path: Path, browser: Any) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(flow2.html_report(queued_events(tmp_path)), encoding="utf-8")
+    result = browser.load_page(
+        page,
+        {
+            "queued": "document.querySelector('#bars path.queued').getAttribute('d')",
+            "tip": (
+                "(() => { const bar = document.querySelector('#bars rect.bar[data-i=\"1\"]');"
+                "bar.dispatchEvent(new MouseEvent('mousemove', {bubbles: true}));"
+                "return document.getElementById('tip').textContent; })()"
+            ),
+        },
+    )
+    assert result.errors == []
+    assert result.values["queued"].startswith("M0.0 ")
+    assert "succeeded in 2" in result.values["tip"]
+    assert "queued 3" in result.values["tip"]

@@ -67,6 +67,10 @@ class TaskEvent:
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
     :param reason: with ``SKIPPED`` and ``REUSED``, why (e.g. "needs 'wheel', which failed")
 
+    ``queued``, copied from the record, is the seconds the task's work
+    waited for a process or Dask worker before it began there (0 for work
+    run here); ``duration`` leaves it out: it is the time the task worked.
+
     ``output``, on the events that end a task, is the last lines the task
     wrote (stdout, stderr and the log lines a display shows, in the order
     they came; None when it wrote nothing): the run keeps them from the
@@ -87,6 +91,7 @@ class TaskEvent:
         "error",
         "failed_count",
         "output",
+        "queued",
         "reason",
         "record",
         "result",
@@ -120,6 +125,7 @@ class TaskEvent:
         self.failed_count: int = record.failed_count
         self.retry_delay = retry_delay
         self.reason = reason
+        self.queued: float = record.queued
         tail = record.output
         self.output: str | None = (
             tail.text() if tail is not None and status not in _NOT_ENDED else None

@@ -43,6 +43,10 @@ class TaskRun:
     :ivar attempt: 1 for the first attempt, 2 for the first retry, ...
     :ivar started_at: ``time.perf_counter()`` when the task started (0 before)
     :ivar start_time: wall-clock start, seconds since the epoch (0 before)
+    :ivar queued: seconds the task's work waited for a remote worker (a
+        process or Dask worker) before it began there; 0 for work that runs
+        here. :attr:`started_at` and :attr:`start_time` are moved past it, so
+        the task's duration is the time it worked
     :ivar failed_count: the tasks that failed inside this one (1 for a failed leaf)
     :ivar reason: why the task was skipped or reused, when it was
     :ivar error: what the task failed with, when it failed (None otherwise)
@@ -62,6 +66,7 @@ class TaskRun:
         "number",
         "output",
         "parent",
+        "queued",
         "reason",
         "run",
         "start_time",
@@ -80,6 +85,7 @@ class TaskRun:
         self.attempt = 1
         self.started_at = 0.0
         self.start_time = 0.0
+        self.queued = 0.0
         self.failed_count = 0
         self.reason: str | None = None
         self.error: BaseException | None = None
@@ -111,6 +117,23 @@ class TaskRun:
     def elapsed(self) -> float:
         """Seconds since the task started (0 before it started)."""
         return perf_counter() - self.started_at if self.started_at else 0.0
+
+    def began_on_worker(self, submitted: float, began: float) -> None:
+        """Count the time before a remote worker began the work as queue time, not work.
+
+        Called by an executor whose work runs elsewhere, once the worker's
+        answer is back: ``submitted`` is when the work was handed over,
+        ``began`` when the worker started it (both ``time.time()``; the
+        worker's clock for ``began``). The wait, never negative (clocks of
+        two machines may differ), is added to :attr:`queued`, and the task's
+        start moves past it so its duration is the time it worked.
+        See tests/test_process_executor.py::test_queue_time_is_not_work_time.
+        """
+        waited = min(max(0.0, began - submitted), max(0.0, time() - submitted))
+        if waited:
+            self.queued += waited
+            self.started_at += waited
+            self.start_time += waited
 
     def add_child(self, child: TaskRun) -> None:
         """Append ``child``: a task inside this one, reached in this run."""

@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .._engine._context import current_record
+from .._engine._events import Status
 from .._engine._exceptions import ConfigurationError, ExecutorError
 from .._engine._executor import arguments_for, unpicklable_error
+from ._processes import RemoteTraceback
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._engine._state import TaskRun
     from .._engine._task import Context, Task
 
 #: The environment variable ``executor="dask"`` reads the scheduler address from.
@@ -42,6 +47,9 @@ class DaskExecutor:
     cannot stop a running thread). A worker dying under the call, once Dask
     gives up re-running it (``distributed.scheduler.allowed-failures``),
     fails the task with :class:`flow2.ExecutorError`; ``retries`` apply.
+    Each run Dask itself started again after a worker died is reported as an
+    attempt (a ``RETRYING`` event). The task is timed from when a worker
+    began it; the wait before is its queue time (``event.queued``).
 
     :param scheduler: the scheduler address (``"tcp://10.0.0.5:8786"``) or a
         ``distributed.Client`` (``executor="dask"`` passes the run's
@@ -184,12 +192,17 @@ class DaskExecutor:
         from dask.utils import funcname
 
         key = f"{funcname(function)}-{uuid.uuid4().hex}"
+        submitted = time.time()
         future = client.submit(_worker_call(), function, data, key=key, pure=False)
         try:
             if client.asynchronous:
                 outcome = await future
             else:
                 outcome = await _wait_from_another_loop(future)
+            record = current_record.get()
+            if record is not None and record.task is task:
+                await _report_reruns(client, key, record)
+                record.began_on_worker(submitted, outcome[-1])
             return _unpickled_result(task, outcome)
         except FutureCancelledError as error:
             # Cancelled on the cluster's side (lost scheduler, another client),
@@ -209,6 +222,10 @@ class DaskExecutor:
                 await asyncio.to_thread(future.cancel)
             raise
         except KilledWorker as error:
+            record = current_record.get()
+            if record is not None and record.task is task:
+                # The last death is the failure itself, reported below.
+                await _report_reruns(client, key, record, failed=True)
             raise ExecutorError(
                 f"task {task.name!r}: the Dask worker running it died ({error}); if it ran "
                 f"out of memory give the workers more, and set retries= on the task to run "
@@ -234,33 +251,90 @@ class DaskExecutor:
                 await client.close()
 
 
+async def _report_reruns(client: Any, key: str, record: TaskRun, *, failed: bool = False) -> None:
+    """Report each run of ``key`` that Dask started again after its worker died.
+
+    The scheduler counts, on the task, the workers that died running it
+    (``suspicious``); each was an attempt of the task that failed, the last
+    one excepted when Dask gave up (``failed``: that one fails the task). Asked
+    while this client still holds the future, so the scheduler still knows it.
+    See tests/test_dask.py::test_a_run_dask_repeats_after_a_worker_died_is_an_attempt.
+    """
+    try:
+        if client.asynchronous:
+            deaths = await client.run_on_scheduler(_worker_deaths, key=key)
+        else:
+            deaths = await asyncio.to_thread(client.run_on_scheduler, _worker_deaths, key=key)
+    except Exception:  # an older scheduler, or one gone: nothing to report
+        return
+    for _ in range(int(deaths or 0) - failed):
+        record.emit(
+            Status.RETRYING,
+            duration=record.elapsed,
+            error=ExecutorError(
+                f"task {record.task.name!r}: the Dask worker running it died, and Dask ran "
+                f"it again (distributed.scheduler.allowed-failures)",
+                task_definition=record.task,
+                option="executor",
+                value="dask",
+            ),
+            retry_delay=0.0,
+        )
+        record.attempt += 1
+
+
+def _worker_deaths(dask_scheduler: Any, key: str) -> int:
+    """On the scheduler: how many workers died while running ``key``."""
+    state = dask_scheduler.tasks.get(key)
+    return 0 if state is None else int(state.suspicious)
+
+
 @functools.cache
-def _worker_call() -> Callable[[Callable[[Context], Any], Context], tuple[str, Any]]:
+def _worker_call() -> Callable[[Callable[[Context], Any], Context], tuple[Any, ...]]:
     """The function Dask runs: the callback, its result pickled on the worker.
 
     A result that cannot be pickled would otherwise fail inside Dask, on its
     way back, as a bare TypeError naming no task; here the worker says so and
-    :func:`_unpickled_result` names the task. Nested, so cloudpickle sends it
-    by value: the workers need not have flow2 installed.
+    :func:`_unpickled_result` names the task. Every outcome ends with the
+    ``time.time()`` the callback began on the worker, so the task is timed
+    from then. Nested, so cloudpickle sends it by value: the workers need not
+    have flow2 installed.
     """
 
-    def pickled_result(function: Callable[[Context], Any], data: Context) -> tuple[str, Any]:
+    def pickled_result(function: Callable[[Context], Any], data: Context) -> tuple[Any, ...]:
+        import time
+        import traceback
+
         import cloudpickle  # type: ignore[import-untyped]  # comes with distributed
 
-        result = function(data)
+        began = time.time()
         try:
-            return "pickled", cloudpickle.dumps(result, protocol=5)
+            result = function(data)
         except Exception as error:
-            return "unpicklable", f"{type(result).__name__}; {type(error).__name__}: {error}"
+            # Sent back with the worker's traceback, and raised unchanged
+            # by _unpickled_result, its start time known.
+            return "raised", error, "".join(traceback.format_exception(error)), began
+        try:
+            return "pickled", cloudpickle.dumps(result, protocol=5), began
+        except Exception as error:
+            return (
+                "unpicklable",
+                f"{type(result).__name__}; {type(error).__name__}: {error}",
+                began,
+            )
 
     return pickled_result
 
 
-def _unpickled_result(task: Task, outcome: tuple[str, Any]) -> Any:
+def _unpickled_result(task: Task, outcome: tuple[Any, ...]) -> Any:
     """The result the worker sent back pickled, or an error naming the task."""
     import cloudpickle
 
-    kind, payload = outcome
+    kind, payload = outcome[0], outcome[1]
+    if kind == "raised":
+        error: BaseException = payload
+        error.__cause__ = RemoteTraceback(outcome[2])
+        raise error
     if kind == "unpicklable":
         raise ExecutorError(
             f"task {task.name!r}: its result cannot be pickled to send it back from the Dask "

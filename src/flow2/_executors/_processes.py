@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._engine._children import forget, track
+from .._engine._context import current_record
 from .._engine._exceptions import ConfigurationError, ExecutorError
 from .._engine._executor import arguments_for, unpicklable_error
 
@@ -44,9 +45,11 @@ _EXIT_GRACE = 2.0
 class _Outcome(enum.IntEnum):
     """What a worker sends back, first in its reply."""
 
-    RETURNED = 0  # (RETURNED, result)
-    RAISED = 1  # (RAISED, exception, remote traceback text)
-    FAILED = 2  # (FAILED, message): the worker could not load the call or send its outcome
+    # Each reply ends with the time.time() the callback began in the worker
+    # (None when it never began), so the task is timed from then.
+    RETURNED = 0  # (RETURNED, result, began)
+    RAISED = 1  # (RAISED, exception, remote traceback text, began)
+    FAILED = 2  # (FAILED, message, began): the worker could not load the call or send its outcome
 
 
 class RemoteTraceback(Exception):
@@ -127,6 +130,8 @@ class ProcessExecutor:
         :raises flow2.ExecutorError: when the callback or its data cannot be
             pickled, or the worker dies while running it
         """
+        # Waiting for a free worker is queue time, not work.
+        submitted = time.time()
         request = _pickle_request(task, function, context)
         async with self._slots_for_this_loop():
             worker = self._take_worker()
@@ -155,7 +160,7 @@ class ProcessExecutor:
                 ) from None
             self._busy.discard(worker)
             self._idle.append(worker)
-        return _unpickle_outcome(task, worker, outcome)
+        return _unpickle_outcome(task, worker, outcome, submitted)
 
     async def aclose(self) -> None:
         """Undo one ``start()``; after the last, stop every worker process.
@@ -203,7 +208,7 @@ def _pickle_request(task: Task, function: Callable[..., Any], context: Context) 
         ) from None
 
 
-def _unpickle_outcome(task: Task, worker: _Worker, data: bytes) -> Any:
+def _unpickle_outcome(task: Task, worker: _Worker, data: bytes, submitted: float) -> Any:
     try:
         outcome = pickle.loads(data)
     except Exception as error:
@@ -214,6 +219,10 @@ def _unpickle_outcome(task: Task, worker: _Worker, data: bytes) -> Any:
             option="executor",
             value="process",
         ) from None
+    began = outcome[-1]
+    record = current_record.get()
+    if began is not None and record is not None and record.task is task:
+        record.began_on_worker(submitted, began)
     if outcome[0] == _Outcome.RETURNED:
         return outcome[1]
     if outcome[0] == _Outcome.RAISED:
@@ -412,6 +421,7 @@ def _answer(request: bytes) -> bytes:
             f"({type(error).__name__}: {error}); define the callback in a module the "
             f"worker can import"
         )
+    began = time.time()
     try:
         result = function(context, **keywords)
     except SystemExit:
@@ -422,20 +432,22 @@ def _answer(request: bytes) -> bytes:
         # See test_a_base_exception_in_a_worker_fails_its_task_like_on_a_thread.
         remote_traceback = _worker_traceback(error)
         try:
-            reply = pickle.dumps((_Outcome.RAISED, error, remote_traceback), -1)
+            reply = pickle.dumps((_Outcome.RAISED, error, remote_traceback, began), -1)
             pickle.loads(reply)  # an exception must also unpickle on the other side
         except Exception:
             return _dumps_failure(
                 f"it raised {type(error).__name__}: {error} in its worker process, and the "
-                f"exception cannot be pickled back; the worker's traceback:\n{remote_traceback}"
+                f"exception cannot be pickled back; the worker's traceback:\n{remote_traceback}",
+                began,
             )
         return reply
     try:
-        return pickle.dumps((_Outcome.RETURNED, result), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((_Outcome.RETURNED, result, began), pickle.HIGHEST_PROTOCOL)
     except Exception as error:
         return _dumps_failure(
             f"its result ({type(result).__name__}) cannot be pickled to come back from its "
-            f"worker process ({type(error).__name__}: {error}); return plain data"
+            f"worker process ({type(error).__name__}: {error}); return plain data",
+            began,
         )
 
 
@@ -463,5 +475,5 @@ def _worker_traceback(error: BaseException) -> str:
     return "\n".join(lines)
 
 
-def _dumps_failure(message: str) -> bytes:
-    return pickle.dumps((_Outcome.FAILED, message))
+def _dumps_failure(message: str, began: float | None = None) -> bytes:
+    return pickle.dumps((_Outcome.FAILED, message, began))

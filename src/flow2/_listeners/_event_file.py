@@ -13,6 +13,9 @@ renamed or removed. ::
      "traceback": "Traceback (your code, most recent call last):\n  File ...", "reason": null,
      "output": "reading setup.cfg\nerror: no [metadata] section"}
 
+A task whose work waited for a process or Dask worker also has
+``"queued"``: the seconds it waited, which ``duration`` leaves out.
+
 Secrets are masked in every line.
 
 Lines are written whole (each flush is one ``write`` of whole lines), at
@@ -132,7 +135,7 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
     if output and masker is not None:
         # Masked before it is encoded: JSON may escape a secret's characters.
         output = masker.mask(output)
-    return {
+    fields: dict[str, Any] = {
         "event": "task",
         "run_id": event.run.id,
         "status": status.value,
@@ -150,6 +153,10 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
         "reason": event.reason,
         "output": output,
     }
+    if event.queued:
+        # Only for work that waited for a process or Dask worker.
+        fields["queued"] = event.queued
+    return fields
 
 
 def run_fields(event: RunEvent, masker: SecretMasker | None = None) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def _timeline_section() -> str:
             "cancelled",
             "reused",
             "retried",
+            "queued",
             "running",
         )
     )
@@ -258,6 +259,7 @@ def _data(record: RunRecord) -> dict[str, Any]:
                 task.reason or "",
                 task.key,
                 1 if task.attempts else 0,
+                round(task.queued * 1e6),
             ]
         )
     return {

@@ -100,6 +100,8 @@ class TaskRecord:
     :param error: why it failed (or was cancelled), when it did
     :param output: the last lines it printed, "" when not recorded
     :param reason: why it was skipped or reused, when known
+    :param queued: seconds its work waited for a process or Dask worker
+        before it began there; :attr:`duration` leaves them out
     """
 
     index: int
@@ -115,6 +117,7 @@ class TaskRecord:
     error: ErrorRecord | None = None
     output: str = ""
     reason: str | None = None
+    queued: float = 0.0
 
     @property
     def parent_path(self) -> tuple[str, ...]:
@@ -123,10 +126,10 @@ class TaskRecord:
 
     @property
     def duration(self) -> float | None:
-        """Seconds from start to end; None when it never ended or never started."""
+        """Seconds it worked: start to end less :attr:`queued`; None if it never ran or ended."""
         if self.end is None or not self.attempts:
             return None
-        return max(0.0, self.end - self.start)
+        return max(0.0, self.end - self.start - self.queued)
 
     @property
     def is_finished(self) -> bool:
@@ -243,7 +246,11 @@ class RunBuilder:
         error = _error_record(fields.get("error"), fields.get("traceback"))
         task = self._open.get(identity)
         if status is Status.RUNNING or task is None or task.is_finished:
-            start = time - float(duration) if duration is not None else time
+            start = (
+                time - float(duration) - float(fields.get("queued") or 0.0)
+                if duration is not None
+                else time
+            )
             task = self._new_task(path, str(fields["key"]), is_group, start)
             self._open[identity] = task
             if status is Status.RUNNING:
@@ -257,6 +264,7 @@ class RunBuilder:
             return
         if status.is_finished:
             task.end = time
+            task.queued = float(fields.get("queued") or 0.0)
             if task.attempts:
                 current = self._attempt(task, attempt, time)
                 current.end, current.status, current.error = time, status, error

@@ -58,10 +58,18 @@ def trace_events(record: RunRecord) -> dict[str, Any]:
         }
         if task.error is not None:
             args["error"] = task.error.describe()
+        work_start = slot.start
+        if task.queued:
+            # The wait for a process or Dask worker, apart from the work.
+            work_start = min(slot.end, slot.start + round(task.queued * 1e6))
+            queue_args = {"key": task.key, "path": format_path(task.path), "queued": task.queued}
+            events.append(
+                dict(_slice(task.name, slot, slot.start, work_start, queue_args), cat="queued")
+            )
         if task.is_group or len(task.attempts) == 1:
-            events.append(_slice(task.name, slot, slot.start, slot.end, args))
+            events.append(_slice(task.name, slot, work_start, slot.end, args))
             continue
-        previous_end = slot.start
+        previous_end = work_start
         origin = record.start
         for attempt in task.attempts:
             start = round((attempt.start - origin) * 1e6)

@@ -8,7 +8,7 @@
   var tasks = data.tasks;
   // Fields of each task's list (see flow2/_reports/_html.py, _data).
   var NAME = 0, PARENT = 1, GROUP = 2, STATUS = 3, START = 4, END = 5, LANE = 6, DEPTH = 7,
-    ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13;
+    ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13, QUEUED = 14;
   var MARKS = { succeeded: "✓", partial: "!", failed: "✗", skipped: "-", cancelled: "⊘",
     reused: "↺", running: "…", retrying: "↻", pending: "·" };
   var SVG = "http://www.w3.org/2000/svg";
@@ -65,9 +65,15 @@
   var grid = document.createElementNS(SVG, "g");
   var barLayer = document.createElementNS(SVG, "g");
   var retryLayer = document.createElementNS(SVG, "g");
+  // The time a task's work waited for a process or Dask worker, drawn
+  // over the start of its bar: the rest of the bar is its work.
+  var queueLayer = document.createElementNS(SVG, "g");
   var labelLayer = document.createElementNS(SVG, "g");
-  bars.appendChild(grid); bars.appendChild(barLayer); bars.appendChild(retryLayer); bars.appendChild(labelLayer);
+  bars.appendChild(grid); bars.appendChild(barLayer); bars.appendChild(retryLayer); bars.appendChild(queueLayer); bars.appendChild(labelLayer);
   var rects = barLayer.children;
+  var queuePath = document.createElementNS(SVG, "path");
+  queuePath.setAttribute("class", "queued");
+  queueLayer.appendChild(queuePath);
   var retryPaths = [], barStyle = new Array(tasks.length), barTop = new Array(tasks.length);
   for (var i = 0; i < tasks.length; i++) {
     var task = tasks[i];
@@ -107,6 +113,15 @@
       });
       entry[1].setAttribute("d", d);
     });
+    var queued = "";
+    for (var q = 0; q < tasks.length; q++) {
+      var waiting = tasks[q];
+      if (!waiting[QUEUED]) continue;
+      var qy = (laneTop[waiting[LANE]] + waiting[DEPTH]) * rowHeight + 1;
+      var qw = Math.max(1.5, Math.min(waiting[QUEUED], waiting[END] - waiting[START]) * scale);
+      queued += "M" + (waiting[START] * scale).toFixed(1) + " " + qy + "h" + qw.toFixed(1) + "v" + barHeight + "h" + (-qw).toFixed(1) + "z";
+    }
+    queuePath.setAttribute("d", queued);
     drawLabels();
     drawAxis(width);
     zoomLabel.textContent = zoom === 1 ? "" : "×" + (zoom < 10 ? zoom.toFixed(1) : Math.round(zoom));
@@ -184,10 +199,12 @@
   });
 
   // Hover: a short tip; click: the whole story in the details panel.
-  function duration(task) { return task[STARTED] ? (task[END] - task[START]) / 1e6 : null; }
+  // The work's duration: the time waiting for a worker is shown apart.
+  function duration(task) { return task[STARTED] ? Math.max(0, task[END] - task[START] - task[QUEUED]) / 1e6 : null; }
   function summary(index) {
     var task = tasks[index], lines = [pathOf(index).join(" › "), task[STATUS] + (task[STARTED] ? " in " + formatSeconds(duration(task)) : "")];
     if (task[ATTEMPTS].length > 1) lines.push(task[ATTEMPTS].length + " attempts");
+    if (task[QUEUED]) lines.push("queued " + formatSeconds(task[QUEUED] / 1e6) + " for a worker");
     if (task[ERROR] >= 0) lines.push(describe(task[ERROR]));
     if (task[REASON]) lines.push(task[REASON]);
     return lines.join("\n");
