@@ -136,10 +136,14 @@ class CallbackTask(Task):
         self.callback = callback
         self.callback_kind = kind_of(callback)
         # What the executor calls: a generator function's items are collected
-        # there, and StopIteration does not hang the run.
-        self._sync_call = SyncCall(
-            callback, name, collect=self.callback_kind is CallbackKind.GENERATOR
-        )
+        # there, and StopIteration does not hang the run. Made for sync
+        # callbacks only: an async one is awaited on the loop (and building a
+        # tree of them stays cheap).
+        self._sync_call: SyncCall | None = None
+        if self.callback_kind in (CallbackKind.SYNC, CallbackKind.GENERATOR):
+            self._sync_call = SyncCall(
+                callback, name, collect=self.callback_kind is CallbackKind.GENERATOR
+            )
         # Keyword-only parameters receive context keys, on every executor
         # and on the loop alike (see flow2._executors.arguments_for).
         self._takes_keywords = bool(keyword_only_parameters(callback))
@@ -161,12 +165,14 @@ class CallbackTask(Task):
             positional, keywords = arguments_for(self, self.callback, context, remote=False)
             return [item async for item in self.callback(positional, **keywords)]
         else:
+            sync_call = self._sync_call
+            assert sync_call is not None  # made for every sync kind
             run = current_run.get()
             if run is None:
-                result = self._sync_call(context)
+                result = sync_call(context)
             else:
                 executor = await run.executor_for(self)
-                result = await executor.call(self, self._sync_call, context)
+                result = await executor.call(self, sync_call, context)
         if result is None:
             return None
         return await resolve(result)
