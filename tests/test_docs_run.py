@@ -220,3 +220,49 @@ def test_every_skip_gives_a_reason() -> None:
     for document in DOCUMENTS:
         for block in blocks_of(document):
             assert block.skip != "", f"{block.where()}: say why the block is skipped"
+
+
+def test_flows_doc_lists_every_command_and_key() -> None:
+    from flow2._cli._app import cli
+    from flow2._flows._loader import _STRUCTURE_KEYS
+
+    text = (ROOT / "docs" / "flows.md").read_text(encoding="utf-8")
+    for command in cli.list_commands(None):  # type: ignore[arg-type]
+        assert f"| `flow2 {command}" in text, f"docs/flows.md does not list flow2 {command}"
+    for key in (*_STRUCTURE_KEYS, "secrets"):
+        assert f"| `{key}:` |" in text, f"docs/flows.md does not list the key {key}:"
+    assert "flow2.ShellTask" in text
+
+
+def test_help_names_where_the_documentation_is() -> None:
+    from click.testing import CliRunner
+
+    from flow2._cli._app import cli, documentation
+
+    where = documentation()
+    assert where.startswith("http") or Path(where.rsplit(" ", 1)[-1]).is_file(), where
+    output = CliRunner().invoke(cli, ["--help"]).output
+    assert f"Documentation: {where}" in output
+    assert "docs/flows.md" not in output  # a wheel has no docs/ folder
+
+
+def test_help_prefers_the_documentation_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from flow2._cli._app import documentation
+
+    class Distribution:
+        metadata = _Metadata(["Homepage, https://h.example", "Documentation, https://d.example"])
+        files = ()
+
+    distribution = Distribution()
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: distribution)
+    assert documentation() == "https://d.example"
+
+
+class _Metadata:
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def get_all(self, name: str) -> list[str]:
+        return self.urls if name == "Project-URL" else []
