@@ -37,7 +37,7 @@ def documentation() -> str:
         distribution = importlib.metadata.distribution("flow2")
     except importlib.metadata.PackageNotFoundError:
         return "the README of the flow2 project"
-    urls = dict(
+    urls: dict[str, str] = dict(
         entry.split(", ", 1)
         for entry in distribution.metadata.get_all("Project-URL") or []
         if ", " in entry
