@@ -595,3 +595,27 @@ def test_a_flow_file_error_from_the_engine_keeps_the_task_and_option(tmp_path: P
     option_error = load_error(tmp_path, "plugin: shell\nname: B\ncmd: x\ntimeout: soon\n")
     assert (option_error.task, option_error.option, option_error.value) == ("B", "timeout", "soon")
     assert (option_error.key, option_error.line) == ("timeout", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "variables", "expected"),
+    [
+        # {{ }} for a task's result: the fix is ${{ }}, not a command-line variable.
+        (
+            "plugin: serial\ntasks:\n  - {plugin: shell, name: build, cmd: x}\n"
+            "  - {plugin: shell, name: Use, cmd: 'echo {{ build.stdout }}'}\n",
+            {},
+            ["'build' is a task's result", "${{ build.… }} instead of {{ build.… }}"],
+        ),
+        ("plugin: shell\ncmd: echo {{ verison }}\n", {"version": "1"}, ["did you mean 'version'?"]),
+        ("plugin: shell\ncmd: echo {{ name | uper }}\n", {"name": "a"}, ["did you mean 'upper'?"]),
+        ("plugin: shell\ncmd: echo {{ 1 is odd_ }}\n", {}, ["did you mean 'odd'?"]),
+        ("plugin: shell\ncmd: x\niff: true\n", {}, ["did you mean 'if'?", "needs, when, if"]),
+    ],
+)
+def test_first_mistakes_name_the_fix(
+    tmp_path: Path, text: str, variables: dict[str, Any], expected: list[str]
+) -> None:
+    message = str(load_error(tmp_path, text, **variables))
+    for part in expected:
+        assert part in message, message

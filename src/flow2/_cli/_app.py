@@ -12,6 +12,7 @@ reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 from typing import NoReturn
@@ -25,17 +26,44 @@ from ._run import run
 from ._runs import runs
 
 
+def documentation() -> str:
+    """Where an installed flow2 documents itself, for ``flow2 --help``.
+
+    The ``Documentation`` (else ``Homepage``) URL of the package's
+    ``[project.urls]``; without one, the installed metadata file, which holds
+    the README.
+    """
+    try:
+        distribution = importlib.metadata.distribution("flow2")
+    except importlib.metadata.PackageNotFoundError:
+        return "the README of the flow2 project"
+    urls: dict[str, str] = dict(
+        entry.split(", ", 1)
+        for entry in distribution.metadata.get_all("Project-URL") or []
+        if ", " in entry
+    )
+    for label in ("Documentation", "Homepage"):
+        if label in urls:
+            return urls[label]
+    for file in distribution.files or []:
+        if file.name == "METADATA":
+            return f"the README, kept in {file.locate()}"
+    return "the README of the flow2 project"  # pragma: no cover - metadata without files
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
     "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
-    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).\n\n"
+    # \b keeps click from breaking the URL or path across lines.
+    f"\b\nDocumentation: {documentation()}",
     commands=[run, resume, runs, report, validate, render, show, graph, plugins],
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
     """Run workflows written as YAML files: serial and parallel tasks, shell commands,
-    Python callbacks and plugins. See docs/flows.md for the file format."""
+    Python callbacks and plugins."""
     import_from_working_directory()
 
 

@@ -478,7 +478,8 @@ class _Builder:
     def unknown_key(
         self, key: str, line: int, label: str, accepted: list[str], takes_tasks: bool
     ) -> None:
-        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted]
+        # "if" is read by the loader, not the plugin, so the plugin's options miss it.
+        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if"]
         closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         hint = f"did you mean {closest[0]!r}? " if closest else ""
         raise self.error(

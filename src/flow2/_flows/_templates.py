@@ -14,6 +14,7 @@ is exactly one expression takes the expression's value, of any type.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import os
 import re
@@ -265,14 +266,15 @@ def _render(
         ) from None
     except jinja2.TemplateSyntaxError as error:
         raise FlowFileError(
-            f"template syntax error: {error.message}; check the {{{{ }}}} and {{% %}} "
-            f"tags on this line",
+            f"template syntax error: {error.message}; "
+            f"{_syntax_fix(error.message or '', environment)}",
             file=file,
             line=error.lineno,
         ) from None
     except jinja2.UndefinedError as error:
         raise FlowFileError(
-            f"template error: {error.message}; {_how_to_pass(error.message or '')}",
+            f"template error: {error.message}; "
+            f"{_how_to_pass(error.message or '', source, variables)}",
             file=file,
             line=_template_line(error),
         ) from None
@@ -318,7 +320,20 @@ def _overrun_hint(error: TemplateTimeout) -> str:
     return "look for loops that never end or grow too large"
 
 
-def _how_to_pass(message: str) -> str:
+def _syntax_fix(message: str, environment: jinja2.Environment) -> str:
+    """The fix for a template syntax error: a close name for a mistyped filter or test."""
+    match = re.match(r"No (filter|test) named '(\w+)'", message)
+    if match is not None:
+        kind, name = match.groups()
+        known = environment.filters if kind == "filter" else environment.tests
+        close = difflib.get_close_matches(name, list(known), n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"Jinja's {kind}s are listed at https://jinja.palletsprojects.com/templates/"
+    return "check the {{ }} and {% %} tags on this line"
+
+
+def _how_to_pass(message: str, source: str, variables: Mapping[str, Any]) -> str:
     match = re.match(r"'(\w+)' is undefined", message)
     if match is None:
         return (
@@ -326,9 +341,28 @@ def _how_to_pass(message: str) -> str:
             "or give it a default: {{ name | default('…') }}"
         )
     name = match.group(1)
+    if _is_task_result(name, source):
+        # {{ }} is rendered when the file loads, before any task ran; a task's
+        # result exists only at run time, which is what ${{ }} reads.
+        return (
+            f"{name!r} is a task's result, known only at run time: write "
+            f"${{{{ {name}.… }}}} instead of {{{{ {name}.… }}}}"
+        )
+    close = difflib.get_close_matches(name, [key for key in variables if key != ENVIRON], n=1)
+    if close:
+        return f"did you mean {close[0]!r}? (variables given: {', '.join(sorted(variables))})"
     return (
         f"pass it on the command line ({name}=…) or to flow2.load(path, {name}=…), "
         f"or give it a default: {{{{ {name} | default('…') }}}}"
+    )
+
+
+def _is_task_result(name: str, source: str) -> bool:
+    """Whether the flow names a task (or a register) ``name`` or reads its result fields."""
+    escaped = re.escape(name)
+    return bool(
+        re.search(rf"^\s*-?\s*(name|register)\s*:\s*['\"]?{escaped}['\"]?\s*$", source, re.M)
+        or re.search(rf"\b{escaped}\.(stdout|stderr|returncode|result|output)\b", source)
     )
 
 
