@@ -16,6 +16,8 @@ with the first run that records.
   when asked), its definition's fingerprint, what it declares it reads.
 - ``_recorder``: the event listener that hands records to a writer thread.
 - ``_rows``: the rows the writer thread builds from them, in bulk.
+- ``_fingerprint``: what a task does, as parts and digests (code, values, class).
+- ``_files``: content digests of the files a task declares.
 - ``_resume``: the plan that reuses what succeeded in an earlier run.
 - ``_history``: the text ``flow2 runs`` prints.
 """
