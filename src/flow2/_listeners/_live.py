@@ -24,10 +24,16 @@ Three things are kept apart so that output never slows the work:
 - a timer of the event loop, every :data:`REFRESH_INTERVAL`, renders the
   frame from that state (on the loop's thread: it never sees the state half
   changed) — always, however much is being printed;
-- a thread of its own writes the lines and the frame to the terminal. A
-  terminal slower than the output only makes frames be skipped (and, past
-  :data:`MAX_PENDING_LINES`, lines be dropped from the screen, said so); the
-  tasks, their durations and the log files never wait for it.
+- a thread of its own writes the lines and the frame to the terminal, all
+  the lines waiting in one write. A terminal slower than the output only
+  makes frames be skipped; every line is written, however many come at
+  once. Only a terminal that takes nothing for a long time (stopped with
+  Ctrl-S, say) while :data:`MAX_PENDING_CHARACTERS` pile up makes lines be
+  left out, and then the screen says how many and in which log files they
+  are. The tasks, their durations and the log files never wait for it.
+
+Lines are printed whole: a line longer than the screen is wrapped by the
+terminal, never cut.
 
 Needs rich (the ``live`` extra) for the widths of characters in terminal
 cells; this module is imported only when the live view is used.
@@ -42,7 +48,7 @@ import re
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from rich.cells import cell_len, set_cell_size
 
@@ -70,10 +76,10 @@ if TYPE_CHECKING:
 REFRESH_INTERVAL = 0.125
 #: The spinner's frames; one per redraw.
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-#: Lines waiting for a slow terminal beyond which the oldest are not shown.
-MAX_PENDING_LINES = 10_000
-#: A line printed above the tree is cut after this many screen rows.
-MAX_ROWS_PER_LINE = 4
+#: Characters of lines waiting for a terminal that takes nothing, beyond which
+#: the oldest are left out (said so on the screen). A terminal that reads at
+#: all keeps up with any burst: each write hands it every line waiting.
+MAX_PENDING_CHARACTERS = 64 * 1024 * 1024
 
 #: The color (an SGR code) of each finished or waiting status's mark.
 MARK_COLORS = {
@@ -192,8 +198,7 @@ class LiveView:
         self._leaf_counts = _Counts()
         self._leaves_failed = 0
         self._running_leaves: dict[Task, None] = {}
-        self._above: list[str] = []  # printed above the tree at the next redraw
-        self._above_count = 0
+        self._above: list[_Lines] = []  # printed above the tree at the next redraw
 
     # -- events ----------------------------------------------------------------
 
@@ -284,7 +289,8 @@ class LiveView:
             and self.verbosity is not Verbosity.QUIET
         ):
             name = self._paint("1", self._mask(visible(task.name)))
-            self._add_above(f"{name}\n{self._mask(format_result(event.result))}\n", 2)
+            result = self._mask(format_result(event.result))
+            self._add_above(f"{name}\n{result}\n", 2 + result.count("\n"), None)
 
     def _adopt(self, event: TaskEvent) -> Task | None:
         """The parent of a task made on the fly, from its record; the task joins the tree."""
@@ -322,7 +328,7 @@ class LiveView:
             text = _CONTROL.sub("", text)
         if not self.color and "\x1b" in text:
             text = _COLORS.sub("", text)
-        self._add_above(text, len(lines))
+        self._add_above(text, len(lines), record)
         if record is not None and lines and self._status.get(record.task) is _RUNNING:
             self._messages[record.task] = one_line(_COLORS.sub("", lines[-1]))
 
@@ -353,13 +359,19 @@ class LiveView:
         prefix = self._paint(color, self._mask(prefix))
         text = self._mask(record_text(record))
         lines = text.splitlines() or [""]
-        self._add_above("".join(f"{prefix}{line}\n" for line in lines), len(lines))
+        self._add_above(
+            "".join(f"{prefix}{line}\n" for line in lines), len(lines), task_record
+        )
         if task_record is not None and self._status.get(task_record.task) in _ACTIVE:
             self._messages[task_record.task] = one_line(text)
 
-    def _add_above(self, text: str, count: int) -> None:
-        self._above.append(text)
-        self._above_count += count
+    def _add_above(self, text: str, count: int, record: TaskRun | None) -> None:
+        """Queue ``count`` lines (``text``) for above the tree; ``record``: whose they are."""
+        log = None
+        if record is not None and self.output is not None:
+            path = self.output.log_file_of(record)
+            log = str(path) if path is not None else None
+        self._above.append(_Lines(text, count, log))
 
     def show_stopping(self) -> None:
         """Say that the run is stopping (the first Ctrl-C); callable from a signal handler."""
@@ -405,25 +417,8 @@ class LiveView:
             return
         self._frame_count += 1
         width, height = self._size()
-        above, count = self._above, self._above_count
-        self._above, self._above_count = [], 0
-        if above:
-            above = self._cut_above(above, width)
-        writer.submit(above, count, self._render(width, height))
-
-    def _cut_above(self, above: list[str], width: int) -> list[str]:
-        """Lines longer than :data:`MAX_ROWS_PER_LINE` rows are cut."""
-        limit = width * MAX_ROWS_PER_LINE
-        result = []
-        for text in above:
-            if len(text) > limit:
-                lines = text.split("\n")
-                if max(map(len, lines)) > limit:
-                    text = "\n".join(
-                        line if len(line) <= limit else line[: limit - 1] + "…" for line in lines
-                    )
-            result.append(text)
-        return result
+        above, self._above = self._above, []
+        writer.submit(above, self._render(width, height))
 
     def _stop(self) -> None:
         if self._timer is not None:
@@ -634,20 +629,29 @@ class LiveView:
         return f"ETA {format_seconds(elapsed / done * (total - done))}"
 
 
+class _Lines(NamedTuple):
+    """Lines waiting to be printed above the tree: their text, how many, their log file."""
+
+    text: str
+    lines: int
+    log: str | None
+
+
 class _ScreenWriter:
     """Writes lines and frames to the terminal on a thread of its own.
 
     The loop's thread hands over what to draw (:meth:`submit`) and goes on;
     a newer frame replaces one not yet drawn, so a slow terminal gets fewer
-    frames, never a queue of them.
+    frames, never a queue of them. Every line waiting goes out in the next
+    write, so a burst of any size reaches the terminal whole.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._condition = threading.Condition()
-        self._above: list[str] = []
-        self._above_count = 0
-        self._dropped = 0
+        self._above: list[_Lines] = []
+        self._pending = 0  # characters in _above
+        self._dropped: dict[str | None, int] = {}  # lines left out, by log file
         self._frame: list[str] | None = None
         self._closing = False
         self._keep = True
@@ -657,24 +661,33 @@ class _ScreenWriter:
         self._write("\x1b[?25l")  # hide the cursor while drawing
         self._thread.start()
 
-    def submit(self, above: list[str], count: int, frame: list[str]) -> None:
+    def submit(self, above: list[_Lines], frame: list[str]) -> None:
         with self._condition:
             if above:
                 self._above.extend(above)
-                self._above_count += count
-                if self._above_count > MAX_PENDING_LINES:
+                self._pending += sum(len(lines.text) for lines in above)
+                if self._pending > MAX_PENDING_CHARACTERS:
                     self._drop()
             self._frame = frame
             self._condition.notify()
 
     def _drop(self) -> None:
-        """Leave out the oldest lines waiting: the terminal cannot keep up."""
-        text = "".join(self._above)
-        lines = text.split("\n")
-        keep = MAX_PENDING_LINES // 2
-        self._dropped += len(lines) - 1 - keep
-        self._above = ["\n".join(lines[-keep - 1 :])]
-        self._above_count = keep
+        """Leave out the oldest lines waiting: the terminal has taken nothing for long.
+
+        Only reached when :data:`MAX_PENDING_CHARACTERS` wait, which no
+        terminal that reads does (see
+        test_a_burst_of_100000_lines_reaches_the_terminal_whole); counted
+        by log file, for the line that says so.
+        """
+        keep = MAX_PENDING_CHARACTERS // 2
+        above = self._above
+        index = 0
+        while self._pending > keep and index < len(above):
+            waiting = above[index]
+            self._pending -= len(waiting.text)
+            self._dropped[waiting.log] = self._dropped.get(waiting.log, 0) + waiting.lines
+            index += 1
+        del above[:index]
 
     def close(self, *, keep_frame: bool) -> None:
         with self._condition:
@@ -688,16 +701,21 @@ class _ScreenWriter:
             with self._condition:
                 while self._frame is None and not self._above and not self._closing:
                     self._condition.wait()
-                above, self._above, self._above_count = self._above, [], 0
+                above, self._above, self._pending = self._above, [], 0
                 frame, self._frame = self._frame, None
-                dropped, self._dropped = self._dropped, 0
+                dropped, self._dropped = self._dropped, {}
                 closing, keep = self._closing, self._keep
             self._draw(above, frame, dropped, closing, keep)
             if closing:
                 return
 
     def _draw(
-        self, above: list[str], frame: list[str] | None, dropped: int, closing: bool, keep: bool
+        self,
+        above: list[_Lines],
+        frame: list[str] | None,
+        dropped: dict[str | None, int],
+        closing: bool,
+        keep: bool,
     ) -> None:
         parts = []
         if self._drawn and (above or frame is not None or closing):
@@ -706,11 +724,8 @@ class _ScreenWriter:
             parts.append("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
             self._drawn = 0
         if dropped:
-            parts.append(
-                f"… {dropped} lines not shown: the terminal could not keep up "
-                f"(every line is in the task log files, when the run writes them)\n"
-            )
-        parts.extend(above)
+            parts.append(dropped_line(dropped))
+        parts.extend(lines.text for lines in above)
         if closing:
             if keep and frame:
                 parts.append("\n".join(frame) + "\n")
@@ -729,3 +744,17 @@ class _ScreenWriter:
         except (OSError, ValueError):
             # The terminal went away (closed, hung up): nothing more to draw.
             self._failed = True
+
+
+def dropped_line(dropped: dict[str | None, int]) -> str:
+    """The line saying how many lines were left out of the screen, and where they are."""
+    total = sum(dropped.values())
+    places = [f"{log} ({count:,})" for log, count in dropped.items() if log is not None]
+    unlogged = dropped.get(None, 0)
+    if unlogged:
+        places.append(f"{unlogged:,} in no log file")
+    return (
+        f"… {total:,} line{'' if total == 1 else 's'} not shown: the terminal took nothing "
+        f"while {MAX_PENDING_CHARACTERS // (1024 * 1024)} MiB of output waited; "
+        f"they are in {', '.join(places)}\n"
+    )

@@ -189,6 +189,11 @@ class TaskOutput:
         state = self._states.get(record)
         if state is None:
             state = self._states[record] = _TaskState()
+        self._take(record, state, stream, text, final)
+
+    def _take(
+        self, record: TaskRun | None, state: _TaskState, stream: str, text: str, final: bool
+    ) -> None:
         partial = state.partials.get(stream)
         if partial:
             text = partial + text
@@ -249,9 +254,15 @@ class TaskOutput:
                 logger.info("%s", line, extra={"stream": stream})
 
     def _flush_partials(self, record: TaskRun | None, state: _TaskState) -> None:
+        """A task that ended, or a run that ended, leaves no line unfinished: each is a line.
+
+        ``state`` is already out of ``_states`` here: the partials are taken
+        from it, not looked up again (see
+        test_a_partial_line_is_printed_whole_when_its_task_ends).
+        """
         for stream, partial in list(state.partials.items()):
             if partial:
-                self.write(record, stream, "", final=True)
+                self._take(record, state, stream, "", True)
 
     def _write_file(self, record: TaskRun, state: _TaskState, text: str) -> None:
         if record in self.incomplete_logs:
