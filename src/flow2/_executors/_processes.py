@@ -4,7 +4,13 @@ Each worker is a process started with multiprocessing's ``spawn`` method
 (a fresh interpreter: no inherited locks or threads) and runs one call at a
 time, talking to the event loop over a socket pair: the loop sends the
 pickled ``(callback, context, keywords)``, the worker sends back the pickled
-outcome. Owning the processes, rather than using
+outcome. While the callback runs, what it writes to ``sys.stdout`` and
+``sys.stderr`` is sent back as it comes (gathered for at most
+:data:`OUTPUT_INTERVAL` seconds or :data:`OUTPUT_CHUNK` characters, before
+the outcome, in the order it was written), and the loop hands it to the
+task's run as the task's output: on the screen it is prefixed like any
+other line of the task, and it is in the task's log file, the store and
+the event file. Owning the processes, rather than using
 :class:`concurrent.futures.ProcessPoolExecutor`, is what lets a timeout or a
 cancellation kill the one worker running that task, and only it: a
 replacement is started for the next call.
@@ -14,19 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import pickle
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._children import forget, track
 from .._engine._context import current_record
 from .._engine._exceptions import ConfigurationError, ExecutorError
 from .._engine._executor import arguments_for, unpicklable_error
+from .._engine._output import write_output
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +44,13 @@ if TYPE_CHECKING:
     from .._engine._task import Context, Task
 
 _HEADER = struct.Struct("!Q")  # every message is its length, then its pickle
+# A worker's message starts with one of these bytes: output while the call
+# runs, or the reply that ends it.
+_OUTPUT, _REPLY = b"o", b"r"
+#: Seconds a worker gathers what its callback writes before sending it.
+OUTPUT_INTERVAL = 0.05
+#: Characters of output a worker sends at once, whatever the time.
+OUTPUT_CHUNK = 65536
 #: Seconds to wait for a killed or closed worker to exit before leaving it.
 _EXIT_WAIT = 5.0
 #: Seconds a worker that closed its socket gets to exit on its own, so that
@@ -137,7 +153,7 @@ class ProcessExecutor:
             worker = self._take_worker()
             self._busy.add(worker)
             try:
-                outcome = await worker.exchange(request)
+                outcome = await worker.exchange(request, functools.partial(show_output, task))
             except asyncio.CancelledError:
                 # A timeout or a cancelled run: the work must really stop,
                 # and the only way to stop Python code running in another
@@ -208,7 +224,28 @@ def _pickle_request(task: Task, function: Callable[..., Any], context: Context) 
         ) from None
 
 
-def _unpickle_outcome(task: Task, worker: _Worker, data: bytes, submitted: float) -> Any:
+def show_output(task: Task, pieces: list[tuple[str, str]]) -> None:
+    """Hand what ``task``'s callback wrote in a worker to its run, as the task's output.
+
+    :param pieces: ``(stream, text)`` in the order they were written
+        (``"stdout"`` or ``"stderr"``)
+
+    Without a run taking output (a task run on its own, no display), the text
+    goes where the worker's own streams would have written it: this
+    process's ``sys.stdout`` and ``sys.stderr``.
+    """
+    record = current_record.get()
+    for stream, text in pieces:
+        if record is not None and record.task is task and write_output(text, stream):
+            continue
+        original = sys.stderr if stream == "stderr" else sys.stdout
+        original.write(text)
+        original.flush()
+
+
+def _unpickle_outcome(
+    task: Task, worker: _Worker, data: bytes | memoryview, submitted: float
+) -> Any:
     try:
         outcome = pickle.loads(data)
     except Exception as error:
@@ -260,12 +297,18 @@ class _Worker:
         self.child = track(self.pid, is_group=False, description=f"worker process (pid {self.pid})")
         self._exited: asyncio.Future[None] | None = None
 
-    async def exchange(self, request: bytes) -> bytes:
-        """Send one request and wait for its reply."""
+    async def exchange(
+        self, request: bytes, on_output: Callable[[list[tuple[str, str]]], None]
+    ) -> memoryview:
+        """Send one request and wait for its reply; ``on_output`` takes the output before it."""
         loop = asyncio.get_running_loop()
         await loop.sock_sendall(self.connection, _HEADER.pack(len(request)) + request)
-        (size,) = _HEADER.unpack(await self._receive(loop, _HEADER.size))
-        return await self._receive(loop, size)
+        while True:
+            (size,) = _HEADER.unpack(await self._receive(loop, _HEADER.size))
+            message = memoryview(await self._receive(loop, size))
+            if message[:1] != _OUTPUT:
+                return message[1:]
+            on_output(pickle.loads(message[1:]))
 
     async def _receive(self, loop: asyncio.AbstractEventLoop, size: int) -> bytes:
         buffer = bytearray(size)
@@ -344,14 +387,115 @@ def serve(connection: socket.socket, parent_pid: int | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    sender = _OutputSender(connection)
+    sys.stdout = _WorkerStream(sender, "stdout", sys.stdout)
+    sys.stderr = _WorkerStream(sender, "stderr", sys.stderr)
     with connection:
         while True:
             try:
                 request = _receive_blocking(connection)
             except (EOFError, OSError):
                 return  # the executor closed, or its process died
-            reply = _answer(request)
-            connection.sendall(_HEADER.pack(len(reply)) + reply)
+            sender.begin()
+            try:
+                reply = _answer(request)
+            finally:
+                # The output goes before the reply: the task's lines are
+                # all shown when its end is (see
+                # test_prints_of_a_process_task_are_its_output_in_order).
+                sender.end(reply)
+
+
+class _OutputSender:
+    """What the callback running in this worker writes, sent to the loop as it comes.
+
+    Writes are gathered and sent every :data:`OUTPUT_INTERVAL` seconds by a
+    thread of its own, or at once past :data:`OUTPUT_CHUNK` characters; the
+    lock keeps each message whole when threads of the callback write too.
+    Outside a call (a thread the callback left behind), text goes to the
+    worker's own stream, never to the next task.
+    """
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._pieces: list[tuple[str, str]] = []
+        self._size = 0
+        self._calling = False
+        self._broken = False
+        threading.Thread(target=self._send_now_and_then, name="flow2-output", daemon=True).start()
+
+    def add(self, stream: str, text: str) -> bool:
+        """Take ``text`` written to ``stream``; False outside a call."""
+        with self._lock:
+            if not self._calling:
+                return False
+            pieces = self._pieces
+            if pieces and pieces[-1][0] == stream:
+                pieces[-1] = (stream, pieces[-1][1] + text)
+            else:
+                pieces.append((stream, text))
+            self._size += len(text)
+            if self._size >= OUTPUT_CHUNK:
+                self._send_output()
+        return True
+
+    def begin(self) -> None:
+        with self._lock:
+            self._calling = True
+
+    def end(self, reply: bytes) -> None:
+        """Send the output left, then the reply: the call is over."""
+        with self._lock:
+            self._calling = False
+            self._send_output()
+            self._send(_REPLY + reply)
+
+    def _send_now_and_then(self) -> None:
+        while not self._broken:
+            time.sleep(OUTPUT_INTERVAL)
+            with self._lock:
+                if self._pieces:
+                    self._send_output()
+
+    def _send_output(self) -> None:
+        if not self._pieces:
+            return
+        pieces, self._pieces, self._size = self._pieces, [], 0
+        try:
+            self._send(_OUTPUT + pickle.dumps(pieces, pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the loop's end closed: the worker is being stopped
+            self._broken = True
+
+    def _send(self, message: bytes) -> None:
+        self._connection.sendall(_HEADER.pack(len(message)) + message)
+
+
+class _WorkerStream:
+    """``sys.stdout`` or ``sys.stderr`` in a worker: text goes to the loop, as its task's."""
+
+    def __init__(self, sender: _OutputSender, name: str, original: TextIO) -> None:
+        self._sender = sender
+        self._name = name
+        self._original = original
+
+    def write(self, text: str) -> int:
+        if not self._sender.add(self._name, text):
+            return self._original.write(text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
 
 
 def die_with_parent(parent_pid: int) -> None:
