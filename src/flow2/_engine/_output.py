@@ -4,10 +4,12 @@ A task's output reaches its run as :class:`~flow2.OutputEvent` s, emitted
 where it is produced: a shell task's reader hands each chunk of the
 command's stdout and stderr to :func:`write_output`; what a task's code
 prints and logs is handed over by the listener that captures it. The run
-keeps the last :data:`TAIL_LINES` lines of each task (stdout, stderr and log
+keeps the last :data:`KEPT_LINES` lines of each task (stdout, stderr and log
 lines interleaved in the order they came) in an :class:`OutputTail` on the
-task's record, and every event built after that carries them as
-``event.output``: the producer puts the data on the event, never a listener.
+task's record; every event built after that carries the last
+:data:`TAIL_LINES` of them as ``event.output`` (the producer puts the data on
+the event, never a listener), and the run store reads all it keeps from the
+record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ._context import current_record
 
 #: Lines of each task's output carried by its events (``event.output``).
 TAIL_LINES = 20
+#: Lines of each task's output its record keeps (what the run store keeps).
+KEPT_LINES = 200
 #: Longest partial line held back; a longer one counts as a line.
 MAX_PARTIAL = 65536
 
@@ -28,7 +32,7 @@ class OutputTail:
     __slots__ = ("lines", "partials")
 
     def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=TAIL_LINES)
+        self.lines: deque[str] = deque(maxlen=KEPT_LINES)
         self.partials: dict[str, str] = {}
 
     def add(self, stream: str, text: str, final: bool = False) -> None:
@@ -37,10 +41,10 @@ class OutputTail:
         if partial:
             text = partial + text
         # Only the last lines are kept: a 64 KiB chunk is split at its last
-        # TAIL_LINES newlines, not at every one.
-        pieces = text.rsplit("\n", TAIL_LINES)
+        # KEPT_LINES newlines, not at every one.
+        pieces = text.rsplit("\n", KEPT_LINES)
         rest = pieces.pop()
-        if len(pieces) == TAIL_LINES:
+        if len(pieces) == KEPT_LINES:
             pieces[0] = pieces[0].rpartition("\n")[2]
         if final or len(rest) > MAX_PARTIAL:
             if rest:
@@ -52,11 +56,14 @@ class OutputTail:
                 pieces = [last_segment(piece) for piece in pieces]
             self.lines.extend(pieces)
 
-    def text(self) -> str | None:
-        """The last lines, unfinished ones included; None when the task wrote nothing."""
+    def text(self, count: int = TAIL_LINES) -> str | None:
+        """The last ``count`` lines (at most :data:`KEPT_LINES`), unfinished ones included.
+
+        None when the task wrote nothing.
+        """
         lines = list(self.lines)
         lines += [last_segment(partial) for partial in self.partials.values() if partial]
-        return "\n".join(lines[-TAIL_LINES:]) if lines else None
+        return "\n".join(lines[-count:]) if lines else None
 
 
 def last_segment(text: str) -> str:

@@ -18,7 +18,7 @@ from .._engine._context import current_record
 from .._engine._events import Status
 from .._engine._exceptions import ConfigurationError, ExecutorError
 from .._engine._executor import arguments_for, unpicklable_error
-from ._processes import RemoteTraceback
+from ._processes import RemoteTraceback, show_output
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,7 +49,10 @@ class DaskExecutor:
     fails the task with :class:`flow2.ExecutorError`; ``retries`` apply.
     Each run Dask itself started again after a worker died is reported as an
     attempt (a ``RETRYING`` event). The task is timed from when a worker
-    began it; the wait before is its queue time (``event.queued``).
+    began it; the wait before is its queue time (``event.queued``). What
+    the callback writes to ``sys.stdout`` and ``sys.stderr`` on the worker
+    (from the thread Dask runs it in) comes back with its outcome and is the
+    task's output, shown, logged and stored as any other task's.
 
     :param scheduler: the scheduler address (``"tcp://10.0.0.5:8786"``) or a
         ``distributed.Client`` (``executor="dask"`` passes the run's
@@ -203,6 +206,7 @@ class DaskExecutor:
             if record is not None and record.task is task:
                 await _report_reruns(client, key, record)
                 record.began_on_worker(submitted, outcome[-1])
+            show_output(task, outcome[-2])
             return _unpickled_result(task, outcome)
         except FutureCancelledError as error:
             # Cancelled on the cluster's side (lost scheduler, another client),
@@ -295,11 +299,78 @@ def _worker_call() -> Callable[[Callable[[Context], Any], Context], tuple[Any, .
 
     A result that cannot be pickled would otherwise fail inside Dask, on its
     way back, as a bare TypeError naming no task; here the worker says so and
-    :func:`_unpickled_result` names the task. Every outcome ends with the
+    :func:`_unpickled_result` names the task. Every outcome ends with what
+    the callback wrote, as ``(stream, text)`` pieces in order, then the
     ``time.time()`` the callback began on the worker, so the task is timed
     from then. Nested, so cloudpickle sends it by value: the workers need not
     have flow2 installed.
     """
+
+    class CapturedStream:
+        """``sys.stdout`` or ``sys.stderr`` on a worker: a flow2 call's thread writes to its list.
+
+        A Dask worker runs several calls at once, in threads, all sharing
+        the process's streams; each call's writes are told apart by thread.
+        Other threads write through, unchanged.
+        """
+
+        def __init__(self, original: Any, name: str, calls: Any, users: list[int]) -> None:
+            self.flow2_original = original
+            self.flow2_name = name
+            self.flow2_calls = calls
+            self.flow2_users = users
+
+        def write(self, text: str) -> int:
+            pieces = getattr(self.flow2_calls, "pieces", None)
+            if pieces is None:
+                return int(self.flow2_original.write(text))
+            if pieces and pieces[-1][0] == self.flow2_name:
+                pieces[-1] = (self.flow2_name, pieces[-1][1] + text)
+            else:
+                pieces.append((self.flow2_name, text))
+            return len(text)
+
+        def flush(self) -> None:
+            self.flow2_original.flush()
+
+        def isatty(self) -> bool:
+            return False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.flow2_original, name)
+
+    def capture() -> tuple[Any, list[tuple[str, str]]]:
+        import sys
+        import threading
+
+        # One lock per worker process, whichever copy of this function runs.
+        lock = sys.__dict__.setdefault("_flow2_capture_lock", threading.Lock())
+        with lock:
+            stdout: Any = sys.stdout
+            if not isinstance(getattr(stdout, "flow2_users", None), list):
+                calls, users = threading.local(), [0]
+                stdout = sys.stdout = CapturedStream(sys.stdout, "stdout", calls, users)
+                sys.stderr = CapturedStream(sys.stderr, "stderr", calls, users)
+            stdout.flow2_users[0] += 1
+            pieces: list[tuple[str, str]] = []
+            stdout.flow2_calls.pieces = pieces
+        return stdout, pieces
+
+    def release(stdout: Any) -> None:
+        import sys
+
+        with sys.__dict__["_flow2_capture_lock"]:
+            stdout.flow2_calls.pieces = None
+            stdout.flow2_users[0] -= 1
+            # The last call out puts the streams back (a worker in the
+            # client's own process must not keep them).
+            if not stdout.flow2_users[0]:
+                original = stdout.flow2_original
+                if sys.stdout is stdout:
+                    sys.stdout = original
+                stderr: Any = sys.stderr
+                if getattr(stderr, "flow2_calls", None) is stdout.flow2_calls:
+                    sys.stderr = stderr.flow2_original
 
     def pickled_result(function: Callable[[Context], Any], data: Context) -> tuple[Any, ...]:
         import time
@@ -307,19 +378,23 @@ def _worker_call() -> Callable[[Callable[[Context], Any], Context], tuple[Any, .
 
         import cloudpickle  # type: ignore[import-untyped]  # comes with distributed
 
+        stdout, output = capture()
         began = time.time()
         try:
             result = function(data)
         except Exception as error:
             # Sent back with the worker's traceback, and raised unchanged
             # by _unpickled_result, its start time known.
-            return "raised", error, "".join(traceback.format_exception(error)), began
+            return "raised", error, "".join(traceback.format_exception(error)), output, began
+        finally:
+            release(stdout)
         try:
-            return "pickled", cloudpickle.dumps(result, protocol=5), began
+            return "pickled", cloudpickle.dumps(result, protocol=5), output, began
         except Exception as error:
             return (
                 "unpicklable",
                 f"{type(result).__name__}; {type(error).__name__}: {error}",
+                output,
                 began,
             )
 

@@ -359,9 +359,7 @@ class LiveView:
         prefix = self._paint(color, self._mask(prefix))
         text = self._mask(record_text(record))
         lines = text.splitlines() or [""]
-        self._add_above(
-            "".join(f"{prefix}{line}\n" for line in lines), len(lines), task_record
-        )
+        self._add_above("".join(f"{prefix}{line}\n" for line in lines), len(lines), task_record)
         if task_record is not None and self._status.get(task_record.task) in _ACTIVE:
             self._messages[task_record.task] = one_line(text)
 

@@ -37,6 +37,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
+from .._engine._output import KEPT_LINES
 from .._listeners._text import error_message, user_traceback
 from ._failures import cause_of, rollback
 from ._liveness import RUNNING, process_identity
@@ -59,8 +60,8 @@ FLUSH_INTERVAL = 0.5
 #: Seconds after which a run in which nothing happened has its ``last_seen``
 #: written again: a run killed during a long task shows how long it lived.
 HEARTBEAT_INTERVAL = 5.0
-#: Lines of a task's log output kept in the store (the last ones).
-OUTPUT_LINES = 200
+#: Lines of a task's output kept in the store (the last ones): all its run keeps.
+OUTPUT_LINES = KEPT_LINES
 
 _RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
 _SUCCEEDED, _REUSED = Status.SUCCEEDED, Status.REUSED
@@ -190,9 +191,11 @@ class StoreRecorder:
                 if status in _TRACEBACK:
                     self._formatted[id(failure)] = (failure, error)
         output = self._outputs.pop(record, None) if self._outputs else None
-        if event.output:
-            # What the task printed and logged, as the run's output listener kept it.
-            output = deque(event.output.splitlines())
+        if event.output and record.output is not None:
+            # What the task printed and logged, as its run kept it on its
+            # record: the last OUTPUT_LINES (the event carries fewer).
+            kept = record.output.text(OUTPUT_LINES)
+            output = deque(kept.split("\n")) if kept is not None else None
         return (
             record,
             event.time,
