@@ -399,11 +399,13 @@ def serve(connection: socket.socket, parent_pid: int | None = None) -> None:
             sender.begin()
             try:
                 reply = _answer(request)
-            finally:
-                # The output goes before the reply: the task's lines are
-                # all shown when its end is (see
-                # test_prints_of_a_process_task_are_its_output_in_order).
-                sender.end(reply)
+            except BaseException:  # SystemExit: what was printed still goes first
+                sender.end(None)
+                raise
+            # The output goes before the reply: the task's lines are all
+            # shown when its end is (see
+            # test_a_process_task_s_prints_are_its_output_everywhere_in_order).
+            sender.end(reply)
 
 
 class _OutputSender:
@@ -444,12 +446,13 @@ class _OutputSender:
         with self._lock:
             self._calling = True
 
-    def end(self, reply: bytes) -> None:
-        """Send the output left, then the reply: the call is over."""
+    def end(self, reply: bytes | None) -> None:
+        """Send the output left, then the reply (None: there is none): the call is over."""
         with self._lock:
             self._calling = False
             self._send_output()
-            self._send(_REPLY + reply)
+            if reply is not None:
+                self._send(_REPLY + reply)
 
     def _send_now_and_then(self) -> None:
         while not self._broken:
