@@ -151,7 +151,9 @@ class Terminal:
         rows: int = 24,
         env: dict[str, str] | None = None,
         arguments: tuple[str, ...] = (),
+        feed_screen: bool = True,
     ) -> None:
+        """:param feed_screen: False: keep only the raw bytes (pyte is slow on megabytes)"""
         path = tmp_path / "flow.py"
         path.write_text(textwrap.dedent(script))
         environment = {
@@ -163,6 +165,7 @@ class Terminal:
         environment.update(env or {})
         self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.ByteStream(self.screen)
+        self.feed_screen = feed_screen
         self.raw = b""
         self.child = pexpect.spawn(
             sys.executable,
@@ -190,7 +193,8 @@ class Terminal:
                     ) from None
                 break
             self.raw += chunk
-            self.stream.feed(chunk)
+            if self.feed_screen:
+                self.stream.feed(chunk)
         return self.lines()
 
     def finish(self, *, check: bool = True) -> list[str]:
@@ -201,7 +205,8 @@ class Terminal:
             except pexpect.EOF:
                 break
             self.raw += chunk
-            self.stream.feed(chunk)
+            if self.feed_screen:
+                self.stream.feed(chunk)
         self.child.close()
         if check:
             assert self.child.exitstatus == 0, self.lines()
