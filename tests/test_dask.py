@@ -81,6 +81,14 @@ def fail(context: dict[str, Any]) -> None:
     raise ValueError("bad input 42")
 
 
+def chatter(context: dict[str, Any]) -> str:
+    import sys
+
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    return "done"
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """Two single-threaded worker processes, shared by the module (starting them is slow).
@@ -482,3 +490,21 @@ def test_a_run_dask_repeats_after_a_worker_died_is_an_attempt(
     assert isinstance(retrying.error, flow2.ExecutorError)
     assert "the Dask worker running it died, and Dask ran it again" in str(retrying.error)
     assert ended(recorder, "Hang").attempt == 2
+
+
+def test_what_a_callback_prints_on_a_worker_is_its_task_s_output(client: Any) -> None:
+    pieces: list[tuple[str, str, str]] = []
+
+    def collect(event: Any) -> None:
+        if isinstance(event, flow2.OutputEvent):
+            pieces.append((event.task.name, event.stream, event.text))
+
+    collect.listens_to = frozenset({flow2.OutputEvent})  # type: ignore[attr-defined]
+
+    async def scenario() -> dict[str, Any]:
+        async with flow2.DaskExecutor(client.scheduler.address) as executor:
+            task = flow2.CallbackTask("Chatter", chatter, executor=executor)
+            return await flow2.Runner(display="none", listeners=[collect]).run(task)
+
+    assert run(scenario())["chatter"] == "done"
+    assert pieces == [("Chatter", "stdout", "to stdout\n"), ("Chatter", "stderr", "to stderr\n")]

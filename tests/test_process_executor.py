@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import multiprocessing
 import os
@@ -135,6 +136,31 @@ def return_unpicklable_here(context: dict[str, Any]) -> Any:
 
 def exit_worker(context: dict[str, Any]) -> None:
     sys.exit(3)
+
+
+def chatter(context: dict[str, Any]) -> str:
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    sys.stdout.write("no newline")
+    return "done"
+
+
+def chatter_then_exit(context: dict[str, Any]) -> None:
+    print("last words")
+    sys.exit(3)
+
+
+class OutputCollector:
+    """A listener keeping each output event's task, stream and text."""
+
+    listens_to = frozenset({flow2.OutputEvent})
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, str, str]] = []
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, flow2.OutputEvent):
+            self.pieces.append((event.task.name, event.stream, event.text))
 
 
 def is_alive(pid: int) -> bool:
@@ -561,3 +587,45 @@ def test_queue_time_is_not_work_time(
     (queued,) = (task for task in record.tasks if task.name == "Queued")
     assert queued.queued == pytest.approx(end.queued)
     assert queued.duration is not None and queued.duration < 1.0
+
+
+def test_what_a_worker_prints_comes_back_as_its_task_s_output_in_order(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    collector = OutputCollector()
+    task = flow2.CallbackTask("Chatter", chatter, executor=pool)
+    context = run(flow2.Runner(display="none", listeners=[collector]).run(task))
+    assert context["chatter"] == "done"
+    assert collector.pieces == [
+        ("Chatter", "stdout", "to stdout\n"),
+        ("Chatter", "stderr", "to stderr\n"),
+        ("Chatter", "stdout", "no newline"),
+    ]
+
+
+def test_a_worker_that_exits_still_sends_what_was_printed_first(
+    pool: flow2.ProcessExecutor,
+) -> None:
+    collector = OutputCollector()
+    task = flow2.CallbackTask("Exit", chatter_then_exit, executor=pool)
+    with pytest.raises(flow2.ExecutorError, match="exited with code 3"):
+        run(flow2.Runner(display="none", listeners=[collector]).run(task))
+    assert collector.pieces == [("Exit", "stdout", "last words\n")]
+
+
+def test_a_run_without_a_display_logs_a_worker_s_prints_as_its_task_s_lines(
+    pool: flow2.ProcessExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = flow2.CallbackTask("Chatter", chatter, executor=pool)
+    with caplog.at_level(logging.INFO, logger="flow2.tasks"):
+        run(flow2.Runner(display="none").run(task))
+    lines = [
+        (record.task, record.stream, record.getMessage())  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.name == "flow2.tasks"
+    ]
+    assert lines == [
+        ("Chatter", "stdout", "to stdout"),
+        ("Chatter", "stderr", "to stderr"),
+        ("Chatter", "stdout", "no newline"),
+    ]
