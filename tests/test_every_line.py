@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -134,7 +135,8 @@ def test_a_burst_of_100000_lines_reaches_the_terminal_whole(tmp_path: Path) -> N
         printed = [f"{word.decode()} {number}" for number in range(BURST)]
         # The screen: every line once, prefixed with its task (colors may
         # surround the prefix), none written raw under the tree.
-        shown = re.findall(rb"\[" + name.encode() + rb"\] (?:\x1b\[0m)?" + word + rb" (\d+)\r\n", raw)
+        prefix = rb"\[" + name.encode() + rb"\] (?:\x1b\[0m)?"
+        shown = re.findall(prefix + word + rb" (\d+)\r\n", raw)
         assert [int(number) for number in shown] == list(range(BURST))
         assert len(re.findall(word + rb" \d+\r\n", raw)) == BURST
         # The log file: every line, in order.
@@ -265,7 +267,7 @@ def test_partial_and_process_lines_are_whole_everywhere_in_plain_output_to_a_pip
         [sys.executable, "-m", "flow2", *_flow2_arguments(tmp_path, flow, "--display", "plain")],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
         cwd=tmp_path,
         timeout=120,
     )
@@ -286,7 +288,7 @@ def test_output_piped_into_head_still_reaches_the_log_files(tmp_path: Path) -> N
         shell=True,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
         cwd=tmp_path,
         timeout=120,
     )
