@@ -425,6 +425,7 @@ class _OutputSender:
         self._size = 0
         self._calling = False
         self._broken = False
+        self._waiting = threading.Event()  # set while output waits to be sent
         threading.Thread(target=self._send_now_and_then, name="flow2-output", daemon=True).start()
 
     def add(self, stream: str, text: str) -> bool:
@@ -440,6 +441,8 @@ class _OutputSender:
             self._size += len(text)
             if self._size >= OUTPUT_CHUNK:
                 self._send_output()
+            else:
+                self._waiting.set()
         return True
 
     def begin(self) -> None:
@@ -455,11 +458,13 @@ class _OutputSender:
                 self._send(_REPLY + reply)
 
     def _send_now_and_then(self) -> None:
+        # Asleep while nothing is written; then sends at most every OUTPUT_INTERVAL.
         while not self._broken:
+            self._waiting.wait()
             time.sleep(OUTPUT_INTERVAL)
             with self._lock:
-                if self._pieces:
-                    self._send_output()
+                self._waiting.clear()
+                self._send_output()
 
     def _send_output(self) -> None:
         if not self._pieces:

@@ -747,12 +747,14 @@ class _ScreenWriter:
 def dropped_line(dropped: dict[str | None, int]) -> str:
     """The line saying how many lines were left out of the screen, and where they are."""
     total = sum(dropped.values())
+    text = (
+        f"… {total:,} line{'' if total == 1 else 's'} not shown: the terminal took nothing "
+        f"while {MAX_PENDING_CHARACTERS // (1024 * 1024)} MiB of output waited"
+    )
     places = [f"{log} ({count:,})" for log, count in dropped.items() if log is not None]
+    if places:
+        text += f"; they are in {', '.join(places)}"
     unlogged = dropped.get(None, 0)
     if unlogged:
-        places.append(f"{unlogged:,} in no log file")
-    return (
-        f"… {total:,} line{'' if total == 1 else 's'} not shown: the terminal took nothing "
-        f"while {MAX_PENDING_CHARACTERS // (1024 * 1024)} MiB of output waited; "
-        f"they are in {', '.join(places)}\n"
-    )
+        text += f"; {unlogged:,} of them are in no log file"
+    return text + "\n"
