@@ -267,7 +267,7 @@ def test_live_view_shows_records_above_and_next_to_the_running_task() -> None:
         )
         running = asyncio.create_task(runner.run(tree))
         await logged.wait()
-        above = "".join(view._above).splitlines()
+        above = "".join(waiting.text for waiting in view._above).splitlines()
         lines = view.plain_lines()
         release.set()
         await running
