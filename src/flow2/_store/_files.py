@@ -351,7 +351,7 @@ def _walk(
     if not stat.S_ISDIR(top.st_mode):
         return found
     visited = {(top.st_dev, top.st_ino)}
-    stack: list[tuple[list[str], str, int]] = [(start, "", 0)]
+    stack: list[tuple[str, str, int]] = [(start, "", 0)]
     while stack:
         folder, relative, level = stack.pop()
         with os.scandir(folder) as entries:

@@ -512,7 +512,9 @@ class _Collector:
         elif isinstance(function, types.MethodType):
             self._root(function.__func__)
             self._object(function.__self__)
-        elif isinstance(function, types.FunctionType):
+        elif isinstance(function, types.FunctionType) or (
+            not isinstance(function, type) and hasattr(function, "__wrapped__")
+        ):
             self._function_root(function)
         elif isinstance(function, type):
             self.add("code", _library_identity(function))
@@ -531,7 +533,7 @@ class _Collector:
                 f"{_qualified(type(function))} is not callable", kind=_qualified(type(function))
             )
 
-    def _function_root(self, function: types.FunctionType) -> None:
+    def _function_root(self, function: Any) -> None:
         layers: list[Any] = [function]
         seen = {id(function)}
         while hasattr(layers[-1], "__wrapped__"):
@@ -543,7 +545,7 @@ class _Collector:
         for layer in layers:  # a recursive call names no helper
             self.seen[id(layer)] = layer
         for layer, inner in itertools.pairwise(layers):
-            label = f"code: decorator {_name_of(layer)}"
+            label = f"code: decorator {_decorator_name(layer)}"
             if isinstance(layer, types.FunctionType) and _is_user_code(layer.__code__.co_filename):
                 own = self._function(layer, skip=inner)
                 self.add(label, _digest_text(repr(sorted(own.items()))))
@@ -611,6 +613,10 @@ class _Collector:
                 continue
             if skip is not None and content is skip:
                 continue  # the function a decorator wraps: its parts are the body's
+            if name == "__class__" and isinstance(content, type):
+                # the class a method is defined in (for super()): its own parts cover it
+                own[f"closure value {name}"] = _digest_text(_qualified(content))
+                continue
             own[f"closure value {name}"] = self.value(content, f"closure value {name!r}")
         self._references(function)
         return own
@@ -916,6 +922,15 @@ def _module_of(function: Any) -> str:
     target = target or getattr(function, "__func__", function)
     module = getattr(target, "__module__", None)
     return module if isinstance(module, str) else _qualified(type(function)).rpartition(".")[0]
+
+
+def _decorator_name(wrapper: Any) -> str:
+    """The decorator that made ``wrapper`` (``functools.wraps`` copied the wrapped
+    function's name onto it): ``logged`` for ``logged.<locals>.wrapper``."""
+    code = getattr(wrapper, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return code.co_qualname.partition(".<locals>")[0]
+    return _qualified(type(wrapper))
 
 
 def _name_of(target: Any) -> str:
