@@ -444,7 +444,7 @@ def test_what_cannot_be_fingerprinted_says_why(load: Any) -> None:
     [
         (lambda: threading.Lock(), "_thread.lock"),
         (lambda: (n for n in range(3)), "builtins.generator"),
-        (lambda: open(os.devnull, "rb"), "_io.BufferedReader"),  # noqa: SIM115
+        (lambda: open(os.devnull, "rb"), "_io.BufferedReader"),
         (lambda: threading.Event(), "threading.Event"),
     ],
 )
@@ -601,7 +601,7 @@ def test_objects_enums_dataclasses_and_library_values() -> None:
     assert value_digest(Point(1, [2])) != value_digest(Point(1, [3]))
     assert value_digest(Slotted(1)) != value_digest(Slotted(2))
     assert value_digest(decimal.Decimal("1.5")) != value_digest(decimal.Decimal("1.6"))
-    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     assert value_digest(moment) != value_digest(moment.replace(tzinfo=None))
     assert value_digest(uuid.UUID(int=1)) != value_digest(uuid.UUID(int=2))
     assert value_digest(datetime.date(2026, 1, 1)) != value_digest(datetime.date(2026, 1, 2))
