@@ -25,7 +25,10 @@ whose timestamps are coarse): a later edit in the same tick would keep its
 it was read is digested but not remembered.
 
 The index lives in memory; :meth:`FileIndex.load` and :meth:`FileIndex.save`
-keep it in a SQLite database (table ``file_index``) between runs.
+keep it in a SQLite database (table ``file_index``) between runs. An
+entry is dropped when its file is found missing by name; one for a file
+deleted under a directory or a glob stays until its path is met again, and
+only ever serves a file with the very same ``stat``.
 """
 
 from __future__ import annotations
@@ -235,6 +238,7 @@ class FileIndex:
                         waiting.append(shown)
             if not matched:
                 found[pattern] = MISSING
+                self._forget(os.path.normpath(os.path.join(root, pattern)))  # a file deleted
         return found, pending
 
     def _finish(
