@@ -172,8 +172,11 @@ def test_an_edit_with_the_mtime_put_back_and_the_same_size_is_seen(tmp_path: Pat
 def test_an_edit_within_the_same_timestamp_is_caught_by_the_racy_guard(
     tmp_path: Path, opened: list[str]
 ) -> None:
+    # End to end with the default margin: an edit right after a read is seen,
+    # whether its change time ticked (the stat) or not (the racy guard, which
+    # test_a_racy_entry_is_read_until_its_file_is_older_than_its_digest pins).
     path = write(tmp_path / "config.txt", "mode=a")
-    index = FileIndex()  # a file changed within the margin before its digest is racy
+    index = FileIndex()
     index.digests(["config.txt"], tmp_path)
     status = os.stat(path)
     path.write_text("mode=b")
@@ -199,26 +202,52 @@ def test_a_racy_entry_is_read_until_its_file_is_older_than_its_digest(
     assert len(opened) == 3
 
 
-def test_a_file_that_changes_while_read_is_not_remembered(
+class EditedWhileRead:
+    """A file edited (same size, new mtime) right after its first block was read,
+    as doit's #119 has an input edited while its task runs."""
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        self.path = path
+        self.file = open(path, *args, **kwargs)
+        self.edited = False
+
+    def __enter__(self) -> EditedWhileRead:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.file.close()
+
+    def fileno(self) -> int:
+        return int(self.file.fileno())
+
+    def readinto(self, buffer: Any) -> int:
+        size = int(self.file.readinto(buffer))
+        if not self.edited:
+            self.edited = True
+            Path(self.path).write_text("two")
+            moment = time.time_ns() - 1800 * 10**9
+            os.utime(self.path, ns=(moment, moment))
+        return size
+
+
+def test_a_file_edited_while_read_is_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path / "moving.txt", "one")
     age(path)
     opens: list[str] = []
 
-    def open_and_touch(name: str, *args: Any, **kwargs: Any) -> Any:
-        file = open(name, *args, **kwargs)
+    def open_edited_once(name: str, *args: Any, **kwargs: Any) -> Any:
         opens.append(name)
-        if len(opens) == 1:  # an edit lands while the first read is under way
-            moment = time.time_ns() - 10**9 * 1800
-            os.utime(name, ns=(moment, moment))
-        return file
+        if len(opens) == 1:
+            return EditedWhileRead(name, *args, **kwargs)
+        return open(name, *args, **kwargs)
 
-    monkeypatch.setattr(_files, "open", open_and_touch, raising=False)
+    monkeypatch.setattr(_files, "open", open_edited_once, raising=False)
     index = FileIndex(racy_margin=0)
-    index.digests(["moving.txt"], tmp_path)
-    index.digests(["moving.txt"], tmp_path)
-    index.digests(["moving.txt"], tmp_path)
+    assert index.digests(["moving.txt"], tmp_path) == {"moving.txt": sha256(b"one")}
+    assert index.digests(["moving.txt"], tmp_path) == {"moving.txt": sha256(b"two")}
+    assert index.digests(["moving.txt"], tmp_path) == {"moving.txt": sha256(b"two")}
     assert len(opens) == 2
 
 

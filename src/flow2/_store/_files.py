@@ -21,8 +21,8 @@ same, so the edit is seen. An entry is *racy* when the file was modified
 or changed less than :attr:`FileIndex.racy_margin` seconds before its
 digest was taken (git's racy-clean rule, with a margin for filesystems
 whose timestamps are coarse): a later edit in the same tick would keep its
-``stat``, so a racy entry is read again. A file whose ``stat`` changed while
-it was read is digested but not remembered.
+``stat``, so a racy entry is read again. The ``stat`` kept is the one taken
+before the file was read: a file edited while it is read is read again next time.
 
 The index lives in memory; :meth:`FileIndex.load` and :meth:`FileIndex.save`
 keep it in a SQLite database (table ``file_index``) between runs. An
@@ -125,7 +125,7 @@ class FileIndex:
         found, pending = await asyncio.to_thread(self._survey, patterns, base)
         limit = asyncio.Semaphore(READERS)
 
-        async def read(path: str) -> tuple[str, os.stat_result | None]:
+        async def read(path: str) -> tuple[str, os.stat_result]:
             async with limit:
                 return await asyncio.to_thread(_read, path)
 
@@ -245,16 +245,13 @@ class FileIndex:
         self,
         found: dict[str, str],
         pending: list[tuple[list[str], str, int]],
-        results: list[tuple[str, os.stat_result | None]],
+        results: list[tuple[str, os.stat_result]],
     ) -> dict[str, str]:
         with self._lock:
             self.reads += len(pending)
             for (names, path, taken), (digest, status) in zip(pending, results, strict=True):
                 for shown in names:
                     found[shown] = digest
-                if status is None:  # it changed while it was read: read it again next time
-                    self._forget(path)
-                    continue
                 self._entries[path] = FileEntry(
                     status.st_mtime_ns,
                     status.st_ctime_ns,
@@ -273,8 +270,8 @@ class FileIndex:
             self._changed.discard(path)
 
 
-def _read(path: str) -> tuple[str, os.stat_result | None]:
-    """The sha256 of the file's bytes, and its stat when it did not change while read."""
+def _read(path: str) -> tuple[str, os.stat_result]:
+    """The sha256 of the file's bytes, and its stat from before they were read."""
     digest = hashlib.sha256()
     buffer = bytearray(_BLOCK)
     view = memoryview(buffer)
@@ -285,14 +282,10 @@ def _read(path: str) -> tuple[str, os.stat_result | None]:
             if not size:
                 break
             digest.update(view[:size])
-    after = os.stat(path)
-    same = (before.st_mtime_ns, before.st_ctime_ns, before.st_size, before.st_ino) == (
-        after.st_mtime_ns,
-        after.st_ctime_ns,
-        after.st_size,
-        after.st_ino,
-    )
-    return digest.hexdigest(), before if same else None
+    # The stat from before the read goes with the digest: an edit during the
+    # read changes the file's stat, so the next pass reads it again (see
+    # test_a_file_edited_while_read_is_read_again).
+    return digest.hexdigest(), before
 
 
 def _special(mode: int) -> str:
