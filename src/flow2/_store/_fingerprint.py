@@ -33,9 +33,12 @@ with the reason: the task is then not reusable, never keyed on a guess or a
 constant. Values are encoded with an explicit stack (no depth limit; a cycle
 is a back-reference to the enclosing value), every type tagged (``1``,
 ``1.0``, ``True`` and ``"1"`` differ), sets and dict keys in a canonical
-order, objects by their class's qualified name and their pickled state
-(``__reduce_ex__``): what cannot be pickled, and sockets, files, locks,
-generators, coroutines, event loops and threads, has no stable fingerprint.
+order, objects by their class (its qualified name; its code too for a class
+of the user's own) and their pickled state (``__reduce_ex__``, so
+``__dict__``, ``__slots__`` and C types that pickle all count): what cannot be
+pickled, and sockets, files, locks, generators, coroutines, event loops,
+threads and executors, has no stable fingerprint. A logger a callable uses is
+no part of it (where it logs to is not what the task computes).
 """
 
 from __future__ import annotations
@@ -256,7 +259,9 @@ class _Encoder:
         out: list[bytes] = []
         stack: list[Any] = [value]
         path: dict[int, int] = {}  # the containers enclosing the current value → depth
-        keep: list[Any] = []  # what reduce made: alive while its id is on the path
+        # What this encoding made (reduced states, code fields): alive until the
+        # end, so that no new object takes the id of one still on the path.
+        keep: list[Any] = []
         while stack:
             item = stack.pop()
             kind = type(item)
@@ -305,7 +310,9 @@ class _Encoder:
                 out.append(b"M" + _encode_str(item.__name__))
             elif isinstance(item, types.CodeType):
                 out.append(b"K")
-                stack.append(_code_fields(item))
+                fields = _code_fields(item)
+                keep.append(fields)
+                stack.append(fields)
             elif isinstance(item, _FUNCTION_TYPES) or _is_callable_object(item):
                 out.append(b"F" + _encode_str(self._callable(item)))
             elif isinstance(item, pathlib.PurePath):
@@ -784,7 +791,7 @@ def _code_digest(code: types.CodeType) -> str:
         return cached[1]
     try:
         source = inspect.getsource(code)
-    except (OSError, TypeError):
+    except Exception:  # no file (exec, a REPL), or one that no longer parses: the bytecode says it
         source = ""
     structure = _Encoder(_State()).encode(_code_fields(code), "code")
     digest = _digest_bytes(_encode_str(source) + structure)
@@ -879,10 +886,15 @@ def _is_flow2_class(cls: type) -> bool:
 
 
 def _library_identity(target: Any) -> str:
-    """A library callable or class by its qualified name and its distribution's version."""
+    """A library callable or class by its qualified name and its distribution's version
+    (a class of the user's own by its name: its methods are parts of their own)."""
     module = getattr(target, "__module__", None) or getattr(
         getattr(target, "__self__", None), "__name__", "builtins"
     )
+    loaded = sys.modules.get(str(module))
+    filename = getattr(loaded, "__file__", None)
+    if filename and _is_user_code(filename):  # the user's own: its code is in other parts
+        return _digest_text(f"{module}.{_name_of(target)}")
     return _digest_text(f"{module}.{_name_of(target)} {_version_of(str(module))}")
 
 
