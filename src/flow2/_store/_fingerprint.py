@@ -767,11 +767,15 @@ def _global_chains(code: types.CodeType) -> list[tuple[str, ...]]:
         if current is not None:
             chains.append(tuple(current))
     result = list(dict.fromkeys(chains))
+    if len(_CHAINS) >= _CACHE_LIMIT:  # code made at run time (exec, lambdas in loops) ends here
+        _CHAINS.clear()
     _CHAINS[id(code)] = (code, result)
     return result
 
 
 _CHAINS: dict[int, tuple[types.CodeType, list[tuple[str, ...]]]] = {}
+#: Code objects whose digest and global names are kept (each kept alive by its entry).
+_CACHE_LIMIT = 20_000
 
 
 def _codes(code: types.CodeType) -> list[types.CodeType]:
@@ -795,6 +799,8 @@ def _code_digest(code: types.CodeType) -> str:
         source = ""
     structure = _Encoder(_State()).encode(_code_fields(code), "code")
     digest = _digest_bytes(_encode_str(source) + structure)
+    if len(_CODE_DIGESTS) >= _CACHE_LIMIT:
+        _CODE_DIGESTS.clear()
     _CODE_DIGESTS[id(code)] = (code, digest)
     return digest
 
