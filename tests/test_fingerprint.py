@@ -249,6 +249,16 @@ def by_attribute(context):
 
 def by_name(context):
     return normalize(context["name"])
+
+def by_local_import(context):
+    import fp_helpers as helpers
+
+    return helpers.normalize(context["name"])
+
+def by_local_from_import(context):
+    from fp_helpers import normalize
+
+    return normalize(context["name"])
 """
 
 
@@ -257,6 +267,11 @@ def test_a_helpers_code_in_a_user_module_is_a_part_followed_transitively(load: A
         load("fp_helpers", HELPERS.format(case=case, suffix=suffix))
         module = load("fp_callback", CALLBACK)
         return callable_parts(module.by_attribute), callable_parts(module.by_name)
+
+    def imported_inside(case: str) -> tuple[dict[str, str], dict[str, str]]:
+        load("fp_helpers", HELPERS.format(case=case, suffix=""))
+        module = load("fp_callback", CALLBACK)
+        return callable_parts(module.by_local_import), callable_parts(module.by_local_from_import)
 
     by_attribute, by_name = parts("lower")
     assert {"code: helper fp_helpers.normalize()", "code: helper fp_helpers._clean()"} <= set(
@@ -271,6 +286,10 @@ def test_a_helpers_code_in_a_user_module_is_a_part_followed_transitively(load: A
     assert changed(by_name, upper_name) == {"code: helper normalize()"}
     suffix_attribute, _ = parts("lower", suffix="!")
     assert changed(by_attribute, suffix_attribute) == {"constant fp_helpers.SUFFIX"}
+    local_lower, from_lower = imported_inside("lower")
+    local_upper, from_upper = imported_inside("upper")
+    assert changed(local_lower, local_upper) == {"code: helper fp_helpers.normalize()"}
+    assert changed(from_lower, from_upper) == {"code: helper fp_helpers.normalize()"}
 
 
 def test_a_module_constant_is_a_part(load: Any) -> None:

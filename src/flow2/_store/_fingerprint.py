@@ -746,24 +746,35 @@ def _global_chains(code: types.CodeType) -> list[tuple[str, ...]]:
     if cached is not None and cached[0] is code:
         return cached[1]
     chains: list[tuple[str, ...]] = []
+    # Modules imported inside a function, by the local name bound to them
+    # (``import helpers`` then ``helpers.normalize(x)``), nested functions included.
+    local_modules: dict[str, str] = {}
     for nested in _codes(code):
         current: list[str] | None = None
         imported: str | None = None
+        previous = ""
         for instruction in dis.get_instructions(nested):
             operation = instruction.opname
             if operation in ("LOAD_ATTR", "LOAD_METHOD") and current is not None:
                 current.append(instruction.argval)
+                previous = operation
                 continue
             if current is not None:
                 chains.append(tuple(current))
                 current = None
             if operation in ("LOAD_GLOBAL", "LOAD_NAME"):
                 current = [instruction.argval]
+            elif operation in ("LOAD_FAST", "LOAD_DEREF") and instruction.argval in local_modules:
+                current = [local_modules[instruction.argval]]
             elif operation == "IMPORT_NAME":
                 imported = instruction.argval
                 chains.append((imported,))
             elif operation == "IMPORT_FROM" and imported is not None:
                 chains.append((imported, instruction.argval))
+            elif operation.startswith("STORE_") and previous == "IMPORT_NAME" and imported:
+                # ``import a.b`` binds ``a``; ``import a.b as c`` goes through IMPORT_FROM
+                local_modules[instruction.argval] = imported.partition(".")[0]
+            previous = operation
         if current is not None:
             chains.append(tuple(current))
     result = list(dict.fromkeys(chains))
