@@ -454,6 +454,19 @@ def test_what_cannot_be_fingerprinted_says_why(load: Any) -> None:
             callable_parts(module.guarded)
         with pytest.raises(NotFingerprintable, match="partial argument 1 holds a socket.socket"):
             callable_parts(functools.partial(module.make, [connection]))
+        holder = load(
+            "fp_unstable_object",
+            """
+            class Client:
+                def __init__(self, connection):
+                    self.connection = connection
+
+                def send(self, context):
+                    return self.connection
+            """,
+        )
+        with pytest.raises(NotFingerprintable, match="^object holds a socket.socket, which"):
+            callable_parts(holder.Client(connection).send)
     finally:
         connection.close()
 
@@ -651,3 +664,45 @@ def strict(value: Any) -> Any:
 def test_json_like_values_differ_exactly_when_they_differ(first: Any, second: Any) -> None:
     assert value_digest(first) == value_digest(copy.deepcopy(first))
     assert (value_digest(first) == value_digest(second)) == (strict(first) == strict(second))
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=3)
+    | st.binary(max_size=3)
+)
+PYTHON = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.frozensets(SCALARS, max_size=3)
+        | st.dictionaries(SCALARS, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def strict_python(value: Any) -> Any:
+    """:func:`strict` for tuples, bytes, frozensets and dicts with any scalar keys."""
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(strict_python(member) for member in value))
+    if isinstance(value, frozenset):
+        return ("frozenset", tuple(sorted(repr(strict_python(member)) for member in value)))
+    if isinstance(value, dict):
+        items = ((repr(strict_python(key)), strict_python(member)) for key, member in value.items())
+        return ("dict", tuple(sorted(items, key=lambda item: item[0])))
+    if isinstance(value, float):
+        return ("float", value.hex())
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PYTHON, PYTHON)
+def test_python_values_differ_exactly_when_they_differ(first: Any, second: Any) -> None:
+    assert value_digest(first) == value_digest(copy.deepcopy(first))
+    same = strict_python(first) == strict_python(second)
+    assert (value_digest(first) == value_digest(second)) == same
