@@ -346,6 +346,28 @@ def test_recursion_and_cycles_end(load: Any) -> None:
     assert "constant REGISTRY" in callable_parts(module.registered)
 
 
+def test_library_state_and_the_environment_are_no_constants(
+    load: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load(
+        "fp_environment",
+        """
+        import os
+        import sys
+        from os import environ
+
+        def read(context):
+            return os.environ.get("MODE"), environ.get("LEVEL"), sys.platform
+        """,
+    )
+    monkeypatch.setenv("MODE", "a")
+    before = callable_parts(module.read)
+    monkeypatch.setenv("MODE", "b")
+    monkeypatch.setenv("SOMETHING_ELSE", "x")
+    assert callable_parts(module.read) == before
+    assert not any(name.startswith("constant") for name in before)
+
+
 def test_builtins_and_library_functions_are_named_not_read() -> None:
     assert set(callable_parts(len)) == {"code"}
     assert callable_parts(math.sqrt) == callable_parts(math.sqrt)

@@ -39,6 +39,11 @@ of the user's own) and their pickled state (``__reduce_ex__``, so
 pickled, and sockets, files, locks, generators, coroutines, event loops,
 threads and executors, has no stable fingerprint. A logger a callable uses is
 no part of it (where it logs to is not what the task computes).
+
+What is not seen: the state of library modules (``sys.argv``, ``os.environ``:
+a library counts by its version), the environment read from Python code
+(``os.environ``, ``os.getenv``), files and the network a callable reads, the
+clock. Those are inputs to declare (environment variables, ``sources:``).
 """
 
 from __future__ import annotations
@@ -692,14 +697,20 @@ class _Collector:
             if target is missing:  # a builtin, or a name not defined (yet)
                 return
         name = chain[0]
+        owner: types.ModuleType | None = None  # the module the target was read from
         for attribute in chain[1:]:
             if not isinstance(target, types.ModuleType):
                 break
             found = vars(target).get(attribute, missing)
             if found is missing:
                 break
-            target, name = found, f"{name}.{attribute}"
+            owner, target, name = target, found, f"{name}.{attribute}"
         if isinstance(target, types.ModuleType):
+            return
+        if owner is not None and not _is_user_module(owner):
+            # A library's own global (``sys.platform``, ``os.environ``): the library
+            # counts by its version, its state is no constant of the user's.
+            self._library(owner.__name__)
             return
         ident = id(target)
         if ident in self.seen or ident in self.state.in_progress:
@@ -721,15 +732,17 @@ class _Collector:
                 self.add(f"constant {shown}", self.value(target, f"constant {shown!r}"))
             else:
                 self._library(target)
-        elif _is_logger(target):
-            return  # where it logs to is no part of what the task computes
+        elif _is_logger(target) or _is_environment(target):
+            # Where it logs to is no part of what the task computes; the environment
+            # is read by name (a task declares what it reads: see the module docstring).
+            return
         else:
             self.add(f"constant {shown}", self.value(target, f"constant {shown!r}"))
 
     def _library(self, target: Any) -> None:
         """A third-party distribution by its version (the standard library and flow2 are
         covered by the Python and flow2 versions in the key)."""
-        module = getattr(target, "__module__", None) or ""
+        module = target if isinstance(target, str) else getattr(target, "__module__", None) or ""
         top = module.partition(".")[0]
         if not top or top in sys.stdlib_module_names or top in ("builtins", "flow2"):
             return
@@ -840,6 +853,17 @@ def _slot_names(cls: type) -> list[str]:
 def _is_logger(value: Any) -> bool:
     logging = sys.modules.get("logging")
     return logging is not None and isinstance(value, logging.Logger | logging.LoggerAdapter)
+
+
+def _is_environment(value: Any) -> bool:
+    return type(value) is type(os.environ)
+
+
+def _is_user_module(module: types.ModuleType) -> bool:
+    filename = getattr(module, "__file__", None)
+    if filename is None:
+        return module.__name__ == "__main__"
+    return _is_user_code(filename)
 
 
 def _is_python_callable_object(value: Any) -> bool:
