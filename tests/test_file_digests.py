@@ -115,17 +115,25 @@ def test_links_are_followed_once_and_loops_end(tmp_path: Path) -> None:
     (tmp_path / "outside").mkdir()
     write(tmp_path / "outside/far.txt", "far")
     (tmp_path / "data/far").symlink_to(tmp_path / "outside")
+    (tmp_path / "data/also_far").symlink_to(tmp_path / "outside")  # a second link
+    (tmp_path / "data/a_link").symlink_to(tmp_path / "data/z_real")  # before the real one
+    write(tmp_path / "data/z_real/inner.txt", "inner")
     found = FileIndex().digests(["data"], tmp_path)
     assert found["data/real.txt"] == found["data/alias.txt"] == sha256(b"real")
     assert found["data/gone.txt"] == MISSING
-    assert found["data/far/far.txt"] == sha256(b"far")
+    assert found["data/also_far/far.txt"] == sha256(b"far")  # the first link in name order
     assert found["data/loop"].startswith("link:")
+    assert found["data/a_link"].startswith("link:")
+    assert found["data/z_real/inner.txt"] == sha256(b"inner")
     assert set(found) == {
         "data/real.txt",
         "data/alias.txt",
         "data/gone.txt",
-        "data/far/far.txt",
+        "data/also_far/far.txt",
+        "data/far",
         "data/loop",
+        "data/a_link",
+        "data/z_real/inner.txt",
     }
     retargeted = tmp_path / "data/loop"
     retargeted.unlink()

@@ -6,8 +6,9 @@ directory (every file under it, hidden ones included), relative to the
 flow's working directory; a pattern may leave it with ``..`` and is then
 shown as given (``../shared/config.yml``). A symbolic link is followed: its
 digest is its target's content; a link to a directory is walked the first
-time its directory is met, and recorded once, as the link, after that (so
-a link back to a parent makes no loop). A link whose target is missing,
+time its directory is met (after the real folders: a folder reached both
+ways is walked where it is), and recorded as the link after that (so a link
+back to a parent makes no loop, and a second link is one entry). A link whose target is missing,
 and a pattern that matches no file, have the digest :data:`MISSING`; a
 file that is not a regular file (a FIFO, a device) has a digest of its kind.
 
@@ -339,7 +340,13 @@ def _walk(
     start: str, shown_prefix: str, matches: Callable[[str], bool], depth: int | None
 ) -> list[tuple[str, str, os.stat_result | str | None]]:
     """Every file under ``start`` whose path relative to it ``matches``, down to
-    ``depth`` levels (None: all); each directory walked once, links included."""
+    ``depth`` levels (None: all); each directory walked once.
+
+    The real folders are walked first, links to folders after them, in name
+    order: a folder reached both ways is walked where it really is, and a
+    link to a folder already walked (a second link, a link back up) is
+    recorded as the link.
+    """
     found: list[tuple[str, str, os.stat_result | str | None]] = []
     try:
         top = os.stat(start)
@@ -348,32 +355,45 @@ def _walk(
     if not stat.S_ISDIR(top.st_mode):
         return found
     visited = {(top.st_dev, top.st_ino)}
-    stack: list[tuple[str, str, int]] = [(start, "", 0)]
-    while stack:
-        folder, relative, level = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                inside = f"{relative}{entry.name}"
-                shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
-                try:
-                    status = entry.stat()  # follows links
-                except FileNotFoundError:  # a link whose target is missing
-                    if matches(inside):
-                        found.append((shown, entry.path, None))
+    folders: list[tuple[str, str, int]] = [(start, "", 0)]
+    links: list[tuple[str, str, int, os.stat_result]] = []  # links to folders, for later
+    while folders or links:
+        if not folders:
+            path, inside, level, status = links.pop(0)
+            identity = (status.st_dev, status.st_ino)
+            if identity in visited:
+                if matches(inside):
+                    shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
+                    found.append((shown, path, _link_digest(path)))
+                continue
+            visited.add(identity)
+            folders.append((path, inside + "/", level))
+            continue
+        folder, relative, level = folders.pop()
+        with os.scandir(folder) as scanned:
+            entries = sorted(scanned, key=lambda entry: entry.name)
+        for entry in entries:
+            inside = f"{relative}{entry.name}"
+            try:
+                status = entry.stat()  # follows links
+            except FileNotFoundError:  # a link whose target is missing
+                if matches(inside):
+                    shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
+                    found.append((shown, entry.path, None))
+                continue
+            if stat.S_ISDIR(status.st_mode):
+                if depth is not None and level + 1 >= depth:
                     continue
-                if stat.S_ISDIR(status.st_mode):
-                    if depth is not None and level + 1 >= depth:
-                        continue
-                    identity = (status.st_dev, status.st_ino)
-                    if identity in visited:
-                        # met before (a second link, or a link back up): the link itself
-                        if entry.is_symlink() and matches(inside):
-                            found.append((shown, entry.path, _link_digest(entry.path)))
-                        continue
+                if entry.is_symlink():
+                    links.append((entry.path, inside, level + 1, status))
+                    continue
+                identity = (status.st_dev, status.st_ino)
+                if identity not in visited:  # (a bind mount seen twice is walked once)
                     visited.add(identity)
-                    stack.append((entry.path, inside + "/", level + 1))
-                elif matches(inside):
-                    found.append((shown, entry.path, status))
+                    folders.append((entry.path, inside + "/", level + 1))
+            elif matches(inside):
+                shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
+                found.append((shown, entry.path, status))
     return found
 
 
