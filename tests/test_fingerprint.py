@@ -381,13 +381,23 @@ def test_a_third_party_library_is_a_part_by_its_version(load: Any) -> None:
     module = load(
         "fp_library",
         """
+        import pytest
         import yaml
+        from yaml import dump
 
         def read(context):
             return yaml.safe_load(context["text"])
+
+        def write(context):
+            return dump(context["data"])
+
+        def check(context):
+            return pytest.approx(context["value"])
         """,
     )
-    assert "library yaml" in callable_parts(module.read)
+    read, write, check = (callable_parts(f) for f in (module.read, module.write, module.check))
+    # one part per distribution, by its version, whichever of its functions is used
+    assert read["library yaml"] == write["library yaml"] != check["library pytest"]
 
 
 def test_identical_callables_in_two_processes_have_equal_parts(tmp_path: Path) -> None:

@@ -746,7 +746,7 @@ class _Collector:
         top = module.partition(".")[0]
         if not top or top in sys.stdlib_module_names or top in ("builtins", "flow2"):
             return
-        self.add(f"library {top}", _library_identity(target))
+        self.add(f"library {top}", _digest_text(f"{top} {_version_of(top)}"))
 
 
 _MISSING: Any = object()
