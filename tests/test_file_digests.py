@@ -327,3 +327,12 @@ def test_digests_async_reads_in_threads_and_agrees(tmp_path: Path) -> None:
     assert index.reads == 20
     asyncio.run(index.digests_async(["src"], tmp_path))
     assert index.reads == 20
+
+
+def test_special_files_and_odd_globs(tmp_path: Path) -> None:
+    write(tmp_path / "data/plain.txt", "x")
+    os.mkfifo(tmp_path / "data/pipe")
+    write(tmp_path / "odd[name.txt", "odd")
+    found = FileIndex().digests(["data", "odd[name.txt", "odd[*"], tmp_path)
+    assert found["data/pipe"] == "special:fifo"  # never opened: a read would block
+    assert found["odd[name.txt"] == sha256(b"odd")

@@ -738,3 +738,63 @@ def test_python_values_differ_exactly_when_they_differ(first: Any, second: Any) 
     assert value_digest(first) == value_digest(copy.deepcopy(first))
     same = strict_python(first) == strict_python(second)
     assert (value_digest(first) == value_digest(second)) == same
+
+
+def test_edge_values_keep_their_differences() -> None:
+    import collections
+
+    assert value_digest([10**5000]) != value_digest([10**5000 + 1])  # too long for repr
+    first = collections.OrderedDict([("a", 1), ("b", 2)])
+    second = collections.OrderedDict([("b", 2), ("a", 1)])
+    assert value_digest(first) != value_digest(second)  # their order is part of them
+    assert value_digest({"a": 1, "b": 2}) == value_digest({"b": 2, "a": 1})
+    assert value_digest(collections.Counter("aab")) != value_digest(collections.Counter("abb"))
+
+
+def test_overridden_methods_slots_classmethods_and_empty_cells(load: Any) -> None:
+    source = """
+    import flow2
+
+    class Base(flow2.Task):
+        limit = 1
+
+        def describe(self):
+            return "{base}"
+
+    class Slotted(Base):
+        __slots__ = ("mode",)
+        limit = 2
+
+        def __init__(self, name, mode):
+            super().__init__(name)
+            self.mode = mode
+
+        def describe(self):
+            return "child " + super().describe()
+
+        @classmethod
+        def build(cls, context):
+            return cls.limit
+
+    def make():
+        def inner(context):
+            return later
+        return inner
+        later = 1
+    """
+    module = load("fp_edges", source.format(base="base"))
+    parts = task_parts(module.Slotted("Task", "fast"))
+    assert {
+        "code: method describe",
+        "code: method Base.describe",
+        "class attribute limit",
+        "class attribute Base.limit",
+        "attribute mode",
+    } <= set(parts)
+    assert changed(parts, task_parts(module.Slotted("Task", "slow"))) == {"attribute mode"}
+    edited = load("fp_edges", source.format(base="BASE"))
+    assert changed(parts, task_parts(edited.Slotted("Task", "fast"))) == {
+        "code: method Base.describe"
+    }
+    assert "code: method build" in callable_parts(module.Slotted.build)
+    assert "closure value later" in callable_parts(module.make())
