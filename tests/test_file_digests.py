@@ -64,6 +64,12 @@ def test_a_file_a_glob_and_a_directory(tmp_path: Path) -> None:
         "src/pkg/.hidden.py",
     }
     assert set(index.digests(["src/*.py"], tmp_path)) == {"src/app.py"}
+    assert set(index.digests(["src/*"], tmp_path)) == {  # a folder matched: all of it
+        "src/app.py",
+        "src/pkg/util.py",
+        "src/pkg/.hidden.py",
+        "src/pkg/data.json",
+    }
     assert set(index.digests(["src/*/*.py"], tmp_path)) == {"src/pkg/util.py", "src/pkg/.hidden.py"}
     assert set(index.digests(["src"], tmp_path)) == {
         "src/app.py",

@@ -1,8 +1,9 @@
 """Content digests of the files a task declares (``sources:``, ``outputs:``).
 
 A pattern is a path, a glob (``src/**/*.py``: ``*``, ``?`` and ``[…]`` within
-a name, ``**`` for any number of folders, hidden names included) or a
-directory (every file under it, hidden ones included), relative to the
+a name, ``**`` for any number of folders, hidden names included; a folder it
+matches counts with every file under it) or a directory (every file under
+it, hidden ones included), relative to the
 flow's working directory; a pattern may leave it with ``..`` and is then
 shown as given (``../shared/config.yml``). A symbolic link is followed: its
 digest is its target's content; a link to a directory is walked the first
@@ -339,8 +340,9 @@ def _expand(pattern: str, root: str) -> list[tuple[str, str, os.stat_result | st
 def _walk(
     start: str, shown_prefix: str, matches: Callable[[str], bool], depth: int | None
 ) -> list[tuple[str, str, os.stat_result | str | None]]:
-    """Every file under ``start`` whose path relative to it ``matches``, down to
-    ``depth`` levels (None: all); each directory walked once.
+    """Every file under ``start`` whose path relative to it ``matches``, or that
+    lies in a folder that matches (``src/*`` covers ``src/pkg/util.py``), down
+    to ``depth`` levels (None: all); each folder walked once.
 
     The real folders are walked first, links to folders after them, in name
     order: a folder reached both ways is walked where it really is, and a
@@ -355,21 +357,25 @@ def _walk(
     if not stat.S_ISDIR(top.st_mode):
         return found
     visited = {(top.st_dev, top.st_ino)}
-    folders: list[tuple[str, str, int]] = [(start, "", 0)]
-    links: list[tuple[str, str, int, os.stat_result]] = []  # links to folders, for later
+    # (path, relative path with a trailing /, level, every file below counts)
+    folders: list[tuple[str, str, int, bool]] = [(start, "", 0, False)]
+    links: list[tuple[str, str, int, bool, os.stat_result]] = []  # links to folders, for later
+
+    def add(inside: str, path: str, status: os.stat_result | str | None) -> None:
+        found.append((f"{shown_prefix}/{inside}" if shown_prefix else inside, path, status))
+
     while folders or links:
         if not folders:
-            path, inside, level, status = links.pop(0)
+            path, inside, level, everything, status = links.pop(0)
             identity = (status.st_dev, status.st_ino)
             if identity in visited:
-                if matches(inside):
-                    shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
-                    found.append((shown, path, _link_digest(path)))
+                if everything or matches(inside):
+                    add(inside, path, _link_digest(path))
                 continue
             visited.add(identity)
-            folders.append((path, inside + "/", level))
+            folders.append((path, inside + "/", level, everything or matches(inside)))
             continue
-        folder, relative, level = folders.pop()
+        folder, relative, level, everything = folders.pop()
         with os.scandir(folder) as scanned:
             entries = sorted(scanned, key=lambda entry: entry.name)
         for entry in entries:
@@ -377,23 +383,22 @@ def _walk(
             try:
                 status = entry.stat()  # follows links
             except FileNotFoundError:  # a link whose target is missing
-                if matches(inside):
-                    shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
-                    found.append((shown, entry.path, None))
+                if everything or matches(inside):
+                    add(inside, entry.path, None)
                 continue
             if stat.S_ISDIR(status.st_mode):
-                if depth is not None and level + 1 >= depth:
+                below = everything or matches(inside)
+                if not below and depth is not None and level + 1 >= depth:
                     continue
                 if entry.is_symlink():
-                    links.append((entry.path, inside, level + 1, status))
+                    links.append((entry.path, inside, level + 1, everything, status))
                     continue
                 identity = (status.st_dev, status.st_ino)
                 if identity not in visited:  # (a bind mount seen twice is walked once)
                     visited.add(identity)
-                    folders.append((entry.path, inside + "/", level + 1))
-            elif matches(inside):
-                shown = f"{shown_prefix}/{inside}" if shown_prefix else inside
-                found.append((shown, entry.path, status))
+                    folders.append((entry.path, inside + "/", level + 1, below))
+            elif everything or matches(inside):
+                add(inside, entry.path, status)
     return found
 
 
