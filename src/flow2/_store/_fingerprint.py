@@ -866,11 +866,6 @@ def _is_user_module(module: types.ModuleType) -> bool:
     return _is_user_code(filename)
 
 
-def _is_python_callable_object(value: Any) -> bool:
-    call = getattr(type(value), "__call__", None)  # noqa: B004
-    return isinstance(call, types.FunctionType)
-
-
 def _is_user_callable(value: Any) -> bool:
     function = getattr(value, "__func__", value)
     code = getattr(function, "__code__", None)
