@@ -404,17 +404,48 @@ def test_identical_callables_in_two_processes_have_equal_parts(tmp_path: Path) -
     (tmp_path / "fp_processes.py").write_text(
         textwrap.dedent(
             """
+            import abc
+            import dataclasses
+            import enum
             import functools
+            import typing
+
             import flow2
 
             NAMES = frozenset({"alpha", "beta", "gamma", "delta"})
             TABLE = {"x": {1, 2, 3}, "y": ("a", b"b", 1.5, None)}
 
+            class Base(abc.ABC):
+                @abc.abstractmethod
+                def go(self): ...
+
+            class Impl(Base):
+                def go(self):
+                    return self.heavy
+
+                @functools.cached_property
+                def heavy(self):
+                    return 2
+
+            class Color(enum.Enum):
+                RED = "red"
+                BLUE = "blue"
+
+            @dataclasses.dataclass
+            class Point:
+                x: int = 0
+                tags: frozenset = frozenset({"p", "q"})
+
+            class Pair(typing.NamedTuple):
+                a: int
+                b: str
+
             def helper(name):
                 return name in {"alpha", "beta"} or name in NAMES
 
             def work(context, *, limit=3):
-                return [helper(name) for name in TABLE] and limit
+                kinds = (Impl().go(), Color.RED, Point(), Pair(1, "b"))
+                return [helper(name) for name in TABLE] and limit and kinds
 
             class Upload(flow2.Task):
                 def __init__(self, name, tags):
@@ -454,6 +485,7 @@ def test_identical_callables_in_two_processes_have_equal_parts(tmp_path: Path) -
         outputs.append(json.loads(result.stdout))
     assert outputs[0] == outputs[1]
     assert "code: helper helper()" in outputs[0][0] and "attribute tags" in outputs[0][1]
+    assert {"code: helper Impl", "code: helper Color", "code: helper Point"} <= set(outputs[0][0])
 
 
 def test_what_cannot_be_fingerprinted_says_why(load: Any) -> None:

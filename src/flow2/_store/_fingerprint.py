@@ -587,7 +587,7 @@ class _Collector:
         """``code: method NAME`` and ``class attribute NAME`` for what ``cls`` defines
         (less the names in ``skip``: what flow2's own classes define)."""
         for name, member in vars(cls).items():
-            if name in skip and not _functions_of(member):
+            if (name in skip and not _functions_of(member)) or name in _CLASS_MACHINERY:
                 continue
             functions = _functions_of(member)
             if functions:
@@ -833,14 +833,21 @@ _CODE_DIGESTS: dict[int, tuple[types.CodeType, str]] = {}
 
 
 def _functions_of(member: Any) -> list[Any]:
-    """The functions a class member holds: a function, a static or class method, a property."""
+    """The functions a class member holds: a function, a static or class method, a
+    property, a cached property, a single-dispatch method."""
     if isinstance(member, staticmethod | classmethod):
         return [member.__func__]
     if isinstance(member, property):
         return [accessor for accessor in (member.fget, member.fset, member.fdel) if accessor]
+    if isinstance(member, functools.cached_property | functools.singledispatchmethod):
+        return [member.func]
     if isinstance(member, types.FunctionType | functools.partialmethod):
         return [member]
     return []
+
+
+#: What Python's machinery keeps on a class (abc's cache): no part of what it does.
+_CLASS_MACHINERY = frozenset({"_abc_impl"})
 
 
 def _slot_names(cls: type) -> list[str]:
