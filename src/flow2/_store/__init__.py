@@ -16,8 +16,10 @@ with the first run that records.
   when asked), its definition's fingerprint, what it declares it reads.
 - ``_recorder``: the event listener that hands records to a writer thread.
 - ``_rows``: the rows the writer thread builds from them, in bulk.
-- ``_fingerprint``: what a task does, as parts and digests (code, values, class).
-- ``_files``: content digests of the files a task declares.
+- ``_fingerprint``: what a task does, as parts and digests (code, the helpers
+  and constants it uses, closures, defaults, values, class); values of any depth.
+- ``_files``: content digests of the files a task declares, with a stat index
+  like git's (racy-clean guard), read in threads, kept in SQLite.
 - ``_resume``: the plan that reuses what succeeded in an earlier run.
 - ``_history``: the text ``flow2 runs`` prints.
 """
