@@ -189,14 +189,31 @@ class TaskTimeoutError(FlowError, TimeoutError):
     :param timeout: the timeout, in seconds (also :attr:`value`; :attr:`option`
         is ``"timeout"``)
     :param task_definition: the task object that timed out
+    :param left_running: the work ignored its cancellation for the run's grace
+        period, and was left running until the run ends (also :attr:`left_running`)
     """
 
     def __init__(
-        self, task_name: str, timeout: float, *, task_definition: Task | None = None
+        self,
+        task_name: str,
+        timeout: float,
+        *,
+        task_definition: Task | None = None,
+        left_running: bool = False,
     ) -> None:
+        if left_running:
+            message = (
+                f"task {task_name!r} timed out after {timeout:g}s; its work ignored the "
+                f"cancellation and is stopped when the run ends; let CancelledError "
+                f"propagate in its code, or raise its timeout= if the work needs longer"
+            )
+        else:
+            message = (
+                f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
+                f"raise its timeout= if the work needs longer"
+            )
         super().__init__(
-            f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
-            f"raise its timeout= if the work needs longer",
+            message,
             task=task_name,
             task_definition=task_definition,
             option="timeout",
@@ -204,6 +221,7 @@ class TaskTimeoutError(FlowError, TimeoutError):
         )
         self.task_name = task_name
         self.timeout = timeout
+        self.left_running = left_running
 
 
 class CommandError(FlowError):
