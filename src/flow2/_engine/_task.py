@@ -546,7 +546,15 @@ class Task:
         # Whatever the work did once cancelled (returned, raised its own
         # error, kept going), its result came too late: no false success.
         # See test_a_timeout_the_work_swallows_still_fails_the_task.
-        cause = work.exception() if stopped and not work.cancelled() else None
+        cause: BaseException | None = None
+        if stopped:
+            try:
+                work.result()
+            except BaseException as ended:
+                # The cancellation carries the frames where the work waited:
+                # the summary shows them (see
+                # test_a_timeout_shows_its_message_without_a_traceback_of_internals).
+                cause = ended
         raise TaskTimeoutError(
             self.name, seconds, task_definition=self, left_running=not stopped
         ) from cause
