@@ -22,6 +22,7 @@ and code that needs a fact reads the attribute, never the message.
     │                                       matches no recorded run or several
     ├── TaskTimeoutError (also TimeoutError) a task ran past its ``timeout``
     ├── StrayCancellationError              a task's work raised CancelledError unasked
+    ├── MissingResultError (also KeyError)  a task read a result another task had not stored yet
     ├── TaskExitError                       a task's code raised SystemExit, KeyboardInterrupt
     │                                       or another BaseException that is not an Exception
     ├── CommandError                        a shell task's command exited with a non-zero code
@@ -222,6 +223,35 @@ class TaskTimeoutError(FlowError, TimeoutError):
         self.task_name = task_name
         self.timeout = timeout
         self.left_running = left_running
+
+
+class MissingResultError(FlowError, KeyError):
+    """A task read a result key from the context before the task storing it had stored it.
+
+    What a bare ``KeyError: 'build'`` from reading ``context['build']``
+    becomes when another task of the run stores ``build`` and has not yet
+    (they run in parallel, it runs later, or it was skipped): a KeyError
+    still, caused by the original one, whose message names both tasks and
+    the fix (``needs:``).
+
+    :attr:`task` is the reading task, :attr:`key` the key, :attr:`producer`
+    the name of the task that stores it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_definition: Task | None = None,
+        key: str | None = None,
+        producer: str | None = None,
+    ) -> None:
+        super().__init__(message, task_definition=task_definition, key=key)
+        self.producer = producer
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows its argument's repr: quotes around the message.
+        return BaseException.__str__(self)
 
 
 class CommandError(FlowError):

@@ -401,6 +401,10 @@ class Task:
                 run.mark_not_started((self,), Status.CANCELLED, parent=record.parent)
                 raise
             except Exception as failure:  # its condition raised: the task fails
+                if type(failure) is KeyError:
+                    from ._missing import explained_key_error
+
+                    failure = explained_key_error(record, failure, context)
                 return await self._fail_before_start(record, failure, context, raises)
             if decision is not None:
                 return _follow(record, decision, context)
@@ -441,6 +445,12 @@ class Task:
             record.emit(Status.CANCELLED, duration=record.elapsed, error=cancelled)
             raise
         except Exception as error:
+            if type(error) is KeyError:
+                # A result read before its task stored it: say so, and the fix.
+                # See test_a_parallel_siblings_result_read_without_needs_names_the_fix.
+                from ._missing import explained_key_error
+
+                error = explained_key_error(record, error, context)
             await self._fail(record, error, context, raises)
         except BaseException as error:
             # SystemExit, KeyboardInterrupt or GeneratorExit raised by the
