@@ -142,6 +142,24 @@ def test_a_later_tasks_result_read_names_the_order() -> None:
     assert "it runs after task 'Deploy'; move it before task 'Deploy'" in str(failure.error)
 
 
+def test_a_skipped_tasks_result_read_says_it_was_skipped() -> None:
+    async def build(context: dict[str, Any]) -> str:
+        return "wheel"
+
+    tree = flow2.SerialTaskGroup(
+        "Release",
+        flow2.CallbackTask("Build", build, when=False),
+        flow2.CallbackTask("Deploy", _read_build),
+    )
+    result = run(flow2.Runner(display="none").execute(tree))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.MissingResultError)
+    assert (
+        "before task 'Build' stored it: task 'Build' was skipped (condition is false); "
+        "add needs: [build]"
+    ) in str(failure.error)
+
+
 def test_a_key_no_task_stores_stays_the_callbacks_own_key_error() -> None:
     error = KeyError("build")
 
