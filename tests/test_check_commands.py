@@ -118,3 +118,92 @@ def test_a_located_callback_has_the_fingerprint_of_the_imported_one(
     imported = importlib.import_module("sidefx")
     monkeypatch.delitem(sys.modules, "sidefx")
     assert callable_text(located) == callable_text(imported.build)
+
+
+PLUGIN_MODULE = """
+import pathlib
+
+import flow2
+
+pathlib.Path("imported-plugin").touch()
+
+
+class Deploy(flow2.Task):
+    \"\"\"Deploy to a target.\"\"\"
+
+    def __init__(self, name, target, **options):
+        super().__init__(name, **options)
+        self.target = target
+
+    async def run(self, context):
+        return f"deployed to {self.target}"
+"""
+
+
+@pytest.fixture
+def planted_plugin(tmp_path: Path) -> tuple[Path, str]:
+    """An installed plugin distribution (a .dist-info with an entry point) whose
+    module leaves a file behind when imported, and a flow using it."""
+    site = tmp_path / "site"
+    (site / "acme_deploy-1.0.dist-info").mkdir(parents=True)
+    (site / "acme_deploy.py").write_text(PLUGIN_MODULE)
+    (site / "acme_deploy-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: acme-deploy\nVersion: 1.0\n"
+    )
+    (site / "acme_deploy-1.0.dist-info" / "entry_points.txt").write_text(
+        "[flow2]\ndeploy = acme_deploy:Deploy\nmissing = acme_deploy:Nowhere\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    write_flow(
+        work,
+        """
+        plugin: serial
+        tasks:
+          - {plugin: deploy, name: Ship, target: prod, timeout: 30}
+          - {plugin: callback, name: After, callback: "math:floor", needs: [ship]}
+        """,
+    )
+    return work, str(site)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["validate"], ["show"], ["graph"], ["render"], ["run", "--dry-run"]],
+    ids=lambda command: " ".join(command),
+)
+def test_check_commands_import_no_plugin(
+    planted_plugin: tuple[Path, str], command: list[str]
+) -> None:
+    work, site = planted_plugin
+    completed = cli(command[0], "flow.yml", *command[1:], cwd=work, PYTHONPATH=site)
+    assert completed.returncode == 0, completed.stderr
+    assert not list(work.glob("imported-*"))
+
+
+def test_only_run_imports_the_plugin(planted_plugin: tuple[Path, str]) -> None:
+    work, site = planted_plugin
+    write_flow(work, "plugin: deploy\nname: Ship\ntarget: prod\n")
+    completed = cli("run", "flow.yml", "--no-store", "--no-log-files", cwd=work, PYTHONPATH=site)
+    assert completed.returncode == 0, completed.stderr
+    assert [path.name for path in work.glob("imported-*")] == ["imported-plugin"]
+
+
+@pytest.mark.parametrize(
+    ("flow", "message"),
+    [
+        ("plugin: deploy\nname: Ship\ntarget: prod\ntargte: x\n", "unknown key 'targte'"),
+        ("plugin: deploy\nname: Ship\n", "needs the key target"),
+        ("plugin: missing\nname: Gone\n", "'acme_deploy' has no attribute 'Nowhere'"),
+    ],
+)
+def test_validate_checks_a_plugin_from_its_source(
+    planted_plugin: tuple[Path, str], flow: str, message: str
+) -> None:
+    work, site = planted_plugin
+    write_flow(work, flow)
+    completed = cli("validate", "flow.yml", cwd=work, PYTHONPATH=site)
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not list(work.glob("imported-*"))

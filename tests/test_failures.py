@@ -287,6 +287,44 @@ def test_a_timeout_the_work_swallows_still_fails_the_task(recorder: Recorder, en
     assert "task 'Swallow' timed out after 0.05s" in str(failure.error)
 
 
+def test_work_that_swallows_every_cancellation_fails_in_time(recorder: Recorder) -> None:
+    # Without a task of its own for the work, the run waits on this loop for ever.
+    stopped = []
+
+    async def stubborn(context: dict[str, Any]) -> str:
+        try:
+            while True:
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    pass
+        finally:
+            stopped.append(True)
+
+    async def after(context: dict[str, Any]) -> str:
+        return "ran"
+
+    tree = flow2.ParallelTaskGroup(
+        "P",
+        flow2.CallbackTask("Stubborn", stubborn, timeout=0.05),
+        flow2.CallbackTask("After", after),
+    )
+    runner = flow2.Runner(display="none", listeners=[recorder], grace=0.2)
+    result = run(runner.execute(tree))
+    assert result.exit_code == 1
+    assert recorder.final("Stubborn") is S.FAILED
+    assert recorder.final("After") is S.SUCCEEDED
+    assert S.SUCCEEDED not in recorder.statuses("Stubborn")
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.TaskTimeoutError)
+    assert failure.error.left_running
+    assert "ignored the cancellation" in str(failure.error)
+    # Failed once its grace period was over, long before any real wait.
+    assert result.duration < 30
+    # Stopped by the run's end: asyncio.run() above returned, and the loop ended.
+    assert stopped == [True]
+
+
 def test_a_swallowed_timeout_is_retried_like_any_timeout(recorder: Recorder) -> None:
     attempts = []
 

@@ -188,3 +188,67 @@ def test_runs_show_draws_a_recorded_forged_name_as_text(tmp_path: Path) -> None:
     shown = cli("runs", "show", "last", "--store", store, cwd=tmp_path)
     assert "SUCCESS   evil\\x1b[2J\\nRelease succeeded (" in shown.stdout
     assert_not_forged(shown.stdout)
+
+
+#: An error whose text, drawn as it is, would end its line with a fake verdict
+#: and clear the screen.
+FORGED_ERROR = "boom\n✔ 3 tasks succeeded\x1b[2J"
+
+
+async def _fail_with_forged_text(context: dict[str, Any]) -> None:
+    raise RuntimeError(FORGED_ERROR)
+
+
+def _assert_no_forged_verdict(text: str) -> None:
+    assert "\x1b" not in text
+    for line in text.splitlines():
+        assert not line.startswith("✔"), line
+
+
+def test_an_error_text_forges_no_line() -> None:
+    stream = io.StringIO()
+    tree = flow2.SerialTaskGroup("Release", flow2.CallbackTask("Bad", _fail_with_forged_text))
+    result = run(flow2.Runner(display="plain", stream=stream, color=False).execute(tree))
+    assert result.exit_code == 1
+    text = stream.getvalue()
+    _assert_no_forged_verdict(text)
+    lines = text.splitlines()
+    # The console line and the summary's short list: the first line, and a mark for more.
+    assert any(
+        line.startswith("FAILED    Bad (") and line.endswith("): RuntimeError: boom …")
+        for line in lines
+    )
+    failed = lines.index("Failed: Release › Bad")
+    assert lines[failed + 1] == "  RuntimeError: boom"
+    # The rest, made visible, only in the indented detail block above.
+    assert lines.index("  ✔ 3 tasks succeeded\\x1b[2J") < failed
+
+
+def test_an_error_text_with_control_characters_shows_them_in_a_retry_line() -> None:
+    stream = io.StringIO()
+    task = flow2.CallbackTask("Bad", _fail_with_forged_text, retries=1, retry_delay=0)
+    run(flow2.Runner(display="plain", stream=stream, color=False).execute(task))
+    text = stream.getvalue()
+    _assert_no_forged_verdict(text)
+    assert "RETRYING  Bad: RuntimeError: boom … (attempt 1 of 2, next in 0s)" in text
+
+
+def test_the_live_view_shows_an_error_text_made_visible() -> None:
+    stream = io.StringIO()
+    view = LiveView(stream, force_terminal=True, color=False)
+
+    async def visible_control(context: dict[str, Any]) -> None:
+        raise RuntimeError("bell\x07 rings")
+
+    tree = flow2.ParallelTaskGroup(
+        "R",
+        flow2.CallbackTask("Bad", _fail_with_forged_text),
+        flow2.CallbackTask("Bell", visible_control),
+    )
+    run(flow2.Runner(display="none", listeners=[view]).run(tree, raises=False))
+    drawn = "\n".join(view.plain_lines())
+    _assert_no_forged_verdict(drawn)
+    rows = view.plain_lines()
+    assert any("✗ Bad" in row and row.endswith("  RuntimeError: boom …") for row in rows)
+    assert any("✗ Bell" in row and row.endswith("  RuntimeError: bell\\x07 rings") for row in rows)
+    assert "\x07" not in stream.getvalue() and "\x1b[2J" not in stream.getvalue()

@@ -91,6 +91,104 @@ def test_without_the_need_the_example_is_a_race(recorder: Recorder) -> None:
     assert isinstance(context["task_4"], KeyError)
 
 
+def _build_and_deploy(deploy: Any) -> tuple[flow2.Task, flow2.Task, asyncio.Event]:
+    """Build, which cannot finish before Deploy has read the context, and Deploy."""
+    read = asyncio.Event()
+
+    async def build(context: dict[str, Any]) -> str:
+        await read.wait()
+        return "wheel"
+
+    async def deploy_then_let_build_end(context: dict[str, Any], **keywords: Any) -> Any:
+        try:
+            return await deploy(context, **keywords)
+        finally:
+            read.set()
+
+    return (
+        flow2.CallbackTask("Build", build),
+        flow2.CallbackTask("Deploy", deploy_then_let_build_end),
+        read,
+    )
+
+
+async def _read_build(context: dict[str, Any]) -> Any:
+    return context["build"]
+
+
+def test_a_parallel_siblings_result_read_without_needs_names_the_fix() -> None:
+    build, deploy, _ = _build_and_deploy(_read_build)
+    tree = flow2.ParallelTaskGroup("Release", build, deploy, on_error="raise")
+    with pytest.raises(ExceptionGroup) as caught:
+        run(flow2.Runner(display="none").run(tree))
+    (error,) = caught.value.exceptions
+    assert isinstance(error, KeyError)  # a KeyError still: except KeyError catches it
+    assert isinstance(error, flow2.MissingResultError)
+    assert str(error) == (
+        "task 'Deploy' read context['build'] before task 'Build' stored it: they run in "
+        "parallel; add needs: [build] (flow files) or needs=['build'] (Python) to wait for it"
+    )
+    assert (error.task, error.key, error.producer) == ("Deploy", "build", "Build")
+    assert type(error.__cause__) is KeyError  # the one the callback raised
+
+
+def test_a_later_tasks_result_read_names_the_order() -> None:
+    build, deploy, read = _build_and_deploy(_read_build)
+    read.set()
+    tree = flow2.SerialTaskGroup("Release", deploy, build)
+    result = run(flow2.Runner(display="none").execute(tree))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.MissingResultError)
+    assert "it runs after task 'Deploy'; move it before task 'Deploy'" in str(failure.error)
+
+
+def test_a_skipped_tasks_result_read_says_it_was_skipped() -> None:
+    async def build(context: dict[str, Any]) -> str:
+        return "wheel"
+
+    tree = flow2.SerialTaskGroup(
+        "Release",
+        flow2.CallbackTask("Build", build, when=False),
+        flow2.CallbackTask("Deploy", _read_build),
+    )
+    result = run(flow2.Runner(display="none").execute(tree))
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.MissingResultError)
+    assert (
+        "before task 'Build' stored it: task 'Build' was skipped (condition is false); "
+        "add needs: [build]"
+    ) in str(failure.error)
+
+
+def test_a_key_no_task_stores_stays_the_callbacks_own_key_error() -> None:
+    error = KeyError("build")
+
+    async def read(context: dict[str, Any]) -> None:
+        raise error
+
+    with pytest.raises(KeyError) as caught:
+        run(flow2.Runner(display="none").run(flow2.CallbackTask("Deploy", read)))
+    assert caught.value is error
+
+
+def test_a_keyword_parameter_of_a_task_made_on_the_fly_names_the_fix() -> None:
+    # A task made while the run goes on is not in the needs analysis: it does not wait.
+    async def deploy(context: dict[str, Any], *, build: str) -> str:
+        return build
+
+    async def outer(context: dict[str, Any]) -> None:
+        await flow2.CallbackTask("Deploy", deploy).process(context)
+
+    build, outer_task, _ = _build_and_deploy(outer)
+    result = run(
+        flow2.Runner(display="none").execute(flow2.ParallelTaskGroup("R", build, outer_task))
+    )
+    (failure,) = result.failures
+    assert isinstance(failure.error, flow2.MissingResultError)
+    assert failure.path == ("R", "Deploy", "Deploy")
+    assert "they run in parallel; add needs: [build]" in str(failure.error)
+
+
 def test_a_task_starts_as_soon_as_its_needs_finished_and_others_do_not_wait(
     recorder: Recorder,
 ) -> None:

@@ -199,3 +199,43 @@ def test_if_false_and_a_failing_expression(tmp_path: Path) -> None:
     context = run(flow2.Runner(display="none").run(flow2.load(flow), raises=False))
     assert "a" not in context
     assert isinstance(context["b"], flow2.ExpressionError)
+
+
+@pytest.mark.parametrize(
+    "deploy",
+    [
+        "plugin: callback\n            callback: 'reader:deploy'",
+        "plugin: shell\n            cmd: echo \"${{ context['build'] }}\"",
+    ],
+    ids=["callback", "expression"],
+)
+def test_a_parallel_siblings_result_read_without_needs_names_the_fix_in_a_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deploy: str
+) -> None:
+    (tmp_path / "reader.py").write_text(
+        "import asyncio\n\n"
+        "async def build(context):\n    await asyncio.sleep(60)\n\n"
+        "def deploy(context):\n    return context['build']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    flow = write_flow(
+        tmp_path,
+        f"""
+        name: Release
+        plugin: parallel
+        on_error: cancel
+        tasks:
+          - name: Build
+            plugin: callback
+            callback: 'reader:build'
+          - name: Deploy
+            {deploy}
+        """,
+    )
+    result = run(flow2.Runner(display="none").execute(flow2.load(flow)))
+    (failure,) = result.failures
+    assert failure.path == ("Release", "Deploy")
+    assert (
+        "task 'Deploy' read context['build'] before task 'Build' stored it: they run in "
+        "parallel; add needs: [build] (flow files)"
+    ) in str(failure.error)

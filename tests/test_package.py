@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import flow2
 
 from .conftest import environment_without_coverage
@@ -166,3 +168,52 @@ def test_nothing_private_leaks_into_the_namespace() -> None:
     assert not hasattr(flow2, "annotations")
     for name in ("RunResult", "RunFailed", "RunPlan", "Context", "run"):
         assert name in flow2.__all__ and getattr(flow2, name).__doc__
+
+
+def test_the_wheel_ships_the_docs_and_help_names_where_they_are(tmp_path: pathlib.Path) -> None:
+    import zipfile
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if built.returncode != 0 and "hatchling" in built.stderr and "No matching" in built.stderr:
+        pytest.skip("the build backend (hatchling) cannot be installed here: no package index")
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("flow2-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for page in sorted((root / "docs").glob("*.md")):
+        assert f"flow2/docs/{page.name}" in names, page.name
+    target = tmp_path / "installed"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    environment = {**environment_without_coverage(), "PYTHONPATH": str(target)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "flow2", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    installed = target / "flow2" / "docs" / "flows.md"
+    assert installed.is_file()
+    assert f"Documentation: {installed}" in shown.stdout

@@ -5,7 +5,9 @@ command never outlives a flow2 killed with ``kill -9``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +185,46 @@ def test_ps_shows_the_shell_not_the_script(tmp_path: Path, shell: str) -> None:
         return found
 
     assert run(look_then_stop()) == []
+
+
+def test_pwsh_gets_its_script_in_an_owner_only_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in pwsh that reports how it was called and what its script file holds.
+    secret = f"secret-{os.getpid()}"
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    report = tmp_path / "report.json"
+    fake = bin_folder / "pwsh"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, stat, sys\n"
+        "path = sys.argv[-1]\n"
+        "mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None\n"
+        "text = open(path).read() if mode is not None else None\n"
+        "seen = {'argv': sys.argv[1:], 'mode': mode, 'text': text}\n"
+        f"json.dump(seen, open({str(report)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
+    task = ShellTask("Pwsh", f"Write-Output '{secret}'", shell="pwsh")
+    assert run(task.run({}))["returncode"] == 0
+    seen = json.loads(report.read_text())
+    *flags, path = seen["argv"]
+    assert flags == ["-NoLogo", "-NoProfile", "-NonInteractive", "-File"]
+    assert path.endswith(".ps1") and secret not in " ".join(seen["argv"])
+    assert seen["mode"] == 0o600
+    assert f"Write-Output '{secret}'" in seen["text"]
+    assert not Path(path).exists()  # removed once the command ended
+
+
+@pytest.mark.skipif(shutil.which("pwsh") is None, reason="pwsh is not installed here")
+def test_pwsh_runs_its_script_file_and_fails_with_its_code() -> None:  # pragma: no cover
+    result = run(ShellTask("Pwsh", "Write-Output 'from pwsh'", shell="pwsh").run({}))
+    assert result["stdout"].strip() == "from pwsh"
+    with pytest.raises(flow2.CommandError) as caught:
+        run(ShellTask("Failing", "exit 3", shell="pwsh").run({}))
+    assert caught.value.returncode == 3
 
 
 @pytest.mark.skipif(sh_has_pipefail(), reason="this machine's sh knows pipefail")

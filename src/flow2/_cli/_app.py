@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -30,22 +31,30 @@ def documentation() -> str:
     """Where an installed flow2 documents itself, for ``flow2 --help``.
 
     The ``Documentation`` (else ``Homepage``) URL of the package's
-    ``[project.urls]``; without one, the installed metadata file, which holds
-    the README.
+    ``[project.urls]`` when it has one; else ``flows.md`` of the documentation
+    the wheel installs in the package (``flow2/docs/``), or of the source
+    checkout an editable install runs from; else the installed metadata file,
+    which holds the README.
     """
     try:
         distribution = importlib.metadata.distribution("flow2")
     except importlib.metadata.PackageNotFoundError:
-        return "the README of the flow2 project"
-    urls: dict[str, str] = dict(
-        entry.split(", ", 1)
-        for entry in distribution.metadata.get_all("Project-URL") or []
-        if ", " in entry
-    )
-    for label in ("Documentation", "Homepage"):
-        if label in urls:
-            return urls[label]
-    for file in distribution.files or []:
+        distribution = None
+    if distribution is not None:
+        urls: dict[str, str] = dict(
+            entry.split(", ", 1)
+            for entry in distribution.metadata.get_all("Project-URL") or []
+            if ", " in entry
+        )
+        for label in ("Documentation", "Homepage"):
+            if label in urls:
+                return urls[label]
+    package = Path(__file__).resolve().parent.parent
+    for folder in (package / "docs", package.parent.parent / "docs"):
+        if (folder / "flows.md").is_file():
+            return str(folder / "flows.md")
+    files = (distribution.files or []) if distribution is not None else []
+    for file in files:
         if file.name == "METADATA":
             return f"the README, kept in {file.locate()}"
     return "the README of the flow2 project"  # pragma: no cover - metadata without files

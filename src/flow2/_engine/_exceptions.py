@@ -22,6 +22,7 @@ and code that needs a fact reads the attribute, never the message.
     │                                       matches no recorded run or several
     ├── TaskTimeoutError (also TimeoutError) a task ran past its ``timeout``
     ├── StrayCancellationError              a task's work raised CancelledError unasked
+    ├── MissingResultError (also KeyError)  a task read a result another task had not stored yet
     ├── TaskExitError                       a task's code raised SystemExit, KeyboardInterrupt
     │                                       or another BaseException that is not an Exception
     ├── CommandError                        a shell task's command exited with a non-zero code
@@ -189,14 +190,31 @@ class TaskTimeoutError(FlowError, TimeoutError):
     :param timeout: the timeout, in seconds (also :attr:`value`; :attr:`option`
         is ``"timeout"``)
     :param task_definition: the task object that timed out
+    :param left_running: the work ignored its cancellation for the run's grace
+        period, and was left running until the run ends (also :attr:`left_running`)
     """
 
     def __init__(
-        self, task_name: str, timeout: float, *, task_definition: Task | None = None
+        self,
+        task_name: str,
+        timeout: float,
+        *,
+        task_definition: Task | None = None,
+        left_running: bool = False,
     ) -> None:
+        if left_running:
+            message = (
+                f"task {task_name!r} timed out after {timeout:g}s; its work ignored the "
+                f"cancellation and is stopped when the run ends; let CancelledError "
+                f"propagate in its code, or raise its timeout= if the work needs longer"
+            )
+        else:
+            message = (
+                f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
+                f"raise its timeout= if the work needs longer"
+            )
         super().__init__(
-            f"task {task_name!r} timed out after {timeout:g}s and was cancelled; "
-            f"raise its timeout= if the work needs longer",
+            message,
             task=task_name,
             task_definition=task_definition,
             option="timeout",
@@ -204,6 +222,36 @@ class TaskTimeoutError(FlowError, TimeoutError):
         )
         self.task_name = task_name
         self.timeout = timeout
+        self.left_running = left_running
+
+
+class MissingResultError(FlowError, KeyError):
+    """A task read a result key from the context before the task storing it had stored it.
+
+    What a bare ``KeyError: 'build'`` from reading ``context['build']``
+    becomes when another task of the run stores ``build`` and has not yet
+    (they run in parallel, it runs later, or it was skipped): a KeyError
+    still, caused by the original one, whose message names both tasks and
+    the fix (``needs:``).
+
+    :attr:`task` is the reading task, :attr:`key` the key, :attr:`producer`
+    the name of the task that stores it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_definition: Task | None = None,
+        key: str | None = None,
+        producer: str | None = None,
+    ) -> None:
+        super().__init__(message, task_definition=task_definition, key=key)
+        self.producer = producer
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows its argument's repr: quotes around the message.
+        return BaseException.__str__(self)
 
 
 class CommandError(FlowError):

@@ -110,6 +110,11 @@ def arguments_for(
         if name in context:
             keywords[name] = context[name]
         elif is_required:
+            from ._missing import missing_result_error
+
+            missing = missing_result_error(task, name)
+            if missing is not None:
+                raise missing
             raise ExecutorError(
                 f"task {task.name!r}: its callback {_name_of(function)} needs the context key "
                 f"{name!r} (a keyword-only parameter) but the context has none; run the task "

@@ -94,6 +94,8 @@ class Run:
         self.executor_choices: list[str | Executor] = []
         self._started_executors: list[Executor] = []
         self._started_ids: set[int] = set()
+        #: Work that ignored its cancellation after a timeout, stopped at the run's end.
+        self._left_running: list[asyncio.Future[object]] = []
 
     @property
     def root_record(self) -> TaskRun:
@@ -315,12 +317,49 @@ class Run:
             record.emit(status, reason=reason)
             stack.extend((child, record) for child in reversed(task.children))
 
+    def leave_running(self, work: asyncio.Future[object], record: TaskRun) -> None:
+        """Keep ``work``, which ignored its cancellation for the grace period, until the run ends.
+
+        Its task has failed already; :meth:`close` stops it.
+        """
+        self._left_running.append(work)
+        # Its outcome, when it comes, is nobody's: asyncio must not log it as lost.
+        work.add_done_callback(_forget_outcome)
+        logger.warning(
+            "task %r: its work ignored the cancellation %gs after its timeout; it is "
+            "left running and stopped when the run ends",
+            record.task.name,
+            self.settings.grace,
+        )
+
+    async def _stop_left_running(self) -> None:
+        """Stop the work :meth:`leave_running` kept, without waiting on it for ever."""
+        pending = [work for work in self._left_running if not work.done()]
+        if not pending:
+            return
+        for work in pending:
+            # It ignored one cancellation already, and may ignore every one:
+            # close its coroutine, which raises GeneratorExit where it waits
+            # (an await: a safe point), then wake its task. Left alone, it
+            # would keep asyncio.run() from returning, as that cancels every
+            # task and waits for each. See test_work_that_swallows_every_cancellation_fails_in_time.
+            coroutine = getattr(work, "get_coro", lambda: None)()
+            if coroutine is not None:
+                try:
+                    coroutine.close()
+                except RuntimeError:
+                    logger.warning("work left running after a timeout refused to stop")
+            work.cancel()
+        await asyncio.wait(pending, timeout=self.settings.grace)
+
     async def close(self, status: Status, error: BaseException | None) -> None:
         """Close every executor the run started, then emit the run's end.
 
         Each ``start()`` is paired with one ``aclose()``: an executor object
         started by its owner too (``async with``) stays open for them.
         """
+        if self._left_running:
+            await self._stop_left_running()
         for executor in reversed(self._started_executors):
             try:
                 await executor.aclose()
@@ -329,6 +368,11 @@ class Run:
         self.status = status
         self.duration = perf_counter() - self._started_counter
         self.emit(RunEvent(status, self, time(), self.duration, error))
+
+
+def _forget_outcome(work: asyncio.Future[object]) -> None:
+    if not work.cancelled():
+        work.exception()
 
 
 def _call_of(listener: EventListener) -> Callable[[Event], None]:

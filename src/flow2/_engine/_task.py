@@ -401,6 +401,10 @@ class Task:
                 run.mark_not_started((self,), Status.CANCELLED, parent=record.parent)
                 raise
             except Exception as failure:  # its condition raised: the task fails
+                if type(failure) is KeyError:
+                    from ._missing import explained_key_error
+
+                    failure = explained_key_error(record, failure, context)
                 return await self._fail_before_start(record, failure, context, raises)
             if decision is not None:
                 return _follow(record, decision, context)
@@ -441,6 +445,12 @@ class Task:
             record.emit(Status.CANCELLED, duration=record.elapsed, error=cancelled)
             raise
         except Exception as error:
+            if type(error) is KeyError:
+                # A result read before its task stored it: say so, and the fix.
+                # See test_a_parallel_siblings_result_read_without_needs_names_the_fix.
+                from ._missing import explained_key_error
+
+                error = explained_key_error(record, error, context)
             await self._fail(record, error, context, raises)
         except BaseException as error:
             # SystemExit, KeyboardInterrupt or GeneratorExit raised by the
@@ -510,25 +520,7 @@ class Task:
             try:
                 if self.timeout is None:
                     return await self._work(context)
-                deadline = asyncio.timeout(self.timeout)
-                try:
-                    async with deadline:
-                        result = await self._work(context)
-                except Exception as error:
-                    # Past the deadline, whatever the work raised (TimeoutError,
-                    # or its own error after catching the cancellation) is the
-                    # timeout. See test_a_timeout_the_work_swallows_still_fails_the_task.
-                    if deadline.expired():
-                        raise TaskTimeoutError(
-                            self.name, self.timeout, task_definition=self
-                        ) from error
-                    raise
-                if deadline.expired():
-                    # The work caught the cancellation the deadline sent and
-                    # returned: its result came too late, and no false success.
-                    # See test_a_timeout_the_work_swallows_still_fails_the_task.
-                    raise TaskTimeoutError(self.name, self.timeout, task_definition=self)
-                return result
+                return await self._attempt_in_time(record, context, self.timeout)
             except Exception as error:
                 if record.attempt > self.retries:
                     raise
@@ -540,6 +532,42 @@ class Task:
                 await asyncio.sleep(delay)
                 record.attempt += 1
                 record.status = Status.RUNNING
+
+    async def _attempt_in_time(self, record: TaskRun, context: Context, seconds: float) -> Any:
+        """One attempt within ``seconds``, its work in an asyncio task of its own.
+
+        The work runs apart so that the timeout fails the task when it fires,
+        whatever the work does with the cancellation it is then sent: work
+        that catches it and goes on (even in a loop) cannot hold the task,
+        nor end it as a success. See test_work_that_swallows_every_cancellation_fails_in_time.
+        """
+        work = asyncio.ensure_future(self._work(context))
+        try:
+            await asyncio.wait((work,), timeout=seconds)
+        except asyncio.CancelledError:
+            # The task itself is cancelled (its group failed, the run is
+            # stopping): pass that on to the work, as a direct await would.
+            await _stop_work(work, record)
+            raise
+        if work.done():
+            # Whatever it raised on its own, a TimeoutError included, is its failure.
+            return work.result()
+        stopped = await _stop_work(work, record)
+        # Whatever the work did once cancelled (returned, raised its own
+        # error, kept going), its result came too late: no false success.
+        # See test_a_timeout_the_work_swallows_still_fails_the_task.
+        cause: BaseException | None = None
+        if stopped:
+            try:
+                work.result()
+            except BaseException as ended:
+                # The cancellation carries the frames where the work waited:
+                # the summary shows them (see
+                # test_a_timeout_shows_its_message_without_a_traceback_of_internals).
+                cause = ended
+        raise TaskTimeoutError(
+            self.name, seconds, task_definition=self, left_running=not stopped
+        ) from cause
 
 
 def _current_record_of(task: Task) -> TaskRun | None:
@@ -571,6 +599,25 @@ def _follow(record: TaskRun, decision: Decision, context: Context) -> Context:
     else:
         record.run.mark_not_started([record.task], Status.SKIPPED, decision.reason, record.parent)
     return context
+
+
+async def _stop_work(work: asyncio.Future[Any], record: TaskRun) -> bool:
+    """Cancel ``work`` and wait for it to end, for the run's grace period at most.
+
+    :returns: whether it ended; work that did not is handed to the run, which
+        stops it when it ends (see ``Run.leave_running``)
+    """
+    work.cancel()
+    run = record.run
+    try:
+        await asyncio.wait((work,), timeout=run.settings.grace)
+    finally:
+        # Also when a second cancellation interrupts the wait.
+        if not work.done():
+            run.leave_running(work, record)
+    if work.done() and not work.cancelled():
+        work.exception()  # retrieved: asyncio does not log it as lost
+    return work.done()
 
 
 def _is_being_cancelled() -> bool:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._callback import CallbackTask
 from .._engine._exceptions import DefinitionError, PluginError, TaskTypeError
+from .._engine._groups import SerialTaskGroup
+from .._engine._task import Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,6 +87,37 @@ class Plugin:
                 plugin=self.name,
             )
         return loaded  # type: ignore[no-any-return]
+
+    def locate(self) -> Callable[..., Any]:
+        """Check that the plugin's ``module:attribute`` is defined, running none of its code.
+
+        What the check commands use instead of :meth:`load`: the module is
+        found on ``sys.path`` and its source parsed (see :func:`locate_reference`).
+        flow2's own plugins, and a module imported already, are loaded as they are.
+
+        :returns: a stand-in factory with the signature the source declares
+            (``__init__``'s for a class) that builds a :class:`flow2.Task` of
+            the node's name, Task options and children, for the checks
+        :raises flow2.PluginError: when the module cannot be found or read,
+            or does not define the attribute
+        """
+        module_name, _, attribute_path = self.target.partition(":")
+        module_name, attribute_path = module_name.strip(), attribute_path.strip()
+        # flow2's own plugins are flow2's code, running already: loaded as
+        # they are, so a dry run's plan compares their tasks' definitions (see
+        # test_a_dry_run_of_a_resume_says_what_it_reuses_and_why_the_rest_runs).
+        own = module_name.partition(".")[0] == "flow2"
+        if own or module_name in sys.modules or not attribute_path:
+            return self.load()
+        try:
+            _, definition, _ = _find_definition(module_name, attribute_path)
+        except _NotFound as error:
+            raise PluginError(
+                f"plugin {self.name!r} ({self.target}, from {self.distribution}): {error}; "
+                f"reinstall or fix that distribution, or use another plugin",
+                plugin=self.name,
+            ) from None
+        return _plugin_stand_in(self.name, definition)
 
     def summary(self) -> str:
         """The first line of the plugin's docstring, or why it cannot be imported."""
@@ -290,44 +323,142 @@ def locate_reference(task_name: str, reference: str) -> Callable[..., Any]:
     if module_name in sys.modules:  # imported already: looking runs nothing
         return import_reference(task_name, reference)  # type: ignore[no-any-return]
 
-    def problem(message: str) -> DefinitionError:
-        return DefinitionError(
-            f"task {task_name!r}: callback={reference!r}: {message}",
+    try:
+        path, definition, _ = _find_definition(module_name, attribute_path)
+    except _NotFound as error:
+        raise DefinitionError(
+            f"task {task_name!r}: callback={reference!r}: {error}",
             task=task_name,
             option="callback",
             value=reference,
-        )
+        ) from None
+    if isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef) and "." not in attribute_path:
+        return _stand_in(module_name, attribute_path, definition, path)
+    return _stand_in(module_name, attribute_path, None, path)
 
+
+class _NotFound(Exception):
+    """A reference's module or name cannot be found in the source; the message says which."""
+
+
+def _find_definition(module_name: str, attribute_path: str) -> tuple[Path, ast.stmt | None, bool]:
+    """Find ``module_name``'s file and the statement defining ``attribute_path``'s first name.
+
+    :returns: the file, the statement (None when the source cannot tell:
+        a compiled module, ``import *``, a module ``__getattr__``), and whether
+        the module may define names its source does not show
+    :raises _NotFound: when the module cannot be found or read, or lacks the name
+    """
     path = _module_file(module_name)
     if path is None:
-        raise problem(
+        raise _NotFound(
             f"module {module_name!r} cannot be found; install it or put its folder on PYTHONPATH"
         )
-    first = attribute_path.split(".")[0]
     if path.suffix != ".py":  # compiled, or built into the interpreter
-        return _stand_in(module_name, attribute_path, None, path)
+        return path, None, True
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, ValueError, SyntaxError) as error:
         line = f" (line {error.lineno})" if isinstance(error, SyntaxError) else ""
-        raise problem(
+        raise _NotFound(
             f"module {module_name!r} ({path}) cannot be read{line}: {error}; fix the module"
         ) from None
     names, open_ended = _top_level_names(tree)
+    first = attribute_path.split(".")[0]
     if first not in names:
         if open_ended:
-            return _stand_in(module_name, attribute_path, None, path)
-        raise problem(
+            return path, None, True
+        raise _NotFound(
             f"{module_name!r} has no attribute {attribute_path!r}; check the name after the colon"
         )
-    definition = names[first]
-    if isinstance(definition, ast.ClassDef | ast.Import | ast.ImportFrom) or (
-        isinstance(definition, ast.Assign | ast.AnnAssign) and "." not in attribute_path
-    ):
-        return _stand_in(module_name, attribute_path, None, path)
-    if "." in attribute_path:
-        return _stand_in(module_name, attribute_path, None, path)
-    return _stand_in(module_name, attribute_path, definition, path)
+    return path, names[first], open_ended
+
+
+#: The options every task takes, passed on by a plugin's stand-in.
+_TASK_OPTIONS = (
+    "description",
+    "register",
+    "output",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "executor",
+    "needs",
+    "when",
+)
+
+
+class _LocatedPlugin(Task):
+    """What a located plugin's node becomes in a check: a task that is never run."""
+
+    async def run(self, context: Any) -> Any:
+        raise _NotImported("a plugin located for a check is never run")
+
+
+def _plugin_stand_in(plugin_name: str, definition: ast.stmt | None) -> Callable[..., Any]:
+    """A factory standing for a plugin in a check, with the signature its source declares.
+
+    The loader reads the node's accepted keys from that signature: a class's
+    ``__init__`` (less ``self``), or a function's parameters. Where the source
+    cannot tell (a class without its own ``__init__``, a name assigned or
+    imported), it takes any key and child tasks.
+    """
+    signature = None
+    if isinstance(definition, ast.ClassDef):
+        signature = _class_signature(definition)
+    elif isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        signature = _signature(definition.args)
+
+    def stand_in(name: str, *tasks: Task, **options: Any) -> Task:
+        task_options = {key: options[key] for key in _TASK_OPTIONS if key in options}
+        if tasks:
+            return SerialTaskGroup(name, *tasks, **task_options)
+        return _LocatedPlugin(name, **task_options)
+
+    stand_in.__qualname__ = stand_in.__name__ = plugin_name
+    if signature is not None:
+        stand_in.__signature__ = signature  # type: ignore[attr-defined]
+    return stand_in
+
+
+def _class_signature(definition: ast.ClassDef) -> inspect.Signature | None:
+    """What a plugin class takes after ``self``, as its source says.
+
+    A class whose bases are all named ``Task`` (``flow2.Task``, ``Task``)
+    and whose ``__init__`` passes ``**options`` on takes :class:`flow2.Task`'s
+    options too, as the loaded class would; with other bases the source cannot
+    tell which keys reach them, and None (any key) is returned.
+    """
+    init = next(
+        (
+            statement
+            for statement in definition.body
+            if isinstance(statement, ast.FunctionDef) and statement.name == "__init__"
+        ),
+        None,
+    )
+    on_task = bool(definition.bases) and all(
+        (isinstance(base, ast.Name) and base.id == "Task")
+        or (isinstance(base, ast.Attribute) and base.attr == "Task")
+        for base in definition.bases
+    )
+    task_parameters = list(inspect.signature(Task.__init__).parameters.values())[1:]
+    if init is None:
+        return inspect.Signature(task_parameters) if on_task else None
+    own = list(_signature(init.args).parameters.values())[1:]
+    passes_on = any(parameter.kind is parameter.VAR_KEYWORD for parameter in own)
+    if not passes_on:
+        return inspect.Signature(own)
+    if not on_task:
+        return None
+    kept = [parameter for parameter in own if parameter.kind is not parameter.VAR_KEYWORD]
+    names = {parameter.name for parameter in kept}
+    inherited = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in task_parameters[1:]
+        if parameter.name not in names
+    ]
+    return inspect.Signature([*kept, *inherited])
 
 
 def _split_reference(task_name: str, reference: str) -> tuple[str, str]:

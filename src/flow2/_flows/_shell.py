@@ -58,14 +58,14 @@ MAX_LINE = 65536
 _CHUNK = 65536
 
 #: The shells ``shell:`` names, as argument lists; the script follows (a
-#: ``/dev/fd/N`` path; ``-`` for python, which reads it from stdin; the
-#: command itself after pwsh's ``-Command``). ``sh`` gets ``-o pipefail``
-#: where it knows it.
+#: ``/dev/fd/N`` path; ``-`` for python, which reads it from stdin; the path
+#: of an owner-only ``.ps1`` file after pwsh's ``-File``). ``sh`` gets
+#: ``-o pipefail`` where it knows it.
 SHELLS: dict[str, list[str]] = {
     "bash": ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail"],
     "sh": ["sh", "-e"],
     "python": ["python"],
-    "pwsh": ["pwsh", "-NoLogo", "-NoProfile", "-NonInteractive", "-Command"],
+    "pwsh": ["pwsh", "-NoLogo", "-NoProfile", "-NonInteractive", "-File"],
 }
 #: How ``${{ … }}`` values reach a command line: as environment variables
 #: the line refers to (the default), or pasted into its text.
@@ -563,8 +563,13 @@ def _shell_arguments(
     if shell == "sh" and sh_has_pipefail():
         known = [*SHELLS["sh"], "-o", "pipefail"]
     if known is not None and shell == "pwsh":
-        command = _PWSH_PROLOGUE + command + _PWSH_EPILOGUE
-        return [*known, command], None, None, False
+        # pwsh runs a file only when its name ends in .ps1, and does not read
+        # one through /dev/fd: an owner-only file, removed once the command
+        # ends. See test_pwsh_gets_its_script_in_an_owner_only_file.
+        descriptor, script = tempfile.mkstemp(prefix="flow2-", suffix=".ps1")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(_PWSH_PROLOGUE + command + _PWSH_EPILOGUE + "\n")
+        return [*known, script], script, None, False
     if known is None or not os.path.isdir("/dev/fd"):
         # A template: the command goes into a file (owner-only) whose path
         # replaces {0}, as GitHub Actions runs a step.

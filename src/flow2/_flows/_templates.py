@@ -539,7 +539,7 @@ def render_runtime(
         reason = TOO_DEEP
     except jinja2.UndefinedError as error:
         known = ", ".join(sorted(context)) or "none yet"
-        reason = (
+        reason = _missing_result_reason(error.message, where) or (
             f"{error.message} when the task started; results and variables "
             f"available then: {known}; a task can only use the results of tasks that "
             f"finished before it (put it after them in a serial group)"
@@ -547,6 +547,22 @@ def render_runtime(
     except Exception as error:
         reason = f"{type(error).__name__}: {_message(error)}"
     raise ExpressionError(reason, expression=value, **where) from None
+
+
+def _missing_result_reason(message: str | None, where: Mapping[str, Any]) -> str | None:
+    """Why an undefined name is undefined when it is the result key of a task that
+    has not stored it yet (a parallel sibling, a later task), with the fix."""
+    from .._engine._missing import missing_result_error
+
+    # ``build`` alone, or ``context.build`` / ``context['build']``.
+    match = re.fullmatch(
+        r"'(\w+)' is undefined|'dict object' has no attribute '(\w+)'", message or ""
+    )
+    task = where.get("task_definition")
+    if match is None or task is None:
+        return None
+    missing = missing_result_error(task, match.group(1) or match.group(2))
+    return None if missing is None else str(missing)
 
 
 def _render_value(value: Any, names: dict[str, Any]) -> Any:

@@ -41,6 +41,7 @@ from ._settings import Verbosity
 from ._text import (
     WORDS,
     describe_error,
+    error_headline,
     format_elapsed,
     format_result,
     github_data,
@@ -364,7 +365,7 @@ class PlainConsole:
             if event.failed_count and not event.task.stores_result:
                 line += f": {_count(event.failed_count)} failed inside"
             elif event.error is not None:
-                line += f": {describe_error(event.error)}"
+                line += f": {error_headline(event.error)}"
         elif status is _PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
         elif (status is _SKIPPED or status is _REUSED) and event.reason:
@@ -372,7 +373,7 @@ class PlainConsole:
         elif status is _RETRYING and event.error is not None:
             retries = event.task.retries
             line += (
-                f": {describe_error(event.error)} "
+                f": {error_headline(event.error)} "
                 f"(attempt {event.attempt} of {retries + 1}, next in {event.retry_delay:g}s)"
             )
         return line + "\n"

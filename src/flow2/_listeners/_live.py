@@ -56,7 +56,7 @@ from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
 from ._text import (
     MARKS,
-    describe_error,
+    error_headline,
     format_minutes,
     format_result,
     record_text,
@@ -240,7 +240,7 @@ class LiveView:
         if status is _RETRYING:
             self._attempts[task] = event.attempt
             if event.error is not None:
-                self._errors[task] = self._mask(one_line(describe_error(event.error)))
+                self._errors[task] = self._mask(error_headline(event.error))
             return
         # Finished: SUCCEEDED, PARTIAL, FAILED, SKIPPED, CANCELLED or REUSED.
         if event.attempt > 1:
@@ -280,7 +280,7 @@ class LiveView:
                 failed[task] = None
         if status is _FAILED and event.error is not None:
             if task.stores_result or not event.failed_count:
-                self._errors[task] = self._mask(one_line(describe_error(event.error)))
+                self._errors[task] = self._mask(error_headline(event.error))
         elif (
             status is _SUCCEEDED
             and event.result is not None

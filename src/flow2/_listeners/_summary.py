@@ -52,6 +52,7 @@ from ._settings import Verbosity
 from ._text import (
     VERDICTS,
     describe_error,
+    error_lines,
     format_duration,
     short_path,
     strip_escapes,
@@ -308,7 +309,7 @@ class SummaryListener:
     def _headline(self, group: list[Failure]) -> list[str]:
         """A failure in short, above the verdict: its path, then its error's first line."""
         first = group[0]
-        headline = (describe_error(first.error).splitlines() or [""])[0]
+        headline = error_lines(first.error)[0]
         if len(headline) > HEADLINE_WIDTH:
             headline = headline[: HEADLINE_WIDTH - 1] + "…"
         if len(group) == 1:
@@ -332,7 +333,9 @@ class SummaryListener:
         its first line. Nothing when there is nothing more to say.
         """
         first = group[0]
-        description = describe_error(first.error).splitlines()
+        # Each line made visible and indented: an error's text cannot forge
+        # a line of flow2's. See test_an_error_text_forges_no_line.
+        description = error_lines(first.error)
         if description and len(description[0]) <= HEADLINE_WIDTH:
             description = description[1:]
         lines = [f"  {line}" for line in description]

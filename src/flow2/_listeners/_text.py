@@ -162,6 +162,24 @@ def describe_error(error: BaseException) -> str:
     return f"{name}: {message}" if message else name
 
 
+def error_lines(error: BaseException) -> list[str]:
+    """:func:`describe_error`'s lines, each :func:`visible`, for drawing on a screen.
+
+    A task's error text is the task's own: a newline in it must not start a
+    line of flow2's (a forged verdict), nor an escape sequence clear the
+    screen. One-line places show the first line (see :func:`error_headline`);
+    the summary's indented detail block shows the rest.
+    """
+    lines = describe_error(error).strip("\n").split("\n")
+    return [visible(line) for line in lines]
+
+
+def error_headline(error: BaseException) -> str:
+    """The first of :func:`error_lines`, with `` …`` when more follow: one line, safe to draw."""
+    lines = error_lines(error)
+    return lines[0] + " …" if len(lines) > 1 else lines[0]
+
+
 def error_message(error: BaseException) -> str:
     """``str(error)``, or a note saying it cannot be shown when its ``__str__`` raises."""
     try:
