@@ -94,21 +94,42 @@ def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
     return variables
 
 
+#: The variable holding the words after ``--`` (``flow2 run NAME -- ARGS…``).
+ARGUMENTS_VARIABLE = "args"
+
+
+def with_arguments(variables: dict[str, Any], arguments: list[str] | None) -> dict[str, Any]:
+    """``variables`` with ``args``: the words after ``--``, else ``[]`` unless set already.
+
+    :raises UsageProblem: when ``args=…`` and ``--`` both give it
+    """
+    if arguments is None:
+        return {ARGUMENTS_VARIABLE: [], **variables}
+    if ARGUMENTS_VARIABLE in variables:
+        raise UsageProblem(
+            f"{ARGUMENTS_VARIABLE}= and the words after -- both set the variable "
+            f"{ARGUMENTS_VARIABLE!r}; give one"
+        )
+    return {**variables, ARGUMENTS_VARIABLE: list(arguments)}
+
+
 def load_flow(
     flow: str,
     assignments: tuple[str, ...],
     *,
     for_a_run: bool = False,
     import_callbacks: bool = False,
+    arguments: list[str] | None = None,
 ) -> tuple[LoadedFlow, dict[str, Any]]:
     """The flow ``flow`` names, read with the variables of ``assignments``, and those variables.
 
     :param for_a_run: leave the tree's check to the run (see :func:`read_flow`)
     :param import_callbacks: import the callbacks' modules: only for a run;
         the commands that look at a flow run none of its code
+    :param arguments: the words after ``--``, the variable ``args`` (``[]`` without them)
     :raises UsageProblem: when there is no such flow or it is not a valid one
     """
-    variables = parse_variables(assignments)
+    variables = with_arguments(parse_variables(assignments), arguments)
     try:
         loaded = read_flow(
             find_flow(flow), variables, for_a_run=for_a_run, import_callbacks=import_callbacks

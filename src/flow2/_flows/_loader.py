@@ -167,6 +167,8 @@ def _build_flow(
                 "tasks are nested too deeply to load; flatten the groups", file=file
             ) from None
         builder.check_tree(root, as_a_run_would=not for_a_run)
+        if default is not None:
+            builder.check_default(root, default)
     except FlowFileError as error:
         if error.line is None or source.count("\n") == text.count("\n"):
             raise
@@ -178,9 +180,7 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(
-        file, text, root, secrets, dict(variables), default, builder.dotenv_secrets
-    )
+    return LoadedFlow(file, text, root, secrets, dict(variables), default, builder.dotenv_secrets)
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -307,6 +307,15 @@ class _Builder:
             )
         self.default_line = line
         return default
+
+    def check_default(self, root: Node, default: str) -> None:
+        """The top-level ``default:`` names one task of the flow."""
+        from ._names import check_names
+
+        try:
+            check_names(root, [default], file=self.file)
+        except DefinitionError as error:
+            raise self.error(f"default: {error}", self.default_line, "default") from None
 
     def build(self, data: Any) -> Node:
         if data is None:

@@ -690,14 +690,18 @@ class RunTimeOptions:
         from ._shell import command_with_values, expressions_in
 
         cmd = self.deferred["cmd"]
-        values = []
+        values: list[str | list[str]] = []
         try:
             for expression in expressions_in(cmd):
                 value = render_runtime(expression, names, self.where["cmd"], seconds=seconds)
                 if isinstance(value, list | tuple) and expression.strip() == cmd.strip():
                     # cmd: ${{ arguments }}: a list of arguments runs without a shell.
                     return {"cmd": value}
-                values.append(str(value))  # as a template writes it
+                if isinstance(value, list | tuple):
+                    # A word each (``${{ args }}``): see command_with_values.
+                    values.append([str(item) for item in value])
+                else:
+                    values.append(str(value))  # as a template writes it
         except ExpressionError:
             # The error about the whole option, as written, as for any other.
             render_runtime(cmd, names, self.where["cmd"], seconds=seconds)
