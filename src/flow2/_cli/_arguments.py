@@ -157,6 +157,13 @@ def flow_masker(variables: dict[str, Any], declared: Iterable[str]) -> SecretMas
     return masker
 
 
+def loaded_masker(loaded: LoadedFlow, variables: dict[str, Any]) -> SecretMasker:
+    """The secrets of a loaded flow: :func:`flow_masker`'s, and its ``dotenv:`` secrets."""
+    masker = flow_masker(variables, loaded.secrets)
+    masker.add(loaded.dotenv_secrets)
+    return masker
+
+
 def declared_secrets(text: str) -> list[str]:
     """The names in a flow's top-level ``secrets:`` list; none when it cannot be read."""
     from .._flows._yaml import parse

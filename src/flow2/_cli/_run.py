@@ -21,8 +21,8 @@ from ._arguments import (
     FLOW_HELP,
     UsageProblem,
     chosen_store,
-    flow_masker,
     load_flow,
+    loaded_masker,
     log_directory,
     run_options,
 )
@@ -196,7 +196,7 @@ def print_plan(
     from .._listeners._text import visible
     from .._running._runner import Runner
 
-    masker = flow_masker(variables, loaded.secrets)
+    masker = loaded_masker(loaded, variables)
     try:
         runner = Runner(
             display="none",
@@ -283,12 +283,12 @@ def run_flow(
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except DefinitionError as error:  # the tree, checked once, by the run
-        masker = flow_masker(variables, loaded.secrets)
+        masker = loaded_masker(loaded, variables)
         raise UsageProblem(str(loaded.located(error)), masker=masker) from None
     except ConfigurationError as error:  # the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        _tell(flow_masker(variables, loaded.secrets).mask(f"flow2: {error}"))
+        _tell(loaded_masker(loaded, variables).mask(f"flow2: {error}"))
         return EXIT_FAILED
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import click
 
 from .._listeners._text import visible
-from ._arguments import FLOW_HELP, UsageProblem, flow_masker, load_flow
-from ._words import DEFAULT_FLOW_NAMES, find_default_flow, is_flow_file, no_default_flow
+from ._arguments import FLOW_HELP, UsageProblem, load_flow, loaded_masker
+from ._words import DEFAULT_FLOW_NAMES, flow_and_variables
 
 #: What ``flow2 init`` writes; ``{name}`` is the project's name.
 STARTER = """\
@@ -49,23 +48,8 @@ def list_tasks(words: tuple[str, ...]) -> None:
     descriptions: the names `flow2 run NAME` takes."""
     from .._flows._names import named_tasks
 
-    rest = list(words)
-    if rest and "=" not in rest[0] and is_flow_file(rest[0]):
-        flow = rest.pop(0)
-    else:
-        found = find_default_flow()
-        if found is None:
-            raise no_default_flow()
-        flow = os.path.relpath(found)
-    unknown = [word for word in rest if "=" not in word]
-    if unknown:
-        raise UsageProblem(
-            f"{unknown[0]!r} is neither a flow file nor a variable (key=value); "
-            f"`flow2 list` takes FLOW and variables only"
-        )
-    loaded, values = load_flow(flow, tuple(rest))
-    masker = flow_masker(values, loaded.secrets)
-    masker.add(loaded.dotenv_secrets)
+    loaded, values = load_flow(*flow_and_variables(words, "list"))
+    masker = loaded_masker(loaded, values)
     tasks = named_tasks(loaded.root)
     click.echo(masker.mask(f"{loaded.file}: tasks of '{visible(loaded.root.task.name)}'"))
     if not tasks:
