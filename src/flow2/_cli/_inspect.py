@@ -24,7 +24,7 @@ from ._words import flow_and_variables
 @click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
 def validate(words: tuple[str, ...]) -> None:
     """Load FLOW (default: the nearest flow2.yml) and check it, running nothing."""
-    flow, variables = flow_and_variables(words, "validate")
+    flow, variables = flow_and_variables(words)
     loaded, values = load_flow(flow, variables)
     masker = loaded_masker(loaded, values)
     nodes = loaded.nodes()
@@ -42,7 +42,7 @@ def validate(words: tuple[str, ...]) -> None:
 @click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
 def render(words: tuple[str, ...]) -> None:
     """Print FLOW's text after templating (${{ … }} is left for run time)."""
-    flow, variables = flow_and_variables(words, "render")
+    flow, variables = flow_and_variables(words)
     values = parse_variables(variables)
     try:
         text = render_flow(find_flow(flow), values)
@@ -56,7 +56,7 @@ def render(words: tuple[str, ...]) -> None:
 @click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
 def show(words: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
-    flow, variables = flow_and_variables(words, "show")
+    flow, variables = flow_and_variables(words)
     from .._flows._graph import tree_lines
 
     loaded, values = load_flow(flow, variables)
@@ -75,7 +75,7 @@ def graph(words: tuple[str, ...], dot: bool) -> None:
     group have no arrows between them. A dashed arrow labelled "needs" goes
     from the task storing a result to each task that needs it.
     """
-    flow, variables = flow_and_variables(words, "graph")
+    flow, variables = flow_and_variables(words)
     from .._flows._graph import dot_graph, mermaid_graph
 
     loaded, values = load_flow(flow, variables)

@@ -48,7 +48,7 @@ def list_tasks(words: tuple[str, ...]) -> None:
     descriptions: the names `flow2 run NAME` takes."""
     from .._flows._names import named_tasks
 
-    loaded, values = load_flow(*flow_and_variables(words, "list"))
+    loaded, values = load_flow(*flow_and_variables(words))
     masker = loaded_masker(loaded, values)
     tasks = named_tasks(loaded.root)
     click.echo(masker.mask(f"{loaded.file}: tasks of '{visible(loaded.root.task.name)}'"))

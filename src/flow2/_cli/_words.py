@@ -135,13 +135,13 @@ def move_to(folder: Path) -> str:
     return relative
 
 
-def flow_and_variables(words: tuple[str, ...], command: str) -> tuple[str, tuple[str, ...]]:
+def flow_and_variables(words: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     """FLOW (the first word, else the default flow) and the ``key=value`` words after it.
 
     For the commands that look at a flow (list, validate, show, …), which
     take no task names: the default flow is read where it is, nothing runs.
 
-    :raises UsageProblem: without a flow anywhere, or on a word that is neither
+    :raises UsageProblem: without a flow anywhere
     """
     rest = list(words)
     if rest and "=" not in rest[0] and (is_flow_file(rest[0]) or _names_a_folder_flow(rest[0])):
@@ -155,10 +155,4 @@ def flow_and_variables(words: tuple[str, ...], command: str) -> tuple[str, tuple
                 raise no_default_flow()
         else:
             flow = os.path.relpath(found)
-    unknown = [word for word in rest if "=" not in word]
-    if unknown:
-        raise UsageProblem(
-            f"{unknown[0]!r} is neither a flow file nor a variable (key=value); "
-            f"`flow2 {command}` takes FLOW and variables"
-        )
     return flow, tuple(rest)
