@@ -1,7 +1,7 @@
 """What ``flow2 run [FLOW] [NAME...] [key=value...] [-- ARGS...]`` means, word by word.
 
 - FLOW, first and optional, is a flow file: a word naming a file on disk, or
-  ending in ``.yml``/``.yaml``, or holding a ``/``. Without one, the default
+  ending in ``.yml``/``.yaml`` (``release/checks`` is a group's path). Without one, the default
   flow is the nearest ``flow2.yml`` (else ``flow2.yaml``) in the working
   directory or its parents (:func:`find_default_flow`); the run then takes
   place in that file's folder, as if started there. With no default flow
@@ -62,7 +62,7 @@ class PassThroughCommand(click.Command):
 def is_flow_file(word: str) -> bool:
     """Whether a command-line word names a flow file rather than a task."""
     path = Path(word)
-    return path.is_file() or path.suffix in FLOW_EXTENSIONS or "/" in word or os.sep in word
+    return path.is_file() or path.suffix in FLOW_EXTENSIONS
 
 
 def find_default_flow(start: Path | None = None) -> Path | None:
