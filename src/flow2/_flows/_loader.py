@@ -385,12 +385,13 @@ class _Builder:
         keys = plugin_options(factory)
         accepted, required, takes_tasks = keys.accepted, keys.required, keys.takes_tasks
         label = f"task {name!r} (plugin {plugin_name!r})"
-        outer = self.scopes[-1]
-        scope = self.scope_of(data, outer, label, handed_down=takes_tasks and "env" not in accepted)
+        # A group's env: and dir: are for the tasks under it, not its plugin's.
+        handed_down = takes_tasks and "env" not in accepted
+        scope = self.scope_of(data, self.scopes[-1], label, handed_down=handed_down)
         options = {
             key: value
             for key, value in data.items()
-            if key not in _STRUCTURE_KEYS and not (key in SCOPE_KEYS and scope is not outer)
+            if key not in _STRUCTURE_KEYS and not (handed_down and key in SCOPE_KEYS)
         }
         for key in options:
             is_cwd = key == "dir" and "cwd" in accepted  # dir: is cwd: by its group-level name
@@ -399,7 +400,7 @@ class _Builder:
         for key in ("tasks", "parallel"):
             if key in data and not takes_tasks:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
-        if scope is outer:
+        if not handed_down:
             options = self.with_scope(options, scope, accepted, label, data)
         missing = [key for key in required if key not in options]
         if missing:
