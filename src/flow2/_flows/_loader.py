@@ -9,7 +9,7 @@ Four steps, each reporting errors with the file, the line and the key:
    ``tasks:`` (a serial group) or ``parallel:`` (a parallel group) — becomes
    the task its plugin builds, its other keys the plugin's options and
    ``tasks:`` (or ``parallel:``) its children; ``env:``, ``dir:`` and
-   ``dotenv:`` of a group reach the tasks under it (:class:`Scope`);
+   ``dotenv:`` of a group reach the tasks under it (``_scopes``);
 4. the tree is checked as a run would check it (result keys, executors).
 """
 
@@ -31,6 +31,7 @@ from .._engine._exceptions import (
     PluginError,
 )
 from .._engine._task import Context, Task
+from ._scopes import SCOPE_KEYS, Scope, ScopeReader
 from ._yaml import LineDict, parse, type_name
 
 if TYPE_CHECKING:
@@ -45,17 +46,6 @@ _STRUCTURE_KEYS = ("plugin", "name", "tasks", "parallel", "needs", "if", "dotenv
 TOP_LEVEL_KEYS = ("secrets", "default")
 #: The plugin a node without ``plugin:`` gets from the key that says what it is.
 SHORT_FORMS = {"cmd": "shell", "tasks": "serial", "parallel": "parallel"}
-#: Keys a group hands down to the tasks under it, not options of its plugin.
-SCOPE_KEYS = ("env", "dir", "dotenv")
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a group hands down to the tasks under it: ``env:`` (``dotenv:`` files'
-    values under it) and ``dir:``. Inner groups and a task's own keys win."""
-
-    env: Mapping[str, Any] = field(default_factory=dict)
-    dir: str | None = None
 
 
 @dataclass
@@ -180,7 +170,9 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root, secrets, dict(variables), default, builder.dotenv_secrets)
+    return LoadedFlow(
+        file, text, root, secrets, dict(variables), default, builder.scope_reader.secrets
+    )
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -266,10 +258,9 @@ class _Builder:
         self._building: set[int] = set()
         #: What the groups being built hand down, innermost last.
         self.scopes: list[Scope] = [Scope()]
+        self.scope_reader = ScopeReader(file, self.error)
         #: The line of the top-level ``default:``.
         self.default_line: int | None = None
-        #: Values of ``dotenv:`` files whose names mark them secret.
-        self.dotenv_secrets: list[str] = []
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -387,7 +378,7 @@ class _Builder:
         label = f"task {name!r} (plugin {plugin_name!r})"
         # A group's env: and dir: are for the tasks under it, not its plugin's.
         handed_down = takes_tasks and "env" not in accepted
-        scope = self.scope_of(data, self.scopes[-1], label, handed_down=handed_down)
+        scope = self.scope_reader.scope_of(data, self.scopes[-1], label, handed_down=handed_down)
         options = {
             key: value
             for key, value in data.items()
@@ -401,7 +392,7 @@ class _Builder:
             if key in data and not takes_tasks:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
         if not handed_down:
-            options = self.with_scope(options, scope, accepted, label, data)
+            options = self.scope_reader.with_scope(options, scope, accepted, label, data)
         missing = [key for key in required if key not in options]
         if missing:
             raise self.error(
@@ -551,135 +542,6 @@ class _Builder:
                 "plugin",
             )
         return SHORT_FORMS[forms[0]]
-
-    def scope_of(self, data: LineDict, outer: Scope, label: str, *, handed_down: bool) -> Scope:
-        """What the node hands down: ``outer`` itself when it hands nothing down.
-
-        :param handed_down: the node is a group whose plugin has no ``env`` of
-            its own: its ``env:`` and ``dir:`` are for the tasks under it
-        """
-        if "dotenv" not in data and not (handed_down and ("env" in data or "dir" in data)):
-            return outer
-        env = dict(outer.env)
-        if "dotenv" in data:
-            env.update(self.read_dotenv(data["dotenv"], data.key_lines["dotenv"]))
-        if not handed_down:
-            return Scope(env, outer.dir)
-        own_env = data.get("env")
-        if own_env is not None:
-            if not isinstance(own_env, dict):
-                raise self.error(
-                    f"{label}: env: must be a mapping of variable names to values, got "
-                    f"{type_name(own_env)}; write e.g. env: {{PYTHONUNBUFFERED: '1'}}",
-                    data.key_lines["env"],
-                    "env",
-                )
-            env.update(own_env)
-        directory = outer.dir
-        if "dir" in data:
-            directory = self.joined_dir(data["dir"], outer, label, data.key_lines["dir"])
-        return Scope(env, directory)
-
-    def joined_dir(self, value: Any, outer: Scope, label: str, line: int) -> str:
-        """``dir:`` ``value``, under the outer group's when relative."""
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(
-                f"{label}: dir: must be a directory, got {type_name(value)}; write e.g. dir: docs",
-                line,
-                "dir",
-            )
-        return value if outer.dir is None else os.path.join(outer.dir, value)
-
-    def with_scope(
-        self,
-        options: dict[str, Any],
-        scope: Scope,
-        accepted: list[str],
-        label: str,
-        data: LineDict,
-    ) -> dict[str, Any]:
-        """A task's options with what its groups hand down; its own keys win.
-
-        ``dir:`` is the group-level name of a task's ``cwd:``; a task may use
-        either (not both). Tasks whose plugin has no ``env``/``cwd`` option
-        (callbacks) are left as they are.
-        """
-        options = dict(options)
-        if "dir" in options and "cwd" in accepted:
-            if "cwd" in options:
-                raise self.error(
-                    f"{label} has both dir: and cwd:, which say the same; keep one",
-                    data.key_lines["dir"],
-                    "dir",
-                )
-            options["cwd"] = options.pop("dir")
-        if "cwd" in accepted and scope.dir is not None:
-            own = options.get("cwd")
-            if own is None:
-                options["cwd"] = scope.dir
-            elif isinstance(own, str) and "${{" not in own:
-                options["cwd"] = os.path.join(scope.dir, own)
-        own_env = options.get("env")
-        if "env" in accepted and scope.env and (own_env is None or isinstance(own_env, dict)):
-            options["env"] = {**scope.env, **(own_env or {})}
-        return options
-
-    def read_dotenv(self, value: Any, line: int) -> dict[str, str]:
-        """The variables of the ``dotenv:`` files ``value`` names, later files winning.
-
-        A relative path is relative to the flow file's folder. A missing file
-        is an error, unless written ``{path: …, optional: true}``.
-        """
-        from .._listeners._secrets import is_secret_name
-        from ._dotenv import DotenvError, parse_dotenv
-
-        entries = value if isinstance(value, list) else [value]
-        env: dict[str, str] = {}
-        for entry in entries:
-            optional = False
-            path = entry
-            if isinstance(entry, dict) and set(entry) <= {"path", "optional"}:
-                path, optional = entry.get("path"), entry.get("optional", False)
-            if not isinstance(path, str) or not path.strip() or not isinstance(optional, bool):
-                raise self.error(
-                    f"dotenv: must be a file, a list of files, or {{path: FILE, optional: "
-                    f"true}}, got {type_name(entry)}; write e.g. dotenv: [.env, {{path: "
-                    f".env.local, optional: true}}]",
-                    line,
-                    "dotenv",
-                )
-            location = os.path.join(os.path.dirname(self.file), os.path.expanduser(path))
-            try:
-                text = Path(location).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                if optional:
-                    continue
-                raise self.error(
-                    f"dotenv: the file {path!r} does not exist ({location}); create it, or "
-                    f"mark it optional: dotenv: [{{path: {path}, optional: true}}]",
-                    line,
-                    "dotenv",
-                    value=path,
-                ) from None
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or type(error).__name__
-                raise self.error(
-                    f"dotenv: cannot read {path!r}: {reason}", line, "dotenv", value=path
-                ) from None
-            try:
-                values = parse_dotenv(text)
-            except DotenvError as error:
-                raise self.error(
-                    f"dotenv: {path}: {error} (the value is not shown)",
-                    line,
-                    "dotenv",
-                    value=path,
-                ) from None
-            self.dotenv_secrets += [
-                text for name, text in values.items() if is_secret_name(name) and text
-            ]
-            env.update(values)
-        return env
 
     def build_children(self, data: LineDict, name: str) -> list[Node]:
         key = "parallel" if "parallel" in data else "tasks"

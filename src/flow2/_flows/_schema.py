@@ -1,7 +1,7 @@
 """The JSON Schema of flow files, for editors: ``flow2 schema``, ``flow2/flow.schema.json``.
 
 The schema is made from the loader's own tables — the keys every node has
-(:data:`~flow2._flows._loader._STRUCTURE_KEYS`, :data:`SCOPE_KEYS`), those of
+(``_STRUCTURE_KEYS`` of ``_loader``, ``SCOPE_KEYS`` of ``_scopes``), those of
 the top (:data:`TOP_LEVEL_KEYS`) — and the options of the built-in plugins,
 read from their signatures as the loader reads them. The packaged file is
 this module's output; tests/test_schema.py fails when they differ, and
@@ -86,8 +86,9 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
 def accepted_keys() -> tuple[list[str], list[str]]:
     """The keys of any node and those of the top only, as the loader accepts them."""
     from .._engine._groups import ParallelTaskGroup, SerialTaskGroup
-    from ._loader import _STRUCTURE_KEYS, SCOPE_KEYS, TOP_LEVEL_KEYS
+    from ._loader import _STRUCTURE_KEYS, TOP_LEVEL_KEYS
     from ._plugins import CallbackPlugin, plugin_options
+    from ._scopes import SCOPE_KEYS
     from ._shell import ShellTask
 
     node_keys = list(dict.fromkeys(["plugin", *_STRUCTURE_KEYS, *SCOPE_KEYS]))
