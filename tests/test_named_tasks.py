@@ -254,3 +254,27 @@ def test_show_prints_descriptions(project: Path) -> None:
     result = cli("show", cwd=project / "src")
     assert result.returncode == 0, result.stderr
     assert "├── build → build — Build it  [shell, cmd=echo built > built.txt]" in result.stdout
+
+
+def test_args_is_known_without_double_dash_and_at_load_time(tmp_path: Path) -> None:
+    write_flow(
+        tmp_path,
+        """\
+        tasks:
+        {% for word in args %}
+          - {name: 'load {{ word }}', cmd: 'true'}
+        {% endfor %}
+          - {name: count, cmd: 'echo ${{ args | length }} > count.txt'}
+        """,
+        "flow2.yml",
+    )
+    assert cli("validate", cwd=tmp_path).returncode == 0
+    result = cli("run", "--display", "none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "count.txt").read_text() == "0\n"
+    listing = cli("list", cwd=tmp_path).stdout.splitlines()
+    assert listing[1:] == ["  count"]
+    result = cli("run", "--display", "plain", "--", "a", "b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SUCCESS   load a" in result.stdout and "SUCCESS   load b" in result.stdout
+    assert (tmp_path / "count.txt").read_text() == "2\n"

@@ -94,17 +94,18 @@ def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
     return variables
 
 
-#: The variable holding the words after ``--`` (``flow2 run NAME -- ARGS…``).
-ARGUMENTS_VARIABLE = "args"
-
-
 def with_arguments(variables: dict[str, Any], arguments: list[str] | None) -> dict[str, Any]:
-    """``variables`` with ``args``: the words after ``--``, else ``[]`` unless set already.
+    """``variables`` with ``args``, the words after ``--`` (None: there was no ``--``).
+
+    Without ``--``, ``args`` is not a variable of the run (nor recorded):
+    templates and expressions read it as ``[]`` (see ``_templates.ARGUMENTS``).
 
     :raises UsageProblem: when ``args=…`` and ``--`` both give it
     """
+    from .._flows._templates import ARGUMENTS as ARGUMENTS_VARIABLE
+
     if arguments is None:
-        return {ARGUMENTS_VARIABLE: [], **variables}
+        return variables
     if ARGUMENTS_VARIABLE in variables:
         raise UsageProblem(
             f"{ARGUMENTS_VARIABLE}= and the words after -- both set the variable "

@@ -32,6 +32,7 @@ from .._engine._exceptions import (
 )
 from .._engine._task import Context, Task
 from ._scopes import SCOPE_KEYS, Scope, ScopeReader
+from ._templates import ARGUMENTS
 from ._yaml import LineDict, parse, type_name
 
 if TYPE_CHECKING:
@@ -656,7 +657,7 @@ class _Builder:
                         task_definition=node.task,
                         value=node.task.key,
                     )
-        known = set(owners) | set(self.variables) | {"context"}
+        known = set(owners) | set(self.variables) | {"context", ARGUMENTS}
         import jinja2
 
         from .._engine._needs import Condition
