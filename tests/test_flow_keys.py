@@ -279,3 +279,36 @@ def test_dotenv_values_with_secret_names_are_masked(
         assert "tok-0123456789" not in output.out + output.err
         assert "***" in output.out
         assert "eu-west-1" in output.out
+
+
+# description: ------------------------------------------------------------------------
+
+
+def test_descriptions_reach_the_event_file_and_the_html_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from flow2._cli._app import main
+
+    path = write_flow(
+        tmp_path,
+        """\
+        name: Release
+        description: Ship it
+        tasks:
+          - {name: build, cmd: 'true', description: Build the wheel}
+          - {name: plain, cmd: 'true'}
+        """,
+    )
+    events, report = tmp_path / "events.jsonl", tmp_path / "run.html"
+    arguments = ["run", str(path), "--display", "none", "--events", str(events)]
+    with pytest.raises(SystemExit) as exited:
+        main([*arguments, "--report", str(report), "--no-store"])
+    assert exited.value.code == 0, capsys.readouterr()
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    described = {line["task"]: line.get("description") for line in lines if "task" in line}
+    assert described == {"Release": "Ship it", "build": "Build the wheel", "plain": None}
+    record = flow2.read_events(events)
+    assert [task.description for task in record.tasks] == ["Ship it", "Build the wheel", ""]
+    assert "Build the wheel" in report.read_text()
