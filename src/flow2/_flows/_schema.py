@@ -125,7 +125,6 @@ def flow_schema() -> dict[str, Any]:
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://pypi.org/project/flow2/flow.schema.json",
         "title": "flow2 flow file",
         "description": "A flow2 workflow: one task, a node; see docs/flows.md.",
         "$defs": {"node": node(node_keys)},
