@@ -1,10 +1,11 @@
 """What ``flow2 run [FLOW] [NAME...] [key=value...] [-- ARGS...]`` means, word by word.
 
-- FLOW, first and optional, is a flow file: a word naming a file on disk, or
-  ending in ``.yml``/``.yaml`` (``release/checks`` is a group's path). Without one, the default
-  flow is the nearest ``flow2.yml`` (else ``flow2.yaml``) in the working
-  directory or its parents (:func:`find_default_flow`); the run then takes
-  place in that file's folder, as if started there. With no default flow
+- FLOW, first and optional, is a flow file: a word naming a file on disk,
+  or ending in ``.yml``/``.yaml`` (``release/checks`` is a group's path).
+  Without one, the default flow is the nearest ``flow2.yml`` (else
+  ``flow2.yaml``) in the working directory or its parents
+  (:func:`find_default_flow`); the run then takes place in that file's
+  folder, as if started there. With no default flow
   anywhere, a first word naming a flow of the flow folders (``.flow2/flows/``,
   the user's) is that flow, as before there were default flows.
 - A word with ``=`` is a variable, ``key=value``.
