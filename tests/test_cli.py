@@ -322,7 +322,9 @@ def test_bad_flow_files_exit_2_with_file_line_and_fix(
 @pytest.mark.parametrize(
     ("arguments", "fragment"),
     [
-        (["run", "flow.yml", "novalue"], "not a variable assignment"),
+        # A word without "=" after FLOW is the name of a task to run.
+        (["run", "flow.yml", "novalue"], "no task named 'novalue'"),
+        (["run", "flow.yml", "1x=2"], "not a variable assignment"),
         (["run", "flow.yml", "n=["], "read as YAML"),
         (["run", "missing.yml"], "no such flow file"),
         (["run", "flow.yml", "--display", "fancy"], "Invalid value for '--display'"),

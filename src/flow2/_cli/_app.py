@@ -6,7 +6,8 @@ error (nothing ran), 128 + the signal's number when a signal stopped the run
 
 The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
 :mod:`._runs` (runs and its subcommands), :mod:`._report` (report),
-:mod:`._inspect` (validate, render, show, graph, plugins); what they share,
+:mod:`._inspect` (validate, render, show, graph, plugins), :mod:`._tasks` (list, init,
+schema); what they share,
 reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
 """
 
@@ -25,6 +26,7 @@ from ._report import report
 from ._resume import resume
 from ._run import run
 from ._runs import runs
+from ._tasks import init, list_tasks, schema
 
 
 def documentation() -> str:
@@ -67,7 +69,20 @@ def documentation() -> str:
     "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).\n\n"
     # \b keeps click from breaking the URL or path across lines.
     f"\b\nDocumentation: {documentation()}",
-    commands=[run, resume, runs, report, validate, render, show, graph, plugins],
+    commands=[
+        run,
+        list_tasks,
+        init,
+        resume,
+        runs,
+        report,
+        validate,
+        render,
+        show,
+        graph,
+        plugins,
+        schema,
+    ],
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:

@@ -94,21 +94,43 @@ def parse_variables(assignments: tuple[str, ...]) -> dict[str, Any]:
     return variables
 
 
+def with_arguments(variables: dict[str, Any], arguments: list[str] | None) -> dict[str, Any]:
+    """``variables`` with ``args``, the words after ``--`` (None: there was no ``--``).
+
+    Without ``--``, ``args`` is not a variable of the run (nor recorded):
+    templates and expressions read it as ``[]`` (see ``_templates.ARGUMENTS``).
+
+    :raises UsageProblem: when ``args=…`` and ``--`` both give it
+    """
+    from .._flows._templates import ARGUMENTS as ARGUMENTS_VARIABLE
+
+    if arguments is None:
+        return variables
+    if ARGUMENTS_VARIABLE in variables:
+        raise UsageProblem(
+            f"{ARGUMENTS_VARIABLE}= and the words after -- both set the variable "
+            f"{ARGUMENTS_VARIABLE!r}; give one"
+        )
+    return {**variables, ARGUMENTS_VARIABLE: list(arguments)}
+
+
 def load_flow(
     flow: str,
     assignments: tuple[str, ...],
     *,
     for_a_run: bool = False,
     import_callbacks: bool = False,
+    arguments: list[str] | None = None,
 ) -> tuple[LoadedFlow, dict[str, Any]]:
     """The flow ``flow`` names, read with the variables of ``assignments``, and those variables.
 
     :param for_a_run: leave the tree's check to the run (see :func:`read_flow`)
     :param import_callbacks: import the callbacks' modules: only for a run;
         the commands that look at a flow run none of its code
+    :param arguments: the words after ``--``, the variable ``args`` (``[]`` without them)
     :raises UsageProblem: when there is no such flow or it is not a valid one
     """
-    variables = parse_variables(assignments)
+    variables = with_arguments(parse_variables(assignments), arguments)
     try:
         loaded = read_flow(
             find_flow(flow), variables, for_a_run=for_a_run, import_callbacks=import_callbacks
@@ -133,6 +155,13 @@ def flow_masker(variables: dict[str, Any], declared: Iterable[str]) -> SecretMas
         str(variables[name]) if name in variables else os.environ.get(name, "") for name in declared
     )
     masker.add_from_mapping({key: str(value) for key, value in variables.items()})
+    return masker
+
+
+def loaded_masker(loaded: LoadedFlow, variables: dict[str, Any]) -> SecretMasker:
+    """The secrets of a loaded flow: :func:`flow_masker`'s, and its ``dotenv:`` secrets."""
+    masker = flow_masker(variables, loaded.secrets)
+    masker.add(loaded.dotenv_secrets)
     return masker
 
 

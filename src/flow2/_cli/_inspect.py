@@ -14,17 +14,19 @@ from ._arguments import (
     find_flow,
     flow_masker,
     load_flow,
+    loaded_masker,
     parse_variables,
 )
+from ._words import flow_and_variables
 
 
 @click.command(epilog=FLOW_HELP)
-@click.argument("flow")
-@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
-def validate(flow: str, variables: tuple[str, ...]) -> None:
-    """Load FLOW and check it, running nothing."""
+@click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
+def validate(words: tuple[str, ...]) -> None:
+    """Load FLOW (default: the nearest flow2.yml) and check it, running nothing."""
+    flow, variables = flow_and_variables(words)
     loaded, values = load_flow(flow, variables)
-    masker = flow_masker(values, loaded.secrets)
+    masker = loaded_masker(loaded, values)
     nodes = loaded.nodes()
     groups = sum(1 for node in nodes if node.task.children or not node.task.stores_result)
     tasks = len(nodes) - groups
@@ -37,10 +39,10 @@ def validate(flow: str, variables: tuple[str, ...]) -> None:
 
 
 @click.command(epilog=FLOW_HELP)
-@click.argument("flow")
-@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
-def render(flow: str, variables: tuple[str, ...]) -> None:
+@click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
+def render(words: tuple[str, ...]) -> None:
     """Print FLOW's text after templating (${{ … }} is left for run time)."""
+    flow, variables = flow_and_variables(words)
     values = parse_variables(variables)
     try:
         text = render_flow(find_flow(flow), values)
@@ -51,34 +53,34 @@ def render(flow: str, variables: tuple[str, ...]) -> None:
 
 
 @click.command(epilog=FLOW_HELP)
-@click.argument("flow")
-@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
-def show(flow: str, variables: tuple[str, ...]) -> None:
+@click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
+def show(words: tuple[str, ...]) -> None:
     """Print FLOW's task tree, with each task's plugin and options."""
+    flow, variables = flow_and_variables(words)
     from .._flows._graph import tree_lines
 
     loaded, values = load_flow(flow, variables)
-    masker = flow_masker(values, loaded.secrets)
+    masker = loaded_masker(loaded, values)
     for line in tree_lines(loaded.root):
         click.echo(masker.mask(line))
 
 
 @click.command(epilog=FLOW_HELP)
-@click.argument("flow")
-@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+@click.argument("words", nargs=-1, metavar="[FLOW] [VARIABLE=VALUE]...")
 @click.option("--dot", is_flag=True, help="Print Graphviz DOT instead of a Mermaid flowchart.")
-def graph(flow: str, variables: tuple[str, ...], dot: bool) -> None:
+def graph(words: tuple[str, ...], dot: bool) -> None:
     """Print FLOW as a Mermaid flowchart (paste it in a ```mermaid block) or as DOT.
 
     Groups are boxes; an arrow means "runs after". Children of a parallel
     group have no arrows between them. A dashed arrow labelled "needs" goes
     from the task storing a result to each task that needs it.
     """
+    flow, variables = flow_and_variables(words)
     from .._flows._graph import dot_graph, mermaid_graph
 
     loaded, values = load_flow(flow, variables)
     text = dot_graph(loaded.root) if dot else mermaid_graph(loaded.root)
-    click.echo(flow_masker(values, loaded.secrets).mask(text))
+    click.echo(loaded_masker(loaded, values).mask(text))
 
 
 @click.command()

@@ -21,21 +21,29 @@ from ._arguments import (
     FLOW_HELP,
     UsageProblem,
     chosen_store,
-    flow_masker,
     load_flow,
+    loaded_masker,
     log_directory,
     run_options,
 )
+from ._words import PassThroughCommand, move_to, sort_words
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from .._flows._loader import LoadedFlow
 
+#: How ``flow2 run`` reads its words, for its ``--help``.
+RUN_HELP = (
+    "Without FLOW, the flow is the nearest flow2.yml (or flow2.yaml) in the working "
+    "directory or a folder above it, run from its folder. NAME runs that task or group "
+    "(see `flow2 list`) and what it needs; without NAME the flow's default: task, else "
+    "everything. The words after -- are the variable args, a list of strings."
+)
 
-@click.command(epilog=FLOW_HELP)
-@click.argument("flow")
-@click.argument("variables", nargs=-1, metavar="[VARIABLE=VALUE]...")
+
+@click.command(cls=PassThroughCommand, epilog=f"{RUN_HELP}\n\n{FLOW_HELP}")
+@click.argument("words", nargs=-1, metavar="[FLOW] [NAME]... [VARIABLE=VALUE]... [-- ARGS]")
 @click.option(
     "--resume",
     is_flag=True,
@@ -65,8 +73,7 @@ if TYPE_CHECKING:
 )
 @run_options
 def run(
-    flow: str,
-    variables: tuple[str, ...],
+    words: tuple[str, ...],
     resume: bool,
     only: tuple[str, ...],
     skip: tuple[str, ...],
@@ -86,7 +93,7 @@ def run(
     log_dir: str | None,
     no_log_files: bool,
 ) -> None:
-    """Run FLOW with the given variables.
+    """Run FLOW (default: the nearest flow2.yml), or its tasks NAME..., with the variables.
 
     The variables fill the templates and are the run's first context
     entries, so tasks (and ${{ … }} expressions) can read them too. Every
@@ -97,10 +104,25 @@ def run(
     if no_store and (resume or store is not None or start_from is not None):
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
+    sorted_out = sort_words(words, click.get_current_context().meta.get("arguments"))
+    if sorted_out.folder is not None:
+        # Paths the user typed stay relative to where they typed them.
+        events, report, store, log_dir = (
+            None if path is None else os.path.abspath(path)
+            for path in (events, report, store, log_dir)
+        )
+        shown = move_to(sorted_out.folder)
+        click.echo(f"flow2: running {os.path.join(shown, sorted_out.flow)}", err=True)
     try:
         # A dry run, as validate, show and graph, runs no code of the flow's
         # modules: see tests/test_plugins.py::test_check_commands_import_no_callback_module
-        loaded, values = load_flow(flow, variables, for_a_run=True, import_callbacks=not dry_run)
+        loaded, values = load_flow(
+            sorted_out.flow,
+            sorted_out.assignments,
+            for_a_run=True,
+            import_callbacks=not dry_run,
+            arguments=sorted_out.arguments,
+        )
     except KeyboardInterrupt:
         # Ctrl-C while a callback's module imports: the documented 130, not
         # click's generic "Aborted!" and 1.
@@ -108,7 +130,7 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
     selection: dict[str, Any] = {
-        "only": _split(only),
+        "only": [*chosen_tasks(loaded, sorted_out.names), *_split(only)],
         "skip": _split(skip),
         "until": until,
         "start_from": start_from,
@@ -143,6 +165,20 @@ def run(
     )
 
 
+def chosen_tasks(loaded: LoadedFlow, names: list[str]) -> list[str]:
+    """The tasks to run: ``names``, else the flow's ``default:``, else none (all of them).
+
+    :raises UsageProblem: when a name names no task, or several
+    """
+    from .._flows._names import check_names
+
+    try:
+        check_names(loaded.root, names, file=loaded.file)
+    except DefinitionError as error:
+        raise UsageProblem(f"{loaded.file}: {error}") from None
+    return names or ([loaded.default] if loaded.default is not None else [])
+
+
 def _split(references: tuple[str, ...]) -> list[str]:
     return [part.strip() for reference in references for part in reference.split(",") if part]
 
@@ -160,7 +196,7 @@ def print_plan(
     from .._listeners._text import visible
     from .._running._runner import Runner
 
-    masker = flow_masker(variables, loaded.secrets)
+    masker = loaded_masker(loaded, variables)
     try:
         runner = Runner(
             display="none",
@@ -247,12 +283,12 @@ def run_flow(
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         return EXIT_INTERRUPTED
     except DefinitionError as error:  # the tree, checked once, by the run
-        masker = flow_masker(variables, loaded.secrets)
+        masker = loaded_masker(loaded, variables)
         raise UsageProblem(str(loaded.located(error)), masker=masker) from None
     except ConfigurationError as error:  # the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        _tell(flow_masker(variables, loaded.secrets).mask(f"flow2: {error}"))
+        _tell(loaded_masker(loaded, variables).mask(f"flow2: {error}"))
         return EXIT_FAILED
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.

@@ -26,11 +26,15 @@ def tree_lines(root: Node) -> list[str]:
     def describe(node: Node) -> str:
         details = [node.plugin]
         for key, value in node.options.items():
+            if key == "description":
+                continue  # after the name, whole
             text = value if isinstance(value, str) else repr(value)
             text = " ".join(str(text).split())
             details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
         key = f" → {visible(node.task.key)}" if node.task.stores_result else ""
-        return visible(f"{node.task.name}{key}  [{', '.join(details)}]")
+        about = " ".join((node.task.description or "").split())
+        about = f" — {about}" if about else ""
+        return visible(f"{node.task.name}{key}{about}  [{', '.join(details)}]")
 
     def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
         if top:

@@ -5,8 +5,11 @@ Four steps, each reporting errors with the file, the line and the key:
 1. the file is rendered as a Jinja template (see ``_templates``);
 2. YAML reads the text (``_yaml``: safe loading only, plain data, no Python objects),
    remembering the line of every mapping, key and list item;
-3. each node — a mapping with ``plugin:`` — becomes the task its plugin
-   builds, its other keys the plugin's options and ``tasks:`` its children;
+3. each node — a mapping with ``plugin:``, or ``cmd:`` (a shell task),
+   ``tasks:`` (a serial group) or ``parallel:`` (a parallel group) — becomes
+   the task its plugin builds, its other keys the plugin's options and
+   ``tasks:`` (or ``parallel:``) its children; ``env:``, ``dir:`` and
+   ``dotenv:`` of a group reach the tasks under it (``_scopes``);
 4. the tree is checked as a run would check it (result keys, executors).
 """
 
@@ -28,6 +31,8 @@ from .._engine._exceptions import (
     PluginError,
 )
 from .._engine._task import Context, Task
+from ._scopes import SCOPE_KEYS, Scope, ScopeReader
+from ._templates import ARGUMENTS
 from ._yaml import LineDict, parse, type_name
 
 if TYPE_CHECKING:
@@ -36,7 +41,12 @@ if TYPE_CHECKING:
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
-_STRUCTURE_KEYS = ("plugin", "name", "tasks", "needs", "if")
+_STRUCTURE_KEYS = ("plugin", "name", "tasks", "parallel", "needs", "if", "dotenv")
+#: Keys the top of a flow may have besides a node's: names of secret variables,
+#: the task ``flow2 run`` runs when given no name.
+TOP_LEVEL_KEYS = ("secrets", "default")
+#: The plugin a node without ``plugin:`` gets from the key that says what it is.
+SHORT_FORMS = {"cmd": "shell", "tasks": "serial", "parallel": "parallel"}
 
 
 @dataclass
@@ -65,10 +75,15 @@ class LoadedFlow:
     #: The template variables the file was read with: what a run of
     #: :attr:`root` starts its context with (``Runner.run(root.task, dict(variables))``).
     variables: dict[str, Any] = field(default_factory=dict)
+    #: The task ``flow2 run`` runs when given no name: the flow's ``default:``.
+    default: str | None = None
+    #: Values read from ``dotenv:`` files under names that mark them secret.
+    dotenv_secrets: list[str] = field(default_factory=list)
 
     def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
-        """Values of the variables :attr:`secrets` names (``variables``, else the environment)."""
-        values = []
+        """Values of the variables :attr:`secrets` names (``variables``, else the
+        environment), and the secret-named values of the ``dotenv:`` files."""
+        values = list(self.dotenv_secrets)
         for name in self.secrets:
             value = variables.get(name, os.environ.get(name))
             if value is not None:
@@ -135,6 +150,7 @@ def _build_flow(
         data = parse(file, text)
         builder = _Builder(file, text, variables, hidden, import_callbacks=import_callbacks)
         secrets = builder.take_secrets(data)
+        default = builder.take_default(data)
         try:
             root = builder.build(data)
         except RecursionError:
@@ -142,6 +158,8 @@ def _build_flow(
                 "tasks are nested too deeply to load; flatten the groups", file=file
             ) from None
         builder.check_tree(root, as_a_run_would=not for_a_run)
+        if default is not None:
+            builder.check_default(root, default)
     except FlowFileError as error:
         if error.line is None or source.count("\n") == text.count("\n"):
             raise
@@ -153,7 +171,9 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root, secrets, dict(variables))
+    return LoadedFlow(
+        file, text, root, secrets, dict(variables), default, builder.scope_reader.secrets
+    )
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -237,6 +257,11 @@ class _Builder:
         #: Nodes with an ``if:``, and the expression it evaluates.
         self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
+        #: What the groups being built hand down, innermost last.
+        self.scopes: list[Scope] = [Scope()]
+        self.scope_reader = ScopeReader(file, self.error)
+        #: The line of the top-level ``default:``.
+        self.default_line: int | None = None
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -259,6 +284,30 @@ class _Builder:
                 "secrets",
             )
         return list(names)
+
+    def take_default(self, data: Any) -> str | None:
+        """Remove the top-level ``default:`` (the task run when none is named); return it."""
+        if not isinstance(data, LineDict) or "default" not in data:
+            return None
+        line = data.key_lines.get("default", data.line)
+        default = data.pop("default")
+        if not isinstance(default, str) or not default.strip():
+            raise self.error(
+                f"default: must name a task, got {type_name(default)}; write e.g. default: build",
+                line,
+                "default",
+            )
+        self.default_line = line
+        return default
+
+    def check_default(self, root: Node, default: str) -> None:
+        """The top-level ``default:`` names one task of the flow."""
+        from ._names import check_names
+
+        try:
+            check_names(root, [default], file=self.file)
+        except DefinitionError as error:
+            raise self.error(f"default: {error}", self.default_line, "default") from None
 
     def build(self, data: Any) -> Node:
         if data is None:
@@ -303,14 +352,7 @@ class _Builder:
                     f"cmd or timeout",
                     key_lines.get(key, line),
                 )
-        plugin_name = data.get("plugin")
-        if "plugin" not in data:
-            raise self.error(
-                f"this task has no plugin: key, which names what it does; add one of: "
-                f"{', '.join(self.plugins)}",
-                line,
-                "plugin",
-            )
+        plugin_name = self.plugin_of(data)
         if not isinstance(plugin_name, str):
             raise self.error(
                 f"plugin: must be a plugin name, got {type_name(plugin_name)}; "
@@ -329,18 +371,29 @@ class _Builder:
                 key_lines["name"],
                 "name",
             )
-        factory = self.load_plugin(plugin_name, key_lines["plugin"])
+        factory = self.load_plugin(plugin_name, key_lines.get("plugin", line))
         from ._plugins import plugin_options
 
         keys = plugin_options(factory)
         accepted, required, takes_tasks = keys.accepted, keys.required, keys.takes_tasks
         label = f"task {name!r} (plugin {plugin_name!r})"
-        options = {key: value for key, value in data.items() if key not in _STRUCTURE_KEYS}
+        # A group's env: and dir: are for the tasks under it, not its plugin's.
+        handed_down = takes_tasks and "env" not in accepted
+        scope = self.scope_reader.scope_of(data, self.scopes[-1], label, handed_down=handed_down)
+        options = {
+            key: value
+            for key, value in data.items()
+            if key not in _STRUCTURE_KEYS and not (handed_down and key in SCOPE_KEYS)
+        }
         for key in options:
-            if key not in accepted and not keys.takes_any_key:
+            is_cwd = key == "dir" and "cwd" in accepted  # dir: is cwd: by its group-level name
+            if key not in accepted and not keys.takes_any_key and not is_cwd:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
-        if "tasks" in data and not takes_tasks:
-            self.unknown_key("tasks", key_lines["tasks"], label, accepted, takes_tasks)
+        for key in ("tasks", "parallel"):
+            if key in data and not takes_tasks:
+                self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
+        if not handed_down:
+            options = self.scope_reader.with_scope(options, scope, accepted, label, data)
         missing = [key for key in required if key not in options]
         if missing:
             raise self.error(
@@ -349,7 +402,11 @@ class _Builder:
                 line,
                 missing[0],
             )
-        children = self.build_children(data, name) if takes_tasks else []
+        self.scopes.append(scope)
+        try:
+            children = self.build_children(data, name) if takes_tasks else []
+        finally:
+            self.scopes.pop()
         from ._templates import defer_options, has_runtime_expression
 
         deferred = {key: value for key, value in options.items() if has_runtime_expression(value)}
@@ -376,6 +433,9 @@ class _Builder:
         }
         task = self.construct(factory, name, children, checked, label, data)
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
+        # Keys a task got from its groups: their errors point at its line.
+        for key in options:
+            node.key_lines.setdefault(key, line)
         self.add_needs_and_condition(node, data)
         if deferred:
             from ._templates import RunTimeOptions
@@ -388,7 +448,7 @@ class _Builder:
                     name,
                     options,
                     deferred,
-                    self.where_of(node, data),
+                    self.where_of(node),
                     self.variables,
                     self.hidden,
                 ),
@@ -428,35 +488,79 @@ class _Builder:
                     "if",
                 )
 
-    def where_of(self, node: Node, data: LineDict) -> dict[str, dict[str, Any]]:
+    def where_of(self, node: Node) -> dict[str, dict[str, Any]]:
         """For each key of the node, the facts of an error about it."""
         return {
             key: {
                 "file": self.file,
-                "line": data.key_lines[key],
+                "line": line,
                 "task_definition": node.task,
                 "option": key,
             }
-            for key in data.key_lines
+            for key, line in node.key_lines.items()
             if isinstance(key, str)
         }
 
+    def plugin_of(self, data: LineDict) -> Any:
+        """The node's ``plugin:``, else the one its ``cmd:``, ``tasks:`` or ``parallel:`` implies.
+
+        :raises flow2.FlowFileError: when the node says nothing of what it is,
+            or says two things (``cmd:`` and ``tasks:``)
+        """
+        line = data.line
+        forms = [key for key in SHORT_FORMS if key in data]
+        # With a plugin: cmd: and tasks: are its options, and it says which it takes.
+        if len(forms) > 1 and ("plugin" not in data or {"tasks", "parallel"} <= set(forms)):
+            first, second = forms[:2] if "plugin" not in data else ("tasks", "parallel")
+            fix = (
+                "a group lists its tasks under one key: tasks: (one after another) or "
+                "parallel: (at once)"
+                if "cmd" not in forms
+                else "a task runs a command or holds tasks, not both: move the command into "
+                "a task of its own in the list"
+            )
+            raise self.error(
+                f"this node has both {first}: and {second}:, so it is unclear what it is; {fix}",
+                data.key_lines[second],
+                second,
+            )
+        if "plugin" in data:
+            plugin = data["plugin"]
+            if "parallel" in data and plugin != "parallel":
+                raise self.error(
+                    f"parallel: lists the tasks of a parallel group, but plugin: {plugin} "
+                    f"says otherwise; list them under tasks:, or drop plugin:",
+                    data.key_lines["parallel"],
+                    "parallel",
+                )
+            return plugin
+        if not forms:
+            raise self.error(
+                "this task has no plugin: key, nor cmd:, tasks: or parallel: to say what it "
+                "is; give it cmd: (a shell command), tasks: (a serial group), parallel: (a "
+                f"parallel group) or plugin: one of: {', '.join(self.plugins)}",
+                line,
+                "plugin",
+            )
+        return SHORT_FORMS[forms[0]]
+
     def build_children(self, data: LineDict, name: str) -> list[Node]:
-        tasks = data.get("tasks")
-        line = data.key_lines.get("tasks", data.line)
+        key = "parallel" if "parallel" in data else "tasks"
+        tasks = data.get(key)
+        line = data.key_lines.get(key, data.line)
         if tasks is None:
             return []
         if not isinstance(tasks, list):
             raise self.error(
-                f"tasks: of {name!r} must be a list of tasks, got {type_name(tasks)}; "
-                f"write each task as a list item starting with '- plugin: …'",
+                f"{key}: of {name!r} must be a list of tasks, got {type_name(tasks)}; "
+                f"write each task as a list item starting with '- name: …'",
                 line,
-                "tasks",
+                key,
             )
         item_lines = getattr(tasks, "item_lines", [line] * len(tasks))
         return [
             self.build_node(
-                item, item_lines[position], f"item {position + 1} of tasks: of {name!r}"
+                item, item_lines[position], f"item {position + 1} of {key}: of {name!r}"
             )
             for position, item in enumerate(tasks)
         ]
@@ -479,8 +583,13 @@ class _Builder:
     def unknown_key(
         self, key: str, line: int, label: str, accepted: list[str], takes_tasks: bool
     ) -> None:
-        # "if" is read by the loader, not the plugin, so the plugin's options miss it.
-        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if"]
+        # "if" and the keys after it are read by the loader, not the plugin,
+        # so the plugin's options miss them.
+        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if", "needs"]
+        keys += ["parallel", "env", "dir", "dotenv"] if takes_tasks else ["dotenv"]
+        if "cwd" in accepted and not takes_tasks:
+            keys.append("dir")
+        keys = list(dict.fromkeys(keys))
         closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         hint = f"did you mean {closest[0]!r}? " if closest else ""
         raise self.error(
@@ -549,7 +658,7 @@ class _Builder:
                         task_definition=node.task,
                         value=node.task.key,
                     )
-        known = set(owners) | set(self.variables) | {"context"}
+        known = set(owners) | set(self.variables) | {"context", ARGUMENTS}
         import jinja2
 
         from .._engine._needs import Condition

@@ -674,7 +674,7 @@ def _scan(text: str, state: str = "") -> tuple[str, bool]:
 
 
 def command_with_values(
-    cmd: str, values: Sequence[str], shell: str | None
+    cmd: str, values: Sequence[str | list[str]], shell: str | None
 ) -> tuple[str, dict[str, str]]:
     """``cmd`` whose ``${{ … }}`` are references to environment variables holding ``values``.
 
@@ -684,7 +684,12 @@ def command_with_values(
     quotes, ``${FLOW2_EXPR_1}`` inside double quotes, and inside single
     quotes the quote is closed around it.
 
-    :param values: the text of each expression, in order
+    A list (``${{ args }}``) outside quotes becomes one word per item, each
+    in a variable of its own (``FLOW2_EXPR_1_1``, …), as ``"$@"`` does: no
+    item is split or parsed, an empty list is no word at all. Inside quotes
+    its items are joined with spaces into the one word, as ``"$*"`` does.
+
+    :param values: the text of each expression (or its items), in order
     :returns: the command line and the variables to add to its environment
     """
     language = _language(shell)
@@ -698,7 +703,13 @@ def command_with_values(
         if index >= len(values):
             break
         variable = EXPRESSION_VARIABLE.format(index + 1)
-        environment[variable] = values[index]
+        value = values[index]
+        if isinstance(value, list) and language == "posix" and state not in ('"', "'"):
+            words = [f"{variable}_{position + 1}" for position in range(len(value))]
+            environment.update(zip(words, value, strict=True))
+            pieces.append(" ".join('"${' + word + '}"' for word in words))
+            continue
+        environment[variable] = " ".join(value) if isinstance(value, list) else value
         if language == "python":  # pragma: no cover - refused when the task is defined
             pieces.append(f"__import__('os').environ[{variable!r}]")
         elif language == "pwsh":  # pragma: no cover - refused when the task is defined

@@ -36,6 +36,9 @@ RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 _WHOLE_EXPRESSION = re.compile(r"\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*", re.DOTALL)
 #: The name templates reach the environment variables under.
 ENVIRON = "environ"
+#: The variable holding the words after ``--`` (``flow2 run NAME -- ARGS…``): a
+#: list of strings, the empty list when the run was given none.
+ARGUMENTS = "args"
 #: Why an expression nested hundreds deep cannot be read: Jinja's parser and
 #: compiler recurse once per level, and Python's stack is finite.
 TOO_DEEP = (
@@ -243,7 +246,7 @@ def _render(
     protector = _Protector(source)
     folder = os.path.dirname(os.path.abspath(file))
     environment = _load_time_environment().overlay(loader=_IncludeLoader(folder, protector))
-    namespace = {ENVIRON: environ, **variables}
+    namespace = {ENVIRON: environ, ARGUMENTS: [], **variables}
 
     def render() -> str:
         template = environment.from_string(protector.protect(source))
@@ -519,7 +522,7 @@ def render_runtime(
     from ._limits import TEMPLATE_SECONDS, LimitExceeded, TemplateTimeout, call_within
 
     limit = TEMPLATE_SECONDS if seconds is None else min(seconds, TEMPLATE_SECONDS)
-    names = {**context, "context": context}
+    names = {ARGUMENTS: [], **context, "context": context}
     try:
         return call_within(limit, lambda: _render_value(value, names))
     except TemplateTimeout as error:
@@ -706,14 +709,18 @@ class RunTimeOptions:
         from ._shell import command_with_values, expressions_in
 
         cmd = self.deferred["cmd"]
-        values = []
+        values: list[str | list[str]] = []
         try:
             for expression in expressions_in(cmd):
                 value = render_runtime(expression, names, self.where["cmd"], seconds=seconds)
                 if isinstance(value, list | tuple) and expression.strip() == cmd.strip():
                     # cmd: ${{ arguments }}: a list of arguments runs without a shell.
                     return {"cmd": value}
-                values.append(str(value))  # as a template writes it
+                if isinstance(value, list | tuple):
+                    # A word each (``${{ args }}``): see command_with_values.
+                    values.append([str(item) for item in value])
+                else:
+                    values.append(str(value))  # as a template writes it
         except ExpressionError:
             # The error about the whole option, as written, as for any other.
             render_runtime(cmd, names, self.where["cmd"], seconds=seconds)

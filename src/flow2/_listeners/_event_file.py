@@ -156,6 +156,10 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
     if event.queued:
         # Only for work that waited for a process or Dask worker.
         fields["queued"] = event.queued
+    if task.description:
+        # Only for tasks that have one: the reports show it.
+        description = task.description
+        fields["description"] = masker.mask(description) if masker is not None else description
     return fields
 
 

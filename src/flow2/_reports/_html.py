@@ -260,6 +260,7 @@ def _data(record: RunRecord) -> dict[str, Any]:
                 task.key,
                 1 if task.attempts else 0,
                 round(task.queued * 1e6),
+                task.description,
             ]
         )
     return {

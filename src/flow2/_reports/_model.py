@@ -102,6 +102,8 @@ class TaskRecord:
     :param reason: why it was skipped or reused, when known
     :param queued: seconds its work waited for a process or Dask worker
         before it began there; :attr:`duration` leaves them out
+    :param description: the task's ``description``, "" without one (or when
+        the source does not keep it: the run store does not)
     """
 
     index: int
@@ -118,6 +120,7 @@ class TaskRecord:
     output: str = ""
     reason: str | None = None
     queued: float = 0.0
+    description: str = ""
 
     @property
     def parent_path(self) -> tuple[str, ...]:
@@ -273,6 +276,9 @@ class RunBuilder:
             reason = fields.get("reason")
             if reason:
                 task.reason = str(reason)
+        description = fields.get("description")
+        if description:
+            task.description = str(description)
         output = fields.get("output")
         if output:
             task.output = "\n".join(output) if isinstance(output, list) else str(output)

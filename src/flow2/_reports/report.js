@@ -8,7 +8,8 @@
   var tasks = data.tasks;
   // Fields of each task's list (see flow2/_reports/_html.py, _data).
   var NAME = 0, PARENT = 1, GROUP = 2, STATUS = 3, START = 4, END = 5, LANE = 6, DEPTH = 7,
-    ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13, QUEUED = 14;
+    ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13, QUEUED = 14,
+    DESCRIPTION = 15;
   var MARKS = { succeeded: "✓", partial: "!", failed: "✗", skipped: "-", cancelled: "⊘",
     reused: "↺", running: "…", retrying: "↻", pending: "·" };
   var SVG = "http://www.w3.org/2000/svg";
@@ -203,6 +204,7 @@
   function duration(task) { return task[STARTED] ? Math.max(0, task[END] - task[START] - task[QUEUED]) / 1e6 : null; }
   function summary(index) {
     var task = tasks[index], lines = [pathOf(index).join(" › "), task[STATUS] + (task[STARTED] ? " in " + formatSeconds(duration(task)) : "")];
+    if (task[DESCRIPTION]) lines.splice(1, 0, task[DESCRIPTION]);
     if (task[ATTEMPTS].length > 1) lines.push(task[ATTEMPTS].length + " attempts");
     if (task[QUEUED]) lines.push("queued " + formatSeconds(task[QUEUED] / 1e6) + " for a worker");
     if (task[ERROR] >= 0) lines.push(describe(task[ERROR]));
@@ -254,6 +256,7 @@
       table.appendChild(tr);
     }
     row("Path", pathOf(index).join(" › "));
+    row("Description", task[DESCRIPTION]);
     row("Key", task[KEY]);
     row("Kind", task[GROUP] ? "group" : "task");
     row("Status", task[STATUS]);
