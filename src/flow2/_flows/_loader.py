@@ -65,6 +65,8 @@ class LoadedFlow:
     #: The template variables the file was read with: what a run of
     #: :attr:`root` starts its context with (``Runner.run(root.task, dict(variables))``).
     variables: dict[str, Any] = field(default_factory=dict)
+    #: The flow's top-level ``jobs:``: how many tasks a run works on at once (None: no limit).
+    jobs: int | None = None
 
     def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
         """Values of the variables :attr:`secrets` names (``variables``, else the environment)."""
@@ -135,6 +137,7 @@ def _build_flow(
         data = parse(file, text)
         builder = _Builder(file, text, variables, hidden, import_callbacks=import_callbacks)
         secrets = builder.take_secrets(data)
+        jobs = builder.take_jobs(data)
         try:
             root = builder.build(data)
         except RecursionError:
@@ -153,7 +156,7 @@ def _build_flow(
             line=error.line,
             key=error.key,
         ) from None
-    return LoadedFlow(file, text, root, secrets, dict(variables))
+    return LoadedFlow(file, text, root, secrets, dict(variables), jobs)
 
 
 def render(path: str | os.PathLike[str], variables: Mapping[str, Any]) -> str:
@@ -259,6 +262,22 @@ class _Builder:
                 "secrets",
             )
         return list(names)
+
+    def take_jobs(self, data: Any) -> int | None:
+        """Remove the top-level ``jobs:`` (a whole number >= 1) from ``data``; return it."""
+        if not isinstance(data, LineDict) or "jobs" not in data:
+            return None
+        line = data.key_lines.get("jobs", data.line)
+        jobs = data.pop("jobs")
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise self.error(
+                f"jobs: must be a whole number >= 1 (how many tasks work at once), got "
+                f"{jobs!r}; write e.g. jobs: 4, or leave it out for no limit",
+                line,
+                "jobs",
+                value=jobs,
+            )
+        return jobs
 
     def build(self, data: Any) -> Node:
         if data is None:
