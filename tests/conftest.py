@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 #: Variables that change what flow2 shows or where it writes: no test inherits them.
 _ENVIRONMENT_PREFIXES = ("FLOW2_", "GITHUB_")
-_ENVIRONMENT_NAMES = ("NO_COLOR", "FORCE_COLOR", "CI", "TERM")
+_ENVIRONMENT_NAMES = ("NO_COLOR", "FORCE_COLOR", "CI", "TERM", "MAKEFLAGS", "MFLAGS", "CARGO_MAKEFLAGS")
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,7 @@ class TokenPool:
         size: int | None,
         directory: str | None = None,
         inherited: tuple[int, int] | None = None,
+        makeflags: str | None = None,
     ) -> None:
         self._read = read_descriptor
         self._write = write_descriptor
@@ -96,6 +97,8 @@ class TokenPool:
         #: the pipe style ``--jobserver-auth=R,W`` (opened once, when first needed).
         self._pipe_style: tuple[int, int] | None = inherited
         self._watching = False
+        #: The ``MAKEFLAGS`` of the make whose pool this is (None: a pool of flow2's own).
+        self._makeflags = makeflags
 
     @classmethod
     def serve(cls, jobs: int) -> TokenPool | None:
@@ -133,7 +136,14 @@ class TokenPool:
                 path = auth[len("fifo:") :]
                 read_descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
                 write_descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                return cls(read_descriptor, write_descriptor, auth=auth, jobs=jobs, size=None)
+                return cls(
+                    read_descriptor,
+                    write_descriptor,
+                    auth=auth,
+                    jobs=jobs,
+                    size=None,
+                    makeflags=makeflags,
+                )
             read_text, _, write_text = auth.partition(",")
             read_inherited, write_inherited = int(read_text), int(write_text)
             if not (_is_pipe(read_inherited) and _is_pipe(write_inherited)):
@@ -155,6 +165,7 @@ class TokenPool:
             jobs=jobs,
             size=None,
             inherited=(read_inherited, write_inherited),
+            makeflags=makeflags,
         )
 
     @property
@@ -214,15 +225,16 @@ class TokenPool:
 
         :param environ: the command's environment (its ``MAKEFLAGS`` flags are kept)
         """
+        if self._makeflags is not None:
+            # Joined: the commands get what flow2 got from its make.
+            inherited = self._pipe_style or ()
+            return {"MAKEFLAGS": self._makeflags, "CARGO_MAKEFLAGS": self._makeflags}, inherited
         auth = self.auth
         descriptors: tuple[int, ...] = ()
         if auth.startswith("fifo:"):
             if _needs_pipe_style(environ.get("PATH")):
                 descriptors = self._pipe_descriptors()
                 auth = f"{descriptors[0]},{descriptors[1]}"
-        else:
-            assert self._pipe_style is not None
-            descriptors = self._pipe_style
         kept = [
             word
             for word in environ.get("MAKEFLAGS", "").split()
@@ -230,12 +242,11 @@ class TokenPool:
         ]
         jobs = f"-j{self.jobs} " if self.jobs is not None else ""
         flags = " ".join([*kept, f"{jobs}--jobserver-auth={auth}"])
-        variables = {"MAKEFLAGS": f" {flags}"}
-        if self.auth.startswith("fifo:"):
-            variables["CARGO_MAKEFLAGS"] = f" {jobs}--jobserver-auth={self.auth}"
-        else:
-            variables["CARGO_MAKEFLAGS"] = variables["MAKEFLAGS"]
-        return variables, descriptors
+        # make's own form: a first word without a dash holds one-letter flags.
+        if not kept or kept[0].startswith("-"):
+            flags = f" {flags}"
+        cargo = f" {jobs}--jobserver-auth={self.auth}"
+        return {"MAKEFLAGS": flags, "CARGO_MAKEFLAGS": cargo}, descriptors
 
     def _pipe_descriptors(self) -> tuple[int, int]:
         if self._pipe_style is None:
