@@ -71,9 +71,7 @@ def test_tasks_waiting_for_needs_hold_no_slot() -> None:
     counter = Counter()
     tasks = []
     for n in range(4):
-        tasks.append(
-            flow2.CallbackTask(f"use {n}", counter.work(), needs=f"make_{n}")
-        )
+        tasks.append(flow2.CallbackTask(f"use {n}", counter.work(), needs=f"make_{n}"))
         tasks.append(flow2.CallbackTask(f"make {n}", counter.work()))
     tree = flow2.ParallelTaskGroup("all", *tasks)
 
@@ -299,12 +297,12 @@ def makefile(folder: Path, targets: int, seconds: float = 0.2) -> Path:
     return path
 
 
-def four_makes(folder: Path) -> Path:
-    """A flow of four shell tasks, each running plain ``make`` (no -j of its own)."""
+def four_makes(folder: Path, count: int = 4) -> Path:
+    """A flow of ``count`` shell tasks, each running plain ``make`` (no -j of its own)."""
     makefile(folder, 12)
     tasks = "".join(
         f"  - plugin: shell\n    name: make {n}\n    cmd: make -s -f {folder / 'Makefile'}\n"
-        for n in range(4)
+        for n in range(count)
     )
     return write_flow(folder, f"plugin: parallel\nname: makes\ntasks:\n{tasks}")
 
@@ -314,12 +312,25 @@ def four_makes(folder: Path) -> Path:
 @pytest.mark.parametrize("jobs", [4, 2])
 def test_make_inside_tasks_shares_the_slots(tmp_path: Path, jobs: int) -> None:
     flow = four_makes(tmp_path)
-    process = flow2_command("run", flow, "-j", jobs, "--no-store", "--display", "none", cwd=tmp_path)
+    process = flow2_command(
+        "run", flow, "-j", jobs, "--no-store", "--display", "none", cwd=tmp_path
+    )
     output, sampler = sampled(process)
     assert process.returncode == 0, output
     assert sampler.most <= jobs, sampler.samples
     # The jobserver is used: make ran several jobs at once.
     assert sum(1 for count in sampler.samples if count > 1) > 5
+
+
+@posix_only
+@needs_make
+def test_one_make_runs_its_jobs_in_the_runs_slots(tmp_path: Path) -> None:
+    flow = four_makes(tmp_path, count=1)
+    process = flow2_command("run", flow, "-j", 3, "--no-store", "--display", "none", cwd=tmp_path)
+    output, sampler = sampled(process)
+    assert process.returncode == 0, output
+    # Only the jobserver lets a plain make run jobs at once: three here.
+    assert sampler.most == 3, sampler.samples
 
 
 @posix_only
@@ -461,12 +472,12 @@ def fake_make(folder: Path, version: str) -> str:
 @posix_only
 def test_make_before_4_4_gets_the_pipe_style_and_the_others_the_fifo(tmp_path: Path) -> None:
     old, new = fake_make(tmp_path / "old", "4.3"), fake_make(tmp_path / "new", "4.4.1")
-    show = "echo \"[$MAKEFLAGS] [$CARGO_MAKEFLAGS]\""
+    show = 'echo "[$MAKEFLAGS] [$CARGO_MAKEFLAGS]"'
     tree = flow2.ParallelTaskGroup(
         "all",
         flow2.ShellTask("old", show, env={"PATH": old}),
         flow2.ShellTask("new", show, env={"PATH": new}),
-        flow2.ShellTask("opted out", "echo \"[${MAKEFLAGS-none}]\"", jobserver=False),
+        flow2.ShellTask("opted out", 'echo "[${MAKEFLAGS-none}]"', jobserver=False),
     )
     context = run(quiet(jobs=3).run(tree))
     old_flags, new_flags = context["old"]["stdout"], context["new"]["stdout"]

@@ -230,7 +230,8 @@ class ShellTask(Task):
         :raises OSError: when it cannot start (no such program or directory)
         """
         environment = None if not self.env else {**os.environ, **self.env}
-        slots, inherited = None, ()
+        slots: JobSlots | None = None
+        inherited: tuple[int, ...] = ()
         if not self.jobserver:
             environment = _without_jobserver(environment)
         else:

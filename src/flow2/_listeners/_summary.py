@@ -379,16 +379,6 @@ class SummaryListener:
 
     def _where_all_failures_are(self) -> str:
         places = []
-        slots = event.run.slots
-        if slots is not None:
-            # Tokens a stopped command kept, put back: which task they were.
-            # See tests/test_jobs.py::test_tokens_a_killed_command_kept_are_taken_back.
-            for leak in slots.leaks:
-                names = ", ".join(visible_path(path) for path in leak.paths)
-                lines.append(
-                    f"Jobserver: {leak.count} token(s) kept by the stopped command of "
-                    f"{names} were put back"
-                )
         directory = self._log_directory()
         if directory is not None:
             places.append(f"each in its log file under {short_path(directory)}")

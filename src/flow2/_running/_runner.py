@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from .._engine._events import EventListener
     from .._engine._executor import Executor
     from .._engine._partial import PartialRun, RunPlan
-    from .._engine._slots import JobSlots
     from .._engine._run import Run
+    from .._engine._slots import JobSlots
     from .._engine._state import Plan
     from .._engine._task import Context
     from .._listeners._event_file import EventTarget
