@@ -96,8 +96,8 @@ def four_package_ci(folder: Path, rounds: int) -> None:
     run_durations = []
     subprocess.run(commands["flow2 run -j 2"], cwd=folder, check=True, env=ENVIRONMENT)  # bytecode
     for _ in range(rounds):
+        events.unlink(missing_ok=True)
         for name, command in commands.items():  # interleaved
-            events.unlink(missing_ok=True)
             figures[name].append(timed(command, folder))
         last = json.loads(events.read_text().splitlines()[-1])
         run_durations.append(last["duration"])

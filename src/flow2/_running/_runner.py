@@ -342,7 +342,11 @@ def job_slots(settings: RunSettings) -> JobSlots | None:
             return JobSlots(settings.jobs, joined)
     if settings.jobs is None:
         return None
-    return JobSlots(settings.jobs, TokenPool.serve(settings.jobs))
+    try:
+        pool = TokenPool.serve(settings.jobs)
+    except OSError:  # no fifo here (a read-only temporary directory): slots without make
+        pool = None
+    return JobSlots(settings.jobs, pool)
 
 
 def _both(first: Plan | None, second: Plan | None) -> Plan | None:
