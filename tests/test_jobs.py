@@ -527,3 +527,12 @@ def test_the_command_line_checks_jobs(tmp_path: Path) -> None:
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "'-j' / '--jobs'" in output and "whole number >= 1" in output
+
+
+def test_jobserver_is_true_or_false() -> None:
+    with pytest.raises(flow2.DefinitionError) as caught:
+        flow2.ShellTask("Build", "make", jobserver="no")  # type: ignore[arg-type]
+    assert caught.value.option == "jobserver"
+    # Only an opted-out task's definition says so: the others keep theirs.
+    assert "jobserver" not in flow2.ShellTask("Build", "make").definition()
+    assert flow2.ShellTask("Build", "make", jobserver=False).definition()["jobserver"] is False
