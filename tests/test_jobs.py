@@ -376,7 +376,7 @@ else:
 taken = 0
 for _ in range(int(sys.argv[1])):
     taken += len(os.read(read, 1))
-print("took", taken, flush=True)
+print("took", taken, "from a", "fifo" if auth.startswith("fifo:") else "pipe", flush=True)
 if sys.argv[2] == "keep":
     time.sleep(60)
 os.write(os.open("/proc/self/fd/" + auth.split(",")[1], os.O_WRONLY)
@@ -403,7 +403,10 @@ print("pool holds", count, flush=True)
 
 
 @posix_only
-def test_tokens_a_killed_command_kept_are_taken_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make_version", ["4.3", "4.4.1"])
+def test_tokens_a_killed_command_kept_are_taken_back(tmp_path: Path, make_version: str) -> None:
+    # GNU make 4.3 on the PATH: the pipe style; 4.4.1: the fifo, read by path.
+    path = fake_make(tmp_path / "bin", make_version)
     (tmp_path / "hoard.py").write_text(HOARD)
     (tmp_path / "count.py").write_text(COUNT)
     python = sys.executable
@@ -426,9 +429,12 @@ def test_tokens_a_killed_command_kept_are_taken_back(tmp_path: Path) -> None:
             cmd: {python} count.py
         """,
     )
-    process = flow2_command("run", flow, "-j", 4, "--no-store", "--display", "plain", cwd=tmp_path)
+    process = flow2_command(
+        "run", flow, "-j", 4, "--no-store", "--display", "plain", cwd=tmp_path, PATH=path
+    )
     output, _ = process.communicate(timeout=60)
-    assert "took 2" in output, output
+    style = "pipe" if make_version == "4.3" else "fifo"
+    assert f"took 2 from a {style}" in output, output
     # Four slots: the counter holds flow2's own, the three tokens are back.
     assert "pool holds 3" in output, output
     assert "Jobserver: 2 token(s) kept by the stopped command of leak › first › hoarder" in output
