@@ -21,14 +21,23 @@ if TYPE_CHECKING:
 
 #: Variables that change what flow2 shows or where it writes: no test inherits them.
 _ENVIRONMENT_PREFIXES = ("FLOW2_", "GITHUB_")
-_ENVIRONMENT_NAMES = ("NO_COLOR", "FORCE_COLOR", "CI", "TERM")
+_ENVIRONMENT_NAMES = (
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "CI",
+    "TERM",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_MAKEFLAGS",
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_environ(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Every test starts without the FLOW2_*, color, CI and GitHub variables.
+    """Every test starts without the FLOW2_*, color, CI and GitHub variables, nor
+    a jobserver of a make that started the tests (MAKEFLAGS).
 
     Runs that record by default (``flow2 run``) write their store into a
     temporary folder, never into the working directory.

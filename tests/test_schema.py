@@ -73,6 +73,7 @@ def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> 
         "executor": "thread",
         "shell": "bash",
         "description": "probe",
+        "jobserver": False,
     }
     node: dict[str, Any] = {key: values.get(key, "x")}
     if key in group_keys:

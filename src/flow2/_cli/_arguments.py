@@ -270,6 +270,16 @@ def run_options(command: _Command) -> _Command:
             "-v", "--verbose", is_flag=True, help="Print debug records and whole task paths."
         ),
         click.option(
+            "-j",
+            "--jobs",
+            default=None,
+            metavar="N",
+            callback=_check_jobs,
+            help="Run at most N tasks at once across the whole run, sharing the N slots with "
+            "make, ninja and cargo inside shell tasks (a GNU make jobserver). Default: the "
+            "flow's jobs:, else $FLOW2_JOBS, else no limit.",
+        ),
+        click.option(
             "--events",
             type=click.Path(dir_okay=False),
             default=None,
@@ -319,6 +329,20 @@ def run_options(command: _Command) -> _Command:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _check_jobs(context: click.Context, parameter: click.Parameter, value: Any) -> int | None:
+    if value is None:
+        return None
+    jobs = int(value) if str(value).isdigit() else 0
+    if jobs < 1:
+        raise click.BadParameter(
+            f"{value!r} is not a number of job slots; give a whole number >= 1, e.g. -j 4, "
+            f"or leave -j out for no limit",
+            context,
+            parameter,
+        )
+    return jobs
 
 
 def chosen_store(option: str | None) -> Path:

@@ -83,6 +83,7 @@ def run(
     display: str | None,
     quiet: bool,
     verbose: bool,
+    jobs: int | None,
     events: str | None,
     grace: float | None,
     report: str | None,
@@ -152,6 +153,7 @@ def run(
             values,
             display=display,
             verbosity=verbosity,
+            jobs=jobs,
             events=events,
             grace=grace,
             report=report,
@@ -229,6 +231,7 @@ def run_flow(
     display: str | None,
     verbosity: str | None,
     events: str | None,
+    jobs: int | None = None,
     grace: float | None = None,
     report: str | None = None,
     tracing: bool | None = None,
@@ -246,6 +249,7 @@ def run_flow(
     :param store: the run store directory, or False for none
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
+    :param jobs: the job slots (``-j``); the flow's ``jobs:`` when None
     """
     from .._running._runner import Runner
     from .._running._settings import RunSettings
@@ -259,6 +263,7 @@ def run_flow(
             display=display,
             verbosity=verbosity,
             events=events,
+            jobs=jobs if jobs is not None else loaded.jobs,
             report=report,
             variables=variables,
             tracing=tracing,

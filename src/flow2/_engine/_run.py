@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._events import Event, EventListener
     from ._executor import RunOptions
     from ._needs import Needs
+    from ._slots import JobSlots
     from ._state import Plan
 
 
@@ -81,6 +82,8 @@ class Run:
         self.needs: Needs | None = None
         #: What each task passes before it starts (None: nothing to check).
         self.gate: Gate | None = None
+        #: The run-wide job slots leaf tasks take to work (None: no limit).
+        self.slots: JobSlots | None = None
         self.started_at = time()
         self.status = Status.RUNNING
         self.duration = 0.0

@@ -33,6 +33,7 @@ from ._naming import snake_case
 from ._state import Reuse
 
 if TYPE_CHECKING:
+    from ._slots import JobSlots
     from ._state import Decision, TaskRun
 
 #: The context of a run: each task's result under its key, read by the tasks after it.
@@ -408,6 +409,17 @@ class Task:
                 return await self._fail_before_start(record, failure, context, raises)
             if decision is not None:
                 return _follow(record, decision, context)
+        slots = run.slots  # None unless the run has job slots (jobs=N)
+        if slots is not None:
+            slots = _slots_held_by(record)
+            if slots is not None:
+                # Taken after the gate: a task waiting for its needs holds no
+                # slot. See test_tasks_waiting_for_needs_hold_no_slot.
+                try:
+                    await slots.acquire()
+                except asyncio.CancelledError:
+                    run.mark_not_started((self,), Status.CANCELLED, parent=record.parent)
+                    raise
         token = current_record.set(record)
         record.status = _RUNNING
         record.attempt = 1
@@ -484,6 +496,8 @@ class Task:
                 await self.success(result, context)
         finally:
             current_record.reset(token)
+            if slots is not None:
+                slots.release()
         return context
 
     async def _fail_before_start(
@@ -529,7 +543,19 @@ class Task:
                 record.emit(
                     Status.RETRYING, duration=record.elapsed, error=error, retry_delay=delay
                 )
-                await asyncio.sleep(delay)
+                slots = _slots_held_by(record)
+                if slots is None:
+                    await asyncio.sleep(delay)
+                else:
+                    # The delay holds no slot: another task works meanwhile.
+                    # See test_a_retry_delay_holds_no_slot.
+                    slots.release()
+                    try:
+                        await asyncio.sleep(delay)
+                        await slots.acquire()
+                    except asyncio.CancelledError:
+                        slots.hold_again()  # process() gives it back
+                        raise
                 record.attempt += 1
                 record.status = Status.RUNNING
 
@@ -568,6 +594,18 @@ class Task:
         raise TaskTimeoutError(
             self.name, seconds, task_definition=self, left_running=not stopped
         ) from cause
+
+
+def _slots_held_by(record: TaskRun) -> JobSlots | None:
+    """The run's job slots, when the task of ``record`` takes one of them to work.
+
+    Leaf tasks do; groups do not, nor a task that a working task's code runs
+    (the working task holds the slot: with one slot, a second would wait forever).
+    """
+    parent = record.parent
+    if not record.task.stores_result or (parent is not None and parent.task.stores_result):
+        return None
+    return record.run.slots
 
 
 def _current_record_of(task: Task) -> TaskRun | None:

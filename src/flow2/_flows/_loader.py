@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 _STRUCTURE_KEYS = ("plugin", "name", "tasks", "parallel", "needs", "if", "dotenv")
 #: Keys the top of a flow may have besides a node's: names of secret variables,
 #: the task ``flow2 run`` runs when given no name.
-TOP_LEVEL_KEYS = ("secrets", "default")
+TOP_LEVEL_KEYS = ("secrets", "default", "jobs")
 #: The plugin a node without ``plugin:`` gets from the key that says what it is.
 SHORT_FORMS = {"cmd": "shell", "tasks": "serial", "parallel": "parallel"}
 
@@ -79,6 +79,8 @@ class LoadedFlow:
     default: str | None = None
     #: Values read from ``dotenv:`` files under names that mark them secret.
     dotenv_secrets: list[str] = field(default_factory=list)
+    #: The flow's top-level ``jobs:``: how many tasks a run works on at once (None: no limit).
+    jobs: int | None = None
 
     def secret_values(self, variables: Mapping[str, Any]) -> list[str]:
         """Values of the variables :attr:`secrets` names (``variables``, else the
@@ -151,6 +153,7 @@ def _build_flow(
         builder = _Builder(file, text, variables, hidden, import_callbacks=import_callbacks)
         secrets = builder.take_secrets(data)
         default = builder.take_default(data)
+        jobs = builder.take_jobs(data)
         try:
             root = builder.build(data)
         except RecursionError:
@@ -172,7 +175,7 @@ def _build_flow(
             key=error.key,
         ) from None
     return LoadedFlow(
-        file, text, root, secrets, dict(variables), default, builder.scope_reader.secrets
+        file, text, root, secrets, dict(variables), default, builder.scope_reader.secrets, jobs
     )
 
 
@@ -308,6 +311,22 @@ class _Builder:
             check_names(root, [default], file=self.file)
         except DefinitionError as error:
             raise self.error(f"default: {error}", self.default_line, "default") from None
+
+    def take_jobs(self, data: Any) -> int | None:
+        """Remove the top-level ``jobs:`` (a whole number >= 1) from ``data``; return it."""
+        if not isinstance(data, LineDict) or "jobs" not in data:
+            return None
+        line = data.key_lines.get("jobs", data.line)
+        jobs = data.pop("jobs")
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise self.error(
+                f"jobs: must be a whole number >= 1 (how many tasks work at once), got "
+                f"{jobs!r}; write e.g. jobs: 4, or leave it out for no limit",
+                line,
+                "jobs",
+                value=jobs,
+            )
+        return jobs
 
     def build(self, data: Any) -> Node:
         if data is None:

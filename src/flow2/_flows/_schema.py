@@ -64,6 +64,14 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "secrets": ({"type": "array", "items": _TEXT}, "Variables whose values are masked."),
     "default": (_TEXT, "The task flow2 run runs when given no name."),
+    "jobs": (
+        {"type": "integer", "minimum": 1},
+        "At most this many tasks work at once across the run (flow2 run -j N wins).",
+    ),
+    "jobserver": (
+        {"type": "boolean"},
+        "false: the command gets no GNU make jobserver (MAKEFLAGS) from flow2 run -j.",
+    ),
     "register": (_TEXT, "The key the result is stored under."),
     "output": ({"type": "boolean"}, "Print the result after SUCCESS."),
     "timeout": (_NUMBER, "Seconds per attempt."),

@@ -44,12 +44,16 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._engine._children import ChildProcess, forget, track
+from .._engine._context import current_record, current_run
 from .._engine._exceptions import CommandError, DefinitionError
 from .._engine._output import write_output
+from .._engine._slots import JOBSERVER_VARIABLES
 from .._engine._task import Context, Task
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from .._engine._slots import JobSlots
 
 #: Characters of stdout and of stderr kept in the result (the last ones).
 OUTPUT_LIMIT = 1_000_000
@@ -109,6 +113,10 @@ class ShellTask(Task):
     :param cmd_expressions: how a flow's ``${{ … }}`` values reach a command
         line: ``"environment"`` (as environment variables it refers to, never
         shell code) or ``"raw"`` (pasted into its text, as shell code)
+    :param jobserver: in a run with job slots (``jobs=N``), give the command
+        the run's GNU make jobserver (``MAKEFLAGS``, ``CARGO_MAKEFLAGS``), so
+        that make, ninja and cargo share the slots; False: none of those
+        variables reach it
     :param kwargs: the other options of :class:`flow2.Task`
     :raises flow2.DefinitionError: when an option has the wrong type
 
@@ -141,6 +149,7 @@ class ShellTask(Task):
         kill_grace: float = 5.0,
         output: bool = False,
         cmd_expressions: CmdExpressions = "environment",
+        jobserver: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, output=output, **kwargs)
@@ -156,6 +165,15 @@ class ShellTask(Task):
                 value=cmd_expressions,
             )
         self.cmd_expressions: CmdExpressions = cmd_expressions
+        if not isinstance(jobserver, bool):
+            raise DefinitionError(
+                f"task {name!r}: jobserver={jobserver!r} is not true or false; "
+                f"jobserver: false keeps the run's job slots (MAKEFLAGS) from the command",
+                task=name,
+                option="jobserver",
+                value=jobserver,
+            )
+        self.jobserver = jobserver
         if isinstance(self.cmd, str):
             _check_values_can_be_data(name, self.cmd, self.shell, cmd_expressions)
             _check_pipelines_fail(name, self.cmd, self.shell)
@@ -191,10 +209,13 @@ class ShellTask(Task):
         self.kill_grace = float(kill_grace)
 
     def definition(self) -> dict[str, Any]:
-        """The options that define the task; ``cmd_expressions`` only when ``raw``."""
+        """The options that define the task; ``cmd_expressions`` only when ``raw``,
+        ``jobserver`` only when false."""
         options = super().definition()
         if self.cmd_expressions != "environment":
             options["cmd_expressions"] = self.cmd_expressions
+        if not self.jobserver:
+            options["jobserver"] = False
         return options
 
     @property
@@ -209,6 +230,19 @@ class ShellTask(Task):
         :raises OSError: when it cannot start (no such program or directory)
         """
         environment = None if not self.env else {**os.environ, **self.env}
+        slots: JobSlots | None = None
+        inherited: tuple[int, ...] = ()
+        if not self.jobserver:
+            environment = _without_jobserver(environment)
+        else:
+            run = current_run.get()
+            slots = run.slots if run is not None else None
+            if slots is not None and slots.pool is not None:
+                environment = environment or dict(os.environ)
+                variables, inherited = slots.pool.environment(environment)
+                environment.update(variables)
+            else:
+                slots = None
         options: dict[str, Any] = {
             "stdin": asyncio.subprocess.DEVNULL,
             "stdout": asyncio.subprocess.PIPE,
@@ -237,6 +271,8 @@ class ShellTask(Task):
                         options["stdin"] = descriptor
                     else:
                         options["pass_fds"] = (descriptor,)
+            if inherited:
+                options["pass_fds"] = (*options.get("pass_fds", ()), *inherited)
             try:
                 process, protocol = await _start(arguments or self.command_line, options)
             except OSError as error:
@@ -249,10 +285,20 @@ class ShellTask(Task):
                 description=f"task {self.name!r} (pid {process.pid})",
                 grace=self.kill_grace,
             )
+            if slots is not None:
+                slots.command_started()
+            stopped = True
             try:
-                return await self._follow(process, protocol, group)
+                result = await self._follow(process, protocol, group)
+                stopped = False
+                return result
+            except CommandError as error:
+                stopped = error.returncode < 0
+                raise
             finally:
                 forget(group)
+                if slots is not None:
+                    _take_back_tokens(slots, stopped)
         finally:
             if descriptor is not None:
                 os.close(descriptor)
@@ -369,6 +415,34 @@ class ShellTask(Task):
         if write_output(text, stream, final=final):
             return ""
         return _log_lines(self, pending + text, stream, final)
+
+
+def _without_jobserver(environment: dict[str, str] | None) -> dict[str, str]:
+    """``environment`` (else flow2's own) less the variables naming a jobserver."""
+    base = os.environ if environment is None else environment
+    return {name: value for name, value in base.items() if name not in JOBSERVER_VARIABLES}
+
+
+def _take_back_tokens(slots: JobSlots, stopped: bool) -> None:
+    """Tell the slots a command ended; say which task kept tokens, when some are missing."""
+    record = current_record.get()
+    if record is None:  # pragma: no cover - a shell task's run() called outside a run
+        return
+    leak = slots.command_ended(record, stopped=stopped)
+    if leak is None:
+        return
+    # Data in the tasks' output (their log files, the summary's tail) and in
+    # the run's slots (the summary's line), not a print.
+    # See tests/test_jobs.py::test_tokens_a_killed_command_kept_are_taken_back.
+    names = ", ".join(repr(" › ".join(path)) for path in leak.paths)
+    note = (
+        f"flow2: {leak.count} jobserver token(s) kept by the stopped command of {names} "
+        f"were put back in the pool\n"
+    )
+    run = record.run
+    for suspect in run.record_list():
+        if suspect.path in leak.paths:
+            run.emit_output(suspect, "stderr", note)
 
 
 def _log_lines(task: ShellTask, text: str, stream: str, final: bool) -> str:

@@ -236,6 +236,16 @@ class SummaryListener:
         shown = groups[:MAX_FAILURES_SHOWN]
         for group in shown:
             lines.extend(self._details(group))
+        slots = event.run.slots
+        if slots is not None:
+            # Tokens a stopped command kept, put back: which task they were.
+            # See tests/test_jobs.py::test_tokens_a_killed_command_kept_are_taken_back.
+            for leak in slots.leaks:
+                names = ", ".join(visible_path(path) for path in leak.paths)
+                lines.append(
+                    f"Jobserver: {leak.count} token(s) kept by the stopped command of "
+                    f"{names} were put back"
+                )
         directory = self._log_directory()
         if directory is not None:
             lines.append(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .._engine._executor import Executor
     from .._engine._partial import PartialRun, RunPlan
     from .._engine._run import Run
+    from .._engine._slots import JobSlots
     from .._engine._state import Plan
     from .._engine._task import Context
     from .._listeners._event_file import EventTarget
@@ -57,6 +58,12 @@ class Runner:
     :param max_threads: size of a thread pool of the run's own for sync
         callbacks; ``FLOW2_MAX_THREADS``, else the pool that every run of
         the process shares (sized once, CPU count + 4 and at most 32)
+    :param jobs: at most this many leaf tasks work at once, across the whole
+        run (a task waiting for its needs holds no slot); shell tasks share
+        the slots with the make, ninja and cargo they run, through a GNU make
+        jobserver (docs/flows.md); ``FLOW2_JOBS``, else no limit. A run
+        started by a make serving a jobserver (``flow2 run``, :func:`flow2.run`,
+        or with ``jobs``) takes its slots from that make's pool
     :param executor: where sync callbacks run by default: any
         :class:`concurrent.futures.Executor` (a ``ThreadPoolExecutor`` of the
         application's, say) or a :class:`flow2.Executor`; a task's own
@@ -120,6 +127,7 @@ class Runner:
         display: Display | str | None = None,
         listeners: Sequence[EventListener] = (),
         max_threads: int | None = None,
+        jobs: int | None = None,
         executor: Executor | concurrent.futures.Executor | None = None,
         stream: TextIO | None = None,
         color: bool | None = None,
@@ -149,6 +157,7 @@ class Runner:
             events=events,
             listeners=listeners,
             max_threads=max_threads,
+            jobs=jobs,
             executor=executor,
             stream=stream,
             color=color,
@@ -232,6 +241,7 @@ class Runner:
             try:
                 # The tree is checked, and its needs analysed, once: here.
                 run = create_run(task, context, settings)
+                run.slots = job_slots(settings)
                 listeners = RunListeners(settings, recorder)
                 run.listeners = listeners.listeners
                 partial = self._partial_run(run, stored)
@@ -248,6 +258,8 @@ class Runner:
                             f"({event_file.error}); its events are incomplete"
                         )
             finally:
+                if run is not None and run.slots is not None:
+                    run.slots.close()
                 if recorder is not None:
                     failure = await recorder.wait_closed()
                     if failure is not None:
@@ -314,6 +326,27 @@ def _partial_options(
         "stored_results": stored[1] if stored is not None else None,
         "source": stored[0] if stored is not None else "the latest recorded run",
     }
+
+
+def job_slots(settings: RunSettings) -> JobSlots | None:
+    """The job slots of a run with these settings: a jobserver of its own for
+    ``jobs``, or the pool of the make that started flow2; None for no limit."""
+    from .._engine._slots import JobSlots, TokenPool, jobserver_auth
+
+    makeflags = settings.makeflags
+    if makeflags is not None and (settings.owns_process or settings.jobs is not None):
+        auth = jobserver_auth(makeflags)
+        assert auth is not None
+        joined = TokenPool.join(auth, makeflags)
+        if joined is not None:
+            return JobSlots(settings.jobs, joined)
+    if settings.jobs is None:
+        return None
+    try:
+        pool = TokenPool.serve(settings.jobs)
+    except OSError:  # no fifo here (a read-only temporary directory): slots without make
+        pool = None
+    return JobSlots(settings.jobs, pool)
 
 
 def _both(first: Plan | None, second: Plan | None) -> Plan | None:

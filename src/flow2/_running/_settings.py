@@ -67,6 +67,7 @@ class RunSettings:
     events: EventTarget | None = None
     listeners: tuple[EventListener, ...] = ()
     max_threads: int | None = None
+    jobs: int | None = None
     executor: Executor | concurrent.futures.Executor | None = None
     stream: TextIO | None = None
     color: bool | None = None
@@ -96,6 +97,9 @@ class RunSettings:
     github_step_summary: str | None = None
     is_dumb_terminal: bool = False
     dask_address: str | None = None
+    #: ``MAKEFLAGS`` when it names a make's jobserver (``--jobserver-auth``)
+    #: that a run owning the process joins (see :func:`flow2._engine._slots.jobserver_auth`).
+    makeflags: str | None = None
     #: The environment the settings were read from (secret-named variables are masked).
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -109,6 +113,7 @@ class RunSettings:
         events: EventTarget | None = None,
         listeners: Sequence[EventListener] = (),
         max_threads: int | None = None,
+        jobs: int | None = None,
         executor: Executor | concurrent.futures.Executor | None = None,
         stream: TextIO | None = None,
         color: bool | None = None,
@@ -211,6 +216,7 @@ class RunSettings:
             events=events,
             listeners=tuple(listeners),
             max_threads=_max_threads(max_threads, environ),
+            jobs=_jobs(jobs, environ),
             executor=executor,
             stream=stream,
             color=_color(color, environ),
@@ -236,6 +242,7 @@ class RunSettings:
             github_step_summary=environ.get("GITHUB_STEP_SUMMARY") or None,
             is_dumb_terminal=environ.get("TERM") == "dumb",
             dask_address=environ.get("FLOW2_DASK_ADDRESS") or None,
+            makeflags=_makeflags(environ),
             environ=environ,
         )
 
@@ -420,6 +427,37 @@ def _max_threads(value: int | None, environ: Mapping[str, str]) -> int | None:
             value=value,
         )
     return value
+
+
+def _jobs(value: object, environ: Mapping[str, str]) -> int | None:
+    """``jobs=``, else ``FLOW2_JOBS``, else None (no limit): a whole number >= 1."""
+    source, variable = f"jobs={value!r}", None
+    if value is None:
+        raw = environ.get("FLOW2_JOBS")
+        if not raw:
+            return None
+        source, variable = f"environment variable FLOW2_JOBS={raw!r}", "FLOW2_JOBS"
+        try:
+            value = int(raw)
+        except ValueError:
+            value = raw
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"{source} is not a number of job slots; give a whole number >= 1, e.g. "
+            f"jobs=4 (flow2 run -j 4), or leave it out for no limit",
+            option="jobs",
+            value=value,
+            variable=variable,
+        )
+    return value
+
+
+def _makeflags(environ: Mapping[str, str]) -> str | None:
+    """``MAKEFLAGS`` when it names a jobserver: flow2 was started by a make serving one."""
+    from .._engine._slots import jobserver_auth
+
+    makeflags = environ.get("MAKEFLAGS")
+    return makeflags if jobserver_auth(makeflags) is not None else None
 
 
 def _grace(value: float | None, environ: Mapping[str, str]) -> float:
