@@ -1,9 +1,8 @@
-"""What the commands share: how they read FLOW, VARIABLE=VALUE, the store and RUN.
+"""What the commands share: how they read FLOW and VARIABLE=VALUE, their options.
 
 A FLOW is a path or a name looked up in the flow folders; VARIABLE=VALUE
-keeps its text unless it reads back as the same number or boolean; the run
-store is ``--store``, else ``$FLOW2_STORE``, else ``.flow2``; a RUN is an id,
-a unique prefix of one, or ``last``. Every problem with them is a
+keeps its text unless it reads back as the same number or boolean (the run
+store and RUN are read in ``_stores``). Every problem with them is a
 :class:`UsageProblem`: one message, exit code 2, nothing ran.
 
 Nothing a command prints carries a secret: :func:`flow_masker` masks what
@@ -13,7 +12,6 @@ message is masked before it is shown.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -28,17 +26,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from .._listeners._secrets import SecretMasker
-    from .._store._database import Store, StoredRun
 
 _Command = TypeVar("_Command", bound="Callable[..., Any]")
 
 #: The environment variable locating the user's flow folder (see :func:`user_flows_folder`).
 USER_FLOWS_VARIABLE = "XDG_CONFIG_HOME"
 FLOW_EXTENSIONS = (".yml", ".yaml")
-
-#: Where ``flow2 run`` writes each task's log file (``{run_id}``: the run's id), in
-#: the run store's directory: ``runs/<run id>/logs/`` beside its records.
-LOG_FOLDER = os.path.join("runs", "{run_id}", "logs")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -343,64 +336,3 @@ def _check_jobs(context: click.Context, parameter: click.Parameter, value: Any) 
             parameter,
         )
     return jobs
-
-
-def chosen_store(option: str | None) -> Path:
-    """The run store's directory: ``--store``, else ``$FLOW2_STORE``, else ``.flow2``."""
-    from .._store._database import store_directory
-
-    directory = store_directory(option if option is not None else True, os.environ)
-    assert directory is not None
-    return directory
-
-
-def open_store(directory: Path) -> tuple[Store, Any]:
-    """The run store in ``directory`` and a connection to it.
-
-    :raises UsageProblem: when the store cannot be opened (newer, damaged, not writable)
-    """
-    from .._store._database import Store, StoreError
-
-    store = Store(directory)
-    try:
-        return store, store.connect()
-    except StoreError as error:
-        raise UsageProblem(str(error)) from None
-
-
-def find_run(directory: Path, reference: str) -> StoredRun:
-    """The run ``reference`` names (an id, a unique prefix of one, or ``last``).
-
-    :raises UsageProblem: when the store has no such run, or several runs match
-    """
-    from .._store._database import StoreError
-
-    store, connection = open_store(directory)
-    try:
-        return store.find_run(connection, reference)
-    except StoreError as error:
-        raise UsageProblem(str(error)) from None
-    finally:
-        connection.close()
-
-
-def log_directory(option: str | None, no_log_files: bool, store: str | None) -> str | None:
-    """Where ``flow2 run`` writes the task log files: ``--log-dir``, ``FLOW2_LOG_DIR``,
-    else ``runs/{run_id}/logs`` in the run store's directory (``.flow2``)."""
-    if no_log_files:
-        return None
-    if option is not None:
-        return option
-    from_environment = os.environ.get("FLOW2_LOG_DIR")
-    if from_environment:
-        return from_environment
-    directory = chosen_store(store)
-    # The logs go into the store's folder even when nothing is recorded
-    # (--no-store): that folder never ends up in a commit either.
-    from .._listeners._files import make_private_directory
-    from .._store._database import ignore_in_version_control
-
-    with contextlib.suppress(OSError):  # a log that cannot be written says so itself
-        make_private_directory(directory)
-        ignore_in_version_control(directory)
-    return os.path.join(os.path.relpath(directory), LOG_FOLDER)

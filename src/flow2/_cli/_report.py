@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .._engine._exceptions import ConfigurationError
-from ._arguments import UsageProblem, chosen_store, find_run, store_option
+from ._arguments import UsageProblem, store_option
+from ._stores import chosen_store, find_run
 
 _REPORT_KINDS = {
     "html": ("HTML report", "html_report"),

@@ -12,13 +12,11 @@ from .._flows._loader import read_flow
 from ._arguments import (
     FLOW_HELP,
     UsageProblem,
-    chosen_store,
-    find_run,
-    log_directory,
     parse_variables,
     run_options,
 )
 from ._run import exit_with, run_flow
+from ._stores import chosen_store, find_run, log_directory
 
 if TYPE_CHECKING:
     from .._store._database import StoredRun

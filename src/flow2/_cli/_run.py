@@ -20,12 +20,11 @@ from ._arguments import (
     EXIT_INTERRUPTED,
     FLOW_HELP,
     UsageProblem,
-    chosen_store,
     load_flow,
     loaded_masker,
-    log_directory,
     run_options,
 )
+from ._stores import chosen_store, log_directory
 from ._words import PassThroughCommand, move_to, sort_words
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._arguments import UsageProblem, chosen_store, find_run, open_store, store_option
+from ._arguments import UsageProblem, store_option
+from ._stores import chosen_store, find_run, open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
