@@ -151,6 +151,7 @@ class Terminal:
         rows: int = 24,
         env: dict[str, str] | None = None,
         arguments: tuple[str, ...] = (),
+        cwd: Path | None = None,
     ) -> None:
         path = tmp_path / "flow.py"
         path.write_text(textwrap.dedent(script))
@@ -171,6 +172,7 @@ class Terminal:
             dimensions=(rows, columns),
             echo=False,
             timeout=60,
+            cwd=str(cwd) if cwd is not None else None,
         )
 
     def read_until(self, predicate: Callable[[list[str]], bool], timeout: float = 60) -> list[str]:

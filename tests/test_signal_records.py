@@ -1,0 +1,283 @@
+"""Whatever signals arrive, the screen, the summary, the event file and the store agree.
+
+``flow2 run`` runs under a pseudo-terminal with the live view, as a person
+sees it; real signals arrive at moments the flow itself marks (files its
+commands and callbacks write), never after a sleep racing the machine. Then
+the final screen, the event file, the run store and ``ps`` are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Terminal, stored_run, write_flow
+from .test_signals import leftovers, wait_for_no_leftovers
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pseudo-terminals"),
+    pytest.mark.usefixtures("python_first_on_path"),
+]
+
+#: What the pseudo-terminal runs: the command line, as ``flow2`` would.
+COMMAND_LINE = """
+import sys
+from flow2._cli import main
+
+sys.argv[0] = "flow2"
+main()
+"""
+
+WORK = """
+import os, time
+
+def blocked(context):
+    open("ready-thread", "w").close()
+    time.sleep(600)  # a thread cannot be stopped: it is left behind
+
+def quick(context):
+    return 1
+"""
+
+#: The live view's spinner: no finished run keeps one.
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+#: The final statuses a task may have in a finished run.
+FINAL = {"succeeded", "failed", "skipped", "cancelled", "reused", "partial"}
+
+
+def eight_tasks(folder: Path, marker: str, *, stubborn: bool = True) -> Path:
+    """Six leaves: a command, one that ignores SIGTERM, a thread, a quick one, a serial pair."""
+    (folder / "work.py").write_text(WORK)
+    second = (
+        f"""cmd: "trap '' TERM; touch ready-stubborn; sleep {marker}" """
+        if stubborn
+        else f'cmd: "touch ready-stubborn; sleep {marker}"'
+    )
+    return write_flow(
+        folder,
+        f"""
+        plugin: parallel
+        name: Eight
+        tasks:
+          - {{plugin: shell, name: Silent, cmd: "touch ready-silent; sleep {marker}"}}
+          - plugin: shell
+            name: Stubborn
+            {second}
+          - {{plugin: callback, name: Blocked, callback: "work:blocked"}}
+          - {{plugin: callback, name: Quick, callback: "work:quick"}}
+          - plugin: serial
+            name: Later
+            tasks:
+              - {{plugin: shell, name: First, cmd: "touch ready-first; sleep {marker}"}}
+              - {{plugin: shell, name: Never, cmd: "echo never"}}
+        """,
+    )
+
+
+def start(folder: Path, *, grace: float) -> Terminal:
+    return Terminal(
+        COMMAND_LINE,
+        folder,
+        cwd=folder,
+        env={"PYTHONPATH": str(folder)},
+        arguments=(
+            "run",
+            "flow.yml",
+            "--grace",
+            str(grace),
+            "--events",
+            "events.jsonl",
+            "--store",
+            str(folder / "store"),
+        ),
+    )
+
+
+def wait_for(terminal: Terminal, condition: object) -> None:
+    """Read the terminal (so the view never blocks on it) until ``condition()`` holds."""
+    terminal.read_until(lambda lines: condition())  # type: ignore[operator]
+
+
+def events_of(folder: Path) -> list[dict[str, object]]:
+    path = folder / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def is_handled(folder: Path) -> bool:
+    """The first signal was handled: a task was reported cancelled."""
+    return any(event.get("status") == "cancelled" for event in events_of(folder))
+
+
+def check_the_record_agrees(folder: Path, terminal: Terminal, lines: list[str]) -> None:
+    """Screen, summary, event file and store say the same, and every task ended."""
+    screen = "\n".join(lines)
+    raw = terminal.raw.decode(errors="replace")
+    assert "Traceback" not in raw and "Exception ignored" not in raw, raw[-3000:]
+    # The cursor is shown again after the last time the view hid it.
+    assert raw.rfind("\x1b[?25h") > raw.rfind("\x1b[?25l")
+    assert not set(SPINNER) & set(screen), screen
+    verdict = re.search(
+        r"Eight was cancelled in [\d.]+s: (\d+) succeeded, (\d+) failed, (\d+) skipped, "
+        r"(\d+) cancelled",
+        screen,
+    )
+    assert verdict is not None, screen
+    counts = [int(number) for number in verdict.groups()]
+    assert counts == [1, 0, 0, 5], screen  # all six leaves counted
+    assert "6/6 tasks" in screen
+    # The event file: the run's end is its last line, every task ended before.
+    events = events_of(folder)
+    assert events[-1]["event"] == "run" and events[-1]["status"] == "cancelled"
+    ends = [index for index, event in enumerate(events) if event["event"] == "run"]
+    assert len(ends) == 2 and ends[-1] == len(events) - 1
+    last: dict[tuple[str, ...], object] = {}
+    for event in events:
+        if event["event"] == "task":
+            last[tuple(event["path"])] = event["status"]  # type: ignore[arg-type]
+    assert len(last) == 8 and set(last.values()) <= FINAL, last
+    leaves = [status for path, status in last.items() if path[-1] not in ("Eight", "Later")]
+    assert sorted(leaves) == ["cancelled"] * 5 + ["succeeded"]
+    # The store: the same run, finished, no task left running.
+    stored = stored_run(folder / "store")
+    assert stored.status == "cancelled" and stored.ended_at is not None
+    assert {task.path: task.status for task in stored.tasks} == last
+    assert stored.counts["succeeded"] == 1 and stored.counts["cancelled"] == 5
+
+
+def kill_message(lines: list[str]) -> tuple[float, str]:
+    """The seconds and the cause the kill message gives."""
+    text = "".join(lines)  # the message wraps at 80 columns
+    found = re.search(r"killed what still ran (\d+\.\d)s after the signal \((.*?)\)", text)
+    assert found is not None, "\n".join(lines)
+    return float(found[1]), found[2]
+
+
+def test_one_signal_waits_the_grace_period_and_says_how_long(tmp_path: Path) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.61"
+    eight_tasks(tmp_path, marker)
+    terminal = start(tmp_path, grace=2)
+    wait_for(terminal, lambda: len(list(tmp_path.glob("ready-*"))) == 4)
+    terminal.child.kill(signal.SIGINT)
+    lines = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 130
+    check_the_record_agrees(tmp_path, terminal, lines)
+    seconds, cause = kill_message(lines)
+    assert seconds >= 2.0 and cause == "the grace period ended"
+    assert wait_for_no_leftovers(marker) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM), (signal.SIGHUP, signal.SIGINT)],
+    ids=["two-ctrl-c", "two-sigterm", "sighup-then-ctrl-c"],
+)
+def test_a_second_signal_during_the_grace_wait_leaves_a_true_record(
+    tmp_path: Path, first: int, second: int
+) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.{first}{second}3"
+    eight_tasks(tmp_path, marker)
+    terminal = start(tmp_path, grace=600)
+    wait_for(terminal, lambda: len(list(tmp_path.glob("ready-*"))) == 4)
+    terminal.child.kill(first)
+    # The stubborn command keeps the run in its 600 s grace wait.
+    wait_for(terminal, lambda: is_handled(tmp_path))
+    terminal.child.kill(second)
+    lines = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 128 + first
+    check_the_record_agrees(tmp_path, terminal, lines)
+    # Killed at once, and said so: not "600s after the signal".
+    seconds, cause = kill_message(lines)
+    assert seconds < 600 and cause == f"{signal.Signals(second).name}, a second signal"
+    # No more waiting for the thread left behind either.
+    assert "without waiting (a signal)" in "".join(lines)
+    assert wait_for_no_leftovers(marker) == []
+
+
+def test_three_signals_leave_a_true_record(tmp_path: Path) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.67"
+    eight_tasks(tmp_path, marker)
+    terminal = start(tmp_path, grace=600)
+    wait_for(terminal, lambda: len(list(tmp_path.glob("ready-*"))) == 4)
+    # Three different signals (one sent twice could merge), one after the other.
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        terminal.child.kill(number)
+    lines = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 143
+    check_the_record_agrees(tmp_path, terminal, lines)
+    assert "exiting at once" not in "".join(lines)  # the run ended, whole, in time
+    assert wait_for_no_leftovers(marker) == []
+
+
+def test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly(tmp_path: Path) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.71"
+    eight_tasks(tmp_path, marker, stubborn=False)
+    terminal = start(tmp_path, grace=600)
+    wait_for(terminal, lambda: len(list(tmp_path.glob("ready-*"))) == 4)
+    terminal.child.kill(signal.SIGTERM)
+    # The run ends at once; the process then waits for the thread left
+    # behind (600 s of grace) until a signal says not to.
+    terminal.read_until(lambda lines: any("interrupted by SIGTERM" in line for line in lines))
+    assert terminal.child.isalive()
+    terminal.child.kill(signal.SIGINT)
+    lines = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 143  # the run's outcome: the first signal
+    check_the_record_agrees(tmp_path, terminal, lines)
+    text = "".join(lines)
+    assert "exiting without 1 worker thread" in text and "without waiting (a signal)" in text
+    assert wait_for_no_leftovers(marker) == []
+
+
+def test_ctrl_z_restores_the_terminal_and_fg_redraws_the_tree(tmp_path: Path) -> None:
+    write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Pausable
+        tasks:
+          - plugin: shell
+            name: Waiting
+            cmd: "touch ready; while [ ! -e go ]; do sleep 0.05; done"
+        """,
+    )
+    terminal = start(tmp_path, grace=5)
+    wait_for(terminal, lambda: (tmp_path / "ready").exists())
+    terminal.read_until(lambda lines: any("Waiting" in line for line in lines))
+    terminal.child.kill(signal.SIGTSTP)
+    stat = Path(f"/proc/{terminal.child.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":  # stopped
+        assert time.monotonic() < deadline, "flow2 never stopped"
+        time.sleep(0.02)  # another process's state cannot be awaited
+    # Before stopping, the view gave the terminal back: the cursor shown
+    # after the last time it was hidden, the tree erased.
+    terminal.read_until(lambda lines: terminal.raw.rfind(b"\x1b[?25h") > terminal.raw.rfind(b"\x1b[?25l"))
+    assert not any("Waiting" in line for line in terminal.lines())
+    drawn = len(terminal.raw)
+    terminal.child.kill(signal.SIGCONT)  # what `fg` sends
+    terminal.read_until(lambda lines: any("Waiting" in line for line in lines))
+    assert b"\x1b[?25l" in terminal.raw[drawn:]  # drawing again, cursor hidden
+    (tmp_path / "go").touch()
+    lines = terminal.finish()
+    assert any("Pausable succeeded" in line for line in lines), lines
+    raw = terminal.raw
+    assert raw.rfind(b"\x1b[?25h") > raw.rfind(b"\x1b[?25l")
+
+
+def test_leftovers_helper_sees_a_running_command(tmp_path: Path) -> None:
+    # The check for leftovers above proves something only if it finds one.
+    marker = f"{os.getpid() % 1000 + 100}.73"
+    import subprocess
+
+    process = subprocess.Popen(["sleep", marker])
+    try:
+        assert leftovers(marker) != []
+    finally:
+        process.kill()
+        process.wait()
