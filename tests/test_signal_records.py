@@ -234,6 +234,51 @@ def test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly(tmp_path:
     assert wait_for_no_leftovers(marker) == []
 
 
+class Shell:
+    """An interactive bash under a pseudo-terminal, with job control: Ctrl-Z and ``fg`` work."""
+
+    def __init__(self, folder: Path) -> None:
+        import pexpect
+        import pyte
+
+        self.screen = pyte.Screen(80, 24)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = b""
+        environment = dict(os.environ, TERM="xterm-256color", PS1="$ ", PYTHONPATH=str(folder))
+        environment.pop("NO_COLOR", None)
+        self.child = pexpect.spawn(
+            "bash",
+            ["--norc", "--noprofile", "-i"],
+            env=environment,
+            cwd=str(folder),
+            dimensions=(24, 80),
+            echo=False,
+            timeout=60,
+        )
+
+    def read_until(self, predicate: object, timeout: float = 60) -> None:
+        import pexpect
+
+        deadline = time.monotonic() + timeout
+        while not predicate():  # type: ignore[operator]
+            assert time.monotonic() < deadline, "\n".join(self.lines())
+            try:
+                chunk = self.child.read_nonblocking(65536, timeout=0.5)
+            except pexpect.TIMEOUT:
+                continue
+            self.raw += chunk
+            self.stream.feed(chunk)
+
+    def lines(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display]
+
+    def shows(self, text: str) -> bool:
+        return any(text in line for line in self.lines())
+
+    def cursor_shown(self) -> bool:
+        return self.raw.rfind(b"\x1b[?25h") > self.raw.rfind(b"\x1b[?25l")
+
+
 def test_ctrl_z_restores_the_terminal_and_fg_redraws_the_tree(tmp_path: Path) -> None:
     write_flow(
         tmp_path,
@@ -246,28 +291,31 @@ def test_ctrl_z_restores_the_terminal_and_fg_redraws_the_tree(tmp_path: Path) ->
             cmd: "touch ready; while [ ! -e go ]; do sleep 0.05; done"
         """,
     )
-    terminal = start(tmp_path, grace=5)
-    wait_for(terminal, lambda: (tmp_path / "ready").exists())
-    terminal.read_until(lambda lines: any("Waiting" in line for line in lines))
-    terminal.child.kill(signal.SIGTSTP)
-    stat = Path(f"/proc/{terminal.child.pid}/stat")
-    deadline = time.monotonic() + 60
-    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":  # stopped
-        assert time.monotonic() < deadline, "flow2 never stopped"
-        time.sleep(0.02)  # another process's state cannot be awaited
-    # Before stopping, the view gave the terminal back: the cursor shown
-    # after the last time it was hidden, the tree erased.
-    terminal.read_until(lambda lines: terminal.raw.rfind(b"\x1b[?25h") > terminal.raw.rfind(b"\x1b[?25l"))
-    assert not any("Waiting" in line for line in terminal.lines())
-    drawn = len(terminal.raw)
-    terminal.child.kill(signal.SIGCONT)  # what `fg` sends
-    terminal.read_until(lambda lines: any("Waiting" in line for line in lines))
-    assert b"\x1b[?25l" in terminal.raw[drawn:]  # drawing again, cursor hidden
-    (tmp_path / "go").touch()
-    lines = terminal.finish()
-    assert any("Pausable succeeded" in line for line in lines), lines
-    raw = terminal.raw
-    assert raw.rfind(b"\x1b[?25h") > raw.rfind(b"\x1b[?25l")
+    shell = Shell(tmp_path)
+    try:
+        shell.child.sendline(f"{sys.executable} -m flow2 run flow.yml --no-store")
+        shell.read_until(lambda: (tmp_path / "ready").exists() and shell.shows("Waiting"))
+        assert not shell.cursor_shown()  # the view hides it while drawing
+        shell.child.send("\x1a")  # Ctrl-Z: SIGTSTP to the foreground job
+        shell.read_until(lambda: shell.shows("Stopped"))
+        # Before stopping, the view gave the terminal back: the cursor shown,
+        # the tree erased, the shell's prompt on a clean screen.
+        assert shell.cursor_shown()
+        assert not shell.shows("Waiting"), shell.lines()
+        drawn = len(shell.raw)
+        shell.child.sendline("fg")  # SIGCONT
+        shell.read_until(lambda: shell.shows("Waiting") and len(shell.raw) > drawn)
+        assert b"\x1b[?25l" in shell.raw[drawn:]  # drawing again, cursor hidden
+        (tmp_path / "go").touch()
+        shell.read_until(lambda: shell.shows("Pausable succeeded"))
+        shell.child.sendline("echo exit=$?")
+        shell.read_until(lambda: shell.shows("exit="))
+        assert shell.shows("exit=0"), shell.lines()
+        assert shell.cursor_shown()
+        assert b"Traceback" not in shell.raw
+    finally:
+        shell.child.sendline("exit")
+        shell.child.close(force=True)
 
 
 def test_leftovers_helper_sees_a_running_command(tmp_path: Path) -> None:
