@@ -8,17 +8,25 @@ the final screen, the event file, the run store and ``ps`` are compared.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import re
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import Terminal, stored_run, write_flow
+import flow2
+from flow2 import Status
+
+from .conftest import Recorder, Terminal, run, stored_run, write_flow
 from .test_signals import leftovers, wait_for_no_leftovers
 
 pytestmark = [
@@ -329,3 +337,164 @@ def test_leftovers_helper_sees_a_running_command(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+# In one process: the moments a pseudo-terminal cannot pin ---------------------------
+
+
+class SignalAt:
+    """An event listener sending a real signal to this process at the run's start or end."""
+
+    def __init__(self, number: int, *, at_end: bool) -> None:
+        self.number = number
+        self.at_end = at_end
+
+    def __call__(self, event: flow2.Event) -> None:
+        if isinstance(event, flow2.RunEvent) and (event.status is not Status.RUNNING) is self.at_end:
+            os.kill(os.getpid(), self.number)
+
+
+class SlowStart:
+    """An executor whose start takes a few turns of the loop (a cluster connecting, say)."""
+
+    def __init__(self) -> None:
+        self.closing = asyncio.Event()
+
+    async def start(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def call(
+        self, task: flow2.Task, function: Callable[[Any], Any], context: dict[str, Any]
+    ) -> Any:
+        return function(context)
+
+    async def aclose(self) -> None:
+        self.closing.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def three_leaves() -> flow2.Task:
+    return flow2.ParallelTaskGroup(
+        "Three",
+        flow2.CallbackTask("One", lambda context: 1),
+        flow2.SerialTaskGroup(
+            "Pair", flow2.CallbackTask("Two", lambda context: 2), flow2.CallbackTask("Three", lambda context: 3)
+        ),
+    )
+
+
+def test_a_signal_before_the_first_task_cancels_every_task(recorder: Recorder) -> None:
+    # SIGTERM as the run starts: its executor is still starting, no task has.
+    result = flow2.run(
+        three_leaves(),
+        display="none",
+        executor=SlowStart(),
+        listeners=[recorder, SignalAt(signal.SIGTERM, at_end=False)],
+        handle_signals=True,
+    )
+    assert result.signal is signal.SIGTERM and result.exit_code == 143
+    assert result.counts.cancelled == 3 and result.status is Status.CANCELLED
+    tasks = [event for event in recorder.events if isinstance(event, flow2.TaskEvent)]
+    assert len(tasks) == 5 and all(event.status is Status.CANCELLED for event in tasks)
+    assert isinstance(recorder.events[-1], flow2.RunEvent)
+
+
+def test_a_signal_while_the_summary_prints_changes_nothing(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    # SIGINT as the run's end is handed to the listeners (the summary
+    # printing): every task has reported; the outcome and the record stay.
+    store = tmp_path / "store"
+    stream = io.StringIO()
+    result = flow2.run(
+        three_leaves(),
+        display="plain",
+        stream=stream,
+        store=str(store),
+        listeners=[recorder, SignalAt(signal.SIGINT, at_end=True)],
+        handle_signals=True,
+    )
+    assert result.signal is None and result.exit_code == 0, result
+    assert result.status is Status.SUCCEEDED and result.counts.succeeded == 3
+    assert "Three succeeded in" in stream.getvalue()
+    stored = stored_run(store)
+    assert stored.status == "succeeded" and {task.status for task in stored.tasks} == {"succeeded"}
+
+
+def test_cancelled_while_closing_still_ends_the_run(recorder: Recorder) -> None:
+    executor = SlowStart()
+
+    async def main() -> None:
+        runner = flow2.Runner(display="none", executor=executor, listeners=[recorder])
+        running = asyncio.create_task(runner.execute(three_leaves()))
+        await executor.closing.wait()  # every task has ended; the run closes
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    run(main())
+    end = recorder.events[-1]
+    assert isinstance(end, flow2.RunEvent) and end.status is Status.SUCCEEDED
+
+
+def test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As IPython and a notebook's kernel run a cell: the loop is theirs,
+    # and Python's own handler would raise KeyboardInterrupt wherever the
+    # main thread is when Ctrl-C comes.
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's own handler in this process")
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    release = threading.Event()
+
+    async def waits(context: dict[str, Any]) -> None:
+        # Ctrl-C while the loop waits in select(), not inside a task's code.
+        asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGINT)
+        await asyncio.Event().wait()
+
+    def blocks(context: dict[str, Any]) -> None:
+        release.wait(60)
+
+    async def forever(context: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    tree = flow2.ParallelTaskGroup(
+        "Cell",
+        flow2.CallbackTask("Waits", waits),
+        flow2.CallbackTask("Blocks", blocks),
+        flow2.SerialTaskGroup(
+            "Then",
+            flow2.CallbackTask("Forever", forever),
+            flow2.CallbackTask("Never", lambda context: 1),
+        ),
+    )
+    stream = io.StringIO()
+    runner = flow2.Runner(display="plain", stream=stream, listeners=[recorder])
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    try:
+        running = loop.create_task(runner.execute(tree))
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(running)
+        # Nothing of the run is left to wake up in the next cell.
+        assert asyncio.all_tasks(loop) == set()
+        seen = len(recorder.events)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert len(recorder.events) == seen
+    finally:
+        release.set()
+        loop.close()
+    end = recorder.events[-1]
+    assert isinstance(end, flow2.RunEvent) and end.status is Status.CANCELLED
+    finals = {
+        event.task.name: event.status
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent)
+    }
+    assert set(finals) == {"Cell", "Waits", "Blocks", "Then", "Forever", "Never"}
+    assert set(finals.values()) == {Status.CANCELLED}
+    assert "Cell was cancelled in" in stream.getvalue()  # the summary
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
