@@ -235,9 +235,10 @@ def test_signal_wakes_a_waiting_loop(arguments: list[str], code: int) -> None:
 
 
 def test_a_group_cancelled_twice_still_waits_for_its_tasks(recorder: Recorder) -> None:
-    cleaning = asyncio.Event()
+    started, cleaning = asyncio.Event(), asyncio.Event()
 
     async def slow_to_stop(context: dict[str, Any]) -> None:
+        started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -254,8 +255,7 @@ def test_a_group_cancelled_twice_still_waits_for_its_tasks(recorder: Recorder) -
         )
         runner = flow2.Runner(display="none", listeners=[recorder])
         running = asyncio.create_task(runner.execute(tree))
-        while "Slow" not in [event.task.name for event in recorder.events[1:]]:
-            await asyncio.sleep(0)
+        await started.wait()
         running.cancel()
         await cleaning.wait()
         running.cancel()  # again, while the group waits for Slow to stop

@@ -183,7 +183,11 @@ def test_one_signal_waits_the_grace_period_and_says_how_long(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("first", "second"),
-    [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM), (signal.SIGHUP, signal.SIGINT)],
+    [
+        (signal.SIGINT, signal.SIGINT),
+        (signal.SIGTERM, signal.SIGTERM),
+        (signal.SIGHUP, signal.SIGINT),
+    ],
     ids=["two-ctrl-c", "two-sigterm", "sighup-then-ctrl-c"],
 )
 def test_a_second_signal_during_the_grace_wait_leaves_a_true_record(
@@ -350,7 +354,10 @@ class SignalAt:
         self.at_end = at_end
 
     def __call__(self, event: flow2.Event) -> None:
-        if isinstance(event, flow2.RunEvent) and (event.status is not Status.RUNNING) is self.at_end:
+        if (
+            isinstance(event, flow2.RunEvent)
+            and (event.status is not Status.RUNNING) is self.at_end
+        ):
             os.kill(os.getpid(), self.number)
 
 
@@ -380,7 +387,9 @@ def three_leaves() -> flow2.Task:
         "Three",
         flow2.CallbackTask("One", lambda context: 1),
         flow2.SerialTaskGroup(
-            "Pair", flow2.CallbackTask("Two", lambda context: 2), flow2.CallbackTask("Three", lambda context: 3)
+            "Pair",
+            flow2.CallbackTask("Two", lambda context: 2),
+            flow2.CallbackTask("Three", lambda context: 3),
         ),
     )
 

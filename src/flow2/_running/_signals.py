@@ -225,9 +225,7 @@ class SignalHandling:
             if run is not None:
                 self._task.cancel()
             terminate_children()
-            self._deadline = self._loop.call_later(
-                self.grace, self._kill, "the grace period ended"
-            )
+            self._deadline = self._loop.call_later(self.grace, self._kill, "the grace period ended")
         else:
             # Again: no more waiting, but no second cancellation either: it
             # would cut short the groups waiting for their cancelled tasks,
