@@ -254,10 +254,30 @@ def run_flow(
     except FlowError as error:  # an executor could not start, ...
         _tell(flow_masker(variables, loaded.secrets).mask(f"flow2: {error}"))
         return EXIT_FAILED
+    _end_quietly()
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.
         _tell(f"flow2: interrupted by {result.signal.name}")
     return result.exit_code
+
+
+def _end_quietly() -> None:
+    """From here the process only ends: a signal changes no outcome and prints no traceback.
+
+    It only ends the wait for worker threads left behind, if any.
+    See test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly.
+    """
+    import signal
+
+    from .._executors._threads import stop_waiting_for_threads
+
+    def ending(number: int, frame: object) -> None:
+        stop_waiting_for_threads()
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, ending)
 
 
 def _tell(message: str) -> None:

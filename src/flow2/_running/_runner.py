@@ -94,7 +94,10 @@ class Runner:
     :param handle_signals: take SIGINT, SIGTERM and SIGHUP while a run runs:
         cancel it cleanly (the result's ``signal`` and ``exit_code`` say so;
         :meth:`run` raises :class:`flow2.Interrupted`); off by default, so
-        flow2 installs no handler
+        flow2 installs no handler, except for SIGINT where Python's own
+        handler would raise KeyboardInterrupt anywhere (IPython, a notebook):
+        there Ctrl-C cancels the run, which ends whole, and KeyboardInterrupt
+        is raised after it
     :param grace: seconds stopped commands and worker processes get between
         SIGTERM and SIGKILL when a signal interrupts the run, and that worker
         threads get to finish before the process may exit without them;
