@@ -511,3 +511,27 @@ def test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole(
     assert set(finals.values()) == {Status.CANCELLED}
     assert "Cell was cancelled in" in stream.getvalue()  # the summary
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+
+
+SLOW_IMPORT = """
+import os, time
+
+open("ready-import", "w").close()
+while not os.path.exists("go"):  # another process decides when the import ends
+    time.sleep(0.05)
+
+def work(context):
+    return 1
+"""
+
+
+def test_sigterm_while_the_flow_loads_exits_143_quietly(tmp_path: Path) -> None:
+    (tmp_path / "slow_import.py").write_text(SLOW_IMPORT)
+    write_flow(tmp_path, "plugin: callback\nname: Loaded\ncallback: slow_import:work\n")
+    terminal = start(tmp_path, grace=5)
+    wait_for(terminal, lambda: (tmp_path / "ready-import").exists())
+    terminal.child.kill(signal.SIGTERM)
+    terminal.finish(check=False)
+    assert terminal.child.exitstatus == 143 and terminal.child.signalstatus is None
+    assert b"Traceback" not in terminal.raw
+    assert not (tmp_path / "events.jsonl").exists()  # nothing ran

@@ -97,6 +97,7 @@ def run(
     if no_store and (resume or store is not None or start_from is not None):
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
+    end_on_signals()
     try:
         # A dry run, as validate, show and graph, runs no code of the flow's
         # modules: see tests/test_plugins.py::test_check_commands_import_no_callback_module
@@ -259,6 +260,24 @@ def run_flow(
         # The run was cancelled, every task reported and the summary printed.
         _tell(f"flow2: interrupted by {result.signal.name}")
     return result.exit_code
+
+
+def end_on_signals() -> None:
+    """Until the run takes them: SIGTERM and SIGHUP end the command with 128 + the signal.
+
+    As ``SystemExit``, quietly, while the flow loads: the exit status is the
+    documented one (143, 129), not a death by the signal. The run's own
+    handlers replace these while it runs (see flow2/_running/_signals.py).
+    """
+    import signal
+
+    def end(number: int, frame: object) -> None:
+        raise SystemExit(128 + number)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, end)
 
 
 def _end_quietly() -> None:
