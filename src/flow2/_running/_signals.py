@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._children import kill_children, terminate_children
 from .._engine._exceptions import ConfigurationError
-from .._executors._threads import stop_waiting_for_threads
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -235,6 +234,8 @@ class SignalHandling:
             if self._deadline is not None:
                 self._deadline.cancel()
             self._kill(f"{signal.Signals(number).name}, a second signal")
+            from .._executors._threads import stop_waiting_for_threads  # not at import
+
             stop_waiting_for_threads()
 
     def _kill(self, cause: str) -> None:
