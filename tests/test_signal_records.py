@@ -458,8 +458,7 @@ def test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole(
     # As IPython and a notebook's kernel run a cell: the loop is theirs,
     # and Python's own handler would raise KeyboardInterrupt wherever the
     # main thread is when Ctrl-C comes.
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is not Python's own handler in this process")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as IPython has it
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     release = threading.Event()
 
@@ -500,6 +499,8 @@ def test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole(
     finally:
         release.set()
         loop.close()
+        given_back = signal.signal(signal.SIGINT, previous)
+    assert given_back is signal.default_int_handler  # flow2's handler is gone
     end = recorder.events[-1]
     assert isinstance(end, flow2.RunEvent) and end.status is Status.CANCELLED
     finals = {
@@ -510,7 +511,6 @@ def test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole(
     assert set(finals) == {"Cell", "Waits", "Blocks", "Then", "Forever", "Never"}
     assert set(finals.values()) == {Status.CANCELLED}
     assert "Cell was cancelled in" in stream.getvalue()  # the summary
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
 
 
 SLOW_IMPORT = """
