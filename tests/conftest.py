@@ -161,6 +161,7 @@ class Terminal:
         env: dict[str, str] | None = None,
         arguments: tuple[str, ...] = (),
         feed_screen: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         """:param feed_screen: False: keep only the raw bytes (pyte is slow on megabytes)"""
         path = tmp_path / "flow.py"
@@ -183,6 +184,7 @@ class Terminal:
             dimensions=(rows, columns),
             echo=False,
             timeout=60,
+            cwd=str(cwd) if cwd is not None else None,
         )
 
     def read_until(self, predicate: Callable[[list[str]], bool], timeout: float = 60) -> list[str]:

@@ -232,3 +232,42 @@ def test_signal_wakes_a_waiting_loop(arguments: list[str], code: int) -> None:
     assert time.monotonic() - started < 15
     if not arguments:
         assert "CANCELLED A" in " ".join(result.stdout.split())
+
+
+def test_a_group_cancelled_twice_still_waits_for_its_tasks(recorder: Recorder) -> None:
+    started, cleaning = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop(context: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cleaning.set()
+            for _ in range(20):  # its clean-up takes a few turns of the loop
+                await asyncio.sleep(0)
+            raise
+
+    async def main() -> None:
+        tree = flow2.ParallelTaskGroup(
+            "Group",
+            flow2.CallbackTask("Slow", slow_to_stop),
+            flow2.CallbackTask("Quick", lambda context: 1),
+        )
+        runner = flow2.Runner(display="none", listeners=[recorder])
+        running = asyncio.create_task(runner.execute(tree))
+        await started.wait()
+        running.cancel()
+        await cleaning.wait()
+        running.cancel()  # again, while the group waits for Slow to stop
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    run(main())
+    names = [
+        event.task.name if isinstance(event, flow2.TaskEvent) else "run end"
+        for event in recorder.events[1:]
+        if event.status.is_finished
+    ]
+    # Slow reported before its group, and the group before the run's end.
+    assert names.index("Slow") < names.index("Group") < names.index("run end")
+    assert names[-1] == "run end"

@@ -15,7 +15,7 @@ from ._arguments import (
     parse_variables,
     run_options,
 )
-from ._run import exit_with, run_flow
+from ._run import end_on_signals, exit_with, run_flow
 from ._stores import chosen_store, find_run, log_directory
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def resume(
         raise UsageProblem("--quiet and --verbose contradict each other; choose one")
     if no_store:
         raise UsageProblem("--no-store contradicts resume, which reads the run store")
+    end_on_signals()
     directory = chosen_store(store)
     previous = find_run(directory, run_reference)
     if previous.flow is None:

@@ -104,6 +104,7 @@ def run(
     if no_store and (resume or store is not None or start_from is not None):
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
+    end_on_signals()
     sorted_out = sort_words(words, click.get_current_context().meta.get("arguments"))
     if sorted_out.folder is not None:
         # Paths the user typed stay relative to where they typed them.
@@ -294,10 +295,48 @@ def run_flow(
     except FlowError as error:  # an executor could not start, ...
         _tell(loaded_masker(loaded, variables).mask(f"flow2: {error}"))
         return EXIT_FAILED
+    _end_quietly()
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.
         _tell(f"flow2: interrupted by {result.signal.name}")
     return result.exit_code
+
+
+def end_on_signals() -> None:
+    """Until the run takes them: SIGTERM and SIGHUP end the command with 128 + the signal.
+
+    As ``SystemExit``, quietly, while the flow loads: the exit status is the
+    documented one (143, 129), not a death by the signal. The run's own
+    handlers replace these while it runs (see flow2/_running/_signals.py).
+    """
+    import signal
+
+    def end(number: int, frame: object) -> None:
+        raise SystemExit(128 + number)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, end)
+
+
+def _end_quietly() -> None:
+    """From here the process only ends: a signal changes no outcome and prints no traceback.
+
+    It only ends the wait for worker threads left behind, if any.
+    See test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly.
+    """
+    import signal
+
+    from .._executors._threads import stop_waiting_for_threads
+
+    def ending(number: int, frame: object) -> None:
+        stop_waiting_for_threads()
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, ending)
 
 
 def _tell(message: str) -> None:

@@ -219,5 +219,9 @@ def terminate_children() -> None:
 
 
 def kill_children() -> list[ChildProcess]:
-    """SIGKILL every registered process; the ones that were still there."""
-    return [child for child in live_children() if child.kill()]
+    """SIGKILL every registered process; the ones that still ran.
+
+    One that has exited already (a zombie its task has not reaped yet) is
+    not counted: a message about what was killed says what happened.
+    """
+    return [child for child in live_children() if child.is_alive() and child.kill()]

@@ -272,8 +272,16 @@ class ParallelTaskGroup(TaskGroup):
             children = list(running)
             for child_task in children:
                 child_task.cancel()
-            if children:
-                await asyncio.wait(children)
+            while children:
+                try:
+                    await asyncio.wait(children)
+                    break
+                except asyncio.CancelledError:
+                    # Cancelled again while waiting (an impatient caller):
+                    # still wait for every child to report, or the group
+                    # would end before its tasks, and the run too. See
+                    # test_a_group_cancelled_twice_still_waits_for_its_tasks.
+                    continue
             record.run.mark_not_started(tasks[next_index:], Status.CANCELLED, parent=record)
             raise
         if stopping:

@@ -361,16 +361,29 @@ class Run:
         Each ``start()`` is paired with one ``aclose()``: an executor object
         started by its owner too (``async with``) stays open for them.
         """
+        cancelled: asyncio.CancelledError | None = None
         if self._left_running:
-            await self._stop_left_running()
+            try:
+                await self._stop_left_running()
+            except asyncio.CancelledError as cancellation:
+                cancelled = cancellation  # the run's end is emitted all the same (below)
         for executor in reversed(self._started_executors):
             try:
                 await executor.aclose()
+            except asyncio.CancelledError as cancellation:
+                # Cancelled while closing (a signal as the last task ended):
+                # the other executors are closed and the run's end is emitted
+                # all the same, then the cancellation goes on. Without its
+                # end, the event file and the store would keep a run that
+                # never finished. See test_cancelled_while_closing_still_ends_the_run.
+                cancelled = cancellation
             except Exception:
                 logger.exception("closing executor %r failed", executor)
         self.status = status
         self.duration = perf_counter() - self._started_counter
         self.emit(RunEvent(status, self, time(), self.duration, error))
+        if cancelled is not None:
+            raise cancelled
 
 
 def _forget_outcome(work: asyncio.Future[object]) -> None:
@@ -614,6 +627,12 @@ async def drive(run: Run, *, raises: bool) -> Run:
         status = run.root_record.status
     except asyncio.CancelledError:
         status = Status.CANCELLED
+        root = run.root_record
+        if root.status is Status.PENDING:
+            # Cancelled before the root started (a signal as executors
+            # started): every task is reported CANCELLED, so the record
+            # counts them all. See test_a_signal_before_the_first_task_cancels_every_task.
+            run.mark_not_started((task,), Status.CANCELLED)
         raise
     except BaseException as exception:
         error = exception

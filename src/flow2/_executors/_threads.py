@@ -18,6 +18,7 @@ import contextvars
 import functools
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -80,31 +81,80 @@ def _abandon(call: _Call, grace: float) -> None:
             _exit_hook_registered = True
 
 
+#: Set when waiting for abandoned threads must end (a second signal, a signal during the wait).
+_stop_waiting = threading.Event()
+
+
+def stop_waiting_for_threads() -> None:
+    """Give up the grace period of every abandoned thread: the process exits without them.
+
+    What a second signal does: it means "no more waiting".
+    """
+    _stop_waiting.set()
+
+
 def _wait_for_abandoned_threads() -> None:
-    """At exit: give abandoned threads the rest of their grace period, then leave them."""
+    """At exit: give abandoned threads the rest of their grace period, then leave them.
+
+    A signal during the wait ends it (no traceback: the person wants out now).
+    See test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly.
+    """
     with _abandoned_lock:
         calls = list(_abandoned)
     left: list[_Call] = []
-    for call in calls:
-        thread = call.thread
-        if thread is None:
-            continue
-        remaining = (call.abandoned_until or 0.0) - time.monotonic()
-        thread.join(max(0.0, remaining))
-        if thread.is_alive() and call.thread is thread:
-            left.append(call)
+    previous: dict[int, Any] = {}
+    try:
+        _take_signals(previous)
+        for call in calls:
+            thread = call.thread
+            if thread is None:
+                continue
+            until = call.abandoned_until or 0.0
+            # In slices, and the handlers only set a flag: an exception
+            # raised inside join() would mark the thread stopped while it
+            # runs (CPython's bpo-45274 clean-up), and lose it from the message.
+            while thread.is_alive() and not _stop_waiting.is_set():
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                thread.join(min(remaining, 0.1))
+            if thread.is_alive() and call.thread is thread:
+                left.append(call)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if left:
         names = ", ".join(f"{call.thread.name!r} (task {call.task_name!r})" for call in left)  # type: ignore[union-attr]
         count = f"{len(left)} worker thread{'s' if len(left) > 1 else ''}"
+        when = "without waiting (a signal)" if _stop_waiting.is_set() else "after the grace period"
         try:
             print(
                 f"flow2: exiting without {count} still running the sync callback of a "
-                f"stopped task after the grace period: {names}",
+                f"stopped task, {when}: {names}",
                 file=sys.stderr,
                 flush=True,
             )
         except (OSError, ValueError):
             pass
+
+
+def _take_signals(previous: dict[int, Any]) -> None:
+    """While the exiting main thread waits: SIGINT, SIGTERM and SIGHUP end the wait.
+
+    ``previous`` receives each handler replaced, as it is replaced.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        _stop_waiting.set()
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is None or signal.getsignal(number) is signal.SIG_IGN:
+            continue
+        previous[number] = signal.getsignal(number)
+        signal.signal(number, interrupt)
 
 
 def _work(calls: queue.SimpleQueue[_Call | None], idle: threading.Semaphore) -> None:

@@ -273,12 +273,22 @@ class ShellTask(Task):
                         options["pass_fds"] = (descriptor,)
             if inherited:
                 options["pass_fds"] = (*options.get("pass_fds", ()), *inherited)
+            starting = asyncio.ensure_future(_start(arguments or self.command_line, options))
             try:
-                process, protocol = await _start(arguments or self.command_line, options)
+                process, protocol = await asyncio.shield(starting)
             except OSError as error:
                 # subprocess's own frames would be the whole traceback: the
                 # message alone says what to fix.
                 raise OSError(error.errno, self._start_failure(error, arguments)) from None
+            except asyncio.CancelledError:
+                # Cancelled while the command starts (a signal as the run
+                # begins): its process exists already, and asyncio would
+                # kill the shell alone, not what the shell started. Its
+                # whole group is stopped before the cancellation goes on.
+                # No test pins the moment (it lasts a turn of the loop);
+                # tests/test_signal_records.py checks for leftovers.
+                await _stop_when_started(starting, self.name, self.kill_grace)
+                raise
             group = track(
                 process.pid,
                 is_group=True,
@@ -521,6 +531,31 @@ async def _start(
     else:  # pragma: no cover - Windows: cmd.exe
         transport, _ = await loop.subprocess_shell(lambda: protocol, command, **options)
     return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
+async def _stop_when_started(
+    starting: asyncio.Future[tuple[asyncio.subprocess.Process, _Protocol]],
+    name: str,
+    grace: float,
+) -> None:
+    """Wait for a command that is starting, then stop its process group."""
+    while not starting.done():
+        try:
+            await asyncio.wait([starting])
+        except asyncio.CancelledError:
+            continue  # cancelled again: the command must still be stopped
+    if starting.cancelled() or starting.exception() is not None:
+        return  # it never started
+    process, protocol = starting.result()
+    group = track(
+        process.pid, is_group=True, description=f"task {name!r} (pid {process.pid})", grace=grace
+    )
+    try:
+        await _terminate(protocol.exited, group, grace)
+    finally:
+        forget(group)
+        if protocol.transport is not None:
+            protocol.transport.close()
 
 
 async def _terminate(exited: asyncio.Future[None], group: ChildProcess, grace: float) -> None:

@@ -45,10 +45,11 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from rich.cells import cell_len, set_cell_size
 
@@ -171,6 +172,7 @@ class LiveView:
         self.masker = masker
         self.output = output
         self._writer: _ScreenWriter | None = None
+        self._previous_ctrl_z: Any = None  # the SIGTSTP handler before the view took it
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._root: Task | None = None
@@ -402,6 +404,7 @@ class LiveView:
         self._leaves_total = leaves
         self._loop = asyncio.get_running_loop()
         self._writer = _ScreenWriter(self.stream)
+        self._take_ctrl_z()
         self._redraw()
         self._timer = self._loop.call_later(REFRESH_INTERVAL, self._tick)
 
@@ -418,6 +421,48 @@ class LiveView:
         above, self._above = self._above, []
         writer.submit(above, self._render(width, height))
 
+    def _take_ctrl_z(self) -> None:
+        """Take SIGTSTP (Ctrl-Z) while drawing: in the main thread, unless somebody has."""
+        number = getattr(signal, "SIGTSTP", None)
+        if number is None or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(number) is not signal.SIG_DFL:
+                return  # ignored, or the application's: left alone
+            self._previous_ctrl_z = signal.signal(number, self._on_ctrl_z)
+        except (ValueError, OSError):  # pragma: no cover - no signals here
+            pass
+
+    def _give_back_ctrl_z(self) -> None:
+        if self._previous_ctrl_z is None:
+            return
+        number = signal.SIGTSTP
+        if signal.getsignal(number) == self._on_ctrl_z:
+            signal.signal(number, self._previous_ctrl_z)
+        self._previous_ctrl_z = None
+
+    def _on_ctrl_z(self, number: int, frame: Any) -> None:
+        # In the main thread, between two bytecodes: the terminal is given
+        # back here, not on the loop, so Ctrl-Z works even while a task
+        # blocks the loop. The writer thread erases the tree and shows the
+        # cursor; then the default action stops the process, right here,
+        # and ``fg`` (SIGCONT) resumes it on the next line, where the view
+        # takes Ctrl-Z again and draws the tree anew.
+        # See test_ctrl_z_restores_the_terminal_and_fg_redraws_the_tree.
+        writer = self._writer
+        if writer is not None:
+            writer.suspend()
+        signal.signal(number, signal.SIG_DFL)
+        signal.raise_signal(number)
+        if self._writer is not None and self._previous_ctrl_z is not None:
+            signal.signal(number, self._on_ctrl_z)
+            loop = self._loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._redraw)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
+
     def _stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -425,6 +470,7 @@ class LiveView:
         writer = self._writer
         if writer is None:
             return
+        self._give_back_ctrl_z()
         self._stopping = False
         self._redraw()
         self._writer = None
@@ -654,6 +700,8 @@ class _ScreenWriter:
         self._closing = False
         self._keep = True
         self._drawn = 0  # rows of the frame on the screen; the cursor is on its last
+        self._suspending = False  # Ctrl-Z: give the terminal back, then wait
+        self._hidden = True  # the cursor is hidden
         self._failed = False
         self._thread = threading.Thread(target=self._run, name="flow2-live-view", daemon=True)
         self._write("\x1b[?25l")  # hide the cursor while drawing
@@ -687,6 +735,19 @@ class _ScreenWriter:
             index += 1
         del above[:index]
 
+    def suspend(self) -> None:
+        """Erase the frame and show the cursor, and return once that is written.
+
+        The next frame hides the cursor again and is drawn anew.
+        """
+        with self._condition:
+            if self._closing or not self._thread.is_alive():
+                return
+            self._suspending = True
+            self._condition.notify()
+            # Bounded: a terminal that does not read must not stop Ctrl-Z.
+            self._condition.wait_for(lambda: not self._suspending, timeout=1.0)
+
     def close(self, *, keep_frame: bool) -> None:
         with self._condition:
             self._closing = True
@@ -697,12 +758,24 @@ class _ScreenWriter:
     def _run(self) -> None:
         while True:
             with self._condition:
-                while self._frame is None and not self._above and not self._closing:
+                while (
+                    self._frame is None
+                    and not self._above
+                    and not self._closing
+                    and not self._suspending
+                ):
                     self._condition.wait()
                 above, self._above, self._pending = self._above, [], 0
                 frame, self._frame = self._frame, None
                 dropped, self._dropped = self._dropped, {}
                 closing, keep = self._closing, self._keep
+                suspending = self._suspending and not closing
+            if suspending:
+                self._draw(above, None, dropped, False, False, suspending=True)
+                with self._condition:
+                    self._suspending = False
+                    self._condition.notify_all()
+                continue
             self._draw(above, frame, dropped, closing, keep)
             if closing:
                 return
@@ -714,9 +787,11 @@ class _ScreenWriter:
         dropped: dict[str | None, int],
         closing: bool,
         keep: bool,
+        *,
+        suspending: bool = False,
     ) -> None:
         parts = []
-        if self._drawn and (above or frame is not None or closing):
+        if self._drawn and (above or frame is not None or closing or suspending):
             # Back to the first row of the frame on the screen, and clear from there.
             up = self._drawn - 1
             parts.append("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
@@ -724,11 +799,15 @@ class _ScreenWriter:
         if dropped:
             parts.append(dropped_line(dropped))
         parts.extend(lines.text for lines in above)
-        if closing:
-            if keep and frame:
+        if closing or suspending:
+            if closing and keep and frame:
                 parts.append("\n".join(frame) + "\n")
             parts.append("\x1b[?25h")  # the cursor back
+            self._hidden = False
         elif frame:
+            if not self._hidden:  # back from Ctrl-Z
+                parts.append("\x1b[?25l")
+                self._hidden = True
             parts.append("\n".join(frame))
             self._drawn = len(frame)
         self._write("".join(parts))

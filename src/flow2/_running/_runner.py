@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+from signal import SIGINT
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._exceptions import TaskTypeError
@@ -21,7 +22,7 @@ from ._assembly import RunListeners
 from ._plans import BothPlans, open_recorder, planned_resume, stored_results
 from ._result import RunResult
 from ._settings import RunSettings
-from ._signals import Interrupted, SignalHandling, tell
+from ._signals import Interrupted, SignalHandling, takes_keyboard_interrupt, tell
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -100,7 +101,10 @@ class Runner:
     :param handle_signals: take SIGINT, SIGTERM and SIGHUP while a run runs:
         cancel it cleanly (the result's ``signal`` and ``exit_code`` say so;
         :meth:`run` raises :class:`flow2.Interrupted`); off by default, so
-        flow2 installs no handler
+        flow2 installs no handler, except for SIGINT where Python's own
+        handler would raise KeyboardInterrupt anywhere (IPython, a notebook):
+        there Ctrl-C cancels the run, which ends whole, and KeyboardInterrupt
+        is raised after it
     :param grace: seconds stopped commands and worker processes get between
         SIGTERM and SIGKILL when a signal interrupts the run, and that worker
         threads get to finish before the process may exit without them;
@@ -195,6 +199,9 @@ class Runner:
         :raises flow2.TaskTypeError: when something in the tree is not a Task
         :raises flow2.StoreError: when the store cannot be opened, or the run to
             resume is not in it; nothing ran
+        :raises KeyboardInterrupt: after the run ended whole, when Ctrl-C
+            interrupted it where Python's own SIGINT handler was in place (IPython,
+            a notebook, a loop run with ``run_until_complete``)
         """
         run, signal, problems = await self._execute(tree, context, raises=False)
         return RunResult.of(run, signal=signal, recording_errors=problems)
@@ -224,7 +231,15 @@ class Runner:
                 f"Runner.execute() needs a flow2.Task, got {task!r} ({type(task).__name__})",
                 value=task,
             )
-        handling = SignalHandling(settings.grace) if settings.handle_signals else None
+        handling = None
+        if settings.handle_signals:
+            handling = SignalHandling(settings.grace)
+        elif takes_keyboard_interrupt():
+            # Ctrl-C would raise KeyboardInterrupt at any bytecode (IPython,
+            # a notebook): taken while the run runs, it cancels the run,
+            # which ends whole, and KeyboardInterrupt is raised after. See
+            # test_ctrl_c_in_a_loop_run_until_complete_ends_the_run_whole.
+            handling = SignalHandling(settings.grace, (SIGINT,))
         if handling is not None:
             handling.install()
         run: Run | None = None
@@ -248,6 +263,8 @@ class Runner:
                 run.plan = _both(partial, resume)
                 if resume is not None and listeners.display.value != "none":
                     _announce(settings.stream, resume.announcement())
+                if handling is not None:
+                    handling.watch(run)
                 try:
                     await drive(run, raises=raises)
                 finally:
@@ -277,6 +294,8 @@ class Runner:
         for problem in problems:
             tell(f"flow2: {problem}")
         assert run is not None
+        if handling is not None and handling.keyboard_interrupt:
+            raise KeyboardInterrupt  # the run has ended whole: the caller's turn
         return run, handling.signal if handling is not None else None, problems
 
     def dry_run(self, task: Task, context: Context | None = None) -> RunPlan:
