@@ -116,7 +116,7 @@ def test_many_tasks_of_one_class_differing_only_in_a_declared_option(tmp_path: P
                 "WHERE run_id = (SELECT id FROM runs ORDER BY started_at DESC LIMIT 1)"
             )
         )
-    assert reasons["upload_20"] == "definition changed: option bucket"
-    assert [key for key, reason in reasons.items() if "definition" in (reason or "")] == [
+    assert reasons["upload_20"] == "option bucket changed"
+    assert [key for key, reason in reasons.items() if "changed" in (reason or "")] == [
         "upload_20"
     ]

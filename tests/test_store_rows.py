@@ -313,22 +313,32 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
                 ),
             )
         connection.execute("DROP TABLE task_batches")
+        connection.execute("DROP TABLE task_keys")  # schema 5's
+        connection.execute("DROP TABLE cache_entries")
         connection.execute("ALTER TABLE runs DROP COLUMN process")  # schema 4's
         connection.execute("UPDATE flow2_store SET value = '2' WHERE key = 'schema_version'")
 
     ran.clear()
     run(flow2.Runner(display="none", store=tmp_path, resume="last").run(tree()))
 
-    assert ran == ["last"]  # A and B were reused from the rows of schema 2
+    # A run of schema 2 has no reuse keys: resumed, every task runs (once), and says why.
+    assert ran == ["a", "b", "last"]
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
         assert connection.execute(
             "SELECT value FROM flow2_store WHERE key = 'schema_version'"
-        ).fetchone() == ("4",)
+        ).fetchone() == ("5",)
+    reasons = [task.reason for task in stored_run(tmp_path).tasks if not task.is_group]
+    assert reasons[0] == f"no result kept in run {recorded.id}: no reuse key was recorded"
+    assert reasons[2] == f"failed in run {recorded.id}"
+    # The migrated store keeps keys from now on: resumed again, nothing runs.
+    ran.clear()
+    run(flow2.Runner(display="none", store=tmp_path, resume="last").run(tree()))
+    assert ran == []
     assert [task.status for task in stored_run(tmp_path).tasks] == [
         "succeeded",
         "reused",
         "reused",
-        "succeeded",
+        "reused",
     ]
 
 

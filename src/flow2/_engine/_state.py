@@ -214,3 +214,12 @@ class Plan(Protocol):
     def decide(self, record: TaskRun, context: Context) -> Decision | None:
         """Return None to run the task as usual, or a :class:`Reuse` or :class:`Skip`."""
         ...
+
+
+class Reuser(Protocol):
+    """Decides, once a task is about to start (its needs met, its condition true),
+    whether a stored result with an equal reuse key stands in for it (the run store)."""
+
+    async def decide(self, record: TaskRun, context: Context) -> Reuse | None:
+        """Return None to run the task, or a :class:`Reuse`."""
+        ...

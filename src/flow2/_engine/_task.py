@@ -156,6 +156,18 @@ class Task:
     #: Options given as expressions evaluated when the task runs (set by flow
     #: templates), by name, as written.
     runtime_options: dict[str, Any] | None = None
+    #: The files the task reads (paths, globs, directories, relative to the
+    #: working directory): part of its reuse key, by content (``sources:``).
+    sources: tuple[str, ...] = ()
+    #: The files the task writes: a stored result is reused only while they
+    #: are there as they were recorded (``outputs:``).
+    outputs: tuple[str, ...] = ()
+    #: The environment variables the task reads: their values are part of its
+    #: reuse key, as salted digests (``env_inputs:``).
+    env_inputs: tuple[str, ...] = ()
+    #: Reuse a stored result with an equal key from any run of the same flow
+    #: (``cache: true``); None: as the enclosing group says.
+    cache: bool | None = None
     #: The attributes that define a task of this class (see :meth:`definition`).
     definition_options: ClassVar[tuple[str, ...]] = (
         "description",

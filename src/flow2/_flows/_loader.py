@@ -36,7 +36,19 @@ if TYPE_CHECKING:
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
-_STRUCTURE_KEYS = ("plugin", "name", "tasks", "needs", "if")
+_STRUCTURE_KEYS = (
+    "plugin",
+    "name",
+    "tasks",
+    "needs",
+    "if",
+    "cache",
+    "sources",
+    "outputs",
+    "env_inputs",
+)
+#: What every leaf task accepts: the files and variables of its reuse key.
+_LEAF_KEYS = ("sources", "outputs", "env_inputs")
 
 
 @dataclass
@@ -377,6 +389,7 @@ class _Builder:
         task = self.construct(factory, name, children, checked, label, data)
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
         self.add_needs_and_condition(node, data)
+        self.add_reuse_keys(node, data, label, takes_tasks)
         if deferred:
             from ._templates import RunTimeOptions
 
@@ -428,6 +441,50 @@ class _Builder:
                     "if",
                 )
 
+    def add_reuse_keys(self, node: Node, data: LineDict, label: str, takes_tasks: bool) -> None:
+        """``cache:`` (any task; a group's is inherited), and a leaf's ``sources:``,
+        ``outputs:`` and ``env_inputs:``: what its reuse key and its entry cover."""
+        task = node.task
+        if "cache" in data:
+            value = data["cache"]
+            if not isinstance(value, bool):
+                raise self.error(
+                    f"{label}: cache: must be true or false, got {type_name(value)}",
+                    data.key_lines["cache"],
+                    "cache",
+                )
+            task.cache = value
+        for key in _LEAF_KEYS:
+            if key not in data:
+                continue
+            line = data.key_lines[key]
+            if takes_tasks:
+                self.unknown_key(key, line, label, [], takes_tasks)
+            value = data[key]
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(
+                isinstance(item, str) and item.strip() for item in value
+            ):
+                raise self.error(
+                    f"{label}: {key}: must be a list of "
+                    f"{'variable names' if key == 'env_inputs' else 'paths or globs'}, got "
+                    f"{type_name(value)}; write e.g. {key}: "
+                    f"[{'MODE' if key == 'env_inputs' else 'src/**/*.py'}]",
+                    line,
+                    key,
+                )
+            if key != "env_inputs" and any(
+                item.startswith("/") or ".." in item.split("/") for item in value
+            ):
+                raise self.error(
+                    f"{label}: {key}: paths are relative to the working directory and stay "
+                    f"inside it; got {value!r}",
+                    line,
+                    key,
+                )
+            setattr(task, key, tuple(value))
+
     def where_of(self, node: Node, data: LineDict) -> dict[str, dict[str, Any]]:
         """For each key of the node, the facts of an error about it."""
         return {
@@ -478,8 +535,16 @@ class _Builder:
     def unknown_key(
         self, key: str, line: int, label: str, accepted: list[str], takes_tasks: bool
     ) -> None:
-        # "if" is read by the loader, not the plugin, so the plugin's options miss it.
-        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if"]
+        # "if" and the reuse keys are read by the loader, not the plugin, so
+        # the plugin's options miss them.
+        keys = [
+            "name",
+            *(["tasks"] if takes_tasks else []),
+            *accepted,
+            "if",
+            "cache",
+            *([] if takes_tasks else _LEAF_KEYS),
+        ]
         closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         hint = f"did you mean {closest[0]!r}? " if closest else ""
         raise self.error(

@@ -79,6 +79,9 @@ class Runner:
         they depend on changed (see docs/store.md); needs a store
     :param pickle_results: store results that JSON cannot hold exactly as
         pickles, and load pickled results when resuming (only for stores you trust)
+    :param cache: reuse the stored result of any earlier run of the same flow
+        whose reuse key equals the task's (a task's or group's ``cache``
+        attribute says otherwise for it); needs a store (see docs/store.md)
     :param flow_file: the flow file the tree was loaded from, recorded with
         the run; ``resume="last"`` picks the newest run of this file (else of
         a root with the same name)
@@ -135,6 +138,7 @@ class Runner:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
+        cache: bool = False,
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
         grace: float | None = None,
@@ -162,6 +166,7 @@ class Runner:
             store=store,
             resume=resume,
             pickle_results=pickle_results,
+            cache=cache,
             flow_file=flow_file,
             handle_signals=handle_signals,
             grace=grace,
@@ -234,9 +239,13 @@ class Runner:
                 run = create_run(task, context, settings)
                 listeners = RunListeners(settings, recorder)
                 run.listeners = listeners.listeners
-                partial = self._partial_run(run, stored)
-                run.plan = _both(partial, resume)
-                if resume is not None and listeners.display.value != "none":
+                run.plan = self._partial_run(run, stored)
+                run.reuser = resume
+                if (
+                    resume is not None
+                    and resume.previous is not None
+                    and listeners.display.value != "none"
+                ):
                     _announce(settings.stream, resume.announcement())
                 try:
                     await drive(run, raises=raises)
@@ -250,6 +259,8 @@ class Runner:
             finally:
                 if recorder is not None:
                     failure = await recorder.wait_closed()
+                    for notice in recorder.notices:
+                        tell(f"flow2: {notice}")
                     if failure is not None:
                         problems.append(failure)
         except asyncio.CancelledError:

@@ -18,6 +18,9 @@ with the first run that records.
 - ``_rows``: the rows the writer thread builds from them, in bulk.
 - ``_fingerprint``: what a task does, as parts and digests (code, values, class).
 - ``_files``: content digests of the files a task declares.
-- ``_resume``: the plan that reuses what succeeded in an earlier run.
+- ``_keys``: a task's reuse key, part by part, and how two keys differ.
+- ``_reuse``: the reuser: keys each task as it is about to start, reuses an
+  entry of an equal key (a resume's lineage, the cache), says why not.
+- ``_dry``: what a dry run says the reuser would do.
 - ``_history``: the text ``flow2 runs`` prints.
 """

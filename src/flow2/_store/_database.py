@@ -611,6 +611,10 @@ class Store:
                     connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_batches WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM task_keys WHERE run_id IN ({marks})", chunk)
+                    connection.execute(
+                        f"DELETE FROM cache_entries WHERE run_id IN ({marks})", chunk
+                    )
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
                 self._delete_unused_definitions(connection, dropped)
                 connection.execute("COMMIT")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from .._engine._state import TaskRun
-    from ._resume import ResumePlan
+    from ._reuse import ReusePlan
 
 #: The length of a plain success in the flat list: record, time, attempt, duration.
 END_STRIDE = 4
@@ -138,7 +138,7 @@ class TaskRows:
 
     :param run_id: the run's id
     :param masker: the secrets to mask in names, keys, messages and output
-    :param plan: the resume plan, whose reasons are kept for the tasks that run again
+    :param plan: the run's reuser, whose reasons are kept for the tasks that run again
     :param tree_has_needs: whether a task of the tree has needs or a condition
     """
 
@@ -146,7 +146,7 @@ class TaskRows:
         self,
         run_id: str,
         masker: SecretMasker | None,
-        plan: ResumePlan | None,
+        plan: ReusePlan | None,
         *,
         tree_has_needs: bool = True,
     ) -> None:
@@ -411,7 +411,7 @@ class TaskRows:
         assert self.plan is not None
         task = record.task
         if task.stores_result:
-            reason = self.plan.rerun_reason(record.path, task.key)
+            reason = self.plan.rerun_reason(record)
             if reason is not None:
                 self._note(record.number)[_REASON] = self._mask(reason)
 
