@@ -5,7 +5,8 @@ error (nothing ran), 128 + the signal's number when a signal stopped the run
 (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
-:mod:`._runs` (runs and its subcommands), :mod:`._report` (report),
+:mod:`._runs` (runs and its subcommands), :mod:`._explain` (explain),
+:mod:`._report` (report),
 :mod:`._inspect` (validate, render, show, graph, plugins); what they share,
 reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
 """
@@ -19,6 +20,7 @@ from typing import NoReturn
 
 import click
 
+from ._explain import explain
 from ._inspect import graph, plugins, render, show, validate
 from ._report import report
 from ._resume import resume
@@ -58,7 +60,7 @@ def documentation() -> str:
     "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).\n\n"
     # \b keeps click from breaking the URL or path across lines.
     f"\b\nDocumentation: {documentation()}",
-    commands=[run, resume, runs, report, validate, render, show, graph, plugins],
+    commands=[run, resume, runs, explain, report, validate, render, show, graph, plugins],
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
