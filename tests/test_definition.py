@@ -117,6 +117,4 @@ def test_many_tasks_of_one_class_differing_only_in_a_declared_option(tmp_path: P
             )
         )
     assert reasons["upload_20"] == "option bucket changed"
-    assert [key for key, reason in reasons.items() if "changed" in (reason or "")] == [
-        "upload_20"
-    ]
+    assert [key for key, reason in reasons.items() if "changed" in (reason or "")] == ["upload_20"]

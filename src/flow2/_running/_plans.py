@@ -129,9 +129,10 @@ def planned_resume(settings: RunSettings, task: Task, context: Context | None) -
     from .._store._database import Store
     from .._store._dry import DryRun
 
-    if settings.resume is None and not settings.cache and not _any_cache(task):
+    if settings.store is None or (
+        settings.resume is None and not settings.cache and not _any_cache(task)
+    ):
         return None
-    assert settings.store is not None
     store = Store(settings.store)
     if not store.path.is_file():
         return None
