@@ -39,7 +39,7 @@ from ._fingerprint import NotFingerprintable, callable_parts, task_parts, value_
 from ._values import declared_reads, definition_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from .._engine._task import Context, Task
 
@@ -66,9 +66,13 @@ _PRIORITY = (
     "source",
     "outputs",
     "input",
+    "inputs",
     "variable",
     "salt",
 )
+#: How many of the results ordered before a task have a part each (and how
+#: many names of the siblings before it explain its order).
+NEAREST = 32
 #: A key of the context that no task has produced in this run, read as absent.
 ABSENT = "absent"
 
@@ -107,6 +111,8 @@ class KeyMaker:
         self._secrets: dict[tuple[str, str | None], str] = {}
         self._leaf_keys: dict[int, tuple[str, ...]] = {}
         self._values: dict[str, tuple[Any, str]] = {}
+        self._prefixes: dict[int, list[str]] = {}
+        self._positions: dict[int, dict[int, int]] = {}
 
     def parts(
         self,
@@ -131,7 +137,7 @@ class KeyMaker:
             if name == "callback" and isinstance(task, CallbackTask):
                 continue  # its code, below, part by part
             parts[_OPTION_PARTS.get(name, f"option {name}")] = value
-        order, details = _order(chain)
+        order, details = self._order(chain)
         parts["order"] = _digest(json.dumps(order))
         try:
             if isinstance(task, CallbackTask):
@@ -145,12 +151,15 @@ class KeyMaker:
             parts["sources"] = _digest(json.dumps(list(task.sources)))
         if task.outputs:
             parts["outputs"] = _digest(json.dumps(list(task.outputs)))
-        reads = self.reads(chain)
-        for name in sorted(reads):
+        declared = declared_reads(task)
+        names = {*task.needs, *(declared if declared is not None else self.variables)}
+        for name in sorted(names):
             if name in self.variables and name not in produced:
                 parts[f"variable {name}"] = self._variable_digest(name, context)
             else:
                 parts[f"input {name}"] = self._input_digest(name, context, produced)
+        if declared is None:
+            self._add_earlier(chain, context, produced, parts)
         parts["salt"] = self._salt
         return parts, details
 
@@ -169,11 +178,71 @@ class KeyMaker:
         keys: list[str] = []
         for group, child in itertools.pairwise(chain):
             if isinstance(group, SerialTaskGroup):
-                for sibling in group.children:
-                    if sibling is child:
-                        break
+                position = self._position(group, child)
+                for sibling in group.children[:position]:
                     keys.extend(self._leaves(sibling))
         return keys
+
+    def _add_earlier(
+        self,
+        chain: Sequence[Task],
+        context: Context,
+        produced: Mapping[str, str],
+        parts: dict[str, str],
+    ) -> None:
+        """Parts for the results of the tasks ordered before a task that declares
+        nothing: ``inputs before`` covers them all (a digest built once per place in
+        each serial group, so a group of ten thousand tasks costs ten thousand
+        steps, not fifty million), and each of the nearest :data:`NEAREST` has an
+        ``input KEY`` part of its own, which names it when it changed."""
+        prefixes = []
+        nearest: list[str] = []
+        for group, child in itertools.pairwise(chain):
+            if isinstance(group, SerialTaskGroup):
+                position = self._position(group, child)
+                prefixes.append(self._prefix(group, position, context, produced))
+                nearest = _last(nearest, group.children[:position], self._leaves)
+        if not any(prefixes):
+            return
+        parts["inputs before"] = _digest("\0".join(prefixes))
+        for name in nearest:
+            parts.setdefault(f"input {name}", self._input_digest(name, context, produced))
+
+    def _prefix(
+        self, group: Task, position: int, context: Context, produced: Mapping[str, str]
+    ) -> str:
+        """A digest of the results of ``group``'s first ``position`` children (empty for none)."""
+        known = self._prefixes.get(id(group))
+        if known is None:
+            known = self._prefixes[id(group)] = [""]
+        while len(known) <= position:
+            child = group.children[len(known) - 1]
+            digests = [self._input_digest(key, context, produced) for key in self._leaves(child)]
+            known.append(_digest("\0".join([known[-1], *digests])))
+        return known[position]
+
+    def _position(self, group: Task, child: Task) -> int:
+        positions = self._positions.get(id(group))
+        if positions is None:
+            positions = self._positions[id(group)] = {
+                id(sibling): place for place, sibling in enumerate(group.children)
+            }
+        return positions.get(id(child), len(group.children))
+
+    def _order(self, chain: Sequence[Task]) -> tuple[list[Any], dict[str, Any]]:
+        """The task's place at each level, and the details that explain a change:
+        the names of the (nearest) siblings before it, and its group's kind."""
+        order: list[Any] = []
+        before: list[str] = []
+        for group, child in itertools.pairwise(chain):
+            serial = isinstance(group, SerialTaskGroup)
+            position = self._position(group, child) if serial else None
+            order.append([_kind(group), position])
+            if position is not None:
+                start = max(0, position - NEAREST)
+                before = [sibling.name for sibling in group.children[start:position]]
+        group_kind = _kind(chain[-2]) if len(chain) > 1 else None
+        return order, {"before": before, "group": group_kind}
 
     def _leaves(self, task: Task) -> tuple[str, ...]:
         known = self._leaf_keys.get(id(task))
@@ -248,12 +317,14 @@ def differences(
     ``["order: moved before 'Lint'", "input 'wheel' changed"]``; never a value.
     """
     names = sorted(set(old) | set(new), key=_rank)
-    told = []
+    told: list[str] = []
     for name in names:
         if name == "path" or old.get(name) == new.get(name):
             continue
         if name == "order":
             told.append(_order_change(old_details, new_details))
+        elif name == "inputs before" and any(line.startswith("input ") for line in told):
+            continue  # the input that changed is named already
         else:
             told.append(_change(name, name in old, name in new))
     return told
@@ -302,6 +373,8 @@ def _change(name: str, was: bool, now: bool) -> str:
         return "sources: the declared patterns changed"
     if head == "outputs":
         return "outputs: the declared patterns changed"
+    if head == "inputs":
+        return "inputs before: a result of a task ordered before it changed"
     if head == "salt":
         return "salt changed (FLOW2_CACHE_SALT, or flow2's major version)"
     if head == "kind":
@@ -328,18 +401,17 @@ def _order_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "order: moved"
 
 
-def _order(chain: Sequence[Task]) -> tuple[list[Any], dict[str, Any]]:
-    """The task's place at each level, and the details that explain a change."""
-    order: list[Any] = []
-    before: list[str] = []
-    for group, child in itertools.pairwise(chain):
-        serial = isinstance(group, SerialTaskGroup)
-        position = _position(group.children, child) if serial else None
-        order.append([_kind(group), position])
-        if serial and position is not None:
-            before = [sibling.name for sibling in group.children[:position]]
-    group_kind = _kind(chain[-2]) if len(chain) > 1 else None
-    return order, {"before": before, "group": group_kind}
+def _last(
+    nearest: list[str], siblings: Sequence[Task], leaves: Callable[[Task], tuple[str, ...]]
+) -> list[str]:
+    """The keys of the last :data:`NEAREST` leaves of ``siblings`` (a deeper level's
+    come after)."""
+    found: list[str] = []
+    for sibling in reversed(siblings):
+        found[:0] = leaves(sibling)
+        if len(found) >= NEAREST:
+            break
+    return [*found, *nearest][-NEAREST:]
 
 
 def _kind(group: Task) -> str:
@@ -348,13 +420,6 @@ def _kind(group: Task) -> str:
     if isinstance(group, ParallelTaskGroup):
         return "parallel"
     return type(group).__name__
-
-
-def _position(children: Iterable[Task], child: Task) -> int | None:
-    for position, sibling in enumerate(children):
-        if sibling is child:
-            return position
-    return None
 
 
 def _digest(text: str) -> str:
