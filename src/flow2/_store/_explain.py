@@ -52,6 +52,12 @@ def explanation(connection: sqlite3.Connection, run: StoredRun, task: StoredTask
             found["reason"] = task.reason or "no reuse key was recorded for it"
         return found
     key, parts, decision, reason, differences, entry_run = row
+    if parts is None:  # written once, with the task's cache entry
+        kept = connection.execute(
+            "SELECT parts FROM cache_entries WHERE run_id = ? AND path = ?",
+            (run.id, json.dumps(list(task.path))),
+        ).fetchone()
+        parts = kept[0] if kept is not None else None
     found.update(
         decision=_DECISIONS.get(decision, decision),
         reason=reason,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._callback import CallbackTask
 from .._engine._groups import ParallelTaskGroup, SerialTaskGroup
+from .._engine._task import Task
 from .._listeners._secrets import is_secret_name
 from ._fingerprint import NotFingerprintable, callable_parts, task_parts, value_digest
 from ._values import declared_reads, definition_of
@@ -41,9 +42,10 @@ from ._values import declared_reads, definition_of
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from .._engine._task import Context, Task
+    from .._engine._task import Context
 
 #: Definition options that have a part name of their own.
+_SCALARS = frozenset({type(None), bool, int, float, str})
 _OPTION_PARTS = {
     "class": "kind",
     "when": "condition",
@@ -113,6 +115,9 @@ class KeyMaker:
         self._values: dict[str, tuple[Any, str]] = {}
         self._prefixes: dict[int, list[str]] = {}
         self._positions: dict[int, dict[int, int]] = {}
+        self._children: dict[int, tuple[Task, tuple[Task, ...]]] = {}
+        self._definitions: dict[tuple[Any, ...], tuple[list[Any], tuple[tuple[str, str], ...]]] = {}
+        self._callables: dict[int, tuple[Any, dict[str, str]]] = {}
 
     def parts(
         self,
@@ -132,17 +137,15 @@ class KeyMaker:
         :raises NotReusable: a part cannot be fingerprinted
         """
         task = chain[-1]
-        parts: dict[str, str] = {"path": _digest(json.dumps([t.name for t in chain]))}
-        for name, value in definition_of(task).items():
-            if name == "callback" and isinstance(task, CallbackTask):
-                continue  # its code, below, part by part
-            parts[_OPTION_PARTS.get(name, f"option {name}")] = value
+        parts: dict[str, str] = {"path": _digest("\0".join([t.name for t in chain]))}
+        parts.update(self._definition(task))
         order, details = self._order(chain)
-        parts["order"] = _digest(json.dumps(order))
+        parts["order"] = _digest(repr(order))
         try:
             if isinstance(task, CallbackTask):
-                parts.update(callable_parts(task.callback))
-            parts.update(task_parts(task))
+                parts.update(self._callable(task.callback))
+            if type(task).__module__.partition(".")[0] != "flow2":
+                parts.update(task_parts(task))
         except NotFingerprintable as error:
             raise NotReusable(f"not reusable: {error.reason}") from None
         for name in task.env_inputs:
@@ -179,7 +182,7 @@ class KeyMaker:
         for group, child in itertools.pairwise(chain):
             if isinstance(group, SerialTaskGroup):
                 position = self._position(group, child)
-                for sibling in group.children[:position]:
+                for sibling in self.children(group)[:position]:
                     keys.extend(self._leaves(sibling))
         return keys
 
@@ -201,7 +204,7 @@ class KeyMaker:
             if isinstance(group, SerialTaskGroup):
                 position = self._position(group, child)
                 prefixes.append(self._prefix(group, position, context, produced))
-                nearest = _last(nearest, group.children[:position], self._leaves)
+                nearest = _last(nearest, self.children(group), position, self._leaves)
         if not any(prefixes):
             return
         parts["inputs before"] = _digest("\0".join(prefixes))
@@ -215,19 +218,59 @@ class KeyMaker:
         known = self._prefixes.get(id(group))
         if known is None:
             known = self._prefixes[id(group)] = [""]
+        children = self.children(group)
         while len(known) <= position:
-            child = group.children[len(known) - 1]
+            child = children[len(known) - 1]
             digests = [self._input_digest(key, context, produced) for key in self._leaves(child)]
             known.append(_digest("\0".join([known[-1], *digests])))
         return known[position]
+
+    def children(self, group: Task) -> tuple[Task, ...]:
+        """``group.children``, read once (a group builds the tuple anew on each read)."""
+        known = self._children.get(id(group))
+        if known is None or known[0] is not group:
+            known = self._children[id(group)] = (group, group.children)
+        return known[1]
+
+    def is_child(self, group: Task, child: Task) -> bool:
+        """Whether ``child`` is one of the tree's own tasks in ``group`` (not made on the fly)."""
+        return self._position(group, child) < len(self.children(group))
 
     def _position(self, group: Task, child: Task) -> int:
         positions = self._positions.get(id(group))
         if positions is None:
             positions = self._positions[id(group)] = {
-                id(sibling): place for place, sibling in enumerate(group.children)
+                id(sibling): place for place, sibling in enumerate(self.children(group))
             }
-        return positions.get(id(child), len(group.children))
+        return positions.get(id(child), len(self.children(group)))
+
+    def _definition(self, task: Task) -> tuple[tuple[str, str], ...]:
+        """The parts of the task's definition; tasks of one class with the same
+        option values share them, computed once."""
+        kind = type(task)
+        values: tuple[Any, ...] | None = None
+        if kind.definition is Task.definition:
+            options = [getattr(task, name) for name in kind.definition_options]
+            values = (kind, *(v if type(v) in _SCALARS else id(v) for v in options))
+            known = self._definitions.get(values)
+            if known is not None and known[0] == options:
+                return known[1]
+        parts = tuple(
+            (_OPTION_PARTS.get(name, f"option {name}"), digest)
+            for name, digest in definition_of(task).items()
+            # A callback's code has parts of its own, below.
+            if not (name == "callback" and isinstance(task, CallbackTask))
+        )
+        if values is not None:
+            self._definitions[values] = (options, parts)
+        return parts
+
+    def _callable(self, callback: Any) -> dict[str, str]:
+        """:func:`callable_parts`, once per callback object in a run."""
+        known = self._callables.get(id(callback))
+        if known is None or known[0] is not callback:
+            known = self._callables[id(callback)] = (callback, callable_parts(callback))
+        return known[1]
 
     def _order(self, chain: Sequence[Task]) -> tuple[list[Any], dict[str, Any]]:
         """The task's place at each level, and the details that explain a change:
@@ -240,7 +283,7 @@ class KeyMaker:
             order.append([_kind(group), position])
             if position is not None:
                 start = max(0, position - NEAREST)
-                before = [sibling.name for sibling in group.children[start:position]]
+                before = [sibling.name for sibling in self.children(group)[start:position]]
         group_kind = _kind(chain[-2]) if len(chain) > 1 else None
         return order, {"before": before, "group": group_kind}
 
@@ -253,7 +296,7 @@ class KeyMaker:
                 item = stack.pop()
                 if item.stores_result:
                     found.append(item.key)
-                stack.extend(reversed(item.children))
+                stack.extend(reversed(self.children(item)))
             known = self._leaf_keys[id(task)] = tuple(found)
         return known
 
@@ -303,7 +346,7 @@ class KeyMaker:
 
 def key_of(parts: Mapping[str, str]) -> str:
     """The key: one digest of all the parts."""
-    return _digest(json.dumps(dict(sorted(parts.items()))))
+    return _digest("\0".join(f"{name}\0{digest}" for name, digest in sorted(parts.items())))
 
 
 def differences(
@@ -402,13 +445,16 @@ def _order_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 
 def _last(
-    nearest: list[str], siblings: Sequence[Task], leaves: Callable[[Task], tuple[str, ...]]
+    nearest: list[str],
+    siblings: Sequence[Task],
+    position: int,
+    leaves: Callable[[Task], tuple[str, ...]],
 ) -> list[str]:
-    """The keys of the last :data:`NEAREST` leaves of ``siblings`` (a deeper level's
-    come after)."""
+    """The keys of the last :data:`NEAREST` leaves of the siblings before ``position``
+    (a deeper level's come after)."""
     found: list[str] = []
-    for sibling in reversed(siblings):
-        found[:0] = leaves(sibling)
+    for place in range(position - 1, -1, -1):
+        found[:0] = leaves(siblings[place])
         if len(found) >= NEAREST:
             break
     return [*found, *nearest][-NEAREST:]

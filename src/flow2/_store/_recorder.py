@@ -437,6 +437,7 @@ class StoreRecorder:
             decided = plan.decisions.get(record.number)
             if decided is None:
                 continue
+            held = len(entries)
             if status is _SUCCEEDED and decided.outcome == RAN and decided.key is not None:
                 entry = self._entry_of(record, decided, encoded)
                 if entry is not None:
@@ -465,11 +466,13 @@ class StoreRecorder:
                     record.number,
                     self._mask(json.dumps(list(decided.path))),
                     decided.key,
-                    json.dumps(decided.parts),
-                    self._mask(json.dumps(decided.details)),
+                    # The parts are written once: with the entry, when there is one
+                    # (flow2 explain reads them there).
+                    json.dumps(decided.parts) if len(entries) == held else None,
+                    self._mask(json.dumps(decided.details)) if len(entries) == held else None,
                     decided.outcome,
                     self._mask(decided.reason) if decided.reason else None,
-                    self._mask(json.dumps(decided.differences)),
+                    self._mask(json.dumps(decided.differences)) if decided.differences else None,
                     decided.compared,
                 )
             )

@@ -150,11 +150,16 @@ class ReusePlan:
         task = record.task
         if not task.stores_result:
             return None
-        chain = _chain(record)
+        chain = _chain(record, self.keys)
         files: tuple[dict[str, str], dict[str, str]] = ({}, {})
         if chain is not None and (task.sources or task.outputs):
             # Hashing files touches the disk: in a thread, never on the loop.
-            files = await asyncio.to_thread(self.digest_files, task)
+            try:
+                files = await asyncio.to_thread(self.digest_files, task)
+            except OSError as error:
+                decided = self.decisions[record.number] = Decided(record.path)
+                decided.reason = f"not reusable: its declared files cannot be read ({error})"
+                return None
         return self.judge(record.number, record.path, chain, context, *files)
 
     def digest_files(self, task: Task) -> tuple[dict[str, str], dict[str, str]]:
@@ -186,6 +191,10 @@ class ReusePlan:
         except NotReusable as error:
             self.produced.pop(task.key, None)
             decided.reason = error.reason
+            return None
+        except Exception as error:  # a key that cannot be computed never fails the task
+            self.produced.pop(task.key, None)
+            decided.reason = f"not reusable: its key could not be computed ({error!r})"
             return None
         parts.update((f"source {file}", digest) for file, digest in sources.items())
         decided.sources = dict(sources)
@@ -258,12 +267,12 @@ def _one_line(told: list[str]) -> str:
     return told[0] if told else "its key changed"
 
 
-def _chain(record: TaskRun) -> list[Task] | None:
+def _chain(record: TaskRun, keys: KeyMaker) -> list[Task] | None:
     """The tasks from the root down to ``record``'s; None for a task made on the fly."""
     chain = [record.task]
     parent = record.parent
     while parent is not None:
-        if not any(child is chain[-1] for child in parent.task.children):
+        if not keys.is_child(parent.task, chain[-1]):
             return None
         chain.append(parent.task)
         parent = parent.parent
