@@ -88,7 +88,8 @@ def resume_plan(
         previous = store.latest_run(connection, flow=settings.flow_file, name=task.name)
     elif settings.resume is not None:
         previous = store.find_run(connection, settings.resume)
-    variables = context if context is not None else {}
+    # Checked by the run, after this: a context that is no dict has no variables here.
+    variables = context if isinstance(context, dict) else {}
     flow = flow_identity(settings.flow_file, task.name)
     states = lineage_states(store, connection, previous) if previous is not None else None
     cached: dict[tuple[str, ...], list[Any]] = {}
@@ -115,9 +116,14 @@ def resume_plan(
 
 def _any_cache(root: Task) -> bool:
     """Whether a task of the tree asks for the cache."""
-    stack = [root]
+    from .._engine._task import Task
+
+    # The tree is checked by the run, after this: anything that is not a task is skipped.
+    stack: list[Any] = [root]
     while stack:
         task = stack.pop()
+        if not isinstance(task, Task):
+            continue
         if task.cache:
             return True
         stack.extend(task.children)
@@ -141,7 +147,7 @@ def planned_resume(settings: RunSettings, task: Task, context: Context | None) -
         plan = resume_plan(settings, store, connection, task, context)
     finally:
         connection.close()
-    return DryRun(plan, task, context if context is not None else {})
+    return DryRun(plan, task, context if isinstance(context, dict) else {})
 
 
 def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, Any]]:
