@@ -141,6 +141,9 @@ class StoredTask:
     #: Its attempts that failed and were retried, in order: ``[end, retry delay,
     #: error type, error message, traceback]`` each.
     retries: list[list[Any]] = field(default_factory=list)
+    #: Seconds its work waited for a process or Dask worker; ``started_at`` is
+    #: when the work began there.
+    queued: float = 0.0
 
 
 @dataclass
@@ -735,6 +738,7 @@ def _task_from(
         definition=definitions.get(row["definition"]),
         reads=json.loads(reads) if reads is not None else None,
         **_noted(note),
+        queued=row["queued"] or 0.0,
     )
 
 

@@ -150,6 +150,7 @@ class StoreRecorder:
                 and not event.output
                 and not self._outputs
                 and event.duration is not None  # None: from a task's own success hook
+                and not event.record.queued  # the wait has a column of tasks only
             ):
                 self._add_end((event.record, event.time, event.attempt, event.duration))
             else:

@@ -59,7 +59,7 @@ END_STRIDE = 4
 
 #: Rows of ``tasks``, by kind: the run id (?1) and the values all rows of a
 #: kind share are written in the SQL, the others are parameters.
-RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL)"
+RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
 TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
@@ -404,6 +404,7 @@ class TaskRows:
             result_format,
             result,
             definition,
+            record.queued or None,
         )
 
     def _note_rerun(self, record: TaskRun) -> None:

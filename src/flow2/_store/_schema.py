@@ -25,7 +25,7 @@ APPLICATION = "flow2 run store"
 #: 3: plain successes packed in ``task_batches``; 4: a run's ``process``, which
 #: tells a live run from a killed one whose pid was given to another process;
 #: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
-#: kept for reuse).
+#: kept for reuse, and a task's ``queued`` seconds).
 SCHEMA_VERSION = 5
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     result_format TEXT,
     result BLOB,
     definition TEXT,
+    queued REAL,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS task_notes (
@@ -188,6 +189,7 @@ TASK_COLUMNS = (
     "result_format",
     "result",
     "definition",
+    "queued",
 )
 NOTE_COLUMNS = (
     "run_id",
@@ -217,7 +219,8 @@ MIGRATIONS: dict[int, list[str]] = {
     # Which process recorded the run: the boot and the process's start time
     # (see flow2._store._liveness.process_identity).
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
-    4: _REUSE_TABLES,
+    # Seconds a task's work waited for a remote worker (its start is the work's).
+    4: [*_REUSE_TABLES, "ALTER TABLE tasks ADD COLUMN queued REAL"],
 }
 
 
