@@ -423,8 +423,10 @@ def test_nothing_changed_everything_is_cached(tmp_path: Path) -> None:
     first = stored_run(tmp_path / ".flow2").id
     output = _run_flow(tmp_path, flow)
     assert _ran(tmp_path) == []
-    assert f"REUSED    Wheel (0.00s): cached from run {first}" in output
-    assert f"REUSED    Upload (0.00s): cached from run {first}" in output
+    assert f"CACHED    Wheel (0.00s): cached from run {first}" in output
+    assert f"CACHED    Upload (0.00s): cached from run {first}" in output
+    assert "0 succeeded, 0 failed, 0 skipped, 0 cancelled, 2 cached" in output
+    assert stored_run(tmp_path / ".flow2").counts["cached"] == 2
     assert explained(tmp_path / ".flow2", "Wheel")["decision"] == "cached"
     planned = flow2_command("run", flow, "version=1.0", "--dry-run", cwd=tmp_path).stdout
     assert "0 to run, 0 to skip, 2 to reuse" in planned
@@ -581,15 +583,16 @@ def test_runner_cache_reuses_across_runs_without_resume(tmp_path: Path) -> None:
     run(runner(tmp_path, cache=True).run(serial("Tree", step(ran, "A", 1))))
     ran.clear()
     events: list[flow2.Event] = []
-    run(
-        runner(tmp_path, cache=True, listeners=[events.append]).run(
+    result = run(
+        runner(tmp_path, cache=True, listeners=[events.append]).execute(
             serial("Tree", step(ran, "A", 1))
         )
     )
     assert ran == []
+    assert result.counts.cached == 1 and result.counts.reused == 0 and result.succeeded
     status, reason = statuses(events)["a"]
     assert (
-        status is flow2.Status.REUSED
+        status is flow2.Status.CACHED
         and reason is not None
         and reason.startswith("cached from run ")
     )

@@ -577,9 +577,10 @@ def _follow(record: TaskRun, decision: Decision, context: Context) -> Context:
         task = record.task
         if task.stores_result:
             context[task.key] = decision.result
-        record.status = Status.REUSED
+        status = Status.CACHED if decision.cached else Status.REUSED
+        record.status = status
         record.reason = decision.reason
-        record.emit(Status.REUSED, duration=0.0, result=decision.result, reason=decision.reason)
+        record.emit(status, duration=0.0, result=decision.result, reason=decision.reason)
     else:
         record.run.mark_not_started([record.task], Status.SKIPPED, decision.reason, record.parent)
     return context

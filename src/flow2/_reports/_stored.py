@@ -105,7 +105,7 @@ def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
         task.ended_at,
         error=error,
         output=task.output or "",
-        reason=task.reason if status in (Status.SKIPPED, Status.REUSED) else None,
+        reason=task.reason if status in (Status.SKIPPED, Status.REUSED, Status.CACHED) else None,
         queued=task.queued,
     )
     if _was_started(task, status):
@@ -126,7 +126,7 @@ def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
 
 def _was_started(task: StoredTask, status: Status) -> bool:
     """True for a task that ran: a task skipped, reused or cancelled before it started never did."""
-    if status is Status.REUSED or status is Status.SKIPPED:
+    if status is Status.REUSED or status is Status.CACHED or status is Status.SKIPPED:
         return False
     if status is Status.CANCELLED:
         return task.duration is not None and task.started_at != task.ended_at

@@ -10,7 +10,7 @@
   var NAME = 0, PARENT = 1, GROUP = 2, STATUS = 3, START = 4, END = 5, LANE = 6, DEPTH = 7,
     ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13, QUEUED = 14;
   var MARKS = { succeeded: "✓", partial: "!", failed: "✗", skipped: "-", cancelled: "⊘",
-    reused: "↺", running: "…", retrying: "↻", pending: "·" };
+    reused: "↺", cached: "↺", running: "…", retrying: "↻", pending: "·" };
   var SVG = "http://www.w3.org/2000/svg";
   var span = Math.max(1, data.run.span);
   var chart = document.getElementById("chart");

@@ -182,7 +182,7 @@ def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, An
         )
     results: dict[str, Any] = {}
     for stored in previous.tasks:
-        if stored.is_group or stored.status not in ("succeeded", "reused"):
+        if stored.is_group or stored.status not in ("succeeded", "reused", "cached"):
             continue
         usable, value, _ = decode_result(
             stored.result_format, stored.result, pickle_results=settings.pickle_results

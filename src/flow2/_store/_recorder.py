@@ -64,7 +64,7 @@ HEARTBEAT_INTERVAL = 5.0
 OUTPUT_LINES = 200
 
 _RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
-_SUCCEEDED, _REUSED = Status.SUCCEEDED, Status.REUSED
+_SUCCEEDED, _REUSED, _CACHED = Status.SUCCEEDED, Status.REUSED, Status.CACHED
 _TRACEBACK = (Status.FAILED, Status.RETRYING)
 
 # Upserts: a row written before (a task written as running, notes that
@@ -177,7 +177,9 @@ class StoreRecorder:
         status = event.status
         record = event.record
         encoded = None
-        if (status is _SUCCEEDED or status is _REUSED) and record.task.stores_result:
+        if (
+            status is _SUCCEEDED or status is _REUSED or status is _CACHED
+        ) and record.task.stores_result:
             encoded = encode_result(
                 event.result, pickle_results=self.pickle_results, masker=self.masker
             )
@@ -443,7 +445,7 @@ class StoreRecorder:
                 entry = self._entry_of(record, decided, encoded)
                 if entry is not None:
                     entries.append(entry)
-            elif status is _REUSED and decided.entry is not None:
+            elif (status is _REUSED or status is _CACHED) and decided.entry is not None:
                 old = decided.entry
                 entries.append(
                     (

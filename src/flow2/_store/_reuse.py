@@ -252,7 +252,7 @@ class ReusePlan:
         decided.outcome, decided.entry = outcome, entry
         word = "succeeded in" if outcome == REUSED else "cached from"
         decided.reason = f"{word} run {entry.origin}"
-        return Reuse(value, decided.reason)
+        return Reuse(value, decided.reason, cached=outcome == CACHED)
 
     def _caches(self, chain: Sequence[Task]) -> bool:
         for task in reversed(chain):

@@ -64,7 +64,7 @@ TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
 
-_RETRYING, _REUSED = Status.RETRYING, Status.REUSED
+_RETRYING, _REUSED, _CACHED = Status.RETRYING, Status.REUSED, Status.CACHED
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 _TASK = attrgetter("task")
@@ -347,7 +347,7 @@ class TaskRows:
         value = status.value
         if task.stores_result and value in self.counts:
             self.counts[value] += 1
-        if status is _REUSED:
+        if status is _REUSED or status is _CACHED:
             start = when
         elif self.plan is not None and record.start_time:
             self._note_rerun(record)

@@ -152,7 +152,7 @@ _REUSE_TABLES = [
 ]
 
 #: The keys of ``runs.counts``: what a run's leaf tasks ended in.
-COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
+COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused", "cached")
 
 #: The parent of the root in ``task_batches.parents``.
 NO_PARENT = -1
