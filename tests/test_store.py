@@ -255,6 +255,7 @@ def test_runs_json_lists_newest_first_with_the_documented_keys(tmp_path: Path) -
         "skipped": 0,
         "cancelled": 0,
         "reused": 1,
+        "cached": 0,
     }
     assert runs[1]["counts"] == {
         "succeeded": 1,
@@ -262,6 +263,7 @@ def test_runs_json_lists_newest_first_with_the_documented_keys(tmp_path: Path) -
         "skipped": 1,
         "cancelled": 0,
         "reused": 0,
+        "cached": 0,
     }
     assert runs[0]["name"] == "Pipe" and runs[0]["flow"] == str(flow)
     assert runs[0]["started_at"][:4].isdigit() and "T" in runs[0]["started_at"]

@@ -93,6 +93,7 @@ def test_every_task_of_a_large_run_is_recorded_as_its_events_said(tmp_path: Path
         "skipped": 2,
         "cancelled": 0,
         "reused": 0,
+        "cached": 0,
     }
 
 
@@ -294,6 +295,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
     recorded = stored_run(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        connection.execute("ALTER TABLE tasks DROP COLUMN queued")  # schema 5's
         known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
         for task in recorded.tasks:
             if task.is_group or task.status != "succeeded":
