@@ -601,3 +601,32 @@ def test_runner_cache_reuses_across_runs_without_resume(tmp_path: Path) -> None:
     assert ran == ["A"]
     with pytest.raises(flow2.ConfigurationError, match="cache=True needs a run store"):
         flow2.Runner(cache=True, store=False)
+
+
+def test_a_dry_run_imports_no_callback_and_still_plans_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "reuse_dry_steps.py").write_text(
+        "import pathlib\n\n"
+        "def build(context):\n"
+        "    pathlib.Path('imported').touch()\n"
+        "    return 'wheel'\n"
+    )
+    text = """
+        plugin: serial
+        name: P
+        cache: true
+        tasks:
+          - plugin: callback
+            name: Build
+            callback: reuse_dry_steps:build
+            timeout: {timeout}
+        """
+    flow = write_flow(tmp_path, text.format(timeout=10))
+    _run_flow(tmp_path, flow)
+    (tmp_path / "imported").unlink()
+    planned = flow2_command("run", flow, "version=1.0", "--dry-run", cwd=tmp_path).stdout
+    (line,) = [line for line in planned.splitlines() if "Build → build" in line]
+    assert "REUSE (cached from run " in line
+    assert not (tmp_path / "imported").exists()  # the callback's module was not imported
+    write_flow(tmp_path, text.format(timeout=20))
+    planned = flow2_command("run", flow, "version=1.0", "--dry-run", cwd=tmp_path).stdout
+    assert "Build → build  RUN (option timeout changed)" in planned

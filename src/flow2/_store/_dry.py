@@ -93,7 +93,18 @@ class DryRun:
         number = len(self._numbers)
         self._numbers[path] = number
         sources, outputs = self.plan.digest_files(task)
-        decision = self.plan.judge(number, path, chain, self._context, sources, outputs)
+        callback = getattr(task, "callback", None)
+        decision = self.plan.judge(
+            number,
+            path,
+            chain,
+            self._context,
+            sources,
+            outputs,
+            # A dry run imports no callback: what stands in has its name and
+            # signature, not its code (see flow2._flows._plugins.locate_reference).
+            code_unknown=bool(getattr(callback, "__flow2_stand_in__", False)),
+        )
         if isinstance(decision, Reuse):
             self._context[task.key] = decision.result
         else:

@@ -391,6 +391,11 @@ def outputs_changed(recorded: Mapping[str, str], now: Mapping[str, str]) -> list
     return told
 
 
+def is_code_part(name: str) -> bool:
+    """Whether part ``name`` is one of a callable's behaviour (``code``, ``closure value n``)."""
+    return _rank(name)[0] == _PRIORITY.index("code")
+
+
 def _rank(name: str) -> tuple[int, str]:
     head = name.partition(" ")[0].rstrip(":")
     try:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._state import Reuse
 from ._files import FileIndex
-from ._keys import KeyMaker, NotReusable, differences, key_of, outputs_changed
+from ._keys import KeyMaker, NotReusable, differences, is_code_part, key_of, outputs_changed
 from ._values import decode_result
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ class ReusePlan:
         self.decisions: dict[int, Decided] = {}
         #: For each result key produced in this run, the key of its task.
         self.produced: dict[str, str] = {}
+        self._code_unknown = False
 
     @property
     def previous_id(self) -> str | None:
@@ -178,9 +179,16 @@ class ReusePlan:
         context: Context,
         sources: Mapping[str, str],
         outputs: Mapping[str, str],
+        *,
+        code_unknown: bool = False,
     ) -> Reuse | None:
         """Key the task at the end of ``chain`` and decide (what :meth:`decide` and a
-        dry run share); the decision is kept in :attr:`decisions` under ``number``."""
+        dry run share); the decision is kept in :attr:`decisions` under ``number``.
+
+        :param code_unknown: the callback is a stand-in (a dry run imports no
+            callback): its code is left out of the comparison, and a reuse says so
+        """
+        self._code_unknown = code_unknown
         decided = self.decisions[number] = Decided(path)
         if chain is None:
             decided.reason = ON_THE_FLY
@@ -234,8 +242,12 @@ class ReusePlan:
     ) -> Reuse | str:
         """Reuse ``entry``, or say why not."""
         decided.compared = entry.origin
-        if entry.key != decided.key:
-            told = differences(entry.parts, decided.parts, entry.details, decided.details)
+        if self._code_unknown:
+            old_parts, new_parts = _without_code(entry.parts), _without_code(decided.parts)
+        else:
+            old_parts, new_parts = entry.parts, decided.parts
+        if entry.key != decided.key and old_parts != new_parts:
+            told = differences(old_parts, new_parts, entry.details, decided.details)
             decided.differences = told
             return _one_line(told)
         changed = outputs_changed(entry.outputs, outputs)
@@ -252,6 +264,8 @@ class ReusePlan:
         decided.outcome, decided.entry = outcome, entry
         word = "succeeded in" if outcome == REUSED else "cached from"
         decided.reason = f"{word} run {entry.origin}"
+        if entry.key != decided.key:
+            decided.reason += ", if its code is unchanged (a dry run imports no callback)"
         return Reuse(value, decided.reason, cached=outcome == CACHED)
 
     def _caches(self, chain: Sequence[Task]) -> bool:
@@ -259,6 +273,11 @@ class ReusePlan:
             if task.cache is not None:
                 return bool(task.cache)
         return self.cache_all
+
+
+def _without_code(parts: Mapping[str, str]) -> dict[str, str]:
+    """``parts`` less those of a callable's behaviour (``code``, ``constant …``, …)."""
+    return {name: digest for name, digest in parts.items() if not is_code_part(name)}
 
 
 def _one_line(told: list[str]) -> str:
