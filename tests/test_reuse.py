@@ -21,7 +21,7 @@ import pytest
 import flow2
 from flow2._store._fingerprint import callable_parts
 
-from .conftest import run, stored_run, write_flow
+from .conftest import Ran, run, stored_run, write_flow
 from .test_cli import flow2 as flow2_command
 
 pytestmark = pytest.mark.usefixtures("python_first_on_path")
@@ -76,32 +76,6 @@ def explained(store: Path, task: str, *more: str) -> dict[str, Any]:
 
 def serial(name: str, *tasks: flow2.Task) -> flow2.SerialTaskGroup:
     return flow2.SerialTaskGroup(name, *tasks)
-
-
-class Ran:
-    """The names of the tasks that ran, kept in a file: a callback's closure holds
-    only its path, so what ran before is no part of the callback's fingerprint."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "ran.log"
-
-    def append(self, name: str) -> None:
-        with self.path.open("a") as file:
-            file.write(name + "\n")
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def names(self) -> list[str]:
-        return self.path.read_text().split() if self.path.exists() else []
-
-    def __iter__(self) -> Any:
-        return iter(self.names())
-
-    def __eq__(self, other: object) -> bool:
-        return self.names() == other
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def step(ran: Ran, name: str, value: Any = None) -> flow2.CallbackTask:

@@ -474,15 +474,6 @@ class _Builder:
                     line,
                     key,
                 )
-            if key != "env_inputs" and any(
-                item.startswith("/") or ".." in item.split("/") for item in value
-            ):
-                raise self.error(
-                    f"{label}: {key}: paths are relative to the working directory and stay "
-                    f"inside it; got {value!r}",
-                    line,
-                    key,
-                )
             setattr(task, key, tuple(value))
 
     def where_of(self, node: Node, data: LineDict) -> dict[str, dict[str, Any]]:

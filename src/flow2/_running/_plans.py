@@ -80,7 +80,13 @@ def resume_plan(
     import flow2
 
     from .._store._keys import KeyMaker
-    from .._store._reuse import ReusePlan, flow_identity, lineage_states, read_entries
+    from .._store._reuse import (
+        ReusePlan,
+        file_index,
+        flow_identity,
+        lineage_states,
+        read_entries,
+    )
 
     previous = None
     if settings.resume == "last":
@@ -111,6 +117,7 @@ def resume_plan(
         cached=cached,
         cache_all=settings.cache,
         pickle_results=settings.pickle_results,
+        index=file_index(connection),
     )
 
 

@@ -40,7 +40,7 @@ from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._listeners._text import error_message, user_traceback
 from ._failures import cause_of, rollback
 from ._liveness import RUNNING, process_identity
-from ._reuse import RAN
+from ._reuse import RAN, save_file_index
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert
 from ._values import encode_result, encode_variables
@@ -387,6 +387,10 @@ class StoreRecorder:
                     keys, entries = keyed
                     connection.executemany(_INSERT_KEY, keys)
                     connection.executemany(_INSERT_ENTRY, entries)
+                    if end is not None and self.plan is not None:
+                        # What the file index learnt: the next run reads
+                        # unchanged files from their stat alone.
+                        save_file_index(self.plan.index, connection)
                 if end is not None:
                     _, status, ended_at, error = end
                     connection.execute(

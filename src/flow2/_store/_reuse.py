@@ -96,6 +96,7 @@ class ReusePlan:
     :param cache_all: ``Runner(cache=True)``: every task caches unless it says no
     :param base: the directory ``sources:`` and ``outputs:`` are relative to
     :param pickle_results: load results stored as pickles
+    :param index: the file index to digest ``sources:`` and ``outputs:`` with
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class ReusePlan:
         cache_all: bool = False,
         base: pathlib.Path | None = None,
         pickle_results: bool = False,
+        index: FileIndex | None = None,
     ) -> None:
         self.keys = keys
         self.flow = flow
@@ -118,7 +120,8 @@ class ReusePlan:
         self.cache_all = cache_all
         self.base = base or pathlib.Path.cwd()
         self.pickle_results = pickle_results
-        self.index = FileIndex()
+        #: The digests of declared files (remembered across runs when the index can be).
+        self.index = index if index is not None else FileIndex()
         #: What was decided for each task, by its record's number.
         self.decisions: dict[int, Decided] = {}
         #: For each result key produced in this run, the key of its task.
@@ -302,6 +305,23 @@ def _chain(record: TaskRun, keys: KeyMaker) -> list[Task] | None:
 # Reading the store ---------------------------------------------------------------
 
 _UNFINISHED = {"running": "interrupted", "retrying": "interrupted"}
+
+
+def file_index(connection: sqlite3.Connection) -> FileIndex:
+    """The store's file index: the digests of declared files by their ``stat``,
+    kept between runs when this flow2's :class:`FileIndex` can (``load``/``save``)."""
+    load = getattr(FileIndex, "load", None)
+    if load is None:
+        return FileIndex()
+    index: FileIndex = load(connection)
+    return index
+
+
+def save_file_index(index: FileIndex, connection: sqlite3.Connection) -> None:
+    """Keep what ``index`` learnt, in the caller's transaction (when it can be kept)."""
+    save = getattr(index, "save", None)
+    if save is not None:
+        save(connection)
 
 
 def flow_identity(flow_file: str | None, root_name: str) -> str:
