@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlite3
 
-    from .._engine._state import Decision, Plan, TaskRun
     from .._engine._task import Context, Task
     from .._store._database import Store
     from .._store._dry import DryRun
@@ -197,15 +196,3 @@ def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, An
         if usable:
             results[stored.key] = value
     return f"run {previous.id}", results
-
-
-class BothPlans:
-    """A partial run's plan first (what it leaves out stays out), then a resume's."""
-
-    def __init__(self, first: Plan, second: Plan) -> None:
-        self.first = first
-        self.second = second
-
-    def decide(self, record: TaskRun, context: Context) -> Decision | None:
-        decision = self.first.decide(record, context)
-        return decision if decision is not None else self.second.decide(record, context)

@@ -18,7 +18,7 @@ from .._engine._exceptions import TaskTypeError
 from .._engine._run import create_run, drive, set_default_runner, validate_tree
 from .._engine._task import Task
 from ._assembly import RunListeners
-from ._plans import BothPlans, open_recorder, planned_resume, stored_results
+from ._plans import open_recorder, planned_resume, stored_results
 from ._result import RunResult
 from ._settings import RunSettings
 from ._signals import Interrupted, SignalHandling, tell
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from .._engine._executor import Executor
     from .._engine._partial import PartialRun, RunPlan
     from .._engine._run import Run
-    from .._engine._state import Plan
     from .._engine._task import Context
     from .._listeners._event_file import EventTarget
     from .._listeners._settings import Display, Verbosity
@@ -282,8 +281,10 @@ class Runner:
         """What :meth:`execute` would do with ``task``: each task run, skipped or reused, and why.
 
         Nothing runs. Conditions that read only the starting context (a flow's
-        variables) are decided; the others are noted. With ``resume=``, the
-        plan says which tasks the resume would reuse, and why the others run.
+        variables) are decided; the others are noted. With ``resume=`` (or the
+        cache: ``cache=True``, a task's ``cache``), the plan says which tasks
+        would be reused, and why the others run: keys are computed from what is
+        known before the run (see docs/store.md).
 
         :returns: a :class:`flow2.RunPlan`
         :raises flow2.DefinitionError: when the tree is wrong, as :meth:`execute` would
@@ -325,12 +326,6 @@ def _partial_options(
         "stored_results": stored[1] if stored is not None else None,
         "source": stored[0] if stored is not None else "the latest recorded run",
     }
-
-
-def _both(first: Plan | None, second: Plan | None) -> Plan | None:
-    if first is None or second is None:
-        return first or second
-    return BothPlans(first, second)
 
 
 def _announce(stream: TextIO | None, text: str) -> None:
