@@ -120,6 +120,30 @@ def environment_without_coverage() -> dict[str, str]:
     }
 
 
+def _probe(value: int) -> int:
+    return value
+
+
+def _complete_fingerprints() -> bool:
+    import functools
+
+    from flow2._store._fingerprint import callable_parts
+
+    return "partial argument 1" in callable_parts(functools.partial(_probe, 1))
+
+
+#: Whether the fingerprints see a partial's arguments, closures, defaults,
+#: helpers, objects and a Task subclass's attributes (the complete
+#: ``callable_parts`` and ``task_parts``); the tests that need them are
+#: expected to fail until then, and fail loudly once they pass.
+COMPLETE_FINGERPRINTS = _complete_fingerprints()
+needs_complete_fingerprints = pytest.mark.xfail(
+    not COMPLETE_FINGERPRINTS,
+    reason="the fingerprint of a callable sees only its own code",
+    strict=True,
+)
+
+
 class Ran:
     """The names of the tasks that ran, kept in a file, and the names told to fail.
 
@@ -140,7 +164,7 @@ class Ran:
         self.path.unlink(missing_ok=True)
 
     def names(self) -> list[str]:
-        return self.path.read_text().split() if self.path.exists() else []
+        return self.path.read_text().splitlines() if self.path.exists() else []
 
     def fail(self, name: str | None) -> None:
         """Make the task ``name`` raise when it runs (None: no task)."""

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 import flow2
-from flow2._store._fingerprint import callable_parts
 
-from .conftest import Ran, run, stored_run, write_flow
+from .conftest import Ran, needs_complete_fingerprints, run, stored_run, write_flow
 from .test_cli import flow2 as flow2_command
 
 pytestmark = pytest.mark.usefixtures("python_first_on_path")
@@ -31,21 +30,6 @@ pytestmark = pytest.mark.usefixtures("python_first_on_path")
 def default_store_location(monkeypatch: pytest.MonkeyPatch) -> None:
     """Flows run in their own folder and use the default store there (.flow2)."""
     monkeypatch.delenv("FLOW2_STORE", raising=False)
-
-
-def _probe(value: int) -> int:
-    return value
-
-
-#: Whether the fingerprints see a partial's arguments, closures, defaults,
-#: helpers and objects (the complete ``callable_parts``); the tests that need
-#: them are expected to fail until then, and fail loudly once they pass.
-COMPLETE_FINGERPRINTS = "partial argument 1" in callable_parts(functools.partial(_probe, 1))
-needs_complete_fingerprints = pytest.mark.xfail(
-    not COMPLETE_FINGERPRINTS,
-    reason="the fingerprint of a callable sees only its own code",
-    strict=True,
-)
 
 
 def runner(store: Path, **options: Any) -> flow2.Runner:

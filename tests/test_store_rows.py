@@ -14,7 +14,7 @@ import flow2
 from flow2._store._database import Store, StoredRun
 from flow2._store._values import definition_of
 
-from .conftest import Recorder, run, stored_run
+from .conftest import Ran, Recorder, run, stored_run
 
 
 async def nothing(context: dict[str, Any]) -> None:
@@ -273,14 +273,15 @@ def test_a_task_setting_what_its_class_defaults_keeps_its_own_definition(tmp_pat
 def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Path) -> None:
     # A store of schema 2 held every task as a row of `tasks`: made here from
     # a run recorded now, its packed rows written back as rows.
-    ran: list[str] = []
-    failed: list[str] = []
+    ran = Ran(tmp_path / "log")
+    (tmp_path / "log").mkdir()
+    ran.fail("last")
 
     def step(name: str) -> Any:
         async def work(context: dict[str, Any]) -> None:
             ran.append(name)
-            if name == "last" and not failed:
-                failed.append(name)
+            if ran.fails(name):
+                ran.fail(None)
                 raise RuntimeError("fails the first time")
 
         work.__qualname__ = "step.work"

@@ -61,8 +61,8 @@ _PRIORITY = (
     "needs",
     "command",
     "expressions",
-    "code",
     "option",
+    "code",
     "env",
     "sources",
     "source",
@@ -368,6 +368,12 @@ def differences(
             told.append(_order_change(old_details, new_details))
         elif name == "inputs before" and any(line.startswith("input ") for line in told):
             continue  # the input that changed is named already
+        elif (
+            name.startswith("attribute ")
+            and f"option {name[10:]}" in names
+            and (old.get(f"option {name[10:]}") != new.get(f"option {name[10:]}"))
+        ):
+            continue  # a declared option is an attribute too: told once
         else:
             told.append(_change(name, name in old, name in new))
     return told
