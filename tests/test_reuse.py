@@ -588,3 +588,51 @@ def test_a_dry_run_imports_no_callback_and_still_plans_the_cache(tmp_path: Path)
     write_flow(tmp_path, text.format(timeout=20))
     planned = flow2_command("run", flow, "version=1.0", "--dry-run", cwd=tmp_path).stdout
     assert "Build → build  RUN (option timeout changed)" in planned
+
+
+CHECKS = """
+plugin: serial
+name: Checks
+tasks:
+  - plugin: shell
+    name: {first}
+    cmd: echo {first} >> ran.txt
+  - plugin: shell
+    name: {second}
+    cmd: echo {second} >> ran.txt
+"""
+
+
+def test_a_reordered_flow_says_so_in_the_run_the_dry_run_and_explain(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, CHECKS.format(first="Lint", second="Test"))
+    _run_flow(tmp_path, flow)
+    first = stored_run(tmp_path / ".flow2").id
+    _ran(tmp_path)
+    write_flow(tmp_path, CHECKS.format(first="Test", second="Lint"))
+    planned = flow2_command(
+        "run", flow, "version=1.0", "--dry-run", "--resume", cwd=tmp_path
+    ).stdout
+    assert "Test → test  RUN (order: moved before 'Lint' (and 1 more: flow2 explain))" in planned
+    assert "Lint → lint  RUN (runs: input 'test' will be produced again)" in planned
+    output = _run_flow(tmp_path, flow, "--resume")
+    assert _ran(tmp_path) == ["Test", "Lint"]
+    assert "resuming run " in output
+    second = stored_run(tmp_path / ".flow2").id
+    told = explained(tmp_path / ".flow2", "Test")
+    assert told["decision"] == "ran"
+    assert told["reason"] == "order: moved before 'Lint' (and 1 more: flow2 explain)"
+    assert told["differences"] == ["order: moved before 'Lint'", "input 'lint' is no longer read"]
+    assert told["compared_with"] == first and told["run"] == second
+    assert "order" in told["parts"] and "command" in told["parts"]
+    lint = explained(tmp_path / ".flow2", "Checks/Lint", second)
+    assert lint["reason"].startswith("order: moved after 'Test'")
+    assert "input 'test' is read now" in lint["differences"]
+    shown = flow2_command("explain", "lint", "--store", tmp_path / ".flow2").stdout
+    assert shown.startswith(f"Checks › Lint in run {second}: ran (order: moved after 'Test'")
+    assert f"differences from the entry of run {first}:" in shown
+    # Unchanged, the next resume reuses both, and explain says so.
+    _run_flow(tmp_path, flow, "--resume")
+    assert _ran(tmp_path) == []
+    assert explained(tmp_path / ".flow2", "lint")["decision"] == "reused"
+    # The first run is still there to explain.
+    assert explained(tmp_path / ".flow2", "lint", first)["run"] == first
