@@ -636,3 +636,38 @@ def test_a_reordered_flow_says_so_in_the_run_the_dry_run_and_explain(tmp_path: P
     assert explained(tmp_path / ".flow2", "lint")["decision"] == "reused"
     # The first run is still there to explain.
     assert explained(tmp_path / ".flow2", "lint", first)["run"] == first
+
+
+def test_tasks_from_python_declare_sources_outputs_and_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.ini").write_text("a = 1\n")
+    ran = Ran(tmp_path)
+
+    def build(context: dict[str, Any]) -> str:
+        ran.append("build")
+        Path("out.txt").write_text("built")
+        return "built"
+
+    def tree() -> flow2.Task:
+        return flow2.SerialTaskGroup(
+            "Tree",
+            flow2.CallbackTask("Build", build, sources=["config.ini"], outputs=["out.txt"]),
+            cache=True,
+        )
+
+    store = tmp_path / "store"
+    run(runner(store).run(tree()))
+    ran.clear()
+    run(runner(store).run(tree()))
+    assert ran == []
+    (tmp_path / "config.ini").write_text("a = 2\n")
+    run(runner(store).run(tree()))
+    assert ran == ["build"]
+    assert rerun_reasons(store)["build"] == "sources: config.ini changed"
+    with pytest.raises(flow2.DefinitionError, match="sources=") as caught:
+        flow2.CallbackTask("Build", build, sources=[3])
+    assert caught.value.option == "sources" and caught.value.task == "Build"
+    with pytest.raises(flow2.DefinitionError, match="cache="):
+        flow2.CallbackTask("Build", build, cache="yes")

@@ -119,6 +119,15 @@ class Task:
     :param when: a condition: True, False, or a sync or async callable taking
         the context (and, as keyword-only parameters, the keys it reads);
         when false the task is SKIPPED with the reason "condition is false"
+    :param sources: the files it reads (paths, globs, directories, relative to
+        the working directory): part of its reuse key, by content
+    :param outputs: the files it writes: a stored result is reused only while
+        they are there as recorded
+    :param env_inputs: the environment variables it reads: part of its reuse
+        key, as salted digests
+    :param cache: reuse a stored result with an equal reuse key from any
+        earlier run of the same flow (a recorded run; see docs/store.md); on
+        a group, for its tasks that say nothing; None: as its group says
     :raises flow2.DefinitionError: on an empty name or key, or a bad option value
 
     Example::
@@ -197,6 +206,10 @@ class Task:
         executor: str | Executor | None = None,
         needs: str | Iterable[str] | None = None,
         when: bool | Callable[..., Any] | None = None,
+        sources: Iterable[str] | None = None,
+        outputs: Iterable[str] | None = None,
+        env_inputs: Iterable[str] | None = None,
+        cache: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(
@@ -258,6 +271,21 @@ class Task:
             self.when = check_condition(name, when)
         if needs is not None or when is not None:
             self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
+        if sources is not None:
+            self.sources = _check_names(name, "sources", sources)
+        if outputs is not None:
+            self.outputs = _check_names(name, "outputs", outputs)
+        if env_inputs is not None:
+            self.env_inputs = _check_names(name, "env_inputs", env_inputs)
+        if cache is not None:
+            if not isinstance(cache, bool):
+                raise DefinitionError(
+                    f"task {name!r}: cache={cache!r} is not true or false",
+                    task=name,
+                    option="cache",
+                    value=cache,
+                )
+            self.cache = cache
 
     def definition(self) -> dict[str, Any]:
         """The options that define this task, by name: what it does and how.
@@ -609,6 +637,24 @@ def _check_timeout(name: str, timeout: object) -> float | None:
             value=timeout,
         )
     return float(timeout)
+
+
+def _check_names(name: str, option: str, values: object) -> tuple[str, ...]:
+    """``sources``, ``outputs`` or ``env_inputs`` as a tuple of non-empty strings."""
+    if isinstance(values, str):
+        values = (values,)
+    checked = tuple(values) if isinstance(values, list | tuple) else None
+    if checked is None or not all(isinstance(item, str) and item.strip() for item in checked):
+        example = "['MODE']" if option == "env_inputs" else "['src/**/*.py']"
+        raise DefinitionError(
+            f"task {name!r}: {option}={values!r} is not a list of "
+            f"{'variable names' if option == 'env_inputs' else 'paths or globs'}; "
+            f"use e.g. {option}={example}",
+            task=name,
+            option=option,
+            value=values,
+        )
+    return checked
 
 
 def _check_retries(name: str, retries: object) -> int:
