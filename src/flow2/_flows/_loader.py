@@ -531,7 +531,7 @@ class _Builder:
         keys = [
             "name",
             *(["tasks"] if takes_tasks else []),
-            *accepted,
+            *(key for key in accepted if key not in ("cache", *_LEAF_KEYS)),
             "if",
             "cache",
             *([] if takes_tasks else _LEAF_KEYS),
