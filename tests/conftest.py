@@ -129,6 +129,44 @@ def environment_without_coverage() -> dict[str, str]:
     }
 
 
+class Ran:
+    """The names of the tasks that ran, kept in a file, and the names told to fail.
+
+    A callback's closure holds only this object, whose state is a path: what
+    ran before is no part of the callback's fingerprint (a list in the closure
+    would be, and would change the callback's reuse key from run to run).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "ran.log"
+        self.failing = folder / "failing.log"
+
+    def append(self, name: str) -> None:
+        with self.path.open("a") as file:
+            file.write(name + "\n")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return self.path.read_text().splitlines() if self.path.exists() else []
+
+    def fail(self, name: str | None) -> None:
+        """Make the task ``name`` raise when it runs (None: no task)."""
+        self.failing.write_text(name or "")
+
+    def fails(self, name: str) -> bool:
+        return self.failing.exists() and self.failing.read_text() == name
+
+    def __iter__(self) -> Any:
+        return iter(self.names())
+
+    def __eq__(self, other: object) -> bool:
+        return self.names() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def write_flow(folder: Path, text: str, name: str = "flow.yml") -> Path:
     """Write a dedented flow file into ``folder`` and return its path."""
     path = folder / name

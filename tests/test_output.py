@@ -408,9 +408,9 @@ def test_github_actions_groups_output_and_writes_the_step_summary(tmp_path: Path
     assert "ValueError: bad input" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("|")]
     assert table == [
-        "| succeeded | failed | skipped | cancelled | reused |",
-        "|---|---|---|---|---|",
-        "| 1 | 1 | 0 | 0 | 0 |",
+        "| succeeded | failed | skipped | cancelled | reused | cached |",
+        "|---|---|---|---|---|---|",
+        "| 1 | 1 | 0 | 0 | 0 | 0 |",
     ]
 
 

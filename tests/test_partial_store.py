@@ -151,7 +151,7 @@ def test_a_dry_run_of_a_resume_says_what_it_reuses_and_why_the_rest_runs(
     assert any(
         line.strip().startswith("Version → version  REUSE") and run_id in line for line in lines
     )
-    assert any(line.strip() == "Test → test  RUN (failed before)" for line in lines)
+    assert any(line.strip() == f"Test → test  RUN (failed in run {run_id})" for line in lines)
     assert f"1 to run, 0 to skip, 3 to reuse from run {run_id}" in result.stdout
     # The plan says what the resume does.
     result = flow2_command(release, "run", "flow.yml", "--resume", "--display", "none")
@@ -159,7 +159,7 @@ def test_a_dry_run_of_a_resume_says_what_it_reuses_and_why_the_rest_runs(
     # A changed task runs again, and the plan says why.
     (release / "flow.yml").write_text(FLOW.replace("echo lint >>", "echo lint  >>"))
     result = flow2_command(release, "run", "flow.yml", "--dry-run", "--resume")
-    assert "Lint → lint  RUN (definition changed: command)" in result.stdout
+    assert "Lint → lint  RUN (command changed)" in result.stdout
     runner = flow2.Runner(display="none", store=True, resume="last", flow_file=release / "flow.yml")
     monkeypatch.chdir(release)  # a shell task's working directory is part of its definition
     # Once looked up, the class says flow2.ShellTask: its definition is the same.

@@ -549,9 +549,12 @@ def test_queue_time_is_not_work_time(
 
     async def scenario() -> None:
         running = asyncio.create_task(
-            flow2.Runner(display="none", listeners=[recorder], events=str(events)).run(
-                tree, {"folder": str(tmp_path)}, raises=False
-            )
+            flow2.Runner(
+                display="none",
+                listeners=[recorder],
+                events=str(events),
+                store=tmp_path / "store",
+            ).run(tree, {"folder": str(tmp_path)}, raises=False)
         )
         await wait_for_path(tmp_path / "holding-2")
         await asyncio.sleep(1.0)  # the queue time to measure, not a race
@@ -587,6 +590,12 @@ def test_queue_time_is_not_work_time(
     (queued,) = (task for task in record.tasks if task.name == "Queued")
     assert queued.queued == pytest.approx(end.queued)
     assert queued.duration is not None and queued.duration < 1.0
+    # So does the run store, and a report built from it.
+    stored = flow2.read_store(store=tmp_path / "store")
+    (kept,) = (task for task in stored.tasks if task.name == "Queued")
+    assert kept.queued == pytest.approx(end.queued)
+    assert kept.start == pytest.approx(queued.start, abs=1e-3)
+    assert kept.duration == pytest.approx(queued.duration, abs=1e-3)
 
 
 def test_what_a_worker_prints_comes_back_as_its_task_s_output_in_order(

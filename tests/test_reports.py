@@ -33,6 +33,7 @@ def test_the_record_holds_every_task_with_its_outcome(report_events: Path) -> No
         "skipped": 2,
         "cancelled": 1,
         "reused": 0,
+        "cached": 0,
         "unfinished": 0,
     }
     assert sum(record.counts().values()) == len(record.leaves()) == 10

@@ -74,6 +74,10 @@ def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> 
         "shell": "bash",
         "description": "probe",
         "jobserver": False,
+        "cache": True,
+        "sources": ["*.py"],
+        "outputs": ["dist"],
+        "env_inputs": ["MODE"],
     }
     node: dict[str, Any] = {key: values.get(key, "x")}
     if key in group_keys:

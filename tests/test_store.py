@@ -17,7 +17,7 @@ import pytest
 
 import flow2
 
-from .conftest import run, write_flow
+from .conftest import Ran, run, write_flow
 from .test_cli import environment
 from .test_cli import flow2 as flow2_command
 
@@ -26,13 +26,15 @@ def runner(store: Path, **options: Any) -> flow2.Runner:
     return flow2.Runner(display="none", store=store, **options)
 
 
-def side_effect_tree(ran: list[str], *, fail_at: str | None = None) -> flow2.Task:
-    """A serial tree of four tasks; each appends its name to ``ran`` when it runs."""
+def side_effect_tree(ran: Ran, *, fail_at: str | None = None) -> flow2.Task:
+    """A serial tree of four tasks; each appends its name to ``ran`` when it runs,
+    and ``fail_at`` raises."""
+    ran.fail(fail_at)
 
     def step(name: str, result: Any) -> Any:
         async def work(context: dict[str, Any]) -> Any:
             ran.append(name)
-            if name == fail_at:
+            if ran.fails(name):
                 raise RuntimeError(f"{name} broke")
             return result
 
@@ -58,7 +60,7 @@ def default_store_location(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_resume_reuses_what_succeeded_with_equal_values_and_types(tmp_path: Path) -> None:
-    ran: list[str] = []
+    ran = Ran(tmp_path)
     first = run(runner(tmp_path).run(side_effect_tree(ran, fail_at="build"), raises=False))
     assert isinstance(first["build"], RuntimeError)
     ran.clear()
@@ -81,7 +83,7 @@ def test_resume_reuses_what_succeeded_with_equal_values_and_types(tmp_path: Path
 def test_a_result_json_cannot_hold_exactly_is_not_stored_and_the_task_runs_again(
     tmp_path: Path,
 ) -> None:
-    ran: list[str] = []
+    ran = Ran(tmp_path)
 
     async def pair(context: dict[str, Any]) -> tuple[int, int]:
         ran.append("pair")
@@ -111,7 +113,7 @@ def test_a_result_json_cannot_hold_exactly_is_not_stored_and_the_task_runs_again
 
 
 def test_a_changed_definition_and_everything_after_it_runs_again(tmp_path: Path) -> None:
-    ran: list[str] = []
+    ran = Ran(tmp_path)
     run(runner(tmp_path).run(side_effect_tree(ran)))
     ran.clear()
     changed = side_effect_tree(ran)
@@ -125,12 +127,12 @@ def test_a_changed_definition_and_everything_after_it_runs_again(tmp_path: Path)
             "WHERE run_id = (SELECT id FROM runs ORDER BY started_at DESC LIMIT 1)"
         )
     )
-    assert reasons["parse"] == "definition changed: option timeout"
-    assert "an input changed" in reasons["build"] and "Parse" in reasons["build"]
+    assert reasons["parse"] == "option timeout changed"
+    assert reasons["build"] == "input 'parse' changed"
 
 
 def test_a_task_declaring_its_inputs_depends_only_on_them(tmp_path: Path) -> None:
-    ran: list[str] = []
+    ran = Ran(tmp_path)
 
     def tree(version: str) -> flow2.Task:
         async def make_version(context: dict[str, Any]) -> str:
@@ -164,7 +166,7 @@ def test_a_task_declaring_its_inputs_depends_only_on_them(tmp_path: Path) -> Non
 
 
 def test_changed_variables_rerun_the_tasks_that_may_read_them(tmp_path: Path) -> None:
-    ran: list[str] = []
+    ran = Ran(tmp_path)
     run(runner(tmp_path).run(side_effect_tree(ran), {"target": "prod"}))
     ran.clear()
     run(runner(tmp_path, resume="last").run(side_effect_tree(ran), {"target": "prod"}))
@@ -177,11 +179,11 @@ def test_a_library_call_records_nothing_unless_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    run(side_effect_tree([]).run())
-    run(flow2.Runner(display="none").run(side_effect_tree([])))
+    run(side_effect_tree(Ran(tmp_path)).run())
+    run(flow2.Runner(display="none").run(side_effect_tree(Ran(tmp_path))))
     assert not (tmp_path / ".flow2").exists()
     monkeypatch.setenv("FLOW2_STORE", str(tmp_path / "chosen"))
-    run(flow2.Runner(display="none").run(side_effect_tree([])))
+    run(flow2.Runner(display="none").run(side_effect_tree(Ran(tmp_path))))
     assert (tmp_path / "chosen" / "runs.sqlite3").is_file()
 
 
@@ -224,19 +226,19 @@ def test_command_line_resume_after_a_fix_and_after_a_change(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert ran_lines(tmp_path) == ["two", "three"]
     assert result.stdout.splitlines()[0].startswith("resuming run ")
-    assert "reusing 1 task, running 2" in result.stdout.splitlines()[0]
+    assert "1 task succeeded in its lineage" in result.stdout.splitlines()[0]
     assert "1 reused" in result.stdout
     # Unchanged: nothing runs.
     result = flow2_command("run", flow, "--resume", "--display", "plain", cwd=tmp_path)
-    assert "reusing 3 tasks, running 0" in result.stdout
+    assert "3 tasks succeeded in its lineage" in result.stdout
     assert not (tmp_path / "ran.txt").exists()
     # A change to the first task: everything after it may read it, so it runs.
     flow.write_text(flow.read_text().replace("echo out-one", "echo out-ONE"))
     assert flow2_command("run", flow, "--resume", cwd=tmp_path).returncode == 0
     assert ran_lines(tmp_path) == ["one", "two", "three"]
     shown = flow2_command("runs", "show", "last", cwd=tmp_path).stdout
-    assert "One: definition changed: command" in shown
-    assert "Two: an input changed" in shown
+    assert "One: command changed" in shown
+    assert "Two: input 'one' changed" in shown
 
 
 def test_runs_json_lists_newest_first_with_the_documented_keys(tmp_path: Path) -> None:
@@ -255,6 +257,7 @@ def test_runs_json_lists_newest_first_with_the_documented_keys(tmp_path: Path) -
         "skipped": 0,
         "cancelled": 0,
         "reused": 1,
+        "cached": 0,
     }
     assert runs[1]["counts"] == {
         "succeeded": 1,
@@ -262,6 +265,7 @@ def test_runs_json_lists_newest_first_with_the_documented_keys(tmp_path: Path) -
         "skipped": 1,
         "cancelled": 0,
         "reused": 0,
+        "cached": 0,
     }
     assert runs[0]["name"] == "Pipe" and runs[0]["flow"] == str(flow)
     assert runs[0]["started_at"][:4].isdigit() and "T" in runs[0]["started_at"]
@@ -355,7 +359,7 @@ def test_sigkill_mid_run_shows_interrupted_and_resume_reruns_only_the_rest(
     (tmp_path / "ran.txt").unlink()
     result = flow2_command("run", flow, "--resume", "--display", "plain", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "reusing 1 task, running 2" in result.stdout
+    assert "1 task succeeded in its lineage" in result.stdout
     assert ran_lines(tmp_path) == ["slow", "after"]
 
 
@@ -411,6 +415,7 @@ def test_a_planted_pickle_is_never_loaded_without_the_opt_in(tmp_path: Path) -> 
     payload = pickle.dumps(_Touch(str(marker)))
     with sqlite3.connect(tmp_path / "runs.sqlite3") as store:
         store.execute("UPDATE tasks SET result = ? WHERE key = 'pair'", (payload,))
+        store.execute("UPDATE cache_entries SET result = ?", (payload,))
     context = run(runner(tmp_path, resume="last").run(tree()))
     assert not marker.exists()
     assert context["pair"] == (1, 2)  # it ran again
@@ -516,19 +521,19 @@ def test_a_newer_store_is_refused_and_an_older_one_migrated(
 ) -> None:
     from flow2._store import _database
 
-    run(runner(tmp_path).run(side_effect_tree([])))
+    run(runner(tmp_path).run(side_effect_tree(Ran(tmp_path))))
     with sqlite3.connect(tmp_path / "runs.sqlite3") as store:
         store.execute("UPDATE flow2_store SET value = '99' WHERE key = 'schema_version'")
     result = flow2_command("runs", "--store", tmp_path)
     assert result.returncode == 2 and "written by a newer flow2 (schema 99" in result.stderr
     with pytest.raises(flow2.ConfigurationError, match="newer flow2"):
-        run(runner(tmp_path).run(side_effect_tree([])))
+        run(runner(tmp_path).run(side_effect_tree(Ran(tmp_path))))
     # An older store: this flow2 pretends to be one schema ahead.
     with sqlite3.connect(tmp_path / "runs.sqlite3") as store:
         store.execute("UPDATE flow2_store SET value = '1' WHERE key = 'schema_version'")
     monkeypatch.setattr(_database, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(_database.MIGRATIONS, 1, ["ALTER TABLE runs ADD COLUMN note TEXT"])
-    run(runner(tmp_path).run(side_effect_tree([])))
+    run(runner(tmp_path).run(side_effect_tree(Ran(tmp_path))))
     with sqlite3.connect(tmp_path / "runs.sqlite3") as store:
         assert store.execute(
             "SELECT value FROM flow2_store WHERE key = 'schema_version'"
@@ -540,7 +545,7 @@ def test_a_newer_store_is_refused_and_an_older_one_migrated(
 def test_prune_and_the_default_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOW2_STORE_KEEP", "3")
     for _ in range(5):
-        run(runner(tmp_path).run(side_effect_tree([])))
+        run(runner(tmp_path).run(side_effect_tree(Ran(tmp_path))))
     (tmp_path / "runs").mkdir()
     ids = [
         entry["id"]

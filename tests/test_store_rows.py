@@ -14,7 +14,7 @@ import flow2
 from flow2._store._database import Store, StoredRun
 from flow2._store._values import definition_of
 
-from .conftest import Recorder, run, stored_run
+from .conftest import Ran, Recorder, run, stored_run
 
 
 async def nothing(context: dict[str, Any]) -> None:
@@ -93,6 +93,7 @@ def test_every_task_of_a_large_run_is_recorded_as_its_events_said(tmp_path: Path
         "skipped": 2,
         "cancelled": 0,
         "reused": 0,
+        "cached": 0,
     }
 
 
@@ -272,12 +273,15 @@ def test_a_task_setting_what_its_class_defaults_keeps_its_own_definition(tmp_pat
 def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Path) -> None:
     # A store of schema 2 held every task as a row of `tasks`: made here from
     # a run recorded now, its packed rows written back as rows.
-    ran: list[str] = []
+    ran = Ran(tmp_path / "log")
+    (tmp_path / "log").mkdir()
+    ran.fail("last")
 
     def step(name: str) -> Any:
         async def work(context: dict[str, Any]) -> None:
             ran.append(name)
-            if name == "last" and len(ran) == 3:
+            if ran.fails(name):
+                ran.fail(None)
                 raise RuntimeError("fails the first time")
 
         work.__qualname__ = "step.work"
@@ -292,6 +296,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
     recorded = stored_run(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        connection.execute("ALTER TABLE tasks DROP COLUMN queued")  # schema 5's
         known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
         for task in recorded.tasks:
             if task.is_group or task.status != "succeeded":
@@ -313,22 +318,32 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
                 ),
             )
         connection.execute("DROP TABLE task_batches")
+        connection.execute("DROP TABLE task_keys")  # schema 5's
+        connection.execute("DROP TABLE cache_entries")
         connection.execute("ALTER TABLE runs DROP COLUMN process")  # schema 4's
         connection.execute("UPDATE flow2_store SET value = '2' WHERE key = 'schema_version'")
 
     ran.clear()
     run(flow2.Runner(display="none", store=tmp_path, resume="last").run(tree()))
 
-    assert ran == ["last"]  # A and B were reused from the rows of schema 2
+    # A run of schema 2 has no reuse keys: resumed, every task runs (once), and says why.
+    assert ran == ["a", "b", "last"]
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
         assert connection.execute(
             "SELECT value FROM flow2_store WHERE key = 'schema_version'"
-        ).fetchone() == ("4",)
+        ).fetchone() == ("5",)
+    reasons = [task.reason for task in stored_run(tmp_path).tasks if not task.is_group]
+    assert reasons[0] == f"no result kept in run {recorded.id}: no reuse key was recorded"
+    assert reasons[2] == f"failed in run {recorded.id}"
+    # The migrated store keeps keys from now on: resumed again, nothing runs.
+    ran.clear()
+    run(flow2.Runner(display="none", store=tmp_path, resume="last").run(tree()))
+    assert ran == []
     assert [task.status for task in stored_run(tmp_path).tasks] == [
         "succeeded",
         "reused",
         "reused",
-        "succeeded",
+        "reused",
     ]
 
 

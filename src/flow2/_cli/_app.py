@@ -5,10 +5,11 @@ error (nothing ran), 128 + the signal's number when a signal stopped the run
 (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
-:mod:`._runs` (runs and its subcommands), :mod:`._report` (report),
-:mod:`._inspect` (validate, render, show, graph, plugins), :mod:`._tasks` (list, init,
-schema); what they share,
-reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
+:mod:`._runs` (runs and its subcommands), :mod:`._explain` (explain),
+:mod:`._report` (report), :mod:`._inspect` (validate, render, show, graph,
+plugins), :mod:`._tasks` (list, init, schema); what they share is in
+:mod:`._arguments` (FLOW, VARIABLE=VALUE, options) and :mod:`._stores` (the
+store, RUN, log folders).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import NoReturn
 
 import click
 
+from ._explain import explain
 from ._inspect import graph, plugins, render, show, validate
 from ._report import report
 from ._resume import resume
@@ -75,6 +77,7 @@ def documentation() -> str:
         init,
         resume,
         runs,
+        explain,
         report,
         validate,
         render,

@@ -202,7 +202,8 @@ def print_plan(
     try:
         runner = Runner(
             display="none",
-            store=store if resume or selection.get("start_from") is not None else False,
+            # The store is only read: what a resume or the cache would reuse.
+            store=store,
             resume="last" if resume else None,
             pickle_results=pickle_results,
             flow_file=loaded.file,

@@ -40,6 +40,9 @@ class Status(enum.Enum):
     CANCELLED = "cancelled"
     #: Not run: its result was taken from an earlier run (a resumed run).
     REUSED = "reused"
+    #: Not run: its result was taken from the cache (an earlier run of the same
+    #: flow with an equal reuse key; ``cache: true``).
+    CACHED = "cached"
 
     # Members are singletons: hash by identity, in C, instead of Enum's
     # Python-level hash of the name (statuses key dicts on the hot path).
@@ -61,11 +64,12 @@ class TaskEvent:
     :param record: the task's record in this run (:class:`flow2.TaskRun`)
     :param time: wall-clock time of the change, seconds since the epoch
     :param duration: seconds since the task started, once it finished
-    :param result: the task's return value, with ``SUCCEEDED`` and ``REUSED``
+    :param result: the task's return value, with ``SUCCEEDED``, ``CACHED`` and ``REUSED``
     :param error: the exception, with ``FAILED``, ``RETRYING`` and
         ``CANCELLED`` (a group failing because of a child carries the child's)
     :param retry_delay: with ``RETRYING``, seconds until the next attempt
-    :param reason: with ``SKIPPED`` and ``REUSED``, why (e.g. "needs 'wheel', which failed")
+    :param reason: with ``SKIPPED``, ``REUSED`` and ``CACHED``, why (e.g. "needs 'wheel',
+        which failed")
 
     ``queued``, copied from the record, is the seconds the task's work
     waited for a process or Dask worker before it began there (0 for work

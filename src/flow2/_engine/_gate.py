@@ -10,7 +10,10 @@ starts without consulting anything. The gate, in order:
    leaves the task out (SKIPPED, "needs 'wheel', which failed") when one of
    them failed, was skipped or was cancelled;
 3. evaluates the task's ``when`` condition: false leaves it out
-   ("condition is false").
+   ("condition is false");
+4. asks the run's reuser (the run store, when the run records): only now,
+   with its inputs known and its condition true, is the task's reuse key
+   computed, and a stored result with an equal key stands in for it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from ._events import Event
     from ._needs import Needs
     from ._run import Run
-    from ._state import Decision, Plan, TaskRun
+    from ._state import Decision, Plan, Reuser, TaskRun
     from ._task import Context, Task
 
 #: How the reason of a skipped task names what happened to its need.
@@ -46,17 +49,21 @@ class Gate:
     :param run: the run
     :param plan: the run's plan, or None
     :param needs: what the tree's analysis found, or None when no task has needs
+    :param reuser: what decides reuse by key, or None
     """
 
-    __slots__ = ("_finished", "needs", "plan", "run")
+    __slots__ = ("_finished", "needs", "plan", "reuser", "run")
 
     #: As a listener, it only needs the events that end a task.
     listens_to = FINISHED_STATUSES
 
-    def __init__(self, run: Run, plan: Plan | None, needs: Needs | None) -> None:
+    def __init__(
+        self, run: Run, plan: Plan | None, needs: Needs | None, reuser: Reuser | None = None
+    ) -> None:
         self.run = run
         self.plan = plan
         self.needs = needs
+        self.reuser = reuser
         # One asyncio.Event per producer that somebody waits for, created on
         # the first wait and set by the producer's finishing event.
         self._finished: dict[int, asyncio.Event] = {}
@@ -89,7 +96,11 @@ class Gate:
                         return Skip(f"needs {key!r}, which {happened}")
         when = task.when
         if when is not None and not await condition_holds(when, context):
+            # Before reuse: a task whose condition is now false is skipped,
+            # never reused. See test_a_condition_now_false_skips_never_reuses.
             return Skip(CONDITION_IS_FALSE)
+        if self.reuser is not None:
+            return await self.reuser.decide(record, context)
         return None
 
     async def _outcome_of(self, producer: Task) -> Status:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._executor import RunOptions
     from ._needs import Needs
     from ._slots import JobSlots
-    from ._state import Plan
+    from ._state import Plan, Reuser
 
 
 class Run:
@@ -78,6 +78,8 @@ class Run:
         self.listening: dict[Status, tuple[EventListener, ...]] = {}
         self.listeners = listeners
         self.plan = plan
+        #: What decides reuse by key just before each task starts (the run store).
+        self.reuser: Reuser | None = None
         #: What the tree's needs analysis found (None: no task has needs or a condition).
         self.needs: Needs | None = None
         #: What each task passes before it starts (None: nothing to check).
@@ -609,8 +611,8 @@ async def drive(run: Run, *, raises: bool) -> Run:
     :returns: the run, ended: its context filled, its status and every task's record
     """
     plan = run.plan
-    if plan is not None or run.needs is not None:
-        run.gate = gate = Gate(run, plan, run.needs)
+    if plan is not None or run.needs is not None or run.reuser is not None:
+        run.gate = gate = Gate(run, plan, run.needs, run.reuser)
         if run.needs is not None and run.needs.waits:
             run.listeners = [gate, *run.listeners]
     task, context = run.root, run.context

@@ -183,14 +183,17 @@ class Reuse:
     """A plan's decision: do not run the task, put ``result`` in the context instead.
 
     :param result: the stored result
-    :param reason: shown with the REUSED event (e.g. "succeeded in run 3f2a…")
+    :param reason: shown with the event (e.g. "succeeded in run 3f2a…")
+    :param cached: taken from the cache, not from the run resumed: the task
+        is reported CACHED instead of REUSED
     """
 
-    __slots__ = ("reason", "result")
+    __slots__ = ("cached", "reason", "result")
 
-    def __init__(self, result: Any, reason: str | None = None) -> None:
+    def __init__(self, result: Any, reason: str | None = None, *, cached: bool = False) -> None:
         self.result = result
         self.reason = reason
+        self.cached = cached
 
 
 class Skip:
@@ -213,4 +216,13 @@ class Plan(Protocol):
 
     def decide(self, record: TaskRun, context: Context) -> Decision | None:
         """Return None to run the task as usual, or a :class:`Reuse` or :class:`Skip`."""
+        ...
+
+
+class Reuser(Protocol):
+    """Decides, once a task is about to start (its needs met, its condition true),
+    whether a stored result with an equal reuse key stands in for it (the run store)."""
+
+    async def decide(self, record: TaskRun, context: Context) -> Reuse | None:
+        """Return None to run the task, or a :class:`Reuse`."""
         ...

@@ -120,6 +120,15 @@ class Task:
     :param when: a condition: True, False, or a sync or async callable taking
         the context (and, as keyword-only parameters, the keys it reads);
         when false the task is SKIPPED with the reason "condition is false"
+    :param sources: the files it reads (paths, globs, directories, relative to
+        the working directory): part of its reuse key, by content
+    :param outputs: the files it writes: a stored result is reused only while
+        they are there as recorded
+    :param env_inputs: the environment variables it reads: part of its reuse
+        key, as salted digests
+    :param cache: reuse a stored result with an equal reuse key from any
+        earlier run of the same flow (a recorded run; see docs/store.md); on
+        a group, for its tasks that say nothing; None: as its group says
     :raises flow2.DefinitionError: on an empty name or key, or a bad option value
 
     Example::
@@ -157,6 +166,18 @@ class Task:
     #: Options given as expressions evaluated when the task runs (set by flow
     #: templates), by name, as written.
     runtime_options: dict[str, Any] | None = None
+    #: The files the task reads (paths, globs, directories, relative to the
+    #: working directory): part of its reuse key, by content (``sources:``).
+    sources: tuple[str, ...] = ()
+    #: The files the task writes: a stored result is reused only while they
+    #: are there as they were recorded (``outputs:``).
+    outputs: tuple[str, ...] = ()
+    #: The environment variables the task reads: their values are part of its
+    #: reuse key, as salted digests (``env_inputs:``).
+    env_inputs: tuple[str, ...] = ()
+    #: Reuse a stored result with an equal key from any run of the same flow
+    #: (``cache: true``); None: as the enclosing group says.
+    cache: bool | None = None
     #: The attributes that define a task of this class (see :meth:`definition`).
     definition_options: ClassVar[tuple[str, ...]] = (
         "description",
@@ -186,6 +207,10 @@ class Task:
         executor: str | Executor | None = None,
         needs: str | Iterable[str] | None = None,
         when: bool | Callable[..., Any] | None = None,
+        sources: Iterable[str] | None = None,
+        outputs: Iterable[str] | None = None,
+        env_inputs: Iterable[str] | None = None,
+        cache: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(
@@ -247,6 +272,21 @@ class Task:
             self.when = check_condition(name, when)
         if needs is not None or when is not None:
             self.needs = merge_needs(check_needs(name, needs), parameter_needs(when))
+        if sources is not None:
+            self.sources = _check_names(name, "sources", sources)
+        if outputs is not None:
+            self.outputs = _check_names(name, "outputs", outputs)
+        if env_inputs is not None:
+            self.env_inputs = _check_names(name, "env_inputs", env_inputs)
+        if cache is not None:
+            if not isinstance(cache, bool):
+                raise DefinitionError(
+                    f"task {name!r}: cache={cache!r} is not true or false",
+                    task=name,
+                    option="cache",
+                    value=cache,
+                )
+            self.cache = cache
 
     def definition(self) -> dict[str, Any]:
         """The options that define this task, by name: what it does and how.
@@ -631,9 +671,10 @@ def _follow(record: TaskRun, decision: Decision, context: Context) -> Context:
         task = record.task
         if task.stores_result:
             context[task.key] = decision.result
-        record.status = Status.REUSED
+        status = Status.CACHED if decision.cached else Status.REUSED
+        record.status = status
         record.reason = decision.reason
-        record.emit(Status.REUSED, duration=0.0, result=decision.result, reason=decision.reason)
+        record.emit(status, duration=0.0, result=decision.result, reason=decision.reason)
     else:
         record.run.mark_not_started([record.task], Status.SKIPPED, decision.reason, record.parent)
     return context
@@ -681,6 +722,24 @@ def _check_timeout(name: str, timeout: object) -> float | None:
             value=timeout,
         )
     return float(timeout)
+
+
+def _check_names(name: str, option: str, values: object) -> tuple[str, ...]:
+    """``sources``, ``outputs`` or ``env_inputs`` as a tuple of non-empty strings."""
+    if isinstance(values, str):
+        values = (values,)
+    checked = tuple(values) if isinstance(values, list | tuple) else None
+    if checked is None or not all(isinstance(item, str) and item.strip() for item in checked):
+        example = "['MODE']" if option == "env_inputs" else "['src/**/*.py']"
+        raise DefinitionError(
+            f"task {name!r}: {option}={values!r} is not a list of "
+            f"{'variable names' if option == 'env_inputs' else 'paths or globs'}; "
+            f"use e.g. {option}={example}",
+            task=name,
+            option=option,
+            value=values,
+        )
+    return checked
 
 
 def _check_retries(name: str, retries: object) -> int:

@@ -41,7 +41,21 @@ if TYPE_CHECKING:
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
-_STRUCTURE_KEYS = ("plugin", "name", "tasks", "parallel", "needs", "if", "dotenv")
+_STRUCTURE_KEYS = (
+    "plugin",
+    "name",
+    "tasks",
+    "parallel",
+    "needs",
+    "if",
+    "dotenv",
+    "cache",
+    "sources",
+    "outputs",
+    "env_inputs",
+)
+#: What every leaf task accepts: the files and variables of its reuse key.
+_LEAF_KEYS = ("sources", "outputs", "env_inputs")
 #: Keys the top of a flow may have besides a node's: names of secret variables,
 #: the task ``flow2 run`` runs when given no name.
 TOP_LEVEL_KEYS = ("secrets", "default", "jobs")
@@ -456,6 +470,7 @@ class _Builder:
         for key in options:
             node.key_lines.setdefault(key, line)
         self.add_needs_and_condition(node, data)
+        self.add_reuse_keys(node, data, label, takes_tasks)
         if deferred:
             from ._templates import RunTimeOptions
 
@@ -506,6 +521,41 @@ class _Builder:
                     line,
                     "if",
                 )
+
+    def add_reuse_keys(self, node: Node, data: LineDict, label: str, takes_tasks: bool) -> None:
+        """``cache:`` (any task; a group's is inherited), and a leaf's ``sources:``,
+        ``outputs:`` and ``env_inputs:``: what its reuse key and its entry cover."""
+        task = node.task
+        if "cache" in data:
+            value = data["cache"]
+            if not isinstance(value, bool):
+                raise self.error(
+                    f"{label}: cache: must be true or false, got {type_name(value)}",
+                    data.key_lines["cache"],
+                    "cache",
+                )
+            task.cache = value
+        for key in _LEAF_KEYS:
+            if key not in data:
+                continue
+            line = data.key_lines[key]
+            if takes_tasks:
+                self.unknown_key(key, line, label, [], takes_tasks)
+            value = data[key]
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(
+                isinstance(item, str) and item.strip() for item in value
+            ):
+                raise self.error(
+                    f"{label}: {key}: must be a list of "
+                    f"{'variable names' if key == 'env_inputs' else 'paths or globs'}, got "
+                    f"{type_name(value)}; write e.g. {key}: "
+                    f"[{'MODE' if key == 'env_inputs' else 'src/**/*.py'}]",
+                    line,
+                    key,
+                )
+            setattr(task, key, tuple(value))
 
     def where_of(self, node: Node) -> dict[str, dict[str, Any]]:
         """For each key of the node, the facts of an error about it."""
@@ -602,9 +652,17 @@ class _Builder:
     def unknown_key(
         self, key: str, line: int, label: str, accepted: list[str], takes_tasks: bool
     ) -> None:
-        # "if" and the keys after it are read by the loader, not the plugin,
-        # so the plugin's options miss them.
-        keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if", "needs"]
+        # "if", the reuse keys and the keys after them are read by the loader,
+        # not the plugin, so the plugin's options miss them.
+        keys = [
+            "name",
+            *(["tasks"] if takes_tasks else []),
+            *(key for key in accepted if key not in ("cache", *_LEAF_KEYS)),
+            "if",
+            "needs",
+            "cache",
+            *([] if takes_tasks else _LEAF_KEYS),
+        ]
         keys += ["parallel", "env", "dir", "dotenv"] if takes_tasks else ["dotenv"]
         if "cwd" in accepted and not takes_tasks:
             keys.append("dir")

@@ -554,6 +554,8 @@ def _stand_in(
     function = types.FunctionType(code, {}, attribute_path.split(".")[-1])
     function.__qualname__ = attribute_path
     function.__module__ = module_name
+    # A dry run's reuse plan leaves the code of a stand-in out (see flow2._store._dry).
+    function.__flow2_stand_in__ = True  # type: ignore[attr-defined]
     if signature is not None:
         function.__signature__ = signature  # type: ignore[attr-defined]
     return function

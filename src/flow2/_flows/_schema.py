@@ -64,6 +64,22 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "secrets": ({"type": "array", "items": _TEXT}, "Variables whose values are masked."),
     "default": (_TEXT, "The task flow2 run runs when given no name."),
+    "cache": (
+        {"type": "boolean"},
+        "true: reuse the stored result from any earlier run while the reuse key is unchanged.",
+    ),
+    "sources": (
+        {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]},
+        "Files the task reads (paths, globs, directories): part of its reuse key by content.",
+    ),
+    "outputs": (
+        {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]},
+        "Files the task writes: a stored result is reused only while they are as recorded.",
+    ),
+    "env_inputs": (
+        {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]},
+        "Environment variables the task reads: part of its reuse key (as salted digests).",
+    ),
     "jobs": (
         {"type": "integer", "minimum": 1},
         "At most this many tasks work at once across the run (flow2 run -j N wins).",

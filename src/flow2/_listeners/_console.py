@@ -76,6 +76,7 @@ COLORS = {
     Status.SKIPPED: "2",  # dim
     Status.CANCELLED: "35",  # magenta
     Status.REUSED: "36",  # cyan: taken from an earlier run
+    Status.CACHED: "36",
 }
 
 #: Seconds a line may wait in the stream's buffer before it is flushed.
@@ -89,7 +90,12 @@ _STARTING, _RETRYING, _SUCCEEDED, _PARTIAL = (
     Status.SUCCEEDED,
     Status.PARTIAL,
 )
-_FAILED, _SKIPPED, _REUSED = Status.FAILED, Status.SKIPPED, Status.REUSED
+_FAILED, _SKIPPED, _REUSED, _CACHED = (
+    Status.FAILED,
+    Status.SKIPPED,
+    Status.REUSED,
+    Status.CACHED,
+)
 _FINISHED = frozenset(status for status in Status if status.is_finished)
 
 #: A task that has started and not finished is in one of these.
@@ -368,7 +374,7 @@ class PlainConsole:
                 line += f": {error_headline(event.error)}"
         elif status is _PARTIAL:
             line += f": {_count(event.failed_count)} failed inside"
-        elif (status is _SKIPPED or status is _REUSED) and event.reason:
+        elif (status is _SKIPPED or status is _REUSED or status is _CACHED) and event.reason:
             line += f": {visible(event.reason)}"
         elif status is _RETRYING and event.error is not None:
             retries = event.task.retries

@@ -88,6 +88,7 @@ MARK_COLORS = {
     Status.RETRYING: "1;33",
     Status.SUCCEEDED: "32",
     Status.REUSED: "36",
+    Status.CACHED: "36",
     Status.PARTIAL: "1;33",
     Status.FAILED: "1;31",
     Status.SKIPPED: "2",
@@ -99,7 +100,7 @@ _ACTIVE = (Status.RUNNING, Status.RETRYING)
 _RUNNING, _RETRYING, _PENDING = Status.RUNNING, Status.RETRYING, Status.PENDING
 _FAILED, _SUCCEEDED, _PARTIAL = Status.FAILED, Status.SUCCEEDED, Status.PARTIAL
 _SKIPPED, _CANCELLED = Status.SKIPPED, Status.CANCELLED
-_RAN = frozenset({Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.REUSED})
+_RAN = frozenset({Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.REUSED, Status.CACHED})
 # Escape sequences other than colors would move the cursor inside the frame.
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-ln-z]|\x1b(?!\[)|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 _COLORS = re.compile(r"\x1b\[[0-9;]*m")
@@ -244,7 +245,7 @@ class LiveView:
             if event.error is not None:
                 self._errors[task] = self._mask(error_headline(event.error))
             return
-        # Finished: SUCCEEDED, PARTIAL, FAILED, SKIPPED, CANCELLED or REUSED.
+        # Finished: SUCCEEDED, PARTIAL, FAILED, SKIPPED, CANCELLED, REUSED or CACHED.
         if event.attempt > 1:
             self._attempts[task] = event.attempt
         if event.duration is not None:

@@ -31,6 +31,7 @@ LEVELS = {
     Status.SUCCEEDED: logging.INFO,
     Status.SKIPPED: logging.INFO,
     Status.REUSED: logging.INFO,
+    Status.CACHED: logging.INFO,
     Status.RETRYING: logging.WARNING,
     Status.CANCELLED: logging.WARNING,
     Status.PARTIAL: logging.WARNING,

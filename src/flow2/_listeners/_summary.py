@@ -91,8 +91,15 @@ _RUNNING, _RETRYING, _FAILED, _SKIPPED = (
     Status.SKIPPED,
 )
 # Not ranked among the slowest: they did no work in this run.
-_NOT_TIMED = (Status.SKIPPED, Status.CANCELLED, Status.REUSED)
-_COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
+_NOT_TIMED = (Status.SKIPPED, Status.CANCELLED, Status.REUSED, Status.CACHED)
+_COUNTED = (
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.SKIPPED,
+    Status.CANCELLED,
+    Status.REUSED,
+    Status.CACHED,
+)
 _HEADLINE_COLORS = {
     Status.SUCCEEDED: "32;1",
     Status.PARTIAL: "33;1",
@@ -215,7 +222,8 @@ class SummaryListener:
         counts = ", ".join(
             f"{self.counts[counted]} {counted.value}"
             for counted in _COUNTED
-            if counted is not Status.REUSED or self.counts[counted]
+            if (counted is not Status.REUSED and counted is not Status.CACHED)
+            or self.counts[counted]
         )
         word = VERDICTS.get(status, status.value)
         took = format_duration(event.duration or 0)

@@ -41,6 +41,7 @@ WORDS = {
     Status.SKIPPED: "SKIPPED",
     Status.CANCELLED: "CANCELLED",
     Status.REUSED: "REUSED",
+    Status.CACHED: "CACHED",
 }
 
 #: The mark each status shows as in the live tree and the reports.
@@ -50,6 +51,7 @@ MARKS = {
     Status.RETRYING: "↻",
     Status.SUCCEEDED: "✓",
     Status.REUSED: "↺",
+    Status.CACHED: "↺",
     Status.PARTIAL: "!",
     Status.FAILED: "✗",
     Status.SKIPPED: "-",

@@ -137,6 +137,7 @@ def _timeline_section() -> str:
             "skipped",
             "cancelled",
             "reused",
+            "cached",
             "retried",
             "queued",
             "running",

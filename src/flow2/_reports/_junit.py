@@ -82,8 +82,8 @@ def junit_report(source: ReportSource, *, run: str = "last") -> str:
                 message="the run's record stops before this task ended (the run was killed)",
             )
         output = task.output
-        if status is Status.REUSED:
-            output = f"reused: {task.reason}" + (f"\n{output}" if output else "")
+        if status is Status.REUSED or status is Status.CACHED:
+            output = f"{status.value}: {task.reason}" + (f"\n{output}" if output else "")
         if output:
             ElementTree.SubElement(case, "system-out").text = _text(output)
     started = datetime.datetime.fromtimestamp(record.start, datetime.UTC)

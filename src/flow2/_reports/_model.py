@@ -38,7 +38,14 @@ if TYPE_CHECKING:
 RUN_STATUSES = ("succeeded", "partial", "failed", "cancelled", "interrupted")
 
 #: The leaf statuses counted, in the order reports list them.
-COUNTED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED, Status.REUSED)
+COUNTED = (
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.SKIPPED,
+    Status.CANCELLED,
+    Status.REUSED,
+    Status.CACHED,
+)
 
 _UNFINISHED = (Status.PENDING, Status.RUNNING, Status.RETRYING)
 _STATUSES = {status.value: status for status in Status}
@@ -178,7 +185,8 @@ class RunRecord:
         return [task for task in self.tasks if not task.is_group]
 
     def counts(self) -> dict[str, int]:
-        """Leaf tasks by final status: succeeded, failed, skipped, cancelled, reused, unfinished.
+        """Leaf tasks by final status: succeeded, failed, skipped, cancelled, reused, cached,
+        unfinished.
 
         The values add up to the number of leaves.
         """

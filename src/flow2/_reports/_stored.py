@@ -88,6 +88,8 @@ def _first_event(task: StoredTask) -> tuple[float, int]:
 def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
     status = _STATUSES.get(task.status, Status.RUNNING)
     start = task.started_at if task.started_at is not None else (task.ended_at or 0.0)
+    # The store keeps when the work began; a record starts when the task did.
+    start -= task.queued
     error = None
     if task.error_type is not None and status is not Status.SUCCEEDED:
         error = ErrorRecord(task.error_type, task.error_message or "", task.error_traceback or "")
@@ -103,7 +105,8 @@ def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
         task.ended_at,
         error=error,
         output=task.output or "",
-        reason=task.reason if status in (Status.SKIPPED, Status.REUSED) else None,
+        reason=task.reason if status in (Status.SKIPPED, Status.REUSED, Status.CACHED) else None,
+        queued=task.queued,
     )
     if _was_started(task, status):
         attempt_start = start
@@ -123,7 +126,7 @@ def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
 
 def _was_started(task: StoredTask, status: Status) -> bool:
     """True for a task that ran: a task skipped, reused or cancelled before it started never did."""
-    if status is Status.REUSED or status is Status.SKIPPED:
+    if status is Status.REUSED or status is Status.CACHED or status is Status.SKIPPED:
         return False
     if status is Status.CANCELLED:
         return task.duration is not None and task.started_at != task.ended_at

@@ -11,7 +11,7 @@
     ATTEMPTS = 8, ERROR = 9, OUTPUT = 10, REASON = 11, KEY = 12, STARTED = 13, QUEUED = 14,
     DESCRIPTION = 15;
   var MARKS = { succeeded: "✓", partial: "!", failed: "✗", skipped: "-", cancelled: "⊘",
-    reused: "↺", running: "…", retrying: "↻", pending: "·" };
+    reused: "↺", cached: "↺", running: "…", retrying: "↻", pending: "·" };
   var SVG = "http://www.w3.org/2000/svg";
   var span = Math.max(1, data.run.span);
   var chart = document.getElementById("chart");

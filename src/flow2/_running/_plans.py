@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlite3
 
-    from .._engine._state import Decision, Plan, TaskRun
     from .._engine._task import Context, Task
     from .._store._database import Store
+    from .._store._dry import DryRun
     from .._store._recorder import StoreRecorder
-    from .._store._resume import ResumePlan
+    from .._store._reuse import ReusePlan
     from ._settings import RunSettings
 
 
 def open_recorder(
     settings: RunSettings, task: Task, context: Context | None
-) -> tuple[StoreRecorder, ResumePlan | None]:
-    """The recorder of the run, and the plan when it resumes one.
+) -> tuple[StoreRecorder, ReusePlan]:
+    """The recorder of the run, and its reuser (which keys every task).
 
     :raises flow2.StoreError: the store cannot be written, or the run to resume is not in it
     """
@@ -71,9 +71,21 @@ def resume_plan(
     connection: sqlite3.Connection,
     task: Task,
     context: Context | None,
-) -> ResumePlan | None:
-    """The plan of the resume asked for; None when there is nothing to resume."""
-    from .._store._resume import ResumePlan
+) -> ReusePlan:
+    """The run's reuser: keys for every task, and what a resume or the cache may reuse.
+
+    :raises flow2.StoreError: the run to resume is not in the store
+    """
+    import flow2
+
+    from .._store._keys import KeyMaker
+    from .._store._reuse import (
+        ReusePlan,
+        file_index,
+        flow_identity,
+        lineage_states,
+        read_entries,
+    )
 
     previous = None
     if settings.resume == "last":
@@ -81,31 +93,67 @@ def resume_plan(
         previous = store.latest_run(connection, flow=settings.flow_file, name=task.name)
     elif settings.resume is not None:
         previous = store.find_run(connection, settings.resume)
-    if previous is None:
-        return None
-    return ResumePlan(
-        previous,
+    # Checked by the run, after this: a context that is no dict has no variables here.
+    variables = context if isinstance(context, dict) else {}
+    flow = flow_identity(settings.flow_file, task.name)
+    states = lineage_states(store, connection, previous) if previous is not None else None
+    cached: dict[tuple[str, ...], list[Any]] = {}
+    if settings.cache or _any_cache(task):
+        for entry in read_entries(connection, "flow = ?", (flow,)):
+            cached.setdefault(entry.path, []).append(entry)
+    keys = KeyMaker(
         task,
-        context if context is not None else {},
+        {**task.starting_context, **variables},
+        settings.environ,
+        salt=settings.cache_salt,
+        version=flow2.__version__,
+    )
+    return ReusePlan(
+        keys,
+        flow=flow,
+        previous=previous,
+        states=states,
+        cached=cached,
+        cache_all=settings.cache,
         pickle_results=settings.pickle_results,
+        index=file_index(connection),
     )
 
 
-def planned_resume(settings: RunSettings, task: Task, context: Context | None) -> ResumePlan | None:
-    """For a dry run: the plan a resume would follow, reading the store without writing it."""
-    from .._store._database import Store
+def _any_cache(root: Task) -> bool:
+    """Whether a task of the tree asks for the cache."""
+    from .._engine._task import Task
 
-    if settings.resume is None:
+    # The tree is checked by the run, after this: anything that is not a task is skipped.
+    stack: list[Any] = [root]
+    while stack:
+        task = stack.pop()
+        if not isinstance(task, Task):
+            continue
+        if task.cache:
+            return True
+        stack.extend(task.children)
+    return False
+
+
+def planned_resume(settings: RunSettings, task: Task, context: Context | None) -> DryRun | None:
+    """For a dry run: what a resume or the cache would do, reading the store without writing it."""
+    from .._store._database import Store
+    from .._store._dry import DryRun
+
+    if settings.store is None or (
+        settings.resume is None and not settings.cache and not _any_cache(task)
+    ):
         return None
-    assert settings.store is not None
     store = Store(settings.store)
-    if not store.path.is_file() and settings.resume == "last":
+    if not store.path.is_file():
         return None
     connection = store.connect()
     try:
-        return resume_plan(settings, store, connection, task, context)
+        plan = resume_plan(settings, store, connection, task, context)
     finally:
         connection.close()
+    return DryRun(plan, task, context if isinstance(context, dict) else {})
 
 
 def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, Any]]:
@@ -140,7 +188,7 @@ def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, An
         )
     results: dict[str, Any] = {}
     for stored in previous.tasks:
-        if stored.is_group or stored.status not in ("succeeded", "reused"):
+        if stored.is_group or stored.status not in ("succeeded", "reused", "cached"):
             continue
         usable, value, _ = decode_result(
             stored.result_format, stored.result, pickle_results=settings.pickle_results
@@ -148,15 +196,3 @@ def stored_results(settings: RunSettings, task: Task) -> tuple[str, dict[str, An
         if usable:
             results[stored.key] = value
     return f"run {previous.id}", results
-
-
-class BothPlans:
-    """A partial run's plan first (what it leaves out stays out), then a resume's."""
-
-    def __init__(self, first: Plan, second: Plan) -> None:
-        self.first = first
-        self.second = second
-
-    def decide(self, record: TaskRun, context: Context) -> Decision | None:
-        decision = self.first.decide(record, context)
-        return decision if decision is not None else self.second.decide(record, context)

@@ -28,7 +28,7 @@ EXIT_FAILED = 1
 EXIT_CANCELLED = 128 + signals.SIGINT
 
 #: The statuses a run that succeeded ends in (a resume that reused everything too).
-_SUCCESSES = frozenset({Status.SUCCEEDED, Status.REUSED})
+_SUCCESSES = frozenset({Status.SUCCEEDED, Status.REUSED, Status.CACHED})
 
 
 class TaskFailure(NamedTuple):
@@ -52,11 +52,15 @@ class Counts:
     skipped: int = 0
     cancelled: int = 0
     reused: int = 0
+    #: Taken from the cache (``cache: true``), not from a run resumed.
+    cached: int = 0
 
     @property
     def total(self) -> int:
         """Every leaf task the run reached."""
-        return self.succeeded + self.failed + self.skipped + self.cancelled + self.reused
+        return (
+            self.succeeded + self.failed + self.skipped + self.cancelled + self.reused + self.cached
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class RunResult:
     :ivar start: wall-clock start, seconds since the epoch
     :ivar duration: seconds the run took
     :ivar counts: leaf tasks by how they ended (:class:`Counts`:
-        ``succeeded``, ``failed``, ``skipped``, ``cancelled``, ``reused``)
+        ``succeeded``, ``failed``, ``skipped``, ``cancelled``, ``reused``, ``cached``)
     :ivar failures: each task that failed, as ``(path, error)``, in tree order
     :ivar signal: the signal that stopped the run (``handle_signals=True``), or None
     :ivar recording_errors: why the run's record (the run store, the event
@@ -127,6 +131,7 @@ class RunResult:
                 (counts.skipped, "skipped"),
                 (counts.cancelled, "cancelled"),
                 (counts.reused, "reused"),
+                (counts.cached, "cached"),
             )
             if count
         ]
@@ -167,6 +172,7 @@ class RunResult:
                 skipped=tally[Status.SKIPPED],
                 cancelled=tally[Status.CANCELLED],
                 reused=tally[Status.REUSED],
+                cached=tally[Status.CACHED],
             ),
             failures=tuple(failures),
             signal=signals.Signals(signal) if signal is not None else None,

@@ -19,7 +19,7 @@ from .._engine._exceptions import TaskTypeError
 from .._engine._run import create_run, drive, set_default_runner, validate_tree
 from .._engine._task import Task
 from ._assembly import RunListeners
-from ._plans import BothPlans, open_recorder, planned_resume, stored_results
+from ._plans import open_recorder, planned_resume, stored_results
 from ._result import RunResult
 from ._settings import RunSettings
 from ._signals import Interrupted, SignalHandling, takes_keyboard_interrupt, tell
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .._engine._partial import PartialRun, RunPlan
     from .._engine._run import Run
     from .._engine._slots import JobSlots
-    from .._engine._state import Plan
     from .._engine._task import Context
     from .._listeners._event_file import EventTarget
     from .._listeners._settings import Display, Verbosity
@@ -87,6 +86,9 @@ class Runner:
         they depend on changed (see docs/store.md); needs a store
     :param pickle_results: store results that JSON cannot hold exactly as
         pickles, and load pickled results when resuming (only for stores you trust)
+    :param cache: reuse the stored result of any earlier run of the same flow
+        whose reuse key equals the task's (a task's or group's ``cache``
+        attribute says otherwise for it); needs a store (see docs/store.md)
     :param flow_file: the flow file the tree was loaded from, recorded with
         the run; ``resume="last"`` picks the newest run of this file (else of
         a root with the same name)
@@ -147,6 +149,7 @@ class Runner:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
+        cache: bool = False,
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
         grace: float | None = None,
@@ -175,6 +178,7 @@ class Runner:
             store=store,
             resume=resume,
             pickle_results=pickle_results,
+            cache=cache,
             flow_file=flow_file,
             handle_signals=handle_signals,
             grace=grace,
@@ -259,9 +263,13 @@ class Runner:
                 run.slots = job_slots(settings)
                 listeners = RunListeners(settings, recorder)
                 run.listeners = listeners.listeners
-                partial = self._partial_run(run, stored)
-                run.plan = _both(partial, resume)
-                if resume is not None and listeners.display.value != "none":
+                run.plan = self._partial_run(run, stored)
+                run.reuser = resume
+                if (
+                    resume is not None
+                    and resume.previous is not None
+                    and listeners.display.value != "none"
+                ):
                     _announce(settings.stream, resume.announcement())
                 if handling is not None:
                     handling.watch(run)
@@ -279,6 +287,8 @@ class Runner:
                     run.slots.close()
                 if recorder is not None:
                     failure = await recorder.wait_closed()
+                    for notice in recorder.notices:
+                        tell(f"flow2: {notice}")
                     if failure is not None:
                         problems.append(failure)
         except asyncio.CancelledError:
@@ -302,8 +312,10 @@ class Runner:
         """What :meth:`execute` would do with ``task``: each task run, skipped or reused, and why.
 
         Nothing runs. Conditions that read only the starting context (a flow's
-        variables) are decided; the others are noted. With ``resume=``, the
-        plan says which tasks the resume would reuse, and why the others run.
+        variables) are decided; the others are noted. With ``resume=`` (or the
+        cache: ``cache=True``, a task's ``cache``), the plan says which tasks
+        would be reused, and why the others run: keys are computed from what is
+        known before the run (see docs/store.md).
 
         :returns: a :class:`flow2.RunPlan`
         :raises flow2.DefinitionError: when the tree is wrong, as :meth:`execute` would
@@ -366,12 +378,6 @@ def job_slots(settings: RunSettings) -> JobSlots | None:
     except OSError:  # no fifo here (a read-only temporary directory): slots without make
         pool = None
     return JobSlots(settings.jobs, pool)
-
-
-def _both(first: Plan | None, second: Plan | None) -> Plan | None:
-    if first is None or second is None:
-        return first or second
-    return BothPlans(first, second)
 
 
 def _announce(stream: TextIO | None, text: str) -> None:

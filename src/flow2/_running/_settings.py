@@ -82,6 +82,9 @@ class RunSettings:
     store_keep: int | None = None
     resume: str | None = None
     pickle_results: bool = False
+    cache: bool = False
+    #: ``FLOW2_CACHE_SALT``: part of every reuse key (change it to reuse nothing stored before).
+    cache_salt: str = ""
     flow_file: str | None = None
     handle_signals: bool = False
     grace: float = DEFAULT_GRACE
@@ -127,6 +130,7 @@ class RunSettings:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
+        cache: bool = False,
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
         grace: float | None = None,
@@ -174,6 +178,13 @@ class RunSettings:
                 f"resume={resume!r} is not a run; give a run id, a unique prefix, or 'last'",
                 option="resume",
                 value=resume,
+            )
+        if cache and store_path is None:
+            raise ConfigurationError(
+                "cache=True needs a run store to keep results in; pass store='.flow2' "
+                "(or another directory), or set FLOW2_STORE",
+                option="cache",
+                value=cache,
             )
         if resume is not None and store_path is None:
             raise ConfigurationError(
@@ -231,6 +242,8 @@ class RunSettings:
             store_keep=_store_keep(environ) if store_path is not None else None,
             resume=resume,
             pickle_results=bool(pickle_results),
+            cache=bool(cache),
+            cache_salt=environ.get("FLOW2_CACHE_SALT", ""),
             flow_file=os.path.abspath(flow_file) if flow_file is not None else None,
             handle_signals=bool(handle_signals),
             grace=_grace(grace, environ),

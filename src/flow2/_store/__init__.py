@@ -20,6 +20,9 @@ with the first run that records.
   and constants it uses, closures, defaults, values, class); values of any depth.
 - ``_files``: content digests of the files a task declares, with a stat index
   like git's (racy-clean guard), read in threads, kept in SQLite.
-- ``_resume``: the plan that reuses what succeeded in an earlier run.
+- ``_keys``: a task's reuse key, part by part, and how two keys differ.
+- ``_reuse``: the reuser: keys each task as it is about to start, reuses an
+  entry of an equal key (a resume's lineage, the cache), says why not.
+- ``_dry``: what a dry run says the reuser would do.
 - ``_history``: the text ``flow2 runs`` prints.
 """

@@ -141,6 +141,9 @@ class StoredTask:
     #: Its attempts that failed and were retried, in order: ``[end, retry delay,
     #: error type, error message, traceback]`` each.
     retries: list[list[Any]] = field(default_factory=list)
+    #: Seconds its work waited for a process or Dask worker; ``started_at`` is
+    #: when the work began there.
+    queued: float = 0.0
 
 
 @dataclass
@@ -611,6 +614,10 @@ class Store:
                     connection.execute(f"DELETE FROM tasks WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_batches WHERE run_id IN ({marks})", chunk)
                     connection.execute(f"DELETE FROM task_notes WHERE run_id IN ({marks})", chunk)
+                    connection.execute(f"DELETE FROM task_keys WHERE run_id IN ({marks})", chunk)
+                    connection.execute(
+                        f"DELETE FROM cache_entries WHERE run_id IN ({marks})", chunk
+                    )
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
                 self._delete_unused_definitions(connection, dropped)
                 connection.execute("COMMIT")
@@ -731,6 +738,7 @@ def _task_from(
         definition=definitions.get(row["definition"]),
         reads=json.loads(reads) if reads is not None else None,
         **_noted(note),
+        queued=row["queued"] or 0.0,
     )
 
 

@@ -84,7 +84,9 @@ def show_lines(run: StoredRun) -> list[str]:
         stack.extend((child, depth + 1) for child in reversed(children.get(task.number, [])))
     counts = ", ".join(f"{count} {name}" for name, count in _counts(run).items())
     lines += ["", f"{visible(run.name)} {run.status} in {_seconds(run.duration)}: {counts}"]
-    again = [task for task in run.tasks if not task.is_group and task.status != "reused"]
+    again = [
+        task for task in run.tasks if not task.is_group and task.status not in ("reused", "cached")
+    ]
     reasons = [task for task in again if task.reason]
     if reasons:
         lines.append("Ran again:")
@@ -109,13 +111,16 @@ def show_lines(run: StoredRun) -> list[str]:
 def _tree_line(task: StoredTask, depth: int) -> str:
     word = _WORDS.get(task.status, task.status.upper())
     line = f"{'  ' * depth}{word:<10}{visible(task.path[-1])}"
-    if task.duration is not None and task.status != Status.REUSED.value:
+    if task.duration is not None and task.status not in (
+        Status.REUSED.value,
+        Status.CACHED.value,
+    ):
         line += f" ({task.duration:.2f}s)"
     if task.status == "failed" and task.error_type and not task.is_group:
         line += f": {task.error_type}"
         if task.error_message:
             line += f": {task.error_message.splitlines()[0]}"
-    elif task.status in ("reused", "skipped") and task.reason:
+    elif task.status in ("reused", "cached", "skipped") and task.reason:
         line += f": {task.reason}"
     return line
 

@@ -41,6 +41,7 @@ from .._engine._output import KEPT_LINES
 from .._listeners._text import error_message, user_traceback
 from ._failures import cause_of, rollback
 from ._liveness import RUNNING, process_identity
+from ._reuse import RAN, save_file_index
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
 from ._schema import BATCH_COLUMNS, NOTE_COLUMNS, TASK_COLUMNS, insert_rows, upsert
 from ._values import encode_result, encode_variables
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from .._engine._state import TaskRun
     from .._listeners._secrets import SecretMasker
     from ._database import Store
-    from ._resume import ResumePlan
+    from ._reuse import Decided, ReusePlan
 
 #: Seconds between two commits of the writer thread.
 FLUSH_INTERVAL = 0.5
@@ -64,7 +65,7 @@ HEARTBEAT_INTERVAL = 5.0
 OUTPUT_LINES = KEPT_LINES
 
 _RUNNING, _RETRYING = Status.RUNNING, Status.RETRYING
-_SUCCEEDED, _REUSED = Status.SUCCEEDED, Status.REUSED
+_SUCCEEDED, _REUSED, _CACHED = Status.SUCCEEDED, Status.REUSED, Status.CACHED
 _TRACEBACK = (Status.FAILED, Status.RETRYING)
 
 # Upserts: a row written before (a task written as running, notes that
@@ -75,6 +76,8 @@ _INSERT_NOTES = "INSERT INTO task_notes VALUES"
 
 _TASK_UPSERT = upsert("tasks", TASK_COLUMNS)
 _NOTE_UPSERT = upsert("task_notes", NOTE_COLUMNS)
+_INSERT_KEY = "INSERT OR REPLACE INTO task_keys VALUES (" + ", ".join("?" * 10) + ")"
+_INSERT_ENTRY = "INSERT OR REPLACE INTO cache_entries VALUES (" + ", ".join("?" * 12) + ")"
 _INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * len(BATCH_COLUMNS)) + ")"
 
 # The other events' facts:
@@ -90,7 +93,7 @@ class StoreRecorder:
     :param flow_file: the flow file the tree was loaded from, when there is one
     :param pickle_results: store results JSON cannot hold exactly as pickles
     :param masker: the secrets to mask in what is stored
-    :param plan: the resume plan, whose reasons are stored for tasks that run again
+    :param plan: the run's reuser: each task's key, what was decided, why
     :param keep: runs kept after this one ends (None: all)
     :param connection: an open connection to the store (made with ``shared=True``),
         which the recorder takes over and closes
@@ -106,7 +109,7 @@ class StoreRecorder:
         flow_file: str | None = None,
         pickle_results: bool = False,
         masker: SecretMasker | None = None,
-        plan: ResumePlan | None = None,
+        plan: ReusePlan | None = None,
         keep: int | None = None,
         connection: sqlite3.Connection | None = None,
     ) -> None:
@@ -118,6 +121,8 @@ class StoreRecorder:
         self.plan = plan
         self.keep = keep
         self.run_id: str | None = None
+        #: Lines for the person at the run's end (a source edited while its task ran).
+        self.notices: list[str] = []
         #: What went wrong in the writer thread, reported when the run ends.
         self.failure: BaseException | None = None
         #: Why the runs beyond ``keep`` were not deleted (the run itself was recorded).
@@ -146,6 +151,7 @@ class StoreRecorder:
                 and not event.output
                 and not self._outputs
                 and event.duration is not None  # None: from a task's own success hook
+                and not event.record.queued  # the wait has a column of tasks only
             ):
                 self._add_end((event.record, event.time, event.attempt, event.duration))
             else:
@@ -172,7 +178,9 @@ class StoreRecorder:
         status = event.status
         record = event.record
         encoded = None
-        if (status is _SUCCEEDED or status is _REUSED) and record.task.stores_result:
+        if (
+            status is _SUCCEEDED or status is _REUSED or status is _CACHED
+        ) and record.task.stores_result:
             encoded = encode_result(
                 event.result, pickle_results=self.pickle_results, masker=self.masker
             )
@@ -323,7 +331,7 @@ class StoreRecorder:
                 RUNNING,
                 os.getpid(),
                 socket.gethostname(),
-                plan.previous.id if plan is not None else None,
+                plan.previous_id if plan is not None else None,
                 process_identity(os.getpid()),
             ),
         )
@@ -338,10 +346,13 @@ class StoreRecorder:
             # (see test_a_task_running_when_the_writer_commits_shows_running_then_has_one_row).
             started = self._run.started[self._started_taken :]
             self._started_taken += len(started)
-        rows.add_successes(_take(self._ends, END_STRIDE))
+        ends = _take(self._ends, END_STRIDE)
         other = self._other
-        for _ in range(len(other)):
-            rows.add_other(other.popleft())
+        items = [other.popleft() for _ in range(len(other))]
+        keyed = self._keyed(ends, items) if self.plan is not None else None
+        rows.add_successes(ends)
+        for item in items:
+            rows.add_other(item)
         batch = rows.take(started)
         end = rows.end
         if not batch and end is None and not self._stop.is_set():
@@ -375,6 +386,14 @@ class StoreRecorder:
                     insert_rows(
                         connection, _INSERT_NOTES, NOTE_ROW, _NOTE_UPSERT, run_id, columns[1:]
                     )
+                if keyed is not None:
+                    keys, entries = keyed
+                    connection.executemany(_INSERT_KEY, keys)
+                    connection.executemany(_INSERT_ENTRY, entries)
+                    if end is not None and self.plan is not None:
+                        # What the file index learnt: the next run reads
+                        # unchanged files from their stat alone.
+                        save_file_index(self.plan.index, connection)
                 if end is not None:
                     _, status, ended_at, error = end
                     connection.execute(
@@ -402,6 +421,109 @@ class StoreRecorder:
         self.store.retry(connection, commit)
         self._committed_at = time.time()
         return True
+
+    def _keyed(
+        self, ends: list[Any], items: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The ``task_keys`` rows of the tasks that ended, and the cache entries to write.
+
+        An entry is written only for a success, in the transaction that
+        writes the success: a task killed or interrupted never looks up to
+        date. Its declared sources are digested again first: one that
+        changed while the task ran means its result may not match its key,
+        and no entry is written (the run says so).
+        """
+        plan = self.plan
+        assert plan is not None
+        keys: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
+        ended = [(record, _SUCCEEDED, None) for record in ends[0::END_STRIDE]]
+        ended += [
+            (item[0], item[4], item[5])
+            for item in items
+            if item[0] is not None and len(item) != END_STRIDE and item[4] is not _RETRYING
+        ]
+        for record, status, encoded in ended:
+            decided = plan.decisions.get(record.number)
+            if decided is None:
+                continue
+            held = len(entries)
+            if status is _SUCCEEDED and decided.outcome == RAN and decided.key is not None:
+                entry = self._entry_of(record, decided, encoded)
+                if entry is not None:
+                    entries.append(entry)
+            elif (status is _REUSED or status is _CACHED) and decided.entry is not None:
+                old = decided.entry
+                entries.append(
+                    (
+                        plan.flow,
+                        json.dumps(list(old.path)),
+                        old.key,
+                        json.dumps(old.parts),
+                        json.dumps(old.details),
+                        json.dumps(old.outputs),
+                        old.result_format,
+                        old.result,
+                        old.result_note,
+                        self.run_id,
+                        old.origin,
+                        time.time(),
+                    )
+                )
+            keys.append(
+                (
+                    self.run_id,
+                    record.number,
+                    self._mask(json.dumps(list(decided.path))),
+                    decided.key,
+                    # The parts are written once: with the entry, when there is one
+                    # (flow2 explain reads them there).
+                    json.dumps(decided.parts) if len(entries) == held else None,
+                    self._mask(json.dumps(decided.details)) if len(entries) == held else None,
+                    decided.outcome,
+                    self._mask(decided.reason) if decided.reason else None,
+                    self._mask(json.dumps(decided.differences)) if decided.differences else None,
+                    decided.compared,
+                )
+            )
+        return keys, entries
+
+    def _entry_of(
+        self, record: TaskRun, decided: Decided, encoded: tuple[Any, ...] | None
+    ) -> tuple[Any, ...] | None:
+        plan = self.plan
+        assert plan is not None
+        task = record.task
+        if task.sources:
+            after = plan.index.digests(task.sources, plan.base)
+            changed = [
+                path
+                for path in sorted(set(after) | set(decided.sources))
+                if after.get(path) != decided.sources.get(path)
+            ]
+            if changed:
+                decided.reason = f"not kept for reuse: sources: {changed[0]} changed while it ran"
+                self.notices.append(
+                    f"task {' › '.join(record.path)!r}: {changed[0]} changed while it ran; "
+                    f"its result is not kept for reuse"
+                )
+                return None
+        outputs = plan.index.digests(task.outputs, plan.base) if task.outputs else {}
+        result_format, result, note = encoded if encoded is not None else ("json", "null", None)
+        return (
+            plan.flow,
+            self._mask(json.dumps(list(decided.path))),
+            decided.key,
+            json.dumps(decided.parts),
+            self._mask(json.dumps(decided.details)),
+            json.dumps(outputs),
+            result_format,
+            result,
+            note,
+            self.run_id,
+            self.run_id,
+            time.time(),
+        )
 
     def _masked_error(self, error: tuple[str, str, str]) -> dict[str, str]:
         return {

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from .._engine._state import TaskRun
-    from ._resume import ResumePlan
+    from ._reuse import ReusePlan
 
 #: The length of a plain success in the flat list: record, time, attempt, duration.
 END_STRIDE = 4
@@ -59,12 +59,12 @@ END_STRIDE = 4
 
 #: Rows of ``tasks``, by kind: the run id (?1) and the values all rows of a
 #: kind share are written in the SQL, the others are parameters.
-RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL)"
+RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
 TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
 
-_RETRYING, _REUSED = Status.RETRYING, Status.REUSED
+_RETRYING, _REUSED, _CACHED = Status.RETRYING, Status.REUSED, Status.CACHED
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 _TASK = attrgetter("task")
@@ -138,7 +138,7 @@ class TaskRows:
 
     :param run_id: the run's id
     :param masker: the secrets to mask in names, keys, messages and output
-    :param plan: the resume plan, whose reasons are kept for the tasks that run again
+    :param plan: the run's reuser, whose reasons are kept for the tasks that run again
     :param tree_has_needs: whether a task of the tree has needs or a condition
     """
 
@@ -146,7 +146,7 @@ class TaskRows:
         self,
         run_id: str,
         masker: SecretMasker | None,
-        plan: ResumePlan | None,
+        plan: ReusePlan | None,
         *,
         tree_has_needs: bool = True,
     ) -> None:
@@ -347,7 +347,7 @@ class TaskRows:
         value = status.value
         if task.stores_result and value in self.counts:
             self.counts[value] += 1
-        if status is _REUSED:
+        if status is _REUSED or status is _CACHED:
             start = when
         elif self.plan is not None and record.start_time:
             self._note_rerun(record)
@@ -404,6 +404,7 @@ class TaskRows:
             result_format,
             result,
             definition,
+            record.queued or None,
         )
 
     def _note_rerun(self, record: TaskRun) -> None:
@@ -411,7 +412,7 @@ class TaskRows:
         assert self.plan is not None
         task = record.task
         if task.stores_result:
-            reason = self.plan.rerun_reason(record.path, task.key)
+            reason = self.plan.rerun_reason(record)
             if reason is not None:
                 self._note(record.number)[_REASON] = self._mask(reason)
 

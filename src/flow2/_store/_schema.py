@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 APPLICATION = "flow2 run store"
 #: The schema this flow2 writes (2: a run's error, a task's retried attempts;
 #: 3: plain successes packed in ``task_batches``; 4: a run's ``process``, which
-#: tells a live run from a killed one whose pid was given to another process).
-SCHEMA_VERSION = 4
+#: tells a live run from a killed one whose pid was given to another process;
+#: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
+#: kept for reuse, and a task's ``queued`` seconds).
+SCHEMA_VERSION = 5
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
 
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     result_format TEXT,
     result BLOB,
     definition TEXT,
+    queued REAL,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS task_notes (
@@ -109,8 +112,47 @@ CREATE TABLE IF NOT EXISTS task_batches (
     PRIMARY KEY (run_id, batch)
 )"""
 
+# Each task's reuse key in a run (``parts``: JSON of part → digest;
+# ``details``: the names that explain its order), what was decided
+# (``reused``, ``cached``, ``ran``), why, and the differences against the
+# entry it could have used. A cache entry is written with a task's success,
+# in the same transaction, for the run it succeeded in (``origin``) and
+# again for each run that reuses it (``run_id``): the lineage of a resume
+# finds it in its own runs.
+_REUSE_TABLES = [
+    """CREATE TABLE IF NOT EXISTS task_keys (
+    run_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    key TEXT,
+    parts TEXT,
+    details TEXT,
+    decision TEXT NOT NULL,
+    reason TEXT,
+    differences TEXT,
+    entry_run TEXT,
+    PRIMARY KEY (run_id, number)
+)""",
+    """CREATE TABLE IF NOT EXISTS cache_entries (
+    flow TEXT NOT NULL,
+    path TEXT NOT NULL,
+    key TEXT NOT NULL,
+    parts TEXT NOT NULL,
+    details TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    result_format TEXT,
+    result BLOB,
+    result_note TEXT,
+    run_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, path)
+)""",
+    "CREATE INDEX IF NOT EXISTS cache_entries_by_flow ON cache_entries (flow, path)",
+]
+
 #: The keys of ``runs.counts``: what a run's leaf tasks ended in.
-COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused")
+COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused", "cached")
 
 #: The parent of the root in ``task_batches.parents``.
 NO_PARENT = -1
@@ -147,6 +189,7 @@ TASK_COLUMNS = (
     "result_format",
     "result",
     "definition",
+    "queued",
 )
 NOTE_COLUMNS = (
     "run_id",
@@ -161,7 +204,7 @@ NOTE_COLUMNS = (
     "retries",
 )
 
-_SCHEMA = _SCHEMA_TABLES + _TASK_BATCHES
+_SCHEMA = ";".join([_SCHEMA_TABLES + _TASK_BATCHES, *_REUSE_TABLES])
 
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
 MIGRATIONS: dict[int, list[str]] = {
@@ -176,6 +219,8 @@ MIGRATIONS: dict[int, list[str]] = {
     # Which process recorded the run: the boot and the process's start time
     # (see flow2._store._liveness.process_identity).
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
+    # Seconds a task's work waited for a remote worker (its start is the work's).
+    4: [*_REUSE_TABLES, "ALTER TABLE tasks ADD COLUMN queued REAL"],
 }
 
 

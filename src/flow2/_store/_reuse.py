@@ -1,0 +1,410 @@
+"""Reuse by key: the run store's decision, made as each task is about to start.
+
+Every task of a recorded run gets a reuse key (see ``_keys``) once its
+needs have finished and its condition held. A stored entry with an equal
+key stands in for it:
+
+- with ``--resume``, the entry of the task's *latest* state in the lineage
+  (the run resumed, the run that one resumed, and so on), when that state
+  is a success: a failure, a cancellation or an interrupted attempt there
+  makes it run; a run that left it out (``--only``, a skip, a kill before
+  it started) is looked through;
+- with ``cache: true`` (a task, its group, the flow, ``Runner(cache=True)``),
+  the newest entry with that key from any run of the same flow.
+
+An entry is reused only while its recorded outputs are as they were and
+its result can be loaded. A task that runs keeps why, and the field-by-field
+differences against the entry it could have used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._engine._state import Reuse
+from ._files import FileIndex
+from ._keys import KeyMaker, NotReusable, differences, is_code_part, key_of, outputs_changed
+from ._values import decode_result
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Mapping, Sequence
+
+    from .._engine._state import TaskRun
+    from .._engine._task import Context, Task
+    from ._database import Store, StoredRun
+
+Path = tuple[str, ...]
+
+REUSED, CACHED, RAN = "reused", "cached", "ran"
+ON_THE_FLY = "created while the run ran: only the tree's own tasks are reused"
+
+
+@dataclass
+class Entry:
+    """A result kept for reuse, with the key it was computed under."""
+
+    path: Path
+    key: str
+    parts: dict[str, str]
+    details: dict[str, Any]
+    outputs: dict[str, str]
+    result_format: str | None
+    result: str | bytes | None
+    result_note: str | None
+    run_id: str
+    origin: str
+
+
+@dataclass
+class State:
+    """A task's latest state in a lineage: its entry, or why there is none."""
+
+    run_id: str
+    entry: Entry | None
+    reason: str | None = None
+
+
+@dataclass
+class Decided:
+    """What was decided for one task of this run, and from what."""
+
+    path: Path
+    key: str | None = None
+    parts: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    outcome: str = RAN
+    reason: str | None = None
+    differences: list[str] = field(default_factory=list)
+    entry: Entry | None = None
+    compared: str | None = None
+
+
+class ReusePlan:
+    """The run's reuser: keys every task, reuses what an equal key allows.
+
+    :param keys: computes the keys
+    :param flow: what names the flow across runs (its file, else its root's name)
+    :param previous: the run resumed (None: no resume)
+    :param states: each task's latest state in the lineage of ``previous``
+    :param cached: the cache entries of this flow, by path, newest first
+    :param cache_all: ``Runner(cache=True)``: every task caches unless it says no
+    :param base: the directory ``sources:`` and ``outputs:`` are relative to
+    :param pickle_results: load results stored as pickles
+    :param index: the file index to digest ``sources:`` and ``outputs:`` with
+    """
+
+    def __init__(
+        self,
+        keys: KeyMaker,
+        *,
+        flow: str,
+        previous: StoredRun | None = None,
+        states: Mapping[Path, State] | None = None,
+        cached: Mapping[Path, list[Entry]] | None = None,
+        cache_all: bool = False,
+        base: pathlib.Path | None = None,
+        pickle_results: bool = False,
+        index: FileIndex | None = None,
+    ) -> None:
+        self.keys = keys
+        self.flow = flow
+        self.previous = previous
+        self.states = states
+        self.cached = cached or {}
+        self.cache_all = cache_all
+        self.base = base or pathlib.Path.cwd()
+        self.pickle_results = pickle_results
+        #: The digests of declared files (remembered across runs when the index can be).
+        self.index = index if index is not None else FileIndex()
+        #: What was decided for each task, by its record's number.
+        self.decisions: dict[int, Decided] = {}
+        #: For each result key produced in this run, the key of its task.
+        self.produced: dict[str, str] = {}
+        self._code_unknown = False
+
+    @property
+    def previous_id(self) -> str | None:
+        """The id of the run resumed, when this run resumes one."""
+        return self.previous.id if self.previous is not None else None
+
+    def announcement(self) -> str:
+        """The line a resumed run prints before its first task starts."""
+        assert self.previous is not None
+        ready = sum(1 for state in (self.states or {}).values() if state.entry is not None)
+        return (
+            f"resuming run {self.previous.id}: {ready} task{'' if ready == 1 else 's'} "
+            f"succeeded in its lineage, reused where their keys are unchanged"
+        )
+
+    def rerun_reason(self, record: TaskRun) -> str | None:
+        """Why the task of ``record`` ran, when it was looked up and not reused."""
+        decided = self.decisions.get(record.number)
+        if decided is None or decided.outcome != RAN:
+            return None
+        return decided.reason
+
+    async def decide(self, record: TaskRun, context: Context) -> Reuse | None:
+        """Reuse a stored result whose key equals the task's, or None to run it."""
+        task = record.task
+        if not task.stores_result:
+            return None
+        chain = _chain(record, self.keys)
+        files: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        if chain is not None and (task.sources or task.outputs):
+            # Hashing files touches the disk: in a thread, never on the loop.
+            try:
+                files = await asyncio.to_thread(self.digest_files, task)
+            except OSError as error:
+                decided = self.decisions[record.number] = Decided(record.path)
+                decided.reason = f"not reusable: its declared files cannot be read ({error})"
+                return None
+        return self.judge(record.number, record.path, chain, context, *files)
+
+    def digest_files(self, task: Task) -> tuple[dict[str, str], dict[str, str]]:
+        """The digests of the task's declared sources, and of its outputs as they are now."""
+        index, base = self.index, self.base
+        return (
+            index.digests(task.sources, base) if task.sources else {},
+            index.digests(task.outputs, base) if task.outputs else {},
+        )
+
+    def judge(
+        self,
+        number: int,
+        path: Path,
+        chain: Sequence[Task] | None,
+        context: Context,
+        sources: Mapping[str, str],
+        outputs: Mapping[str, str],
+        *,
+        code_unknown: bool = False,
+    ) -> Reuse | None:
+        """Key the task at the end of ``chain`` and decide (what :meth:`decide` and a
+        dry run share); the decision is kept in :attr:`decisions` under ``number``.
+
+        :param code_unknown: the callback is a stand-in (a dry run imports no
+            callback): its code is left out of the comparison, and a reuse says so
+        """
+        self._code_unknown = code_unknown
+        decided = self.decisions[number] = Decided(path)
+        if chain is None:
+            decided.reason = ON_THE_FLY
+            return None
+        task = chain[-1]
+        try:
+            parts, details = self.keys.parts(chain, context, self.produced)
+        except NotReusable as error:
+            self.produced.pop(task.key, None)
+            decided.reason = error.reason
+            return None
+        except Exception as error:  # a key that cannot be computed never fails the task
+            self.produced.pop(task.key, None)
+            decided.reason = f"not reusable: its key could not be computed ({error!r})"
+            return None
+        parts.update((f"source {file}", digest) for file, digest in sources.items())
+        decided.sources = dict(sources)
+        key = decided.key = key_of(parts)
+        decided.parts, decided.details = parts, details
+        self.produced[task.key] = key
+        reason = None
+        if self.states is not None:
+            assert self.previous is not None
+            state = self.states.get(path)
+            if state is None:
+                reason = f"new: not in run {self.previous.id} nor in the runs it resumed"
+            elif state.entry is None:
+                reason = state.reason or f"no result kept in run {state.run_id}"
+            else:
+                reuse = self._try(state.entry, decided, outputs, REUSED)
+                if isinstance(reuse, Reuse):
+                    return reuse
+                reason = reuse
+        if self._caches(chain):
+            entries = self.cached.get(path, [])
+            entry = next((entry for entry in entries if entry.key == key), None)
+            if entry is None and entries:
+                entry = entries[0]
+            if entry is None:
+                reason = reason or "new: no cache entry for it yet"
+            else:
+                reuse = self._try(entry, decided, outputs, CACHED)
+                if isinstance(reuse, Reuse):
+                    return reuse
+                reason = reason or reuse
+        decided.reason = reason
+        return None
+
+    def _try(
+        self, entry: Entry, decided: Decided, outputs: Mapping[str, str], outcome: str
+    ) -> Reuse | str:
+        """Reuse ``entry``, or say why not."""
+        decided.compared = entry.origin
+        if self._code_unknown:
+            old_parts, new_parts = _without_code(entry.parts), _without_code(decided.parts)
+        else:
+            old_parts, new_parts = entry.parts, decided.parts
+        if entry.key != decided.key and old_parts != new_parts:
+            told = differences(old_parts, new_parts, entry.details, decided.details)
+            decided.differences = told
+            return _one_line(told)
+        changed = outputs_changed(entry.outputs, outputs)
+        if changed:
+            decided.differences = changed
+            return _one_line(changed)
+        usable, value, why = decode_result(
+            entry.result_format, entry.result, pickle_results=self.pickle_results
+        )
+        if not usable:
+            if entry.result_format is None and entry.result_note:
+                why = entry.result_note
+            return f"result not stored: {why}"
+        decided.outcome, decided.entry = outcome, entry
+        word = "succeeded in" if outcome == REUSED else "cached from"
+        decided.reason = f"{word} run {entry.origin}"
+        if entry.key != decided.key:
+            decided.reason += ", if its code is unchanged (a dry run imports no callback)"
+        return Reuse(value, decided.reason, cached=outcome == CACHED)
+
+    def _caches(self, chain: Sequence[Task]) -> bool:
+        for task in reversed(chain):
+            if task.cache is not None:
+                return bool(task.cache)
+        return self.cache_all
+
+
+def _without_code(parts: Mapping[str, str]) -> dict[str, str]:
+    """``parts`` less those of a callable's behaviour (``code``, ``constant …``, …)."""
+    return {name: digest for name, digest in parts.items() if not is_code_part(name)}
+
+
+def _one_line(told: list[str]) -> str:
+    if len(told) > 1:
+        return f"{told[0]} (and {len(told) - 1} more: flow2 explain)"
+    return told[0] if told else "its key changed"
+
+
+def _chain(record: TaskRun, keys: KeyMaker) -> list[Task] | None:
+    """The tasks from the root down to ``record``'s; None for a task made on the fly."""
+    chain = [record.task]
+    parent = record.parent
+    while parent is not None:
+        if not keys.is_child(parent.task, chain[-1]):
+            return None
+        chain.append(parent.task)
+        parent = parent.parent
+    chain.reverse()
+    return chain
+
+
+# Reading the store ---------------------------------------------------------------
+
+_UNFINISHED = {"running": "interrupted", "retrying": "interrupted"}
+
+
+def file_index(connection: sqlite3.Connection) -> FileIndex:
+    """The store's file index: the digests of declared files by their ``stat``,
+    kept between runs when this flow2's :class:`FileIndex` can (``load``/``save``)."""
+    load = getattr(FileIndex, "load", None)
+    if load is None:
+        return FileIndex()
+    index: FileIndex = load(connection)
+    return index
+
+
+def save_file_index(index: FileIndex, connection: sqlite3.Connection) -> None:
+    """Keep what ``index`` learnt, in the caller's transaction (when it can be kept)."""
+    save = getattr(index, "save", None)
+    if save is not None:
+        save(connection)
+
+
+def flow_identity(flow_file: str | None, root_name: str) -> str:
+    """What names a flow across runs: its file, else the name of its root."""
+    return flow_file if flow_file is not None else f"name:{root_name}"
+
+
+def read_entries(
+    connection: sqlite3.Connection, where: str, parameters: Sequence[Any]
+) -> list[Entry]:
+    """The cache entries ``where`` selects, newest first."""
+    rows = connection.execute(
+        "SELECT path, key, parts, details, outputs, result_format, result, result_note, "
+        f"run_id, origin FROM cache_entries WHERE {where} ORDER BY created DESC, rowid DESC",
+        parameters,
+    ).fetchall()
+    return [
+        Entry(
+            tuple(json.loads(path)),
+            key,
+            json.loads(parts),
+            json.loads(details),
+            json.loads(outputs),
+            result_format,
+            result,
+            note,
+            run_id,
+            origin,
+        )
+        for path, key, parts, details, outputs, result_format, result, note, run_id, origin in rows
+    ]
+
+
+def lineage_states(
+    store: Store, connection: sqlite3.Connection, previous: StoredRun
+) -> dict[Path, State]:
+    """Each task's latest state in the lineage of ``previous``."""
+    from ._database import StoreError
+
+    runs = [previous]
+    seen = {previous.id}
+    while runs[-1].resumed_from and runs[-1].resumed_from not in seen:
+        try:
+            older = store.find_run(connection, runs[-1].resumed_from)
+        except StoreError:  # deleted by retention: the lineage ends there
+            break
+        seen.add(older.id)
+        runs.append(older)
+    ids = [run.id for run in runs]
+    marks = ", ".join("?" * len(ids))
+    entries = {
+        (entry.run_id, entry.path): entry
+        for entry in read_entries(connection, f"run_id IN ({marks})", ids)
+    }
+    kept = dict(
+        ((run_id, tuple(json.loads(path))), reason)
+        for run_id, path, reason in connection.execute(
+            f"SELECT run_id, path, reason FROM task_keys WHERE run_id IN ({marks})", ids
+        )
+    )
+    states: dict[Path, State] = {}
+    for run in runs:
+        for task in run.tasks:
+            if task.is_group or task.path in states:
+                continue
+            entry = entries.get((run.id, task.path))
+            if entry is not None:
+                states[task.path] = State(run.id, entry)
+                continue
+            reason = _why_not(task.status, task.started_at, run.id, kept.get((run.id, task.path)))
+            if reason is not None:
+                states[task.path] = State(run.id, None, reason)
+    return states
+
+
+def _why_not(status: str, started_at: float | None, run_id: str, kept: str | None) -> str | None:
+    """Why a task's state in one run of the lineage stops the search; None: look further."""
+    if status == "failed":
+        return f"failed in run {run_id}"
+    if status in _UNFINISHED:
+        return f"did not finish in run {run_id} (the run was interrupted)"
+    if status == "cancelled" and started_at is not None:
+        return f"was cancelled in run {run_id}"
+    if status == "succeeded":
+        return f"no result kept in run {run_id}: {kept or 'no reuse key was recorded'}"
+    return None  # skipped, left out, reused from elsewhere, never started
