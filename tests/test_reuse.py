@@ -664,3 +664,14 @@ def test_tasks_from_python_declare_sources_outputs_and_the_cache(
     assert caught.value.option == "sources" and caught.value.task == "Build"
     with pytest.raises(flow2.DefinitionError, match="cache="):
         flow2.CallbackTask("Build", build, cache="yes")
+
+
+def test_a_changed_description_is_no_reason_to_run_again(tmp_path: Path) -> None:
+    described = CHECKS.replace("    name: {first}\n", "    name: {first}\n    description: {note}\n")
+    flow = write_flow(tmp_path, described.format(first="Lint", second="Test", note="old words"))
+    _run_flow(tmp_path, flow)
+    assert _ran(tmp_path) == ["Lint", "Test"]
+    write_flow(tmp_path, described.format(first="Lint", second="Test", note="new words"))
+    _run_flow(tmp_path, flow, "--resume")
+    assert _ran(tmp_path) == []
+    assert explained(tmp_path / ".flow2", "lint")["decision"] == "reused"

@@ -258,8 +258,9 @@ class KeyMaker:
         parts = tuple(
             (_OPTION_PARTS.get(name, f"option {name}"), digest)
             for name, digest in definition_of(task).items()
-            # A callback's code has parts of its own, below.
-            if not (name == "callback" and isinstance(task, CallbackTask))
+            # A callback's code has parts of its own, below. A description
+            # documents the task and changes nothing it does.
+            if name != "description" and not (name == "callback" and isinstance(task, CallbackTask))
         )
         if values is not None:
             self._definitions[values] = (options, parts)
