@@ -13,7 +13,7 @@ from ._words import DEFAULT_FLOW_NAMES, flow_and_variables
 
 #: What ``flow2 init`` writes; ``{name}`` is the project's name.
 STARTER = """\
-# The tasks of {name}, run by flow2 (https://pypi.org/project/flow2/).
+# The tasks of {name}, run by flow2 (`flow2 --help` says where its docs are).
 #   flow2 list              lists the tasks with their descriptions
 #   flow2 run               runs the default task (below)
 #   flow2 run NAME          runs that task, and the tasks it needs
