@@ -592,7 +592,7 @@ class _Builder:
         owners: dict[str, Node] = {}
         nodes = LoadedFlow(self.file, "", root).nodes()
         for node in nodes:
-            if node.task.stores_result:
+            if node.task.stores_result or node.task.gathers_results:
                 other = owners.setdefault(node.task.key, node)
                 if other is not node:
                     raise self.error(
