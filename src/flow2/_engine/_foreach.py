@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._exceptions import DefinitionError, DuplicateKeyError, TaskTypeError
 from ._gate import Gate
@@ -33,9 +33,6 @@ from ._groups import (
     run_serially,
 )
 from ._task import Context, Task, check_is_task, merge_needs, parameter_needs
-
-if TYPE_CHECKING:
-    from ._state import TaskRun
 
 #: Item values accepted as a list of items.
 _SEQUENCES = (list, tuple, range)
