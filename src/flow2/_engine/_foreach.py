@@ -256,8 +256,8 @@ class ForEach(TaskGroup):
             made = factory(item)
             if not isinstance(made, Task):
                 check_is_task(self.name, position, made, group=self)
-            other = names.setdefault(made.name, item)
-            if other is not item:
+            if made.name in names:
+                other = names[made.name]
                 raise DuplicateKeyError(
                     f"for-each group {self.name!r}: items {other!r} and {item!r} both make a "
                     f"task named {made.name!r}; an item's name is its identity in the run "
@@ -267,6 +267,7 @@ class ForEach(TaskGroup):
                     key=made.name,
                     value=item,
                 )
+            names[made.name] = item
             stack = [made]
             while stack:
                 task = stack.pop()

@@ -46,6 +46,8 @@ _STRUCTURE_KEYS = (
     "sources",
     "outputs",
     "env_inputs",
+    "for_each",
+    "as",
 )
 #: What every leaf task accepts: the files and variables of its reuse key.
 _LEAF_KEYS = ("sources", "outputs", "env_inputs")
@@ -249,6 +251,12 @@ class _Builder:
         #: Nodes with an ``if:``, and the expression it evaluates.
         self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
+        #: The item names (``as:``) of the for-each groups being built, innermost last.
+        self._scope: list[str] = []
+        #: For a node inside a for-each template, the item names its expressions know.
+        self.scopes: dict[int, frozenset[str]] = {}
+        #: The nodes of the for-each groups, whose ``for_each:`` reads are their needs.
+        self.for_each_nodes: list[Node] = []
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -361,7 +369,14 @@ class _Builder:
                 line,
                 missing[0],
             )
-        children = self.build_children(data, name) if takes_tasks else []
+        item_name = self.item_name(data, label, takes_tasks)
+        if item_name is not None:
+            self._scope.append(item_name)
+        try:
+            children = self.build_children(data, name) if takes_tasks else []
+        finally:
+            if item_name is not None:
+                self._scope.pop()
         from ._templates import defer_options, has_runtime_expression
 
         deferred = {key: value for key, value in options.items() if has_runtime_expression(value)}
@@ -386,8 +401,17 @@ class _Builder:
         checked = {
             key: value for key, value in options.items() if key not in deferred or key in required
         }
-        task = self.construct(factory, name, children, checked, label, data)
+        if item_name is not None:
+            from ._fanout import for_each_group
+
+            task = for_each_group(self, name, plugin_name, children, checked, data, item_name)
+        else:
+            task = self.construct(factory, name, children, checked, label, data)
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
+        if self._scope:
+            self.scopes[id(node)] = frozenset(self._scope)
+        if item_name is not None:
+            self.for_each_nodes.append(node)
         self.add_needs_and_condition(node, data)
         self.add_reuse_keys(node, data, label, takes_tasks)
         if deferred:
@@ -407,6 +431,12 @@ class _Builder:
                 ),
             )
         return node
+
+    def item_name(self, data: LineDict, label: str, takes_tasks: bool) -> str | None:
+        """The item's name of a ``for_each:`` group (None: the node has no ``for_each:``)."""
+        from ._fanout import check_for_each
+
+        return check_for_each(self, data, label, takes_tasks)
 
     def add_needs_and_condition(self, node: Node, data: LineDict) -> None:
         """``needs:`` and ``if:``, which every task accepts whatever its plugin."""
@@ -616,6 +646,10 @@ class _Builder:
             for key, value in deferred.items()
         ]
         expressions += [(node, "if", text) for node, text in self.conditions]
+        expressions += [
+            (node, "for_each", node.task.items_text)  # type: ignore[attr-defined]
+            for node in self.for_each_nodes
+        ]
         for node, key, value in expressions:
             try:
                 names = runtime_names(value)
@@ -635,8 +669,9 @@ class _Builder:
                     node.line,
                     key,
                 )
-            for unknown in sorted(names - known):
-                closest = difflib.get_close_matches(unknown, sorted(known), n=1)
+            visible = known | self.scopes.get(id(node), frozenset())
+            for unknown in sorted(names - visible):
+                closest = difflib.get_close_matches(unknown, sorted(visible), n=1)
                 hint = f"did you mean {closest[0]!r}? " if closest else ""
                 raise self.error(
                     f"task {node.task.name!r}, {key}: ${{{{ … }}}} uses {unknown!r}, which "
@@ -653,6 +688,10 @@ class _Builder:
                 task.when.reads = tuple(sorted(names - {"context"}))
             if read:
                 task.needs = merge_needs(task.needs, read)
+        from ._fanout import lift_needs
+
+        for node in reversed(self.for_each_nodes):
+            lift_needs(node)
         if not as_a_run_would:
             return
         try:

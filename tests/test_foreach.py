@@ -1,0 +1,390 @@
+"""Fan-out at run time: flow2.ForEach and a flow file's ``for_each:``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flow2
+
+from .conftest import Ran, Recorder, run, stored_run, write_flow
+from .test_cli import flow2 as flow2_command
+
+
+def packages(*names: str) -> flow2.CallbackTask:
+    values = list(names)
+    return flow2.CallbackTask("Packages", lambda context: values)
+
+
+def upper(item: str) -> flow2.CallbackTask:
+    return flow2.CallbackTask(f"Test[{item}]", lambda context: item.upper())
+
+
+def finished(recorder: Recorder) -> dict[str, flow2.TaskEvent]:
+    return {
+        event.task.name: event
+        for event in recorder.events
+        if isinstance(event, flow2.TaskEvent) and event.status.is_finished
+    }
+
+
+def test_three_items_run_named_by_their_item_results_in_item_order(
+    quiet_runner: flow2.Runner, recorder: Recorder
+) -> None:
+    tree = flow2.SerialTaskGroup(
+        "CI", packages("core", "api", "cli"), flow2.ForEach("Test", items="packages", task=upper)
+    )
+    context = run(quiet_runner.run(tree))
+    assert context["test"] == ["CORE", "API", "CLI"]
+    assert context["test_core"] == "CORE"
+    ends = finished(recorder)
+    for name in ("Test[core]", "Test[api]", "Test[cli]"):
+        assert ends[name].status is flow2.Status.SUCCEEDED
+        assert ends[name].record.path == ("CI", "Test", name)
+    assert ends["Test"].status is flow2.Status.SUCCEEDED
+    group = ends["Test"].record
+    assert [child.task.name for child in group.children] == ["Test[core]", "Test[api]", "Test[cli]"]
+
+
+def test_an_empty_list_succeeds_with_no_children(
+    quiet_runner: flow2.Runner, recorder: Recorder
+) -> None:
+    tree = flow2.SerialTaskGroup(
+        "CI", packages(), flow2.ForEach("Test", items="packages", task=upper)
+    )
+    context = run(quiet_runner.run(tree))
+    assert context["test"] == []
+    ends = finished(recorder)
+    assert ends["Test"].status is flow2.Status.SUCCEEDED
+    assert ends["Test"].record.children == []
+    assert set(ends) == {"CI", "Packages", "Test"}
+
+
+def test_ten_thousand_items(recorder: Recorder) -> None:
+    items = list(range(10_000))
+
+    def make(item: int) -> flow2.CallbackTask:
+        return flow2.CallbackTask(f"Item[{item}]", lambda context: item * 2)
+
+    tree = flow2.ForEach("Items", items=lambda context: items, task=make, max_parallel=64)
+    result = run(flow2.Runner(display="none", listeners=[recorder]).execute(tree))
+    assert result.context["items"] == [item * 2 for item in items]
+    assert result.counts.succeeded == 10_000
+
+
+def test_max_parallel_bounds_the_running_items() -> None:
+    running = 0
+    most = 0
+
+    async def work(context: dict[str, Any]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        running -= 1
+
+    tree = flow2.ForEach(
+        "Many",
+        items=lambda context: list(range(20)),
+        task=lambda item: flow2.CallbackTask(f"Many[{item}]", work),
+        max_parallel=3,
+    )
+    run(flow2.Runner(display="none").run(tree))
+    assert most == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("eu", "a string is not iterated letter by letter"),
+        ({"eu": 1}, "a mapping is not iterated"),
+        (3, "not a list; give a list"),
+    ],
+)
+def test_items_that_are_not_a_list_fail_the_group_naming_it(value: Any, words: str) -> None:
+    made: list[Any] = []
+
+    def make(item: Any) -> flow2.CallbackTask:
+        made.append(item)
+        return upper(str(item))
+
+    tree = flow2.ForEach("Deploy", items="regions", task=make)
+    with pytest.raises(flow2.TaskTypeError) as caught:
+        run(flow2.Runner(display="none").run(tree, {"regions": value}))
+    assert caught.value.task == "Deploy"
+    assert caught.value.option == "items"
+    assert words in str(caught.value)
+    assert "'Deploy'" in str(caught.value)
+    assert made == []
+
+
+def test_two_items_of_one_name_are_an_error_naming_the_group_and_the_name() -> None:
+    tree = flow2.ForEach("Test", items="names", task=upper)
+    with pytest.raises(flow2.DuplicateKeyError) as caught:
+        run(flow2.Runner(display="none").run(tree, {"names": ["api", "core", "api"]}))
+    assert caught.value.key == "Test[api]"
+    assert "for-each group 'Test'" in str(caught.value)
+
+
+def test_two_items_storing_under_one_key_are_an_error() -> None:
+    tree = flow2.ForEach("Test", items="names", task=upper)
+    with pytest.raises(flow2.DuplicateKeyError) as caught:
+        run(flow2.Runner(display="none").run(tree, {"names": ["a-b", "a_b"]}))
+    assert caught.value.key == "test_a_b"
+
+
+def test_an_item_needing_a_result_not_stored_yet_is_an_error() -> None:
+    tree = flow2.ForEach(
+        "Test",
+        items="names",
+        task=lambda item: flow2.CallbackTask(f"T[{item}]", lambda context: 1, needs="later"),
+    )
+    with pytest.raises(flow2.DefinitionError) as caught:
+        run(flow2.Runner(display="none").run(tree, {"names": ["a"]}))
+    assert caught.value.key == "later"
+    assert "give the need to the group" in str(caught.value)
+
+
+def test_on_error_raise_runs_every_item_then_fails_with_the_failures() -> None:
+    def make(item: str) -> flow2.CallbackTask:
+        def work(context: dict[str, Any]) -> str:
+            if item == "b":
+                raise ValueError("b broke")
+            return item
+
+        return flow2.CallbackTask(f"T[{item}]", work)
+
+    tree = flow2.ForEach("T", items="names", task=make, on_error="raise")
+    result = run(flow2.Runner(display="none").execute(tree, {"names": ["a", "b", "c"]}))
+    assert result.status is flow2.Status.FAILED
+    gathered = result.context["t"]
+    assert gathered[0] == "a" and gathered[2] == "c"
+    assert isinstance(gathered[1], ValueError)
+    assert result.counts.failed == 1 and result.counts.succeeded == 2
+
+
+def test_a_serial_for_each_stops_at_the_first_failure(recorder: Recorder) -> None:
+    def make(item: str) -> flow2.CallbackTask:
+        def work(context: dict[str, Any]) -> str:
+            if item == "b":
+                raise ValueError("b broke")
+            return item
+
+        return flow2.CallbackTask(f"T[{item}]", work)
+
+    tree = flow2.ForEach("T", items="names", task=make, parallel=False)
+    result = run(
+        flow2.Runner(display="none", listeners=[recorder]).execute(tree, {"names": ["a", "b", "c"]})
+    )
+    assert recorder.final("T[c]") is flow2.Status.SKIPPED
+    assert result.context["t"][0] == "a" and result.context["t"][2] is None
+
+
+def test_definition_errors() -> None:
+    with pytest.raises(flow2.DefinitionError, match="max_parallel applies to items run in"):
+        flow2.ForEach("T", items="x", task=upper, parallel=False, max_parallel=2)
+    with pytest.raises(flow2.DefinitionError, match="neither a context key nor a callable"):
+        flow2.ForEach("T", items=3, task=upper)  # type: ignore[arg-type]
+    with pytest.raises(flow2.DefinitionError, match="not a callable making one task"):
+        flow2.ForEach("T", items="x", task=upper("x"))  # type: ignore[arg-type]
+
+
+def test_items_from_an_async_callable_and_a_group_per_item() -> None:
+    async def names(context: dict[str, Any]) -> tuple[str, ...]:
+        return ("a", "b")
+
+    def make(item: str) -> flow2.SerialTaskGroup:
+        return flow2.SerialTaskGroup(
+            f"Item[{item}]",
+            flow2.CallbackTask(f"Build[{item}]", lambda context: f"built {item}"),
+            flow2.CallbackTask(f"Check[{item}]", lambda context: f"checked {item}"),
+        )
+
+    context = run(flow2.Runner(display="none").run(flow2.ForEach("All", items=names, task=make)))
+    assert context["all"] == [
+        {"build_a": "built a", "check_a": "checked a"},
+        {"build_b": "built b", "check_b": "checked b"},
+    ]
+
+
+# The run store: resume and cache, item by item ---------------------------------
+
+
+def _tracked(ran: Ran, names: list[str], **options: Any) -> flow2.SerialTaskGroup:
+    def make(item: str) -> flow2.CallbackTask:
+        async def work(context: dict[str, Any]) -> str:
+            ran.append(item)
+            if ran.fails(item):
+                raise RuntimeError(f"{item} failed")
+            return item.upper()
+
+        work.__qualname__ = "make.work"
+        return flow2.CallbackTask(f"Test[{item}]", work)
+
+    return flow2.SerialTaskGroup(
+        "CI",
+        flow2.CallbackTask("Packages", lambda context: list(names)),
+        flow2.ForEach("Test", items="packages", task=make, **options),
+    )
+
+
+def test_resume_after_a_failed_item_reruns_only_that_item(tmp_path: Path) -> None:
+    ran = Ran(tmp_path)
+    ran.fail("b")
+    store = tmp_path / "store"
+    first = run(flow2.Runner(display="none", store=store).execute(_tracked(ran, ["a", "b", "c"])))
+    assert first.status is flow2.Status.PARTIAL or first.counts.failed == 1
+    assert sorted(ran) == ["a", "b", "c"]
+    ran.clear()
+    ran.fail(None)
+    recorder = Recorder()
+    context = run(
+        flow2.Runner(display="none", store=store, resume="last", listeners=[recorder]).run(
+            _tracked(ran, ["a", "b", "c"])
+        )
+    )
+    assert ran == ["b"]
+    assert context["test"] == ["A", "B", "C"]
+    assert recorder.final("Test[a]") is flow2.Status.REUSED
+    assert recorder.final("Test[b]") is flow2.Status.SUCCEEDED
+    paths = {task.path for task in stored_run(store).tasks}
+    assert ("CI", "Test", "Test[b]") in paths
+
+
+def test_the_cache_reuses_each_item_and_runs_a_new_one(tmp_path: Path) -> None:
+    ran = Ran(tmp_path)
+    store = tmp_path / "store"
+    run(flow2.Runner(display="none", store=store, cache=True).run(_tracked(ran, ["a", "b"])))
+    assert sorted(ran) == ["a", "b"]
+    ran.clear()
+    recorder = Recorder()
+    context = run(
+        flow2.Runner(display="none", store=store, cache=True, listeners=[recorder]).run(
+            _tracked(ran, ["b", "a", "new"])
+        )
+    )
+    assert ran == ["new"]
+    assert context["test"] == ["B", "A", "NEW"]
+    assert recorder.final("Test[a]") is flow2.Status.CACHED
+    assert recorder.final("Test[b]") is flow2.Status.CACHED
+
+
+def test_items_are_in_the_console_summary_and_the_reports(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    store = tmp_path / "store"
+    run(
+        flow2.Runner(display="plain", stream=stream, store=store).run(
+            _tracked(Ran(tmp_path), ["a", "b"])
+        )
+    )
+    printed = stream.getvalue()
+    assert "SUCCESS   Test[a]" in printed and "SUCCESS   Test[b]" in printed
+    assert "3 succeeded" in printed
+    report = flow2.markdown_report(flow2.read_store(store=store))
+    assert "3 succeeded" in report
+    page = flow2.html_report(flow2.read_store(store=store))
+    assert "Test[a]" in page and "Test[b]" in page
+
+
+# Flow files ------------------------------------------------------------------------
+
+
+def test_a_flow_fans_out_over_a_result_with_a_name_template(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: CI
+        tasks:
+          - name: Packages
+            plugin: shell
+            cmd: printf 'api\\ncore\\ncli\\n'
+          - name: Test
+            plugin: parallel
+            for_each: ${{ packages.stdout.split() }}
+            as: package
+            max_parallel: 2
+            tasks:
+              - name: Test ${{ package }}
+                plugin: shell
+                cmd: echo testing ${{ package }}
+          - name: Report
+            plugin: shell
+            cmd: echo ${{ test | length }} tested
+        """,
+    )
+    result = flow2_command("run", flow, "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for package in ("api", "core", "cli"):
+        assert f"SUCCESS   Test {package}" in result.stdout
+        assert f"testing {package}" in result.stdout
+    assert "3 tested" in result.stdout
+
+
+def test_a_flow_template_without_the_item_in_its_name_is_named_name_item(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: Deploy
+        tasks:
+          - name: All regions
+            plugin: parallel
+            for_each: ${{ regions }}
+            tasks:
+              - name: Deploy
+                plugin: shell
+                cmd: echo deploying to ${{ item }}
+        """,
+    )
+    result = flow2_command("run", flow, "regions=eu", "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "letter by letter" in result.stdout + result.stderr
+    listed = flow2_command("run", flow, 'regions=["eu", "us"]', "--display", "plain", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "SUCCESS   Deploy[eu]" in listed.stdout
+    assert "deploying to us" in listed.stdout
+
+
+def test_the_dry_run_says_the_group_expands_at_run_time(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Test
+        for_each: ${{ packages }}
+        as: package
+        tasks:
+          - name: Test ${{ package }}
+            plugin: shell
+            cmd: echo ${{ package }}
+        """,
+    )
+    planned = flow2_command("run", flow, "packages=[1]", "--dry-run", cwd=tmp_path)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "expands at run time over ${{ packages }}" in planned.stdout
+
+
+def test_a_flow_expression_naming_an_unknown_item_variable_is_an_error(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Test
+        for_each: ${{ packages }}
+        as: package
+        tasks:
+          - name: Test ${{ package }}
+            plugin: shell
+            cmd: echo ${{ pakage }}
+        """,
+    )
+    result = flow2_command("run", flow, "packages=[1]", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "'pakage'" in result.stderr
+    assert "did you mean 'package'" in result.stderr
