@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +304,16 @@ def test_items_are_in_the_console_summary_and_the_reports(tmp_path: Path) -> Non
     assert "2 succeeded" in report
     page = flow2.html_report(flow2.read_store(store=store))
     assert "Test[a]" in page and "Test[b]" in page
+
+
+def test_items_are_drawn_in_the_live_tree_under_their_group() -> None:
+    tree = flow2.SerialTaskGroup("Root", flow2.ForEach("Test", items="names", task=upper))
+    stream = io.StringIO()
+    run(flow2.Runner(display="live", stream=stream, color=False).run(tree, {"names": ["a", "b"]}))
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())
+    final = output[output.rindex("✓ Root") :]
+    assert "└─ ✓ Test" in final
+    assert "├─ ✓ Test[a]" in final and "└─ ✓ Test[b]" in final
 
 
 # Flow files ------------------------------------------------------------------------

@@ -179,8 +179,6 @@ class ForEach(TaskGroup):
         values = await self._values(context)
         tasks = self._expand(values, context)
         run = record.run
-        for task in tasks:
-            run.record_for(task, record)
         if run.gate is None and tasks:
             # The items' own conditions are checked as any task's; a run
             # whose tree had none has no gate yet.
