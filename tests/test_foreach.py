@@ -413,3 +413,47 @@ def test_a_flow_expression_naming_an_unknown_item_variable_is_an_error(tmp_path:
     assert result.returncode != 0
     assert "'pakage'" in result.stderr
     assert "did you mean 'package'" in result.stderr
+
+
+def test_items_that_are_not_text_are_named_as_compact_json(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: Matrix
+        tasks:
+          - name: Jobs
+            plugin: parallel
+            for_each: '${{ [{"os": "linux", "py": 3}, {"os": "mac", "py": 3}] }}'
+            as: job
+            tasks:
+              - name: Run
+                plugin: shell
+                cmd: echo on ${{ job.os }}
+        """,
+    )
+    result = flow2_command("run", flow, "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'SUCCESS   Run[{"os":"linux","py":3}]' in result.stdout
+    assert "on mac" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("node", "words"),
+    [
+        ("plugin: shell\ncmd: echo\nfor_each: ${{ x }}", "works on a serial or parallel group"),
+        ("plugin: parallel\nfor_each: [a, b]\ntasks: [{plugin: shell, cmd: echo}]", "must be a"),
+        ("plugin: parallel\nas: x\ntasks: [{plugin: shell, cmd: echo}]", "add for_each:"),
+        (
+            "plugin: parallel\nfor_each: ${{ x }}\nas: 1x\ntasks: [{plugin: shell, cmd: echo}]",
+            "as:",
+        ),
+        ("plugin: parallel\nfor_each: ${{ x }}\ntasks: []", "needs tasks:"),
+    ],
+)
+def test_for_each_mistakes_name_the_key_and_the_fix(tmp_path: Path, node: str, words: str) -> None:
+    flow = write_flow(tmp_path, node)
+    result = flow2_command("validate", flow, "x=[1]", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words in result.stderr
+    assert "flow.yml:" in result.stderr

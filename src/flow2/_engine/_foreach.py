@@ -18,7 +18,6 @@ records, whatever the size of the rest of the tree.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -312,6 +311,8 @@ def item_label(item: Any) -> str:
     """How an item appears in a name: text as it is, anything else as compact JSON."""
     if isinstance(item, str):
         return item
+    import json  # only for items that are not text: not at import
+
     try:
         return json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
     except ValueError:  # a circular structure
