@@ -457,3 +457,41 @@ def test_for_each_mistakes_name_the_key_and_the_fix(tmp_path: Path, node: str, w
     assert result.returncode == 2, result.stdout + result.stderr
     assert words in result.stderr
     assert "flow.yml:" in result.stderr
+
+
+def test_an_items_condition_is_checked_in_a_tree_without_any_other(recorder: Recorder) -> None:
+    def make(item: int) -> flow2.CallbackTask:
+        return flow2.CallbackTask(f"N[{item}]", lambda context: item, when=item % 2 == 0)
+
+    tree = flow2.ForEach("N", items=lambda context: [0, 1, 2], task=make)
+    # No store: nothing else gives the run a gate.
+    runner = flow2.Runner(display="none", store=False, listeners=[recorder])
+    context = run(runner.run(tree))
+    assert recorder.final("N[1]") is flow2.Status.SKIPPED
+    assert context["n"] == [0, None, 2]
+
+
+def test_a_template_reading_a_parallel_siblings_result_makes_the_group_wait(
+    tmp_path: Path,
+) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: All
+        tasks:
+          - name: Version
+            plugin: shell
+            cmd: sleep 0.3; echo 1.2
+          - name: Test
+            plugin: parallel
+            for_each: ${{ names }}
+            tasks:
+              - name: Test ${{ item }}
+                plugin: shell
+                cmd: echo ${{ item }} at ${{ version.stdout }}
+        """,
+    )
+    result = flow2_command("run", flow, "names=[a, b]", "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a at 1.2" in result.stdout and "b at 1.2" in result.stdout
