@@ -495,3 +495,32 @@ def test_a_template_reading_a_parallel_siblings_result_makes_the_group_wait(
     result = flow2_command("run", flow, "names=[a, b]", "--display", "plain", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "a at 1.2" in result.stdout and "b at 1.2" in result.stdout
+
+
+def test_a_flow_resumed_after_a_failed_item_runs_only_that_item(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: serial
+        name: CI
+        tasks:
+          - name: Test
+            plugin: parallel
+            for_each: ${{ packages }}
+            as: package
+            tasks:
+              - name: Test ${{ package }}
+                plugin: shell
+                cmd: echo ${{ package }} >> ran.log; test ! -e broken-${{ package }}
+        """,
+    )
+    (tmp_path / "broken-b").touch()
+    first = flow2_command("run", flow, "packages=[a, b, c]", cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert sorted((tmp_path / "ran.log").read_text().split()) == ["a", "b", "c"]
+    (tmp_path / "broken-b").unlink()
+    (tmp_path / "ran.log").unlink()
+    resumed = flow2_command("resume", "last", "--display", "plain", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "ran.log").read_text().split() == ["b"]
+    assert "REUSED    Test a" in resumed.stdout and "REUSED    Test c" in resumed.stdout
