@@ -191,6 +191,8 @@ def test_definition_errors() -> None:
         flow2.ForEach("T", items="x", task=upper, parallel=False, max_parallel=2)
     with pytest.raises(flow2.DefinitionError, match="neither a context key nor a callable"):
         flow2.ForEach("T", items=3, task=upper)  # type: ignore[arg-type]
+    with pytest.raises(flow2.DefinitionError, match="the key its items come from"):
+        flow2.ForEach("Packages", items="packages", task=upper)
     with pytest.raises(flow2.DefinitionError, match="not a callable making one task"):
         flow2.ForEach("T", items="x", task=upper("x"))  # type: ignore[arg-type]
 
@@ -449,6 +451,10 @@ def test_items_that_are_not_text_are_named_as_compact_json(tmp_path: Path) -> No
             "as:",
         ),
         ("plugin: parallel\nfor_each: ${{ x }}\ntasks: []", "needs tasks:"),
+        (
+            "plugin: parallel\nname: X\nfor_each: ${{ x }}\ntasks: [{plugin: shell, cmd: echo}]",
+            "stores its items' results under 'x', which its for_each: reads",
+        ),
     ],
 )
 def test_for_each_mistakes_name_the_key_and_the_fix(tmp_path: Path, node: str, words: str) -> None:
@@ -524,3 +530,28 @@ def test_a_flow_resumed_after_a_failed_item_runs_only_that_item(tmp_path: Path) 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (tmp_path / "ran.log").read_text().split() == ["b"]
     assert "REUSED    Test a" in resumed.stdout and "REUSED    Test c" in resumed.stdout
+
+
+def test_an_items_value_is_part_of_its_key(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Matrix
+        cache: true
+        for_each: ${{ jobs }}
+        as: job
+        tasks:
+          - name: Run ${{ job.os }}
+            plugin: shell
+            cmd: echo ${{ job.os }} ${{ job.py }} >> ran.log
+        """,
+    )
+    jobs = 'jobs=[{os: linux, py: "3"}, {os: mac, py: "3"}]'
+    assert flow2_command("run", flow, jobs, cwd=tmp_path).returncode == 0
+    (tmp_path / "ran.log").unlink()
+    changed = 'jobs=[{os: linux, py: "4"}, {os: mac, py: "3"}]'
+    again = flow2_command("run", flow, changed, "--display", "plain", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "ran.log").read_text().split() == ["linux", "4"]
+    assert "CACHED    Run mac" in again.stdout

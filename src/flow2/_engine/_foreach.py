@@ -117,6 +117,15 @@ class ForEach(TaskGroup):
                     option="items",
                     value=items,
                 )
+            if items == self.key:
+                raise DefinitionError(
+                    f"for-each group {name!r} stores its items' results under {items!r}, "
+                    f"the key its items come from; give the group another name, or "
+                    f"register='…'",
+                    task=name,
+                    option="items",
+                    value=items,
+                )
             reads: tuple[str, ...] = (items,)
         elif callable(items):
             reads = parameter_needs(items)

@@ -669,6 +669,15 @@ class _Builder:
                     node.line,
                     key,
                 )
+            if key == "for_each" and node.task.key in names:
+                raise self.error(
+                    f"for-each group {node.task.name!r} stores its items' results under "
+                    f"{node.task.key!r}, which its for_each: reads; give the group another "
+                    f"name, or register: with another key",
+                    node.key_lines.get("for_each", node.line),
+                    "for_each",
+                    task_definition=node.task,
+                )
             visible = known | self.scopes.get(id(node), frozenset())
             for unknown in sorted(names - visible):
                 closest = difflib.get_close_matches(unknown, sorted(visible), n=1)
