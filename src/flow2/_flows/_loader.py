@@ -560,7 +560,7 @@ class _Builder:
         # the plugin's options miss them.
         keys = [
             "name",
-            *(["tasks"] if takes_tasks else []),
+            *(["tasks", "for_each", "as"] if takes_tasks else []),
             *accepted,
             "if",
             "cache",
