@@ -395,6 +395,10 @@ def test_the_dry_run_says_the_group_expands_at_run_time(tmp_path: Path) -> None:
     planned = flow2_command("run", flow, "packages=[1]", "--dry-run", cwd=tmp_path)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert "expands at run time over ${{ packages }}" in planned.stdout
+    shown = flow2_command("show", flow, "packages=[1]", cwd=tmp_path)
+    assert "Test  [parallel, for_each=${{ packages }}]" in shown.stdout
+    graph = flow2_command("graph", flow, "packages=[1]", cwd=tmp_path)
+    assert "Test (parallel, for each of ${{ packages }})" in graph.stdout
 
 
 def test_a_flow_expression_naming_an_unknown_item_variable_is_an_error(tmp_path: Path) -> None:
