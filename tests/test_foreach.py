@@ -559,3 +559,31 @@ def test_an_items_value_is_part_of_its_key(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "ran.log").read_text().split() == ["linux", "4"]
     assert "CACHED    Run mac" in again.stdout
+
+
+def test_a_need_naming_an_items_task_is_refused_before_the_run(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: CI
+        tasks:
+          - name: Test
+            plugin: parallel
+            for_each: ${{ packages }}
+            as: package
+            tasks:
+              - name: Test ${{ package }}
+                plugin: shell
+                cmd: echo ${{ package }} >> ran.log
+          - name: Report
+            plugin: shell
+            needs: test_api
+            cmd: echo done
+        """,
+    )
+    result = flow2_command("run", flow, "packages=[api]", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "needs 'test_api', which no task in the tree produces" in result.stderr
+    assert "did you mean 'test'?" in result.stderr
+    assert not (tmp_path / "ran.log").exists()
