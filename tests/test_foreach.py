@@ -587,3 +587,19 @@ def test_a_need_naming_an_items_task_is_refused_before_the_run(tmp_path: Path) -
     assert "needs 'test_api', which no task in the tree produces" in result.stderr
     assert "did you mean 'test'?" in result.stderr
     assert not (tmp_path / "ran.log").exists()
+
+
+def test_a_factory_returning_no_task_or_one_task_twice_fails_the_group() -> None:
+    not_a_task = flow2.ForEach("T", items="names", task=lambda item: print)
+    with pytest.raises(flow2.TaskTypeError, match="not a flow2.Task"):
+        run(flow2.Runner(display="none").run(not_a_task, {"names": ["a"]}))
+    shared = flow2.SerialTaskGroup("Shared", upper("x"))
+    counter = iter(range(10))
+
+    def same_group(item: str) -> flow2.Task:
+        # A new group each time, holding the one task made once.
+        return flow2.SerialTaskGroup(f"G[{next(counter)}]", *shared.tasks)
+
+    twice = flow2.ForEach("T", items="names", task=same_group)
+    with pytest.raises(flow2.DuplicateKeyError, match="made for two items"):
+        run(flow2.Runner(display="none").run(twice, {"names": ["a", "b"]}))
