@@ -603,3 +603,8 @@ def test_a_factory_returning_no_task_or_one_task_twice_fails_the_group() -> None
     twice = flow2.ForEach("T", items="names", task=same_group)
     with pytest.raises(flow2.DuplicateKeyError, match="made for two items"):
         run(flow2.Runner(display="none").run(twice, {"names": ["a", "b"]}))
+
+
+def test_run_on_a_for_each_alone_starts_a_run() -> None:
+    context = run(flow2.ForEach("Test", items="names", task=upper).run({"names": ["a"]}))
+    assert context["test"] == ["A"]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._exceptions import DefinitionError, DuplicateKeyError, TaskTypeError
+from ._frames import user_frames
 from ._gate import Gate
 from ._groups import (
     OnError,
@@ -183,13 +184,18 @@ class ForEach(TaskGroup):
         """
         record, context = self._enter(context)
         if record is None:
-            return await self.process(context)
+            try:
+                return await self.process(context)
+            except Exception as error:
+                # The caller sees its own frames, not flow2's and asyncio's.
+                raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
         values = await self._values(context)
         tasks = self._expand(values, context)
         run = record.run
         if run.gate is None and tasks:
             # The items' own conditions are checked as any task's; a run
             # whose tree had none has no gate yet.
+            # See test_an_items_condition_is_checked_in_a_tree_without_any_other.
             run.gate = Gate(run, None, None, None)
         try:
             if self.parallel:
