@@ -667,7 +667,9 @@ def test_tasks_from_python_declare_sources_outputs_and_the_cache(
 
 
 def test_a_changed_description_is_no_reason_to_run_again(tmp_path: Path) -> None:
-    described = CHECKS.replace("    name: {first}\n", "    name: {first}\n    description: {note}\n")
+    described = CHECKS.replace(
+        "    name: {first}\n", "    name: {first}\n    description: {note}\n"
+    )
     flow = write_flow(tmp_path, described.format(first="Lint", second="Test", note="old words"))
     _run_flow(tmp_path, flow)
     assert _ran(tmp_path) == ["Lint", "Test"]

@@ -75,6 +75,8 @@ def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> 
         "description": "probe",
         "jobserver": False,
         "cache": True,
+        "for_each": "${{ [1, 2] }}",
+        "as": "number",
         "sources": ["*.py"],
         "outputs": ["dist"],
         "env_inputs": ["MODE"],

@@ -42,7 +42,15 @@ from ._listeners._settings import Display, Verbosity
 from ._running._result import Counts, RunFailed, RunResult, TaskFailure
 from ._running._runner import Runner, run
 from ._running._signals import Interrupted
-from .task import CallbackTask, OnError, ParallelTaskGroup, SerialTaskGroup, Task, TaskGroup
+from .task import (
+    CallbackTask,
+    ForEach,
+    OnError,
+    ParallelTaskGroup,
+    SerialTaskGroup,
+    Task,
+    TaskGroup,
+)
 
 if _typing.TYPE_CHECKING:
     from ._engine._partial import PlannedTask, RunPlan
@@ -137,6 +145,7 @@ __all__ = [
     "Flow",
     "FlowError",
     "FlowFileError",
+    "ForEach",
     "Interrupted",
     "MissingResultError",
     "NeedsError",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ._engine._callback import CallbackTask
+from ._engine._foreach import ForEach
 from ._engine._groups import OnError, ParallelTaskGroup, SerialTaskGroup, TaskGroup
 from ._engine._task import Task
 
 __all__ = [
     "CallbackTask",
+    "ForEach",
     "OnError",
     "ParallelTaskGroup",
     "SerialTaskGroup",

@@ -13,6 +13,8 @@ from ._frames import user_frames
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._state import TaskRun
 
 
@@ -29,6 +31,35 @@ class OnError(enum.Enum):
     RAISE = "raise"
     #: Cancel the running siblings at the first failure, then fail the same way.
     CANCEL = "cancel"
+
+
+def check_max_parallel(name: str, max_parallel: object) -> int | None:
+    """``max_parallel=`` of group ``name``: None, or a whole number >= 1."""
+    if max_parallel is not None and (
+        isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1
+    ):
+        raise DefinitionError(
+            f"group {name!r}: max_parallel={max_parallel!r} is not a whole number >= 1; "
+            f"use e.g. max_parallel=4, or None for no limit",
+            task=name,
+            option="max_parallel",
+            value=max_parallel,
+        )
+    return max_parallel
+
+
+def check_on_error(name: str, on_error: object) -> OnError:
+    """``on_error=`` of group ``name`` as an :class:`OnError`."""
+    try:
+        return OnError(on_error)
+    except ValueError:
+        accepted = ", ".join(repr(policy.value) for policy in OnError)
+        raise DefinitionError(
+            f"group {name!r}: on_error={on_error!r} is not one of {accepted}",
+            task=name,
+            option="on_error",
+            value=on_error,
+        ) from None
 
 
 class TaskGroup(Task):
@@ -72,6 +103,31 @@ async def _process_apart(child: Task, context: Context) -> None:
     await asyncio.get_running_loop().create_task(child.process(context))
 
 
+async def run_serially(record: TaskRun, context: Context, tasks: Sequence[Task]) -> None:
+    """Run ``tasks`` (the children of ``record``'s group) one after another.
+
+    At the first failure the rest are SKIPPED and the failure is raised,
+    unchanged; when cancelled, the rest are CANCELLED.
+    """
+    for index, child in enumerate(tasks):
+        try:
+            if isinstance(child, TaskGroup):
+                await _process_apart(child, context)
+            else:
+                await child.process(context)
+        except asyncio.CancelledError:
+            record.run.mark_not_started(tasks[index + 1 :], Status.CANCELLED, parent=record)
+            raise
+        except BaseException:
+            record.run.mark_not_started(
+                tasks[index + 1 :],
+                Status.SKIPPED,
+                f"task {child.name!r} before it failed",
+                parent=record,
+            )
+            raise
+
+
 class SerialTaskGroup(TaskGroup):
     """Run tasks one after another, stop and fail if one fails.
 
@@ -93,24 +149,7 @@ class SerialTaskGroup(TaskGroup):
                 # The caller sees its own frames, not flow2's and asyncio's.
                 # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
                 raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
-        tasks = self.tasks
-        for index, child in enumerate(tasks):
-            try:
-                if isinstance(child, TaskGroup):
-                    await _process_apart(child, context)
-                else:
-                    await child.process(context)
-            except asyncio.CancelledError:
-                record.run.mark_not_started(tasks[index + 1 :], Status.CANCELLED, parent=record)
-                raise
-            except BaseException:
-                record.run.mark_not_started(
-                    tasks[index + 1 :],
-                    Status.SKIPPED,
-                    f"task {child.name!r} before it failed",
-                    parent=record,
-                )
-                raise
+        await run_serially(record, context, self.tasks)
         return context
 
 
@@ -139,28 +178,8 @@ class ParallelTaskGroup(TaskGroup):
         **kwargs: Any,
     ) -> None:
         super().__init__(name, *tasks, **kwargs)
-        if max_parallel is not None and (
-            isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1
-        ):
-            raise DefinitionError(
-                f"group {name!r}: max_parallel={max_parallel!r} is not a whole number >= 1; "
-                f"use e.g. max_parallel=4, or None for no limit",
-                task=name,
-                option="max_parallel",
-                value=max_parallel,
-            )
-        try:
-            on_error = OnError(on_error)
-        except ValueError:
-            accepted = ", ".join(repr(policy.value) for policy in OnError)
-            raise DefinitionError(
-                f"group {name!r}: on_error={on_error!r} is not one of {accepted}",
-                task=name,
-                option="on_error",
-                value=on_error,
-            ) from None
-        self.max_parallel = max_parallel
-        self.on_error = on_error
+        self.max_parallel = check_max_parallel(name, max_parallel)
+        self.on_error = check_on_error(name, on_error)
 
     async def run(self, context: Context | None = None) -> Context:
         """Run the children concurrently; without a current run, run the whole tree.
@@ -186,17 +205,8 @@ class ParallelTaskGroup(TaskGroup):
         return context
 
     async def _run_children(self, record: TaskRun, context: Context) -> list[Exception]:
-        """Run the children, at most ``max_parallel`` at once; return their failures in order.
-
-        One scheduler serves every policy: a child that finishes starts the
-        next waiting one, so at most ``max_parallel`` children exist as
-        running coroutines; with ``on_error="cancel"`` the first failure
-        cancels the running children and leaves the waiting ones SKIPPED.
-        """
-        tasks = self.tasks
-        count = len(tasks)
-        if not count:
-            return []
+        """Run the children, at most ``max_parallel`` at once; return their failures in order."""
+        tasks: Sequence[Task] = self.tasks
         needs = record.run.needs
         if needs is not None and self.max_parallel is not None:
             order = needs.start_orders.get(id(self))
@@ -205,92 +215,116 @@ class ParallelTaskGroup(TaskGroup):
                 # waiting child never holds the slot its need must run in.
                 # See test_bounded_group_starts_needed_children_first.
                 tasks = [tasks[index] for index in order]
-        loop = asyncio.get_running_loop()
-        create_task = loop.create_task
-        running: dict[asyncio.Task[Context], int] = {}
-        failures: list[tuple[int, Exception]] = []
-        all_done: asyncio.Future[None] = loop.create_future()
-        cancel_on_failure = self.on_error is OnError.CANCEL
-        limit = self.max_parallel or count
-        next_index = min(limit, count)  # the first child not started yet
-        stopping = False
+        return await run_concurrently(
+            record, context, tasks, max_parallel=self.max_parallel, on_error=self.on_error
+        )
 
-        def finished(child_task: asyncio.Task[Context]) -> None:
-            nonlocal stopping, next_index
-            index = running.pop(child_task)
-            if not child_task.cancelled():
-                error = child_task.exception()
-                # Only Exceptions arrive here: a task's process() turns its
-                # code's other BaseExceptions into TaskExitError.
-                if isinstance(error, Exception):
-                    failures.append((index, error))
-                    if cancel_on_failure and not stopping:
-                        # Cancel the running siblings; the waiting ones never
-                        # start. See test_max_parallel_with_cancel_skips_the_rest
-                        # and test_parallel_on_error_cancel_cancels_running_siblings.
-                        stopping = True
-                        for sibling in running:
-                            sibling.cancel()
-            if next_index < count and not stopping:
-                # A finished child makes room for the next waiting one, so at
-                # most ``max_parallel`` children exist as coroutines at once.
+
+async def run_concurrently(
+    record: TaskRun,
+    context: Context,
+    tasks: Sequence[Task],
+    *,
+    max_parallel: int | None,
+    on_error: OnError,
+) -> list[Exception]:
+    """Run ``tasks`` (the children of ``record``'s group), at most ``max_parallel``
+    at once; return their failures in order.
+
+    One scheduler serves every policy: a child that finishes starts the
+    next waiting one, so at most ``max_parallel`` children exist as
+    running coroutines; with ``on_error="cancel"`` the first failure
+    cancels the running children and leaves the waiting ones SKIPPED.
+    """
+    count = len(tasks)
+    if not count:
+        return []
+    loop = asyncio.get_running_loop()
+    create_task = loop.create_task
+    running: dict[asyncio.Task[Context], int] = {}
+    failures: list[tuple[int, Exception]] = []
+    all_done: asyncio.Future[None] = loop.create_future()
+    cancel_on_failure = on_error is OnError.CANCEL
+    limit = max_parallel or count
+    next_index = min(limit, count)  # the first child not started yet
+    stopping = False
+
+    def finished(child_task: asyncio.Task[Context]) -> None:
+        nonlocal stopping, next_index
+        index = running.pop(child_task)
+        if not child_task.cancelled():
+            error = child_task.exception()
+            # Only Exceptions arrive here: a task's process() turns its
+            # code's other BaseExceptions into TaskExitError.
+            if isinstance(error, Exception):
+                failures.append((index, error))
+                if cancel_on_failure and not stopping:
+                    # Cancel the running siblings; the waiting ones never
+                    # start. See test_max_parallel_with_cancel_skips_the_rest
+                    # and test_parallel_on_error_cancel_cancels_running_siblings.
+                    stopping = True
+                    for sibling in running:
+                        sibling.cancel()
+        if next_index < count and not stopping:
+            # A finished child makes room for the next waiting one, so at
+            # most ``max_parallel`` children exist as coroutines at once.
+            started = create_task(tasks[next_index].process(context))
+            running[started] = next_index
+            started.add_done_callback(finished)
+            next_index += 1
+        elif not running and not all_done.done():
+            all_done.set_result(None)
+
+    window = next_index  # how many start at once: all, or max_parallel
+    next_index = 0
+    try:
+        # Children start in batches, the loop running the started ones
+        # in between: every child still starts without waiting for any
+        # other to finish, but quick children finish before the next
+        # batch exists, so a million of them never all live at once.
+        # (A child group runs in an asyncio task of its own as well:
+        # nesting stays flat however deep the tree, see _process_apart.)
+        while next_index < window and not stopping:
+            batch_end = min(next_index + _START_BATCH, window)
+            while next_index < batch_end:
                 started = create_task(tasks[next_index].process(context))
                 running[started] = next_index
                 started.add_done_callback(finished)
                 next_index += 1
-            elif not running and not all_done.done():
-                all_done.set_result(None)
-
-        window = next_index  # how many start at once: all, or max_parallel
-        next_index = 0
-        try:
-            # Children start in batches, the loop running the started ones
-            # in between: every child still starts without waiting for any
-            # other to finish, but quick children finish before the next
-            # batch exists, so a million of them never all live at once.
-            # (A child group runs in an asyncio task of its own as well:
-            # nesting stays flat however deep the tree, see _process_apart.)
-            while next_index < window and not stopping:
-                batch_end = min(next_index + _START_BATCH, window)
-                while next_index < batch_end:
-                    started = create_task(tasks[next_index].process(context))
-                    running[started] = next_index
-                    started.add_done_callback(finished)
-                    next_index += 1
-                if next_index < window:
-                    await asyncio.sleep(0)
-            if not running and not all_done.done():
-                all_done.set_result(None)
-            await all_done
-        except asyncio.CancelledError:
-            # The group itself is cancelled (Ctrl-C, a timeout, a sibling):
-            # cancel every running child and wait for each to report, so
-            # nothing keeps running behind the caller; the waiting children
-            # are CANCELLED. See
-            # test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting.
-            stopping = True
-            children = list(running)
-            for child_task in children:
-                child_task.cancel()
-            while children:
-                try:
-                    await asyncio.wait(children)
-                    break
-                except asyncio.CancelledError:
-                    # Cancelled again while waiting (an impatient caller):
-                    # still wait for every child to report, or the group
-                    # would end before its tasks, and the run too. See
-                    # test_a_group_cancelled_twice_still_waits_for_its_tasks.
-                    continue
-            record.run.mark_not_started(tasks[next_index:], Status.CANCELLED, parent=record)
-            raise
-        if stopping:
-            failed = tasks[min(failures)[0]].name
-            record.run.mark_not_started(
-                tasks[next_index:],
-                Status.SKIPPED,
-                f"task {failed!r} failed and the group cancels on error",
-                parent=record,
-            )
-        failures.sort(key=lambda pair: pair[0])
-        return [error for _, error in failures]
+            if next_index < window:
+                await asyncio.sleep(0)
+        if not running and not all_done.done():
+            all_done.set_result(None)
+        await all_done
+    except asyncio.CancelledError:
+        # The group itself is cancelled (Ctrl-C, a timeout, a sibling):
+        # cancel every running child and wait for each to report, so
+        # nothing keeps running behind the caller; the waiting children
+        # are CANCELLED. See
+        # test_cancelling_a_bounded_parallel_group_cancels_running_and_waiting.
+        stopping = True
+        children = list(running)
+        for child_task in children:
+            child_task.cancel()
+        while children:
+            try:
+                await asyncio.wait(children)
+                break
+            except asyncio.CancelledError:
+                # Cancelled again while waiting (an impatient caller):
+                # still wait for every child to report, or the group
+                # would end before its tasks, and the run too. See
+                # test_a_group_cancelled_twice_still_waits_for_its_tasks.
+                continue
+        record.run.mark_not_started(tasks[next_index:], Status.CANCELLED, parent=record)
+        raise
+    if stopping:
+        failed = tasks[min(failures)[0]].name
+        record.run.mark_not_started(
+            tasks[next_index:],
+            Status.SKIPPED,
+            f"task {failed!r} failed and the group cancels on error",
+            parent=record,
+        )
+    failures.sort(key=lambda pair: pair[0])
+    return [error for _, error in failures]

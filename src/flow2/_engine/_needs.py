@@ -136,7 +136,7 @@ def analyse_needs(root: Task, available: Collection[str] | None) -> Needs:
         by_id[id(task)] = task
         if task.needs:
             needing.append(task)
-        if task.stores_result:
+        if task.stores_result or task.gathers_results:
             producers.setdefault(task.key, task)
         children = task.children
         for index, child in enumerate(children):

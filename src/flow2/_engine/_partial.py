@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ._exceptions import DefinitionError
+from ._foreach import ForEach
 from ._gate import CONDITION_IS_FALSE
 from ._naming import snake_case
 from ._needs import Condition, NeedsError, analyse_needs
@@ -355,6 +356,12 @@ def plan_run(
                     decided[id(task)] = ("skip", f"needs {key!r}, which is skipped")
                     changed = True
                     break
+    for task in tree.order:
+        action, note = decided[id(task)]
+        if isinstance(task, ForEach) and action == "run":
+            # Its tasks are not known before it runs: say what they come from.
+            expands = f"expands at run time over {task.items_text}"
+            decided[id(task)] = (action, f"{note}; {expands}" if note else expands)
     return RunPlan(
         [PlannedTask(task, tree.path[id(task)], *decided[id(task)]) for task in tree.order],
         resumed_run=resume.previous_id if resume is not None else None,

@@ -503,7 +503,7 @@ def validate_tree(
                 executors.setdefault(executor, executor)
             else:
                 executors.setdefault(id(executor), executor)
-        if task.stores_result:
+        if task.stores_result or task.gathers_results:
             key = task.key
             other = owners.setdefault(key, task)
             if other is not task:

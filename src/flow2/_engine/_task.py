@@ -140,6 +140,9 @@ class Task:
 
     #: Leaf tasks store their outcome in the context; groups do not.
     stores_result: ClassVar[bool] = True
+    #: A group that stores its tasks' results, gathered, under its own key
+    #: (:class:`flow2.ForEach`): a producer of that key, as a leaf is.
+    gathers_results: ClassVar[bool] = False
 
     #: The task's name, shown everywhere and made into its key.
     name = _SetByInit()

@@ -32,6 +32,9 @@ def tree_lines(root: Node) -> list[str]:
             text = " ".join(str(text).split())
             details.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
         key = f" → {visible(node.task.key)}" if node.task.stores_result else ""
+        items = getattr(node.task, "items_text", None)
+        if items is not None:
+            details.insert(1, f"for_each={items}")
         about = " ".join((node.task.description or "").split())
         about = f" — {about}" if about else ""
         return visible(f"{node.task.name}{key}{about}  [{', '.join(details)}]")
@@ -100,6 +103,9 @@ def _need_arrows(boxes: list[tuple[Node, str, int]]) -> list[tuple[str, str]]:
 def _label(node: Node) -> str:
     if node.children or not node.task.stores_result:
         kind = node.plugin if node.children else f"empty {node.plugin}"
+        items = getattr(node.task, "items_text", None)
+        if items is not None:
+            kind = f"{kind}, for each of {items}"
         return f"{_drawn(node.task.name)} ({kind})"
     return _drawn(node.task.name)
 

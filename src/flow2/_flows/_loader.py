@@ -53,6 +53,8 @@ _STRUCTURE_KEYS = (
     "sources",
     "outputs",
     "env_inputs",
+    "for_each",
+    "as",
 )
 #: What every leaf task accepts: the files and variables of its reuse key.
 _LEAF_KEYS = ("sources", "outputs", "env_inputs")
@@ -279,6 +281,12 @@ class _Builder:
         self.scope_reader = ScopeReader(file, self.error)
         #: The line of the top-level ``default:``.
         self.default_line: int | None = None
+        #: The item names (``as:``) of the for-each groups being built, innermost last.
+        self._scope: list[str] = []
+        #: For a node inside a for-each template, the item names its expressions know.
+        self.item_scopes: dict[int, frozenset[str]] = {}
+        #: The nodes of the for-each groups, whose ``for_each:`` reads are their needs.
+        self.for_each_nodes: list[Node] = []
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -435,11 +443,16 @@ class _Builder:
                 line,
                 missing[0],
             )
+        item_name = self.item_name(data, label, takes_tasks)
+        if item_name is not None:
+            self._scope.append(item_name)
         self.scopes.append(scope)
         try:
             children = self.build_children(data, name) if takes_tasks else []
         finally:
             self.scopes.pop()
+            if item_name is not None:
+                self._scope.pop()
         from ._templates import defer_options, has_runtime_expression
 
         deferred = {key: value for key, value in options.items() if has_runtime_expression(value)}
@@ -464,11 +477,20 @@ class _Builder:
         checked = {
             key: value for key, value in options.items() if key not in deferred or key in required
         }
-        task = self.construct(factory, name, children, checked, label, data)
+        if item_name is not None:
+            from ._fanout import for_each_group
+
+            task = for_each_group(self, name, plugin_name, children, checked, data, item_name)
+        else:
+            task = self.construct(factory, name, children, checked, label, data)
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
         # Keys a task got from its groups: their errors point at its line.
         for key in options:
             node.key_lines.setdefault(key, line)
+        if self._scope:
+            self.item_scopes[id(node)] = frozenset(self._scope)
+        if item_name is not None:
+            self.for_each_nodes.append(node)
         self.add_needs_and_condition(node, data)
         self.add_reuse_keys(node, data, label, takes_tasks)
         if deferred:
@@ -488,6 +510,12 @@ class _Builder:
                 ),
             )
         return node
+
+    def item_name(self, data: LineDict, label: str, takes_tasks: bool) -> str | None:
+        """The item's name of a ``for_each:`` group (None: the node has no ``for_each:``)."""
+        from ._fanout import check_for_each
+
+        return check_for_each(self, data, label, takes_tasks)
 
     def add_needs_and_condition(self, node: Node, data: LineDict) -> None:
         """``needs:`` and ``if:``, which every task accepts whatever its plugin."""
@@ -656,7 +684,7 @@ class _Builder:
         # not the plugin, so the plugin's options miss them.
         keys = [
             "name",
-            *(["tasks"] if takes_tasks else []),
+            *(["tasks", "for_each", "as"] if takes_tasks else []),
             *(key for key in accepted if key not in ("cache", *_LEAF_KEYS)),
             "if",
             "needs",
@@ -723,7 +751,7 @@ class _Builder:
         owners: dict[str, Node] = {}
         nodes = LoadedFlow(self.file, "", root).nodes()
         for node in nodes:
-            if node.task.stores_result:
+            if node.task.stores_result or node.task.gathers_results:
                 other = owners.setdefault(node.task.key, node)
                 if other is not node:
                     raise self.error(
@@ -747,6 +775,10 @@ class _Builder:
             for key, value in deferred.items()
         ]
         expressions += [(node, "if", text) for node, text in self.conditions]
+        expressions += [
+            (node, "for_each", node.task.items_text)  # type: ignore[attr-defined]
+            for node in self.for_each_nodes
+        ]
         for node, key, value in expressions:
             try:
                 names = runtime_names(value)
@@ -766,8 +798,18 @@ class _Builder:
                     node.line,
                     key,
                 )
-            for unknown in sorted(names - known):
-                closest = difflib.get_close_matches(unknown, sorted(known), n=1)
+            if key == "for_each" and node.task.key in names:
+                raise self.error(
+                    f"for-each group {node.task.name!r} stores its items' results under "
+                    f"{node.task.key!r}, which its for_each: reads; give the group another "
+                    f"name, or register: with another key",
+                    node.key_lines.get("for_each", node.line),
+                    "for_each",
+                    task_definition=node.task,
+                )
+            visible = known | self.item_scopes.get(id(node), frozenset())
+            for unknown in sorted(names - visible):
+                closest = difflib.get_close_matches(unknown, sorted(visible), n=1)
                 hint = f"did you mean {closest[0]!r}? " if closest else ""
                 raise self.error(
                     f"task {node.task.name!r}, {key}: ${{{{ … }}}} uses {unknown!r}, which "
@@ -784,6 +826,10 @@ class _Builder:
                 task.when.reads = tuple(sorted(names - {"context"}))
             if read:
                 task.needs = merge_needs(task.needs, read)
+        from ._fanout import lift_needs
+
+        for node in reversed(self.for_each_nodes):
+            lift_needs(node)
         if not as_a_run_would:
             return
         try:

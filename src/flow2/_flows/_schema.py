@@ -64,6 +64,11 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "secrets": ({"type": "array", "items": _TEXT}, "Variables whose values are masked."),
     "default": (_TEXT, "The task flow2 run runs when given no name."),
+    "for_each": (
+        _TEXT,
+        "On a group: ${{ … }} giving a list; its tasks are made once per item at run time.",
+    ),
+    "as": (_TEXT, "The item's variable name in a for_each group (default: item)."),
     "cache": (
         {"type": "boolean"},
         "true: reuse the stored result from any earlier run while the reuse key is unchanged.",

@@ -641,6 +641,8 @@ class RunTimeOptions:
         self.where = where
         self.defaults = dict(variables or {})
         self.hidden = hidden
+        #: Names that stand over the context's: a for-each item's (see _fanout).
+        self.scope: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         # What the run store digests: the expressions as written.
@@ -659,7 +661,7 @@ class RunTimeOptions:
         # (which cancels this await) bounds it too; the deadline in
         # render_runtime stops the thread itself.
         # See tests/test_fuzz.py::test_a_slow_expression_does_not_block_a_sibling
-        names = {**self.defaults, **context}
+        names = {**self.defaults, **context, **self.scope}
         try:
             evaluated = await asyncio.to_thread(self._evaluate, names, task.timeout)
         except ExpressionError as error:

@@ -295,7 +295,7 @@ class KeyMaker:
             stack = [task]
             while stack:
                 item = stack.pop()
-                if item.stores_result:
+                if item.stores_result or item.gathers_results:
                     found.append(item.key)
                 stack.extend(reversed(self.children(item)))
             known = self._leaf_keys[id(task)] = tuple(found)

@@ -25,6 +25,7 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._engine._foreach import ForEach
 from .._engine._state import Reuse
 from ._files import FileIndex
 from ._keys import KeyMaker, NotReusable, differences, is_code_part, key_of, outputs_changed
@@ -290,11 +291,16 @@ def _one_line(told: list[str]) -> str:
 
 
 def _chain(record: TaskRun, keys: KeyMaker) -> list[Task] | None:
-    """The tasks from the root down to ``record``'s; None for a task made on the fly."""
+    """The tasks from the root down to ``record``'s; None for a task made on the fly.
+
+    The tasks a :class:`flow2.ForEach` makes for its items are made on the
+    fly too, but each is named after its item: its path identifies it from
+    run to run, and it is keyed and reused as any task of the tree.
+    """
     chain = [record.task]
     parent = record.parent
     while parent is not None:
-        if not keys.is_child(parent.task, chain[-1]):
+        if not keys.is_child(parent.task, chain[-1]) and not isinstance(parent.task, ForEach):
             return None
         chain.append(parent.task)
         parent = parent.parent
