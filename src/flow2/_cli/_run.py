@@ -20,6 +20,7 @@ from ._arguments import (
     EXIT_INTERRUPTED,
     FLOW_HELP,
     UsageProblem,
+    cache_mode,
     chosen_store,
     flow_masker,
     load_flow,
@@ -82,6 +83,9 @@ def run(
     otel: bool | None,
     store: str | None,
     no_store: bool,
+    force: tuple[str, ...],
+    cache: str | None,
+    no_cache: bool,
     pickle_results: bool,
     log_dir: str | None,
     no_log_files: bool,
@@ -107,6 +111,7 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
+    caching = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
     selection: dict[str, Any] = {
         "only": _split(only),
         "skip": _split(skip),
@@ -122,6 +127,7 @@ def run(
                 store=False if no_store else chosen_store(store),
                 resume=resume,
                 pickle_results=pickle_results,
+                **caching,
             )
         )
     exit_with(
@@ -138,6 +144,7 @@ def run(
             resume="last" if resume else None,
             pickle_results=pickle_results,
             log_dir=log_directory(log_dir, no_log_files, store),
+            **caching,
             **selection,
         )
     )
@@ -155,6 +162,8 @@ def print_plan(
     store: Path | bool = False,
     resume: bool = False,
     pickle_results: bool = False,
+    cache: str | None = None,
+    force: list[str] | None = None,
 ) -> int:
     """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
     from .._listeners._text import visible
@@ -168,6 +177,8 @@ def print_plan(
             store=store,
             resume="last" if resume else None,
             pickle_results=pickle_results,
+            cache=cache,
+            force=force or (),
             flow_file=loaded.file,
             **selection,
         )
@@ -205,12 +216,16 @@ def run_flow(
     resume: str | None = None,
     pickle_results: bool = False,
     log_dir: str | None = None,
+    cache: str | None = None,
+    force: list[str] | None = None,
 ) -> int:
     """Run a loaded flow and return the exit code: the :class:`flow2.RunResult`'s.
 
     :param store: the run store directory, or False for none
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
+    :param cache: ``--cache`` (None: ``$FLOW2_CACHE``, else on)
+    :param force: the tasks ``--force`` names
     """
     from .._running._runner import Runner
     from .._running._settings import RunSettings
@@ -234,6 +249,8 @@ def run_flow(
             store=store,
             resume=resume,
             pickle_results=pickle_results,
+            cache=cache,
+            force=force or (),
             flow_file=loaded.file,
             log_dir=log_dir,
             secrets=loaded.secret_values(variables),
