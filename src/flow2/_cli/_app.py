@@ -6,6 +6,7 @@ error (nothing ran), 128 + the signal's number when a signal stopped the run
 
 The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
 :mod:`._runs` (runs and its subcommands), :mod:`._explain` (explain),
+:mod:`._cache` (cache and its subcommands), :mod:`._watch` (run --watch),
 :mod:`._report` (report),
 :mod:`._inspect` (validate, render, show, graph, plugins); what they share,
 reading FLOW, VARIABLE=VALUE, the store and RUN, is in :mod:`._arguments`.
@@ -20,6 +21,7 @@ from typing import NoReturn
 
 import click
 
+from ._cache import cache
 from ._explain import explain
 from ._inspect import graph, plugins, render, show, validate
 from ._report import report
@@ -60,7 +62,7 @@ def documentation() -> str:
     "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).\n\n"
     # \b keeps click from breaking the URL or path across lines.
     f"\b\nDocumentation: {documentation()}",
-    commands=[run, resume, runs, explain, report, validate, render, show, graph, plugins],
+    commands=[run, resume, runs, explain, cache, report, validate, render, show, graph, plugins],
 )
 @click.version_option(package_name="flow2", prog_name="flow2")
 def cli() -> None:
