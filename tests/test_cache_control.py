@@ -18,7 +18,7 @@ import flow2
 from .conftest import Ran, run, stored_run, write_flow
 from .test_cli import assert_usage_error
 from .test_cli import flow2 as flow2_command
-from .test_reuse import RELEASE, explained, rerun_reasons, runner, serial, step
+from .test_reuse import RELEASE, explained, rerun_reasons, runner, step
 
 pytestmark = pytest.mark.usefixtures("python_first_on_path")
 

@@ -64,6 +64,12 @@ if TYPE_CHECKING:
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After the run, watch the files the tasks declare as sources: and run again when "
+    "they change (the tasks whose sources changed, and what depends on them), until Ctrl-C.",
+)
 @run_options
 def run(
     flow: str,
@@ -74,6 +80,7 @@ def run(
     until: str | None,
     start_from: str | None,
     dry_run: bool,
+    watch: bool,
     display: str | None,
     quiet: bool,
     verbose: bool,
@@ -101,6 +108,12 @@ def run(
     if no_store and (resume or store is not None or start_from is not None):
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
+    if watch and (no_store or dry_run):
+        contradicted = "--no-store" if no_store else "--dry-run"
+        raise UsageProblem(
+            f"--watch contradicts {contradicted}: it runs the flow again and again, reusing "
+            f"from the run store what did not change; choose one"
+        )
     try:
         # A dry run, as validate, show and graph, runs no code of the flow's
         # modules: see tests/test_plugins.py::test_check_commands_import_no_callback_module
@@ -111,7 +124,7 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
-    caching = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
+    caching: dict[str, Any] = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
     selection: dict[str, Any] = {
         "only": _split(only),
         "skip": _split(skip),
@@ -130,24 +143,30 @@ def run(
                 **caching,
             )
         )
-    exit_with(
-        run_flow(
-            loaded,
-            values,
-            display=display,
-            verbosity=verbosity,
-            events=events,
-            grace=grace,
-            report=report,
-            tracing=otel or None,
-            store=False if no_store else chosen_store(store),
-            resume="last" if resume else None,
-            pickle_results=pickle_results,
-            log_dir=log_directory(log_dir, no_log_files, store),
-            **caching,
-            **selection,
-        )
-    )
+    options: dict[str, Any] = {
+        "display": display,
+        "verbosity": verbosity,
+        "events": events,
+        "grace": grace,
+        "report": report,
+        "tracing": otel or None,
+        "store": False if no_store else chosen_store(store),
+        "pickle_results": pickle_results,
+        "log_dir": log_directory(log_dir, no_log_files, store),
+        **caching,
+        **selection,
+    }
+    if watch:
+        from ._watch import watch as watch_flow
+
+        def again(first: bool) -> int:
+            # Each run after the first resumes the one before: what did not change is reused.
+            chosen = "last" if resume or not first else None
+            # A copy: a run fills the context it is given with its results.
+            return run_flow(loaded, dict(values), resume=chosen, **options)
+
+        exit_with(watch_flow(loaded.root.task, loaded.file, again))
+    exit_with(run_flow(loaded, values, resume="last" if resume else None, **options))
 
 
 def _split(references: tuple[str, ...]) -> list[str]:

@@ -66,6 +66,7 @@ class CacheMode(enum.Enum):
     #: Neither reuse nor write cache entries (``--no-cache``); a resume still works.
     OFF = "off"
 
+
 _FALSE = ("", "0", "false", "no", "off")
 
 
