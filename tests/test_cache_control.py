@@ -170,6 +170,21 @@ def test_cache_options_that_contradict_or_are_wrong_are_usage_errors(tmp_path: P
     assert flow2.Runner(cache="read-only", store=tmp_path).settings.cache is False
 
 
+def test_runner_cache_true_under_flow2_cache_read_only_writes_no_entry(tmp_path: Path) -> None:
+    ran = Ran(tmp_path)
+    read_only = {"FLOW2_CACHE": "read-only"}
+    run(runner(tmp_path, cache=True, environ=read_only).run(_tree(ran)))
+    ran.clear()
+    run(runner(tmp_path, cache=True, environ=read_only).run(_tree(ran)))
+    assert ran == ["A", "B", "C"]  # nothing was written to take
+    ran.clear()
+    run(runner(tmp_path, cache=True).run(_tree(ran)))
+    assert ran == ["A", "B", "C"]
+    ran.clear()
+    result = run(runner(tmp_path, cache=True, environ=read_only).execute(_tree(ran)))
+    assert ran == [] and result.counts.cached == 3
+
+
 # Trust -----------------------------------------------------------------------------
 
 

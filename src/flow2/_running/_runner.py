@@ -83,8 +83,8 @@ class Runner:
         attribute says otherwise for it); needs a store (see docs/store.md).
         Or how far the tasks that ask for the cache use it: ``"on"`` (reuse and
         write entries), ``"read-only"`` (reuse, write none: for CI) or ``"off"``
-        (neither; a resume still reuses its lineage). None or False:
-        ``FLOW2_CACHE``, else ``"on"``
+        (neither; a resume still reuses its lineage). With None, True or
+        False, the mode is ``FLOW2_CACHE``'s, else ``"on"``
     :param force: tasks that run even when a stored result could be reused
         (result keys, paths such as ``"release/wheel"``, or names; a group
         forces every task in it); the reason says "forced"

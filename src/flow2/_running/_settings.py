@@ -487,11 +487,8 @@ def _grace(value: float | None, environ: Mapping[str, str]) -> float:
 
 
 def _cache_mode(value: object, environ: Mapping[str, str]) -> CacheMode:
-    """The cache mode ``cache=`` gives (True and False: on, unless ``FLOW2_CACHE`` says
-    otherwise for False), else ``FLOW2_CACHE``'s, else on."""
-    if value is True:
-        return CacheMode.ON
-    if value is None or value is False:
+    """The cache mode ``cache=`` names, else (None, True, False) ``FLOW2_CACHE``'s, else on."""
+    if value is None or isinstance(value, bool):
         return _choice("cache", CacheMode, None, environ, CacheMode.ON)  # type: ignore[no-any-return]
     if isinstance(value, CacheMode):
         return value

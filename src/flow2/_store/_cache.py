@@ -77,7 +77,7 @@ def distrust(store: Store) -> str | None:
     """Why the store's cache entries are not to be trusted, or None.
 
     Another user's store (its directory or database file owned by another
-    uid), or a directory others may write into, may hold entries planted to
+    uid), or a directory every user may write into, may hold entries planted to
     stand in for a task's work: nothing is reused from them.
     """
     getuid = getattr(os, "getuid", None)
@@ -94,10 +94,10 @@ def distrust(store: Store) -> str | None:
                 f"cache entries in {store.directory} belong to uid {found.st_uid}: not "
                 f"trusted; run `flow2 cache clear`"
             )
-        if path == store.directory and found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if path == store.directory and found.st_mode & stat.S_IWOTH:
             return (
                 f"the run store {store.directory} may be written by other users: its cache "
-                f"entries are not trusted; run `chmod go-w {store.directory}` and "
+                f"entries are not trusted; run `chmod o-w {store.directory}` and "
                 f"`flow2 cache clear`"
             )
     return None
