@@ -108,6 +108,19 @@ def test_force_on_the_command_line_and_in_the_dry_run(tmp_path: Path) -> None:
     assert_usage_error(result, "--force 'nothing' names no task or group of 'Release'")
 
 
+def test_force_on_flow2_resume(tmp_path: Path) -> None:
+    _release(tmp_path)
+    _run_flow(tmp_path)
+    _ran(tmp_path)
+    result = flow2_command(
+        "resume", "last", "--display", "plain", "--force", "upload", "--no-cache", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _ran(tmp_path) == ["upload"]
+    assert "REUSED    Wheel (0.00s): succeeded in run " in result.stdout
+    assert explained(tmp_path / ".flow2", "upload")["reason"] == "forced (--force upload)"
+
+
 # --cache and --no-cache ----------------------------------------------------------------
 
 
