@@ -6,6 +6,7 @@ error (nothing ran), 128 + the signal's number when a signal stopped the run
 
 The commands live by what they do: :mod:`._run` (run), :mod:`._resume` (resume),
 :mod:`._runs` (runs and its subcommands), :mod:`._explain` (explain),
+:mod:`._cache` (cache and its subcommands), :mod:`._watch` (run --watch),
 :mod:`._report` (report), :mod:`._inspect` (validate, render, show, graph,
 plugins), :mod:`._tasks` (list, init, schema); what they share is in
 :mod:`._arguments` (FLOW, VARIABLE=VALUE, options) and :mod:`._stores` (the
@@ -22,6 +23,7 @@ from typing import NoReturn
 
 import click
 
+from ._cache import cache
 from ._explain import explain
 from ._inspect import graph, plugins, render, show, validate
 from ._report import report
@@ -78,6 +80,7 @@ def documentation() -> str:
         resume,
         runs,
         explain,
+        cache,
         report,
         validate,
         render,

@@ -313,6 +313,26 @@ def run_options(command: _Command) -> _Command:
         ),
         click.option("--no-log-files", is_flag=True, help="Write no per-task log files."),
         click.option(
+            "--force",
+            "force",
+            multiple=True,
+            metavar="TASK",
+            help="Run TASK (a key, a name or a path such as release/wheel; a group: all its "
+            "tasks) even when a stored result could be reused; repeat it for several.",
+        ),
+        click.option(
+            "--cache",
+            "cache",
+            type=click.Choice(["on", "read-only", "off"]),
+            default=None,
+            help="What the tasks that say cache: true do with the cache: reuse and write "
+            "entries (on), reuse but write none (read-only, for CI), or neither (off). "
+            "Default: $FLOW2_CACHE, else on.",
+        ),
+        click.option(
+            "--no-cache", is_flag=True, help="Take nothing from the cache, write nothing to it."
+        ),
+        click.option(
             "--pickle-results",
             is_flag=True,
             help="Store results that JSON cannot hold exactly as pickles, and load them when "
@@ -322,6 +342,16 @@ def run_options(command: _Command) -> _Command:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def cache_mode(cache: str | None, no_cache: bool) -> str | None:
+    """``--cache`` or ``--no-cache`` as ``Runner(cache=)`` takes it (None: ``$FLOW2_CACHE``).
+
+    :raises UsageProblem: when they contradict each other
+    """
+    if no_cache and cache not in (None, "off"):
+        raise UsageProblem(f"--no-cache contradicts --cache={cache}; choose one")
+    return "off" if no_cache else cache
 
 
 def _check_jobs(context: click.Context, parameter: click.Parameter, value: Any) -> int | None:

@@ -12,10 +12,12 @@ from .._flows._loader import read_flow
 from ._arguments import (
     FLOW_HELP,
     UsageProblem,
+    cache_mode,
     parse_variables,
     run_options,
 )
-from ._run import end_on_signals, exit_with, run_flow
+from ._ending import end_on_signals, exit_with
+from ._run import run_flow
 from ._stores import chosen_store, find_run, log_directory
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ def resume(
     otel: bool | None,
     store: str | None,
     no_store: bool,
+    force: tuple[str, ...],
+    cache: str | None,
+    no_cache: bool,
     pickle_results: bool,
     log_dir: str | None,
     no_log_files: bool,
@@ -87,6 +92,8 @@ def resume(
             resume=previous.id,
             pickle_results=pickle_results,
             log_dir=log_directory(log_dir, no_log_files, store),
+            cache=cache_mode(cache, no_cache),
+            force=[reference for given in force for reference in given.split(",") if reference],
         )
     )
 

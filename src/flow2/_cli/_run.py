@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,10 +20,12 @@ from ._arguments import (
     EXIT_INTERRUPTED,
     FLOW_HELP,
     UsageProblem,
+    cache_mode,
     load_flow,
     loaded_masker,
     run_options,
 )
+from ._ending import end_on_signals, end_quietly, exit_with, tell
 from ._stores import chosen_store, log_directory
 from ._words import PassThroughCommand, move_to, sort_words
 
@@ -70,6 +72,12 @@ RUN_HELP = (
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, be skipped or reused; run nothing."
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After the run, watch the files the tasks declare as sources: and run again when "
+    "they change (the tasks whose sources changed, and what depends on them), until Ctrl-C.",
+)
 @run_options
 def run(
     words: tuple[str, ...],
@@ -79,6 +87,7 @@ def run(
     until: str | None,
     start_from: str | None,
     dry_run: bool,
+    watch: bool,
     display: str | None,
     quiet: bool,
     verbose: bool,
@@ -89,6 +98,9 @@ def run(
     otel: bool | None,
     store: str | None,
     no_store: bool,
+    force: tuple[str, ...],
+    cache: str | None,
+    no_cache: bool,
     pickle_results: bool,
     log_dir: str | None,
     no_log_files: bool,
@@ -105,6 +117,12 @@ def run(
         contradicted = "--resume" if resume else "--from" if start_from is not None else "--store"
         raise UsageProblem(f"--no-store contradicts {contradicted}; choose one")
     end_on_signals()
+    if watch and (no_store or dry_run):
+        contradicted = "--no-store" if no_store else "--dry-run"
+        raise UsageProblem(
+            f"--watch contradicts {contradicted}: it runs the flow again and again, reusing "
+            f"from the run store what did not change; choose one"
+        )
     sorted_out = sort_words(words, click.get_current_context().meta.get("arguments"))
     if sorted_out.folder is not None:
         # Paths the user typed stay relative to where they typed them.
@@ -130,6 +148,7 @@ def run(
         click.echo("flow2: interrupted while loading the flow; nothing ran", err=True)
         sys.exit(EXIT_INTERRUPTED)
     verbosity = "quiet" if quiet else "verbose" if verbose else None
+    caching: dict[str, Any] = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
     selection: dict[str, Any] = {
         "only": [*chosen_tasks(loaded, sorted_out.names), *_split(only)],
         "skip": _split(skip),
@@ -145,26 +164,34 @@ def run(
                 store=False if no_store else chosen_store(store),
                 resume=resume,
                 pickle_results=pickle_results,
+                **caching,
             )
         )
-    exit_with(
-        run_flow(
-            loaded,
-            values,
-            display=display,
-            verbosity=verbosity,
-            jobs=jobs,
-            events=events,
-            grace=grace,
-            report=report,
-            tracing=otel or None,
-            store=False if no_store else chosen_store(store),
-            resume="last" if resume else None,
-            pickle_results=pickle_results,
-            log_dir=log_directory(log_dir, no_log_files, store),
-            **selection,
-        )
-    )
+    options: dict[str, Any] = {
+        "display": display,
+        "verbosity": verbosity,
+        "jobs": jobs,
+        "events": events,
+        "grace": grace,
+        "report": report,
+        "tracing": otel or None,
+        "store": False if no_store else chosen_store(store),
+        "pickle_results": pickle_results,
+        "log_dir": log_directory(log_dir, no_log_files, store),
+        **caching,
+        **selection,
+    }
+    if watch:
+        from ._watch import watch as watch_flow
+
+        def again(first: bool) -> int:
+            # Each run after the first resumes the one before: what did not change is reused.
+            chosen = "last" if resume or not first else None
+            # A copy: a run fills the context it is given with its results.
+            return run_flow(loaded, dict(values), resume=chosen, last=False, **options)
+
+        exit_with(watch_flow(loaded.root.task, loaded.file, again))
+    exit_with(run_flow(loaded, values, resume="last" if resume else None, **options))
 
 
 def chosen_tasks(loaded: LoadedFlow, names: list[str]) -> list[str]:
@@ -193,6 +220,9 @@ def print_plan(
     store: Path | bool = False,
     resume: bool = False,
     pickle_results: bool = False,
+    cache: str | None = None,
+    force: list[str] | None = None,
+    last: bool = True,
 ) -> int:
     """Print what a run of the flow would do (what a resume would reuse too); exit code 0."""
     from .._listeners._text import visible
@@ -206,6 +236,8 @@ def print_plan(
             store=store,
             resume="last" if resume else None,
             pickle_results=pickle_results,
+            cache=cache,
+            force=force or (),
             flow_file=loaded.file,
             **selection,
         )
@@ -217,12 +249,6 @@ def print_plan(
     click.echo(masker.mask(f"{loaded.file}: plan of '{visible(loaded.root.task.name)}'"))
     click.echo(masker.mask(str(plan)))
     return 0
-
-
-def exit_with(code: int) -> NoReturn:
-    """Exit with ``code`` once stdout and stderr are flushed (:func:`release_closed_outputs`)."""
-    release_closed_outputs()
-    sys.exit(code)
 
 
 def run_flow(
@@ -244,6 +270,9 @@ def run_flow(
     resume: str | None = None,
     pickle_results: bool = False,
     log_dir: str | None = None,
+    cache: str | None = None,
+    force: list[str] | None = None,
+    last: bool = True,
 ) -> int:
     """Run a loaded flow and return the exit code: the :class:`flow2.RunResult`'s.
 
@@ -251,6 +280,10 @@ def run_flow(
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
     :param jobs: the job slots (``-j``); the flow's ``jobs:`` when None
+    :param cache: ``--cache`` (None: ``$FLOW2_CACHE``, else on)
+    :param force: the tasks ``--force`` names
+    :param last: the process ends after this run (False: ``--watch`` runs it
+        again, and Ctrl-C between runs must still stop the watch)
     """
     from .._running._runner import Runner
     from .._running._settings import RunSettings
@@ -275,6 +308,8 @@ def run_flow(
             store=store,
             resume=resume,
             pickle_results=pickle_results,
+            cache=cache,
+            force=force or (),
             flow_file=loaded.file,
             log_dir=log_dir,
             secrets=loaded.secret_values(variables),
@@ -294,74 +329,11 @@ def run_flow(
     except ConfigurationError as error:  # the store
         raise UsageProblem(str(error)) from None
     except FlowError as error:  # an executor could not start, ...
-        _tell(loaded_masker(loaded, variables).mask(f"flow2: {error}"))
+        tell(loaded_masker(loaded, variables).mask(f"flow2: {error}"))
         return EXIT_FAILED
-    _end_quietly()
+    if last:
+        end_quietly()
     if result.signal is not None:
         # The run was cancelled, every task reported and the summary printed.
-        _tell(f"flow2: interrupted by {result.signal.name}")
+        tell(f"flow2: interrupted by {result.signal.name}")
     return result.exit_code
-
-
-def end_on_signals() -> None:
-    """Until the run takes them: SIGTERM and SIGHUP end the command with 128 + the signal.
-
-    As ``SystemExit``, quietly, while the flow loads: the exit status is the
-    documented one (143, 129), not a death by the signal. The run's own
-    handlers replace these while it runs (see flow2/_running/_signals.py).
-    """
-    import signal
-
-    def end(number: int, frame: object) -> None:
-        raise SystemExit(128 + number)
-
-    for name in ("SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
-            signal.signal(number, end)
-
-
-def _end_quietly() -> None:
-    """From here the process only ends: a signal changes no outcome and prints no traceback.
-
-    It only ends the wait for worker threads left behind, if any.
-    See test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly.
-    """
-    import signal
-
-    from .._executors._threads import stop_waiting_for_threads
-
-    def ending(number: int, frame: object) -> None:
-        stop_waiting_for_threads()
-
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, ending)
-
-
-def _tell(message: str) -> None:
-    """A line on stderr; nothing when stderr is closed."""
-    try:
-        click.echo(message, err=True)
-    except (OSError, ValueError):
-        pass
-
-
-def release_closed_outputs() -> None:
-    """Flush stdout and stderr now; point a closed one at /dev/null.
-
-    A reader that went away (``| head``, a dead ``tee``) must not turn into
-    "Exception ignored … BrokenPipeError" and exit code 120 when Python
-    flushes the streams at exit.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            try:
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, stream.fileno())
-                os.close(null)
-            except (OSError, ValueError):
-                pass

@@ -78,6 +78,7 @@ def resume_plan(
     """
     import flow2
 
+    from .._store._cache import distrust
     from .._store._keys import KeyMaker
     from .._store._reuse import (
         ReusePlan,
@@ -86,6 +87,9 @@ def resume_plan(
         lineage_states,
         read_entries,
     )
+    from ._settings import CacheMode
+
+    _check_forced(settings.force, task)
 
     previous = None
     if settings.resume == "last":
@@ -98,7 +102,9 @@ def resume_plan(
     flow = flow_identity(settings.flow_file, task.name)
     states = lineage_states(store, connection, previous) if previous is not None else None
     cached: dict[tuple[str, ...], list[Any]] = {}
-    if settings.cache or _any_cache(task):
+    untrusted = distrust(store)
+    reads = settings.cache_mode is not CacheMode.OFF
+    if reads and untrusted is None and (settings.cache or _any_cache(task)):
         for entry in read_entries(connection, "flow = ?", (flow,)):
             cached.setdefault(entry.path, []).append(entry)
     keys = KeyMaker(
@@ -115,9 +121,40 @@ def resume_plan(
         states=states,
         cached=cached,
         cache_all=settings.cache,
+        cache_reads=reads,
+        cache_writes=settings.cache_mode is CacheMode.ON,
+        force=settings.force,
+        distrust=untrusted,
         pickle_results=settings.pickle_results,
         index=file_index(connection),
     )
+
+
+def _check_forced(references: tuple[str, ...], root: Task) -> None:
+    """Every ``force`` reference names a task or a group of the tree.
+
+    :raises flow2.ConfigurationError: naming the one that names nothing
+    """
+    from .._engine._exceptions import ConfigurationError
+    from .._engine._task import Task
+    from .._store._reuse import names_task
+
+    left = set(references)
+    stack: list[tuple[Any, list[str]]] = [(root, [root.name])]
+    while stack and left:
+        task, names = stack.pop()
+        if not isinstance(task, Task):
+            continue
+        left = {ref for ref in left if not names_task(ref, names, task.key)}
+        stack.extend((child, [*names, getattr(child, "name", "")]) for child in task.children)
+    if left:
+        reference = sorted(left)[0]
+        raise ConfigurationError(
+            f"--force {reference!r} names no task or group of {root.name!r}; give a task's "
+            f"key, its name or its path (e.g. {root.name}/build)",
+            option="force",
+            value=reference,
+        )
 
 
 def _any_cache(root: Task) -> bool:

@@ -86,9 +86,16 @@ class Runner:
         they depend on changed (see docs/store.md); needs a store
     :param pickle_results: store results that JSON cannot hold exactly as
         pickles, and load pickled results when resuming (only for stores you trust)
-    :param cache: reuse the stored result of any earlier run of the same flow
-        whose reuse key equals the task's (a task's or group's ``cache``
-        attribute says otherwise for it); needs a store (see docs/store.md)
+    :param cache: True: reuse the stored result of any earlier run of the same
+        flow whose reuse key equals the task's (a task's or group's ``cache``
+        attribute says otherwise for it); needs a store (see docs/store.md).
+        Or how far the tasks that ask for the cache use it: ``"on"`` (reuse and
+        write entries), ``"read-only"`` (reuse, write none: for CI) or ``"off"``
+        (neither; a resume still reuses its lineage). With None, True or
+        False, the mode is ``FLOW2_CACHE``'s, else ``"on"``
+    :param force: tasks that run even when a stored result could be reused
+        (result keys, paths such as ``"release/wheel"``, or names; a group
+        forces every task in it); the reason says "forced"
     :param flow_file: the flow file the tree was loaded from, recorded with
         the run; ``resume="last"`` picks the newest run of this file (else of
         a root with the same name)
@@ -149,7 +156,8 @@ class Runner:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
-        cache: bool = False,
+        cache: bool | str | None = None,
+        force: Sequence[str] = (),
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
         grace: float | None = None,
@@ -179,6 +187,7 @@ class Runner:
             resume=resume,
             pickle_results=pickle_results,
             cache=cache,
+            force=force,
             flow_file=flow_file,
             handle_signals=handle_signals,
             grace=grace,
@@ -265,6 +274,8 @@ class Runner:
                 run.listeners = listeners.listeners
                 run.plan = self._partial_run(run, stored)
                 run.reuser = resume
+                for notice in resume.notices if resume is not None else ():
+                    tell(f"flow2: {notice}")
                 if (
                     resume is not None
                     and resume.previous is not None

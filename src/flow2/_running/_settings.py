@@ -50,6 +50,23 @@ CI_MARKERS = (
 )
 
 _TRUE = ("1", "true", "yes", "on")
+
+
+class CacheMode(enum.Enum):
+    """What a run does with the cache (``--cache``, ``Runner(cache=)``, ``FLOW2_CACHE``).
+
+    The tasks (and ``Runner(cache=True)``) say which tasks use the cache;
+    the mode says how far.
+    """
+
+    #: Reuse entries and write new ones.
+    ON = "on"
+    #: Reuse entries, write none (CI that must not grow or change the cache).
+    READ_ONLY = "read-only"
+    #: Neither reuse nor write cache entries (``--no-cache``); a resume still works.
+    OFF = "off"
+
+
 _FALSE = ("", "0", "false", "no", "off")
 
 
@@ -83,6 +100,10 @@ class RunSettings:
     resume: str | None = None
     pickle_results: bool = False
     cache: bool = False
+    #: How far the run uses the cache: ``cache=`` as a mode, else ``FLOW2_CACHE``, else on.
+    cache_mode: CacheMode = CacheMode.ON
+    #: Tasks that run even when reusable (``force=``, ``--force``): keys, paths or names.
+    force: tuple[str, ...] = ()
     #: ``FLOW2_CACHE_SALT``: part of every reuse key (change it to reuse nothing stored before).
     cache_salt: str = ""
     flow_file: str | None = None
@@ -130,7 +151,8 @@ class RunSettings:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
-        cache: bool = False,
+        cache: bool | str | CacheMode | None = None,
+        force: Sequence[str] = (),
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
         grace: float | None = None,
@@ -179,7 +201,8 @@ class RunSettings:
                 option="resume",
                 value=resume,
             )
-        if cache and store_path is None:
+        cache_mode = _cache_mode(cache, environ)
+        if cache is True and store_path is None:
             raise ConfigurationError(
                 "cache=True needs a run store to keep results in; pass store='.flow2' "
                 "(or another directory), or set FLOW2_STORE",
@@ -242,7 +265,9 @@ class RunSettings:
             store_keep=_store_keep(environ) if store_path is not None else None,
             resume=resume,
             pickle_results=bool(pickle_results),
-            cache=bool(cache),
+            cache=cache is True,
+            cache_mode=cache_mode,
+            force=_task_references("force", force) if force else (),
             cache_salt=environ.get("FLOW2_CACHE_SALT", ""),
             flow_file=os.path.abspath(flow_file) if flow_file is not None else None,
             handle_signals=bool(handle_signals),
@@ -497,6 +522,22 @@ def _grace(value: float | None, environ: Mapping[str, str]) -> float:
             variable=variable,
         )
     return float(value)
+
+
+def _cache_mode(value: object, environ: Mapping[str, str]) -> CacheMode:
+    """The cache mode ``cache=`` names, else (None, True, False) ``FLOW2_CACHE``'s, else on."""
+    if value is None or isinstance(value, bool):
+        return _choice("cache", CacheMode, None, environ, CacheMode.ON)  # type: ignore[no-any-return]
+    if isinstance(value, CacheMode):
+        return value
+    try:
+        return CacheMode(value.lower() if isinstance(value, str) else value)
+    except ValueError:
+        raise ConfigurationError(
+            f"cache={value!r} is not one of: True, False, 'on', 'read-only', 'off'",
+            option="cache",
+            value=value,
+        ) from None
 
 
 def _task_references(option: str, value: object) -> tuple[str, ...]:

@@ -24,5 +24,7 @@ with the first run that records.
 - ``_reuse``: the reuser: keys each task as it is about to start, reuses an
   entry of an equal key (a resume's lineage, the cache), says why not.
 - ``_dry``: what a dry run says the reuser would do.
+- ``_cache``: the cache as ``flow2 cache`` sees it (entries, sizes, clearing,
+  pruning), and whether a store's entries may be trusted.
 - ``_history``: the text ``flow2 runs`` prints.
 """

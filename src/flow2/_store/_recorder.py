@@ -456,7 +456,7 @@ class StoreRecorder:
                 old = decided.entry
                 entries.append(
                     (
-                        plan.flow,
+                        plan.entry_flow,
                         json.dumps(list(old.path)),
                         old.key,
                         json.dumps(old.parts),
@@ -511,7 +511,7 @@ class StoreRecorder:
         outputs = plan.index.digests(task.outputs, plan.base) if task.outputs else {}
         result_format, result, note = encoded if encoded is not None else ("json", "null", None)
         return (
-            plan.flow,
+            plan.entry_flow,
             self._mask(json.dumps(list(decided.path))),
             decided.key,
             json.dumps(decided.parts),

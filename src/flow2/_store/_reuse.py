@@ -98,6 +98,13 @@ class ReusePlan:
     :param base: the directory ``sources:`` and ``outputs:`` are relative to
     :param pickle_results: load results stored as pickles
     :param index: the file index to digest ``sources:`` and ``outputs:`` with
+    :param cache_reads: the run takes results from the cache (not ``--no-cache``)
+    :param cache_writes: the run writes cache entries (``--cache=on``); else the
+        entries it writes are kept for its own lineage (a later resume) only
+    :param force: the tasks that run even when reusable (result keys, paths, names;
+        a group's tasks with it)
+    :param distrust: why the store's entries are not to be trusted (another
+        user's store, one others may write): nothing is reused from it
     """
 
     def __init__(
@@ -112,6 +119,10 @@ class ReusePlan:
         base: pathlib.Path | None = None,
         pickle_results: bool = False,
         index: FileIndex | None = None,
+        cache_reads: bool = True,
+        cache_writes: bool = True,
+        force: Sequence[str] = (),
+        distrust: str | None = None,
     ) -> None:
         self.keys = keys
         self.flow = flow
@@ -121,6 +132,12 @@ class ReusePlan:
         self.cache_all = cache_all
         self.base = base or pathlib.Path.cwd()
         self.pickle_results = pickle_results
+        self.cache_reads = cache_reads
+        self.cache_writes = cache_writes
+        self.force = tuple(force)
+        self.distrust = distrust
+        #: What the run tells once, before its first task (an untrusted store).
+        self.notices: list[str] = [distrust] if distrust is not None else []
         #: The digests of declared files (remembered across runs when the index can be).
         self.index = index if index is not None else FileIndex()
         #: What was decided for each task, by its record's number.
@@ -128,6 +145,13 @@ class ReusePlan:
         #: For each result key produced in this run, the key of its task.
         self.produced: dict[str, str] = {}
         self._code_unknown = False
+
+    @property
+    def entry_flow(self) -> str:
+        """The flow the run's entries are written under: its own, or "" (no flow: an
+        entry the cache never reads, kept for a later resume of this run) when the
+        run writes no cache entries (``--cache=read-only``, ``--no-cache``)."""
+        return self.flow if self.cache_writes else ""
 
     @property
     def previous_id(self) -> str | None:
@@ -168,8 +192,15 @@ class ReusePlan:
         return self.judge(record.number, record.path, chain, context, *files)
 
     def digest_files(self, task: Task) -> tuple[dict[str, str], dict[str, str]]:
-        """The digests of the task's declared sources, and of its outputs as they are now."""
+        """The digests of the task's declared sources, and of its outputs as they are now.
+
+        :raises OSError: a file cannot be read, or a pattern leads out of the
+            working directory (flow2 checks files under it only)
+        """
         index, base = self.index, self.base
+        for pattern in (*task.sources, *task.outputs):
+            if outside(pattern):
+                raise OSError(f"{pattern!r} leads out of the working directory")
         return (
             index.digests(task.sources, base) if task.sources else {},
             index.digests(task.outputs, base) if task.outputs else {},
@@ -213,6 +244,13 @@ class ReusePlan:
         key = decided.key = key_of(parts)
         decided.parts, decided.details = parts, details
         self.produced[task.key] = key
+        forced = self._forced_by(chain)
+        if forced is not None:
+            decided.reason = f"forced (--force {forced})"
+            return None
+        if self.distrust is not None:
+            decided.reason = "not reused: the run store is not trusted (see the run's notice)"
+            return None
         reason = None
         if self.states is not None:
             assert self.previous is not None
@@ -226,7 +264,10 @@ class ReusePlan:
                 if isinstance(reuse, Reuse):
                     return reuse
                 reason = reuse
-        if self._caches(chain):
+        caches = self._caches(chain)
+        if caches and not self.cache_reads:
+            reason = reason or "the cache is off (--no-cache): nothing is taken from it"
+        elif caches:
             entries = self.cached.get(path, [])
             entry = next((entry for entry in entries if entry.key == key), None)
             if entry is None and entries:
@@ -272,11 +313,49 @@ class ReusePlan:
             decided.reason += ", if its code is unchanged (a dry run imports no callback)"
         return Reuse(value, decided.reason, cached=outcome == CACHED)
 
+    def _forced_by(self, chain: Sequence[Task]) -> str | None:
+        """The ``force`` reference naming the task at the end of ``chain``, or a group of it."""
+        if not self.force:
+            return None
+        names = [task.name for task in chain]
+        for place, task in enumerate(chain):
+            for reference in self.force:
+                if names_task(reference, names[: place + 1], task.key):
+                    return reference
+        return None
+
     def _caches(self, chain: Sequence[Task]) -> bool:
         for task in reversed(chain):
             if task.cache is not None:
                 return bool(task.cache)
         return self.cache_all
+
+
+def names_task(reference: str, names: Sequence[str], key: str | None) -> bool:
+    """Whether ``reference`` names the task whose path is ``names`` (the root's name
+    first) and result key is ``key``: the key, the name, or the path (with or without
+    the root's name; ``/``, ``>`` or `` › `` between the names)."""
+    wanted = reference.strip()
+    if wanted in (key, names[-1]):
+        return True
+    for separator in ("›", "/", ">"):
+        if separator in wanted:
+            parts = [part.strip() for part in wanted.split(separator)]
+            return parts in (list(names), list(names[1:]))
+    return False
+
+
+def outside(pattern: str) -> bool:
+    """Whether a ``sources:`` or ``outputs:`` pattern leads out of the working directory."""
+    path = pathlib.PurePosixPath(pattern.replace("\\", "/"))
+    if path.is_absolute() or pathlib.PureWindowsPath(pattern).drive:
+        return True
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
 
 
 def _without_code(parts: Mapping[str, str]) -> dict[str, str]:
