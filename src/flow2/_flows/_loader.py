@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
-_STRUCTURE_KEYS = ("plugin", "name", "tasks", "needs", "if")
+_STRUCTURE_KEYS = ("plugin", "name", "tasks", "needs", "if", "finally", "on_failure")
+
+#: A group's cleanup keys in a flow file, and the option each one fills.
+_CLEANUP_KEYS = {"on_failure": "on_failure", "finally": "finally_tasks"}
 
 
 @dataclass
@@ -237,6 +240,9 @@ class _Builder:
         #: Nodes with an ``if:``, and the expression it evaluates.
         self.conditions: list[tuple[Node, str]] = []
         self._building: set[int] = set()
+        #: The ids of the nodes inside a group's cleanup, which may read ``failures``.
+        self.cleanup_nodes: set[int] = set()
+        self._cleanup_depth = 0
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -341,6 +347,15 @@ class _Builder:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
         if "tasks" in data and not takes_tasks:
             self.unknown_key("tasks", key_lines["tasks"], label, accepted, takes_tasks)
+        if "finally_tasks" in options:
+            raise self.error(
+                f"{label}: write the tasks that always run as finally:, not finally_tasks:",
+                key_lines["finally_tasks"],
+                "finally_tasks",
+            )
+        for key, option in _CLEANUP_KEYS.items():
+            if key in data and (not takes_tasks or option not in accepted):
+                self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
         missing = [key for key in required if key not in options]
         if missing:
             raise self.error(
@@ -374,8 +389,17 @@ class _Builder:
         checked = {
             key: value for key, value in options.items() if key not in deferred or key in required
         }
+        cleanup = {
+            key: self.build_cleanup(data, key, name) for key in _CLEANUP_KEYS if key in data
+        }
+        for key, nodes in cleanup.items():
+            checked[_CLEANUP_KEYS[key]] = [child.task for child in nodes]
         task = self.construct(factory, name, children, checked, label, data)
+        # The children as the group's: its tasks, then on_failure, then finally.
+        children = children + cleanup.get("on_failure", []) + cleanup.get("finally", [])
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
+        if self._cleanup_depth:
+            self.cleanup_nodes.add(id(node))
         self.add_needs_and_condition(node, data)
         if deferred:
             from ._templates import RunTimeOptions
@@ -461,6 +485,29 @@ class _Builder:
             for position, item in enumerate(tasks)
         ]
 
+    def build_cleanup(self, data: LineDict, key: str, name: str) -> list[Node]:
+        """The tasks of a group's ``on_failure:`` or ``finally:``."""
+        tasks = data[key]
+        line = data.key_lines[key]
+        if not isinstance(tasks, list):
+            raise self.error(
+                f"{key}: of {name!r} must be a list of tasks, got {type_name(tasks)}; "
+                f"write each task as a list item starting with '- plugin: …'",
+                line,
+                key,
+            )
+        item_lines = getattr(tasks, "item_lines", [line] * len(tasks))
+        self._cleanup_depth += 1
+        try:
+            return [
+                self.build_node(
+                    item, item_lines[position], f"item {position + 1} of {key}: of {name!r}"
+                )
+                for position, item in enumerate(tasks)
+            ]
+        finally:
+            self._cleanup_depth -= 1
+
     def load_plugin(self, name: str, line: int) -> Callable[..., Any]:
         from ._plugins import find_plugin
 
@@ -481,6 +528,7 @@ class _Builder:
     ) -> None:
         # "if" is read by the loader, not the plugin, so the plugin's options miss it.
         keys = ["name", *(["tasks"] if takes_tasks else []), *accepted, "if"]
+        keys = ["finally" if key == "finally_tasks" else key for key in keys]
         closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         hint = f"did you mean {closest[0]!r}? " if closest else ""
         raise self.error(
@@ -552,6 +600,7 @@ class _Builder:
         known = set(owners) | set(self.variables) | {"context"}
         import jinja2
 
+        from .._engine._cleanup import FAILURES_KEY
         from .._engine._needs import Condition
         from .._engine._task import merge_needs
 
@@ -580,7 +629,8 @@ class _Builder:
                     node.line,
                     key,
                 )
-            for unknown in sorted(names - known):
+            readable = known | {FAILURES_KEY} if id(node) in self.cleanup_nodes else known
+            for unknown in sorted(names - readable):
                 closest = difflib.get_close_matches(unknown, sorted(known), n=1)
                 hint = f"did you mean {closest[0]!r}? " if closest else ""
                 raise self.error(
