@@ -96,6 +96,8 @@ class TaskGroup(Task):
         return tuple(self.tasks)
 
     def cleanup_role_of(self, child: Task) -> Cleanup | None:
+        if not (self.on_failure or self.finally_tasks):
+            return None
         if any(task is child for task in self.on_failure):
             return Cleanup.ON_FAILURE
         if any(task is child for task in self.finally_tasks):

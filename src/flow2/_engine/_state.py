@@ -37,6 +37,7 @@ class Cleanup(enum.Enum):
     #: Runs after the group's tasks whatever happened to them (``finally_tasks=``).
     FINALLY = "finally"
 
+
 #: Shared by every record without children until its first child arrives (see add_child).
 _NO_CHILDREN: list[TaskRun] = []
 

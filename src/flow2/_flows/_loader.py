@@ -389,9 +389,7 @@ class _Builder:
         checked = {
             key: value for key, value in options.items() if key not in deferred or key in required
         }
-        cleanup = {
-            key: self.build_cleanup(data, key, name) for key in _CLEANUP_KEYS if key in data
-        }
+        cleanup = {key: self.build_cleanup(data, key, name) for key in _CLEANUP_KEYS if key in data}
         for key, nodes in cleanup.items():
             checked[_CLEANUP_KEYS[key]] = [child.task for child in nodes]
         task = self.construct(factory, name, children, checked, label, data)
