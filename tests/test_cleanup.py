@@ -239,12 +239,12 @@ def test_a_cleanup_reading_a_sibling_of_a_bounded_group_runs_after_it(recorder: 
     ran: list[str] = []
     step = steps(ran)
     reader = flow2.CallbackTask("Reader", lambda context: context["a"], needs="a")
-    tree = flow2.ParallelTaskGroup(
-        "CI", step("B", result="b"), step("A"), max_parallel=1, finally_tasks=[reader]
-    )
+    waiting = flow2.CallbackTask("B", lambda context: ran.append("B"), needs="a")
+    tree = flow2.ParallelTaskGroup("CI", waiting, step("A"), max_parallel=1, finally_tasks=[reader])
     result = run(quiet(recorder).execute(tree))
     assert result.succeeded and result.context["reader"] == "A"
-    assert started(recorder)[-1] == "Reader"
+    # A first (B waits for it), the cleanup last.
+    assert started(recorder) == ["CI", "A", "B", "Reader"]
 
 
 def test_cleanup_tasks_run_again_when_a_run_is_resumed(tmp_path: Path) -> None:
@@ -266,6 +266,10 @@ def test_cleanup_tasks_run_again_when_a_run_is_resumed(tmp_path: Path) -> None:
     run(flow2.Runner(display="none", store=store, resume="last").run(tree(fails=False)))
     # Build is reused; the cleanup is never reused: it runs again.
     assert ran == ["Test", "Clean"]
+    ran.clear()
+    run(flow2.Runner(display="none", store=store, resume="last").run(tree(fails=False)))
+    # Everything succeeded last time: only the cleanup runs.
+    assert ran == ["Clean"]
 
 
 # Flow files ---------------------------------------------------------------------------
