@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import signal
 import sys
 import time
@@ -436,3 +437,24 @@ def test_a_second_signal_during_cleanup_kills_it(tmp_path: Path) -> None:
     assert process.returncode == 130, stdout + stderr
     assert "CANCELLED Tear down (finally)" in stdout
     assert wait_for_no_leftovers(marker) == []
+
+
+def test_the_event_file_and_the_reports_mark_cleanup_tasks(tmp_path: Path) -> None:
+    step = steps([])
+    tree = flow2.SerialTaskGroup(
+        "CI",
+        step("Build", fails=True),
+        on_failure=[step("Report")],
+        finally_tasks=[step("Clean", fails=True)],
+    )
+    events = tmp_path / "events.jsonl"
+    run(flow2.Runner(display="none", events=events).execute(tree))
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    marks = {line["task"]: line.get("cleanup") for line in lines if line["event"] == "task"}
+    assert marks == {"CI": None, "Build": None, "Report": "on_failure", "Clean": "finally"}
+    markdown = flow2.markdown_report(events)
+    assert "- **CI › Build**" in markdown
+    assert "- **CI › Clean (finally)**" in markdown
+    page = flow2.html_report(events)
+    assert '"Report (on failure)"' in page  # the tree and the timeline
+    assert "<h3>CI › Clean (finally)</h3>" in page  # the failures

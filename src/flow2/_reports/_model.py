@@ -102,6 +102,8 @@ class TaskRecord:
     :param reason: why it was skipped or reused, when known
     :param queued: seconds its work waited for a process or Dask worker
         before it began there; :attr:`duration` leaves them out
+    :param cleanup: ``"on_failure"`` or ``"finally"`` for a group's cleanup
+        task (from an event file; a stored run does not record it), else None
     """
 
     index: int
@@ -118,6 +120,14 @@ class TaskRecord:
     output: str = ""
     reason: str | None = None
     queued: float = 0.0
+    cleanup: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Its name, with `` (finally)`` or `` (on failure)`` for a cleanup task."""
+        if self.cleanup is None:
+            return self.name
+        return f"{self.name} ({self.cleanup.replace('_', ' ')})"
 
     @property
     def parent_path(self) -> tuple[str, ...]:
@@ -256,6 +266,9 @@ class RunBuilder:
             if status is Status.RUNNING:
                 task.attempts.append(AttemptRecord(attempt, time))
         task.status = status
+        cleanup = fields.get("cleanup")
+        if cleanup is not None:
+            task.cleanup = str(cleanup)
         if status is Status.RETRYING:
             current = self._attempt(task, attempt, time)
             current.end, current.status, current.error = time, Status.RETRYING, error
