@@ -271,6 +271,10 @@ def test_cleanup_tasks_run_again_when_a_run_is_resumed(tmp_path: Path) -> None:
     run(flow2.Runner(display="none", store=store, resume="last").run(tree(fails=False)))
     # Everything succeeded last time: only the cleanup runs.
     assert ran == ["Clean"]
+    # A dry run says so too.
+    plan = flow2.Runner(display="none", store=store, resume="last").dry_run(tree(fails=False))
+    assert plan["build"].action == "reuse"
+    assert (plan["clean"].action, plan["clean"].reason) == ("run", "a cleanup task always runs")
 
 
 # Flow files ---------------------------------------------------------------------------
@@ -458,3 +462,18 @@ def test_the_event_file_and_the_reports_mark_cleanup_tasks(tmp_path: Path) -> No
     page = flow2.html_report(events)
     assert '"Report (on failure)"' in page  # the tree and the timeline
     assert "<h3>CI › Clean (finally)</h3>" in page  # the failures
+
+
+def test_only_keeps_the_cleanup_of_the_groups_it_runs() -> None:
+    ran: list[str] = []
+    step = steps(ran)
+    tree = flow2.SerialTaskGroup(
+        "CI",
+        flow2.SerialTaskGroup("Build", step("Compile"), finally_tasks=[step("Clean build")]),
+        flow2.SerialTaskGroup("Docs", step("Sphinx"), finally_tasks=[step("Clean docs")]),
+    )
+    runner = flow2.Runner(display="none", store=False, only=["compile"])
+    assert runner.dry_run(tree)["clean_build"].action == "run"
+    assert runner.dry_run(tree)["clean_docs"].action == "skip"
+    run(runner.run(tree))
+    assert ran == ["Compile", "Clean build"]
