@@ -432,7 +432,11 @@ def test_a_second_signal_during_cleanup_kills_it(tmp_path: Path) -> None:
     try:
         wait_for_files(tmp_path, "ready", 1, process)
         process.send_signal(signal.SIGINT)
-        wait_for_files(tmp_path, "cleaning", 1, process)
+        try:
+            wait_for_files(tmp_path, "cleaning", 1, process)
+        except AssertionError:
+            process.kill()
+            raise AssertionError(f"the cleanup never started: {process.communicate()}") from None
         process.send_signal(signal.SIGINT)
         # Well under the 600 s grace: the second signal does not wait for the cleanup.
         stdout, stderr = process.communicate(timeout=60)
