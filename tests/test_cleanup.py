@@ -481,3 +481,28 @@ def test_only_keeps_the_cleanup_of_the_groups_it_runs() -> None:
     assert runner.dry_run(tree)["clean_docs"].action == "skip"
     run(runner.run(tree))
     assert ran == ["Compile", "Clean build"]
+
+
+def test_show_marks_cleanup_tasks_and_graph_draws_them_after_the_groups_tasks(
+    tmp_path: Path,
+) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        plugin: parallel
+        name: Matrix
+        tasks:
+          - {plugin: shell, name: Linux, cmd: echo}
+          - {plugin: shell, name: Mac, cmd: echo}
+        on_failure:
+          - {plugin: shell, name: Report, cmd: echo}
+        finally:
+          - {plugin: shell, name: Upload, cmd: echo}
+        """,
+    )
+    shown = flow2_command("show", path).stdout
+    assert "├── Report (on failure) → report" in shown
+    assert "└── Upload (finally) → upload" in shown
+    graph = flow2_command("graph", path).stdout
+    for arrow in ("n2 --> n4", "n3 --> n4", "n4 --> n5"):
+        assert arrow in graph
