@@ -361,3 +361,17 @@ def test_ctrl_c_leaves_the_final_tree_the_summary_and_the_cursor(tmp_path: Path)
     assert _has(final, "Root was cancelled in", "0 succeeded, 0 failed, 0 skipped, 2 cancelled")
     hidden = terminal.raw.rfind(b"\x1b[?25l")
     assert 0 <= hidden < terminal.raw.rfind(b"\x1b[?25h")  # the cursor is back
+
+
+def test_cleanup_tasks_are_drawn_under_their_group_and_marked() -> None:
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        flow2.CallbackTask("Work", _fail),
+        on_failure=[flow2.CallbackTask("Report", _nothing)],
+        finally_tasks=[flow2.CallbackTask("Clean", _nothing)],
+    )
+    view, _ = _view_after(tree)
+    lines = _plain_lines(view)
+    assert lines[1].startswith("├─ ✗ Work")
+    assert lines[2].startswith("├─ ✓ Report (on failure)")
+    assert lines[3].startswith("└─ ✓ Clean (finally)")

@@ -46,7 +46,7 @@ def test_every_key_the_loader_accepts_is_described_and_no_other() -> None:
 @pytest.mark.parametrize("key", accepted_keys()[0])
 def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> None:
     """A key the schema offers never meets "unknown key" in the loader."""
-    group_keys = {"tasks", "parallel", "max_parallel", "on_error"}
+    group_keys = {"tasks", "parallel", "max_parallel", "on_error", "on_failure", "finally"}
     values: dict[str, Any] = {
         "plugin": "shell",
         "name": "Probe",
@@ -76,6 +76,8 @@ def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> 
         "jobserver": False,
         "cache": True,
         "for_each": "${{ [1, 2] }}",
+        "on_failure": [{"cmd": "true"}],
+        "finally": [{"cmd": "true"}],
         "as": "number",
         "sources": ["*.py"],
         "outputs": ["dist"],

@@ -22,7 +22,13 @@ def test_documented_signatures() -> None:
     task_parameters = list(inspect.signature(flow2.Task).parameters)
     assert task_parameters[:4] == ["name", "description", "register", "output"]
     assert list(inspect.signature(flow2.CallbackTask).parameters) == ["name", "callback", "kwargs"]
-    assert list(inspect.signature(flow2.TaskGroup).parameters) == ["name", "tasks", "kwargs"]
+    assert list(inspect.signature(flow2.TaskGroup).parameters) == [
+        "name",
+        "tasks",
+        "on_failure",
+        "finally_tasks",
+        "kwargs",
+    ]
     for hook in ("start", "success", "exception", "process", "run"):
         assert inspect.iscoroutinefunction(getattr(flow2.Task, hook)), hook
     assert inspect.signature(flow2.Task.process).parameters["raises"].default is True

@@ -36,7 +36,7 @@ from ._engine._logger import TaskLogger
 from ._engine._naming import snake_case
 from ._engine._needs import NeedsError
 from ._engine._run import Run
-from ._engine._state import TaskRun
+from ._engine._state import Cleanup, TaskRun
 from ._engine._task import Context
 from ._listeners._settings import Display, Verbosity
 from ._running._result import Counts, RunFailed, RunResult, TaskFailure
@@ -127,6 +127,7 @@ __all__ = [
     "EXECUTOR_FACTORIES",
     "AttemptRecord",
     "CallbackTask",
+    "Cleanup",
     "CommandError",
     "ConfigurationError",
     "Context",

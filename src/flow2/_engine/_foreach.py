@@ -189,31 +189,40 @@ class ForEach(TaskGroup):
             except Exception as error:
                 # The caller sees its own frames, not flow2's and asyncio's.
                 raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
-        values = await self._values(context)
-        tasks = self._expand(values, context)
-        run = record.run
-        if run.gate is None and tasks:
-            # The items' own conditions are checked as any task's; a run
-            # whose tree had none has no gate yet.
-            # See test_an_items_condition_is_checked_in_a_tree_without_any_other.
-            run.gate = Gate(run, None, None, None)
-        try:
-            if self.parallel:
-                failures = await run_concurrently(
-                    record, context, tasks, max_parallel=self.max_parallel, on_error=self.on_error
+
+        async def expand_and_run() -> None:
+            values = await self._values(context)
+            tasks = self._expand(values, context)
+            run = record.run
+            if run.gate is None and tasks:
+                # The items' own conditions are checked as any task's; a run
+                # whose tree had none has no gate yet.
+                # See test_an_items_condition_is_checked_in_a_tree_without_any_other.
+                run.gate = Gate(run, None, None, None)
+            try:
+                if self.parallel:
+                    failures = await run_concurrently(
+                        record,
+                        context,
+                        tasks,
+                        max_parallel=self.max_parallel,
+                        on_error=self.on_error,
+                    )
+                else:
+                    await run_serially(record, context, tasks)
+                    failures = []
+            finally:
+                # Gathered however the items ended: a failed one's exception,
+                # None for one that did not run.
+                context[self.key] = [_result_of(task, context) for task in tasks]
+            if failures and self.on_error is not OnError.CONTINUE:
+                raise ExceptionGroup(
+                    f"{len(failures)} of {len(tasks)} items in group {self.name!r} failed",
+                    failures,
                 )
-            else:
-                await run_serially(record, context, tasks)
-                failures = []
-        finally:
-            # Gathered however the items ended: a failed one's exception,
-            # None for one that did not run.
-            context[self.key] = [_result_of(task, context) for task in tasks]
-        if failures and self.on_error is not OnError.CONTINUE:
-            raise ExceptionGroup(
-                f"{len(failures)} of {len(tasks)} items in group {self.name!r} failed",
-                failures,
-            )
+
+        # Its on_failure and finally_tasks run after the items, as any group's.
+        await self._run_with_cleanup(record, context, expand_and_run)
         return context
 
     async def _values(self, context: Context) -> list[Any] | tuple[Any, ...] | range:

@@ -5,7 +5,8 @@ when it follows a plan (a partial or resumed run); a task of any other run
 starts without consulting anything. The gate, in order:
 
 1. asks the plan (:meth:`flow2.Plan.decide`): a task the plan leaves out or
-   reuses neither waits nor runs;
+   reuses neither waits nor runs (a group's cleanup tasks are not asked:
+   they always run);
 2. waits until every task producing a key the task needs has finished, and
    leaves the task out (SKIPPED, "needs 'wheel', which failed") when one of
    them failed, was skipped or was cancelled;
@@ -80,7 +81,9 @@ class Gate:
 
         :raises Exception: what the task's condition raised
         """
-        if self.plan is not None:
+        # A cleanup task is never reused nor left out: it always runs when
+        # its group does. See test_cleanup_tasks_run_again_when_a_run_is_resumed.
+        if self.plan is not None and not record.in_cleanup:
             decision = self.plan.decide(record, context)
             if decision is not None:
                 return decision

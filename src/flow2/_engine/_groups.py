@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._cleanup import run_guarded
 from ._context import current_run
 from ._events import Status
 from ._exceptions import DefinitionError
 from ._frames import user_frames
+from ._state import Cleanup
 from ._task import Context, Task, check_is_task
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from ._state import TaskRun
 
@@ -68,24 +71,76 @@ class TaskGroup(Task):
     Instead, use :class:`ParallelTaskGroup` or :class:`SerialTaskGroup`.
     A group stores no result of its own, so two groups may share a name.
 
+    A group may clean up after its tasks: its ``on_failure`` tasks run when
+    a task inside it failed, its ``finally_tasks`` whatever happened (success,
+    failure, cancellation, a signal interrupting the run). They run one
+    after another, on_failure first, each whatever the one before did, and
+    read what failed in the context under ``failures``: a list of
+    ``{"task": "CI/Build", "error": "RuntimeError: boom"}``. Their failures
+    are reported without replacing the group's own; they fail the group
+    only when its tasks succeeded. They are never reused by a resumed run.
+
     :param name: group name
     :param tasks: the child tasks
+    :param on_failure: tasks to run after the group's tasks when one of them failed
+    :param finally_tasks: tasks to run after the group's tasks, whatever happened
     :param kwargs: the options of :class:`Task`
-    :raises flow2.TaskTypeError: when a child is not a Task
+    :raises flow2.TaskTypeError: when a child or a cleanup task is not a Task
+
+    Example::
+
+        flow2.SerialTaskGroup(
+            "CI",
+            build,
+            test,
+            on_failure=[flow2.CallbackTask("Report", report)],
+            finally_tasks=[flow2.CallbackTask("Stop database", stop_database)],
+        )
     """
 
     stores_result = False
 
-    def __init__(self, name: str, *tasks: Task, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        *tasks: Task,
+        on_failure: Iterable[Task] | None = None,
+        finally_tasks: Iterable[Task] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name, **kwargs)
         for position, task in enumerate(tasks, 1):
             check_is_task(name, position, task)
         #: Task objects.
         self.tasks: list[Task] = list(tasks)
+        #: The tasks that run after :attr:`tasks` when one of them failed.
+        self.on_failure: list[Task] = _cleanup_tasks(name, "on_failure", on_failure)
+        #: The tasks that run after :attr:`tasks` (and :attr:`on_failure`), whatever happened.
+        self.finally_tasks: list[Task] = _cleanup_tasks(name, "finally_tasks", finally_tasks)
 
     @property
     def children(self) -> tuple[Task, ...]:
+        if self.on_failure or self.finally_tasks:
+            return (*self.tasks, *self.on_failure, *self.finally_tasks)
         return tuple(self.tasks)
+
+    def cleanup_role_of(self, child: Task) -> Cleanup | None:
+        if not (self.on_failure or self.finally_tasks):
+            return None
+        if any(task is child for task in self.on_failure):
+            return Cleanup.ON_FAILURE
+        if any(task is child for task in self.finally_tasks):
+            return Cleanup.FINALLY
+        return None
+
+    async def _run_with_cleanup(
+        self, record: TaskRun, context: Context, body: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run ``body`` (the group's own tasks), then its cleanup tasks if it has any."""
+        if self.on_failure or self.finally_tasks:
+            await run_guarded(self, record, context, self.on_failure, self.finally_tasks, body)
+        else:
+            await body()
 
     def _enter(self, context: Context | None) -> tuple[TaskRun | None, Context]:
         """This group's record in the current run and the context to fill (None: no run yet)."""
@@ -93,6 +148,24 @@ class TaskGroup(Task):
         if run is None:
             return None, context if context is not None else {}
         return run.record_for(self), context if context is not None else run.context
+
+
+def _cleanup_tasks(name: str, option: str, tasks: Iterable[Task] | None) -> list[Task]:
+    """The cleanup tasks given as ``option``, checked: a list of Tasks."""
+    if tasks is None:
+        return []
+    if isinstance(tasks, Task) or not isinstance(tasks, Iterable):
+        raise DefinitionError(
+            f"group {name!r}: {option}={tasks!r} is not a list of tasks; "
+            f"write e.g. {option}=[flow2.CallbackTask('Name', function)]",
+            task=name,
+            option=option,
+            value=tasks,
+        )
+    checked = list(tasks)
+    for position, task in enumerate(checked, 1):
+        check_is_task(name, position, task)
+    return checked
 
 
 async def _process_apart(child: Task, context: Context) -> None:
@@ -149,7 +222,9 @@ class SerialTaskGroup(TaskGroup):
                 # The caller sees its own frames, not flow2's and asyncio's.
                 # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
                 raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
-        await run_serially(record, context, self.tasks)
+        await self._run_with_cleanup(
+            record, context, lambda: run_serially(record, context, self.tasks)
+        )
         return context
 
 
@@ -196,13 +271,17 @@ class ParallelTaskGroup(TaskGroup):
                 # The caller sees its own frames, not flow2's and asyncio's.
                 # See test_a_failure_raised_to_the_caller_shows_the_users_frames.
                 raise user_frames(error)  # noqa: B904  (the same exception, not a new one)
+        await self._run_with_cleanup(record, context, lambda: self._run_tasks(record, context))
+        return context
+
+    async def _run_tasks(self, record: TaskRun, context: Context) -> None:
+        """Run the group's own tasks; fail as ``on_error`` says."""
         failures = await self._run_children(record, context)
         if failures and self.on_error is not OnError.CONTINUE:
             raise ExceptionGroup(
                 f"{len(failures)} of {len(self.tasks)} tasks in group {self.name!r} failed",
                 failures,
             )
-        return context
 
     async def _run_children(self, record: TaskRun, context: Context) -> list[Exception]:
         """Run the children, at most ``max_parallel`` at once; return their failures in order."""
@@ -214,7 +293,8 @@ class ParallelTaskGroup(TaskGroup):
                 # Children that wait for siblings start after them, so that a
                 # waiting child never holds the slot its need must run in.
                 # See test_bounded_group_starts_needed_children_first.
-                tasks = [tasks[index] for index in order]
+                # (The order counts the cleanup tasks, which run apart.)
+                tasks = [tasks[index] for index in order if index < len(self.tasks)]
         return await run_concurrently(
             record, context, tasks, max_parallel=self.max_parallel, on_error=self.on_error
         )
@@ -311,10 +391,15 @@ async def run_concurrently(
                 await asyncio.wait(children)
                 break
             except asyncio.CancelledError:
-                # Cancelled again while waiting (an impatient caller):
-                # still wait for every child to report, or the group
-                # would end before its tasks, and the run too. See
-                # test_a_group_cancelled_twice_still_waits_for_its_tasks.
+                # Cancelled again while waiting (an impatient caller, a
+                # signal while the children clean up): cancel them again,
+                # which stops their cleanup too (see
+                # test_a_second_signal_during_cleanup_kills_it), and still
+                # wait for every child to report, or the group would end
+                # before its tasks, and the run too (see
+                # test_a_group_cancelled_twice_still_waits_for_its_tasks).
+                for child_task in children:
+                    child_task.cancel()
                 continue
         record.run.mark_not_started(tasks[next_index:], Status.CANCELLED, parent=record)
         raise

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DefinitionError
-from ._groups import ParallelTaskGroup, SerialTaskGroup
+from ._groups import ParallelTaskGroup, SerialTaskGroup, TaskGroup
 
 if TYPE_CHECKING:
     from ._task import Context, Task
@@ -195,7 +195,27 @@ def analyse_needs(root: Task, available: Collection[str] | None) -> Needs:
                 task_index = groups_of_task.get(id(group))
                 if task_index is None:
                     continue
-                if isinstance(group, SerialTaskGroup) and producer_index > task_index:
+                # A group's cleanup runs after its own tasks, in order: there,
+                # as in a serial group, a need on a later task never finishes.
+                # See test_a_task_needing_its_groups_cleanup_is_an_error.
+                own = len(group.tasks) if isinstance(group, TaskGroup) else len(group.children)
+                in_cleanup = producer_index >= own or task_index >= own
+                if in_cleanup and producer_index > task_index:
+                    problems.append(
+                        NeedProblem(
+                            task,
+                            key,
+                            "impossible",
+                            f"task {task.name!r} needs {key!r}, but task {producer.name!r}, "
+                            f"which produces it, runs after it in group {group.name!r} (a "
+                            f"cleanup task runs after the group's tasks), so it can never "
+                            f"finish first; read it in a cleanup task after {producer.name!r}",
+                        )
+                    )
+                    excluded.add((id(task), id(producer)))
+                elif in_cleanup:
+                    pass  # the producer has finished by then: nothing to order
+                elif isinstance(group, SerialTaskGroup) and producer_index > task_index:
                     problems.append(
                         NeedProblem(
                             task,

@@ -315,11 +315,19 @@ def plan_run(
     tree = plan.tree if plan is not None else _Tree(root)
     producers = needs.producers if needs is not None else {}
     decided: dict[int, tuple[str, str | None]] = {}
+    in_cleanup: set[int] = set()
     for task in tree.order:
         parent = tree.parent.get(id(task))
         inherited = decided.get(id(parent)) if parent is not None else None
         if inherited is not None and inherited[0] == "skip":
             decided[id(task)] = inherited
+            continue
+        if parent is not None and (
+            id(parent) in in_cleanup or parent.cleanup_role_of(task) is not None
+        ):
+            # As in a run: a cleanup task is never reused nor left out.
+            in_cleanup.add(id(task))
+            decided[id(task)] = ("run", "a cleanup task always runs")
             continue
         decision = plan.decisions.get(id(task)) if plan is not None else None
         if isinstance(decision, Skip):

@@ -14,6 +14,7 @@ task out (:class:`Skip`). Resuming a run and partial runs are plans.
 
 from __future__ import annotations
 
+import enum
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
 
 
 _PENDING = Status.PENDING
+
+
+class Cleanup(enum.Enum):
+    """Which cleanup of its group a task is (see :attr:`TaskRun.cleanup`)."""
+
+    #: Runs after the group's tasks only when one of them failed (``on_failure=``).
+    ON_FAILURE = "on_failure"
+    #: Runs after the group's tasks whatever happened to them (``finally_tasks=``).
+    FINALLY = "finally"
+
+
 #: Shared by every record without children until its first child arrives (see add_child).
 _NO_CHILDREN: list[TaskRun] = []
 
@@ -94,6 +106,22 @@ class TaskRun:
 
     def __repr__(self) -> str:
         return f"<TaskRun {' › '.join(self.path)!r} {self.status.name} attempt={self.attempt}>"
+
+    @property
+    def cleanup(self) -> Cleanup | None:
+        """Which cleanup of its group this task is; None for one of the group's own tasks."""
+        parent = self.parent
+        return parent.task.cleanup_role_of(self.task) if parent is not None else None
+
+    @property
+    def in_cleanup(self) -> bool:
+        """True for a cleanup task and for every task inside one."""
+        record: TaskRun | None = self
+        while record is not None:
+            if record.cleanup is not None:
+                return True
+            record = record.parent
+        return False
 
     @property
     def path(self) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from ._state import Reuse
 
 if TYPE_CHECKING:
     from ._slots import JobSlots
-    from ._state import Decision, TaskRun
+    from ._state import Cleanup, Decision, TaskRun
 
 #: The context of a run: each task's result under its key, read by the tasks after it.
 #: (``typing.Dict`` rather than ``dict[...]``: an alias object that can say ``flow2.Context``.)
@@ -352,6 +352,10 @@ class Task:
     def children(self) -> tuple[Task, ...]:
         """The tasks directly inside this one: none for a leaf task."""
         return ()
+
+    def cleanup_role_of(self, child: Task) -> Cleanup | None:
+        """Which cleanup of this task ``child`` is (None: not a cleanup, or not a child)."""
+        return None
 
     async def run(self, context: Context) -> Any:
         """Do the work and return the result; override this in your own Task subclasses.

@@ -37,7 +37,19 @@ def tree_lines(root: Node) -> list[str]:
             details.insert(1, f"for_each={items}")
         about = " ".join((node.task.description or "").split())
         about = f" — {about}" if about else ""
-        return visible(f"{node.task.name}{key}{about}  [{', '.join(details)}]")
+        note = cleanup_notes.get(id(node), "")
+        return visible(f"{node.task.name}{note}{key}{about}  [{', '.join(details)}]")
+
+    # " (finally)" or " (on failure)" for each cleanup task of the tree.
+    cleanup_notes: dict[int, str] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            role = node.task.cleanup_role_of(child.task)
+            if role is not None:
+                cleanup_notes[id(child)] = f" ({role.value.replace('_', ' ')})"
+        stack.extend(node.children)
 
     def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
         if top:
@@ -65,13 +77,20 @@ def _graph_parts(root: Node) -> tuple[list[tuple[Node, str, int]], list[tuple[st
         boxes.append((node, identifier, depth))
         if not node.children:
             return [identifier], [identifier]
+        # A group's cleanup tasks run after its own tasks, one after another.
+        cleanup = [child for child in node.children if node.task.cleanup_role_of(child.task)]
         if isinstance(node.task, ParallelTaskGroup):
             entries: list[str] = []
             exits: list[str] = []
-            for child in node.children:
+            for child in node.children[: len(node.children) - len(cleanup)]:
                 child_entries, child_exits = walk(child, depth + 1)
                 entries += child_entries
                 exits += child_exits
+            for child in cleanup:
+                child_entries, child_exits = walk(child, depth + 1)
+                arrows.extend((before, after) for before in exits for after in child_entries)
+                entries = entries or child_entries
+                exits = child_exits
             return entries, exits
         first: list[str] = []
         previous: list[str] = []

@@ -55,6 +55,8 @@ _STRUCTURE_KEYS = (
     "env_inputs",
     "for_each",
     "as",
+    "finally",
+    "on_failure",
 )
 #: What every leaf task accepts: the files and variables of its reuse key.
 _LEAF_KEYS = ("sources", "outputs", "env_inputs")
@@ -63,6 +65,9 @@ _LEAF_KEYS = ("sources", "outputs", "env_inputs")
 TOP_LEVEL_KEYS = ("secrets", "default", "jobs")
 #: The plugin a node without ``plugin:`` gets from the key that says what it is.
 SHORT_FORMS = {"cmd": "shell", "tasks": "serial", "parallel": "parallel"}
+
+#: A group's cleanup keys in a flow file, and the option each one fills.
+_CLEANUP_KEYS = {"on_failure": "on_failure", "finally": "finally_tasks"}
 
 
 @dataclass
@@ -287,6 +292,9 @@ class _Builder:
         self.item_scopes: dict[int, frozenset[str]] = {}
         #: The nodes of the for-each groups, whose ``for_each:`` reads are their needs.
         self.for_each_nodes: list[Node] = []
+        #: The ids of the nodes inside a group's cleanup, which may read ``failures``.
+        self.cleanup_nodes: set[int] = set()
+        self._cleanup_depth = 0
 
     def error(
         self, message: str, line: int | None, key: str | None = None, **facts: Any
@@ -433,6 +441,18 @@ class _Builder:
         for key in ("tasks", "parallel"):
             if key in data and not takes_tasks:
                 self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
+        for key in ("tasks", "parallel"):
+            if key in data and not takes_tasks:
+                self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
+        if "finally_tasks" in options:
+            raise self.error(
+                f"{label}: write the tasks that always run as finally:, not finally_tasks:",
+                key_lines["finally_tasks"],
+                "finally_tasks",
+            )
+        for key, option in _CLEANUP_KEYS.items():
+            if key in data and (not takes_tasks or option not in accepted):
+                self.unknown_key(key, key_lines[key], label, accepted, takes_tasks)
         if not handed_down:
             options = self.scope_reader.with_scope(options, scope, accepted, label, data)
         missing = [key for key in required if key not in options]
@@ -477,12 +497,17 @@ class _Builder:
         checked = {
             key: value for key, value in options.items() if key not in deferred or key in required
         }
+        cleanup = {key: self.build_cleanup(data, key, name) for key in _CLEANUP_KEYS if key in data}
+        for key, nodes in cleanup.items():
+            checked[_CLEANUP_KEYS[key]] = [child.task for child in nodes]
         if item_name is not None:
             from ._fanout import for_each_group
 
             task = for_each_group(self, name, plugin_name, children, checked, data, item_name)
         else:
             task = self.construct(factory, name, children, checked, label, data)
+        # The children as the group's: its tasks, then on_failure, then finally.
+        children = children + cleanup.get("on_failure", []) + cleanup.get("finally", [])
         node = Node(task, plugin_name, line, options, children, dict(key_lines))
         # Keys a task got from its groups: their errors point at its line.
         for key in options:
@@ -491,6 +516,8 @@ class _Builder:
             self.item_scopes[id(node)] = frozenset(self._scope)
         if item_name is not None:
             self.for_each_nodes.append(node)
+        if self._cleanup_depth:
+            self.cleanup_nodes.add(id(node))
         self.add_needs_and_condition(node, data)
         self.add_reuse_keys(node, data, label, takes_tasks)
         if deferred:
@@ -662,6 +689,29 @@ class _Builder:
             for position, item in enumerate(tasks)
         ]
 
+    def build_cleanup(self, data: LineDict, key: str, name: str) -> list[Node]:
+        """The tasks of a group's ``on_failure:`` or ``finally:``."""
+        tasks = data[key]
+        line = data.key_lines[key]
+        if not isinstance(tasks, list):
+            raise self.error(
+                f"{key}: of {name!r} must be a list of tasks, got {type_name(tasks)}; "
+                f"write each task as a list item starting with '- plugin: …'",
+                line,
+                key,
+            )
+        item_lines = getattr(tasks, "item_lines", [line] * len(tasks))
+        self._cleanup_depth += 1
+        try:
+            return [
+                self.build_node(
+                    item, item_lines[position], f"item {position + 1} of {key}: of {name!r}"
+                )
+                for position, item in enumerate(tasks)
+            ]
+        finally:
+            self._cleanup_depth -= 1
+
     def load_plugin(self, name: str, line: int) -> Callable[..., Any]:
         from ._plugins import find_plugin
 
@@ -694,6 +744,7 @@ class _Builder:
         keys += ["parallel", "env", "dir", "dotenv"] if takes_tasks else ["dotenv"]
         if "cwd" in accepted and not takes_tasks:
             keys.append("dir")
+        keys = ["finally" if key == "finally_tasks" else key for key in keys]
         keys = list(dict.fromkeys(keys))
         closest = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         hint = f"did you mean {closest[0]!r}? " if closest else ""
@@ -766,6 +817,7 @@ class _Builder:
         known = set(owners) | set(self.variables) | {"context", ARGUMENTS}
         import jinja2
 
+        from .._engine._cleanup import FAILURES_KEY
         from .._engine._needs import Condition
         from .._engine._task import merge_needs
 
@@ -808,6 +860,8 @@ class _Builder:
                     task_definition=node.task,
                 )
             visible = known | self.item_scopes.get(id(node), frozenset())
+            if id(node) in self.cleanup_nodes:
+                visible = visible | {FAILURES_KEY}
             for unknown in sorted(names - visible):
                 closest = difflib.get_close_matches(unknown, sorted(visible), n=1)
                 hint = f"did you mean {closest[0]!r}? " if closest else ""

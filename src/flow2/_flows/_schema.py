@@ -64,6 +64,14 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "secrets": ({"type": "array", "items": _TEXT}, "Variables whose values are masked."),
     "default": (_TEXT, "The task flow2 run runs when given no name."),
+    "on_failure": (
+        _TASKS,
+        "On a group: tasks run after its tasks when one of them failed (they read failures).",
+    ),
+    "finally": (
+        _TASKS,
+        "On a group: tasks run after its tasks whatever happened, also on a signal.",
+    ),
     "for_each": (
         _TEXT,
         "On a group: ${{ … }} giving a list; its tasks are made once per item at run time.",
@@ -122,7 +130,12 @@ def accepted_keys() -> tuple[list[str], list[str]]:
 
     node_keys = list(dict.fromkeys(["plugin", *_STRUCTURE_KEYS, *SCOPE_KEYS]))
     for factory in (SerialTaskGroup, ParallelTaskGroup, CallbackPlugin, ShellTask):
-        node_keys += [key for key in plugin_options(factory).accepted if key not in node_keys]
+        node_keys += [
+            key
+            for key in plugin_options(factory).accepted
+            # A group's finally_tasks option is written finally: in a flow.
+            if key not in node_keys and key != "finally_tasks"
+        ]
     return node_keys, [key for key in TOP_LEVEL_KEYS if key not in node_keys]
 
 

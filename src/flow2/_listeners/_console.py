@@ -40,6 +40,7 @@ from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
 from ._text import (
     WORDS,
+    cleanup_note,
     describe_error,
     error_headline,
     format_elapsed,
@@ -358,6 +359,7 @@ class PlainConsole:
             line = self._labels[status] + visible_path(event.path)
         else:
             line = self._labels[status] + visible(event.task.name)
+        line += cleanup_note(event.record.cleanup)
         if status is _STARTING:  # half of all lines: the shortest path
             return line + "\n"
         duration = event.duration

@@ -14,7 +14,8 @@ renamed or removed. ::
      "output": "reading setup.cfg\nerror: no [metadata] section"}
 
 A task whose work waited for a process or Dask worker also has
-``"queued"``: the seconds it waited, which ``duration`` leaves out.
+``"queued"``: the seconds it waited, which ``duration`` leaves out. A
+group's cleanup task also has ``"cleanup"``: ``"on_failure"`` or ``"finally"``.
 
 Secrets are masked in every line.
 
@@ -160,6 +161,10 @@ def task_fields(event: TaskEvent, masker: SecretMasker | None = None) -> dict[st
         # Only for tasks that have one: the reports show it.
         description = task.description
         fields["description"] = masker.mask(description) if masker is not None else description
+    cleanup = event.record.cleanup
+    if cleanup is not None:
+        # Only for a group's cleanup task: "on_failure" or "finally".
+        fields["cleanup"] = cleanup.value
     return fields
 
 

@@ -57,6 +57,7 @@ from .._engine._events import RunEvent, Status, TaskEvent
 from ._settings import Verbosity
 from ._text import (
     MARKS,
+    cleanup_note,
     error_headline,
     format_minutes,
     format_result,
@@ -196,6 +197,8 @@ class LiveView:
         self._failed: dict[Task, dict[Task, None]] = {}
         self._parents: dict[Task, Task] = {}
         self._extra_children: dict[Task, list[Task]] = {}
+        #: " (finally)" or " (on failure)" for each cleanup task of the tree.
+        self._cleanup_notes: dict[Task, str] = {}
         self._leaves_total = 0
         self._leaves_done = 0
         self._leaf_counts = _Counts()
@@ -399,6 +402,9 @@ class LiveView:
             if children:
                 for child in children:
                     parents[child] = task
+                    role = task.cleanup_role_of(child)
+                    if role is not None:
+                        self._cleanup_notes[child] = cleanup_note(role)
                 stack.extend(children)
             elif task.stores_result:
                 leaves += 1
@@ -638,7 +644,7 @@ class LiveView:
         # Long names are cut, not wrapped: every node stays one line, and its
         # times stay visible. Widths are in terminal cells (CJK, emoji).
         room = width - 1 - cell_len(lead) - 2 - cell_len(detail)
-        name = cut(self._mask(visible(task.name)), max(room, 1))
+        name = cut(self._mask(visible(task.name)) + self._cleanup_notes.get(task, ""), max(room, 1))
         used = cell_len(lead) + 2 + cell_len(name) + cell_len(detail)
         line = (
             self._paint("2", lead)

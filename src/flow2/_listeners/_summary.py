@@ -51,6 +51,7 @@ from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from ._settings import Verbosity
 from ._text import (
     VERDICTS,
+    cleanup_note,
     describe_error,
     error_lines,
     format_duration,
@@ -332,7 +333,7 @@ class SummaryListener:
             headline = headline[: HEADLINE_WIDTH - 1] + "…"
         if len(group) == 1:
             return [
-                self._paint("31;1", f"Failed: {visible_path(first.record.path)}"),
+                self._paint("31;1", f"Failed: {_labelled_path(first.record)}"),
                 f"  {self._paint('31', headline)}",
             ]
         lines = [
@@ -340,7 +341,7 @@ class SummaryListener:
             + " "
             + self._paint("31", headline)
         ]
-        lines.extend(f"  - {visible_path(failure.record.path)}" for failure in group)
+        lines.extend(f"  - {_labelled_path(failure.record)}" for failure in group)
         return lines
 
     def _details(self, group: list[Failure]) -> list[str]:
@@ -396,3 +397,8 @@ class SummaryListener:
         if self.events:
             places.append(f"all in the event file {self.events}")
         return "; ".join(places)
+
+
+def _labelled_path(record: TaskRun) -> str:
+    """A task's path, and `` (finally)`` or `` (on failure)`` for a group's cleanup task."""
+    return visible_path(record.path) + cleanup_note(record.cleanup)

@@ -26,6 +26,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._engine._events import Status
+from .._engine._state import Cleanup
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -122,6 +123,15 @@ def visible(text: str) -> str:
     if _CONTROL.search(text) is None:
         return text
     return _CONTROL.sub(_escape_control, text)
+
+
+#: How a display marks a group's cleanup task, after its name.
+CLEANUP_NOTES = {Cleanup.ON_FAILURE: " (on failure)", Cleanup.FINALLY: " (finally)"}
+
+
+def cleanup_note(role: Cleanup | None) -> str:
+    """`` (finally)`` or `` (on failure)`` after a cleanup task's name; else nothing."""
+    return CLEANUP_NOTES[role] if role is not None else ""
 
 
 def visible_path(path: Iterable[str]) -> str:

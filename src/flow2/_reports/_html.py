@@ -167,7 +167,8 @@ def _failures(record: RunRecord) -> str:
     for task in failures[:MAX_FAILURES]:
         error = task.error
         parts.append(
-            f'<div class="failure" data-i="{task.index}"><h3>{escape(format_path(task.path))}</h3>'
+            f'<div class="failure" data-i="{task.index}">'
+            f"<h3>{escape(format_path(task.path) + task.label[len(task.name) :])}</h3>"
         )
         if error is not None:
             parts.append(f'<p class="message">{escape(error.describe())}</p>')
@@ -246,7 +247,7 @@ def _data(record: RunRecord) -> dict[str, Any]:
             output = "…" + output[-output_limit:]
         tasks.append(
             [
-                task.name,
+                task.label,
                 -1 if task.parent is None else task.parent,
                 1 if task.is_group else 0,
                 task.status.value,

@@ -63,7 +63,8 @@ def markdown_report(source: ReportSource, *, run: str = "last") -> str:
         for task in failures[:MAX_FAILURES]:
             error = task.error
             message = _cell(error.describe()) if error else "failed"
-            lines.append(f"- **{_cell(format_path(task.path))}**: `{message}`")
+            note = task.label[len(task.name) :]
+            lines.append(f"- **{_cell(format_path(task.path))}{note}**: `{message}`")
             if error is not None and error.traceback:
                 traceback = error.traceback.replace("```", "'''")
                 lines += [

@@ -111,6 +111,8 @@ class TaskRecord:
         before it began there; :attr:`duration` leaves them out
     :param description: the task's ``description``, "" without one (or when
         the source does not keep it: the run store does not)
+    :param cleanup: ``"on_failure"`` or ``"finally"`` for a group's cleanup
+        task (from an event file; a stored run does not record it), else None
     """
 
     index: int
@@ -128,6 +130,14 @@ class TaskRecord:
     reason: str | None = None
     queued: float = 0.0
     description: str = ""
+    cleanup: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Its name, with `` (finally)`` or `` (on failure)`` for a cleanup task."""
+        if self.cleanup is None:
+            return self.name
+        return f"{self.name} ({self.cleanup.replace('_', ' ')})"
 
     @property
     def parent_path(self) -> tuple[str, ...]:
@@ -267,6 +277,9 @@ class RunBuilder:
             if status is Status.RUNNING:
                 task.attempts.append(AttemptRecord(attempt, time))
         task.status = status
+        cleanup = fields.get("cleanup")
+        if cleanup is not None:
+            task.cleanup = str(cleanup)
         if status is Status.RETRYING:
             current = self._attempt(task, attempt, time)
             current.end, current.status, current.error = time, Status.RETRYING, error
