@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ._arguments import UsageProblem, store_option
-from ._stores import chosen_store, find_run, open_store
+from ._arguments import store_option
+from ._stores import chosen_store, find_recorded_task, open_store
 
 
 @click.command()
@@ -20,21 +20,9 @@ def explain(task: str, run_reference: str, as_json: bool, store: str | None) -> 
     last): reused, cached or ran, and why; the parts of its reuse key; and for a task that
     ran again, each difference from the entry it could have used."""
     from .._store._explain import explanation, explanation_lines
-    from .._store._history import find_task
 
     directory = chosen_store(store)
-    recorded = find_run(directory, run_reference)
-    found = find_task(recorded, task)
-    if isinstance(found, list):
-        if not found:
-            keys = ", ".join(item.key for item in recorded.tasks if not item.is_group)
-            raise UsageProblem(
-                f"run {recorded.id} has no task {task!r}; give a key or a path, one of: {keys}"
-            )
-        paths = "; ".join(" › ".join(item.path) for item in found)
-        raise UsageProblem(
-            f"{task!r} names {len(found)} tasks of run {recorded.id} ({paths}); give its path"
-        )
+    recorded, found = find_recorded_task(directory, run_reference, task)
     _, connection = open_store(directory)
     try:
         told = explanation(connection, recorded, found)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._arguments import UsageProblem, store_option
-from ._stores import chosen_store, find_run, open_store
+from ._stores import chosen_store, find_recorded_task, find_run, open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,21 +76,10 @@ def runs_show(context: click.Context, run_reference: str, store: str | None) -> 
 def runs_logs(context: click.Context, run_reference: str, task: str, store: str | None) -> None:
     """Print the output TASK (its key, its path or its name) recorded in RUN."""
     from .._store._database import Store
-    from .._store._history import find_task, task_output
+    from .._store._history import task_output
 
     directory = _subcommand_store(context, store)
-    recorded = find_run(directory, run_reference)
-    found = find_task(recorded, task)
-    if isinstance(found, list):
-        if not found:
-            keys = ", ".join(item.key for item in recorded.tasks if not item.is_group)
-            raise UsageProblem(
-                f"run {recorded.id} has no task {task!r}; give a key or a path, one of: {keys}"
-            )
-        paths = "; ".join(" › ".join(item.path) for item in found)
-        raise UsageProblem(
-            f"{task!r} names {len(found)} tasks of run {recorded.id} ({paths}); give its path"
-        )
+    recorded, found = find_recorded_task(directory, run_reference, task)
     text = task_output(Store(directory), recorded, found)
     if text is None:
         click.echo(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._arguments import UsageProblem
 
 if TYPE_CHECKING:
-    from .._store._database import Store, StoredRun
+    from .._store._database import Store, StoredRun, StoredTask
 
 #: Where ``flow2 run`` writes each task's log file (``{run_id}``: the run's id), in
 #: the run store's directory: ``runs/<run id>/logs/`` beside its records.
@@ -81,3 +81,27 @@ def log_directory(option: str | None, no_log_files: bool, store: str | None) -> 
         make_private_directory(directory)
         ignore_in_version_control(directory)
     return os.path.join(os.path.relpath(directory), LOG_FOLDER)
+
+
+def find_recorded_task(
+    directory: Path, run_reference: str, task: str
+) -> tuple[StoredRun, StoredTask]:
+    """The run ``run_reference`` names and its one task ``task`` names (a key, a path, a name).
+
+    :raises UsageProblem: when the run has no such task, or several match
+    """
+    from .._store._history import find_task
+
+    recorded = find_run(directory, run_reference)
+    found = find_task(recorded, task)
+    if isinstance(found, list):
+        if not found:
+            keys = ", ".join(item.key for item in recorded.tasks if not item.is_group)
+            raise UsageProblem(
+                f"run {recorded.id} has no task {task!r}; give a key or a path, one of: {keys}"
+            )
+        paths = "; ".join(" › ".join(item.path) for item in found)
+        raise UsageProblem(
+            f"{task!r} names {len(found)} tasks of run {recorded.id} ({paths}); give its path"
+        )
+    return recorded, found
