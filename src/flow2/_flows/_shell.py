@@ -570,8 +570,19 @@ async def _terminate(exited: asyncio.Future[None], group: ChildProcess, grace: f
         # Whatever is left of the group (children that ignore SIGTERM, or
         # everything when we are cancelled again while waiting) is killed.
         group.kill()
-        if not exited.done():
-            await asyncio.shield(exited)
+        cancelled_again = False
+        while not exited.done():
+            try:
+                await asyncio.shield(exited)
+            except asyncio.CancelledError:
+                # Cancelled once more: the exit of a killed process comes at
+                # once, and leaving before it would leave the process to be
+                # reaped by someone else (asyncio then prints "Unknown child
+                # process pid"). See
+                # test_ctrl_c_says_it_is_stopping_and_the_script_ends_in_one_line.
+                cancelled_again = True
+        if cancelled_again:
+            raise asyncio.CancelledError
 
 
 #: Seconds between two looks at whether a process group is empty: the first, the longest.
