@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 from typing import TYPE_CHECKING, Any
 
 from .._engine._callback import CallbackTask
@@ -118,6 +119,9 @@ class KeyMaker:
         self._children: dict[int, tuple[Task, tuple[Task, ...]]] = {}
         self._definitions: dict[tuple[Any, ...], tuple[list[Any], tuple[tuple[str, str], ...]]] = {}
         self._callables: dict[int, tuple[Any, dict[str, str]]] = {}
+        self._reads: dict[int, tuple[Any, list[str] | None]] = {}
+        self._orders: dict[int, tuple[Task, str, dict[str, Any]]] = {}
+        self._getters: dict[type[Task], Callable[[Task], Any]] = {}
 
     def parts(
         self,
@@ -139,8 +143,7 @@ class KeyMaker:
         task = chain[-1]
         parts: dict[str, str] = {"path": _digest("\0".join([t.name for t in chain]))}
         parts.update(self._definition(task))
-        order, details = self._order(chain)
-        parts["order"] = _digest(repr(order))
+        parts["order"], details = self._order_part(chain)
         try:
             if isinstance(task, CallbackTask):
                 parts.update(self._callable(task.callback))
@@ -154,9 +157,9 @@ class KeyMaker:
             parts["sources"] = _digest(json.dumps(list(task.sources)))
         if task.outputs:
             parts["outputs"] = _digest(json.dumps(list(task.outputs)))
-        declared = declared_reads(task)
+        declared = self._declared_reads(task)
         names = {*task.needs, *(declared if declared is not None else self.variables)}
-        for name in sorted(names):
+        for name in sorted(names) if len(names) > 1 else names:
             if name in self.variables and name not in produced:
                 parts[f"variable {name}"] = self._variable_digest(name, context)
             else:
@@ -250,7 +253,10 @@ class KeyMaker:
         kind = type(task)
         values: tuple[Any, ...] | None = None
         if kind.definition is Task.definition:
-            options = [getattr(task, name) for name in kind.definition_options]
+            getter = self._getters.get(kind)
+            if getter is None:
+                getter = self._getters[kind] = _getter(kind.definition_options)
+            options = getter(task)
             values = (kind, *(v if type(v) in _SCALARS else id(v) for v in options))
             known = self._definitions.get(values)
             if known is not None and known[0] == options:
@@ -272,6 +278,31 @@ class KeyMaker:
         if known is None or known[0] is not callback:
             known = self._callables[id(callback)] = (callback, callable_parts(callback))
         return known[1]
+
+    def _declared_reads(self, task: Task) -> list[str] | None:
+        """:func:`declared_reads`, once per callback object in a run (a callback's
+        reads are its keyword-only parameters: the same for every task calling it)."""
+        if not isinstance(task, CallbackTask):
+            return declared_reads(task)
+        callback = task.callback
+        known = self._reads.get(id(callback))
+        if known is None or known[0] is not callback:
+            known = self._reads[id(callback)] = (callback, declared_reads(task))
+        return known[1]
+
+    def _order_part(self, chain: Sequence[Task]) -> tuple[str, dict[str, Any]]:
+        """The ``order`` part and its details. The children of one group that is not
+        serial share them (their order is the group's): computed once per group, so
+        ten thousand children of a parallel group cost one digest, not ten thousand."""
+        parent = chain[-2] if len(chain) > 1 else None
+        if parent is None or isinstance(parent, SerialTaskGroup):
+            order, details = self._order(chain)
+            return _digest(repr(order)), details
+        known = self._orders.get(id(parent))
+        if known is None or known[0] is not parent:
+            order, details = self._order(chain)
+            known = self._orders[id(parent)] = (parent, _digest(repr(order)), details)
+        return known[1], known[2]
 
     def _order(self, chain: Sequence[Task]) -> tuple[list[Any], dict[str, Any]]:
         """The task's place at each level, and the details that explain a change:
@@ -470,6 +501,15 @@ def _last(
         if len(found) >= NEAREST:
             break
     return [*found, *nearest][-NEAREST:]
+
+
+def _getter(names: Sequence[str]) -> Callable[[Task], list[Any]]:
+    """A function reading the attributes ``names`` of a task, as a list."""
+    if len(names) == 1:
+        single = operator.attrgetter(names[0])
+        return lambda task: [single(task)]
+    several = operator.attrgetter(*names)
+    return lambda task: list(several(task))
 
 
 def _kind(group: Task) -> str:
