@@ -122,6 +122,7 @@ class KeyMaker:
         self._reads: dict[int, tuple[Any, list[str] | None]] = {}
         self._orders: dict[int, tuple[Task, str, dict[str, Any]]] = {}
         self._getters: dict[type[Task], Callable[[Task], Any]] = {}
+        self._users_classes: dict[type[Task], bool] = {}
 
     def parts(
         self,
@@ -147,7 +148,7 @@ class KeyMaker:
         try:
             if isinstance(task, CallbackTask):
                 parts.update(self._callable(task.callback))
-            if type(task).__module__.partition(".")[0] != "flow2":
+            if self._is_users_class(type(task)):
                 parts.update(task_parts(task))
         except NotFingerprintable as error:
             raise NotReusable(f"not reusable: {error.reason}") from None
@@ -257,7 +258,7 @@ class KeyMaker:
             if getter is None:
                 getter = self._getters[kind] = _getter(kind.definition_options)
             options = getter(task)
-            values = (kind, *(v if type(v) in _SCALARS else id(v) for v in options))
+            values = (kind, *[v if type(v) in _SCALARS else id(v) for v in options])
             known = self._definitions.get(values)
             if known is not None and known[0] == options:
                 return known[1]
@@ -278,6 +279,13 @@ class KeyMaker:
         if known is None or known[0] is not callback:
             known = self._callables[id(callback)] = (callback, callable_parts(callback))
         return known[1]
+
+    def _is_users_class(self, kind: type[Task]) -> bool:
+        """Whether ``kind`` is defined outside flow2 (its methods are then in the key)."""
+        known = self._users_classes.get(kind)
+        if known is None:
+            known = self._users_classes[kind] = kind.__module__.partition(".")[0] != "flow2"
+        return known
 
     def _declared_reads(self, task: Task) -> list[str] | None:
         """:func:`declared_reads`, once per callback object in a run (a callback's
