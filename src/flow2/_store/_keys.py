@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 from typing import TYPE_CHECKING, Any
 
 from .._engine._callback import CallbackTask
@@ -118,6 +119,10 @@ class KeyMaker:
         self._children: dict[int, tuple[Task, tuple[Task, ...]]] = {}
         self._definitions: dict[tuple[Any, ...], tuple[list[Any], tuple[tuple[str, str], ...]]] = {}
         self._callables: dict[int, tuple[Any, dict[str, str]]] = {}
+        self._reads: dict[int, tuple[Any, list[str] | None]] = {}
+        self._orders: dict[int, tuple[Task, str, dict[str, Any]]] = {}
+        self._getters: dict[type[Task], Callable[[Task], Any]] = {}
+        self._users_classes: dict[type[Task], bool] = {}
 
     def parts(
         self,
@@ -139,12 +144,11 @@ class KeyMaker:
         task = chain[-1]
         parts: dict[str, str] = {"path": _digest("\0".join([t.name for t in chain]))}
         parts.update(self._definition(task))
-        order, details = self._order(chain)
-        parts["order"] = _digest(repr(order))
+        parts["order"], details = self._order_part(chain)
         try:
             if isinstance(task, CallbackTask):
                 parts.update(self._callable(task.callback))
-            if type(task).__module__.partition(".")[0] != "flow2":
+            if self._is_users_class(type(task)):
                 parts.update(task_parts(task))
         except NotFingerprintable as error:
             raise NotReusable(f"not reusable: {error.reason}") from None
@@ -154,9 +158,9 @@ class KeyMaker:
             parts["sources"] = _digest(json.dumps(list(task.sources)))
         if task.outputs:
             parts["outputs"] = _digest(json.dumps(list(task.outputs)))
-        declared = declared_reads(task)
+        declared = self._declared_reads(task)
         names = {*task.needs, *(declared if declared is not None else self.variables)}
-        for name in sorted(names):
+        for name in sorted(names) if len(names) > 1 else names:
             if name in self.variables and name not in produced:
                 parts[f"variable {name}"] = self._variable_digest(name, context)
             else:
@@ -250,8 +254,11 @@ class KeyMaker:
         kind = type(task)
         values: tuple[Any, ...] | None = None
         if kind.definition is Task.definition:
-            options = [getattr(task, name) for name in kind.definition_options]
-            values = (kind, *(v if type(v) in _SCALARS else id(v) for v in options))
+            getter = self._getters.get(kind)
+            if getter is None:
+                getter = self._getters[kind] = _getter(kind.definition_options)
+            options = getter(task)
+            values = (kind, *[v if type(v) in _SCALARS else id(v) for v in options])
             known = self._definitions.get(values)
             if known is not None and known[0] == options:
                 return known[1]
@@ -272,6 +279,38 @@ class KeyMaker:
         if known is None or known[0] is not callback:
             known = self._callables[id(callback)] = (callback, callable_parts(callback))
         return known[1]
+
+    def _is_users_class(self, kind: type[Task]) -> bool:
+        """Whether ``kind`` is defined outside flow2 (its methods are then in the key)."""
+        known = self._users_classes.get(kind)
+        if known is None:
+            known = self._users_classes[kind] = kind.__module__.partition(".")[0] != "flow2"
+        return known
+
+    def _declared_reads(self, task: Task) -> list[str] | None:
+        """:func:`declared_reads`, once per callback object in a run (a callback's
+        reads are its keyword-only parameters: the same for every task calling it)."""
+        if not isinstance(task, CallbackTask):
+            return declared_reads(task)
+        callback = task.callback
+        known = self._reads.get(id(callback))
+        if known is None or known[0] is not callback:
+            known = self._reads[id(callback)] = (callback, declared_reads(task))
+        return known[1]
+
+    def _order_part(self, chain: Sequence[Task]) -> tuple[str, dict[str, Any]]:
+        """The ``order`` part and its details. The children of one group that is not
+        serial share them (their order is the group's): computed once per group, so
+        ten thousand children of a parallel group cost one digest, not ten thousand."""
+        parent = chain[-2] if len(chain) > 1 else None
+        if parent is None or isinstance(parent, SerialTaskGroup):
+            order, details = self._order(chain)
+            return _digest(repr(order)), details
+        known = self._orders.get(id(parent))
+        if known is None or known[0] is not parent:
+            order, details = self._order(chain)
+            known = self._orders[id(parent)] = (parent, _digest(repr(order)), details)
+        return known[1], known[2]
 
     def _order(self, chain: Sequence[Task]) -> tuple[list[Any], dict[str, Any]]:
         """The task's place at each level, and the details that explain a change:
@@ -470,6 +509,15 @@ def _last(
         if len(found) >= NEAREST:
             break
     return [*found, *nearest][-NEAREST:]
+
+
+def _getter(names: Sequence[str]) -> Callable[[Task], list[Any]]:
+    """A function reading the attributes ``names`` of a task, as a list."""
+    if len(names) == 1:
+        single = operator.attrgetter(names[0])
+        return lambda task: [single(task)]
+    several = operator.attrgetter(*names)
+    return lambda task: list(several(task))
 
 
 def _kind(group: Task) -> str:

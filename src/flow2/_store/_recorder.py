@@ -443,13 +443,21 @@ class StoreRecorder:
             for item in items
             if item[0] is not None and len(item) != END_STRIDE and item[4] is not _RETRYING
         ]
+        # The children of one group share their details (one object): encoded once.
+        details_texts: dict[int, tuple[Any, str]] = {}
         for record, status, encoded in ended:
             decided = plan.decisions.get(record.number)
             if decided is None:
                 continue
             held = len(entries)
+            path_text = self._mask(json.dumps(list(decided.path)))
+            known = details_texts.get(id(decided.details))
+            if known is None or known[0] is not decided.details:
+                known = (decided.details, self._mask(json.dumps(decided.details)))
+                details_texts[id(decided.details)] = known
+            details_text = known[1]
             if status is _SUCCEEDED and decided.outcome == RAN and decided.key is not None:
-                entry = self._entry_of(record, decided, encoded)
+                entry = self._entry_of(record, decided, encoded, path_text, details_text)
                 if entry is not None:
                     entries.append(entry)
             elif (status is _REUSED or status is _CACHED) and decided.entry is not None:
@@ -474,12 +482,12 @@ class StoreRecorder:
                 (
                     self.run_id,
                     record.number,
-                    self._mask(json.dumps(list(decided.path))),
+                    path_text,
                     decided.key,
                     # The parts are written once: with the entry, when there is one
                     # (flow2 explain reads them there).
                     json.dumps(decided.parts) if len(entries) == held else None,
-                    self._mask(json.dumps(decided.details)) if len(entries) == held else None,
+                    details_text if len(entries) == held else None,
                     decided.outcome,
                     self._mask(decided.reason) if decided.reason else None,
                     self._mask(json.dumps(decided.differences)) if decided.differences else None,
@@ -489,7 +497,12 @@ class StoreRecorder:
         return keys, entries
 
     def _entry_of(
-        self, record: TaskRun, decided: Decided, encoded: tuple[Any, ...] | None
+        self,
+        record: TaskRun,
+        decided: Decided,
+        encoded: tuple[Any, ...] | None,
+        path_text: str,
+        details_text: str,
     ) -> tuple[Any, ...] | None:
         plan = self.plan
         assert plan is not None
@@ -512,11 +525,11 @@ class StoreRecorder:
         result_format, result, note = encoded if encoded is not None else ("json", "null", None)
         return (
             plan.entry_flow,
-            self._mask(json.dumps(list(decided.path))),
+            path_text,
             decided.key,
             json.dumps(decided.parts),
-            self._mask(json.dumps(decided.details)),
-            json.dumps(outputs),
+            details_text,
+            json.dumps(outputs) if outputs else "{}",
             result_format,
             result,
             note,

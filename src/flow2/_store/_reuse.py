@@ -70,7 +70,7 @@ class State:
     reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Decided:
     """What was decided for one task of this run, and from what."""
 
