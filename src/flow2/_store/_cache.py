@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine._exceptions import ConfigurationError
 from .._engine._naming import snake_case
+from ._keys import expand_parts
 from ._reuse import names_task
 
 if TYPE_CHECKING:
@@ -103,6 +104,10 @@ def distrust(store: Store) -> str | None:
     return None
 
 
+#: The digest of the shared parts a row's ``parts`` names (see flow2._store._keys.SHARED).
+_REFERENCE = """json_extract(parts, '$."@shared"')"""
+
+
 def entries(connection: sqlite3.Connection, task: str | None = None) -> list[CacheEntry]:
     """The cache's entries, oldest first; those of ``task`` (a path, a name or a key) only
     when given."""
@@ -110,21 +115,24 @@ def entries(connection: sqlite3.Connection, task: str | None = None) -> list[Cac
         f"SELECT flow, path, key, {_SIZE}, coalesce(length(CAST(result AS BLOB)), 0), created, "
         "run_id, origin, parts, outputs FROM cache_entries ORDER BY created, rowid"
     ).fetchall()
-    found = [
-        CacheEntry(
-            flow,
-            tuple(json.loads(path)),
-            key,
-            size,
-            result_size,
-            created,
-            run_id,
-            origin,
-            json.loads(parts),
-            json.loads(outputs),
+    shared: dict[str, dict[str, str]] = {}
+    found = []
+    for flow, path, key, size, result_size, created, run_id, origin, parts, outputs in rows:
+        names = tuple(json.loads(path))
+        found.append(
+            CacheEntry(
+                flow,
+                names,
+                key,
+                size,
+                result_size,
+                created,
+                run_id,
+                origin,
+                expand_parts(connection, parts, names, shared),
+                json.loads(outputs),
+            )
         )
-        for flow, path, key, size, result_size, created, run_id, origin, parts, outputs in rows
-    ]
     if task is None:
         return found
     return [entry for entry in found if names_task(task, entry.path, snake_case(entry.path[-1]))]
@@ -139,6 +147,12 @@ def delete(connection: sqlite3.Connection, doomed: list[CacheEntry]) -> None:
         connection.executemany(
             "DELETE FROM cache_entries WHERE run_id = ? AND path = ?",
             [(entry.run_id, json.dumps(list(entry.path))) for entry in doomed],
+        )
+        # The shared parts of keys no entry or key names any more.
+        connection.execute(
+            "DELETE FROM key_parts WHERE digest NOT IN ("
+            f"SELECT {_REFERENCE} FROM cache_entries WHERE {_REFERENCE} IS NOT NULL "
+            f"UNION SELECT {_REFERENCE} FROM task_keys WHERE {_REFERENCE} IS NOT NULL)"
         )
         connection.execute("COMMIT")
     except BaseException:

@@ -12,6 +12,8 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from ._keys import expand_parts
+
 if TYPE_CHECKING:
     from ._database import StoredRun, StoredTask
 
@@ -31,6 +33,13 @@ def explanation(connection: sqlite3.Connection, run: StoredRun, task: StoredTask
             "WHERE run_id = ? AND number = ?",
             (run.id, task.number),
         ).fetchone()
+        if row is None:
+            # A task that ran with nothing looked up has its cache entry only.
+            row = connection.execute(
+                "SELECT key, parts, 'ran', NULL, NULL, NULL FROM cache_entries "
+                "WHERE run_id = ? AND origin = ? AND path = ?",
+                (run.id, run.id, json.dumps(list(task.path))),
+            ).fetchone()
     except sqlite3.OperationalError:  # a store read before its migration: no keys
         row = None
     found: dict[str, Any] = {
@@ -62,7 +71,7 @@ def explanation(connection: sqlite3.Connection, run: StoredRun, task: StoredTask
         decision=_DECISIONS.get(decision, decision),
         reason=reason,
         key=key,
-        parts=json.loads(parts) if parts else {},
+        parts=expand_parts(connection, parts, task.path, {}) if parts else {},
         differences=json.loads(differences) if differences else [],
         compared_with=entry_run,
     )

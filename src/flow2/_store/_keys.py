@@ -41,6 +41,7 @@ from ._fingerprint import NotFingerprintable, callable_parts, task_parts, value_
 from ._values import declared_reads, definition_of
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Mapping, Sequence
 
     from .._engine._task import Context
@@ -78,6 +79,8 @@ _PRIORITY = (
 NEAREST = 32
 #: A key of the context that no task has produced in this run, read as absent.
 ABSENT = "absent"
+#: In a task's stored parts, the digest of the parts it shares (``key_parts``).
+SHARED = "@shared"
 
 
 class NotReusable(Exception):
@@ -86,6 +89,63 @@ class NotReusable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SharedParts:
+    """Parts many tasks have alike (their definition, their callback's code, their
+    order in a group that is not serial, the salt), kept once: the run store
+    writes them once, under their digest, and each task's parts refer to them.
+
+    :param parts: the parts
+    """
+
+    __slots__ = ("digest", "parts", "reference", "text")
+
+    def __init__(self, parts: dict[str, str]) -> None:
+        self.parts = parts
+        #: The parts as stored (``key_parts.parts``).
+        self.text = json.dumps(parts, sort_keys=True)
+        self.digest = _digest(self.text)
+        #: What a task's stored parts are when it has none of its own.
+        self.reference = json.dumps({SHARED: self.digest})
+
+
+class KeyParts:
+    """The parts of one task's key: those it shares with tasks alike, its own, and
+    its path (whose part is a digest of its names, made only when read).
+
+    :param path: the task's names from the root's, joined by NUL
+    :param shared: the parts it has alike with other tasks
+    :param own: its own parts (a caller may add to them until :attr:`key` is read)
+    """
+
+    __slots__ = ("_key", "own", "path", "shared")
+
+    def __init__(self, path: str, shared: SharedParts, own: dict[str, str]) -> None:
+        self.path = path
+        self.shared = shared
+        self.own = own
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The key: one digest of every part (of the shared ones' digest, the path and
+        the task's own parts, in name order), equal for equal parts only."""
+        if self._key is None:
+            own = "\0".join(map("\0".join, sorted(self.own.items()))) if self.own else ""
+            self._key = _digest(f"{self.shared.digest}\0{self.path}\0\0{own}")
+        return self._key
+
+    def merged(self) -> dict[str, str]:
+        """Every part by name: what ``flow2 explain`` shows and differences compare."""
+        return {"path": _digest(self.path), **self.shared.parts, **self.own}
+
+    def stored(self) -> str:
+        """The parts as the run store keeps them: the task's own, and a reference to the
+        shared ones (see :func:`expand_parts`)."""
+        if not self.own:
+            return self.shared.reference
+        return json.dumps({SHARED: self.shared.digest, **self.own})
 
 
 class KeyMaker:
@@ -123,13 +183,14 @@ class KeyMaker:
         self._orders: dict[int, tuple[Task, str, dict[str, Any]]] = {}
         self._getters: dict[type[Task], Callable[[Task], Any]] = {}
         self._users_classes: dict[type[Task], bool] = {}
+        self._shared: dict[tuple[int, int, str | None], tuple[Any, Any, SharedParts]] = {}
 
     def parts(
         self,
         chain: Sequence[Task],
         context: Context,
         produced: Mapping[str, str],
-    ) -> tuple[dict[str, str], dict[str, Any]]:
+    ) -> tuple[KeyParts, dict[str, Any]]:
         """The parts of the key of ``chain[-1]``, and what explains some of them.
 
         :param chain: the tasks from the root down to the task
@@ -142,33 +203,67 @@ class KeyMaker:
         :raises NotReusable: a part cannot be fingerprinted
         """
         task = chain[-1]
-        parts: dict[str, str] = {"path": _digest("\0".join([t.name for t in chain]))}
-        parts.update(self._definition(task))
-        parts["order"], details = self._order_part(chain)
+        own: dict[str, str] = {}
+        definition = self._definition(task)
+        shared_definition = definition if self._definitions_shared(task) else None
+        if shared_definition is None:
+            own.update(definition)
+        order, details = self._order_part(chain)
+        shared_order = (
+            order if len(chain) > 1 and not isinstance(chain[-2], SerialTaskGroup) else None
+        )
+        if shared_order is None:
+            own["order"] = order
+        callable_parts: dict[str, str] | None = None
         try:
             if isinstance(task, CallbackTask):
-                parts.update(self._callable(task.callback))
+                callable_parts = self._callable(task.callback)
             if self._is_users_class(type(task)):
-                parts.update(task_parts(task))
+                own.update(task_parts(task))
         except NotFingerprintable as error:
             raise NotReusable(f"not reusable: {error.reason}") from None
+        shared = self._shared_parts(shared_definition, callable_parts, shared_order)
         for name in task.env_inputs:
-            parts[f"env {name}"] = self._secret_digest(name, self.environ.get(name))
+            own[f"env {name}"] = self._secret_digest(name, self.environ.get(name))
         if task.sources:
-            parts["sources"] = _digest(json.dumps(list(task.sources)))
+            own["sources"] = _digest(json.dumps(list(task.sources)))
         if task.outputs:
-            parts["outputs"] = _digest(json.dumps(list(task.outputs)))
+            own["outputs"] = _digest(json.dumps(list(task.outputs)))
         declared = self._declared_reads(task)
         names = {*task.needs, *(declared if declared is not None else self.variables)}
         for name in sorted(names) if len(names) > 1 else names:
             if name in self.variables and name not in produced:
-                parts[f"variable {name}"] = self._variable_digest(name, context)
+                own[f"variable {name}"] = self._variable_digest(name, context)
             else:
-                parts[f"input {name}"] = self._input_digest(name, context, produced)
+                own[f"input {name}"] = self._input_digest(name, context, produced)
         if declared is None:
-            self._add_earlier(chain, context, produced, parts)
-        parts["salt"] = self._salt
-        return parts, details
+            self._add_earlier(chain, context, produced, own)
+        return KeyParts("\0".join([t.name for t in chain]), shared, own), details
+
+    def _definitions_shared(self, task: Task) -> bool:
+        """Whether :meth:`_definition` returned parts kept for every task alike (not
+        those of a class with a ``definition`` of its own, made anew for each task)."""
+        return type(task).definition is Task.definition
+
+    def _shared_parts(
+        self,
+        definition: tuple[tuple[str, str], ...] | None,
+        callable_parts: dict[str, str] | None,
+        order: str | None,
+    ) -> SharedParts:
+        """The parts tasks alike have in common, made once for each combination
+        (the objects are kept alive by this key maker: their ids stay theirs)."""
+        memo = (id(definition), id(callable_parts), order)
+        known = self._shared.get(memo)
+        if known is None or known[0] is not definition or known[1] is not callable_parts:
+            parts: dict[str, str] = dict(definition or ())
+            if callable_parts is not None:
+                parts.update(callable_parts)
+            if order is not None:
+                parts["order"] = order
+            parts["salt"] = self._salt
+            known = self._shared[memo] = (definition, callable_parts, SharedParts(parts))
+        return known[2]
 
     def reads(self, chain: Sequence[Task]) -> set[str]:
         """The context keys the task may read: what it declares (and its needs), or,
@@ -384,9 +479,30 @@ class KeyMaker:
         return known
 
 
-def key_of(parts: Mapping[str, str]) -> str:
-    """The key: one digest of all the parts."""
-    return _digest("\0".join(map("\0".join, sorted(parts.items()))))
+def expand_parts(
+    connection: sqlite3.Connection,
+    text: str,
+    path: Sequence[str],
+    known: dict[str, dict[str, str]],
+) -> dict[str, str]:
+    """Every part of a stored key by name, from the row's ``parts`` (see
+    :meth:`KeyParts.stored`; a row written before the shared parts were kept
+    apart holds them all) and the path of its task.
+
+    :param known: the shared parts read so far, by digest (read once each)
+    """
+    parts: dict[str, str] = json.loads(text)
+    reference = parts.pop(SHARED, None)
+    if reference is None:
+        return parts
+    shared = known.get(reference)
+    if shared is None:
+        row = connection.execute(
+            "SELECT parts FROM key_parts WHERE digest = ?", (reference,)
+        ).fetchone()
+        # Gone (a store edited by hand): what is left differs from any key.
+        shared = known[reference] = json.loads(row[0]) if row is not None else {}
+    return {"path": _digest("\0".join(path)), **shared, **parts}
 
 
 def differences(

@@ -76,8 +76,15 @@ _INSERT_NOTES = "INSERT INTO task_notes VALUES"
 
 _TASK_UPSERT = upsert("tasks", TASK_COLUMNS)
 _NOTE_UPSERT = upsert("task_notes", NOTE_COLUMNS)
-_INSERT_KEY = "INSERT OR REPLACE INTO task_keys VALUES (" + ", ".join("?" * 10) + ")"
-_INSERT_ENTRY = "INSERT OR REPLACE INTO cache_entries VALUES (" + ", ".join("?" * 12) + ")"
+# Keys and entries go in multi-row statements too (see insert_rows): the
+# run's id is their first parameter, shared by every row.
+_INSERT_KEY = "INSERT OR REPLACE INTO task_keys VALUES"
+_KEY_ROW = "(?1" + ", ?" * 9 + ")"
+_INSERT_ENTRY = (
+    "INSERT OR REPLACE INTO cache_entries (run_id, flow, path, key, parts, details, "
+    "outputs, result_format, result, result_note, origin, created) VALUES"
+)
+_ENTRY_ROW = "(?1" + ", ?" * 11 + ")"
 _INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * len(BATCH_COLUMNS)) + ")"
 
 # The other events' facts:
@@ -134,6 +141,8 @@ class StoreRecorder:
         self._add_end = self._ends.extend
         self._run: Run | None = None
         self._started_taken = 0
+        #: The digests of the shared parts of keys this recorder wrote.
+        self._shared_kept: set[str] = set()
         self._committed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -387,9 +396,17 @@ class StoreRecorder:
                         connection, _INSERT_NOTES, NOTE_ROW, _NOTE_UPSERT, run_id, columns[1:]
                     )
                 if keyed is not None:
-                    keys, entries = keyed
-                    connection.executemany(_INSERT_KEY, keys)
-                    connection.executemany(_INSERT_ENTRY, entries)
+                    keys, entries, shared = keyed
+                    connection.executemany(
+                        "INSERT OR IGNORE INTO key_parts VALUES (?, ?)", shared.items()
+                    )
+                    for insert, row, rows in (
+                        (_INSERT_KEY, _KEY_ROW, keys),
+                        (_INSERT_ENTRY, _ENTRY_ROW, entries),
+                    ):
+                        if rows:
+                            columns = [list(column) for column in zip(*rows, strict=True)]
+                            insert_rows(connection, insert, row, "", run_id, columns)
                     if end is not None and self.plan is not None:
                         # What the file index learnt: the next run reads
                         # unchanged files from their stat alone.
@@ -419,13 +436,16 @@ class StoreRecorder:
                 raise
 
         self.store.retry(connection, commit)
+        if keyed is not None:
+            self._shared_kept.update(keyed[2])
         self._committed_at = time.time()
         return True
 
     def _keyed(
         self, ends: list[Any], items: list[tuple[Any, ...]]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """The ``task_keys`` rows of the tasks that ended, and the cache entries to write.
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str]]:
+        """The ``task_keys`` rows of the tasks that ended, the cache entries to write,
+        and the shared parts of their keys not in the store yet (digest → parts).
 
         An entry is written only for a success, in the transaction that
         writes the success: a task killed or interrupted never looks up to
@@ -445,6 +465,8 @@ class StoreRecorder:
         ]
         # The children of one group share their details (one object): encoded once.
         details_texts: dict[int, tuple[Any, str]] = {}
+        # The shared parts of keys, each written once into the store (``key_parts``).
+        kept, fresh = self._shared_kept, {}
         for record, status, encoded in ended:
             decided = plan.decisions.get(record.number)
             if decided is None:
@@ -473,28 +495,36 @@ class StoreRecorder:
                         old.result_format,
                         old.result,
                         old.result_note,
-                        self.run_id,
                         old.origin,
                         time.time(),
                     )
                 )
+            key_parts = decided.key_parts
+            if key_parts is not None:
+                shared = key_parts.shared
+                if shared.digest not in kept and shared.digest not in fresh:
+                    fresh[shared.digest] = shared.text
+            # The parts are written once: with the entry, when there is one
+            # (flow2 explain reads them there). A task that ran with nothing
+            # looked up has no row but its entry, which says all of it.
+            alone = len(entries) == held
+            if not alone and decided.outcome == RAN and decided.compared is None:
+                if not decided.reason and not decided.differences:
+                    continue
             keys.append(
                 (
-                    self.run_id,
                     record.number,
                     path_text,
                     decided.key,
-                    # The parts are written once: with the entry, when there is one
-                    # (flow2 explain reads them there).
-                    json.dumps(decided.parts) if len(entries) == held else None,
-                    details_text if len(entries) == held else None,
+                    key_parts.stored() if alone and key_parts is not None else None,
+                    details_text if alone else None,
                     decided.outcome,
                     self._mask(decided.reason) if decided.reason else None,
                     self._mask(json.dumps(decided.differences)) if decided.differences else None,
                     decided.compared,
                 )
             )
-        return keys, entries
+        return keys, entries, fresh
 
     def _entry_of(
         self,
@@ -527,13 +557,12 @@ class StoreRecorder:
             plan.entry_flow,
             path_text,
             decided.key,
-            json.dumps(decided.parts),
+            decided.key_parts.stored() if decided.key_parts is not None else "{}",
             details_text,
             json.dumps(outputs) if outputs else "{}",
             result_format,
             result,
             note,
-            self.run_id,
             self.run_id,
             time.time(),
         )

@@ -22,13 +22,21 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._engine._foreach import ForEach
 from .._engine._state import Reuse
 from ._files import FileIndex
-from ._keys import KeyMaker, NotReusable, differences, is_code_part, key_of, outputs_changed
+from ._keys import (
+    KeyMaker,
+    KeyParts,
+    NotReusable,
+    differences,
+    expand_parts,
+    is_code_part,
+    outputs_changed,
+)
 from ._values import decode_result
 
 if TYPE_CHECKING:
@@ -70,20 +78,46 @@ class State:
     reason: str | None = None
 
 
-@dataclass(slots=True)
 class Decided:
-    """What was decided for one task of this run, and from what."""
+    """What was decided for one task of this run, and from what.
 
-    path: Path
-    key: str | None = None
-    parts: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    outcome: str = RAN
-    reason: str | None = None
-    differences: list[str] = field(default_factory=list)
-    entry: Entry | None = None
-    compared: str | None = None
+    :param path: the task's path
+    """
+
+    __slots__ = (
+        "compared",
+        "details",
+        "differences",
+        "entry",
+        "key",
+        "key_parts",
+        "outcome",
+        "path",
+        "reason",
+        "sources",
+    )
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.key: str | None = None
+        #: The parts of its key (None: it has no key).
+        self.key_parts: KeyParts | None = None
+        self.details: dict[str, Any] = _NO_DETAILS
+        self.sources: dict[str, str] = _NO_DETAILS
+        self.outcome = RAN
+        self.reason: str | None = None
+        self.differences: list[str] = []
+        self.entry: Entry | None = None
+        self.compared: str | None = None
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """Every part of its key, by name (none when it has no key)."""
+        return self.key_parts.merged() if self.key_parts is not None else {}
+
+
+#: What a task without details has (never changed: a new dict is assigned instead).
+_NO_DETAILS: dict[str, Any] = {}
 
 
 class ReusePlan:
@@ -239,10 +273,11 @@ class ReusePlan:
             self.produced.pop(task.key, None)
             decided.reason = f"not reusable: its key could not be computed ({error!r})"
             return None
-        parts.update((f"source {file}", digest) for file, digest in sources.items())
-        decided.sources = dict(sources)
-        key = decided.key = key_of(parts)
-        decided.parts, decided.details = parts, details
+        if sources:
+            parts.own.update((f"source {file}", digest) for file, digest in sources.items())
+            decided.sources = dict(sources)
+        key = decided.key = parts.key
+        decided.key_parts, decided.details = parts, details
         self.produced[task.key] = key
         forced = self._forced_by(chain)
         if forced is not None:
@@ -287,14 +322,18 @@ class ReusePlan:
     ) -> Reuse | str:
         """Reuse ``entry``, or say why not."""
         decided.compared = entry.origin
-        if self._code_unknown:
-            old_parts, new_parts = _without_code(entry.parts), _without_code(decided.parts)
-        else:
-            old_parts, new_parts = entry.parts, decided.parts
-        if entry.key != decided.key and old_parts != new_parts:
-            told = differences(old_parts, new_parts, entry.details, decided.details)
-            decided.differences = told
-            return _one_line(told)
+        if entry.key != decided.key:
+            if self._code_unknown:
+                old_parts, new_parts = _without_code(entry.parts), _without_code(decided.parts)
+            else:
+                old_parts, new_parts = entry.parts, decided.parts
+            # Equal parts under another key: an entry keyed by an earlier
+            # flow2, which digested the parts in another way (see
+            # test_an_entry_keyed_the_earlier_way_is_reused_when_its_parts_are_equal).
+            if old_parts != new_parts:
+                told = differences(old_parts, new_parts, entry.details, decided.details)
+                decided.differences = told
+                return _one_line(told)
         changed = outputs_changed(entry.outputs, outputs)
         if changed:
             decided.differences = changed
@@ -423,21 +462,25 @@ def read_entries(
         f"run_id, origin FROM cache_entries WHERE {where} ORDER BY created DESC, rowid DESC",
         parameters,
     ).fetchall()
-    return [
-        Entry(
-            tuple(json.loads(path)),
-            key,
-            json.loads(parts),
-            json.loads(details),
-            json.loads(outputs),
-            result_format,
-            result,
-            note,
-            run_id,
-            origin,
+    shared: dict[str, dict[str, str]] = {}
+    entries = []
+    for path, key, parts, details, outputs, result_format, result, note, run_id, origin in rows:
+        names = tuple(json.loads(path))
+        entries.append(
+            Entry(
+                names,
+                key,
+                expand_parts(connection, parts, names, shared),
+                json.loads(details),
+                json.loads(outputs),
+                result_format,
+                result,
+                note,
+                run_id,
+                origin,
+            )
         )
-        for path, key, parts, details, outputs, result_format, result, note, run_id, origin in rows
-    ]
+    return entries
 
 
 def lineage_states(

@@ -25,8 +25,9 @@ APPLICATION = "flow2 run store"
 #: 3: plain successes packed in ``task_batches``; 4: a run's ``process``, which
 #: tells a live run from a killed one whose pid was given to another process;
 #: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
-#: kept for reuse, and a task's ``queued`` seconds).
-SCHEMA_VERSION = 5
+#: kept for reuse, and a task's ``queued`` seconds; 6: ``key_parts``, the parts
+#: many keys have alike, kept once).
+SCHEMA_VERSION = 6
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
 
@@ -119,6 +120,15 @@ CREATE TABLE IF NOT EXISTS task_batches (
 # in the same transaction, for the run it succeeded in (``origin``) and
 # again for each run that reuses it (``run_id``): the lineage of a resume
 # finds it in its own runs.
+# The parts many keys have alike (a definition, a callback's code, an order
+# in a parallel group, the salt), once each under their digest: a task's
+# ``parts`` (in ``task_keys``, ``cache_entries``) name them as ``"@shared"``
+# and hold only its own (see flow2._store._keys.KeyParts).
+_KEY_PARTS = """CREATE TABLE IF NOT EXISTS key_parts (
+    digest TEXT PRIMARY KEY,
+    parts TEXT NOT NULL
+) WITHOUT ROWID"""
+
 _REUSE_TABLES = [
     """CREATE TABLE IF NOT EXISTS task_keys (
     run_id TEXT NOT NULL,
@@ -149,6 +159,7 @@ _REUSE_TABLES = [
     PRIMARY KEY (run_id, path)
 )""",
     "CREATE INDEX IF NOT EXISTS cache_entries_by_flow ON cache_entries (flow, path)",
+    _KEY_PARTS,
 ]
 
 #: The keys of ``runs.counts``: what a run's leaf tasks ended in.
@@ -220,7 +231,8 @@ MIGRATIONS: dict[int, list[str]] = {
     # (see flow2._store._liveness.process_identity).
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
     # Seconds a task's work waited for a remote worker (its start is the work's).
-    4: [*_REUSE_TABLES, "ALTER TABLE tasks ADD COLUMN queued REAL"],
+    4: [*_REUSE_TABLES[:-1], "ALTER TABLE tasks ADD COLUMN queued REAL"],
+    5: [_KEY_PARTS],
 }
 
 
