@@ -466,6 +466,52 @@ def test_a_command_that_gives_its_tokens_back_leaks_nothing(tmp_path: Path) -> N
     assert "Jobserver:" not in output
 
 
+def ninja_1_13() -> str | None:
+    """The ``ninja`` of the test extra (1.13 or later: a jobserver client), if installed."""
+    found = shutil.which("ninja", path=str(Path(sys.executable).parent))
+    if found is None:
+        return None
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return found if numbers >= (1, 13) else None
+
+
+def ninja_flow(folder: Path, ninja: str, count: int) -> Path:
+    """``count`` shell tasks, each running ``ninja`` (no -j of its own) on 12 sleeps."""
+    rule = "rule sleep\n  command = sleep 0.2 && touch $out\n"
+    for n in range(count):
+        (folder / f"b{n}").mkdir()
+        builds = "".join(f"build t{t}: sleep\n" for t in range(12))
+        (folder / f"b{n}" / "build.ninja").write_text(rule + builds)
+    tasks = "".join(
+        f"  - {{name: ninja {n}, cmd: '{ninja} -C {folder / f'b{n}'} > /dev/null'}}\n"
+        for n in range(count)
+    )
+    return write_flow(folder, f"name: ninjas\nparallel:\n{tasks}")
+
+
+@posix_only
+@pytest.mark.parametrize(("count", "jobs", "make"), [(4, 3, None), (1, 2, None), (1, 2, "4.4.1")])
+def test_ninja_inside_tasks_shares_the_slots(
+    tmp_path: Path, count: int, jobs: int, make: str | None
+) -> None:
+    ninja = ninja_1_13()
+    if ninja is None:
+        pytest.skip("needs ninja 1.13 or later (the test extra installs it)")
+    # A make before 4.4 on PATH (Debian 12's 4.3) gives ninja the pipe style;
+    # a make of 4.4 or none, the fifo style: ninja 1.13 reads both.
+    extra = {"PATH": fake_make(tmp_path / "make", make)} if make else {}
+    flow = ninja_flow(tmp_path, ninja, count)
+    process = flow2_command(
+        "run", flow, "-j", jobs, "--no-store", "--display", "none", cwd=tmp_path, **extra
+    )
+    output, sampler = sampled(process)
+    assert process.returncode == 0, output
+    # Without the jobserver, each ninja would run as many jobs as the machine
+    # has cores and two more.
+    assert sampler.most == jobs, sampler.samples
+
+
 def fake_make(folder: Path, version: str) -> str:
     """A PATH whose ``make`` says it is GNU Make ``version``."""
     folder.mkdir()
