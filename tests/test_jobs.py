@@ -230,10 +230,11 @@ def flow2_command(*arguments: object, cwd: Path, **extra: str) -> subprocess.Pop
 
 
 class ProcessSampler:
-    """Counts the ``sleep`` processes below a process, sampling ``/proc`` every few ms."""
+    """Counts the ``name`` processes below a process, sampling ``/proc`` every few ms."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, name: bytes = b"sleep") -> None:
         self.root = root
+        self.name = name
         self.samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -252,7 +253,7 @@ class ProcessSampler:
                 continue
             head, _, rest = data.rpartition(b")")
             parents[int(entry)] = int(rest.split()[1])
-            if head.split(b"(", 1)[1] == b"sleep":
+            if head.split(b"(", 1)[1] == self.name:
                 sleeping.append(int(entry))
         count = 0
         for pid in sleeping:
@@ -279,8 +280,8 @@ class ProcessSampler:
         return max(self.samples, default=0)
 
 
-def sampled(process: subprocess.Popen[str]) -> tuple[str, ProcessSampler]:
-    sampler = ProcessSampler(process.pid)
+def sampled(process: subprocess.Popen[str], name: bytes = b"sleep") -> tuple[str, ProcessSampler]:
+    sampler = ProcessSampler(process.pid, name)
     try:
         output, _ = process.communicate(timeout=100)
     finally:
@@ -510,6 +511,43 @@ def test_ninja_inside_tasks_shares_the_slots(
     # Without the jobserver, each ninja would run as many jobs as the machine
     # has cores and two more.
     assert sampler.most == jobs, sampler.samples
+
+
+def cargo_workspace(folder: Path, crates: int) -> None:
+    """A workspace of ``crates`` small crates that depend on nothing (built offline)."""
+    members = ", ".join(f'"c{n}"' for n in range(crates))
+    (folder / "Cargo.toml").write_text(f'[workspace]\nmembers = [{members}]\nresolver = "2"\n')
+    for n in range(crates):
+        (folder / f"c{n}" / "src").mkdir(parents=True)
+        (folder / f"c{n}" / "Cargo.toml").write_text(
+            f'[package]\nname = "c{n}"\nversion = "0.1.0"\nedition = "2021"\n'
+        )
+        functions = "".join(
+            f"pub fn f{k}(x: u64) -> u64 {{ x.wrapping_mul({k}) ^ {n} }}\n" for k in range(150)
+        )
+        (folder / f"c{n}" / "src" / "lib.rs").write_text(functions)
+
+
+@posix_only
+@pytest.mark.parametrize(("count", "jobs"), [(1, 1), (2, 2)])
+def test_cargo_inside_tasks_shares_the_slots(tmp_path: Path, count: int, jobs: int) -> None:
+    cargo = shutil.which("cargo") or shutil.which("cargo", path=str(Path.home() / ".cargo/bin"))
+    if cargo is None:
+        pytest.skip("needs cargo")
+    cargo_workspace(tmp_path, 6)
+    tasks = "".join(
+        f"  - {{name: cargo {n}, cmd: '{cargo} build --offline -q --target-dir t{n}'}}\n"
+        for n in range(count)
+    )
+    flow = write_flow(tmp_path, f"name: cargos\nparallel:\n{tasks}")
+    process = flow2_command(
+        "run", flow, "-j", jobs, "--no-store", "--display", "none", cwd=tmp_path
+    )
+    output, sampler = sampled(process, b"rustc")
+    assert process.returncode == 0, output
+    # cargo reads the jobserver from CARGO_MAKEFLAGS: alone, it would run one
+    # rustc per core.
+    assert 1 <= sampler.most <= jobs, sampler.samples
 
 
 def fake_make(folder: Path, version: str) -> str:
