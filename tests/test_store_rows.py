@@ -296,6 +296,8 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
     recorded = stored_run(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        connection.execute("ALTER TABLE tasks DROP COLUMN role")  # schema 6's
+        connection.execute("ALTER TABLE definitions DROP COLUMN description")
         connection.execute("ALTER TABLE tasks DROP COLUMN queued")  # schema 5's
         known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
         for task in recorded.tasks:
@@ -331,7 +333,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
         assert connection.execute(
             "SELECT value FROM flow2_store WHERE key = 'schema_version'"
-        ).fetchone() == ("5",)
+        ).fetchone() == ("6",)
     reasons = [task.reason for task in stored_run(tmp_path).tasks if not task.is_group]
     assert reasons[0] == f"no result kept in run {recorded.id}: no reuse key was recorded"
     assert reasons[2] == f"failed in run {recorded.id}"
