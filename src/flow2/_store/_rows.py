@@ -197,7 +197,8 @@ class TaskRows:
             them that has not ended has a ``running`` row, written once, so
             that a run killed meanwhile shows it
         """
-        batch, self._batch = self._batch, Batch()
+        # The batch is replaced last: a running row's definition goes with it.
+        batch = self._batch
         running = (
             list(compress(started, map(not_, map(_IS_FINISHED, map(_STATUS, started)))))
             if started
@@ -225,6 +226,7 @@ class TaskRows:
                     self._note_rerun(record)
         batch.notes = list(self._notes.values())
         self._notes = {}
+        self._batch = Batch()
         return batch
 
     # Plain successes, in bulk -------------------------------------------------
