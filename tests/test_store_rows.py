@@ -490,8 +490,15 @@ def test_a_store_of_schema_5_is_migrated_and_its_runs_stay_readable(tmp_path: Pa
         # What schema 5 had: no role, no description.
         connection.execute("ALTER TABLE tasks DROP COLUMN role")
         connection.execute("ALTER TABLE definitions DROP COLUMN description")
+        # Its definition ids did not include a description: ids of their own.
+        connection.execute("UPDATE definitions SET id = replace(id, 'sha256:', 'old:')")
+        connection.execute("UPDATE tasks SET definition = replace(definition, 'sha256:', 'old:')")
+        connection.execute(
+            "UPDATE task_batches SET definitions = replace(definitions, 'sha256:', 'old:')"
+        )
         connection.execute("UPDATE flow2_store SET value = '5' WHERE key = 'schema_version'")
     old = stored_run(tmp_path)
+    assert [task.definition is not None for task in old.tasks] == [False, True, True]
 
     record = flow2.read_store("last", store=tmp_path)
     assert [(task.label, task.description, task.status) for task in record.tasks] == [
