@@ -6,9 +6,9 @@ attempts (the retried ones with their errors), its error with the user's
 traceback, its output tail and why it was skipped, reused or ran again,
 its description and, for a group's cleanup task, its role (``finally``,
 ``on_failure``); the run's flow file, its variables (secrets masked) and
-its error. A run
-whose end was never written (a killed ``flow2 run``) gives a record marked
-incomplete, ending with the last thing the store recorded.
+its error. A run whose end was never written (a killed ``flow2 run``)
+gives a record marked incomplete, ending with the last thing the store
+recorded.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
 
 _RETRYING, _REUSED, _CACHED = Status.RETRYING, Status.REUSED, Status.CACHED
-_SUCCEEDED = Status.SUCCEEDED
-#: How a success with ``None`` is stored (see ``encode_result``).
-_NO_RESULT = (JSON, "null", None)
+#: What the facts of any other event add to a plain success's (see ``_recorder``):
+#: its status, its result ``None`` as stored, and no error, reason, output or delay.
+_PLAIN_SUCCESS = (Status.SUCCEEDED, (JSON, "null", None), None, None, None, None)
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 _TASK = attrgetter("task")
@@ -262,17 +262,7 @@ class TaskRows:
                 [place for place, record in enumerate(records) if self._role_of(record)]
             ):
                 start = END_STRIDE * position
-                self.add_other(
-                    (
-                        *ends[start : start + END_STRIDE],
-                        _SUCCEEDED,
-                        _NO_RESULT,
-                        None,
-                        None,
-                        None,
-                        None,
-                    )
-                )
+                self.add_other((*ends[start : start + END_STRIDE], *_PLAIN_SUCCESS))
                 del ends[start : start + END_STRIDE], records[position], tasks[position]
                 del kinds[position], parents[position]
             if not records:
