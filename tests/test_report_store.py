@@ -177,3 +177,86 @@ def test_a_killed_run_in_the_store_gives_an_incomplete_record(tmp_path: Path) ->
     index = next(task for task in record.tasks if task.name == "Index")
     assert not index.is_finished and index.end is None
     assert "interrupted" in flow2.markdown_report(record)
+
+
+def described_tree() -> flow2.Task:
+    """A group with descriptions (one holding a secret), many plain successes, and
+    cleanup: an ``on_failure`` task, a ``finally`` task that fails, a ``finally`` group."""
+
+    def succeed(context: dict[str, Any]) -> None:
+        return None
+
+    def fail(context: dict[str, Any]) -> None:
+        raise RuntimeError("tests failed")
+
+    checks = [
+        flow2.CallbackTask(f"Check {index}", succeed, description=f"Check part {index}")
+        for index in range(30)
+    ]
+    return flow2.SerialTaskGroup(
+        "CI",
+        flow2.ParallelTaskGroup("Checks", *checks, description="Every check, side by side"),
+        flow2.CallbackTask("Test", fail, description="Runs the tests against hunter2-db"),
+        on_failure=[flow2.CallbackTask("Report", succeed, description="Says what failed")],
+        finally_tasks=[
+            flow2.CallbackTask("Stop database", fail),
+            flow2.SerialTaskGroup(
+                "Tidy", flow2.CallbackTask("Remove files", succeed), description="Tidies up"
+            ),
+        ],
+        description="The pipeline",
+    )
+
+
+def test_descriptions_and_cleanup_roles_reach_the_reports_drawn_from_the_store(
+    tmp_path: Path,
+) -> None:
+    events, store = tmp_path / "events.jsonl", tmp_path / "store"
+    runner = flow2.Runner(display="none", events=str(events), store=store, secrets=["hunter2"])
+    run(runner.run(described_tree(), raises=False))
+
+    record = flow2.read_store("last", store=store)
+    assert record == flow2.read_events(events)
+    shown = {task.label: task.description for task in record.tasks}
+    assert shown["CI"] == "The pipeline"
+    assert shown["Checks"] == "Every check, side by side"
+    assert shown["Check 7"] == "Check part 7"
+    assert shown["Test"] == "Runs the tests against ***-db"  # the secret, masked
+    assert shown["Report (on failure)"] == "Says what failed"
+    assert shown["Stop database (finally)"] == ""
+    assert shown["Tidy (finally)"] == "Tidies up"
+    assert shown["Remove files"] == ""  # inside a cleanup group: not a cleanup task itself
+    for report in (flow2.html_report, flow2.trace_report, flow2.junit_report):
+        assert report(record) == report(events)
+    markdown = flow2.markdown_report(record)
+    assert markdown == flow2.markdown_report(events)
+    assert "- **CI › Stop database (finally)**: `RuntimeError: tests failed`" in markdown
+    html = flow2_command("report", "--html", "-", "--store", store, cwd=tmp_path).stdout
+    assert "Says what failed" in html and "Report (on failure)" in html
+    assert "Runs the tests against ***-db" in html and "hunter2" not in html
+
+
+def test_a_report_written_by_the_run_masks_the_descriptions(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    runner = flow2.Runner(display="none", report=str(report), secrets=["hunter2"])
+    run(runner.run(described_tree(), raises=False))
+    html = report.read_text()
+    assert "Runs the tests against ***-db" in html and "hunter2" not in html
+
+
+def test_runs_show_and_explain_mark_the_cleanup_tasks_of_a_stored_run(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    run(flow2.Runner(display="none", store=store).run(described_tree(), raises=False))
+
+    shown = flow2_command("runs", "show", "last", "--store", store, cwd=tmp_path).stdout
+    assert "SUCCESS   Report (on failure) (" in shown
+    assert "FAILED    Stop database (finally) (" in shown
+    assert "SUCCESS   Tidy (finally) (" in shown
+    assert "SUCCESS   Remove files (" in shown and "SUCCESS   Check 3 (" in shown
+    assert "Failed: CI › Stop database (finally)\n" in shown
+    explained = flow2_command("explain", "Report", "--json", "--store", store, cwd=tmp_path)
+    assert json.loads(explained.stdout)["role"] == "on_failure"
+    explained = flow2_command("explain", "Check 3", "--json", "--store", store, cwd=tmp_path)
+    assert json.loads(explained.stdout)["role"] is None
+    explained = flow2_command("explain", "Stop database", "--store", store, cwd=tmp_path)
+    assert explained.stdout.startswith("CI › Stop database (finally) in run ")

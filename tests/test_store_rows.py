@@ -296,6 +296,8 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
     recorded = stored_run(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        connection.execute("ALTER TABLE tasks DROP COLUMN role")  # schema 6's
+        connection.execute("ALTER TABLE definitions DROP COLUMN description")
         connection.execute("ALTER TABLE tasks DROP COLUMN queued")  # schema 5's
         known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
         for task in recorded.tasks:
@@ -406,3 +408,121 @@ def test_a_success_without_a_duration_is_recorded_with_the_others(tmp_path: Path
     )
     assert stored["odd"].definition == definition_of(tree.tasks[10])
     assert recorded.counts["succeeded"] == 21
+
+
+class Upload(flow2.Task):
+    """Declares only an option of its own: its description is no part of its definition."""
+
+    definition_options = ("bucket",)
+    bucket = "releases"
+
+    async def run(self, context: dict[str, Any]) -> None:
+        return None
+
+
+def test_each_task_keeps_its_own_description_among_many_alike(tmp_path: Path) -> None:
+    described = [
+        flow2.CallbackTask(f"Check {index}", nothing, description="Checks a part")
+        for index in range(40)
+    ]
+    described[17].description = "Checks the odd part"
+    uploads = [Upload(f"Upload {index}", description=f"Upload {index % 2}") for index in range(40)]
+    tree = flow2.SerialTaskGroup(
+        "All",
+        flow2.ParallelTaskGroup("Checks", *described),
+        flow2.ParallelTaskGroup("Uploads", *uploads),
+    )
+    run(flow2.Runner(display="none", store=tmp_path).run(tree))
+
+    shown = {task.key: task.description for task in stored_run(tmp_path).tasks}
+    assert shown["check_17"] == "Checks the odd part"
+    assert all(shown[f"check_{index}"] == "Checks a part" for index in range(40) if index != 17)
+    assert all(shown[f"upload_{index}"] == f"Upload {index % 2}" for index in range(40))
+    assert shown["all"] is None and shown["checks"] is None
+
+
+def test_a_cleanup_task_written_while_it_runs_has_its_role_and_description(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flow2._store import _recorder
+
+    monkeypatch.setattr(_recorder, "FLUSH_INTERVAL", 0.05)
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    async def wait_until_recorded_running(context: dict[str, Any]) -> None:
+        for _ in range(400):
+            recorded = await asyncio.to_thread(stored_run_so_far, tmp_path)
+            tasks = recorded.tasks if recorded is not None else []
+            seen[:] = [
+                (task.status, task.role, task.description) for task in tasks if task.key == "stop"
+            ]
+            if seen and seen[0][0] == "running":
+                return None
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"never recorded as running: {seen}")
+
+    tree = flow2.SerialTaskGroup(
+        "Root",
+        *(flow2.CallbackTask(f"Quick {index}", nothing) for index in range(20)),
+        finally_tasks=[
+            flow2.CallbackTask("Stop", wait_until_recorded_running, description="Stops it all")
+        ],
+    )
+    run(flow2.Runner(display="none", store=tmp_path).run(tree))
+
+    assert seen == [("running", "finally", "Stops it all")]
+    stop = [task for task in stored_run(tmp_path).tasks if task.key == "stop"]
+    assert [(task.status, task.role, task.description) for task in stop] == [
+        ("succeeded", "finally", "Stops it all")
+    ]
+    assert {task.role for task in stored_run(tmp_path).tasks if task.key != "stop"} == {None}
+
+
+def test_a_store_of_schema_5_is_migrated_and_its_runs_stay_readable(tmp_path: Path) -> None:
+    def tree() -> flow2.Task:
+        return flow2.SerialTaskGroup(
+            "Pipeline",
+            flow2.CallbackTask("Build", nothing, description="Builds it"),
+            finally_tasks=[flow2.CallbackTask("Tidy", nothing, description="Tidies up")],
+        )
+
+    run(flow2.Runner(display="none", store=tmp_path).run(tree()))
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        # What schema 5 had: no role, no description, no shared parts of keys.
+        connection.execute("DELETE FROM cache_entries")
+        connection.execute("DROP TABLE key_parts")
+        connection.execute("ALTER TABLE tasks DROP COLUMN role")
+        connection.execute("ALTER TABLE definitions DROP COLUMN description")
+        # Its definition ids did not include a description: ids of their own.
+        connection.execute("UPDATE definitions SET id = replace(id, 'sha256:', 'old:')")
+        connection.execute("UPDATE tasks SET definition = replace(definition, 'sha256:', 'old:')")
+        connection.execute(
+            "UPDATE task_batches SET definitions = replace(definitions, 'sha256:', 'old:')"
+        )
+        connection.execute("UPDATE flow2_store SET value = '5' WHERE key = 'schema_version'")
+    old = stored_run(tmp_path)
+    assert [task.definition is not None for task in old.tasks] == [False, True, True]
+
+    record = flow2.read_store("last", store=tmp_path)
+    assert [(task.label, task.description, task.status) for task in record.tasks] == [
+        ("Pipeline", "", flow2.Status.SUCCEEDED),
+        ("Build", "", flow2.Status.SUCCEEDED),
+        ("Tidy", "", flow2.Status.SUCCEEDED),
+    ]
+    assert "Tidy" in flow2.html_report(record)
+    run(flow2.Runner(display="none", store=tmp_path).run(tree()))
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        assert connection.execute(
+            "SELECT value FROM flow2_store WHERE key = 'schema_version'"
+        ).fetchone() == ("6",)
+    record = flow2.read_store("last", store=tmp_path)
+    assert [(task.label, task.description) for task in record.tasks] == [
+        ("Pipeline", ""),
+        ("Build", "Builds it"),
+        ("Tidy (finally)", "Tidies up"),
+    ]
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        assert connection.execute("SELECT count(*) FROM key_parts").fetchone()[0] >= 1
+    assert [task.path for task in stored_run(tmp_path, old.id).tasks] == [
+        task.path for task in old.tasks
+    ]

@@ -110,9 +110,9 @@ class TaskRecord:
     :param queued: seconds its work waited for a process or Dask worker
         before it began there; :attr:`duration` leaves them out
     :param description: the task's ``description``, "" without one (or when
-        the source does not keep it: the run store does not)
+        the source does not keep it: a run recorded in the store before schema 6)
     :param cleanup: ``"on_failure"`` or ``"finally"`` for a group's cleanup
-        task (from an event file; a stored run does not record it), else None
+        task (from a run, an event file, or the store from schema 6), else None
     """
 
     index: int

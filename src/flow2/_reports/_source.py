@@ -46,7 +46,7 @@ def masked(run: RunRecord, masker: SecretMasker | None = None) -> RunRecord:
 
     Secret-named variables become ``***``, and every value of a secret-named
     environment variable (and of ``masker``) is masked wherever it appears
-    (names, errors, tracebacks, output), in case the source was written
+    (names, descriptions, errors, tracebacks, output), in case the source was written
     without masking. Names, paths and reasons show their control characters
     as text (:func:`flow2._listeners._text.visible`); output loses its
     terminal escape sequences.
@@ -78,6 +78,8 @@ def masked(run: RunRecord, masker: SecretMasker | None = None) -> RunRecord:
         task.error = clean(task.error)
         task.output = mask(_text.strip_escapes(task.output))
         task.reason = mask(visible(task.reason)) if task.reason else task.reason
+        # A run collected in memory keeps its descriptions as written.
+        task.description = mask(task.description)
         task.attempts = [
             dataclasses.replace(attempt, error=clean(attempt.error)) for attempt in task.attempts
         ]

@@ -3,10 +3,12 @@
 The store keeps what the event file holds, so a report drawn from either
 source is the same: each task's path, key, status, start and end, its
 attempts (the retried ones with their errors), its error with the user's
-traceback, its output tail and why it was skipped, reused or ran again;
-the run's flow file, its variables (secrets masked) and its error. A run
-whose end was never written (a killed ``flow2 run``) gives a record marked
-incomplete, ending with the last thing the store recorded.
+traceback, its output tail and why it was skipped, reused or ran again,
+its description and, for a group's cleanup task, its role (``finally``,
+``on_failure``); the run's flow file, its variables (secrets masked) and
+its error. A run whose end was never written (a killed ``flow2 run``)
+gives a record marked incomplete, ending with the last thing the store
+recorded.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import Status
+from .._engine._state import Cleanup
 from ._model import AttemptRecord, ErrorRecord, RunRecord, TaskRecord
 
 if TYPE_CHECKING:
     from .._store._database import StoredRun, StoredTask
 
 _STATUSES = {status.value: status for status in Status}
+_ROLES = frozenset(role.value for role in Cleanup)
 
 
 def read_store(run: str = "last", *, store: str | os.PathLike[str] | None = None) -> RunRecord:
@@ -107,6 +111,9 @@ def _task(task: StoredTask, index: int, parent: int | None) -> TaskRecord:
         output=task.output or "",
         reason=task.reason if status in (Status.SKIPPED, Status.REUSED, Status.CACHED) else None,
         queued=task.queued,
+        description=str(task.description or ""),
+        # A role flow2 never writes (a planted store) is no role.
+        cleanup=task.role if task.role in _ROLES else None,
     )
     if _was_started(task, status):
         attempt_start = start

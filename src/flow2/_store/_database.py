@@ -144,6 +144,12 @@ class StoredTask:
     #: Seconds its work waited for a process or Dask worker; ``started_at`` is
     #: when the work began there.
     queued: float = 0.0
+    #: Its ``description``, secrets masked (None: it has none, or it was
+    #: recorded before schema 6).
+    description: str | None = None
+    #: ``"finally"`` or ``"on_failure"`` for a group's cleanup task; None for
+    #: one of the group's own tasks (and for any task recorded before schema 6).
+    role: str | None = None
 
 
 @dataclass
@@ -537,7 +543,7 @@ class Store:
                 identity for known in batch_definitions for identity, _ in known if identity
             )
             definitions = {
-                row["id"]: json.loads(row["parts"])
+                row["id"]: (json.loads(row["parts"]), row["description"])
                 for row in connection.execute("SELECT * FROM definitions")
                 if row["id"] in wanted
             }
@@ -716,8 +722,12 @@ def _run_from(row: sqlite3.Row) -> StoredRun:
     )
 
 
+#: What the store keeps of a definition: its parts (digests), and its description.
+_Definition = tuple[dict[str, str], str | None]
+
+
 def _task_from(
-    row: sqlite3.Row, note: sqlite3.Row | None, definitions: dict[str, dict[str, str]]
+    row: sqlite3.Row, note: sqlite3.Row | None, definitions: dict[str, _Definition]
 ) -> StoredTask:
     """One row of ``tasks``, with its notes; its path is only its name until the parents'
     are known."""
@@ -735,10 +745,11 @@ def _task_from(
         duration=row["duration"],
         result_format=row["result_format"],
         result=row["result"],
-        definition=definitions.get(row["definition"]),
+        **_defined(definitions.get(row["definition"])),
         reads=json.loads(reads) if reads is not None else None,
         **_noted(note),
         queued=row["queued"] or 0.0,
+        role=row["role"],
     )
 
 
@@ -746,7 +757,7 @@ def _tasks_from_batch(
     batch: sqlite3.Row,
     known: list[list[Any]],
     notes: dict[int, sqlite3.Row],
-    definitions: dict[str, dict[str, str]],
+    definitions: dict[str, _Definition],
 ) -> Iterator[StoredTask]:
     """The plain successes a row of ``task_batches`` packs (see ``_TASK_BATCHES``)."""
     size = batch["size"]
@@ -763,6 +774,7 @@ def _tasks_from_batch(
         strict=True,
     )
     reads_of = [json.loads(reads) if reads is not None else None for _, reads in known]
+    defined = [_defined(definitions.get(identity)) for identity, _ in known]
     for number, parent, name, key, attempts, started, ended, duration, place in columns:
         yield StoredTask(
             number=number,
@@ -777,10 +789,17 @@ def _tasks_from_batch(
             duration=duration,
             result_format=JSON,
             result="null",
-            definition=definitions.get(known[place][0]),
+            **defined[place],
             reads=reads_of[place],
             **_noted(notes.get(number)),
         )
+
+
+def _defined(definition: _Definition | None) -> dict[str, Any]:
+    """The fields of a :class:`StoredTask` that its definition holds."""
+    if definition is None:
+        return {"definition": None, "description": None}
+    return {"definition": definition[0], "description": definition[1]}
 
 
 def _noted(note: sqlite3.Row | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from ._history import role_note
 from ._keys import expand_parts
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def explanation(connection: sqlite3.Connection, run: StoredRun, task: StoredTask
     found: dict[str, Any] = {
         "run": run.id,
         "task": list(task.path),
+        "role": task.role,
         "status": task.status,
         "decision": None,
         "reason": task.reason,
@@ -80,7 +82,7 @@ def explanation(connection: sqlite3.Connection, run: StoredRun, task: StoredTask
 
 def explanation_lines(found: dict[str, Any]) -> list[str]:
     """``found`` as a person reads it."""
-    name = " › ".join(found["task"])
+    name = " › ".join(found["task"]) + role_note(found["role"])
     decision = found["decision"] or found["status"]
     reason = found["reason"]
     if decision == "ran" and not reason:

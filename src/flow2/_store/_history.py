@@ -7,7 +7,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .._engine._events import Status
-from .._listeners._text import WORDS, visible, visible_path
+from .._engine._state import Cleanup
+from .._listeners._text import WORDS, cleanup_note, visible, visible_path
 from ._schema import COUNTED
 from ._values import JSON
 
@@ -21,6 +22,17 @@ _WORDS.update({"pending": "PENDING", "running": "RUNNING", "interrupted": "INTER
 def iso_time(seconds: float) -> str:
     """``seconds`` since the epoch as local ISO 8601 with its offset."""
     return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def role_note(role: str | None) -> str:
+    """`` (finally)`` or `` (on failure)`` after the name of a cleanup task of this
+    ``role``, as the console marks it; else nothing (also for a role flow2 never writes)."""
+    if role is None:
+        return ""
+    try:
+        return cleanup_note(Cleanup(role))
+    except ValueError:
+        return ""
 
 
 def _seconds(duration: float | None) -> str:
@@ -100,7 +112,7 @@ def show_lines(run: StoredRun) -> list[str]:
             and task.error_type
             and (not task.is_group or task.number not in failed_inside)
         ):
-            lines.append(f"Failed: {visible_path(task.path)}")
+            lines.append(f"Failed: {visible_path(task.path)}{role_note(task.role)}")
             message = task.error_message or ""
             lines.append(f"  {task.error_type}: {message}" if message else f"  {task.error_type}")
             if task.error_traceback:
@@ -110,7 +122,7 @@ def show_lines(run: StoredRun) -> list[str]:
 
 def _tree_line(task: StoredTask, depth: int) -> str:
     word = _WORDS.get(task.status, task.status.upper())
-    line = f"{'  ' * depth}{word:<10}{visible(task.path[-1])}"
+    line = f"{'  ' * depth}{word:<10}{visible(task.path[-1])}{role_note(task.role)}"
     if task.duration is not None and task.status not in (
         Status.REUSED.value,
         Status.CACHED.value,

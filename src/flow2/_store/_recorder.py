@@ -379,7 +379,7 @@ class StoreRecorder:
             try:
                 if batch.definitions:
                     connection.executemany(
-                        "INSERT OR IGNORE INTO definitions VALUES (?, ?)", batch.definitions
+                        "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?)", batch.definitions
                     )
                 if batch.stale:
                     connection.executemany(

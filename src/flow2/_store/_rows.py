@@ -7,6 +7,9 @@ other event; the run's ``started`` list tells it what started.
 :class:`TaskRows` turns them into what one commit writes (a
 :class:`Batch`): the plain successes packed together, the other tasks as
 rows of ``tasks`` and ``task_notes``, the definitions not seen before.
+A group's cleanup task (``finally``, ``on_failure``) has a row of its own
+in ``tasks``, which says its ``role``; a task's description is kept with
+its definition, secrets masked.
 
 A task is known by its record's ``number`` (its place among the run's
 records: parents first), and everything else about it is read from its
@@ -34,7 +37,7 @@ from .._engine._naming import snake_case
 from .._engine._task import Task
 from .._listeners._secrets import SecretMasker
 from ._schema import COUNTED, NO_PARENT, NOTE_COLUMNS, TASK_COLUMNS, pack_numbers, pack_texts
-from ._values import declared_reads, definition_parts, digest
+from ._values import JSON, declared_reads, definition_parts, digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -59,12 +62,15 @@ END_STRIDE = 4
 
 #: Rows of ``tasks``, by kind: the run id (?1) and the values all rows of a
 #: kind share are written in the SQL, the others are parameters.
-RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
+RUNNING_ROW = "(?1, ?, ?, ?, ?, ?, 'running', 1, ?, NULL, NULL, NULL, NULL, ?, NULL, ?)"
 TASK_ROW = "(?1" + ", ?" * (len(TASK_COLUMNS) - 1) + ")"
 NOTE_ROW = "(?1" + ", ?" * (len(NOTE_COLUMNS) - 1) + ")"
 
 
 _RETRYING, _REUSED, _CACHED = Status.RETRYING, Status.REUSED, Status.CACHED
+#: What the facts of any other event add to a plain success's (see ``_recorder``):
+#: its status, its result ``None`` as stored, and no error, reason, output or delay.
+_PLAIN_SUCCESS = (Status.SUCCEEDED, (JSON, "null", None), None, None, None, None)
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 _TASK = attrgetter("task")
@@ -125,7 +131,8 @@ class Batch:
         #: Columns of the other ``tasks`` rows.
         self.other: list[list[Any]] = [[] for _ in range(TASK_ROW.count("?") - 1)]
         self.notes: list[list[Any]] = []
-        self.definitions: list[tuple[str, str]] = []
+        #: ``(id, parts, description)`` of the definitions not written before.
+        self.definitions: list[tuple[str, str, str | None]] = []
         #: Tasks written as running before, whose row the successes replace.
         self.stale: list[int] = []
 
@@ -173,7 +180,9 @@ class TaskRows:
         self._written_running: set[int] = set()
         self._retries: dict[int, list[list[Any]]] = {}
         self._all_notes: dict[int, list[Any]] = {}
-        self._definition_ids: dict[tuple[tuple[str, str], ...], str] = {}
+        self._definition_ids: dict[tuple[tuple[tuple[str, str], ...], str | None], str] = {}
+        # The cleanup tasks of each group met, by group number: id(task) -> role.
+        self._roles: dict[int, dict[int, str]] = {}
         self._values_seen: dict[int, tuple[Any, str]] = {}
         self._shapes: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._last: dict[type, tuple[Any, ...]] = {}
@@ -188,7 +197,8 @@ class TaskRows:
             them that has not ended has a ``running`` row, written once, so
             that a run killed meanwhile shows it
         """
-        batch, self._batch = self._batch, Batch()
+        # The batch is replaced last: a running row's definition goes with it.
+        batch = self._batch
         running = (
             list(compress(started, map(not_, map(_IS_FINISHED, map(_STATUS, started)))))
             if started
@@ -197,6 +207,7 @@ class TaskRows:
         if running:
             numbers = list(map(_NUMBER, running))
             tasks = list(map(_TASK, running))
+            started_at = list(map(_START_TIME, running))
             _extend(
                 batch.running,
                 numbers,
@@ -204,15 +215,18 @@ class TaskRows:
                 self._masked(map(_NAME, tasks)),
                 self._masked_keys(map(_KEY, tasks)),
                 map(not_, map(_STORES_RESULT, tasks)),
-                map(_START_TIME, running),
+                started_at,
+                map(self._described_definition, tasks),
+                map(self._role_of, running),
             )
             self._written_running.update(numbers)
-            self.last_seen = max(self.last_seen, *batch.running[-1])
+            self.last_seen = max(self.last_seen, *started_at)
             if self.plan is not None:
                 for record in running:
                     self._note_rerun(record)
         batch.notes = list(self._notes.values())
         self._notes = {}
+        self._batch = Batch()
         return batch
 
     # Plain successes, in bulk -------------------------------------------------
@@ -240,10 +254,22 @@ class TaskRows:
                 del kinds[position]
             if not records:
                 return
+        parents = list(map(_PARENT, records))
+        if any(map(self._cleanup_in, dict.fromkeys(parents))):
+            # A group's cleanup task, a few among many: a row of its own,
+            # which says its role (taken out as the groups are).
+            for position in reversed(
+                [place for place, record in enumerate(records) if self._role_of(record)]
+            ):
+                start = END_STRIDE * position
+                self.add_other((*ends[start : start + END_STRIDE], *_PLAIN_SUCCESS))
+                del ends[start : start + END_STRIDE], records[position], tasks[position]
+                del kinds[position], parents[position]
+            if not records:
+                return
         times = ends[1::END_STRIDE]
         numbers = list(map(_NUMBER, records))
         successes = self._batch.successes
-        parents = list(map(_PARENT, records))
         if parents.count(parents[0]) == len(parents):  # one group's tasks: its number once
             successes.parents.extend(repeat(_packed_parent(records[0]), len(parents)))
         else:
@@ -314,7 +340,7 @@ class TaskRows:
         """What tells tasks of ``kind`` apart: its declared options, read in C (None: nothing)."""
         known = self._comparers.get(kind)
         if known is None:
-            names = [name for name in kind.definition_options if name not in self._not_compared]
+            names = [name for name in _options_of(kind) if name not in self._not_compared]
             known = self._comparers[kind] = (_reader(names) if names else None,)
         return known[0]
 
@@ -389,6 +415,8 @@ class TaskRows:
         task = record.task
         number = record.number
         self._written_running.discard(number)
+        if definition is None:
+            definition = self._described_definition(task)
         _append(
             self._batch.other,
             number,
@@ -405,6 +433,7 @@ class TaskRows:
             result,
             definition,
             record.queued or None,
+            self._role_of(record),
         )
 
     def _note_rerun(self, record: TaskRun) -> None:
@@ -427,6 +456,33 @@ class TaskRows:
             self._notes[number] = note
         return note
 
+    # Cleanup tasks -------------------------------------------------------------
+
+    def _cleanup_in(self, group: TaskRun | None) -> bool:
+        """Whether ``group`` (a record, or None for the root's parent) has cleanup tasks."""
+        return group is not None and bool(self._roles_in(group))
+
+    def _role_of(self, record: TaskRun) -> str | None:
+        """``"finally"`` or ``"on_failure"`` for a group's cleanup task, else None."""
+        parent = record.parent
+        if parent is None:
+            return None
+        roles = self._roles_in(parent)
+        return roles.get(id(record.task)) if roles else None
+
+    def _roles_in(self, group: TaskRun) -> dict[int, str]:
+        """The cleanup tasks of ``group``, by id, with their roles: asked once per group."""
+        roles = self._roles.get(group.number)
+        if roles is None:
+            task = group.task
+            roles = self._roles[group.number] = {}
+            if type(task).cleanup_role_of is not Task.cleanup_role_of:
+                for child in task.children:
+                    role = task.cleanup_role_of(child)
+                    if role is not None:
+                        roles[id(child)] = role.value
+        return roles
+
     # Definitions ---------------------------------------------------------------
 
     def _definition_of(self, task: Task) -> tuple[str, str | None]:
@@ -441,7 +497,7 @@ class TaskRows:
             if kind.definition is not Task.definition:
                 # A definition the class computes: built anew for each task.
                 return self._definition_by_parts(task)
-            reader = self._readers[kind] = _reader(kind.definition_options)
+            reader = self._readers[kind] = _reader(_options_of(kind))
         values = reader(task)
         last = self._last.get(kind)
         if last is not None and last[0] == values:
@@ -464,13 +520,23 @@ class TaskRows:
 
     def _definition_by_parts(self, task: Task) -> tuple[str, str | None]:
         parts = definition_parts(task, self._values_seen)
-        identity = self._definition_ids.get(parts)
+        description = self._mask(task.description) if task.description else None
+        identity = self._definition_ids.get((parts, description))
         if identity is None:
             text = json.dumps(dict(parts), sort_keys=True)
-            identity = self._definition_ids[parts] = digest(text)
-            self._batch.definitions.append((identity, text))
+            # The description as stored (masked) is part of the id: a
+            # definition described otherwise, or masked otherwise by a run
+            # that declared other secrets, is another row.
+            identity = digest(text if description is None else f"{text}\0{description}")
+            self._definition_ids[parts, description] = identity
+            self._batch.definitions.append((identity, text, description))
         reads = declared_reads(task)
         return (identity, json.dumps(reads) if reads is not None else None)
+
+    def _described_definition(self, task: Task) -> str | None:
+        """The definition of a task that has a description (its description is kept there);
+        None for the others, whose row needs none."""
+        return self._definition_of(task)[0] if task.description else None
 
     def _masked(self, texts: Iterable[str]) -> Iterable[str]:
         masker = self.masker
@@ -507,6 +573,13 @@ def _extend(columns: list[list[Any]], *values: Iterable[Any]) -> None:
 def _append(columns: list[list[Any]], *row: Any) -> None:
     for column, value in zip(columns, row, strict=True):
         column.append(value)
+
+
+def _options_of(kind: type[Task]) -> tuple[str, ...]:
+    """The options that tell two tasks of ``kind`` apart in the store: those its class
+    declares, and its description, which is stored with the definition."""
+    options = kind.definition_options
+    return options if "description" in options else (*options, "description")
 
 
 def _reader(names: Sequence[str]) -> Callable[[Task], tuple[Any, ...]]:

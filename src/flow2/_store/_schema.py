@@ -5,7 +5,8 @@ output, a group, a task still running when the writer committed);
 ``task_batches`` packs the plain successes of one commit in a single row
 (see ``_TASK_BATCHES``); ``task_notes`` holds errors, output, retried
 attempts and why a task ran again; ``definitions`` each distinct task
-definition once. The store's own ``flow2_store`` table says what the file
+definition once (its parts as digests, and its description as text, secrets
+masked). The store's own ``flow2_store`` table says what the file
 is and its schema version.
 """
 
@@ -26,7 +27,8 @@ APPLICATION = "flow2 run store"
 #: tells a live run from a killed one whose pid was given to another process;
 #: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
 #: kept for reuse, and a task's ``queued`` seconds; 6: ``key_parts``, the parts
-#: many keys have alike, kept once).
+#: many keys have alike, kept once; a task's ``role`` in its group, ``finally``
+#: or ``on_failure`` for a cleanup task; a definition's ``description``).
 SCHEMA_VERSION = 6
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     result BLOB,
     definition TEXT,
     queued REAL,
+    role TEXT,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS task_notes (
@@ -82,7 +85,8 @@ CREATE TABLE IF NOT EXISTS task_notes (
 );
 CREATE TABLE IF NOT EXISTS definitions (
     id TEXT PRIMARY KEY,
-    parts TEXT NOT NULL
+    parts TEXT NOT NULL,
+    description TEXT
 );
 """
 
@@ -201,6 +205,7 @@ TASK_COLUMNS = (
     "result",
     "definition",
     "queued",
+    "role",
 )
 NOTE_COLUMNS = (
     "run_id",
@@ -232,7 +237,15 @@ MIGRATIONS: dict[int, list[str]] = {
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
     # Seconds a task's work waited for a remote worker (its start is the work's).
     4: [*_REUSE_TABLES[:-1], "ALTER TABLE tasks ADD COLUMN queued REAL"],
-    5: [_KEY_PARTS],
+    # The parts many keys have alike, kept once; a cleanup task's role in its
+    # group ("finally", "on_failure"; NULL for one of the group's own tasks),
+    # and a definition's description (masked): a report drawn from the store
+    # shows both, as one drawn from the run does.
+    5: [
+        _KEY_PARTS,
+        "ALTER TABLE tasks ADD COLUMN role TEXT",
+        "ALTER TABLE definitions ADD COLUMN description TEXT",
+    ],
 }
 
 
