@@ -150,14 +150,21 @@ def run(
     verbosity = "quiet" if quiet else "verbose" if verbose else None
     caching: dict[str, Any] = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
     selection: dict[str, Any] = {
-        # Named tasks are the run: the others are left out of it entirely,
-        # where --only reports what it leaves out (docs/flows.md).
-        "select": chosen_tasks(loaded, sorted_out.names),
+        "select": [],
         "only": _split(only),
         "skip": _split(skip),
         "until": until,
         "start_from": start_from,
     }
+    named = chosen_tasks(loaded, sorted_out.names)
+    if selection["only"]:
+        # With --only, the named tasks join its list, and what is left out
+        # is reported as --only reports it.
+        selection["only"] = [*named, *selection["only"]]
+    else:
+        # Named tasks are the run: the others are not part of it at all
+        # (see tests/test_named_tasks.py::test_a_named_run_shows_only_what_it_runs).
+        selection["select"] = named
     if dry_run:
         sys.exit(
             print_plan(

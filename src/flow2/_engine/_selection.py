@@ -18,13 +18,15 @@ a full run, and the other way round, as with ``only=``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ._exceptions import DefinitionError
 from ._groups import TaskGroup
 from ._partial import _Tree
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._needs import Needs
     from ._task import Task
 
@@ -35,22 +37,52 @@ class Selection:
     :ivar root: the root of the pruned tree (the tree itself when it loses nothing)
     :ivar original_root: the tree it was pruned from
     :ivar originals: ``id(copy)`` → the group each pruned copy was made from
+    :ivar names: the references the tasks were selected by
     """
 
-    __slots__ = ("original_root", "originals", "root")
+    __slots__ = ("_kept", "_tree", "names", "original_root", "originals", "root")
 
-    def __init__(self, root: Task, original_root: Task, originals: dict[int, Task]) -> None:
+    def __init__(
+        self,
+        root: Task,
+        original_root: Task,
+        originals: dict[int, Task],
+        *,
+        names: tuple[str, ...],
+        tree: _Tree,
+        kept: set[int],
+    ) -> None:
         self.root = root
         self.original_root = original_root
         self.originals = originals
+        self.names = names
+        self._tree = tree
+        self._kept = kept
 
     def __repr__(self) -> str:
         return f"<Selection of {self.original_root.name!r}: {len(self.originals)} groups pruned>"
 
+    def check_reference(self, reference: str, option: str) -> None:
+        """Check that ``reference`` (of ``--only``, ``--skip``…) names a task the selection kept.
+
+        :raises flow2.DefinitionError: it names no task of the whole tree, several,
+            or one the tasks run by name do not include
+        """
+        task = self._tree.find(reference, option)
+        if id(task) not in self._kept:
+            named = ", ".join(map(repr, self.names))
+            raise DefinitionError(
+                f"{option} {reference!r} names a task that the run of {named} leaves out "
+                f"(it runs those tasks and what they need); name {reference!r} too, or drop "
+                f"{option} {reference!r}",
+                option=option.strip("-"),
+                key=reference,
+            )
+
 
 def select_tasks(
     root: Task,
-    references: Iterable[str],
+    references: Sequence[str],
     *,
     needs: Needs | None,
     option: str = "select",
@@ -110,7 +142,9 @@ def select_tasks(
         pruned.finally_tasks = [replacement[id(child)] for child in task.finally_tasks]
         originals[id(pruned)] = task
         replacement[id(task)] = pruned
-    return Selection(replacement[id(root)], root, originals)
+    return Selection(
+        replacement[id(root)], root, originals, names=tuple(references), tree=tree, kept=kept
+    )
 
 
 def _is_prunable(task: Task) -> bool:

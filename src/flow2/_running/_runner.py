@@ -385,7 +385,16 @@ def _selected(task: Task, settings: RunSettings) -> Selection | None:
     # The whole tree is checked (the run checks the pruned one again, with
     # its context): a named run refuses a wrong file as a full one does.
     needs = validate_tree(task)[1]
-    return select_tasks(task, settings.select, needs=needs)
+    selection = select_tasks(task, settings.select, needs=needs)
+    for option, references in (
+        ("--only", settings.only),
+        ("--skip", settings.skip),
+        ("--until", (settings.until,) if settings.until is not None else ()),
+        ("--from", (settings.start_from,) if settings.start_from is not None else ()),
+    ):
+        for reference in references:
+            selection.check_reference(reference, option)
+    return selection
 
 
 def _partial_options(
