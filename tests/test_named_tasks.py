@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import write_flow
+from .conftest import stored_run, write_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -278,3 +279,142 @@ def test_args_is_known_without_double_dash_and_at_load_time(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "SUCCESS   load a" in result.stdout and "SUCCESS   load b" in result.stdout
     assert (tmp_path / "count.txt").read_text() == "2\n"
+
+
+# A named run is of the tasks named and what they need, nothing else --------------
+
+SEVERAL = """\
+default: test
+tasks:
+  - name: build
+    cmd: echo built
+  - name: checks
+    parallel:
+      - name: lint
+        cmd: echo linted
+      - name: test
+        needs: build
+        cmd: echo "tested ${{ build.stdout }}"
+    finally:
+      - name: tidy
+        cmd: echo tidied
+  - name: release
+    cmd: echo released
+  - name: docs
+    tasks:
+      - name: html
+        cmd: echo html
+"""
+
+#: The tasks (by path below the root) that `flow2 run test` includes.
+NAMED_RUN = {"build", "checks", "checks/test", "checks/tidy"}
+
+
+def _event_paths(events: Path) -> set[str]:
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    return {"/".join(line["path"][1:]) for line in lines if line["event"] == "task"} - {""}
+
+
+@pytest.mark.parametrize("names", [("test",), ()], ids=["named", "default"])
+def test_a_named_run_shows_only_what_it_runs(
+    tmp_path: Path, names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    monkeypatch.setenv("FLOW2_STORE", str(store))
+    write_flow(tmp_path, SEVERAL, "flow2.yml")
+    (tmp_path / "sub").mkdir()
+    result = cli(
+        "run", *names, "--display", "plain", "--events", "events.jsonl", cwd=tmp_path / "sub"
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout
+    for ran in ("built", "tested built", "tidied"):
+        assert ran in output
+    for left_out in ("lint", "release", "docs", "html", "SKIPPED", "--only"):
+        assert left_out not in output
+    assert "3 succeeded, 0 failed, 0 skipped, 0 cancelled" in output  # build, test, tidy
+    assert _event_paths(tmp_path / "sub" / "events.jsonl") == NAMED_RUN
+    recorded = stored_run(store)
+    assert {"/".join(task.path[1:]) for task in recorded.tasks} - {""} == NAMED_RUN
+    assert {task.status for task in recorded.tasks} == {"succeeded"}
+
+
+def test_a_dry_run_of_a_named_task_plans_only_what_it_runs(tmp_path: Path) -> None:
+    write_flow(tmp_path, SEVERAL, "flow2.yml")
+    result = cli("run", "test", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "3 to run, 0 to skip, 0 to reuse" in result.stdout  # build, test, tidy
+    assert "lint" not in result.stdout and "release" not in result.stdout
+
+
+REUSABLE = """\
+tasks:
+  - name: build
+    cmd: echo built
+  - name: lint
+    cmd: echo linted
+  - name: test
+    cmd: echo "tested ${{ build.stdout }}"
+  - name: release
+    cmd: echo released
+"""
+
+
+def _outcomes(output: str) -> dict[str, str]:
+    """Each leaf task's last status word on the console (SUCCESS, REUSED, …)."""
+    found = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("SUCCESS", "REUSED", "SKIPPED", "FAILED"):
+            found[words[1].rstrip(":")] = words[0]
+    found.pop("Task", None)
+    return found
+
+
+def test_a_named_run_and_a_full_resume_reuse_each_other(tmp_path: Path) -> None:
+    write_flow(tmp_path, REUSABLE, "flow2.yml")
+
+    def flow2_run(*words: str) -> dict[str, str]:
+        result = cli("run", *words, "--display", "plain", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return _outcomes(result.stdout)
+
+    assert flow2_run("test") == {"build": "SUCCESS", "test": "SUCCESS"}
+    # The whole flow resumed: what the named run did is reused, keyed as in a full run.
+    assert flow2_run("--resume") == {
+        "build": "REUSED",
+        "lint": "SUCCESS",
+        "test": "REUSED",
+        "release": "SUCCESS",
+    }
+    # And the other way round, as --only does.
+    assert flow2_run("test", "--resume") == {"build": "REUSED", "test": "REUSED"}
+    assert flow2_run("--only", "test", "--resume") == {
+        "build": "REUSED",
+        "lint": "SKIPPED",
+        "test": "REUSED",
+        "release": "SKIPPED",
+    }
+    explained = cli("explain", "test", cwd=tmp_path)
+    assert explained.returncode == 0, explained.stderr
+    assert "reused (succeeded in run" in explained.stdout
+
+
+def test_an_option_naming_a_task_the_named_run_leaves_out_is_an_error(tmp_path: Path) -> None:
+    write_flow(tmp_path, REUSABLE, "flow2.yml")
+    result = cli("run", "test", "--skip", "release", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--skip 'release' names a task that the run of 'test' leaves out" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = cli("run", "test", "--skip", "build", "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _outcomes(result.stdout) == {"build": "SKIPPED", "test": "SKIPPED"}
+    # With --only, the names join its list, and what is left out is told, as before.
+    result = cli("run", "test", "--only", "lint", "--display", "plain", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _outcomes(result.stdout) == {
+        "build": "SUCCESS",
+        "lint": "SUCCESS",
+        "test": "SUCCESS",
+        "release": "SKIPPED",
+    }

@@ -561,6 +561,53 @@ def test_until_stops_after_the_task(recorder: Recorder) -> None:
     assert reason(recorder, "deploy") == "after 'lint' (--until)"
 
 
+def test_select_runs_a_tree_pruned_to_the_tasks_and_what_they_need(recorder: Recorder) -> None:
+    log: list[str] = []
+    tree = release(log)
+    result = run(runner(recorder, select=["tests"]).execute(tree))
+    assert log == ["wheel", "tests"]
+    reported = {event.task.name for event in recorder.events if isinstance(event, flow2.TaskEvent)}
+    assert reported == {"Release", "wheel", "Checks", "tests"}  # no lint, no deploy
+    assert (result.counts.succeeded, result.counts.skipped) == (2, 0)
+    # The tree itself is left whole: it runs every task again.
+    log.clear()
+    run(runner(Recorder()).run(tree))
+    assert sorted(log) == ["deploy", "lint", "tests", "wheel"]
+
+
+def test_select_keeps_a_kept_groups_cleanup_and_what_it_needs(recorder: Recorder) -> None:
+    log: list[str] = []
+
+    def step(name: str) -> Any:
+        def work(context: dict[str, Any]) -> str:
+            log.append(name)
+            return name
+
+        return work
+
+    tree = flow2.SerialTaskGroup(
+        "Tree",
+        flow2.SerialTaskGroup(
+            "Suite",
+            flow2.CallbackTask("start", step("start")),
+            flow2.CallbackTask("unit", step("unit")),
+            flow2.CallbackTask("e2e", step("e2e")),
+            finally_tasks=[flow2.CallbackTask("stop", step("stop"), needs="start")],
+        ),
+        flow2.CallbackTask("docs", step("docs")),
+    )
+    run(runner(recorder, select=["unit"]).run(tree))
+    assert log == ["start", "unit", "stop"]
+    assert "e2e" not in {
+        event.task.name for event in recorder.events if isinstance(event, flow2.TaskEvent)
+    }
+
+
+def test_select_naming_no_task_names_the_closest() -> None:
+    with pytest.raises(flow2.DefinitionError, match="select 'testz' names no task.*'tests'"):
+        run(flow2.Runner(display="none", select=["testz"]).run(release([])))
+
+
 def test_an_unknown_task_reference_names_the_closest() -> None:
     with pytest.raises(flow2.DefinitionError, match="did you mean 'tests'"):
         run(flow2.Runner(display="none", only=["testz"]).run(release([])))

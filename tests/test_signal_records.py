@@ -231,6 +231,76 @@ def test_three_signals_leave_a_true_record(tmp_path: Path) -> None:
     assert wait_for_no_leftovers(marker) == []
 
 
+def cleaning_flow(folder: Path, marker: str) -> Path:
+    """A group whose finally: runs until killed, a second cleanup after it, an outer one."""
+    return write_flow(
+        folder,
+        f"""
+        plugin: serial
+        name: Deploy
+        tasks:
+          - plugin: serial
+            name: Stack
+            tasks:
+              - {{plugin: shell, name: Serve, cmd: "touch ready-serve; sleep {marker}"}}
+            finally:
+              - plugin: shell
+                name: Tear down
+                cmd: "touch ready-cleaning; sleep {marker}"
+              - {{plugin: shell, name: Never, cmd: "touch never"}}
+        finally:
+          - {{plugin: shell, name: Outer, cmd: "touch outer"}}
+        """,
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM)],
+    ids=["two-ctrl-c", "two-sigterm"],
+)
+def test_a_cleanup_killed_by_a_second_signal_is_cancelled(
+    tmp_path: Path, first: int, second: int
+) -> None:
+    marker = f"{os.getpid() % 1000 + 100}.{first}{second}9"
+    cleaning_flow(tmp_path, marker)
+    terminal = start(tmp_path, grace=600)
+    wait_for(terminal, lambda: (tmp_path / "ready-serve").exists())
+    terminal.child.kill(first)
+    # The cleanup started after the first signal; the second one kills its command.
+    wait_for(terminal, lambda: (tmp_path / "ready-cleaning").exists())
+    terminal.child.kill(second)
+    lines = terminal.finish(check=False)
+    assert terminal.child.exitstatus == 128 + first
+    screen = "\n".join(lines)
+    raw = terminal.raw.decode(errors="replace")
+    assert "Traceback" not in raw, raw[-3000:]
+    # Stopped by the person, as every other task: cancelled, not failed by the kill.
+    assert "FAILED" not in raw and "killed by SIGKILL" not in raw, raw[-3000:]
+    assert "0 succeeded, 0 failed, 0 skipped, 4 cancelled" in screen, screen
+    _, cause = kill_message(lines)
+    assert cause == f"{signal.Signals(second).name}, a second signal"
+    # Nothing starts after the second signal: neither the next cleanup nor the outer one.
+    assert not (tmp_path / "never").exists() and not (tmp_path / "outer").exists()
+    last: dict[str, object] = {}
+    for event in events_of(tmp_path):
+        if event["event"] == "task":
+            last["/".join(event["path"])] = event["status"]  # type: ignore[arg-type]
+    assert last == {
+        "Deploy": "cancelled",
+        "Deploy/Stack": "cancelled",
+        "Deploy/Stack/Serve": "cancelled",
+        "Deploy/Stack/Tear down": "cancelled",
+        "Deploy/Stack/Never": "cancelled",
+        "Deploy/Outer": "cancelled",
+    }
+    stored = stored_run(tmp_path / "store")
+    assert stored.status == "cancelled"
+    assert {"/".join(task.path): task.status for task in stored.tasks} == last
+    assert stored.counts["cancelled"] == 4 and stored.counts["failed"] == 0
+    assert wait_for_no_leftovers(marker) == []
+
+
 def test_a_signal_during_the_wait_for_a_stopped_thread_ends_it_quietly(tmp_path: Path) -> None:
     marker = f"{os.getpid() % 1000 + 100}.71"
     eight_tasks(tmp_path, marker, stubborn=False)

@@ -150,11 +150,21 @@ def run(
     verbosity = "quiet" if quiet else "verbose" if verbose else None
     caching: dict[str, Any] = {"cache": cache_mode(cache, no_cache), "force": _split(force)}
     selection: dict[str, Any] = {
-        "only": [*chosen_tasks(loaded, sorted_out.names), *_split(only)],
+        "select": [],
+        "only": _split(only),
         "skip": _split(skip),
         "until": until,
         "start_from": start_from,
     }
+    named = chosen_tasks(loaded, sorted_out.names)
+    if selection["only"]:
+        # With --only, the named tasks join its list, and what is left out
+        # is reported as --only reports it.
+        selection["only"] = [*named, *selection["only"]]
+    else:
+        # Named tasks are the run: the others are not part of it at all
+        # (see tests/test_named_tasks.py::test_a_named_run_shows_only_what_it_runs).
+        selection["select"] = named
     if dry_run:
         sys.exit(
             print_plan(
@@ -262,6 +272,7 @@ def run_flow(
     grace: float | None = None,
     report: str | None = None,
     tracing: bool | None = None,
+    select: list[str] | None = None,
     only: list[str] | None = None,
     skip: list[str] | None = None,
     until: str | None = None,
@@ -279,6 +290,8 @@ def run_flow(
     :param store: the run store directory, or False for none
     :param resume: the recorded run to resume ("last": the newest of this flow file)
     :param log_dir: the directory of the task log files (``{run_id}``: the run's id)
+    :param select: the tasks named (``flow2 run NAME``, else the ``default:``):
+        the run is of them and what they need alone
     :param jobs: the job slots (``-j``); the flow's ``jobs:`` when None
     :param cache: ``--cache`` (None: ``$FLOW2_CACHE``, else on)
     :param force: the tasks ``--force`` names
@@ -301,6 +314,7 @@ def run_flow(
             report=report,
             variables=variables,
             tracing=tracing,
+            select=select or (),
             only=only or (),
             skip=skip or (),
             until=until,

@@ -104,6 +104,12 @@ async def _clean_up(
         )
     if not tasks:
         return None
+    run = record.run
+    if run.cleanups_stopped:
+        # The run stopped waiting for cleanups (a second signal): this one
+        # never starts. See test_a_cleanup_killed_by_a_second_signal_is_cancelled.
+        run.mark_not_started(tasks, Status.CANCELLED, parent=record)
+        return None
     # The cleanup reads what failed in a view of the context of its own,
     # so that two groups cleaning up at once each see their own failures;
     # the cleanup tasks' results are copied back.
@@ -112,6 +118,9 @@ async def _clean_up(
     # after Ctrl-C, which a task starting in it would take for its own.
     # Awaiting it passes a second cancellation on.
     cleanup = asyncio.get_running_loop().create_task(_run_in_order(record, tasks, view))
+    # Known to the run, which cancels it when it stops waiting (Run.stop_cleanups).
+    run.cleanups.add(cleanup)
+    cleanup.add_done_callback(run.cleanups.discard)
     try:
         return await cleanup
     finally:

@@ -101,6 +101,10 @@ class Run:
         self._started_ids: set[int] = set()
         #: Work that ignored its cancellation after a timeout, stopped at the run's end.
         self._left_running: list[asyncio.Future[object]] = []
+        #: The groups' cleanups running now (see ``_cleanup``), each an asyncio task.
+        self.cleanups: set[asyncio.Task[object]] = set()
+        #: True once :meth:`stop_cleanups` was called: no cleanup starts any more.
+        self.cleanups_stopped = False
 
     @property
     def root_record(self) -> TaskRun:
@@ -321,6 +325,21 @@ class Run:
             record.reason = reason
             record.emit(status, reason=reason)
             stack.extend((child, record) for child in reversed(task.children))
+
+    def stop_cleanups(self) -> None:
+        """Cancel the cleanups running now, and let none start from here on.
+
+        What an interrupted run does when it stops waiting (a second signal,
+        the end of the grace period): the cleanup tasks that run are
+        cancelled, as every other task was by the first signal, so they are
+        reported CANCELLED, not failed by the kill of their command; the
+        ones not started yet, an outer group's included, are CANCELLED
+        without starting. See
+        tests/test_signal_records.py::test_a_cleanup_killed_by_a_second_signal_is_cancelled.
+        """
+        self.cleanups_stopped = True
+        for cleanup in list(self.cleanups):
+            cleanup.cancel()
 
     def leave_running(self, work: asyncio.Future[object], record: TaskRun) -> None:
         """Keep ``work``, which ignored its cancellation for the grace period, until the run ends.

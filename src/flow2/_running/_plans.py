@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlite3
 
+    from .._engine._selection import Selection
     from .._engine._task import Context, Task
     from .._store._database import Store
     from .._store._dry import DryRun
@@ -20,9 +21,14 @@ if TYPE_CHECKING:
 
 
 def open_recorder(
-    settings: RunSettings, task: Task, context: Context | None
+    settings: RunSettings,
+    task: Task,
+    context: Context | None,
+    selection: Selection | None = None,
 ) -> tuple[StoreRecorder, ReusePlan]:
     """The recorder of the run, and its reuser (which keys every task).
+
+    :param selection: the tasks run by name, when ``task`` is a tree pruned to them
 
     :raises flow2.StoreError: the store cannot be written, or the run to resume is not in it
     """
@@ -49,7 +55,7 @@ def open_recorder(
     # goes on with this connection.
     connection = store.connect(create=True, shared=True)
     try:
-        plan = resume_plan(settings, store, connection, task, context)
+        plan = resume_plan(settings, store, connection, task, context, selection)
     except BaseException:
         connection.close()
         raise
@@ -71,8 +77,12 @@ def resume_plan(
     connection: sqlite3.Connection,
     task: Task,
     context: Context | None,
+    selection: Selection | None = None,
 ) -> ReusePlan:
     """The run's reuser: keys for every task, and what a resume or the cache may reuse.
+
+    :param selection: the tasks run by name, when ``task`` is a tree pruned to
+        them: their keys are those a run of the whole tree computes
 
     :raises flow2.StoreError: the run to resume is not in the store
     """
@@ -89,7 +99,7 @@ def resume_plan(
     )
     from ._settings import CacheMode
 
-    _check_forced(settings.force, task)
+    _check_forced(settings.force, selection.original_root if selection is not None else task)
 
     previous = None
     if settings.resume == "last":
@@ -113,6 +123,7 @@ def resume_plan(
         settings.environ,
         salt=settings.cache_salt,
         version=flow2.__version__,
+        originals=selection.originals if selection is not None else None,
     )
     return ReusePlan(
         keys,
@@ -173,7 +184,12 @@ def _any_cache(root: Task) -> bool:
     return False
 
 
-def planned_resume(settings: RunSettings, task: Task, context: Context | None) -> DryRun | None:
+def planned_resume(
+    settings: RunSettings,
+    task: Task,
+    context: Context | None,
+    selection: Selection | None = None,
+) -> DryRun | None:
     """For a dry run: what a resume or the cache would do, reading the store without writing it."""
     from .._store._database import Store
     from .._store._dry import DryRun
@@ -187,7 +203,7 @@ def planned_resume(settings: RunSettings, task: Task, context: Context | None) -
         return None
     connection = store.connect()
     try:
-        plan = resume_plan(settings, store, connection, task, context)
+        plan = resume_plan(settings, store, connection, task, context, selection)
     finally:
         connection.close()
     return DryRun(plan, task, context if isinstance(context, dict) else {})

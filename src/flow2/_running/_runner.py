@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .._engine._executor import Executor
     from .._engine._partial import PartialRun, RunPlan
     from .._engine._run import Run
+    from .._engine._selection import Selection
     from .._engine._slots import JobSlots
     from .._engine._task import Context
     from .._listeners._event_file import EventTarget
@@ -99,6 +100,11 @@ class Runner:
     :param flow_file: the flow file the tree was loaded from, recorded with
         the run; ``resume="last"`` picks the newest run of this file (else of
         a root with the same name)
+    :param select: run these tasks (result keys or group paths such as
+        ``"release/checks"``) and the tasks they need, and nothing else: the
+        other tasks are not part of the run (no event, record or count names
+        them), as ``flow2 run NAME`` does; their reuse keys are those of a run
+        of the whole tree
     :param only: run only these tasks (result keys or group paths such as
         ``"release/checks"``) and the tasks they need; the rest are SKIPPED
     :param skip: leave these tasks out (SKIPPED, and so are the tasks needing them)
@@ -148,6 +154,7 @@ class Runner:
         events: EventTarget | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         secrets: Sequence[str] = (),
+        select: Sequence[str] = (),
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         until: str | None = None,
@@ -178,6 +185,7 @@ class Runner:
             color=color,
             log_dir=log_dir,
             secrets=secrets,
+            select=select,
             only=only,
             skip=skip,
             until=until,
@@ -244,6 +252,9 @@ class Runner:
                 f"Runner.execute() needs a flow2.Task, got {task!r} ({type(task).__name__})",
                 value=task,
             )
+        selection = _selected(task, settings)
+        if selection is not None:
+            task = selection.root
         handling = None
         if settings.handle_signals:
             handling = SignalHandling(settings.grace)
@@ -265,7 +276,9 @@ class Runner:
             if settings.store is not None:
                 # Opening the store and reading the run to resume touch the
                 # disk: done in a thread, never on the loop.
-                recorder, resume = await asyncio.to_thread(open_recorder, settings, task, context)
+                recorder, resume = await asyncio.to_thread(
+                    open_recorder, settings, task, context, selection
+                )
             try:
                 # The tree is checked, and its needs analysed, once: here.
                 run = create_run(task, context, settings)
@@ -334,6 +347,9 @@ class Runner:
         from .._engine._partial import PartialRun, plan_run
 
         settings = self.settings
+        selection = _selected(task, settings)
+        if selection is not None:
+            task = selection.root
         needs = validate_tree(task, context=context)[1]
         partial = None
         if settings.is_partial:
@@ -343,7 +359,7 @@ class Runner:
             task,
             dict(context or {}),
             partial,
-            resume=planned_resume(settings, task, context),
+            resume=planned_resume(settings, task, context, selection),
             needs=needs,
         )
 
@@ -355,6 +371,30 @@ class Runner:
         from .._engine._partial import PartialRun
 
         return PartialRun(run.root, needs=run.needs, **_partial_options(self.settings, stored))
+
+
+def _selected(task: Task, settings: RunSettings) -> Selection | None:
+    """The tree under ``task`` pruned to the tasks ``select`` names, or None to run it whole.
+
+    :raises flow2.DefinitionError: the tree is wrong, or a name names no task or several
+    """
+    if not settings.select:
+        return None
+    from .._engine._selection import select_tasks
+
+    # The whole tree is checked (the run checks the pruned one again, with
+    # its context): a named run refuses a wrong file as a full one does.
+    needs = validate_tree(task)[1]
+    selection = select_tasks(task, settings.select, needs=needs)
+    for option, references in (
+        ("--only", settings.only),
+        ("--skip", settings.skip),
+        ("--until", (settings.until,) if settings.until is not None else ()),
+        ("--from", (settings.start_from,) if settings.start_from is not None else ()),
+    ):
+        for reference in references:
+            selection.check_reference(reference, option)
+    return selection
 
 
 def _partial_options(

@@ -90,6 +90,8 @@ class RunSettings:
     color: bool | None = None
     log_dir: str | os.PathLike[str] | None = None
     secrets: tuple[str, ...] = ()
+    #: The tasks run by name (``flow2 run NAME…``): the tree is pruned to them.
+    select: tuple[str, ...] = ()
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     until: str | None = None
@@ -143,6 +145,7 @@ class RunSettings:
         color: bool | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         secrets: Sequence[str] = (),
+        select: Sequence[str] = (),
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         until: str | None = None,
@@ -256,6 +259,7 @@ class RunSettings:
             color=_color(color, environ),
             log_dir=log_dir,
             secrets=_secrets(secrets),
+            select=_task_references("select", select) if select else (),
             only=_task_references("only", only),
             skip=_task_references("skip", skip),
             until=until,

@@ -239,6 +239,12 @@ class SignalHandling:
             stop_waiting_for_threads()
 
     def _kill(self, cause: str) -> None:
+        if self._run is not None:
+            # The cleanups that still run are cancelled first, as the other
+            # tasks were by the first signal: their commands, killed next,
+            # are then reported CANCELLED, not FAILED. See
+            # test_a_cleanup_killed_by_a_second_signal_is_cancelled.
+            self._run.stop_cleanups()
         killed = [child.description for child in kill_children()]
         if killed and not self.killed:
             # What the message says is what happened: measured, not the grace period.

@@ -156,6 +156,10 @@ class KeyMaker:
     :param environ: the environment the run's settings were read from
     :param salt: ``FLOW2_CACHE_SALT`` (empty when not set)
     :param version: flow2's version (its major part goes in the key)
+    :param originals: for a tree pruned to the tasks run by name, ``id(copy)`` →
+        the group each pruned group was copied from: a task's place, and the
+        tasks ordered before it, are those of the whole tree, so its key is
+        the one a run of the whole tree computes
     """
 
     def __init__(
@@ -166,8 +170,10 @@ class KeyMaker:
         *,
         salt: str,
         version: str,
+        originals: Mapping[int, Task] | None = None,
     ) -> None:
         self.root = root
+        self._originals = originals or {}
         self.variables = frozenset(variables)
         self.environ = environ
         self._salt = _digest(f"{salt}\0{version.partition('.')[0]}")
@@ -202,6 +208,8 @@ class KeyMaker:
             (its group's kind)
         :raises NotReusable: a part cannot be fingerprinted
         """
+        if self._originals:
+            chain = self._whole(chain)
         task = chain[-1]
         own: dict[str, str] = {}
         definition = self._definition(task)
@@ -268,6 +276,8 @@ class KeyMaker:
     def reads(self, chain: Sequence[Task]) -> set[str]:
         """The context keys the task may read: what it declares (and its needs), or,
         when it declares nothing, every result stored before it and every variable."""
+        if self._originals:
+            chain = self._whole(chain)
         task = chain[-1]
         declared = declared_reads(task)
         if declared is not None:
@@ -277,6 +287,8 @@ class KeyMaker:
     def earlier_keys(self, chain: Sequence[Task]) -> list[str]:
         """The result keys of the tasks ordered before ``chain[-1]``: the earlier
         siblings in each enclosing serial group, and everything inside them."""
+        if self._originals:
+            chain = self._whole(chain)
         keys: list[str] = []
         for group, child in itertools.pairwise(chain):
             if isinstance(group, SerialTaskGroup):
@@ -333,7 +345,14 @@ class KeyMaker:
 
     def is_child(self, group: Task, child: Task) -> bool:
         """Whether ``child`` is one of the tree's own tasks in ``group`` (not made on the fly)."""
+        if self._originals:
+            group, child = self._whole((group, child))
         return self._position(group, child) < len(self.children(group))
+
+    def _whole(self, chain: Sequence[Task]) -> list[Task]:
+        """``chain`` in the whole tree: each pruned group replaced by its original."""
+        originals = self._originals
+        return [originals.get(id(task), task) for task in chain]
 
     def _position(self, group: Task, child: Task) -> int:
         positions = self._positions.get(id(group))
