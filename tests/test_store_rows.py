@@ -320,6 +320,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
         connection.execute("DROP TABLE task_batches")
         connection.execute("DROP TABLE task_keys")  # schema 5's
         connection.execute("DROP TABLE cache_entries")
+        connection.execute("DROP TABLE output_blobs")  # schema 6's
         connection.execute("ALTER TABLE runs DROP COLUMN process")  # schema 4's
         connection.execute("UPDATE flow2_store SET value = '2' WHERE key = 'schema_version'")
 
@@ -331,7 +332,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
         assert connection.execute(
             "SELECT value FROM flow2_store WHERE key = 'schema_version'"
-        ).fetchone() == ("5",)
+        ).fetchone() == ("6",)
     reasons = [task.reason for task in stored_run(tmp_path).tasks if not task.is_group]
     assert reasons[0] == f"no result kept in run {recorded.id}: no reuse key was recorded"
     assert reasons[2] == f"failed in run {recorded.id}"

@@ -25,8 +25,9 @@ APPLICATION = "flow2 run store"
 #: 3: plain successes packed in ``task_batches``; 4: a run's ``process``, which
 #: tells a live run from a killed one whose pid was given to another process;
 #: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
-#: kept for reuse, and a task's ``queued`` seconds).
-SCHEMA_VERSION = 5
+#: kept for reuse, and a task's ``queued`` seconds; 6: ``output_blobs`` and
+#: ``cache_entries.kept_outputs``, the outputs kept for ``restore_outputs``).
+SCHEMA_VERSION = 6
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
 
@@ -151,6 +152,20 @@ _REUSE_TABLES = [
     "CREATE INDEX IF NOT EXISTS cache_entries_by_flow ON cache_entries (flow, path)",
 ]
 
+# The outputs kept for ``cache: {restore_outputs: true}``: each distinct
+# file content once, by its sha256 (``content`` written and read in chunks,
+# see ``_kept``); an entry's ``kept_outputs`` is a JSON object of
+# ``path → [digest, mode, size]``. A content no entry names any more is
+# deleted with the last entry that named it.
+_KEPT_OUTPUTS = [
+    "ALTER TABLE cache_entries ADD COLUMN kept_outputs TEXT",
+    """CREATE TABLE IF NOT EXISTS output_blobs (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    content BLOB NOT NULL
+)""",
+]
+
 #: The keys of ``runs.counts``: what a run's leaf tasks ended in.
 COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused", "cached")
 
@@ -204,7 +219,9 @@ NOTE_COLUMNS = (
     "retries",
 )
 
-_SCHEMA = ";".join([_SCHEMA_TABLES + _TASK_BATCHES, *_REUSE_TABLES])
+# A new store is made as schema 5 was, then migrated to 6 by the same
+# statements as an old one: both have the same columns in the same order.
+_SCHEMA = ";".join([_SCHEMA_TABLES + _TASK_BATCHES, *_REUSE_TABLES, *_KEPT_OUTPUTS])
 
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
 MIGRATIONS: dict[int, list[str]] = {
@@ -221,6 +238,8 @@ MIGRATIONS: dict[int, list[str]] = {
     3: ["ALTER TABLE runs ADD COLUMN process TEXT"],
     # Seconds a task's work waited for a remote worker (its start is the work's).
     4: [*_REUSE_TABLES, "ALTER TABLE tasks ADD COLUMN queued REAL"],
+    # The outputs kept for restore_outputs, and which of them each entry names.
+    5: _KEPT_OUTPUTS,
 }
 
 
