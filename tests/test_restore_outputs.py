@@ -65,7 +65,7 @@ def _ran(folder: Path) -> list[str]:
 
 def _copies(store: Path) -> int:
     with sqlite3.connect(store / "runs.sqlite3") as connection:
-        (count,) = connection.execute("SELECT count(*) FROM output_blobs").fetchone()
+        (count,) = connection.execute("SELECT count(DISTINCT digest) FROM output_blobs").fetchone()
     return int(count)
 
 
@@ -212,7 +212,7 @@ def test_an_output_whose_copy_is_gone_runs_again_and_says_why(tmp_path: Path) ->
     _run_flow(tmp_path)
     _ran(tmp_path)
     with sqlite3.connect(tmp_path / ".flow2" / "runs.sqlite3") as connection:
-        connection.execute("DELETE FROM output_blobs WHERE size = ?", (len(PAYLOAD),))
+        connection.execute("DELETE FROM output_blobs WHERE length(content) = ?", (len(PAYLOAD),))
     (tmp_path / "dist" / "pkg.whl").unlink()
     output = _run_flow(tmp_path)
     assert _ran(tmp_path) == ["wheel"]
@@ -288,7 +288,9 @@ def test_an_output_bigger_than_a_chunk_goes_in_and_out_in_chunks(
 ) -> None:
     from flow2._store import _kept
 
-    monkeypatch.setattr(_kept, "CHUNK", 1000)  # PAYLOAD is 1280 bytes: two chunks each way
+    # Three parts of 3,000 bytes at most, each in chunks of 1,000.
+    monkeypatch.setattr(_kept, "CHUNK", 1000)
+    monkeypatch.setattr(_kept, "PART", 3000)
     monkeypatch.chdir(tmp_path)
     ran = Ran(tmp_path)
     big = PAYLOAD * 7 + b"tail"
@@ -309,6 +311,9 @@ def test_an_output_bigger_than_a_chunk_goes_in_and_out_in_chunks(
     run(runner(store).run(tree()))
     assert ran == []
     assert Path("big.bin").read_bytes() == big
+    with sqlite3.connect(store / "runs.sqlite3") as connection:
+        parts = connection.execute("SELECT part, length(content) FROM output_blobs").fetchall()
+    assert sorted(parts) == [(0, 3000), (1, 3000), (2, len(big) - 6000)]
 
 
 def test_cache_clear_prune_and_retention_delete_the_copies_no_entry_keeps(

@@ -15,9 +15,10 @@ leads out of it.
 
 Files are copied and written in chunks of :data:`CHUNK` bytes through
 SQLite's incremental blob I/O: a file of several GB never sits in memory
-whole. Everything here touches the disk and runs in a worker thread (the
-store's writer thread, or a thread of the task's decision), never on the
-event loop.
+whole. A content is kept in rows of at most :data:`PART` bytes (``part``
+0, 1, …): SQLite holds no value over 1 GB. Everything here touches the
+disk and runs in a worker thread (the store's writer thread, or a thread
+of the task's decision), never on the event loop.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Bytes read and written at a time.
 CHUNK = 1 << 20
+#: Bytes of a content in one row of ``output_blobs`` at most.
+PART = 64 << 20
 
 #: What a kept output is: its content's digest, its mode bits, its size.
 Kept = tuple[str, int, int]
@@ -91,7 +94,7 @@ def _copy_in(connection: sqlite3.Connection, path: str, digest: str) -> tuple[in
     """Store the file at ``path`` under ``digest`` unless stored already: (mode, size);
     None when its bytes do not have that digest (any more)."""
     try:
-        file = open(path, "rb", buffering=0)
+        file = open(path, "rb", buffering=0)  # closed below, after the checks
     except OSError:
         return None
     with file:
@@ -100,28 +103,32 @@ def _copy_in(connection: sqlite3.Connection, path: str, digest: str) -> tuple[in
             return None
         mode, size = stat.S_IMODE(status.st_mode), status.st_size
         known = connection.execute(
-            "SELECT size FROM output_blobs WHERE digest = ?", (digest,)
+            "SELECT 1 FROM output_blobs WHERE digest = ? LIMIT 1", (digest,)
         ).fetchone()
         if known is not None:
-            return mode, known[0]
-        row = connection.execute(
-            "INSERT INTO output_blobs (digest, size, content) VALUES (?, ?, zeroblob(?))",
-            (digest, size, size),
-        ).lastrowid
-        assert row is not None
+            return mode, size
         hashed = hashlib.sha256()
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        written = 0
-        with connection.blobopen("output_blobs", "content", row) as blob:
-            while written < size:
-                count = file.readinto(view[: min(CHUNK, size - written)])
-                if not count:
-                    break  # shorter than it was: changed
-                blob.write(view[:count])
-                hashed.update(view[:count])
-                written += count
-        if written != size or file.read(1) or hashed.hexdigest() != digest:
+        view = memoryview(bytearray(CHUNK))
+        written = part = 0
+        while part == 0 or written < size:  # an empty file has one empty part
+            length = min(PART, size - written)
+            row = connection.execute(
+                "INSERT INTO output_blobs (digest, part, content) VALUES (?, ?, zeroblob(?))",
+                (digest, part, length),
+            ).lastrowid
+            assert row is not None
+            with connection.blobopen("output_blobs", "content", row) as blob:
+                filled = 0
+                while filled < length:
+                    count = file.readinto(view[: min(CHUNK, length - filled)])
+                    if not count:
+                        return None  # shorter than it was: changed
+                    blob.write(view[:count])
+                    hashed.update(view[:count])
+                    filled += count
+            written += length
+            part += 1
+        if file.read(1) or hashed.hexdigest() != digest:
             return None
     return mode, size
 
@@ -130,8 +137,11 @@ def kept_of(text: str | None) -> dict[str, Kept]:
     """``cache_entries.kept_outputs`` read back."""
     if not text:
         return {}
-    found = json.loads(text)
-    return {path: (str(kept[0]), int(kept[1]), int(kept[2])) for path, kept in found.items()}
+    try:
+        found = json.loads(text)
+        return {path: (str(kept[0]), int(kept[1]), int(kept[2])) for path, kept in found.items()}
+    except (ValueError, TypeError, LookupError, AttributeError):  # not as written: none kept
+        return {}
 
 
 def restore(
@@ -152,12 +162,13 @@ def restore(
     for path, (digest, mode, size) in sorted(files.items()):
         what = told.get(path, f"outputs: {path} changed")
         target = _inside(root, path, what)
-        found = connection.execute(
-            "SELECT rowid, size FROM output_blobs WHERE digest = ?", (digest,)
-        ).fetchone()
-        if found is None or found[1] != size:
+        parts = connection.execute(
+            "SELECT rowid, length(content) FROM output_blobs WHERE digest = ? ORDER BY part",
+            (digest,),
+        ).fetchall()
+        if not parts or sum(length for _, length in parts) != size:
             raise NotRestored(f"{what}, and its copy in the run store is gone (pruned)")
-        _write(connection, found[0], size, target, digest, mode, what)
+        _write(connection, parts, target, digest, mode, what)
 
 
 def _inside(root: str, path: str, what: str) -> str:
@@ -182,28 +193,29 @@ def _inside(root: str, path: str, what: str) -> str:
 
 def _write(
     connection: sqlite3.Connection,
-    row: int,
-    size: int,
+    parts: list[tuple[int, int]],
     target: str,
     digest: str,
     mode: int,
     what: str,
 ) -> None:
-    """The kept bytes of ``row`` into ``target``, atomically: a temporary file renamed."""
+    """The kept bytes of ``parts`` (rowid, length) into ``target``, atomically: a
+    temporary file renamed."""
     folder, name = os.path.split(target)
     hashed = hashlib.sha256()
     descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".restoring", dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            with connection.blobopen("output_blobs", "content", row, readonly=True) as blob:
-                done = 0
-                while done < size:
-                    chunk = blob.read(min(CHUNK, size - done))
-                    if not chunk:
-                        break
-                    hashed.update(chunk)
-                    file.write(chunk)
-                    done += len(chunk)
+            for row, length in parts:
+                with connection.blobopen("output_blobs", "content", row, readonly=True) as blob:
+                    done = 0
+                    while done < length:
+                        chunk = blob.read(min(CHUNK, length - done))
+                        if not chunk:
+                            break
+                        hashed.update(chunk)
+                        file.write(chunk)
+                        done += len(chunk)
             os.fchmod(file.fileno(), mode)
         if hashed.hexdigest() != digest:
             raise NotRestored(f"{what}, and its copy in the run store is damaged")
@@ -224,18 +236,17 @@ def collect_garbage(connection: sqlite3.Connection) -> int:
 
     :returns: how many were deleted
     """
-    cursor = connection.execute(
-        "DELETE FROM output_blobs WHERE digest NOT IN ("
-        "SELECT json_extract(kept.value, '$[0]') FROM cache_entries, "
+    unused = (
+        "digest NOT IN (SELECT json_extract(kept.value, '$[0]') FROM cache_entries, "
         "json_each(cache_entries.kept_outputs) AS kept "
         "WHERE cache_entries.kept_outputs IS NOT NULL)"
     )
-    return cursor.rowcount
-
-
-def kept_sizes(connection: sqlite3.Connection) -> dict[str, int]:
-    """The size of each kept content, by digest."""
-    return dict(connection.execute("SELECT digest, size FROM output_blobs"))
+    (count,) = connection.execute(
+        f"SELECT count(DISTINCT digest) FROM output_blobs WHERE {unused}"
+    ).fetchone()
+    if count:
+        connection.execute(f"DELETE FROM output_blobs WHERE {unused}")
+    return int(count)
 
 
 def total_size(kept: Mapping[str, Any]) -> int:

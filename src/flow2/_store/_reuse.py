@@ -448,8 +448,8 @@ def _without_code(parts: Mapping[str, str]) -> dict[str, str]:
 
 
 def restored_reason(decided: Decided, *, done: bool = True) -> str:
-    """Why a task whose outputs are put back is reused: ``outputs restored: PATH
-    (cached from run ID)``; ``outputs to restore: …`` when not ``done`` (a dry run)."""
+    """Why a task whose outputs are put back is reused: ``outputs restored: PATH;
+    cached from run ID``; ``outputs to restore: …`` when not ``done`` (a dry run)."""
     assert decided.restore is not None and decided.entry is not None
     word = "succeeded in" if decided.outcome == REUSED else "cached from"
     return (

@@ -153,16 +153,17 @@ _REUSE_TABLES = [
 ]
 
 # The outputs kept for ``cache: {restore_outputs: true}``: each distinct
-# file content once, by its sha256 (``content`` written and read in chunks,
-# see ``_kept``); an entry's ``kept_outputs`` is a JSON object of
-# ``path → [digest, mode, size]``. A content no entry names any more is
-# deleted with the last entry that named it.
+# file content once, by its sha256, in parts of at most 64 MiB (``part`` 0,
+# 1, …; written and read in chunks, see ``_kept``); an entry's
+# ``kept_outputs`` is a JSON object of ``path → [digest, mode, size]``. A
+# content no entry names any more is deleted with the last entry that named it.
 _KEPT_OUTPUTS = [
     "ALTER TABLE cache_entries ADD COLUMN kept_outputs TEXT",
     """CREATE TABLE IF NOT EXISTS output_blobs (
-    digest TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    content BLOB NOT NULL
+    digest TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (digest, part)
 )""",
 ]
 
