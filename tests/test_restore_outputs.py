@@ -150,6 +150,37 @@ def test_a_modified_output_is_restored_from_python(
     assert output.read_bytes() == PAYLOAD and _mode(output) == MODE
 
 
+def test_a_resume_restores_too_and_says_where_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = Ran(tmp_path)
+
+    def build(context: dict[str, Any]) -> None:
+        ran.append("build")
+        Path("out.txt").write_text("built")
+
+    def tree() -> flow2.Task:
+        task = flow2.CallbackTask(
+            "Build", build, outputs=["out.txt"], cache=flow2.Cache(restore_outputs=True)
+        )
+        return flow2.SerialTaskGroup("Tree", task)
+
+    store = tmp_path / "store"
+    run(runner(store).run(tree()))
+    first = stored_run(store).id
+    Path("out.txt").unlink()
+    ran.clear()
+    events: list[flow2.Event] = []
+    run(runner(store, resume="last", listeners=[events.append]).run(tree()))
+    assert ran == []
+    assert statuses(events)["build"] == (
+        flow2.Status.REUSED,
+        f"outputs restored: out.txt; succeeded in run {first}",
+    )
+    assert Path("out.txt").read_text() == "built"
+
+
 def test_the_nearest_cache_option_decides_and_the_runner_can_say_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
