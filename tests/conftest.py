@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 import os
+import sqlite3
 import sys
 import textwrap
 import time
@@ -325,3 +328,33 @@ def report_events(tmp_path: Path) -> Path:
     runner = flow2.Runner(display="none", events=str(path))
     run(runner.run(report_tree(), raises=False))
     return path
+
+
+def to_schema_5(connection: sqlite3.Connection) -> None:
+    """Make a store as schema 5 left it: every part of a key in its row (no
+    ``key_parts``), no kept outputs, no role, no description."""
+    shared = dict(connection.execute("SELECT digest, parts FROM key_parts").fetchall())
+    for table in ("cache_entries", "task_keys"):
+        rows = connection.execute(
+            f"SELECT rowid, path, parts FROM {table} WHERE parts IS NOT NULL"
+        ).fetchall()
+        for rowid, path, parts in rows:
+            own = json.loads(parts)
+            reference = own.pop("@shared", None)
+            if reference is None:
+                continue
+            names = "\0".join(json.loads(path)).encode()
+            full = {
+                "path": hashlib.sha256(names).hexdigest()[:32],
+                **json.loads(shared[reference]),
+                **own,
+            }
+            connection.execute(
+                f"UPDATE {table} SET parts = ? WHERE rowid = ?", (json.dumps(full), rowid)
+            )
+    connection.execute("DROP TABLE key_parts")
+    connection.execute("DROP TABLE output_blobs")
+    connection.execute("ALTER TABLE cache_entries DROP COLUMN kept_outputs")
+    connection.execute("ALTER TABLE tasks DROP COLUMN role")
+    connection.execute("ALTER TABLE definitions DROP COLUMN description")
+    connection.execute("UPDATE flow2_store SET value = '5' WHERE key = 'schema_version'")

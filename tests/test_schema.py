@@ -74,7 +74,7 @@ def test_each_schema_key_is_accepted_by_the_loader(tmp_path: Path, key: str) -> 
         "shell": "bash",
         "description": "probe",
         "jobserver": False,
-        "cache": True,
+        "cache": {"restore_outputs": True},
         "for_each": "${{ [1, 2] }}",
         "on_failure": [{"cmd": "true"}],
         "finally": [{"cmd": "true"}],
@@ -109,6 +109,9 @@ def test_the_schema_catches_a_misspelt_key_but_not_a_third_party_plugins_keys() 
     assert not check.is_valid({"tasks": [{"cmd": "x", "on_error": "explode"}]})
     assert check.is_valid({"tasks": [{"plugin": "greet", "who": "world", "anything": [1]}]})
     assert check.is_valid({"default": "a", "tasks": [{"name": "a", "cmd": "true"}]})
+    assert check.is_valid({"cmd": "make", "cache": True})
+    assert not check.is_valid({"cmd": "make", "cache": {"restore_outputs": "yes-please"}})
+    assert not check.is_valid({"cmd": "make", "cache": {"restore": True}})
     # default: and secrets: belong to the top only.
     assert not check.is_valid({"tasks": [{"cmd": "x", "default": "a"}]})
 

@@ -14,7 +14,7 @@ import flow2
 from flow2._store._database import Store, StoredRun
 from flow2._store._values import definition_of
 
-from .conftest import Ran, Recorder, run, stored_run
+from .conftest import Ran, Recorder, run, stored_run, to_schema_5
 
 
 async def nothing(context: dict[str, Any]) -> None:
@@ -296,8 +296,7 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
     run(flow2.Runner(display="none", store=tmp_path).run(tree(), raises=False))
     recorded = stored_run(tmp_path)
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
-        connection.execute("ALTER TABLE tasks DROP COLUMN role")  # schema 6's
-        connection.execute("ALTER TABLE definitions DROP COLUMN description")
+        to_schema_5(connection)
         connection.execute("ALTER TABLE tasks DROP COLUMN queued")  # schema 5's
         known = {row[1]: row[0] for row in connection.execute("SELECT id, parts FROM definitions")}
         for task in recorded.tasks:
@@ -322,7 +321,6 @@ def test_a_store_written_before_packed_rows_is_migrated_and_resumed(tmp_path: Pa
         connection.execute("DROP TABLE task_batches")
         connection.execute("DROP TABLE task_keys")  # schema 5's
         connection.execute("DROP TABLE cache_entries")
-        connection.execute("DROP TABLE key_parts")  # schema 6's
         connection.execute("ALTER TABLE runs DROP COLUMN process")  # schema 4's
         connection.execute("UPDATE flow2_store SET value = '2' WHERE key = 'schema_version'")
 
@@ -488,11 +486,7 @@ def test_a_store_of_schema_5_is_migrated_and_its_runs_stay_readable(tmp_path: Pa
 
     run(flow2.Runner(display="none", store=tmp_path).run(tree()))
     with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
-        # What schema 5 had: no role, no description, no shared parts of keys.
-        connection.execute("DELETE FROM cache_entries")
-        connection.execute("DROP TABLE key_parts")
-        connection.execute("ALTER TABLE tasks DROP COLUMN role")
-        connection.execute("ALTER TABLE definitions DROP COLUMN description")
+        to_schema_5(connection)
         # Its definition ids did not include a description: ids of their own.
         connection.execute("UPDATE definitions SET id = replace(id, 'sha256:', 'old:')")
         connection.execute("UPDATE tasks SET definition = replace(definition, 'sha256:', 'old:')")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing as _typing
 
 from . import _executors  # noqa: F401  (registers the executor names)
+from ._engine._caching import Cache
 from ._engine._events import Event, EventListener, OutputEvent, RunEvent, Status, TaskEvent
 from ._engine._exceptions import (
     CommandError,
@@ -126,6 +127,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "EXECUTOR_FACTORIES",
     "AttemptRecord",
+    "Cache",
     "CallbackTask",
     "Cleanup",
     "CommandError",

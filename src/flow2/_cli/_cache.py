@@ -56,6 +56,13 @@ def _totals(found: list[CacheEntry]) -> str:
     return f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}, {human_size(size)}"
 
 
+def _copies(count: int) -> str:
+    """`` (with 3 kept outputs …)``: the output copies deleted with the entries, when any."""
+    if not count:
+        return ""
+    return f" (with {count} kept output{'' if count == 1 else 's'} no entry uses now)"
+
+
 @cache.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 @store_option
@@ -77,6 +84,8 @@ def cache_list(context: click.Context, as_json: bool, store: str | None) -> None
     width = max(len(_path(entry)) for entry in found)
     for entry in found:
         kept = "" if entry.shared else "  (resume only)"
+        if entry.kept:
+            kept += f"  (outputs kept: {human_size(entry.kept_size)})"
         click.echo(
             f"{_path(entry):<{width}}  {entry.key[:12]}  {human_size(entry.size):>10}  "
             f"{human_age(now - entry.created):>6}  run {entry.run_id}{kept}"
@@ -91,7 +100,8 @@ def cache_list(context: click.Context, as_json: bool, store: str | None) -> None
 @click.pass_context
 def cache_show(context: click.Context, task: str, as_json: bool, store: str | None) -> None:
     """Print TASK's entries (TASK: its key, its name or its path such as Release/Wheel):
-    the parts of each key, its outputs' digests and its result's size."""
+    the parts of each key, its outputs' digests (and the size of those kept for
+    restore_outputs) and its result's size."""
     from .._store._cache import human_age, human_size
 
     found = _entries(_directory(context, store), task)
@@ -106,6 +116,10 @@ def cache_show(context: click.Context, task: str, as_json: bool, store: str | No
                 **entry.summary(now),
                 "parts": entry.parts,
                 "outputs": entry.outputs,
+                "kept_outputs": {
+                    path: {"digest": digest, "mode": oct(mode), "size": size}
+                    for path, (digest, mode, size) in entry.kept.items()
+                },
                 "result_size": entry.result_size,
             }
             for entry in found
@@ -122,8 +136,12 @@ def cache_show(context: click.Context, task: str, as_json: bool, store: str | No
         for name, digest in sorted(entry.parts.items()):
             click.echo(f"  {name}: {digest}")
         for file, digest in sorted(entry.outputs.items()):
-            click.echo(f"  output {file}: {digest}")
+            copied = entry.kept.get(file)
+            copy = f" (kept, {human_size(copied[2])})" if copied is not None else ""
+            click.echo(f"  output {file}: {digest}{copy}")
         click.echo(f"  result: {human_size(entry.result_size)}")
+        if entry.kept:
+            click.echo(f"  outputs kept: {human_size(entry.kept_size)}")
 
 
 @cache.command(name="clear")
@@ -144,10 +162,10 @@ def cache_clear(context: click.Context, task: str | None, store: str | None) -> 
                 f"no cache entry for {task!r}; `flow2 cache list` shows the tasks that have some"
             )
         with _failing_as_usage(found_store):
-            delete(connection, doomed)
+            copies = delete(connection, doomed)
     finally:
         connection.close()
-    click.echo(f"deleted {_totals(doomed)} from {directory}")
+    click.echo(f"deleted {_totals(doomed)}{_copies(copies)} from {directory}")
 
 
 @cache.command(name="prune")
@@ -188,11 +206,11 @@ def cache_prune(
         found = entries(connection)
         doomed = to_prune(found, max_size=limit, older_than_days=older_than)
         with _failing_as_usage(found_store):
-            delete(connection, doomed)
+            copies = delete(connection, doomed)
     finally:
         connection.close()
     left = [entry for entry in found if entry not in doomed]
-    click.echo(f"deleted {_totals(doomed)} from {directory}; {_totals(left)} left")
+    click.echo(f"deleted {_totals(doomed)}{_copies(copies)} from {directory}; {_totals(left)} left")
 
 
 @contextlib.contextmanager

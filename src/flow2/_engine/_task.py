@@ -17,6 +17,7 @@ from time import perf_counter, time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
 
+from ._caching import Cache
 from ._context import current_record, current_run
 from ._events import Status, TaskEvent
 from ._exceptions import (
@@ -128,7 +129,9 @@ class Task:
         key, as salted digests
     :param cache: reuse a stored result with an equal reuse key from any
         earlier run of the same flow (a recorded run; see docs/store.md); on
-        a group, for its tasks that say nothing; None: as its group says
+        a group, for its tasks that say nothing; None: as its group says. A
+        :class:`flow2.Cache` turns it on with options
+        (``flow2.Cache(restore_outputs=True)``)
     :raises flow2.DefinitionError: on an empty name or key, or a bad option value
 
     Example::
@@ -179,8 +182,9 @@ class Task:
     #: reuse key, as salted digests (``env_inputs:``).
     env_inputs: tuple[str, ...] = ()
     #: Reuse a stored result with an equal key from any run of the same flow
-    #: (``cache: true``); None: as the enclosing group says.
-    cache: bool | None = None
+    #: (``cache: true``; a :class:`flow2.Cache` with options); None: as the
+    #: enclosing group says.
+    cache: bool | Cache | None = None
     #: The attributes that define a task of this class (see :meth:`definition`).
     definition_options: ClassVar[tuple[str, ...]] = (
         "description",
@@ -213,7 +217,7 @@ class Task:
         sources: Iterable[str] | None = None,
         outputs: Iterable[str] | None = None,
         env_inputs: Iterable[str] | None = None,
-        cache: bool | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(
@@ -282,9 +286,10 @@ class Task:
         if env_inputs is not None:
             self.env_inputs = _check_names(name, "env_inputs", env_inputs)
         if cache is not None:
-            if not isinstance(cache, bool):
+            if not isinstance(cache, bool | Cache):
                 raise DefinitionError(
-                    f"task {name!r}: cache={cache!r} is not true or false",
+                    f"task {name!r}: cache={cache!r} is not true, false or a flow2.Cache; "
+                    f"write e.g. cache=flow2.Cache(restore_outputs=True)",
                     task=name,
                     option="cache",
                     value=cache,

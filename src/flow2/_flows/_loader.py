@@ -38,6 +38,7 @@ from ._yaml import LineDict, parse, type_name
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from .._engine._caching import Cache
     from ._plugins import Plugin
 
 #: Keys every node may have that are not passed as options.
@@ -582,14 +583,7 @@ class _Builder:
         ``outputs:`` and ``env_inputs:``: what its reuse key and its entry cover."""
         task = node.task
         if "cache" in data:
-            value = data["cache"]
-            if not isinstance(value, bool):
-                raise self.error(
-                    f"{label}: cache: must be true or false, got {type_name(value)}",
-                    data.key_lines["cache"],
-                    "cache",
-                )
-            task.cache = value
+            task.cache = self.cache_of(data["cache"], data.key_lines["cache"], label)
         for key in _LEAF_KEYS:
             if key not in data:
                 continue
@@ -611,6 +605,43 @@ class _Builder:
                     key,
                 )
             setattr(task, key, tuple(value))
+
+    def cache_of(self, value: Any, line: int, label: str) -> bool | Cache:
+        """``cache:``: true, false, or its options (``{restore_outputs: true}``).
+
+        :raises flow2.FlowFileError: naming the line and the key of a wrong value
+        """
+        from .._engine._caching import Cache
+
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, dict):
+            raise self.error(
+                f"{label}: cache: must be true, false or options such as "
+                f"{{restore_outputs: true}}, got {type_name(value)}",
+                line,
+                "cache",
+            )
+        lines = getattr(value, "key_lines", {})
+        for key, option in value.items():
+            where = lines.get(key, line)
+            if key != "restore_outputs":
+                closest = difflib.get_close_matches(str(key), ["restore_outputs"], n=1)
+                hint = "did you mean 'restore_outputs'? " if closest else ""
+                raise self.error(
+                    f"{label}: cache: has an unknown key {key!r}; {hint}accepted keys: "
+                    f"restore_outputs",
+                    where,
+                    f"cache.{key}",
+                )
+            if not isinstance(option, bool):
+                raise self.error(
+                    f"{label}: cache: restore_outputs: must be true or false, got "
+                    f"{type_name(option)}; write restore_outputs: true",
+                    where,
+                    "cache.restore_outputs",
+                )
+        return Cache(restore_outputs=value.get("restore_outputs", False))
 
     def where_of(self, node: Node) -> dict[str, dict[str, Any]]:
         """For each key of the node, the facts of an error about it."""

@@ -78,8 +78,24 @@ KEYS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "as": (_TEXT, "The item's variable name in a for_each group (default: item)."),
     "cache": (
-        {"type": "boolean"},
-        "true: reuse the stored result from any earlier run while the reuse key is unchanged.",
+        {
+            "oneOf": [
+                {"type": "boolean"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "restore_outputs": {
+                            "type": "boolean",
+                            "description": "Keep the outputs' bytes in the run store and "
+                            "put back a missing or modified one instead of running again.",
+                        }
+                    },
+                    "additionalProperties": False,
+                },
+            ]
+        },
+        "true: reuse the stored result from any earlier run while the reuse key is unchanged"
+        " ({restore_outputs: true}: and restore the outputs from the store).",
     ),
     "sources": (
         {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]},

@@ -132,6 +132,8 @@ def resume_plan(
         states=states,
         cached=cached,
         cache_all=settings.cache,
+        restore_all=settings.cache_restore,
+        store=store,
         cache_reads=reads,
         cache_writes=settings.cache_mode is CacheMode.ON,
         force=settings.force,

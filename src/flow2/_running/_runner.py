@@ -27,6 +27,7 @@ from ._signals import Interrupted, SignalHandling, takes_keyboard_interrupt, tel
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from .._engine._caching import Cache
     from .._engine._events import EventListener
     from .._engine._executor import Executor
     from .._engine._partial import PartialRun, RunPlan
@@ -93,7 +94,9 @@ class Runner:
         Or how far the tasks that ask for the cache use it: ``"on"`` (reuse and
         write entries), ``"read-only"`` (reuse, write none: for CI) or ``"off"``
         (neither; a resume still reuses its lineage). With None, True or
-        False, the mode is ``FLOW2_CACHE``'s, else ``"on"``
+        False, the mode is ``FLOW2_CACHE``'s, else ``"on"``. A
+        :class:`flow2.Cache` is True with options: ``Cache(restore_outputs=True)``
+        keeps every cached task's outputs and puts them back when missing
     :param force: tasks that run even when a stored result could be reused
         (result keys, paths such as ``"release/wheel"``, or names; a group
         forces every task in it); the reason says "forced"
@@ -163,7 +166,7 @@ class Runner:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
-        cache: bool | str | None = None,
+        cache: bool | str | Cache | None = None,
         force: Sequence[str] = (),
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,

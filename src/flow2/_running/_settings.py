@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._engine._caching import Cache
 from .._engine._exceptions import ConfigurationError
 from .._engine._executor import Executor
 from .._listeners._settings import Display, Verbosity
@@ -102,6 +103,9 @@ class RunSettings:
     resume: str | None = None
     pickle_results: bool = False
     cache: bool = False
+    #: ``Runner(cache=flow2.Cache(restore_outputs=True))``: every task keeps and
+    #: restores its outputs unless its own ``cache=`` says otherwise.
+    cache_restore: bool = False
     #: How far the run uses the cache: ``cache=`` as a mode, else ``FLOW2_CACHE``, else on.
     cache_mode: CacheMode = CacheMode.ON
     #: Tasks that run even when reusable (``force=``, ``--force``): keys, paths or names.
@@ -154,7 +158,7 @@ class RunSettings:
         store: str | os.PathLike[str] | bool | None = None,
         resume: str | None = None,
         pickle_results: bool = False,
-        cache: bool | str | CacheMode | None = None,
+        cache: bool | str | CacheMode | Cache | None = None,
         force: Sequence[str] = (),
         flow_file: str | os.PathLike[str] | None = None,
         handle_signals: bool = False,
@@ -204,10 +208,14 @@ class RunSettings:
                 option="resume",
                 value=resume,
             )
+        restore = isinstance(cache, Cache) and cache.restore_outputs
+        if isinstance(cache, Cache):
+            cache = True
         cache_mode = _cache_mode(cache, environ)
         if cache is True and store_path is None:
             raise ConfigurationError(
-                "cache=True needs a run store to keep results in; pass store='.flow2' "
+                f"cache={'flow2.Cache(…)' if restore else 'True'} needs a run store to keep "
+                "results in; pass store='.flow2' "
                 "(or another directory), or set FLOW2_STORE",
                 option="cache",
                 value=cache,
@@ -270,6 +278,7 @@ class RunSettings:
             resume=resume,
             pickle_results=bool(pickle_results),
             cache=cache is True,
+            cache_restore=restore,
             cache_mode=cache_mode,
             force=_task_references("force", force) if force else (),
             cache_salt=environ.get("FLOW2_CACHE_SALT", ""),

@@ -2,9 +2,11 @@
 age, clearing and pruning them; and whether a store's entries may be trusted.
 
 An entry is a row of ``cache_entries``: the result of one task of one run,
-kept with the reuse key it was computed under. Entries go with their run
-when the store's retention deletes it (``FLOW2_STORE_KEEP``); these
-functions delete them sooner.
+kept with the reuse key it was computed under, and with ``restore_outputs``
+the copies of its outputs (``output_blobs``, shared between the entries
+that keep the same content). Entries go with their run when the store's
+retention deletes it (``FLOW2_STORE_KEEP``); these functions delete them
+sooner, and the copies no entry keeps any more with them.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._engine._exceptions import ConfigurationError
 from .._engine._naming import snake_case
+from ._kept import collect_garbage, kept_of, total_size
 from ._keys import expand_parts
 from ._reuse import names_task
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     import sqlite3
 
     from ._database import Store
+    from ._kept import Kept
 
 Path = tuple[str, ...]
 
@@ -51,6 +55,13 @@ class CacheEntry:
     origin: str
     parts: dict[str, str]
     outputs: dict[str, str]
+    #: The outputs whose bytes it keeps: path → (digest, mode, size).
+    kept: dict[str, Kept] = field(default_factory=dict)
+
+    @property
+    def kept_size(self) -> int:
+        """Bytes of the outputs it keeps (a copy shared with other entries counts in each)."""
+        return total_size(self.kept)
 
     @property
     def shared(self) -> bool:
@@ -65,6 +76,7 @@ class CacheEntry:
             "path": list(self.path),
             "key": self.key,
             "size": self.size,
+            "outputs_kept": self.kept_size,
             "age": round(max(0.0, now - self.created), 3),
             "created": self.created,
             "run": self.run_id,
@@ -113,24 +125,27 @@ def entries(connection: sqlite3.Connection, task: str | None = None) -> list[Cac
     when given."""
     rows = connection.execute(
         f"SELECT flow, path, key, {_SIZE}, coalesce(length(CAST(result AS BLOB)), 0), created, "
-        "run_id, origin, parts, outputs FROM cache_entries ORDER BY created, rowid"
+        "run_id, origin, parts, outputs, kept_outputs FROM cache_entries ORDER BY created, rowid"
     ).fetchall()
     shared: dict[str, dict[str, str]] = {}
     found = []
-    for flow, path, key, size, result_size, created, run_id, origin, parts, outputs in rows:
+    for flow, path, key, size, result_size, created, run_id, origin, parts, outputs, kept in rows:
+        kept_outputs = kept_of(kept)
         names = tuple(json.loads(path))
         found.append(
             CacheEntry(
                 flow,
                 names,
                 key,
-                size,
+                # What the entry takes in the store: its row and its outputs' copies.
+                size + total_size(kept_outputs),
                 result_size,
                 created,
                 run_id,
                 origin,
                 expand_parts(connection, parts, names, shared),
                 json.loads(outputs),
+                kept_outputs,
             )
         )
     if task is None:
@@ -138,8 +153,11 @@ def entries(connection: sqlite3.Connection, task: str | None = None) -> list[Cac
     return [entry for entry in found if names_task(task, entry.path, snake_case(entry.path[-1]))]
 
 
-def delete(connection: sqlite3.Connection, doomed: list[CacheEntry]) -> None:
-    """Delete ``doomed`` in one transaction."""
+def delete(connection: sqlite3.Connection, doomed: list[CacheEntry]) -> int:
+    """Delete ``doomed`` in one transaction, and the output copies no other entry keeps.
+
+    :returns: how many output copies were deleted
+    """
     from ._failures import rollback
 
     connection.execute("BEGIN IMMEDIATE")
@@ -154,10 +172,12 @@ def delete(connection: sqlite3.Connection, doomed: list[CacheEntry]) -> None:
             f"SELECT {_REFERENCE} FROM cache_entries WHERE {_REFERENCE} IS NOT NULL "
             f"UNION SELECT {_REFERENCE} FROM task_keys WHERE {_REFERENCE} IS NOT NULL)"
         )
+        copies = collect_garbage(connection)
         connection.execute("COMMIT")
     except BaseException:
         rollback(connection)
         raise
+    return copies
 
 
 def to_prune(

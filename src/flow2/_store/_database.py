@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._engine._exceptions import ConfigurationError
 from .._listeners._files import create_private_file, make_private_directory
 from ._failures import RUN_ID, UntrustedValue, cause_of, cause_words, rollback
+from ._kept import collect_garbage
 from ._liveness import RUNNING, status_of
 from ._schema import (
     _SCHEMA,
@@ -626,6 +627,7 @@ class Store:
                     )
                     connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
                 self._delete_unused_definitions(connection, dropped)
+                collect_garbage(connection)  # the outputs only those entries kept
                 connection.execute("COMMIT")
             except BaseException:
                 rollback(connection)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._engine._state import Reuse
-from ._reuse import RAN
+from ._reuse import RAN, restored_reason
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -107,5 +107,8 @@ class DryRun:
         )
         if isinstance(decision, Reuse):
             self._context[task.key] = decision.result
+            decided = self.plan.decisions[number]
+            if decided.restore:  # nothing is written in a dry run
+                decided.reason = restored_reason(decided, done=False)
         else:
             self._will_run.add(task.key)

@@ -40,6 +40,7 @@ from .._engine._events import FINISHED_STATUSES, RunEvent, Status, TaskEvent
 from .._engine._output import KEPT_LINES
 from .._listeners._text import error_message, user_traceback
 from ._failures import cause_of, rollback
+from ._kept import keep
 from ._liveness import RUNNING, process_identity
 from ._reuse import RAN, save_file_index
 from ._rows import END_STRIDE, NOTE_ROW, RUNNING_ROW, TASK_ROW, TaskRows
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .._engine._state import TaskRun
     from .._listeners._secrets import SecretMasker
     from ._database import Store
+    from ._kept import Kept
     from ._reuse import Decided, ReusePlan
 
 #: Seconds between two commits of the writer thread.
@@ -82,9 +84,9 @@ _INSERT_KEY = "INSERT OR REPLACE INTO task_keys VALUES"
 _KEY_ROW = "(?1" + ", ?" * 9 + ")"
 _INSERT_ENTRY = (
     "INSERT OR REPLACE INTO cache_entries (run_id, flow, path, key, parts, details, "
-    "outputs, result_format, result, result_note, origin, created) VALUES"
+    "outputs, result_format, result, result_note, origin, created, kept_outputs) VALUES"
 )
-_ENTRY_ROW = "(?1" + ", ?" * 11 + ")"
+_ENTRY_ROW = "(?1" + ", ?" * 12 + ")"
 _INSERT_SUCCESSES = "INSERT INTO task_batches VALUES (" + ", ".join("?" * len(BATCH_COLUMNS)) + ")"
 
 # The other events' facts:
@@ -358,7 +360,7 @@ class StoreRecorder:
         ends = _take(self._ends, END_STRIDE)
         other = self._other
         items = [other.popleft() for _ in range(len(other))]
-        keyed = self._keyed(ends, items) if self.plan is not None else None
+        keyed = self._keyed(connection, ends, items) if self.plan is not None else None
         rows.add_successes(ends)
         for item in items:
             rows.add_other(item)
@@ -442,7 +444,7 @@ class StoreRecorder:
         return True
 
     def _keyed(
-        self, ends: list[Any], items: list[tuple[Any, ...]]
+        self, connection: sqlite3.Connection, ends: list[Any], items: list[tuple[Any, ...]]
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str]]:
         """The ``task_keys`` rows of the tasks that ended, the cache entries to write,
         and the shared parts of their keys not in the store yet (digest → parts).
@@ -451,7 +453,9 @@ class StoreRecorder:
         writes the success: a task killed or interrupted never looks up to
         date. Its declared sources are digested again first: one that
         changed while the task ran means its result may not match its key,
-        and no entry is written (the run says so).
+        and no entry is written (the run says so). With ``restore_outputs``
+        the outputs' bytes are copied into the store first, in a transaction
+        of their own (see ``_kept``).
         """
         plan = self.plan
         assert plan is not None
@@ -466,7 +470,7 @@ class StoreRecorder:
         # The children of one group share their details (one object): encoded once.
         details_texts: dict[int, tuple[Any, str]] = {}
         # The shared parts of keys, each written once into the store (``key_parts``).
-        kept, fresh = self._shared_kept, {}
+        written, fresh = self._shared_kept, {}
         for record, status, encoded in ended:
             decided = plan.decisions.get(record.number)
             if decided is None:
@@ -479,7 +483,9 @@ class StoreRecorder:
                 details_texts[id(decided.details)] = known
             details_text = known[1]
             if status is _SUCCEEDED and decided.outcome == RAN and decided.key is not None:
-                entry = self._entry_of(record, decided, encoded, path_text, details_text)
+                entry = self._entry_of(
+                    connection, record, decided, encoded, path_text, details_text
+                )
                 if entry is not None:
                     entries.append(entry)
             elif (status is _REUSED or status is _CACHED) and decided.entry is not None:
@@ -497,12 +503,13 @@ class StoreRecorder:
                         old.result_note,
                         old.origin,
                         time.time(),
+                        json.dumps(old.kept) if old.kept else None,
                     )
                 )
             key_parts = decided.key_parts
             if key_parts is not None:
                 shared = key_parts.shared
-                if shared.digest not in kept and shared.digest not in fresh:
+                if shared.digest not in written and shared.digest not in fresh:
                     fresh[shared.digest] = shared.text
             # The parts are written once: with the entry, when there is one
             # (flow2 explain reads them there). A task that ran with nothing
@@ -528,6 +535,7 @@ class StoreRecorder:
 
     def _entry_of(
         self,
+        connection: sqlite3.Connection,
         record: TaskRun,
         decided: Decided,
         encoded: tuple[Any, ...] | None,
@@ -552,6 +560,7 @@ class StoreRecorder:
                 )
                 return None
         outputs = plan.index.digests(task.outputs, plan.base) if task.outputs else {}
+        kept = self._keep(connection, record, outputs) if decided.keep_outputs else None
         result_format, result, note = encoded if encoded is not None else ("json", "null", None)
         return (
             plan.entry_flow,
@@ -565,7 +574,28 @@ class StoreRecorder:
             note,
             self.run_id,
             time.time(),
+            json.dumps(kept) if kept else None,
         )
+
+    def _keep(
+        self, connection: sqlite3.Connection, record: TaskRun, outputs: dict[str, str]
+    ) -> dict[str, Kept] | None:
+        """Copy the task's outputs into the store (``restore_outputs``); what is kept."""
+        plan = self.plan
+        assert plan is not None
+        try:
+            kept = self.store.retry(
+                connection, lambda connection: keep(connection, plan.base, outputs)
+            )
+        except Exception as error:  # a full disk: the entry is written, without copies
+            kept, why = None, f"they could not be stored ({self.store.failed(error)})"
+        else:
+            why = "one changed while it was stored"
+        if kept is None:
+            self.notices.append(
+                f"task {' › '.join(record.path)!r}: its outputs are not kept for restoring: {why}"
+            )
+        return kept
 
     def _masked_error(self, error: tuple[str, str, str]) -> dict[str, str]:
         return {

@@ -13,8 +13,10 @@ key stands in for it:
   the newest entry with that key from any run of the same flow.
 
 An entry is reused only while its recorded outputs are as they were and
-its result can be loaded. A task that runs keeps why, and the field-by-field
-differences against the entry it could have used.
+its result can be loaded; with ``restore_outputs`` (a :class:`flow2.Cache`),
+an output found missing or modified is put back from the copy the entry
+kept (see ``_kept``), and the entry is reused. A task that runs keeps why,
+and the field-by-field differences against the entry it could have used.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._engine._caching import restores_outputs
 from .._engine._foreach import ForEach
 from .._engine._state import Reuse
-from ._files import FileIndex
+from ._files import MISSING, FileIndex
+from ._kept import Kept, NotRestored, kept_of, restore
 from ._keys import (
     KeyMaker,
     KeyParts,
@@ -67,6 +71,8 @@ class Entry:
     result_note: str | None
     run_id: str
     origin: str
+    #: The outputs whose bytes the store keeps: path → (digest, mode, size).
+    kept: dict[str, Kept] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,11 +95,13 @@ class Decided:
         "details",
         "differences",
         "entry",
+        "keep_outputs",
         "key",
         "key_parts",
         "outcome",
         "path",
         "reason",
+        "restore",
         "sources",
     )
 
@@ -109,6 +117,10 @@ class Decided:
         self.differences: list[str] = []
         self.entry: Entry | None = None
         self.compared: str | None = None
+        #: Keep the outputs' bytes with the entry (``restore_outputs``).
+        self.keep_outputs = False
+        #: The outputs to put back before the entry is used: path → what is kept.
+        self.restore: dict[str, Kept] | None = None
 
     @property
     def parts(self) -> dict[str, str]:
@@ -129,6 +141,9 @@ class ReusePlan:
     :param states: each task's latest state in the lineage of ``previous``
     :param cached: the cache entries of this flow, by path, newest first
     :param cache_all: ``Runner(cache=True)``: every task caches unless it says no
+    :param restore_all: ``Runner(cache=flow2.Cache(restore_outputs=True))``: every
+        task keeps and restores its outputs unless it says no
+    :param store: where kept outputs are read from to be restored
     :param base: the directory ``sources:`` and ``outputs:`` are relative to
     :param pickle_results: load results stored as pickles
     :param index: the file index to digest ``sources:`` and ``outputs:`` with
@@ -150,6 +165,8 @@ class ReusePlan:
         states: Mapping[Path, State] | None = None,
         cached: Mapping[Path, list[Entry]] | None = None,
         cache_all: bool = False,
+        restore_all: bool = False,
+        store: Store | None = None,
         base: pathlib.Path | None = None,
         pickle_results: bool = False,
         index: FileIndex | None = None,
@@ -164,6 +181,8 @@ class ReusePlan:
         self.states = states
         self.cached = cached or {}
         self.cache_all = cache_all
+        self.restore_all = restore_all
+        self.store = store
         self.base = base or pathlib.Path.cwd()
         self.pickle_results = pickle_results
         self.cache_reads = cache_reads
@@ -223,7 +242,36 @@ class ReusePlan:
                 decided = self.decisions[record.number] = Decided(record.path)
                 decided.reason = f"not reusable: its declared files cannot be read ({error})"
                 return None
-        return self.judge(record.number, record.path, chain, context, *files)
+        reuse = self.judge(record.number, record.path, chain, context, *files)
+        decided = self.decisions[record.number]
+        if reuse is not None and decided.restore:
+            # Reading the store and writing files: in a thread, never on the loop.
+            why = await asyncio.to_thread(
+                self.restore_outputs, decided.restore, decided.differences
+            )
+            if why is not None:
+                decided.outcome, decided.entry, decided.reason = RAN, None, why
+                decided.restore = None
+                return None
+        return reuse
+
+    def restore_outputs(self, files: Mapping[str, Kept], told: Sequence[str]) -> str | None:
+        """Put ``files`` back from the store; None when done, else why they could not be."""
+        store = self.store
+        if store is None:
+            return f"{told[0] if told else 'outputs changed'}, and no run store to restore from"
+        said = {_told_path(line): line for line in told}
+        try:
+            connection = store.connect()
+            try:
+                restore(connection, self.base, files, said)
+            finally:
+                connection.close()
+        except NotRestored as error:
+            return error.reason
+        except Exception as error:  # a store that cannot be read: the task runs
+            return f"{told[0] if told else 'outputs changed'}, and not restored ({error})"
+        return None
 
     def digest_files(self, task: Task) -> tuple[dict[str, str], dict[str, str]]:
         """The digests of the task's declared sources, and of its outputs as they are now.
@@ -279,6 +327,7 @@ class ReusePlan:
         key = decided.key = parts.key
         decided.key_parts, decided.details = parts, details
         self.produced[task.key] = key
+        decided.keep_outputs = bool(task.outputs) and self._restores(chain)
         forced = self._forced_by(chain)
         if forced is not None:
             decided.reason = f"forced (--force {forced})"
@@ -335,9 +384,12 @@ class ReusePlan:
                 decided.differences = told
                 return _one_line(told)
         changed = outputs_changed(entry.outputs, outputs)
+        restoring = None
         if changed:
             decided.differences = changed
-            return _one_line(changed)
+            restoring = self._restorable(entry, decided, outputs)
+            if restoring is None:
+                return _one_line(changed)
         usable, value, why = decode_result(
             entry.result_format, entry.result, pickle_results=self.pickle_results
         )
@@ -348,6 +400,9 @@ class ReusePlan:
         decided.outcome, decided.entry = outcome, entry
         word = "succeeded in" if outcome == REUSED else "cached from"
         decided.reason = f"{word} run {entry.origin}"
+        if restoring:
+            decided.restore = restoring
+            decided.reason = restored_reason(decided)
         if entry.key != decided.key:
             decided.reason += ", if its code is unchanged (a dry run imports no callback)"
         return Reuse(value, decided.reason, cached=outcome == CACHED)
@@ -362,6 +417,37 @@ class ReusePlan:
                 if names_task(reference, names[: place + 1], task.key):
                     return reference
         return None
+
+    def _restorable(
+        self, entry: Entry, decided: Decided, outputs: Mapping[str, str]
+    ) -> dict[str, Kept] | None:
+        """The kept outputs that put back would make ``outputs`` as the entry recorded
+        them; None when that cannot be (not asked for, an output not kept, one added)."""
+        if not decided.keep_outputs or entry.key != decided.key or not entry.kept:
+            return None
+        restoring = {}
+        for path in sorted(set(entry.outputs) | set(outputs)):
+            if entry.outputs.get(path) == outputs.get(path):
+                continue
+            if path not in entry.outputs and outputs[path] == MISSING:
+                continue  # a folder deleted whole: its files are put back
+            kept = entry.kept.get(path)
+            if kept is None or kept[0] != entry.outputs.get(path):
+                return None  # appeared, or recorded missing: nothing to put back
+            restoring[path] = kept
+        return restoring
+
+    def _restores(self, chain: Sequence[Task]) -> bool:
+        """Whether the task at the end of ``chain`` keeps and restores its outputs: as the
+        nearest ``cache=`` that is a :class:`flow2.Cache` says (``cache=True`` keeps
+        what its group says), else as the runner's."""
+        for task in reversed(chain):
+            if task.cache is False:
+                return False
+            said = restores_outputs(task.cache)
+            if said is not None:
+                return said
+        return self.restore_all
 
     def _caches(self, chain: Sequence[Task]) -> bool:
         for task in reversed(chain):
@@ -400,6 +486,29 @@ def outside(pattern: str) -> bool:
 def _without_code(parts: Mapping[str, str]) -> dict[str, str]:
     """``parts`` less those of a callable's behaviour (``code``, ``constant …``, …)."""
     return {name: digest for name, digest in parts.items() if not is_code_part(name)}
+
+
+def restored_reason(decided: Decided, *, done: bool = True) -> str:
+    """Why a task whose outputs are put back is reused: ``outputs restored: PATH;
+    cached from run ID``; ``outputs to restore: …`` when not ``done`` (a dry run)."""
+    assert decided.restore is not None and decided.entry is not None
+    word = "succeeded in" if decided.outcome == REUSED else "cached from"
+    return (
+        f"outputs {'restored' if done else 'to restore'}: {_listed(decided.restore)}; "
+        f"{word} run {decided.entry.origin}"
+    )
+
+
+def _listed(files: Mapping[str, Any]) -> str:
+    """``a, b, c (and 2 more)``: the first paths of ``files``."""
+    paths = sorted(files)
+    shown = ", ".join(paths[:3])
+    return f"{shown} (and {len(paths) - 3} more)" if len(paths) > 3 else shown
+
+
+def _told_path(line: str) -> str:
+    """The path in a line of :func:`outputs_changed` (``outputs: PATH missing``)."""
+    return line.removeprefix("outputs: ").rsplit(" ", 1)[0]
 
 
 def _one_line(told: list[str]) -> str:
@@ -459,12 +568,25 @@ def read_entries(
     """The cache entries ``where`` selects, newest first."""
     rows = connection.execute(
         "SELECT path, key, parts, details, outputs, result_format, result, result_note, "
-        f"run_id, origin FROM cache_entries WHERE {where} ORDER BY created DESC, rowid DESC",
+        f"run_id, origin, kept_outputs FROM cache_entries WHERE {where} "
+        "ORDER BY created DESC, rowid DESC",
         parameters,
     ).fetchall()
     shared: dict[str, dict[str, str]] = {}
     entries = []
-    for path, key, parts, details, outputs, result_format, result, note, run_id, origin in rows:
+    for (
+        path,
+        key,
+        parts,
+        details,
+        outputs,
+        result_format,
+        result,
+        note,
+        run_id,
+        origin,
+        kept,
+    ) in rows:
         names = tuple(json.loads(path))
         entries.append(
             Entry(
@@ -478,6 +600,7 @@ def read_entries(
                 note,
                 run_id,
                 origin,
+                kept_of(kept),
             )
         )
     return entries

@@ -28,7 +28,9 @@ APPLICATION = "flow2 run store"
 #: 5: ``task_keys`` and ``cache_entries``, each task's reuse key and the results
 #: kept for reuse, and a task's ``queued`` seconds; 6: ``key_parts``, the parts
 #: many keys have alike, kept once; a task's ``role`` in its group, ``finally``
-#: or ``on_failure`` for a cleanup task; a definition's ``description``).
+#: or ``on_failure`` for a cleanup task; a definition's ``description``;
+#: ``output_blobs`` and ``cache_entries.kept_outputs``, the outputs kept for
+#: ``restore_outputs``).
 SCHEMA_VERSION = 6
 #: Rows one INSERT statement writes at most (fewer when SQLite allows fewer parameters).
 ROWS_PER_STATEMENT = 256
@@ -166,6 +168,21 @@ _REUSE_TABLES = [
     _KEY_PARTS,
 ]
 
+# The outputs kept for ``cache: {restore_outputs: true}``: each distinct
+# file content once, by its sha256, in parts of at most 64 MiB (``part`` 0,
+# 1, …; written and read in chunks, see ``_kept``); an entry's
+# ``kept_outputs`` is a JSON object of ``path → [digest, mode, size]``. A
+# content no entry names any more is deleted with the last entry that named it.
+_KEPT_OUTPUTS = [
+    "ALTER TABLE cache_entries ADD COLUMN kept_outputs TEXT",
+    """CREATE TABLE IF NOT EXISTS output_blobs (
+    digest TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (digest, part)
+)""",
+]
+
 #: The keys of ``runs.counts``: what a run's leaf tasks ended in.
 COUNTED = ("succeeded", "failed", "skipped", "cancelled", "reused", "cached")
 
@@ -220,7 +237,9 @@ NOTE_COLUMNS = (
     "retries",
 )
 
-_SCHEMA = ";".join([_SCHEMA_TABLES + _TASK_BATCHES, *_REUSE_TABLES])
+# A new store is made as schema 5 was, then migrated to 6 by the same
+# statements as an old one: both have the same columns in the same order.
+_SCHEMA = ";".join([_SCHEMA_TABLES + _TASK_BATCHES, *_REUSE_TABLES, *_KEPT_OUTPUTS])
 
 #: ``MIGRATIONS[n]`` turns a store of schema ``n`` into one of schema ``n + 1``.
 MIGRATIONS: dict[int, list[str]] = {
@@ -240,11 +259,13 @@ MIGRATIONS: dict[int, list[str]] = {
     # The parts many keys have alike, kept once; a cleanup task's role in its
     # group ("finally", "on_failure"; NULL for one of the group's own tasks),
     # and a definition's description (masked): a report drawn from the store
-    # shows both, as one drawn from the run does.
+    # shows both, as one drawn from the run does; the outputs kept for
+    # restore_outputs, and which of them each entry names.
     5: [
         _KEY_PARTS,
         "ALTER TABLE tasks ADD COLUMN role TEXT",
         "ALTER TABLE definitions ADD COLUMN description TEXT",
+        *_KEPT_OUTPUTS,
     ],
 }
 
