@@ -81,6 +81,44 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
     assert output.strip() == "[]"
 
 
+def test_a_run_of_a_flow_without_templates_imports_only_what_it_uses(
+    tmp_path: pathlib.Path,
+) -> None:
+    # What `flow2 run` imports is paid at every start, beside a make doing
+    # the same steps (benchmarks/bench_jobs.py).
+    unused = [
+        "rich",  # the live display: not with --display none
+        "jinja2",  # no {{ }} in the file, no ${{ }} in its tasks
+        "importlib.metadata",  # flow2's own plugins, and --help's documentation link
+        "email",
+        "jsonschema",
+        "opentelemetry",
+        "dask",
+        "multiprocessing",
+    ]
+    (tmp_path / "flow.yml").write_text(
+        "plugin: serial\nname: build\ntasks:\n"
+        "  - {plugin: shell, name: compile, cmd: 'true'}\n"
+        "  - {plugin: parallel, name: checks, tasks: [{cmd: 'true'}, {cmd: 'true'}]}\n"
+    )
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print([m for m in {unused!r} if m in sys.modules]))\n"
+        "from flow2._cli import main\n"
+        "main(['run', 'flow.yml', '--no-store', '--display', 'none'])\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment_without_coverage(),
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_every_public_class_and_function_reports_itself_as_flow2() -> None:
     for name in flow2.__all__:
         value = getattr(flow2, name)

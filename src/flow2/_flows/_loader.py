@@ -268,13 +268,11 @@ class _Builder:
         *,
         import_callbacks: bool = True,
     ) -> None:
-        from ._plugins import installed_plugins
-
         self.import_callbacks = import_callbacks
         self.file = file
         self.variables = variables
         self.hidden = hidden
-        self.plugins = installed_plugins()
+        self._plugins: dict[str, Plugin] | None = None
         self.loaded: dict[str, Callable[..., Any]] = {}
         self.unnamed = 0
         self.deferred: list[tuple[Node, dict[str, Any]]] = []
@@ -300,6 +298,15 @@ class _Builder:
         self, message: str, line: int | None, key: str | None = None, **facts: Any
     ) -> FlowFileError:
         return FlowFileError(message, file=self.file, line=line, key=key, **facts)
+
+    @property
+    def plugins(self) -> dict[str, Plugin]:
+        """The installed plugins, read when a flow names one that is not flow2's own."""
+        if self._plugins is None:
+            from ._plugins import installed_plugins
+
+            self._plugins = installed_plugins()
+        return self._plugins
 
     def take_secrets(self, data: Any) -> list[str]:
         """Remove the top-level ``secrets:`` list (names of variables) from ``data``; return it."""
@@ -713,9 +720,11 @@ class _Builder:
             self._cleanup_depth -= 1
 
     def load_plugin(self, name: str, line: int) -> Callable[..., Any]:
-        from ._plugins import find_plugin
+        from ._plugins import OWN_PLUGINS, find_plugin, load_own_plugin
 
         factory = self.loaded.get(name)
+        if factory is None and name in OWN_PLUGINS:
+            factory = self.loaded[name] = load_own_plugin(name)
         if factory is None:
             plugin: Plugin
             try:
@@ -815,8 +824,6 @@ class _Builder:
                         value=node.task.key,
                     )
         known = set(owners) | set(self.variables) | {"context", ARGUMENTS}
-        import jinja2
-
         from .._engine._cleanup import FAILURES_KEY
         from .._engine._needs import Condition
         from .._engine._task import merge_needs
@@ -832,6 +839,8 @@ class _Builder:
             for node in self.for_each_nodes
         ]
         for node, key, value in expressions:
+            import jinja2  # here: a flow without expressions loads without Jinja
+
             try:
                 names = runtime_names(value)
                 unsafe = unsafe_attribute(value)
