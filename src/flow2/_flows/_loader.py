@@ -38,7 +38,7 @@ from ._yaml import LineDict, parse, type_name
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from ._plugins import Plugin
+    from ._plugins import Plugin, PluginOptions
 
 #: Keys every node may have that are not passed as options.
 _STRUCTURE_KEYS = (
@@ -274,6 +274,8 @@ class _Builder:
         self.hidden = hidden
         self._plugins: dict[str, Plugin] | None = None
         self.loaded: dict[str, Callable[..., Any]] = {}
+        #: The keys each plugin of :attr:`loaded` takes.
+        self.plugin_keys: dict[str, PluginOptions] = {}
         self.unnamed = 0
         self.deferred: list[tuple[Node, dict[str, Any]]] = []
         #: Nodes with an ``if:``, and the expression it evaluates.
@@ -428,9 +430,12 @@ class _Builder:
                 "name",
             )
         factory = self.load_plugin(plugin_name, key_lines.get("plugin", line))
-        from ._plugins import plugin_options
+        keys = self.plugin_keys.get(plugin_name)
+        if keys is None:
+            from ._plugins import plugin_options
 
-        keys = plugin_options(factory)
+            # Once per plugin: reading signatures is most of a node's cost.
+            keys = self.plugin_keys[plugin_name] = plugin_options(factory)
         accepted, required, takes_tasks = keys.accepted, keys.required, keys.takes_tasks
         label = f"task {name!r} (plugin {plugin_name!r})"
         # A group's env: and dir: are for the tasks under it, not its plugin's.
