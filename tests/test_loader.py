@@ -167,6 +167,30 @@ def test_load_time_and_run_time_templates_do_not_mix(tmp_path: Path) -> None:
     assert "echo hi\n    ${{ later }}\n" in text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plugin: shell\r\ncmd: echo windows\r\n",
+        "plugin: shell\rcmd: echo 'old mac'\r",
+        "plugin: shell\ncmd: echo no end",
+        "plugin: shell\n\n\ncmd: echo blank lines\n\n",
+        "plugin: shell\ncmd: echo '{ } {x} %} #} $HOME \ue000'\n",
+    ],
+    ids=["crlf", "cr", "no-final-newline", "blank-lines", "braces-and-private-use"],
+)
+def test_a_flow_without_templates_is_read_as_jinja_would_render_it(
+    tmp_path: Path, text: str
+) -> None:
+    # A file without {{ }}, {% %} or {# #} is not given to Jinja; a comment
+    # sends the same text through Jinja.
+    plain = tmp_path / "plain.yml"
+    plain.write_bytes(text.encode())
+    templated = tmp_path / "templated.yml"
+    templated.write_bytes(("{# through Jinja #}" + text).encode())
+    assert flow2.Flow(plain).render() == flow2.Flow(templated).render()
+    assert flow2.load(plain).name == flow2.load(templated).name
+
+
 def test_undefined_variable_names_the_variable_and_line(tmp_path: Path) -> None:
     error = load_error(
         tmp_path,

@@ -81,6 +81,80 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
     assert output.strip() == "[]"
 
 
+def test_a_run_of_a_flow_without_templates_imports_only_what_it_uses(
+    tmp_path: pathlib.Path,
+) -> None:
+    # What `flow2 run` imports is paid at every start, and what it leaves
+    # for the collector at its exit, beside a make doing the same steps
+    # (benchmarks/bench_jobs.py).
+    unused = [
+        "rich",  # the live display: not with --display none
+        "jinja2",  # no {{ }} in the file, no ${{ }} in its tasks
+        "importlib.metadata",  # flow2's own plugins, and --help's documentation link
+        "email",
+        "jsonschema",
+        "opentelemetry",
+        "dask",
+        "multiprocessing",
+    ]
+    (tmp_path / "flow.yml").write_text(
+        "plugin: serial\nname: build\ntasks:\n"
+        "  - {plugin: shell, name: compile, cmd: 'true'}\n"
+        "  - {plugin: parallel, name: checks, tasks: [{cmd: 'true'}, {cmd: 'true'}]}\n"
+    )
+    # Registered before the command runs, these run after its own exit handlers.
+    script = (
+        "import atexit, gc, sys\n"
+        f"atexit.register(lambda: print([m for m in {unused!r} if m in sys.modules]))\n"
+        "atexit.register(lambda: print('frozen' if gc.get_freeze_count() else 'walked'))\n"
+        "from flow2._cli import main\n"
+        "main(['run', 'flow.yml', '--no-store', '--display', 'none'])\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment_without_coverage(),
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().splitlines()[-2:] == ["frozen", "[]"]
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12) or sys.platform != "linux",
+    reason="Python 3.12 waits for commands through pidfds by itself",
+)
+def test_commands_are_waited_for_in_the_loop(tmp_path: pathlib.Path) -> None:
+    # Python 3.11's default starts an "asyncio-waitpid-N" thread for every command.
+    (tmp_path / "flow.yml").write_text(
+        "plugin: parallel\nname: checks\ntasks: [{cmd: 'true'}, {cmd: 'exit 3'}, {cmd: 'true'}]\n"
+    )
+    script = (
+        "import atexit, threading\n"
+        "started = []\n"
+        "start = threading.Thread.start\n"
+        "def recorded(thread):\n"
+        "    started.append(thread.name)\n"
+        "    start(thread)\n"
+        "threading.Thread.start = recorded\n"
+        "atexit.register(lambda: print([n for n in started if 'waitpid' in n]))\n"
+        "from flow2._cli import main\n"
+        "main(['run', 'flow.yml', '--no-store', '--display', 'none'])\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment_without_coverage(),
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 1, shown.stderr  # the failed command is seen failing
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_every_public_class_and_function_reports_itself_as_flow2() -> None:
     for name in flow2.__all__:
         value = getattr(flow2, name)

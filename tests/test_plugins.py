@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import flow2
-from flow2._flows._plugins import CallbackPlugin, find_plugin, installed_plugins
+from flow2._flows._plugins import OWN_PLUGINS, CallbackPlugin, find_plugin, installed_plugins
 
 from .conftest import run
 
@@ -67,6 +67,21 @@ def test_builtin_plugins_are_entry_points_of_flow2() -> None:
     assert plugins["serial"].load() is flow2.SerialTaskGroup
     assert plugins["parallel"].load() is flow2.ParallelTaskGroup
     assert list(plugins) == sorted(plugins)
+    # The flow loader finds these without reading the entry points.
+    assert {name: plugins[name].target for name in OWN_PLUGINS} == OWN_PLUGINS
+
+
+def test_a_distribution_declaring_an_own_plugin_name_does_not_replace_it(
+    acme: Path, tmp_path: Path
+) -> None:
+    # acme's dist-info comes first on sys.path: without the rule, its
+    # "shell" would be the first found and win.
+    (acme / "acme_flow2-1.0.dist-info" / "entry_points.txt").write_text(
+        "[flow2]\nshell = acme_greet:Greet\n"
+    )
+    assert installed_plugins()["shell"].target == OWN_PLUGINS["shell"]
+    path = write(tmp_path, "plugin: shell\nname: Echo\ncmd: echo hi\n")
+    assert isinstance(flow2.load(path), flow2.ShellTask)
 
 
 def test_third_party_plugin_is_found_and_its_keys_come_from_its_signature(

@@ -15,7 +15,6 @@ store, RUN, log folders).
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -42,6 +41,10 @@ def documentation() -> str:
     checkout an editable install runs from; else the installed metadata file,
     which holds the README.
     """
+    # Here, not at the top: the package metadata is read (email parsing,
+    # zip support) only when help is shown, never for a run.
+    import importlib.metadata
+
     try:
         distribution = importlib.metadata.distribution("flow2")
     except importlib.metadata.PackageNotFoundError:
@@ -66,13 +69,27 @@ def documentation() -> str:
     return "the README of the flow2 project"  # pragma: no cover - metadata without files
 
 
+class _Group(click.Group):
+    """The ``flow2`` group, whose help ends with where the documentation is.
+
+    That place is looked up when the help is shown (:func:`documentation`),
+    not when the command is imported: a run never reads the package metadata.
+    """
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        with formatter.indentation():
+            # \b keeps click from breaking the URL or path across lines.
+            formatter.write_text(f"\b\nDocumentation: {documentation()}")
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 all succeeded, 1 a task failed (or the events file could not be "
     "written), 2 usage or definition error, 128 + the signal when a signal stopped the run "
-    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).\n\n"
-    # \b keeps click from breaking the URL or path across lines.
-    f"\b\nDocumentation: {documentation()}",
+    "(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).",
     commands=[
         run,
         list_tasks,

@@ -333,6 +333,7 @@ def run_flow(
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
+    wait_for_commands_in_the_loop()
     try:
         result = asyncio.run(Runner.from_settings(settings).execute(loaded.root.task, variables))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
@@ -351,3 +352,25 @@ def run_flow(
         # The run was cancelled, every task reported and the summary printed.
         tell(f"flow2: interrupted by {result.signal.name}")
     return result.exit_code
+
+
+def wait_for_commands_in_the_loop() -> None:
+    """Learn of each command's exit through a pidfd in the event loop, as Python 3.12 does.
+
+    Python 3.11's default starts a thread per command to wait for it: a
+    thread start the loop waits for before the command is followed, and a
+    hop from that thread back to the loop when it exits, for every shell
+    task. The command owns its process, so it may choose the process's child
+    watcher; 3.12 and later choose pidfds themselves (and deprecate choosing),
+    and a kernel without ``pidfd_open`` (before Linux 5.3) keeps the threads.
+    See test_commands_are_waited_for_in_the_loop.
+    """
+    if sys.version_info >= (3, 12) or sys.platform != "linux":
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # pragma: no cover - a kernel before 5.3, or a sandbox refusing it
+        return
+    policy = asyncio.get_event_loop_policy()
+    if not isinstance(policy.get_child_watcher(), asyncio.PidfdChildWatcher):
+        policy.set_child_watcher(asyncio.PidfdChildWatcher())

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .._engine._caching import Cache
-    from ._plugins import Plugin
+    from ._plugins import Plugin, PluginOptions
 
 #: Keys every node may have that are not passed as options.
 _STRUCTURE_KEYS = (
@@ -269,14 +269,14 @@ class _Builder:
         *,
         import_callbacks: bool = True,
     ) -> None:
-        from ._plugins import installed_plugins
-
         self.import_callbacks = import_callbacks
         self.file = file
         self.variables = variables
         self.hidden = hidden
-        self.plugins = installed_plugins()
+        self._plugins: dict[str, Plugin] | None = None
         self.loaded: dict[str, Callable[..., Any]] = {}
+        #: The keys each plugin of :attr:`loaded` takes.
+        self.plugin_keys: dict[str, PluginOptions] = {}
         self.unnamed = 0
         self.deferred: list[tuple[Node, dict[str, Any]]] = []
         #: Nodes with an ``if:``, and the expression it evaluates.
@@ -301,6 +301,15 @@ class _Builder:
         self, message: str, line: int | None, key: str | None = None, **facts: Any
     ) -> FlowFileError:
         return FlowFileError(message, file=self.file, line=line, key=key, **facts)
+
+    @property
+    def plugins(self) -> dict[str, Plugin]:
+        """The installed plugins, read when a flow names one that is not flow2's own."""
+        if self._plugins is None:
+            from ._plugins import installed_plugins
+
+            self._plugins = installed_plugins()
+        return self._plugins
 
     def take_secrets(self, data: Any) -> list[str]:
         """Remove the top-level ``secrets:`` list (names of variables) from ``data``; return it."""
@@ -422,9 +431,12 @@ class _Builder:
                 "name",
             )
         factory = self.load_plugin(plugin_name, key_lines.get("plugin", line))
-        from ._plugins import plugin_options
+        keys = self.plugin_keys.get(plugin_name)
+        if keys is None:
+            from ._plugins import plugin_options
 
-        keys = plugin_options(factory)
+            # Once per plugin: reading signatures is most of a node's cost.
+            keys = self.plugin_keys[plugin_name] = plugin_options(factory)
         accepted, required, takes_tasks = keys.accepted, keys.required, keys.takes_tasks
         label = f"task {name!r} (plugin {plugin_name!r})"
         # A group's env: and dir: are for the tasks under it, not its plugin's.
@@ -744,9 +756,11 @@ class _Builder:
             self._cleanup_depth -= 1
 
     def load_plugin(self, name: str, line: int) -> Callable[..., Any]:
-        from ._plugins import find_plugin
+        from ._plugins import OWN_PLUGINS, find_plugin, load_own_plugin
 
         factory = self.loaded.get(name)
+        if factory is None and name in OWN_PLUGINS:
+            factory = self.loaded[name] = load_own_plugin(name)
         if factory is None:
             plugin: Plugin
             try:
@@ -846,8 +860,6 @@ class _Builder:
                         value=node.task.key,
                     )
         known = set(owners) | set(self.variables) | {"context", ARGUMENTS}
-        import jinja2
-
         from .._engine._cleanup import FAILURES_KEY
         from .._engine._needs import Condition
         from .._engine._task import merge_needs
@@ -863,6 +875,8 @@ class _Builder:
             for node in self.for_each_nodes
         ]
         for node, key, value in expressions:
+            import jinja2  # here: a flow without expressions loads without Jinja
+
             try:
                 names = runtime_names(value)
                 unsafe = unsafe_attribute(value)

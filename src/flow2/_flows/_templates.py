@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: A run-time expression; load-time rendering leaves these untouched.
 RUNTIME_EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 _WHOLE_EXPRESSION = re.compile(r"\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*", re.DOTALL)
+#: What makes a text a load-time template: Jinja's delimiters, as configured below.
+_LOAD_TIME_MARKUP = re.compile(r"\{[{%#]")
 #: The name templates reach the environment variables under.
 ENVIRON = "environ"
 #: The variable holding the words after ``--`` (``flow2 run NAME -- ARGS…``): a
@@ -237,10 +239,18 @@ def render_source(
 def _render(
     source: str, file: str, variables: Mapping[str, Any], environ: _RecordingEnviron
 ) -> str:
+    from . import _limits
+
+    if len(source) <= _limits.MAX_TEXT and _LOAD_TIME_MARKUP.search(source) is None:
+        # No {{ }}, {% %} or {# #} (nor ${{ }}): Jinja would give the text back
+        # as it is (the file was read with its line ends made "\n"). Done
+        # here, a flow without templates loads without importing Jinja nor
+        # starting the template thread. See
+        # test_a_flow_without_templates_is_read_as_jinja_would_render_it.
+        return source
     import jinja2
     import jinja2.exceptions
 
-    from . import _limits
     from ._limits import LimitExceeded, TemplateTimeout, call_within, render_bounded
 
     protector = _Protector(source)
