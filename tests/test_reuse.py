@@ -677,3 +677,55 @@ def test_a_changed_description_is_no_reason_to_run_again(tmp_path: Path) -> None
     _run_flow(tmp_path, flow, "--resume")
     assert _ran(tmp_path) == []
     assert explained(tmp_path / ".flow2", "lint")["decision"] == "reused"
+
+
+VARIABLES = """
+name: Variables
+cache: true
+tasks:
+  - name: Plain
+    cmd: echo plain >> ran.txt
+  - name: Versioned
+    cmd: echo versioned ${{ version }} >> ran.txt
+"""
+
+
+def test_a_shell_task_reads_only_the_variables_its_expressions_use(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, VARIABLES)
+    _run_flow(tmp_path, flow)
+    assert _ran(tmp_path) == ["plain", "versioned"]
+    # Another value of a variable the plain command never sees, a new one, and
+    # the words after --: only the task using version runs again.
+    result = flow2_command(
+        "run",
+        flow,
+        "version=2.0",
+        "extra=1",
+        "--display",
+        "plain",
+        "--",
+        "-k",
+        "x",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _ran(tmp_path) == ["versioned"]
+    assert explained(tmp_path / ".flow2", "Versioned")["reason"] == "variable 'version' changed"
+
+
+def test_a_shell_task_subclass_with_its_own_run_reads_every_variable(tmp_path: Path) -> None:
+    ran = Ran(tmp_path)
+
+    class Announce(flow2.ShellTask):
+        async def run(self, context: dict[str, Any]) -> Any:
+            ran.append(str(context.get("greeting")))
+            return await super().run(context)
+
+    def tree() -> flow2.Task:
+        return flow2.SerialTaskGroup("Tree", Announce("Announce", "true"), cache=True)
+
+    run(runner(tmp_path).run(tree(), {"greeting": "hi"}))
+    run(runner(tmp_path).run(tree(), {"greeting": "hello"}))
+    assert ran.names() == ["hi", "hello"]
+    run(runner(tmp_path).run(tree(), {"greeting": "hello"}))
+    assert ran.names() == ["hi", "hello"]

@@ -146,6 +146,13 @@ class Task:
     #: A group that stores its tasks' results, gathered, under its own key
     #: (:class:`flow2.ForEach`): a producer of that key, as a leaf is.
     gathers_results: ClassVar[bool] = False
+    #: Whether the class's :meth:`run` may read any key of the context. A class
+    #: whose ``run`` reads none (:class:`flow2.ShellTask`) says False: its reuse
+    #: key then covers no run variable but those its ``${{ … }}`` use (the
+    #: results of the tasks ordered before it still count: a command may read
+    #: the files they wrote). A subclass overriding ``run`` may read again,
+    #: unless it says False itself.
+    reads_context: ClassVar[bool] = True
 
     #: The task's name, shown everywhere and made into its key.
     name = _SetByInit()

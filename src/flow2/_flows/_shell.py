@@ -126,6 +126,9 @@ class ShellTask(Task):
         flow2.ShellTask("Lint", "ruff check . | tee lint.txt", shell="bash")
     """
 
+    #: Its ``run`` reads nothing from the context: of the run's variables, it
+    #: reads those its ``${{ … }}`` use only (see :attr:`flow2.Task.reads_context`).
+    reads_context = False
     #: The options of :class:`flow2.Task` and the command with what it runs in.
     definition_options = (
         *Task.definition_options,

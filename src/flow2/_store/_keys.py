@@ -189,6 +189,7 @@ class KeyMaker:
         self._orders: dict[int, tuple[Task, str, dict[str, Any]]] = {}
         self._getters: dict[type[Task], Callable[[Task], Any]] = {}
         self._users_classes: dict[type[Task], bool] = {}
+        self._context_free: dict[type[Task], bool] = {}
         self._shared: dict[tuple[int, int, str | None], tuple[Any, Any, SharedParts]] = {}
 
     def parts(
@@ -238,7 +239,12 @@ class KeyMaker:
         if task.outputs:
             own["outputs"] = _digest(json.dumps(list(task.outputs)))
         declared = self._declared_reads(task)
-        names = {*task.needs, *(declared if declared is not None else self.variables)}
+        if declared is not None:
+            names = {*task.needs, *declared}
+        elif self._reads_no_variables(type(task)):
+            names = set(task.needs)
+        else:
+            names = {*task.needs, *self.variables}
         for name in sorted(names) if len(names) > 1 else names:
             if name in self.variables and name not in produced:
                 own[f"variable {name}"] = self._variable_digest(name, context)
@@ -275,14 +281,16 @@ class KeyMaker:
 
     def reads(self, chain: Sequence[Task]) -> set[str]:
         """The context keys the task may read: what it declares (and its needs), or,
-        when it declares nothing, every result stored before it and every variable."""
+        when it declares nothing, every result stored before it and every variable
+        (none for a task whose ``run`` reads nothing from the context)."""
         if self._originals:
             chain = self._whole(chain)
         task = chain[-1]
         declared = declared_reads(task)
         if declared is not None:
             return {*declared, *task.needs}
-        return {*self.earlier_keys(chain), *task.needs, *self.variables}
+        variables = () if self._reads_no_variables(type(task)) else self.variables
+        return {*self.earlier_keys(chain), *task.needs, *variables}
 
     def earlier_keys(self, chain: Sequence[Task]) -> list[str]:
         """The result keys of the tasks ordered before ``chain[-1]``: the earlier
@@ -393,6 +401,16 @@ class KeyMaker:
         if known is None or known[0] is not callback:
             known = self._callables[id(callback)] = (callback, callable_parts(callback))
         return known[1]
+
+    def _reads_no_variables(self, kind: type[Task]) -> bool:
+        """Whether the ``run`` of ``kind`` is that of a class saying it reads nothing
+        from the context (``reads_context = False`` in that very class): such a task
+        reads a run variable only through its ``${{ … }}``, declared already."""
+        known = self._context_free.get(kind)
+        if known is None:
+            owner = next(klass for klass in kind.__mro__ if "run" in vars(klass))
+            known = self._context_free[kind] = vars(owner).get("reads_context", True) is False
+        return known
 
     def _is_users_class(self, kind: type[Task]) -> bool:
         """Whether ``kind`` is defined outside flow2 (its methods are then in the key)."""
