@@ -418,3 +418,24 @@ def test_an_option_naming_a_task_the_named_run_leaves_out_is_an_error(tmp_path: 
         "test": "SUCCESS",
         "release": "SKIPPED",
     }
+
+
+def test_the_commands_read_the_projects_store_from_a_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOW2_STORE")  # the default store, .flow2
+    write_flow(tmp_path, SEVERAL, "flow2.yml")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    below = tmp_path / "sub" / "deeper"
+    assert cli("run", "test", "--display", "none", cwd=below).returncode == 0
+    # flow2 run recorded beside flow2.yml; runs, explain and cache read it there.
+    assert (tmp_path / ".flow2" / "runs.sqlite3").is_file()
+    assert not (below / ".flow2").exists()
+    listed = cli("runs", cwd=below)
+    assert listed.returncode == 0 and "3 succeeded" in listed.stdout, listed.stderr
+    explained = cli("explain", "build", cwd=below)
+    assert explained.returncode == 0, explained.stderr
+    assert "build in run" in explained.stdout
+    # A store of its own in the working directory, or --store, still wins.
+    (below / ".flow2").mkdir()
+    assert "no runs.sqlite3" in cli("runs", cwd=below).stderr

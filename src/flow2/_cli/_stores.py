@@ -1,6 +1,7 @@
 """Where the commands find the run store, a recorded RUN, and the task log files.
 
-The run store is ``--store``, else ``$FLOW2_STORE``, else ``.flow2``; a RUN
+The run store is ``--store``, else ``$FLOW2_STORE``, else ``.flow2`` (the one
+beside the nearest ``flow2.yml`` when the working directory has none); a RUN
 is an id, a unique prefix of one, or ``last``. Every problem with them is a
 :class:`~flow2._cli._arguments.UsageProblem`: one message, exit code 2.
 """
@@ -22,12 +23,25 @@ if TYPE_CHECKING:
 LOG_FOLDER = os.path.join("runs", "{run_id}", "logs")
 
 
-def chosen_store(option: str | None) -> Path:
-    """The run store's directory: ``--store``, else ``$FLOW2_STORE``, else ``.flow2``."""
+def chosen_store(option: str | None, *, nearest: bool = True) -> Path:
+    """The run store's directory: ``--store``, else ``$FLOW2_STORE``, else ``.flow2``.
+
+    :param nearest: when the default ``.flow2`` is not in the working directory,
+        the one beside the nearest ``flow2.yml`` above it: where ``flow2 run``
+        records a project's runs, whichever of its folders it was started in
+        (a command that records says False: it records where it runs)
+    """
     from .._store._database import store_directory
 
     directory = store_directory(option if option is not None else True, os.environ)
     assert directory is not None
+    if nearest and option is None and not os.environ.get("FLOW2_STORE"):
+        if not directory.exists():
+            from ._words import find_default_flow
+
+            flow = find_default_flow()
+            if flow is not None and (flow.parent / directory).is_dir():
+                return flow.parent / directory
     return directory
 
 
