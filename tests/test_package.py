@@ -81,6 +81,18 @@ def test_import_flow2_loads_no_heavy_dependency() -> None:
     assert output.strip() == "[]"
 
 
+def run_script(script: str, folder: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    """``python -c script`` in ``folder``, outside coverage (which imports more)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment_without_coverage(),
+        cwd=folder,
+    )
+
+
 def test_a_run_of_a_flow_without_templates_imports_only_what_it_uses(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -110,14 +122,7 @@ def test_a_run_of_a_flow_without_templates_imports_only_what_it_uses(
         "from flow2._cli import main\n"
         "main(['run', 'flow.yml', '--no-store', '--display', 'none'])\n"
     )
-    shown = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment_without_coverage(),
-        cwd=tmp_path,
-    )
+    shown = run_script(script, tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip().splitlines()[-2:] == ["frozen", "[]"]
 
@@ -143,14 +148,7 @@ def test_commands_are_waited_for_in_the_loop(tmp_path: pathlib.Path) -> None:
         "from flow2._cli import main\n"
         "main(['run', 'flow.yml', '--no-store', '--display', 'none'])\n"
     )
-    shown = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment_without_coverage(),
-        cwd=tmp_path,
-    )
+    shown = run_script(script, tmp_path)
     assert shown.returncode == 1, shown.stderr  # the failed command is seen failing
     assert shown.stdout.strip().splitlines()[-1] == "[]"
 
